@@ -1,0 +1,59 @@
+# cloakflow: `make demo` sets everything up and runs the main flow; `make test` runs the tests.
+PYTHON ?= python3.11
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+export TF_CPP_MIN_LOG_LEVEL ?= 2
+export GX_ANALYTICS_ENABLED ?= false
+export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
+export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS ?= 90
+export MLFLOW_SERVER_ENABLE_JOB_EXECUTION ?= false
+
+PREFECT_PORT ?= 4200
+MLFLOW_PORT  ?= 5000
+DATASET ?= bank-marketing
+ARGS    ?=
+
+.PHONY: setup demo test lint ui deploy benchmark clean
+
+setup: $(STAMP)
+
+# Idempotent: rebuilds the environment only when the lock or the project metadata change.
+$(STAMP): requirements.lock pyproject.toml
+	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "need $(PYTHON) on PATH (set PYTHON=...)"; exit 1; }
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check uv
+	$(BIN)/uv pip install --quiet --python $(BIN)/python -r requirements.lock
+	$(BIN)/uv pip install --quiet --python $(BIN)/python --no-deps -e .
+	touch $(STAMP)
+
+demo: setup
+	$(BIN)/cloakflow run $(DATASET) $(ARGS)
+
+test: setup
+	$(BIN)/python -m pytest $(ARGS)
+
+lint: setup
+	$(BIN)/ruff check flows tasks models tests benchmarks
+
+# Prefect server (UI at http://127.0.0.1:$(PREFECT_PORT)) and MLflow UI (http://127.0.0.1:$(MLFLOW_PORT)),
+# both on loopback only. Ctrl-C stops both.
+ui: setup
+	@echo "Prefect UI: http://127.0.0.1:$(PREFECT_PORT)  MLflow UI: http://127.0.0.1:$(MLFLOW_PORT)"
+	@echo "Runs show up in this Prefect server when started with PREFECT_API_URL=http://127.0.0.1:$(PREFECT_PORT)/api"
+	@trap 'kill 0' INT TERM EXIT; \
+	$(BIN)/mlflow ui --host 127.0.0.1 --port $(MLFLOW_PORT) \
+	    --backend-store-uri $${MLFLOW_TRACKING_URI:-sqlite:///$(CURDIR)/mlflow.db} & \
+	$(BIN)/prefect server start --host 127.0.0.1 --port $(PREFECT_PORT)
+
+# Work pools and deployments from prefect.yaml, against the server in PREFECT_API_URL.
+deploy: setup
+	$(BIN)/prefect work-pool create cpu --type process --overwrite
+	$(BIN)/prefect work-pool create gpu --type process --overwrite
+	$(BIN)/prefect --no-prompt deploy --all
+
+benchmark: setup
+	$(BIN)/python benchmarks/bench_tutorial.py $(ARGS)
+
+clean:
+	rm -rf $(VENV) mlflow.db mlartifacts releases .pytest_cache

@@ -1,0 +1,252 @@
+"""The main flow: ingest -> validate -> split -> preprocess -> autoencoders -> encode -> utility
+-> publish, with every step logged to one MLflow parent run.
+
+Thin orchestration only: the work lives in ``tasks/`` and the models in ``models/``.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Literal
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np
+import polars as pl
+from cloakflow.models.autoencoder import AutoencoderConfig
+from cloakflow.tasks import tracking
+from cloakflow.tasks.ingest import ingest
+from cloakflow.tasks.locate import locate, sha256_file
+from cloakflow.tasks.preprocess import PreprocessError, TablePreprocessor
+from cloakflow.tasks.profile import DatasetProfile, load_profile
+from cloakflow.tasks.publish import PSEUDONYMISATION_STATEMENT, code_version, publish
+from cloakflow.tasks.split import split
+from cloakflow.tasks.train import TrainedModel, train
+from cloakflow.tasks.utility import (
+    evaluate_utility,
+    format_table,
+    importance,
+    plot_importance,
+    utility_table,
+)
+from cloakflow.tasks.validate import DataValidationError, validate
+from prefect import flow, get_run_logger
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.task_runners import ThreadPoolTaskRunner
+from pydantic import BaseModel, Field
+
+
+class RunParameters(BaseModel):
+    """Parameters of one anonymisation run (shown as a form in the Prefect UI)."""
+
+    dataset: str = Field("bank-marketing", description="profile name in deployments/profiles/")
+    input_path: str | None = Field(None, description="table to read instead of the profile's")
+    profile_path: str | None = Field(None, description="profile YAML instead of the named one")
+    out: str = Field("releases", description="folder that receives <dataset>/<run id>/")
+    seed: int = Field(42, description="seeds the split, the models and the evaluation")
+    epochs: int = Field(100, ge=1, description="most epochs per autoencoder (early stopping)")
+    batch_size: int = Field(256, ge=1)
+    folds: int = Field(10, ge=2, description="cross-validation folds")
+    fold_scheme: Literal["stratified-shuffled", "tutorial"] = Field(
+        "stratified-shuffled",
+        description="tutorial = unshuffled folds (on a date-ordered table, a time split)")
+    forest: Literal["lightgbm", "sklearn"] = Field(
+        "lightgbm", description="evaluation forest engine (same model family; see README)")
+    control_fraction: float = Field(
+        0.1, ge=0.0, le=0.5, description="rows held out of training and release (attack control)")
+    importance_rows: int = Field(10_000, ge=0, description="rows scored in permutation importance")
+
+
+class FlowOutcome(BaseModel):
+    """What a run returns: the release folder and the utility table."""
+
+    release: str
+    mlflow_run_id: str
+    table_markdown: str
+
+
+def _timed(timings: dict[str, float], name: str, start: float) -> None:
+    timings[name] = round(time.perf_counter() - start, 2)
+
+
+@flow(name="anonymize", task_runner=ThreadPoolTaskRunner(max_workers=8), log_prints=True)
+def anonymize(params: RunParameters | None = None) -> FlowOutcome:
+    """Encode a sensitive table with autoencoders, measure utility, publish the release."""
+    from prefect.runtime import flow_run
+
+    params = params or RunParameters()
+    logger = get_run_logger()
+    profile = load_profile(params.profile_path or params.dataset)
+    tracking.configure()
+    flow_run_id = str(flow_run.id) if flow_run.id else "none"
+    parent = tracking.start_parent(profile.name, run_name=f"anonymize-{profile.name}", tags={
+        "prefect.flow_run_id": flow_run_id, "cloakflow.dataset": profile.name})
+    tracking.log_params(parent, params.model_dump())
+    try:
+        outcome = _run(params, profile, parent, flow_run_id)
+    except BaseException as exc:
+        tracking.set_tags(parent, {"cloakflow.status": "failed",
+                                   "cloakflow.error": f"{type(exc).__name__}: {exc}"[:4000]})
+        tracking.end_run(parent, "FAILED")
+        raise
+    tracking.set_tags(parent, {"cloakflow.status": "published", "cloakflow.release":
+                               outcome.release})
+    tracking.end_run(parent)
+    logger.info("release folder: %s", outcome.release)
+    return outcome
+
+
+def _run(params: RunParameters, profile: DatasetProfile, parent: str,
+         flow_run_id: str) -> FlowOutcome:
+    timings: dict[str, float] = {}
+    t = time.perf_counter()
+    path = locate(profile, params.input_path)
+    source_sha = sha256_file(Path(path))
+    frame = ingest(path, profile)
+    tracking.log_params(parent, {"source_file": Path(path).name, "source_sha256": source_sha,
+                                 "source_rows": frame.height})
+    _timed(timings, "ingest", t)
+
+    t = time.perf_counter()
+    report = validate(frame, profile, Path(path).name)
+    tracking.log_dict(parent, report.to_dict(), "validation/report.json")
+    _timed(timings, "validate", t)
+    if not report.success:
+        raise DataValidationError(report)
+
+    t = time.perf_counter()
+    target = profile.target.column
+    y_all = (frame.get_column(target).cast(pl.String)
+             == str(profile.target.positive)).to_numpy().astype(np.int8)
+    train_idx, control_idx = split(y_all, params.control_fraction, params.seed)
+    train_frame = frame[train_idx]
+    y = y_all[train_idx]
+    pre = TablePreprocessor(profile).fit(train_frame, Path(path).name)
+    x = pre.transform(train_frame, Path(path).name)
+    if len(control_idx):  # control rows must obey the same rules (e.g. no unseen categories)
+        pre.transform(frame[control_idx], Path(path).name)
+    tracking.log_text(parent, pre.to_json(), "preprocessing/state.json")
+    columns = pre.output_columns
+    slices = pre.group_slices()
+    print(f"preprocessed: {x.shape[0]} rows x {x.shape[1]} columns "
+          f"({', '.join(f'{g}: {len(s)}' for g, s in slices.items())})", flush=True)
+    _timed(timings, "split_preprocess", t)
+
+    # ORIGINAL's evaluations need no model: they run while the autoencoders train.
+    t = time.perf_counter()
+    eval_kw = dict(engine=params.forest, scheme=params.fold_scheme, folds=params.folds,
+                   seed=params.seed)
+    imp_kw = dict(engine=params.forest, seed=params.seed, rows=params.importance_rows)
+    cv_futures = {"ORIGINAL": evaluate_utility.submit("ORIGINAL", x, y, **eval_kw)}
+    imp_futures = {"ORIGINAL": importance.submit("ORIGINAL", x, y, columns, **imp_kw)}
+    config = AutoencoderConfig(epochs=params.epochs, batch_size=params.batch_size)
+    whole = train.submit("whole", x, columns, config, params.seed, parent)
+    groups = {g: train.submit(g, x[:, s], [columns[i] for i in s], config, params.seed, parent)
+              for g, s in slices.items()}
+    whole_model: TrainedModel = whole.result()
+    group_models: dict[str, TrainedModel] = {g: f.result() for g, f in groups.items()}
+    _timed(timings, "train_encode", t)
+
+    t = time.perf_counter()
+    encoded = whole_model.codes
+    encoded_names = [f"latent_{i}" for i in range(encoded.shape[1])]
+    group_encoded = np.hstack([m.codes for m in group_models.values()])
+    group_names = [f"{g}_{i}" for g, m in group_models.items() for i in range(m.codes.shape[1])]
+    cv_futures["ENCODED"] = evaluate_utility.submit("ENCODED", encoded, y, **eval_kw)
+    cv_futures["GROUP_ENCODED"] = evaluate_utility.submit("GROUP_ENCODED", group_encoded, y,
+                                                          **eval_kw)
+    imp_futures["GROUP_ENCODED"] = importance.submit("GROUP_ENCODED", group_encoded, y,
+                                                     group_names, **imp_kw)
+    cv = {k: f.result() for k, f in cv_futures.items()}
+    importances = {k: f.result() for k, f in imp_futures.items()}
+    _timed(timings, "evaluate", t)
+
+    means = {k: v["mean"] for k, v in cv.items()}
+    rows = utility_table(means)
+    table_md = format_table(rows)
+    fold_note = (f"{params.folds}-fold {params.fold_scheme} cross-validation (seed {params.seed}), "
+                 f"forest engine {params.forest}, {len(y)} training rows")
+    print(f"utility ({fold_note}):\n{table_md}", flush=True)
+    _log_utility(parent, means, cv, importances, table_md, fold_note, timings)
+    create_table_artifact(table=rows, key=f"utility-{_artifact_key(profile.name)}",
+                          description=f"Utility of the release: {fold_note}")
+
+    t = time.perf_counter()
+    models = {"whole": whole_model, **group_models}
+    manifest = _manifest(params, profile, Path(path).name, source_sha, parent, flow_run_id,
+                         models, rows, fold_note, len(control_idx))
+    manifest["columns"] = ([{"name": c, "group": "whole", "file": "encoded"}
+                            for c in encoded_names]
+                           + [{"name": c, "group": c.rsplit("_", 1)[0], "file": "group_encoded"}
+                              for c in group_names]
+                           + [{"name": target, "group": "label", "file": "both"}])
+    order = np.random.default_rng(params.seed).permutation(len(y))
+    label = train_frame.get_column(target)[order]
+    tables = {
+        "encoded": pl.DataFrame(encoded[order], schema=encoded_names).with_columns(label),
+        "group_encoded": pl.DataFrame(group_encoded[order], schema=group_names)
+        .with_columns(label),
+    }
+    release = publish(params.out, profile.name, parent, tables, manifest)
+    _timed(timings, "publish", t)
+    tracking.log_dict(parent, manifest, "release/manifest.json")
+    tracking.log_metrics(parent, {f"time.{k}": v for k, v in timings.items()})
+    create_markdown_artifact(
+        key=f"release-{_artifact_key(profile.name)}",
+        markdown=f"# Release `{release}`\n\n{fold_note}\n\n{table_md}\n\n"
+                 f"MLflow run `{parent}`.\n\n> {PSEUDONYMISATION_STATEMENT}\n",
+        description="Published release")
+    return FlowOutcome(release=release, mlflow_run_id=parent, table_markdown=table_md)
+
+
+def _artifact_key(name: str) -> str:
+    return "".join(c if c.isalnum() else "-" for c in name.lower())
+
+
+def _log_utility(parent: str, means: dict, cv: dict, importances: dict, table_md: str,
+                 fold_note: str, timings: dict) -> None:
+    tracking.log_metrics(parent, {f"{ds}.{k}": v for ds, m in means.items() for k, v in m.items()})
+    tracking.log_text(parent, f"{fold_note}\n\n{table_md}\n", "utility/table.md")
+    tracking.log_dict(parent, {"note": fold_note, "cv": cv, "importance": importances,
+                               "timings": timings}, "utility/results.json")
+    with tracking.scratch_dir() as tmp:
+        for name, result in importances.items():
+            png = plot_importance(result, f"Permutation importance, {name} (top 10)",
+                                  str(tmp / f"importance_{name}.png"))
+            tracking.log_file(parent, png, "utility")
+
+
+def _manifest(params: RunParameters, profile: DatasetProfile, source_name: str, source_sha: str,
+              parent: str, flow_run_id: str, models: dict[str, TrainedModel], rows: list,
+              fold_note: str, control_rows: int) -> dict:
+    import mlflow
+
+    return {
+        "dataset": profile.name,
+        "source": {"file": source_name, "sha256": source_sha},
+        "profile": profile.model_dump(mode="json"),
+        "rows": int(len(next(iter(models.values())).codes)),
+        "control_rows": control_rows,
+        "label": profile.target.column,
+        "seed": params.seed,
+        "parameters": params.model_dump(),
+        "folds": {"scheme": params.fold_scheme, "k": params.folds, "forest": params.forest,
+                  "note": fold_note},
+        "utility": rows,
+        "models": {name: m.summary() for name, m in models.items()},
+        "row_order": "rows are shuffled with the run's seed; no source row index or source "
+                     "feature column is included",
+        "mlflow": {"tracking_uri": mlflow.get_tracking_uri(), "run_id": parent,
+                   "experiment": f"cloakflow/{profile.name}"},
+        "prefect_flow_run_id": flow_run_id,
+        "code_version": code_version(),
+        "privacy": {"statement": PSEUDONYMISATION_STATEMENT,
+                    "models_in_release": False,
+                    "measured": "no privacy attacks were run for this release"},
+    }
+
+
+__all__ = ["anonymize", "RunParameters", "FlowOutcome", "PreprocessError",
+           "DataValidationError"]

@@ -1,0 +1,142 @@
+"""MLflow tracking: a local sqlite store by default, one experiment per dataset.
+
+Runs are addressed by id (never through a thread's "active run"), so tasks running in Prefect's
+worker threads can log to the right run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import mlflow
+from mlflow.tracking import MlflowClient
+
+# Logging a Keras model without explicit requirements makes MLflow infer them (~15 s a model).
+KERAS_PIP_REQUIREMENTS = ["keras>=3.10,<4", "tensorflow>=2.21,<2.22", "numpy"]
+
+
+def configure(workdir: str | Path | None = None) -> str:
+    """Point MLflow at ``$MLFLOW_TRACKING_URI`` or at ``sqlite:///<workdir>/mlflow.db``.
+
+    Returns:
+        The tracking URI in use.
+    """
+    uri = os.environ.get("MLFLOW_TRACKING_URI")
+    if not uri:
+        base = Path(workdir or os.getcwd()).resolve()
+        uri = f"sqlite:///{base / 'mlflow.db'}"
+    mlflow.set_tracking_uri(uri)
+    return uri
+
+
+def artifact_root(workdir: str | Path | None = None) -> str:
+    """Artifact folder used for experiments created here (beside the sqlite file)."""
+    return (Path(workdir or os.getcwd()).resolve() / "mlartifacts").as_uri()
+
+
+def experiment_id(dataset: str, workdir: str | Path | None = None) -> str:
+    """The experiment ``cloakflow/<dataset>``, created on first use."""
+    name = f"cloakflow/{dataset}"
+    client = MlflowClient()
+    exp = client.get_experiment_by_name(name)
+    if exp is not None:
+        return exp.experiment_id
+    location = None
+    if mlflow.get_tracking_uri().startswith("sqlite:"):
+        location = f"{artifact_root(workdir)}/{dataset}"
+    return client.create_experiment(name, artifact_location=location)
+
+
+def start_parent(dataset: str, run_name: str, tags: dict[str, str]) -> str:
+    """Create the flow's parent run and return its id."""
+    client = MlflowClient()
+    run = client.create_run(experiment_id(dataset), run_name=run_name, tags=tags)
+    return run.info.run_id
+
+
+def start_child(parent_id: str, run_name: str, tags: dict[str, str] | None = None) -> str:
+    """Create a child run nested under ``parent_id``."""
+    client = MlflowClient()
+    parent = client.get_run(parent_id)
+    run = client.create_run(parent.info.experiment_id, run_name=run_name,
+                            tags={"mlflow.parentRunId": parent_id, **(tags or {})})
+    return run.info.run_id
+
+
+def end_run(run_id: str, status: str = "FINISHED") -> None:
+    MlflowClient().set_terminated(run_id, status=status)
+
+
+def log_params(run_id: str, params: dict[str, Any]) -> None:
+    from mlflow.entities import Param
+
+    MlflowClient().log_batch(run_id, params=[Param(k, str(v)[:6000]) for k, v in params.items()])
+
+
+def log_metrics(run_id: str, metrics: dict[str, float], step: int | None = None) -> None:
+    from mlflow.entities import Metric
+
+    ts = int(__import__("time").time() * 1000)
+    MlflowClient().log_batch(run_id, metrics=[
+        Metric(_metric_key(k), float(v), ts, step or 0) for k, v in metrics.items()])
+
+
+def log_history(run_id: str, history: dict[str, list[float]]) -> None:
+    """Per-epoch curves as stepped metrics (step = epoch, 1-based)."""
+    from mlflow.entities import Metric
+
+    ts = int(__import__("time").time() * 1000)
+    metrics = [Metric(k, float(v), ts, i + 1) for k, vals in history.items()
+               for i, v in enumerate(vals)]
+    client = MlflowClient()
+    for i in range(0, len(metrics), 900):  # log_batch accepts at most 1000 metrics
+        client.log_batch(run_id, metrics=metrics[i:i + 900])
+
+
+def log_dict(run_id: str, obj: Any, artifact_file: str) -> None:
+    MlflowClient().log_text(run_id, json.dumps(obj, indent=1, default=str), artifact_file)
+
+
+def log_text(run_id: str, text: str, artifact_file: str) -> None:
+    MlflowClient().log_text(run_id, text, artifact_file)
+
+
+def log_file(run_id: str, path: str | Path, artifact_path: str | None = None) -> None:
+    MlflowClient().log_artifact(run_id, str(path), artifact_path)
+
+
+def log_keras_model(run_id: str, model: Any, name: str = "model") -> None:
+    """Log a Keras 3 model into a run with ``mlflow.keras`` (explicit pip requirements)."""
+    import mlflow.keras
+
+    with _resumed(run_id):
+        mlflow.keras.log_model(model, name=name, pip_requirements=KERAS_PIP_REQUIREMENTS)
+
+
+def set_tags(run_id: str, tags: dict[str, str]) -> None:
+    client = MlflowClient()
+    for k, v in tags.items():
+        client.set_tag(run_id, k, v)
+
+
+@contextmanager
+def _resumed(run_id: str):
+    """Make ``run_id`` the active run of this thread for fluent-API calls, then detach."""
+    with mlflow.start_run(run_id=run_id, nested=mlflow.active_run() is not None):
+        yield
+
+
+def _metric_key(key: str) -> str:
+    return "".join(ch if ch.isalnum() or ch in "_-./ " else "_" for ch in key)
+
+
+@contextmanager
+def scratch_dir():
+    """A temporary folder for artifacts written before logging."""
+    with tempfile.TemporaryDirectory(prefix="cloakflow-") as tmp:
+        yield Path(tmp)
