@@ -35,7 +35,9 @@ class AutoencoderConfig:
     patience: int = 5
     min_delta: float = 1e-4
     steps_per_execution: int = 32
+    validation_batch_size: int = 4096
     max_attempts: int = 3
+    max_init_draws: int = 200
 
     def sizes(self, n_inputs: int) -> tuple[int, int]:
         """Hidden and code widths for ``n_inputs`` columns (at least 1 each)."""
@@ -164,14 +166,15 @@ def _train_once(x: np.ndarray, config: AutoencoderConfig, seed: int,
     n_val = max(int(round(config.validation_fraction * len(x))), 1)
     x_val, x_fit = x[order[:n_val]], x[order[n_val:]]
 
-    autoencoder, encoder, decoder = build_autoencoder(x.shape[1], config, seed)
+    autoencoder, encoder, decoder = _live_initialisation(x_fit, config, seed)
     history: dict[str, list[float]] = {"loss": [], "val_loss": []}
     best, best_epoch, best_weights, waited = np.inf, 0, None, 0
     start = time.perf_counter()
     for epoch in range(1, config.epochs + 1):
         batch = x_fit[rng.permutation(len(x_fit))]
         fit = autoencoder.fit(batch, batch, batch_size=config.batch_size, epochs=1,
-                              shuffle=False, validation_data=(x_val, x_val), verbose=0)
+                              shuffle=False, validation_data=(x_val, x_val),
+                              validation_batch_size=config.validation_batch_size, verbose=0)
         metrics = {k: float(v[-1]) for k, v in fit.history.items() if k in history}
         for k, v in metrics.items():
             history[k].append(v)
@@ -189,6 +192,26 @@ def _train_once(x: np.ndarray, config: AutoencoderConfig, seed: int,
     return TrainResult(autoencoder, encoder, decoder, history=history, best_epoch=best_epoch,
                        epochs_run=len(history["loss"]), seconds=time.perf_counter() - start,
                        seed=seed, kept_seconds=time.perf_counter() - start)
+
+
+def _live_initialisation(x: np.ndarray, config: AutoencoderConfig, seed: int):
+    """Build the model, redrawing initial weights until every output unit is active.
+
+    With ReLU on the output, a unit whose pre-activation is negative on every row outputs 0 and
+    gets no gradient: its column is never reconstructed, so the code never learns it. Such
+    draws are rejected (derived seeds ``seed + k * RESTART_STRIDE + 1``); after
+    ``config.max_init_draws`` draws the draw with the most live units is used.
+    """
+    sample = x[: min(len(x), 4096)]
+    best, best_live = None, -1
+    for draw in range(config.max_init_draws):
+        models = build_autoencoder(x.shape[1], config, seed + draw * (RESTART_STRIDE + 1))
+        live = int((np.asarray(models[0](sample)) > 0).any(axis=0).sum())
+        if live > best_live:
+            best, best_live = models, live
+        if live == x.shape[1]:
+            break
+    return best
 
 
 def encode(encoder, x: np.ndarray, batch_size: int = 8192) -> np.ndarray:
