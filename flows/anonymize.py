@@ -18,6 +18,11 @@ os.environ.setdefault("TF_NUM_INTRAOP_THREADS", "1")
 
 import numpy as np
 import polars as pl
+from prefect import flow, get_run_logger
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.task_runners import ThreadPoolTaskRunner
+from pydantic import BaseModel, Field
+
 from cloakflow.models.autoencoder import AutoencoderConfig
 from cloakflow.tasks import tracking
 from cloakflow.tasks.ingest import ingest
@@ -35,10 +40,6 @@ from cloakflow.tasks.utility import (
     utility_table,
 )
 from cloakflow.tasks.validate import DataValidationError, validate
-from prefect import flow, get_run_logger
-from prefect.artifacts import create_markdown_artifact, create_table_artifact
-from prefect.task_runners import ThreadPoolTaskRunner
-from pydantic import BaseModel, Field
 
 
 class RunParameters(BaseModel):

@@ -5,8 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import polars as pl
-from cloakflow.tasks.profile import DatasetProfile
 from prefect import task
+
+from cloakflow.tasks.profile import DatasetProfile
 
 
 class IngestError(ValueError):

@@ -14,8 +14,9 @@ import urllib.request
 import zipfile
 from pathlib import Path
 
-from cloakflow.tasks.profile import DatasetProfile
 from prefect import task
+
+from cloakflow.tasks.profile import DatasetProfile
 
 DATA_DIR_ENV = "CLOAKFLOW_DATA_DIR"
 CACHE_ENV = "CLOAKFLOW_CACHE_DIR"

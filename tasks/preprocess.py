@@ -13,6 +13,7 @@ from typing import Any, Literal
 
 import numpy as np
 import polars as pl
+
 from cloakflow.tasks.profile import DatasetProfile
 
 

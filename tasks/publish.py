@@ -12,8 +12,9 @@ from pathlib import Path
 from typing import Any
 
 import polars as pl
-from cloakflow.tasks.profile import REPO_ROOT
 from prefect import task
+
+from cloakflow.tasks.profile import REPO_ROOT
 
 PSEUDONYMISATION_STATEMENT = (
     "The feature columns of this release are latent codes of deterministic autoencoders: a "

@@ -5,9 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from prefect import task
+
 from cloakflow.models.autoencoder import AutoencoderConfig, TrainResult, encode, train_autoencoder
 from cloakflow.tasks import tracking
-from prefect import task
 
 
 @dataclass

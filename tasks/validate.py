@@ -13,8 +13,9 @@ from pathlib import Path
 from typing import Any
 
 import polars as pl
-from cloakflow.tasks.profile import DatasetProfile
 from prefect import task
+
+from cloakflow.tasks.profile import DatasetProfile
 
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
 

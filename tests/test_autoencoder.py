@@ -21,8 +21,9 @@ def test_tutorial_architecture():
     auto, enc, dec = build_autoencoder(62, cfg, seed=1)
     assert cfg.sizes(62) == (46, 31)
     assert enc.output_shape == (None, 31) and dec.output_shape == (None, 62)
-    dense = [l for l in auto.layers[1].layers + auto.layers[2].layers if hasattr(l, "units")]
-    assert [l.units for l in dense] == [46, 31, 46, 62]
+    layers = auto.layers[1].layers + auto.layers[2].layers
+    dense = [layer for layer in layers if hasattr(layer, "units")]
+    assert [layer.units for layer in dense] == [46, 31, 46, 62]
     assert dense[-1].activation.__name__ == "relu" and dense[1].activation.__name__ == "linear"
     assert auto.count_params() == 62 * 46 + 46 + 46 * 31 + 31 + 31 * 46 + 46 + 46 * 62 + 62
     assert cfg.sizes(1) == (1, 1)

@@ -77,6 +77,7 @@ def test_default_suite_from_declared_columns(tiny_profile, tiny_frame):
 
 
 def test_report_round_trips_to_dict(tiny_profile, tiny_frame):
-    report = validate_frame(tiny_frame.drop("city"), default_suite(tiny_profile), Path("t.csv").name)
+    report = validate_frame(tiny_frame.drop("city"), default_suite(tiny_profile),
+                            Path("t.csv").name)
     d = report.to_dict()
     assert d["success"] is False and d["failures"][0]["column"] == "city"
