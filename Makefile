@@ -50,7 +50,7 @@ ui: setup
 deploy: setup
 	$(BIN)/prefect work-pool create cpu --type process --overwrite
 	$(BIN)/prefect work-pool create gpu --type process --overwrite
-	$(BIN)/prefect --no-prompt deploy --all
+	CLOAKFLOW_HOME=$${CLOAKFLOW_HOME:-$(CURDIR)} $(BIN)/prefect --no-prompt deploy --all
 
 benchmark: setup
 	$(BIN)/python benchmarks/bench_tutorial.py $(ARGS)

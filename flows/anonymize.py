@@ -12,9 +12,6 @@ from pathlib import Path
 from typing import Literal
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-# Several small models train at once in threads: one intra-op thread each avoids
-# oversubscribing the cores (measured: 8% less CPU on 2 cores). Set it to 0 to let TF choose.
-os.environ.setdefault("TF_NUM_INTRAOP_THREADS", "1")
 
 import numpy as np
 import polars as pl
