@@ -41,12 +41,18 @@ VIEWS = ["ORIGINAL", "ENCODED", "GROUP_ENCODED"]
 def timed(cmd: list[str], env: dict[str, str], log: Path) -> dict:
     """Run ``cmd`` under /usr/bin/time -v; return wall, CPU and peak RSS."""
     print(f"$ {' '.join(cmd)}", flush=True)
+    time_log = log.with_suffix(".time")
     with open(log, "w") as fh:
-        proc = subprocess.run(["/usr/bin/time", "-v", *cmd], env=env, stdout=fh,
-                              stderr=subprocess.STDOUT, text=True)
-    text = log.read_text()
+        proc = subprocess.run(["/usr/bin/time", "-v", "-o", str(time_log), *cmd], env=env,
+                              stdout=fh, stderr=subprocess.STDOUT, text=True)
     if proc.returncode != 0:
-        sys.exit(f"command failed ({proc.returncode}); see {log}\n{text[-3000:]}")
+        sys.exit(f"command failed ({proc.returncode}); see {log}\n{log.read_text()[-3000:]}")
+    return read_time(time_log, log)
+
+
+def read_time(time_log: Path, log: Path) -> dict:
+    """Wall, CPU and peak RSS from a ``/usr/bin/time -v`` report."""
+    text = time_log.read_text()
 
     def grab(label: str) -> str:
         m = re.search(rf"{re.escape(label)}: (.+)", text)
@@ -94,7 +100,7 @@ def run_flow(csv: str, args, out: Path, env: dict[str, str], name: str,
     cmd = [str(Path(sys.executable).with_name("cloakflow")), "run", args.dataset, "--input", csv,
            "--control-fraction", "0", "--fold-scheme", args.scheme, "--folds", str(args.folds),
            "--seed", str(args.seed), "--epochs", str(args.epochs), "--forest", forest,
-           "--out", str(out / "releases")]
+           "--out", str(out / "releases"), "--no-cache"]  # time the work, not a cache hit
     res = timed(cmd, env, out / f"{name}.log")
     release = Path(Path(res["log"]).read_text().strip().splitlines()[-1])
     res["release"] = str(release)
@@ -127,7 +133,9 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=42)
     ap.add_argument("--compare-engines", action="store_true")
     ap.add_argument("--temporary-server", action="store_true")
-    ap.add_argument("--skip-reference", action="store_true")
+    ap.add_argument("--reuse-reference", default=None, metavar="DIR",
+                    help="use the reference results an earlier run of this script left in DIR "
+                         "(reported as reused) instead of running it again")
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
 
@@ -147,16 +155,26 @@ def main() -> None:
     print(f"benchmark: {csv}, scheme {args.scheme}, {args.folds} folds, seed {args.seed}, "
           f"{os.cpu_count()} CPUs, load {os.getloadavg()}", flush=True)
 
-    if not args.skip_reference:
+    if args.reuse_reference:
+        ref_dir = Path(args.reuse_reference).resolve()
+        ref = read_time(ref_dir / "reference.time", ref_dir / "reference.log")
+        ref["reused_from"] = str(ref_dir)
+    else:
         cmd = [sys.executable, args.reference, csv, "--out", str(out / "reference"),
                "--cv", str(args.folds), "--epochs", str(args.epochs)]
         if args.scheme == "stratified-shuffled":
             cmd.append("--shuffle")
         ref = timed(cmd, env, out / "reference.log")
-        data = json.loads((out / "reference" / "results.json").read_text())
-        ref["utility"] = data["cv_mean"]
-        ref["stages"] = data["stages"]
-        results["reference"] = ref
+        ref_dir = out
+    data = json.loads((ref_dir / "reference" / "results.json").read_text())
+    if data["settings"]["shuffle"] != (args.scheme == "stratified-shuffled") or \
+            data["settings"]["cv"] != args.folds:
+        sys.exit(f"reference results in {ref_dir} used other folds: {data['settings']}")
+    ref["utility"] = data["cv_mean"]
+    ref["stages"] = data["stages"]
+    ref["finished_at"] = datetime.fromtimestamp(
+        (ref_dir / "reference" / "results.json").stat().st_mtime, UTC).isoformat(timespec="seconds")
+    results["reference"] = ref
 
     if args.temporary_server:
         results["flow (temporary server)"] = run_flow(csv, args, out, env, "flow_temporary")

@@ -28,14 +28,15 @@ from cloakflow.tasks.preprocess import PreprocessError, TablePreprocessor
 from cloakflow.tasks.profile import DatasetProfile, load_profile
 from cloakflow.tasks.publish import PSEUDONYMISATION_STATEMENT, code_version, publish
 from cloakflow.tasks.split import split
-from cloakflow.tasks.train import TrainedModel, train
+from cloakflow.tasks.train import TrainedModel
+from cloakflow.tasks.train import train as train_task
+from cloakflow.tasks.utility import evaluate_utility as evaluate_task
 from cloakflow.tasks.utility import (
-    evaluate_utility,
     format_table,
-    importance,
     plot_importance,
     utility_table,
 )
+from cloakflow.tasks.utility import importance as importance_task
 from cloakflow.tasks.validate import DataValidationError, validate
 
 
@@ -58,6 +59,8 @@ class RunParameters(BaseModel):
     control_fraction: float = Field(
         0.1, ge=0.0, le=0.5, description="rows held out of training and release (attack control)")
     importance_rows: int = Field(10_000, ge=0, description="rows scored in permutation importance")
+    use_cache: bool = Field(
+        True, description="reuse finished models and evaluations of an earlier identical run")
 
 
 class FlowOutcome(BaseModel):
@@ -140,6 +143,10 @@ def _run(params: RunParameters, profile: DatasetProfile, parent: str,
     eval_kw = dict(engine=params.forest, scheme=params.fold_scheme, folds=params.folds,
                    seed=params.seed)
     imp_kw = dict(engine=params.forest, seed=params.seed, rows=params.importance_rows)
+    refresh = not params.use_cache
+    evaluate_utility = evaluate_task.with_options(refresh_cache=refresh)
+    importance = importance_task.with_options(refresh_cache=refresh)
+    train = train_task.with_options(refresh_cache=refresh)
     cv_futures = {"ORIGINAL": evaluate_utility.submit("ORIGINAL", x, y, **eval_kw)}
     imp_futures = {"ORIGINAL": importance.submit("ORIGINAL", x, y, columns, **imp_kw)}
     config = AutoencoderConfig(epochs=params.epochs, batch_size=params.batch_size)
@@ -147,6 +154,7 @@ def _run(params: RunParameters, profile: DatasetProfile, parent: str,
     groups = {g: train.submit(g, x[:, s], [columns[i] for i in s], config, params.seed, parent)
               for g, s in slices.items()}
     whole_model: TrainedModel = whole.result()
+    futures = {"whole": whole, **groups}
     encoded = whole_model.codes
     encoded_names = [f"latent_{i}" for i in range(encoded.shape[1])]
     cv_futures["ENCODED"] = evaluate_utility.submit("ENCODED", encoded, y, **eval_kw)
@@ -163,6 +171,14 @@ def _run(params: RunParameters, profile: DatasetProfile, parent: str,
     cv = {k: f.result() for k, f in cv_futures.items()}
     importances = {k: f.result() for k, f in imp_futures.items()}
     _timed(timings, "evaluate", t)
+    reused = sorted(
+        [f"model:{k}" for k, f in futures.items() if f.state.name == "Cached"]
+        + [f"utility:{k}" for k, f in cv_futures.items() if f.state.name == "Cached"]
+        + [f"importance:{k}" for k, f in imp_futures.items() if f.state.name == "Cached"])
+    if reused:
+        print(f"reused from the cache of an earlier identical run: {', '.join(reused)}",
+              flush=True)
+        tracking.set_tags(parent, {"cloakflow.reused_from_cache": ",".join(reused)})
 
     means = {k: v["mean"] for k, v in cv.items()}
     rows = utility_table(means)
@@ -178,6 +194,7 @@ def _run(params: RunParameters, profile: DatasetProfile, parent: str,
     models = {"whole": whole_model, **group_models}
     manifest = _manifest(params, profile, Path(path).name, source_sha, parent, flow_run_id,
                          models, rows, fold_note, len(control_idx))
+    manifest["reused_from_cache"] = reused
     manifest["columns"] = ([{"name": c, "group": "whole", "file": "encoded"}
                             for c in encoded_names]
                            + [{"name": c, "group": c.rsplit("_", 1)[0], "file": "group_encoded"}

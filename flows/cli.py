@@ -36,6 +36,8 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--control-fraction", type=float, default=0.1,
                      help="share of rows held out of training and release (default 0.1)")
     run.add_argument("--importance-rows", type=int, default=10_000)
+    run.add_argument("--no-cache", dest="use_cache", action="store_false",
+                     help="recompute every step instead of reusing an identical earlier run's")
     run.add_argument("--seed", type=int, default=42)
     run.add_argument("--out", default="releases", help="release folder (default: releases/)")
     return ap

@@ -7,8 +7,10 @@ from dataclasses import dataclass
 import numpy as np
 from prefect import task
 
+from cloakflow.models import autoencoder as autoencoder_module
 from cloakflow.models.autoencoder import AutoencoderConfig, TrainResult, encode, train_autoencoder
 from cloakflow.tasks import tracking
+from cloakflow.tasks.caching import CACHE_EXPIRATION, step_policy
 
 
 @dataclass
@@ -70,13 +72,18 @@ def fit_and_encode(name: str, x: np.ndarray, columns: list[str], config: Autoenc
         tracking.log_history(run_id, result.history)
         tracking.log_metrics(run_id, {k: v for k, v in s.items()
                                       if isinstance(v, (int, float)) and k != "mlflow_run_id"})
-        tracking.log_keras_model(run_id, result.autoencoder, name="autoencoder")
+        tracking.log_keras_model(run_id, result.autoencoder, x[:5], name="autoencoder")
         tracking.end_run(run_id)
     return trained
 
 
-@task(name="train-autoencoder")
+@task(name="train-autoencoder", persist_result=True, cache_expiration=CACHE_EXPIRATION,
+      cache_policy=step_policy(autoencoder_module, exclude=("parent_run_id",)))
 def train(name: str, x: np.ndarray, columns: list[str], config: AutoencoderConfig, seed: int,
           parent_run_id: str | None = None) -> TrainedModel:
-    """Prefect task: one autoencoder; the flow submits the group models in parallel."""
+    """Prefect task: one autoencoder; the flow submits the group models in parallel.
+
+    Cached on its inputs and the model code: a rerun after a crash reuses a finished model (and
+    the MLflow child run that holds it) instead of training it again.
+    """
     return fit_and_encode(name, x, columns, config, seed, parent_run_id)

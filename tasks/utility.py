@@ -16,12 +16,15 @@ impurity-decrease splits):
 
 from __future__ import annotations
 
+import sys
 import time
 from typing import Any, Literal
 
 import numpy as np
 from prefect import task
 from sklearn.base import BaseEstimator, ClassifierMixin
+
+from cloakflow.tasks.caching import CACHE_EXPIRATION, step_policy
 
 SCORING = ["balanced_accuracy", "f1_weighted", "roc_auc", "average_precision"]
 FoldScheme = Literal["stratified-shuffled", "tutorial"]
@@ -217,7 +220,12 @@ def format_table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-@task(name="evaluate-utility")
+# cached on inputs + this module's source: a rerun after a crash skips finished evaluations
+_CACHE = dict(persist_result=True, cache_expiration=CACHE_EXPIRATION,
+              cache_policy=step_policy(sys.modules[__name__]))
+
+
+@task(name="evaluate-utility", **_CACHE)
 def evaluate_utility(name: str, X: np.ndarray, y: np.ndarray, engine: Engine,
                      scheme: FoldScheme, folds: int, seed: int, n_jobs: int = 1
                      ) -> dict[str, Any]:
@@ -232,7 +240,7 @@ def evaluate_utility(name: str, X: np.ndarray, y: np.ndarray, engine: Engine,
     return res
 
 
-@task(name="permutation-importance")
+@task(name="permutation-importance", **_CACHE)
 def importance(name: str, X: np.ndarray, y: np.ndarray, names: list[str], engine: Engine,
                seed: int, rows: int) -> dict[str, Any]:
     """Prefect task: permutation importance of one view of the table."""

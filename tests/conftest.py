@@ -4,6 +4,7 @@ temporary sqlite file, and one Prefect test server for the whole session."""
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +15,8 @@ import yaml
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+# cached task results of this session only: no test may reuse a result from an earlier session
+os.environ["PREFECT_RESULTS_LOCAL_STORAGE_PATH"] = tempfile.mkdtemp(prefix="cloakflow-results-")
 
 from cloakflow.tasks.profile import DatasetProfile  # noqa: E402
 

@@ -116,7 +116,7 @@ def test_corrupted_input_publishes_nothing(prefect_harness, workdir: Path, bank_
 def test_same_seed_same_release(prefect_harness, workdir: Path, tiny_files):
     csv, profile = tiny_files
     kw = dict(input_path=str(csv), profile_path=str(profile), epochs=2, folds=2,
-              importance_rows=100)
+              importance_rows=100, use_cache=False)  # both runs compute everything
     first = Path(anonymize(fast(**kw)).release)
     second = Path(anonymize(fast(**kw)).release)
     assert first != second
@@ -161,3 +161,37 @@ def test_cli_prints_release_last(prefect_harness, workdir: Path, tiny_files, cap
     assert any("| test_roc_auc |" in line for line in out)
     manifest = json.loads((release / "manifest.json").read_text())
     assert manifest["folds"]["scheme"] == "tutorial" and manifest["folds"]["forest"] == "sklearn"
+
+
+def test_rerun_after_a_crash_reuses_finished_steps(prefect_harness, workdir: Path, tiny_files):
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    csv, profile = tiny_files
+    kw = dict(input_path=str(csv), profile_path=str(profile), epochs=2, folds=2,
+              importance_rows=100, seed=11)
+    blocked = workdir / "not-a-folder"
+    blocked.write_text("a file where the release folder should go")
+    with pytest.raises(OSError):  # publish fails after every model and evaluation finished
+        anonymize(fast(out=str(blocked), **kw))
+
+    outcome = anonymize(fast(**kw))
+    manifest = json.loads((Path(outcome.release) / "manifest.json").read_text())
+    assert sorted(manifest["reused_from_cache"]) == sorted(
+        [f"model:{m}" for m in ("whole", "person", "money")]
+        + [f"utility:{v}" for v in ("ORIGINAL", "ENCODED", "GROUP_ENCODED")]
+        + [f"importance:{v}" for v in ("ORIGINAL", "GROUP_ENCODED")])
+
+    run_id = MlflowClient().get_run(outcome.mlflow_run_id).data.tags["prefect.flow_run_id"]
+    with get_client(sync_client=True) as client:
+        task_runs = client.read_task_runs(
+            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[run_id])))
+    states = [t.state.name for t in task_runs if t.name.startswith("train-autoencoder")]
+    assert states == ["Cached"] * 3
+
+    fresh = anonymize(fast(use_cache=False, **kw))
+    fresh_manifest = json.loads((Path(fresh.release) / "manifest.json").read_text())
+    assert fresh_manifest["reused_from_cache"] == []
+    a = pl.read_parquet(Path(outcome.release) / "group_encoded.parquet")
+    b = pl.read_parquet(Path(fresh.release) / "group_encoded.parquet")
+    assert a.equals(b)  # the cached models are the ones a fresh run trains
