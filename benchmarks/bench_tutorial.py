@@ -102,9 +102,12 @@ def run_flow(csv: str, args, out: Path, env: dict[str, str], name: str,
            "--seed", str(args.seed), "--epochs", str(args.epochs), "--forest", forest,
            "--out", str(out / "releases"), "--no-cache"]  # time the work, not a cache hit
     res = timed(cmd, env, out / f"{name}.log")
-    release = Path(Path(res["log"]).read_text().strip().splitlines()[-1])
+    # the CLI prints the release folder last; Prefect may log its shutdown after it
+    lines = Path(res["log"]).read_text().strip().splitlines()
+    release = next(Path(line) for line in reversed(lines)
+                   if line.startswith(str(out)) and (Path(line) / "manifest.json").is_file())
     res["release"] = str(release)
-    res["utility"] = flow_utility(release if release.is_absolute() else REPO / release)
+    res["utility"] = flow_utility(release)
     return res
 
 
