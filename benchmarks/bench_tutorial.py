@@ -10,7 +10,9 @@ so that it cross-validates exactly the rows and folds the reference does. Each r
 
 The flow runs against a Prefect server started here beforehand (as a deployment's worker would
 find one); ``--temporary-server`` also times a run that starts Prefect's temporary server
-itself, as a bare ``cloakflow run`` on a fresh shell does. ``--compare-engines`` adds a flow run
+itself, as a bare ``cloakflow run`` on a fresh shell does. ``--tail-validation`` adds a run whose
+autoencoders validate on the last 30% of rows, as the tutorial's Keras ``validation_split`` does
+(on a date-ordered table: the last period). ``--compare-engines`` adds a flow run
 with the scikit-learn forest: the autoencoders are seeded, so the two runs differ only in the
 forest, which checks the LightGBM forest against scikit-learn's numbers on the same folds.
 
@@ -96,10 +98,11 @@ def flow_utility(release: Path) -> dict[str, dict[str, float]]:
 
 
 def run_flow(csv: str, args, out: Path, env: dict[str, str], name: str,
-             forest: str = "lightgbm") -> dict:
+             forest: str = "lightgbm", validation: str = "random") -> dict:
     cmd = [str(Path(sys.executable).with_name("cloakflow")), "run", args.dataset, "--input", csv,
            "--control-fraction", "0", "--fold-scheme", args.scheme, "--folds", str(args.folds),
            "--seed", str(args.seed), "--epochs", str(args.epochs), "--forest", forest,
+           "--validation", validation,
            "--out", str(out / "releases"), "--no-cache"]  # time the work, not a cache hit
     res = timed(cmd, env, out / f"{name}.log")
     # the CLI prints the release folder last; Prefect may log its shutdown after it
@@ -136,6 +139,8 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=42)
     ap.add_argument("--compare-engines", action="store_true")
     ap.add_argument("--temporary-server", action="store_true")
+    ap.add_argument("--tail-validation", action="store_true",
+                    help="also run the flow with the tutorial's validation rows (the last 30%%)")
     ap.add_argument("--reuse-reference", default=None, metavar="DIR",
                     help="use the reference results an earlier run of this script left in DIR "
                          "(reported as reused) instead of running it again")
@@ -186,6 +191,9 @@ def main() -> None:
     try:
         served = {**env, "PREFECT_API_URL": url}
         results["flow"] = run_flow(csv, args, out, served, "flow")
+        if args.tail_validation:
+            results["flow (tail validation)"] = run_flow(csv, args, out, served, "flow_tail",
+                                                         validation="tail")
         if args.compare_engines:
             results["flow (sklearn forest)"] = run_flow(csv, args, out, served, "flow_sklearn",
                                                         forest="sklearn")

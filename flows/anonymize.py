@@ -50,6 +50,9 @@ class RunParameters(BaseModel):
     seed: int = Field(42, description="seeds the split, the models and the evaluation")
     epochs: int = Field(100, ge=1, description="most epochs per autoencoder (early stopping)")
     batch_size: int = Field(256, ge=1)
+    validation: Literal["random", "tail"] = Field(
+        "random", description="autoencoder validation rows: a seeded random 30%, or the last "
+                              "30% as Keras's validation_split (the tutorial's)")
     folds: int = Field(10, ge=2, description="cross-validation folds")
     fold_scheme: Literal["stratified-shuffled", "tutorial"] = Field(
         "stratified-shuffled",
@@ -149,7 +152,8 @@ def _run(params: RunParameters, profile: DatasetProfile, parent: str,
     train = train_task.with_options(refresh_cache=refresh)
     cv_futures = {"ORIGINAL": evaluate_utility.submit("ORIGINAL", x, y, **eval_kw)}
     imp_futures = {"ORIGINAL": importance.submit("ORIGINAL", x, y, columns, **imp_kw)}
-    config = AutoencoderConfig(epochs=params.epochs, batch_size=params.batch_size)
+    config = AutoencoderConfig(epochs=params.epochs, batch_size=params.batch_size,
+                               validation=params.validation)
     whole = train.submit("whole", x, columns, config, params.seed, parent)
     groups = {g: train.submit(g, x[:, s], [columns[i] for i in s], config, params.seed, parent)
               for g, s in slices.items()}

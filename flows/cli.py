@@ -27,6 +27,9 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--profile", dest="profile_path", help="profile YAML to use")
     run.add_argument("--epochs", type=int, default=100, help="most epochs per autoencoder")
     run.add_argument("--batch-size", type=int, default=256)
+    run.add_argument("--validation", choices=["random", "tail"], default="random",
+                     help="autoencoder validation rows: random 30%% (default) or the last 30%% "
+                          "of the file, as the tutorial's Keras validation_split")
     run.add_argument("--folds", type=int, default=10, help="cross-validation folds")
     run.add_argument("--fold-scheme", choices=["stratified-shuffled", "tutorial"],
                      default="stratified-shuffled",

@@ -32,6 +32,7 @@ class AutoencoderConfig:
     batch_size: int = 256
     learning_rate: float = 1e-3
     validation_fraction: float = 0.3
+    validation: str = "random"  # or "tail": the last rows, as Keras's validation_split
     patience: int = 5
     min_delta: float = 1e-4
     steps_per_execution: int = 32
@@ -162,9 +163,14 @@ RESTART_STRIDE = 1_000_003
 def _train_once(x: np.ndarray, config: AutoencoderConfig, seed: int,
                 on_epoch: EpochCallback | None) -> TrainResult:
     rng = np.random.default_rng(seed)
-    order = rng.permutation(len(x))
     n_val = max(int(round(config.validation_fraction * len(x))), 1)
-    x_val, x_fit = x[order[:n_val]], x[order[n_val:]]
+    if config.validation == "tail":  # the tutorial's validation_split: the last rows
+        x_val, x_fit = x[-n_val:], x[:-n_val]
+    elif config.validation == "random":
+        order = rng.permutation(len(x))
+        x_val, x_fit = x[order[:n_val]], x[order[n_val:]]
+    else:
+        raise ValueError(f"validation must be 'random' or 'tail', not {config.validation!r}")
 
     autoencoder, encoder, decoder = _live_initialisation(x_fit, config, seed)
     history: dict[str, list[float]] = {"loss": [], "val_loss": []}

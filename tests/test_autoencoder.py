@@ -87,3 +87,13 @@ def test_encode_in_batches_matches_one_call(data):
 def test_rejects_bad_shapes():
     with pytest.raises(ValueError, match="2-D"):
         train_autoencoder(np.zeros(5, dtype=np.float32))
+
+
+def test_tail_validation_uses_the_last_rows(data):
+    cfg = AutoencoderConfig(epochs=1, validation="tail", max_attempts=1)
+    res = train_autoencoder(data, cfg, seed=0)
+    tail = data[-180:]  # 30% of 600 rows, in file order
+    mse = float(np.mean((res.autoencoder.predict(tail, verbose=0) - tail) ** 2))
+    assert res.history["val_loss"][0] == pytest.approx(mse, rel=1e-4)
+    with pytest.raises(ValueError, match="validation"):
+        train_autoencoder(data, AutoencoderConfig(validation="first"), seed=0)
