@@ -132,8 +132,6 @@ def _run(params: RunParameters, profile: DatasetProfile, parent: str,
     y = y_all[train_idx]
     pre = TablePreprocessor(profile).fit(train_frame, Path(path).name)
     x = pre.transform(train_frame, Path(path).name)
-    if len(control_idx):  # control rows must obey the same rules (e.g. no unseen categories)
-        pre.transform(frame[control_idx], Path(path).name)
     tracking.log_text(parent, pre.to_json(), "preprocessing/state.json")
     columns = pre.output_columns
     slices = pre.group_slices()
