@@ -61,6 +61,7 @@ class ValidationReport:
     source: str
     suite: str
     evaluated: int
+    passed: int
     failures: list[Failure]
 
     @property
@@ -70,7 +71,7 @@ class ValidationReport:
     def text(self) -> str:
         """Human-readable report naming the file, each failed rule and its column."""
         head = (f"validation of {self.source} against suite {self.suite!r}: "
-                f"{self.evaluated - len(self.failures)}/{self.evaluated} expectations passed")
+                f"{self.passed}/{self.evaluated} expectations passed")
         return "\n".join([head, *(f"  - {f.line()}" for f in self.failures)])
 
     def to_dict(self) -> dict[str, Any]:
@@ -79,6 +80,7 @@ class ValidationReport:
             "suite": self.suite,
             "success": self.success,
             "evaluated": self.evaluated,
+            "passed": self.passed,
             "failures": [f.__dict__ for f in self.failures],
         }
 
@@ -168,7 +170,9 @@ def validate_frame(frame: pl.DataFrame, suite: dict[str, Any], source: str) -> V
     failures = [f for f in failures
                 if f.expectation == "expect_column_to_exist" or f.column not in missing]
     return ValidationReport(source=source, suite=suite["name"],
-                            evaluated=len(result["results"]), failures=failures)
+                            evaluated=len(result["results"]),
+                            passed=sum(r["success"] for r in result["results"]),
+                            failures=failures)
 
 
 @task(name="validate")

@@ -33,6 +33,9 @@ def test_missing_column_is_reported_once(bank):
     assert [(f.expectation, f.column) for f in report.failures] == [
         ("expect_column_to_exist", "marital")]
     assert "cut.csv" in report.text() and "'marital'" in report.text()
+    # exist, not-null and in-set on 'marital' all failed; one line reports them
+    assert report.passed == report.evaluated - 3
+    assert f"{report.passed}/{report.evaluated} expectations passed" in report.text()
 
 
 def test_wrong_type_null_range_and_category(bank):
