@@ -24,7 +24,7 @@ from cloakflow.models.autoencoder import AutoencoderConfig
 from cloakflow.tasks import tracking
 from cloakflow.tasks.ingest import ingest
 from cloakflow.tasks.locate import locate, sha256_file
-from cloakflow.tasks.preprocess import PreprocessError, TablePreprocessor
+from cloakflow.tasks.preprocess import TablePreprocessor
 from cloakflow.tasks.profile import DatasetProfile, load_profile
 from cloakflow.tasks.publish import PSEUDONYMISATION_STATEMENT, code_version, publish
 from cloakflow.tasks.split import split
@@ -268,5 +268,4 @@ def _manifest(params: RunParameters, profile: DatasetProfile, source_name: str, 
     }
 
 
-__all__ = ["anonymize", "RunParameters", "FlowOutcome", "PreprocessError",
-           "DataValidationError"]
+__all__ = ["anonymize", "RunParameters", "FlowOutcome"]

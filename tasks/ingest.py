@@ -8,6 +8,7 @@ import polars as pl
 from prefect import task
 
 from cloakflow.tasks.profile import DatasetProfile
+from cloakflow.tasks.retry import retry_on_io
 
 
 class IngestError(ValueError):
@@ -61,7 +62,7 @@ def read_table(path: str | Path, profile: DatasetProfile) -> pl.DataFrame:
     return frame
 
 
-@task(name="ingest", retries=2, retry_delay_seconds=2)
+@task(name="ingest", retries=2, retry_delay_seconds=2, retry_condition_fn=retry_on_io)
 def ingest(path: str, profile: DatasetProfile) -> pl.DataFrame:
     """Prefect task: read the table; retried on transient I/O errors, never on bad content."""
     frame = read_table(path, profile)

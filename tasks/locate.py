@@ -17,6 +17,7 @@ from pathlib import Path
 from prefect import task
 
 from cloakflow.tasks.profile import DatasetProfile
+from cloakflow.tasks.retry import retry_on_io
 
 DATA_DIR_ENV = "CLOAKFLOW_DATA_DIR"
 CACHE_ENV = "CLOAKFLOW_CACHE_DIR"
@@ -137,7 +138,7 @@ def locate_source(
                             + _where_to_put(profile))
 
 
-@task(name="locate", retries=2, retry_delay_seconds=5)
+@task(name="locate", retries=2, retry_delay_seconds=5, retry_condition_fn=retry_on_io)
 def locate(profile: DatasetProfile, input_path: str | None = None) -> str:
     """Prefect task: resolve the dataset file (retried, since it may download)."""
     return str(locate_source(profile, input_path))

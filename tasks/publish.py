@@ -15,6 +15,7 @@ import polars as pl
 from prefect import task
 
 from cloakflow.tasks.profile import REPO_ROOT
+from cloakflow.tasks.retry import retry_on_io
 
 PSEUDONYMISATION_STATEMENT = (
     "The feature columns of this release are latent codes of deterministic autoencoders: a "
@@ -72,7 +73,7 @@ def write_release(out_dir: str | Path, dataset: str, release_id: str,
     return final
 
 
-@task(name="publish", retries=1, retry_delay_seconds=2)
+@task(name="publish", retries=1, retry_delay_seconds=2, retry_condition_fn=retry_on_io)
 def publish(out_dir: str, dataset: str, release_id: str, tables: dict[str, pl.DataFrame],
             manifest: dict[str, Any]) -> str:
     """Prefect task: atomic publish (retried once on I/O errors)."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -81,7 +82,7 @@ def log_params(run_id: str, params: dict[str, Any]) -> None:
 def log_metrics(run_id: str, metrics: dict[str, float], step: int | None = None) -> None:
     from mlflow.entities import Metric
 
-    ts = int(__import__("time").time() * 1000)
+    ts = int(time.time() * 1000)
     MlflowClient().log_batch(run_id, metrics=[
         Metric(_metric_key(k), float(v), ts, step or 0) for k, v in metrics.items()])
 
@@ -90,7 +91,7 @@ def log_history(run_id: str, history: dict[str, list[float]]) -> None:
     """Per-epoch curves as stepped metrics (step = epoch, 1-based)."""
     from mlflow.entities import Metric
 
-    ts = int(__import__("time").time() * 1000)
+    ts = int(time.time() * 1000)
     metrics = [Metric(k, float(v), ts, i + 1) for k, vals in history.items()
                for i, v in enumerate(vals)]
     client = MlflowClient()

@@ -89,3 +89,19 @@ def test_locate_task_fn(isolated: Path):
     f = isolated / "mine.csv"
     f.write_bytes(PAYLOAD)
     assert locate.fn(profile_with_source(), str(f)) == str(f)
+
+
+def test_only_transient_io_errors_are_retried():
+    from cloakflow.tasks.ingest import IngestError
+    from cloakflow.tasks.retry import transient
+
+    try:
+        try:
+            raise ConnectionResetError("peer reset")
+        except OSError as exc:
+            raise DataNotFoundError("could not download") from exc
+    except DataNotFoundError as wrapped:
+        assert transient(wrapped)
+    assert not transient(DataNotFoundError("no local copy"))
+    assert not transient(IngestError("bad.csv: file is empty"))
+    assert not transient(FileNotFoundError("absent.csv"))
