@@ -59,6 +59,7 @@ class TrainResult:
     best_epoch: int = 0
     epochs_run: int = 0
     seconds: float = 0.0
+    total_seconds: float = 0.0
     attempts: int = 1
     seed: int = 0
 
@@ -69,9 +70,7 @@ class TrainResult:
     @property
     def seconds_per_epoch(self) -> float:
         """Mean seconds per epoch of the kept attempt (restarts excluded)."""
-        return self.kept_seconds / max(self.epochs_run, 1)
-
-    kept_seconds: float = 0.0
+        return self.seconds / max(self.epochs_run, 1)
 
 
 def build_autoencoder(n_inputs: int, config: AutoencoderConfig, seed: int):
@@ -153,7 +152,7 @@ def train_autoencoder(
             best = result
         if result.best_epoch > 1 or result.epochs_run == 1:
             break
-    best.attempts, best.seconds = attempt + 1, seconds
+    best.attempts, best.total_seconds = attempt + 1, seconds
     return best
 
 
@@ -197,7 +196,7 @@ def _train_once(x: np.ndarray, config: AutoencoderConfig, seed: int,
         autoencoder.set_weights(best_weights)
     return TrainResult(autoencoder, encoder, decoder, history=history, best_epoch=best_epoch,
                        epochs_run=len(history["loss"]), seconds=time.perf_counter() - start,
-                       seed=seed, kept_seconds=time.perf_counter() - start)
+                       seed=seed)
 
 
 def _live_initialisation(x: np.ndarray, config: AutoencoderConfig, seed: int):

@@ -60,7 +60,7 @@ class TablePreprocessor:
             kind = self.profile.columns.get(col) or (
                 "numeric" if series.dtype.is_numeric() else "categorical"
             )
-            self._check_nulls(series, source, fitted=False)
+            self._check_nulls(series, source)
             if kind == "numeric":
                 values = self._as_float(series, source)
                 spec = ColumnSpec(col, group, "numeric",
@@ -88,7 +88,7 @@ class TablePreprocessor:
         return np.hstack(blocks).astype(np.float32, copy=False)
 
     def _transform_column(self, series: pl.Series, spec: ColumnSpec, source: str) -> np.ndarray:
-        series = self._check_nulls(series, source, fitted=True, spec=spec)
+        series = self._check_nulls(series, source, spec)
         if spec.kind == "numeric":
             values = self._as_float(series, source)
             span = spec.maximum - spec.minimum or 1.0
@@ -142,8 +142,9 @@ class TablePreprocessor:
                 i += 1
         return out
 
-    def _check_nulls(self, series: pl.Series, source: str, fitted: bool,
+    def _check_nulls(self, series: pl.Series, source: str,
                      spec: ColumnSpec | None = None) -> pl.Series:
+        """Apply the profile's missing rule; ``spec`` (fitted state) supplies the fill value."""
         nulls = series.null_count()
         if series.dtype.is_float():
             nulls += int(series.is_nan().sum() or 0)
@@ -154,7 +155,7 @@ class TablePreprocessor:
                 f"{source}: column {series.name!r}: {nulls} null values (rule missing=error; set "
                 "missing: impute in the profile to fill them from training rows)"
             )
-        if not fitted or spec is None:
+        if spec is None:  # fitting: statistics are taken over the non-null values
             return series
         if series.dtype.is_float():
             series = series.fill_nan(None)

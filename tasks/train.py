@@ -31,7 +31,7 @@ class TrainedModel:
             "epochs_run": r.epochs_run,
             "best_epoch": r.best_epoch,
             "best_val_loss": round(r.best_val_loss, 6),
-            "seconds": round(r.seconds, 2),
+            "seconds": round(r.total_seconds, 2),
             "seconds_per_epoch": round(r.seconds_per_epoch, 3),
             "attempts": r.attempts,
             "init_seed": r.seed,
@@ -52,16 +52,18 @@ def fit_and_encode(name: str, x: np.ndarray, columns: list[str], config: Autoenc
                                      "hidden": hidden, "code": code, "rows": len(x),
                                      "columns": ",".join(columns)})
 
+    started = False
+
     def progress(epoch: int, m: dict[str, float]) -> None:
-        if epoch == 1 and progress.started:
+        nonlocal started
+        if epoch == 1 and started:
             print(f"  [{name}] no improvement after the first epoch: restarting from a derived "
                   "seed", flush=True)
-        progress.started = True
+        started = True
         if epoch == 1 or epoch % log_every == 0:
             print(f"  [{name}] epoch {epoch}/{config.epochs}: loss {m['loss']:.5f} "
                   f"val_loss {m['val_loss']:.5f}", flush=True)
 
-    progress.started = False
     result = train_autoencoder(x, config, seed=seed, on_epoch=progress)
     codes = encode(result.encoder, x)
     trained = TrainedModel(name, columns, result, codes, run_id)
