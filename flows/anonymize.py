@@ -1,5 +1,5 @@
 """The main flow: ingest -> validate -> split -> preprocess -> autoencoders -> encode -> utility
--> publish, with every step logged to one MLflow parent run.
+-> privacy attacks and policy -> publish, with every step logged to one MLflow parent run.
 
 Thin orchestration only: the work lives in ``tasks/`` and the models in ``models/``.
 """
@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import time
-from pathlib import Path
 from typing import Literal
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -20,14 +19,20 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.task_runners import ThreadPoolTaskRunner
 from pydantic import BaseModel, Field
 
+from cloakflow.flows.steps import noisy_codes, prepare, release_targets
 from cloakflow.models.autoencoder import AutoencoderConfig
 from cloakflow.tasks import tracking
-from cloakflow.tasks.ingest import ingest
-from cloakflow.tasks.locate import locate, sha256_file
-from cloakflow.tasks.preprocess import TablePreprocessor
-from cloakflow.tasks.profile import DatasetProfile, load_profile
+from cloakflow.tasks.privacy import (
+    KNOWLEDGE,
+    PolicyViolation,
+    judge,
+    measure_policy,
+    plot_attacks,
+    summary_markdown,
+)
+from cloakflow.tasks.privacy import attack as attack_task
+from cloakflow.tasks.profile import CodeNoise, DatasetProfile, load_profile
 from cloakflow.tasks.publish import PSEUDONYMISATION_STATEMENT, code_version, publish
-from cloakflow.tasks.split import split
 from cloakflow.tasks.train import TrainedModel
 from cloakflow.tasks.train import train as train_task
 from cloakflow.tasks.utility import evaluate_utility as evaluate_task
@@ -37,7 +42,6 @@ from cloakflow.tasks.utility import (
     utility_table,
 )
 from cloakflow.tasks.utility import importance as importance_task
-from cloakflow.tasks.validate import DataValidationError, validate
 
 
 class RunParameters(BaseModel):
@@ -64,6 +68,13 @@ class RunParameters(BaseModel):
     importance_rows: int = Field(10_000, ge=0, description="rows scored in permutation importance")
     use_cache: bool = Field(
         True, description="reuse finished models and evaluations of an earlier identical run")
+    noise_multiplier: float | None = Field(
+        None, ge=0, description="code noise sd in units of the clip norm (default: profile's)")
+    clip_norm: float | None = Field(
+        None, gt=0, description="L2 bound per code vector (default: profile's; none = median)")
+    accept_risk: str | None = Field(
+        None, description="publish even if the privacy policy is crossed; the reason is "
+                          "recorded in the manifest")
 
 
 class FlowOutcome(BaseModel):
@@ -72,6 +83,7 @@ class FlowOutcome(BaseModel):
     release: str
     mlflow_run_id: str
     table_markdown: str
+    privacy_summary: str = ""
 
 
 def _timed(timings: dict[str, float], name: str, start: float) -> None:
@@ -108,36 +120,10 @@ def anonymize(params: RunParameters | None = None) -> FlowOutcome:
 def _run(params: RunParameters, profile: DatasetProfile, parent: str,
          flow_run_id: str) -> FlowOutcome:
     timings: dict[str, float] = {}
-    t = time.perf_counter()
-    path = locate(profile, params.input_path)
-    source_sha = sha256_file(Path(path))
-    frame = ingest(path, profile)
-    tracking.log_params(parent, {"source_file": Path(path).name, "source_sha256": source_sha,
-                                 "source_rows": frame.height})
-    _timed(timings, "ingest", t)
-
-    t = time.perf_counter()
-    report = validate(frame, profile, Path(path).name)
-    tracking.log_dict(parent, report.to_dict(), "validation/report.json")
-    _timed(timings, "validate", t)
-    if not report.success:
-        raise DataValidationError(report)
-
-    t = time.perf_counter()
-    target = profile.target.column
-    y_all = (frame.get_column(target).cast(pl.String)
-             == str(profile.target.positive)).to_numpy().astype(np.int8)
-    train_idx, control_idx = split(y_all, params.control_fraction, params.seed)
-    train_frame = frame[train_idx]
-    y = y_all[train_idx]
-    pre = TablePreprocessor(profile).fit(train_frame, Path(path).name)
-    x = pre.transform(train_frame, Path(path).name)
-    tracking.log_text(parent, pre.to_json(), "preprocessing/state.json")
-    columns = pre.output_columns
-    slices = pre.group_slices()
-    print(f"preprocessed: {x.shape[0]} rows x {x.shape[1]} columns "
-          f"({', '.join(f'{g}: {len(s)}' for g, s in slices.items())})", flush=True)
-    _timed(timings, "split_preprocess", t)
+    data = prepare(profile, params.input_path, params.control_fraction, params.seed, parent,
+                   timings)
+    x, y, columns, slices = data.x, data.y, data.columns, data.pre.group_slices()
+    noise = _noise_setting(params, profile)
 
     # ORIGINAL's evaluations need no model: they run while the autoencoders train.
     t = time.perf_counter()
@@ -157,14 +143,15 @@ def _run(params: RunParameters, profile: DatasetProfile, parent: str,
               for g, s in slices.items()}
     whole_model: TrainedModel = whole.result()
     futures = {"whole": whole, **groups}
-    encoded = whole_model.codes
+    encoded = noisy_codes(whole_model, noise, params.seed, 0)[0]
     encoded_names = [f"latent_{i}" for i in range(encoded.shape[1])]
     cv_futures["ENCODED"] = evaluate_utility.submit("ENCODED", encoded, y, **eval_kw)
     group_models: dict[str, TrainedModel] = {g: f.result() for g, f in groups.items()}
     _timed(timings, "train_encode", t)
 
     t = time.perf_counter()
-    group_encoded = np.hstack([m.codes for m in group_models.values()])
+    targets = release_targets(whole_model, group_models, slices, noise, params.seed)
+    group_encoded = targets[1].codes
     group_names = [f"{g}_{i}" for g, m in group_models.items() for i in range(m.codes.shape[1])]
     cv_futures["GROUP_ENCODED"] = evaluate_utility.submit("GROUP_ENCODED", group_encoded, y,
                                                           **eval_kw)
@@ -193,17 +180,30 @@ def _run(params: RunParameters, profile: DatasetProfile, parent: str,
                           description=f"Utility of the release: {fold_note}")
 
     t = time.perf_counter()
+    print("privacy attacks (see the privacy report for each attacker's knowledge):", flush=True)
+    attack_args = (x, data.x_control, data.records(), data.records(control=True), data.pre,
+                   profile, params.seed)
+    attack_futures = {tg.name: attack_task.submit(tg, *attack_args) for tg in targets}
+    privacy = _privacy_report(profile, {k: f.result() for k, f in attack_futures.items()},
+                              params, noise)
+    _timed(timings, "attacks", t)
+    summary = _log_privacy(parent, privacy, profile)
+    if privacy["policy"]["verdict"] == "blocked":
+        tracking.log_metrics(parent, {f"time.{k}": v for k, v in timings.items()})
+        raise PolicyViolation(privacy["policy"]["crossed"], summary)
+
+    t = time.perf_counter()
     models = {"whole": whole_model, **group_models}
-    manifest = _manifest(params, profile, Path(path).name, source_sha, parent, flow_run_id,
-                         models, rows, fold_note, len(control_idx))
+    manifest = _manifest(params, profile, data.source_name, data.source_sha, parent, flow_run_id,
+                         models, rows, fold_note, len(data.x_control), privacy)
     manifest["reused_from_cache"] = reused
     manifest["columns"] = ([{"name": c, "group": "whole", "file": "encoded"}
                             for c in encoded_names]
                            + [{"name": c, "group": c.rsplit("_", 1)[0], "file": "group_encoded"}
                               for c in group_names]
-                           + [{"name": target, "group": "label", "file": "both"}])
+                           + [{"name": profile.target.column, "group": "label", "file": "both"}])
     order = np.random.default_rng(params.seed).permutation(len(y))
-    label = train_frame.get_column(target)[order]
+    label = data.train_frame.get_column(profile.target.column)[order]
     tables = {
         "encoded": pl.DataFrame(encoded[order], schema=encoded_names).with_columns(label),
         "group_encoded": pl.DataFrame(group_encoded[order], schema=group_names)
@@ -216,9 +216,48 @@ def _run(params: RunParameters, profile: DatasetProfile, parent: str,
     create_markdown_artifact(
         key=f"release-{_artifact_key(profile.name)}",
         markdown=f"# Release `{release}`\n\n{fold_note}\n\n{table_md}\n\n"
+                 f"Privacy verdict: **{privacy['policy']['verdict']}**.\n\n"
                  f"MLflow run `{parent}`.\n\n> {PSEUDONYMISATION_STATEMENT}\n",
         description="Published release")
-    return FlowOutcome(release=release, mlflow_run_id=parent, table_markdown=table_md)
+    return FlowOutcome(release=release, mlflow_run_id=parent, table_markdown=table_md,
+                       privacy_summary=summary)
+
+
+def _noise_setting(params: RunParameters, profile: DatasetProfile) -> CodeNoise:
+    """The profile's code noise, with the run's overrides."""
+    noise = profile.privacy.noise
+    update = {k: v for k, v in (("multiplier", params.noise_multiplier),
+                                ("clip_norm", params.clip_norm)) if v is not None}
+    return noise.model_copy(update=update) if update else noise
+
+
+def _privacy_report(profile: DatasetProfile, releases: dict[str, dict], params: RunParameters,
+                    noise: CodeNoise) -> dict:
+    policy = profile.privacy.policy
+    measured = measure_policy(releases, profile)
+    crossed = judge(measured, policy)
+    verdict = "pass" if not crossed else ("accepted" if params.accept_risk else "blocked")
+    return {"dataset": profile.name, "sensitive": profile.privacy.sensitive,
+            "known_fractions": profile.privacy.known_fractions, "seed": params.seed,
+            "noise": noise.model_dump(), "attacker_knowledge": KNOWLEDGE, "releases": releases,
+            "policy": {"limits": policy.model_dump(), "measured": measured, "crossed": crossed,
+                       "verdict": verdict, "accepted_risk": params.accept_risk if crossed
+                       else None}}
+
+
+def _log_privacy(parent: str, privacy: dict, profile: DatasetProfile) -> str:
+    summary = summary_markdown(privacy)
+    print(summary, flush=True)
+    tracking.log_dict(parent, privacy, "privacy/report.json")
+    tracking.log_text(parent, summary, "privacy/summary.md")
+    tracking.log_metrics(parent, {f"privacy.{r}.{k}": v for r, m in
+                                  privacy["policy"]["measured"].items() for k, v in m.items()})
+    tracking.set_tags(parent, {"cloakflow.privacy_verdict": privacy["policy"]["verdict"]})
+    with tracking.scratch_dir() as tmp:
+        tracking.log_file(parent, plot_attacks(privacy, str(tmp / "inversion.png")), "privacy")
+    create_markdown_artifact(key=f"privacy-{_artifact_key(profile.name)}", markdown=summary,
+                             description="Privacy report of the release")
+    return summary
 
 
 def _artifact_key(name: str) -> str:
@@ -240,7 +279,7 @@ def _log_utility(parent: str, means: dict, cv: dict, importances: dict, table_md
 
 def _manifest(params: RunParameters, profile: DatasetProfile, source_name: str, source_sha: str,
               parent: str, flow_run_id: str, models: dict[str, TrainedModel], rows: list,
-              fold_note: str, control_rows: int) -> dict:
+              fold_note: str, control_rows: int, privacy: dict) -> dict:
     import mlflow
 
     return {
@@ -264,7 +303,11 @@ def _manifest(params: RunParameters, profile: DatasetProfile, source_name: str, 
         "code_version": code_version(),
         "privacy": {"statement": PSEUDONYMISATION_STATEMENT,
                     "models_in_release": False,
-                    "measured": "no privacy attacks were run for this release"},
+                    "control_split": {"rows": control_rows, "fraction": params.control_fraction,
+                                      "seed": params.seed, "stratified_on": profile.target.column},
+                    "verdict": privacy["policy"]["verdict"],
+                    "policy": privacy["policy"],
+                    "report": privacy},
     }
 
 

@@ -15,6 +15,7 @@ os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
 EXIT_BAD_INPUT = 2
+EXIT_POLICY = 3
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -43,6 +44,14 @@ def _parser() -> argparse.ArgumentParser:
                      help="recompute every step instead of reusing an identical earlier run's")
     run.add_argument("--seed", type=int, default=42)
     run.add_argument("--out", default="releases", help="release folder (default: releases/)")
+    run.add_argument("--noise", dest="noise_multiplier", type=float,
+                     help="noise sd on each released code coordinate, in units of the clip norm "
+                          "(default: the profile's privacy.noise.multiplier)")
+    run.add_argument("--clip-norm", type=float,
+                     help="L2 bound per code vector (default: the profile's, or the median norm)")
+    run.add_argument("--accept-risk", metavar="REASON",
+                     help="publish even when the privacy policy is crossed; the reason, limits "
+                          "and measured values go into the manifest")
     return ap
 
 
@@ -58,18 +67,22 @@ def _run(args: argparse.Namespace) -> int:
     from cloakflow.tasks.ingest import IngestError
     from cloakflow.tasks.locate import DataNotFoundError
     from cloakflow.tasks.preprocess import PreprocessError
+    from cloakflow.tasks.privacy import PolicyViolation
     from cloakflow.tasks.profile import ProfileError
     from cloakflow.tasks.validate import DataValidationError
 
     params = RunParameters(**{k: v for k, v in vars(args).items() if k != "command"})
     try:
         outcome = anonymize(params)
-    except DataValidationError as exc:
+    except (DataValidationError, IngestError, PreprocessError, ProfileError, DataNotFoundError) as exc:
         print(f"\nINPUT REJECTED, nothing was published.\n{exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    except (IngestError, PreprocessError, ProfileError, DataNotFoundError) as exc:
-        print(f"\nINPUT REJECTED, nothing was published.\n{exc}", file=sys.stderr)
-        return EXIT_BAD_INPUT
+    except PolicyViolation as exc:
+        print(f"\nRELEASE BLOCKED by the privacy policy, nothing was published.\n{exc}\n"
+              "Add noise (--noise, or privacy.noise in the profile; `cloakflow frontier` shows "
+              "the trade-off) or publish anyway with --accept-risk \"reason\".",
+              file=sys.stderr)
+        return EXIT_POLICY
     print(f"\nUtility ({params.folds}-fold {params.fold_scheme}, forest {params.forest}):")
     print(outcome.table_markdown)
     print(f"MLflow run: {outcome.mlflow_run_id}")

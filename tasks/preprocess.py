@@ -76,18 +76,29 @@ class TablePreprocessor:
         return self
 
     # ------------------------------------------------------------------ forward
-    def transform(self, frame: pl.DataFrame, source: str = "<table>") -> np.ndarray:
+    def transform(self, frame: pl.DataFrame, source: str = "<table>",
+                  unseen: Literal["error", "ignore"] | None = None) -> np.ndarray:
         """Encode a frame into a float32 matrix with columns ``self.output_columns``.
+
+        Args:
+            frame: rows to encode.
+            source: file name used in error messages.
+            unseen: overrides the profile's unseen-category rule (the attack step encodes
+                held-out control rows with ``"ignore"``: a category seen only there is no
+                input error).
 
         Raises:
             PreprocessError: a null where the profile says ``missing: error``, or an unseen
                 category where it says ``unseen: error``; the message names file and column.
         """
         self._require_fitted()
-        blocks = [self._transform_column(frame.get_column(s.name), s, source) for s in self.specs]
+        rule = unseen or self.profile.unseen
+        blocks = [self._transform_column(frame.get_column(s.name), s, source, rule)
+                  for s in self.specs]
         return np.hstack(blocks).astype(np.float32, copy=False)
 
-    def _transform_column(self, series: pl.Series, spec: ColumnSpec, source: str) -> np.ndarray:
+    def _transform_column(self, series: pl.Series, spec: ColumnSpec, source: str,
+                          rule: str) -> np.ndarray:
         series = self._check_nulls(series, source, spec)
         if spec.kind == "numeric":
             values = self._as_float(series, source)
@@ -97,7 +108,7 @@ class TablePreprocessor:
         index = {c: i for i, c in enumerate(spec.categories)}
         codes = np.fromiter((index.get(v, -1) for v in values), dtype=np.int64, count=len(values))
         unseen = codes < 0
-        if unseen.any() and self.profile.unseen == "error":
+        if unseen.any() and rule == "error":
             examples = sorted(set(values[unseen].tolist()))[:5]
             raise PreprocessError(
                 f"{source}: column {spec.name!r}: {int(unseen.sum())} rows have categories not "
@@ -131,6 +142,14 @@ class TablePreprocessor:
     @property
     def output_columns(self) -> list[str]:
         return [c for s in self.specs for c in s.outputs]
+
+    def column_blocks(self) -> list[tuple[ColumnSpec, int, int]]:
+        """Each source column with the [start, stop) range of its output columns."""
+        out, start = [], 0
+        for spec in self.specs:
+            out.append((spec, start, start + len(spec.outputs)))
+            start += len(spec.outputs)
+        return out
 
     def group_slices(self) -> dict[str, list[int]]:
         """Output column indices of each feature group."""

@@ -50,6 +50,65 @@ class Source(BaseModel):
     )
 
 
+class ReleasePolicy(BaseModel):
+    """Limits a release must stay within to be published without ``--accept-risk``.
+
+    Every limit is compared with a measured attack result (see ``tasks/attacks.py``); the
+    attacker knowledge behind each is stated in the privacy report.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_inversion_gain: float = Field(
+        0.05, ge=0, le=1,
+        description="largest accuracy gain over the majority-class baseline of the p = 1% "
+                    "known-plaintext inversion, on any sensitive categorical attribute")
+    max_inversion_r2: float = Field(
+        0.25, le=1, description="largest R^2 of the p = 1% inversion on any sensitive numeric "
+                                "attribute")
+    max_membership_auc: float = Field(
+        0.6, ge=0.5, le=1, description="largest membership-inference AUC against any model")
+    max_reidentification: float = Field(
+        0.01, ge=0, le=1, description="largest share of target rows linked to their own "
+                                      "released row after the p = 1% inversion")
+
+
+class CodeNoise(BaseModel):
+    """Clip every released code vector to an L2 norm bound and add Gaussian noise."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    multiplier: float = Field(
+        0.0, ge=0, description="noise standard deviation per code coordinate, in units of "
+                               "the clip norm (0 = no noise)")
+    clip_norm: float | None = Field(
+        None, gt=0, description="L2 bound per code vector; null = the median norm of each "
+                                "model's codes (data-dependent, stated in the manifest)")
+
+
+class PrivacySettings(BaseModel):
+    """What the attack step treats as sensitive, the policy, and the release noise."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    sensitive: list[str] = Field(
+        default_factory=list, description="attributes the release policy protects")
+    known_fractions: list[float] = Field(
+        default_factory=lambda: [0.001, 0.01, 0.1],
+        description="shares of source rows the known-plaintext attacker holds")
+    anonymeter_attacks: int = Field(500, ge=10, description="attacks per anonymeter evaluator")
+    policy: ReleasePolicy = Field(default_factory=ReleasePolicy)
+    noise: CodeNoise = Field(default_factory=CodeNoise)
+
+    @model_validator(mode="after")
+    def _check(self) -> PrivacySettings:
+        if 0.01 not in self.known_fractions:
+            raise ValueError("known_fractions must include 0.01 (the policy's p = 1% attacker)")
+        if any(not 0 < p < 1 for p in self.known_fractions):
+            raise ValueError("known_fractions must lie strictly between 0 and 1")
+        return self
+
+
 class DatasetProfile(BaseModel):
     """Everything cloakflow needs to know about one table."""
 
@@ -67,6 +126,7 @@ class DatasetProfile(BaseModel):
     columns: dict[str, ColumnKind] = Field(default_factory=dict)
     expectations: str | None = None
     source: Source | None = None
+    privacy: PrivacySettings = Field(default_factory=PrivacySettings)
 
     @model_validator(mode="after")
     def _check_columns(self) -> DatasetProfile:
@@ -83,6 +143,11 @@ class DatasetProfile(BaseModel):
         bad = {self.target.column, *self.drop} & set(seen)
         if bad:
             raise ValueError(f"target or dropped columns listed in a group: {sorted(bad)}")
+        for kind, cols in (("quasi_identifiers", self.quasi_identifiers),
+                           ("privacy.sensitive", self.privacy.sensitive)):
+            unknown = sorted(set(cols) - set(seen))
+            if unknown:
+                raise ValueError(f"{kind} names columns that are in no group: {unknown}")
         return self
 
     @property

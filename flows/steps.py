@@ -1,0 +1,116 @@
+"""Steps shared by the flows: prepare a table for training, and assemble the released code
+tables (with the profile's noise) and the models behind them."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+from cloakflow.tasks import tracking
+from cloakflow.tasks.ingest import ingest
+from cloakflow.tasks.locate import locate, sha256_file
+from cloakflow.tasks.noise import clip_and_noise
+from cloakflow.tasks.preprocess import TablePreprocessor
+from cloakflow.tasks.privacy import ReleaseUnderAttack
+from cloakflow.tasks.profile import CodeNoise, DatasetProfile
+from cloakflow.tasks.split import split
+from cloakflow.tasks.train import TrainedModel
+from cloakflow.tasks.validate import DataValidationError, validate
+
+
+@dataclass
+class Prepared:
+    """A validated, split and preprocessed table."""
+
+    source_name: str
+    source_sha: str
+    source_rows: int
+    train_frame: pl.DataFrame
+    control_frame: pl.DataFrame
+    y: np.ndarray
+    x: np.ndarray
+    x_control: np.ndarray
+    pre: TablePreprocessor
+
+    @property
+    def columns(self) -> list[str]:
+        return self.pre.output_columns
+
+    def records(self, control: bool = False) -> pl.DataFrame:
+        """Feature columns of the training (or control) rows, as source values."""
+        frame = self.control_frame if control else self.train_frame
+        return frame.select(self.pre.profile.features)
+
+
+def prepare(profile: DatasetProfile, input_path: str | None, control_fraction: float, seed: int,
+            parent: str, timings: dict[str, float]) -> Prepared:
+    """locate -> ingest -> validate -> split -> preprocess, logging to the parent MLflow run.
+
+    Raises:
+        DataValidationError: the table breaks its expectation suite (nothing is trained).
+    """
+    t = time.perf_counter()
+    path = locate(profile, input_path)
+    name = Path(path).name
+    source_sha = sha256_file(Path(path))
+    frame = ingest(path, profile)
+    tracking.log_params(parent, {"source_file": name, "source_sha256": source_sha,
+                                 "source_rows": frame.height})
+    timings["ingest"] = round(time.perf_counter() - t, 2)
+
+    t = time.perf_counter()
+    report = validate(frame, profile, name)
+    tracking.log_dict(parent, report.to_dict(), "validation/report.json")
+    timings["validate"] = round(time.perf_counter() - t, 2)
+    if not report.success:
+        raise DataValidationError(report)
+
+    t = time.perf_counter()
+    target = profile.target.column
+    y_all = (frame.get_column(target).cast(pl.String)
+             == str(profile.target.positive)).to_numpy().astype(np.int8)
+    train_idx, control_idx = split(y_all, control_fraction, seed)
+    train_frame, control_frame = frame[train_idx], frame[control_idx]
+    pre = TablePreprocessor(profile).fit(train_frame, name)
+    x = pre.transform(train_frame, name)
+    # control rows are never trained on; a category seen only there encodes as zeros
+    x_control = pre.transform(control_frame, name, unseen="ignore")
+    tracking.log_text(parent, pre.to_json(), "preprocessing/state.json")
+    slices = pre.group_slices()
+    print(f"preprocessed: {x.shape[0]} rows x {x.shape[1]} columns "
+          f"({', '.join(f'{g}: {len(s)}' for g, s in slices.items())}); "
+          f"{len(control_idx)} control rows", flush=True)
+    timings["split_preprocess"] = round(time.perf_counter() - t, 2)
+    return Prepared(name, source_sha, frame.height, train_frame, control_frame,
+                    y_all[train_idx], x, x_control, pre)
+
+
+def noisy_codes(model: TrainedModel, noise: CodeNoise, seed: int, index: int):
+    """One model's released codes under the profile's noise setting (seed derived per model)."""
+    return clip_and_noise(model.codes, noise.multiplier, noise.clip_norm, seed + 7919 * (index + 1))
+
+
+def release_targets(whole: TrainedModel, groups: dict[str, TrainedModel],
+                    slices: dict[str, list[int]], noise: CodeNoise, seed: int,
+                    ) -> tuple[ReleaseUnderAttack, ReleaseUnderAttack]:
+    """The ENCODED and GROUP_ENCODED code tables as released, with the models behind them."""
+    n_features = len(whole.columns)
+    codes, applied = noisy_codes(whole, noise, seed, 0)
+    r = whole.result
+    encoded = ReleaseUnderAttack("ENCODED", codes, [
+        ("whole", r.autoencoder, r.decoder, slice(0, codes.shape[1]), list(range(n_features)))],
+        {"whole": applied.to_dict()})
+    parts, blocks, noise_info, start = [], [], {}, 0
+    for i, (g, m) in enumerate(groups.items(), start=1):
+        c, applied = noisy_codes(m, noise, seed, i)
+        blocks.append(c)
+        parts.append((g, m.result.autoencoder, m.result.decoder,
+                      slice(start, start + c.shape[1]), slices[g]))
+        noise_info[g] = applied.to_dict()
+        start += c.shape[1]
+    group = ReleaseUnderAttack("GROUP_ENCODED", np.hstack(blocks), parts, noise_info)
+    return encoded, group
