@@ -19,7 +19,7 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.task_runners import ThreadPoolTaskRunner
 from pydantic import BaseModel, Field
 
-from cloakflow.flows.steps import noisy_codes, prepare, release_targets
+from cloakflow.flows.steps import encoded_target, group_target, prepare
 from cloakflow.models.autoencoder import AutoencoderConfig
 from cloakflow.tasks import tracking
 from cloakflow.tasks.privacy import (
@@ -72,6 +72,9 @@ class RunParameters(BaseModel):
         None, ge=0, description="code noise sd in units of the clip norm (default: profile's)")
     clip_norm: float | None = Field(
         None, gt=0, description="L2 bound per code vector (default: profile's; none = median)")
+    privacy_attacks: bool = Field(
+        True, description="run the attack step; without it the policy cannot be checked and "
+                          "the release is published only with accept_risk")
     accept_risk: str | None = Field(
         None, description="publish even if the privacy policy is crossed; the reason is "
                           "recorded in the manifest")
@@ -143,15 +146,24 @@ def _run(params: RunParameters, profile: DatasetProfile, parent: str,
               for g, s in slices.items()}
     whole_model: TrainedModel = whole.result()
     futures = {"whole": whole, **groups}
-    encoded = noisy_codes(whole_model, noise, params.seed, 0)[0]
+    # each release is attacked as soon as its models exist (overlapping the evaluations)
+    attack_args = (x, data.x_control, data.records(), data.records(control=True), data.pre,
+                   profile, params.seed)
+    attack_futures = {}
+    target = encoded_target(whole_model, noise, params.seed)
+    encoded = target.codes
     encoded_names = [f"latent_{i}" for i in range(encoded.shape[1])]
     cv_futures["ENCODED"] = evaluate_utility.submit("ENCODED", encoded, y, **eval_kw)
+    if params.privacy_attacks:
+        attack_futures["ENCODED"] = attack_task.submit(target, *attack_args)
     group_models: dict[str, TrainedModel] = {g: f.result() for g, f in groups.items()}
     _timed(timings, "train_encode", t)
 
     t = time.perf_counter()
-    targets = release_targets(whole_model, group_models, slices, noise, params.seed)
-    group_encoded = targets[1].codes
+    target = group_target(group_models, slices, noise, params.seed)
+    group_encoded = target.codes
+    if params.privacy_attacks:
+        attack_futures["GROUP_ENCODED"] = attack_task.submit(target, *attack_args)
     group_names = [f"{g}_{i}" for g, m in group_models.items() for i in range(m.codes.shape[1])]
     cv_futures["GROUP_ENCODED"] = evaluate_utility.submit("GROUP_ENCODED", group_encoded, y,
                                                           **eval_kw)
@@ -180,13 +192,9 @@ def _run(params: RunParameters, profile: DatasetProfile, parent: str,
                           description=f"Utility of the release: {fold_note}")
 
     t = time.perf_counter()
-    print("privacy attacks (see the privacy report for each attacker's knowledge):", flush=True)
-    attack_args = (x, data.x_control, data.records(), data.records(control=True), data.pre,
-                   profile, params.seed)
-    attack_futures = {tg.name: attack_task.submit(tg, *attack_args) for tg in targets}
     privacy = _privacy_report(profile, {k: f.result() for k, f in attack_futures.items()},
                               params, noise)
-    _timed(timings, "attacks", t)
+    _timed(timings, "attacks_after_utility", t)
     summary = _log_privacy(parent, privacy, profile)
     if privacy["policy"]["verdict"] == "blocked":
         tracking.log_metrics(parent, {f"time.{k}": v for k, v in timings.items()})
@@ -236,6 +244,9 @@ def _privacy_report(profile: DatasetProfile, releases: dict[str, dict], params: 
     policy = profile.privacy.policy
     measured = measure_policy(releases, profile)
     crossed = judge(measured, policy)
+    if not params.privacy_attacks:
+        crossed = ["no privacy attacks were run (privacy_attacks=False): the policy cannot be "
+                   "checked"]
     verdict = "pass" if not crossed else ("accepted" if params.accept_risk else "blocked")
     return {"dataset": profile.name, "sensitive": profile.privacy.sensitive,
             "known_fractions": profile.privacy.known_fractions, "seed": params.seed,
@@ -253,8 +264,10 @@ def _log_privacy(parent: str, privacy: dict, profile: DatasetProfile) -> str:
     tracking.log_metrics(parent, {f"privacy.{r}.{k}": v for r, m in
                                   privacy["policy"]["measured"].items() for k, v in m.items()})
     tracking.set_tags(parent, {"cloakflow.privacy_verdict": privacy["policy"]["verdict"]})
-    with tracking.scratch_dir() as tmp:
-        tracking.log_file(parent, plot_attacks(privacy, str(tmp / "inversion.png")), "privacy")
+    if privacy["releases"]:
+        with tracking.scratch_dir() as tmp:
+            tracking.log_file(parent, plot_attacks(privacy, str(tmp / "inversion.png")),
+                              "privacy")
     create_markdown_artifact(key=f"privacy-{_artifact_key(profile.name)}", markdown=summary,
                              description="Privacy report of the release")
     return summary

@@ -49,9 +49,31 @@ def _parser() -> argparse.ArgumentParser:
                           "(default: the profile's privacy.noise.multiplier)")
     run.add_argument("--clip-norm", type=float,
                      help="L2 bound per code vector (default: the profile's, or the median norm)")
+    run.add_argument("--skip-attacks", dest="privacy_attacks", action="store_false",
+                     help="skip the attack step (the release then needs --accept-risk)")
     run.add_argument("--accept-risk", metavar="REASON",
                      help="publish even when the privacy policy is crossed; the reason, limits "
                           "and measured values go into the manifest")
+
+    fr = sub.add_parser("frontier", help="sweep code-noise scales: utility vs inversion")
+    fr.add_argument("dataset", nargs="?", default="bank-marketing")
+    fr.add_argument("--input", dest="input_path")
+    fr.add_argument("--profile", dest="profile_path")
+    fr.add_argument("--noise", dest="multipliers", default="0,0.05,0.1,0.2,0.5,1,2",
+                    help="comma-separated noise multipliers (default: 0,0.05,0.1,0.2,0.5,1,2)")
+    fr.add_argument("--clip-norm", type=float, help="L2 bound per code vector (default: median)")
+    fr.add_argument("--epochs", type=int, default=100)
+    fr.add_argument("--batch-size", type=int, default=256)
+    fr.add_argument("--folds", type=int, default=5)
+    fr.add_argument("--forest", choices=["lightgbm", "sklearn"], default="lightgbm")
+    fr.add_argument("--control-fraction", type=float, default=0.1)
+    fr.add_argument("--seed", type=int, default=42)
+    fr.add_argument("--out", default="frontier", help="output folder (default: frontier/)")
+
+    at = sub.add_parser("attack", help="rerun the privacy attacks on a published release")
+    at.add_argument("release_dir", help="releases/<dataset>/<run id>")
+    at.add_argument("--input", dest="input_path", help="the source table, if not found by name")
+    at.add_argument("--json", dest="json_out", help="also write the report as JSON here")
     return ap
 
 
@@ -59,6 +81,10 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "run":
         return _run(args)
+    if args.command == "frontier":
+        return _frontier(args)
+    if args.command == "attack":
+        return _attack(args)
     return 1  # pragma: no cover - argparse enforces the sub-command
 
 
@@ -74,7 +100,8 @@ def _run(args: argparse.Namespace) -> int:
     params = RunParameters(**{k: v for k, v in vars(args).items() if k != "command"})
     try:
         outcome = anonymize(params)
-    except (DataValidationError, IngestError, PreprocessError, ProfileError, DataNotFoundError) as exc:
+    except (DataValidationError, IngestError, PreprocessError, ProfileError,
+            DataNotFoundError) as exc:
         print(f"\nINPUT REJECTED, nothing was published.\n{exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except PolicyViolation as exc:
@@ -88,6 +115,34 @@ def _run(args: argparse.Namespace) -> int:
     print(f"MLflow run: {outcome.mlflow_run_id}")
     print(outcome.release)
     return 0
+
+
+def _frontier(args: argparse.Namespace) -> int:
+    from cloakflow.flows.frontier import FrontierParameters, frontier
+
+    values = {k: v for k, v in vars(args).items() if k != "command" and v is not None}
+    values["multipliers"] = [float(v) for v in args.multipliers.split(",") if v.strip()]
+    result = frontier(FrontierParameters(**values))
+    print(result["folder"])
+    return 0
+
+
+def _attack(args: argparse.Namespace) -> int:
+    import json
+
+    from cloakflow.flows.attack import ReleaseMismatch, attack_published, summary_markdown
+    from cloakflow.tasks.locate import DataNotFoundError
+
+    try:
+        report = attack_published(args.release_dir, args.input_path)
+    except (ReleaseMismatch, DataNotFoundError) as exc:
+        print(f"cannot attack {args.release_dir}: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    print(summary_markdown(report))
+    if args.json_out:
+        with open(args.json_out, "w") as fh:
+            json.dump(report, fh, indent=1)
+    return EXIT_POLICY if report["policy"]["crossed"] else 0
 
 
 if __name__ == "__main__":

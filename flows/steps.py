@@ -94,16 +94,18 @@ def noisy_codes(model: TrainedModel, noise: CodeNoise, seed: int, index: int):
     return clip_and_noise(model.codes, noise.multiplier, noise.clip_norm, seed + 7919 * (index + 1))
 
 
-def release_targets(whole: TrainedModel, groups: dict[str, TrainedModel],
-                    slices: dict[str, list[int]], noise: CodeNoise, seed: int,
-                    ) -> tuple[ReleaseUnderAttack, ReleaseUnderAttack]:
-    """The ENCODED and GROUP_ENCODED code tables as released, with the models behind them."""
-    n_features = len(whole.columns)
+def encoded_target(whole: TrainedModel, noise: CodeNoise, seed: int) -> ReleaseUnderAttack:
+    """The ENCODED code table as released (noise applied), with the model behind it."""
     codes, applied = noisy_codes(whole, noise, seed, 0)
     r = whole.result
-    encoded = ReleaseUnderAttack("ENCODED", codes, [
-        ("whole", r.autoencoder, r.decoder, slice(0, codes.shape[1]), list(range(n_features)))],
-        {"whole": applied.to_dict()})
+    return ReleaseUnderAttack("ENCODED", codes, [
+        ("whole", r.autoencoder, r.decoder, slice(0, codes.shape[1]),
+         list(range(len(whole.columns))))], {"whole": applied.to_dict()})
+
+
+def group_target(groups: dict[str, TrainedModel], slices: dict[str, list[int]],
+                 noise: CodeNoise, seed: int) -> ReleaseUnderAttack:
+    """The GROUP_ENCODED code table as released (noise applied), with the models behind it."""
     parts, blocks, noise_info, start = [], [], {}, 0
     for i, (g, m) in enumerate(groups.items(), start=1):
         c, applied = noisy_codes(m, noise, seed, i)
@@ -112,5 +114,4 @@ def release_targets(whole: TrainedModel, groups: dict[str, TrainedModel],
                       slice(start, start + c.shape[1]), slices[g]))
         noise_info[g] = applied.to_dict()
         start += c.shape[1]
-    group = ReleaseUnderAttack("GROUP_ENCODED", np.hstack(blocks), parts, noise_info)
-    return encoded, group
+    return ReleaseUnderAttack("GROUP_ENCODED", np.hstack(blocks), parts, noise_info)

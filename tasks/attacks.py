@@ -82,7 +82,8 @@ def score_reconstruction(x_true: np.ndarray, x_hat: np.ndarray,
 # --------------------------------------------------------------------------- inversion
 def make_regressor(kind: str, known_rows: int, seed: int):
     """The attacker's code -> features model: ``linear`` (ridge, alpha by leave-one-out) or
-    ``mlp`` (one hidden layer of 128 ReLU units, Adam, early stopping when rows allow)."""
+    ``mlp`` (one hidden layer of 128 ReLU units, Adam on batches of up to 512 rows, early
+    stopping when rows allow)."""
     if kind == "linear":
         from sklearn.linear_model import RidgeCV
 
@@ -90,8 +91,10 @@ def make_regressor(kind: str, known_rows: int, seed: int):
     if kind == "mlp":
         from sklearn.neural_network import MLPRegressor
 
+        early = known_rows >= 200  # holds out 10% of the known rows to stop on
         return MLPRegressor(hidden_layer_sizes=(128,), max_iter=300, random_state=seed,
-                            early_stopping=known_rows >= 200, n_iter_no_change=10)
+                            batch_size=min(512, int(known_rows * (0.9 if early else 1.0))),
+                            early_stopping=early, n_iter_no_change=10)
     raise ValueError(f"unknown regressor {kind!r}")
 
 
@@ -143,21 +146,24 @@ def unique_share(qi_rows: np.ndarray) -> float:
     return float((counts[inverse.ravel()] == 1).mean())
 
 
-def nearest_rows(queries: np.ndarray, candidates: np.ndarray,
-                 chunk_rows: int = CHUNK_ROWS) -> tuple[np.ndarray, np.ndarray]:
+def nearest_rows(queries: np.ndarray, candidates: np.ndarray, chunk_rows: int = CHUNK_ROWS,
+                 precise: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """Index of and Euclidean distance to each query's nearest candidate.
 
-    Squared distances are computed in float32 for ``chunk_rows`` queries at a time (a
-    ``chunk_rows`` x candidates block, never queries x candidates); the distance to the chosen
-    candidate is then recomputed exactly in float64.
+    Squared distances are computed for ``chunk_rows`` queries at a time (a ``chunk_rows`` x
+    candidates block, never queries x candidates); the distance to the chosen candidate is then
+    recomputed exactly in float64. ``precise=False`` ranks candidates in float32 (about 1.7x
+    faster), which may swap two candidates whose squared distances differ by less than ~1e-6;
+    identity questions (re-identification) use ``precise=True``.
     """
-    cand = np.ascontiguousarray(candidates, dtype=np.float32)
+    dtype = np.float64 if precise else np.float32
+    cand = np.ascontiguousarray(candidates, dtype=dtype)
     cand_sq = np.einsum("ij,ij->i", cand, cand)
     idx = np.empty(len(queries), dtype=np.int64)
     dist = np.empty(len(queries), dtype=np.float64)
-    step = max(1, chunk_rows)
+    step = max(1, chunk_rows // 2 if precise else chunk_rows)
     for i in range(0, len(queries), step):
-        q = np.ascontiguousarray(queries[i:i + step], dtype=np.float32)
+        q = np.ascontiguousarray(queries[i:i + step], dtype=dtype)
         d2 = q @ cand.T
         d2 *= -2.0
         d2 += cand_sq[None, :]
@@ -181,7 +187,7 @@ def reidentification(x: np.ndarray, x_hat: np.ndarray, qi_columns: Sequence[int]
     cols = list(qi_columns)
     if not cols or len(targets) == 0:
         return {"linked": 0.0, "targets": int(len(targets)), "baseline": 0.0}
-    idx, _ = nearest_rows(x[targets][:, cols], x_hat[:, cols], chunk_rows)
+    idx, _ = nearest_rows(x[targets][:, cols], x_hat[:, cols], chunk_rows, precise=True)
     return {"linked": float((idx == targets).mean()), "targets": int(len(targets)),
             "baseline": 1.0 / len(x_hat)}
 

@@ -96,7 +96,7 @@ class PrivacySettings(BaseModel):
     known_fractions: list[float] = Field(
         default_factory=lambda: [0.001, 0.01, 0.1],
         description="shares of source rows the known-plaintext attacker holds")
-    anonymeter_attacks: int = Field(500, ge=10, description="attacks per anonymeter evaluator")
+    anonymeter_attacks: int = Field(300, ge=10, description="attacks per anonymeter evaluator")
     policy: ReleasePolicy = Field(default_factory=ReleasePolicy)
     noise: CodeNoise = Field(default_factory=CodeNoise)
 

@@ -126,6 +126,24 @@ def log_keras_model(run_id: str, model: Any, sample: Any, name: str = "model") -
                                signature=signature)
 
 
+def load_keras_model(run_id: str, name: str = "autoencoder") -> Any:
+    """Load the Keras model logged as ``name`` in run ``run_id``."""
+    import mlflow.keras
+
+    run = MlflowClient().get_run(run_id)
+    found = MlflowClient().search_logged_models(
+        [run.info.experiment_id], filter_string=f"source_run_id = '{run_id}'")
+    found = [m for m in found if m.name == name]
+    if not found:
+        raise LookupError(f"MLflow run {run_id} holds no logged model named {name!r}")
+    return mlflow.keras.load_model(f"models:/{found[0].model_id}")
+
+
+def load_text(run_id: str, artifact_file: str) -> str:
+    """The text of an artifact of run ``run_id``."""
+    return mlflow.artifacts.load_text(f"runs:/{run_id}/{artifact_file}")
+
+
 def set_tags(run_id: str, tags: dict[str, str]) -> None:
     client = MlflowClient()
     for k, v in tags.items():

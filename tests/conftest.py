@@ -48,6 +48,10 @@ def tiny_profile_dict(**overrides) -> dict:
         "quasi_identifiers": ["age", "city"],
         "columns": {"age": "numeric", "income": "numeric", "city": "categorical",
                     "owns": "categorical"},
+        # a policy every release passes: tests about blocking set their own limits
+        "privacy": {"sensitive": ["owns"], "anonymeter_attacks": 30,
+                    "policy": {"max_inversion_gain": 1.0, "max_inversion_r2": 1.0,
+                               "max_membership_auc": 1.0, "max_reidentification": 1.0}},
     }
     d.update(overrides)
     return d

@@ -1,0 +1,113 @@
+"""``cloakflow attack RELEASE_DIR``: rerun the attacks on a published release.
+
+Needs what the data owner holds: the source table (checked against the manifest's SHA-256) and
+the run's models and preprocessing state in MLflow. The released rows are put back into training
+order with the run's seed, and the same attacks as the flow's attack step run on them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+from cloakflow.tasks import tracking
+from cloakflow.tasks.ingest import read_table
+from cloakflow.tasks.locate import locate_source, sha256_file
+from cloakflow.tasks.preprocess import TablePreprocessor
+from cloakflow.tasks.privacy import (
+    KNOWLEDGE,
+    ReleaseUnderAttack,
+    attack_release,
+    judge,
+    measure_policy,
+    summary_markdown,
+)
+from cloakflow.tasks.profile import DatasetProfile
+from cloakflow.tasks.split import split_rows
+
+
+class ReleaseMismatch(ValueError):
+    """The release, its manifest, the source table or the models do not belong together."""
+
+
+def attack_published(release_dir: str | Path, input_path: str | None = None) -> dict:
+    """Rerun every attack on a published release; returns the privacy report."""
+    release_dir = Path(release_dir)
+    manifest_path = release_dir / "manifest.json"
+    if not manifest_path.is_file():
+        raise ReleaseMismatch(f"{release_dir}: no manifest.json (not a cloakflow release)")
+    manifest = json.loads(manifest_path.read_text())
+    profile = DatasetProfile.model_validate(manifest["profile"])
+    params = manifest["parameters"]
+    seed = int(manifest["seed"])
+
+    path = locate_source(profile, input_path)
+    if sha256_file(path) != manifest["source"]["sha256"]:
+        raise ReleaseMismatch(f"{path}: SHA-256 differs from the manifest's source "
+                              f"{manifest['source']['file']} ({manifest['source']['sha256']})")
+    frame = read_table(path, profile)
+    y_all = (frame.get_column(profile.target.column).cast(pl.String)
+             == str(profile.target.positive)).to_numpy().astype(np.int8)
+    train_idx, control_idx = split_rows(y_all, params["control_fraction"], seed)
+    train_frame, control_frame = frame[train_idx], frame[control_idx]
+
+    if "MLFLOW_TRACKING_URI" not in os.environ:
+        import mlflow
+
+        mlflow.set_tracking_uri(manifest["mlflow"]["tracking_uri"])
+    run_id = manifest["mlflow"]["run_id"]
+    pre = TablePreprocessor.from_dict(json.loads(
+        tracking.load_text(run_id, "preprocessing/state.json")))
+    x = pre.transform(train_frame, path.name)
+    x_control = pre.transform(control_frame, path.name, unseen="ignore")
+    print(f"{path.name}: {len(x)} training rows, {len(x_control)} control rows; loading models "
+          f"of MLflow run {run_id}", flush=True)
+
+    order = np.random.default_rng(seed).permutation(len(x))
+    slices = pre.group_slices()
+    noise = manifest["privacy"]["report"]["releases"]
+    targets = []
+    for name, file, models in (("ENCODED", "encoded", ["whole"]),
+                               ("GROUP_ENCODED", "group_encoded", list(slices))):
+        table = pl.read_parquet(release_dir / f"{file}.parquet")
+        cols = [c["name"] for c in manifest["columns"] if c["file"] == file]
+        if len(table) != len(x):
+            raise ReleaseMismatch(f"{file}.parquet has {len(table)} rows, the source's training "
+                                  f"split {len(x)}")
+        codes = np.empty((len(x), len(cols)), dtype=np.float32)
+        codes[order] = table.select(cols).to_numpy()
+        parts, start = [], 0
+        for m in models:
+            ae = tracking.load_keras_model(manifest["models"][m]["mlflow_run_id"])
+            enc, dec = ae.get_layer("encoder"), ae.get_layer("decoder")
+            feats = list(range(x.shape[1])) if m == "whole" else slices[m]
+            width = int(manifest["models"][m]["code_size"])
+            parts.append((m, ae, dec, slice(start, start + width), feats))
+            if not noise[name]["noise"][m]["multiplier"]:
+                gap = float(np.abs(np.asarray(enc(x[:512, feats])) - codes[:512,
+                                                                     start:start + width]).max())
+                if gap > 1e-3:
+                    raise ReleaseMismatch(f"{name}/{m}: the model's codes differ from the "
+                                          f"released ones by {gap:.3g}: wrong model or source")
+            start += width
+        targets.append(ReleaseUnderAttack(name, codes, parts, noise[name]["noise"]))
+
+    records = (train_frame.select(profile.features), control_frame.select(profile.features))
+    releases = {t.name: attack_release(t, x, x_control, *records, pre, profile, seed)
+                for t in targets}
+    measured = measure_policy(releases, profile)
+    crossed = judge(measured, profile.privacy.policy)
+    return {"dataset": profile.name, "release": str(release_dir),
+            "sensitive": profile.privacy.sensitive,
+            "known_fractions": profile.privacy.known_fractions, "seed": seed,
+            "attacker_knowledge": KNOWLEDGE, "releases": releases,
+            "policy": {"limits": profile.privacy.policy.model_dump(), "measured": measured,
+                       "crossed": crossed, "verdict": "pass" if not crossed else "crossed",
+                       "accepted_risk": manifest["privacy"]["policy"].get("accepted_risk")}}
+
+
+__all__ = ["attack_published", "summary_markdown", "ReleaseMismatch"]
