@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import time
+from concurrent.futures import Executor
 from typing import Literal
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -22,6 +23,7 @@ from pydantic import BaseModel, Field
 from cloakflow.flows.steps import encoded_target, group_target, prepare
 from cloakflow.models.autoencoder import AutoencoderConfig
 from cloakflow.tasks import tracking
+from cloakflow.tasks.attacks import attack_pool
 from cloakflow.tasks.privacy import (
     KNOWLEDGE,
     PolicyViolation,
@@ -106,13 +108,18 @@ def anonymize(params: RunParameters | None = None) -> FlowOutcome:
     parent = tracking.start_parent(profile.name, run_name=f"anonymize-{profile.name}", tags={
         "prefect.flow_run_id": flow_run_id, "cloakflow.dataset": profile.name})
     tracking.log_params(parent, params.model_dump())
+    # worker processes for the attack maths, started now so their imports overlap training
+    pool = attack_pool() if params.privacy_attacks else None
     try:
-        outcome = _run(params, profile, parent, flow_run_id)
+        outcome = _run(params, profile, parent, flow_run_id, pool)
     except BaseException as exc:
         tracking.set_tags(parent, {"cloakflow.status": "failed",
                                    "cloakflow.error": f"{type(exc).__name__}: {exc}"[:4000]})
         tracking.end_run(parent, "FAILED")
         raise
+    finally:
+        if pool is not None:
+            pool.shutdown(cancel_futures=True)
     tracking.set_tags(parent, {"cloakflow.status": "published", "cloakflow.release":
                                outcome.release})
     tracking.end_run(parent)
@@ -120,8 +127,8 @@ def anonymize(params: RunParameters | None = None) -> FlowOutcome:
     return outcome
 
 
-def _run(params: RunParameters, profile: DatasetProfile, parent: str,
-         flow_run_id: str) -> FlowOutcome:
+def _run(params: RunParameters, profile: DatasetProfile, parent: str, flow_run_id: str,
+         pool: Executor | None) -> FlowOutcome:
     timings: dict[str, float] = {}
     data = prepare(profile, params.input_path, params.control_fraction, params.seed, parent,
                    timings)
@@ -146,24 +153,16 @@ def _run(params: RunParameters, profile: DatasetProfile, parent: str,
               for g, s in slices.items()}
     whole_model: TrainedModel = whole.result()
     futures = {"whole": whole, **groups}
-    # each release is attacked as soon as its models exist (overlapping the evaluations)
-    attack_args = (x, data.x_control, data.records(), data.records(control=True), data.pre,
-                   profile, params.seed)
-    attack_futures = {}
-    target = encoded_target(whole_model, noise, params.seed)
-    encoded = target.codes
+    targets = [encoded_target(whole_model, noise, params.seed)]
+    encoded = targets[0].codes
     encoded_names = [f"latent_{i}" for i in range(encoded.shape[1])]
     cv_futures["ENCODED"] = evaluate_utility.submit("ENCODED", encoded, y, **eval_kw)
-    if params.privacy_attacks:
-        attack_futures["ENCODED"] = attack_task.submit(target, *attack_args)
     group_models: dict[str, TrainedModel] = {g: f.result() for g, f in groups.items()}
     _timed(timings, "train_encode", t)
 
     t = time.perf_counter()
-    target = group_target(group_models, slices, noise, params.seed)
-    group_encoded = target.codes
-    if params.privacy_attacks:
-        attack_futures["GROUP_ENCODED"] = attack_task.submit(target, *attack_args)
+    targets.append(group_target(group_models, slices, noise, params.seed))
+    group_encoded = targets[1].codes
     group_names = [f"{g}_{i}" for g, m in group_models.items() for i in range(m.codes.shape[1])]
     cv_futures["GROUP_ENCODED"] = evaluate_utility.submit("GROUP_ENCODED", group_encoded, y,
                                                           **eval_kw)
@@ -191,10 +190,16 @@ def _run(params: RunParameters, profile: DatasetProfile, parent: str,
     create_table_artifact(table=rows, key=f"utility-{_artifact_key(profile.name)}",
                           description=f"Utility of the release: {fold_note}")
 
+    # The attacks run after the evaluations, not beside them (attacks and forests competing
+    # for two cores made both slower), each release in its own worker process.
     t = time.perf_counter()
+    attack_args = (x, data.x_control, data.records(), data.records(control=True), data.pre,
+                   profile, params.seed)
+    attack_futures = {tg.name: attack_task.submit(tg, *attack_args, executor=pool)
+                      for tg in targets if params.privacy_attacks}
     privacy = _privacy_report(profile, {k: f.result() for k, f in attack_futures.items()},
                               params, noise)
-    _timed(timings, "attacks_after_utility", t)
+    _timed(timings, "attacks", t)
     summary = _log_privacy(parent, privacy, profile)
     if privacy["policy"]["verdict"] == "blocked":
         tracking.log_metrics(parent, {f"time.{k}": v for k, v in timings.items()})

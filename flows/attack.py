@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import json
 import os
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 import polars as pl
 
 from cloakflow.tasks import tracking
+from cloakflow.tasks.attacks import attack_pool
 from cloakflow.tasks.ingest import read_table
 from cloakflow.tasks.locate import locate_source, sha256_file
 from cloakflow.tasks.preprocess import TablePreprocessor
@@ -97,8 +99,10 @@ def attack_published(release_dir: str | Path, input_path: str | None = None) -> 
         targets.append(ReleaseUnderAttack(name, codes, parts, noise[name]["noise"]))
 
     records = (train_frame.select(profile.features), control_frame.select(profile.features))
-    releases = {t.name: attack_release(t, x, x_control, *records, pre, profile, seed)
-                for t in targets}
+    with attack_pool() as pool, ThreadPoolExecutor(len(targets)) as threads:
+        jobs = {t.name: threads.submit(attack_release, t, x, x_control, *records, pre, profile,
+                                       seed, pool) for t in targets}
+        releases = {name: job.result() for name, job in jobs.items()}
     measured = measure_policy(releases, profile)
     crossed = judge(measured, profile.privacy.policy)
     return {"dataset": profile.name, "release": str(release_dir),

@@ -24,8 +24,12 @@ from pydantic import BaseModel, Field
 from cloakflow.flows.steps import encoded_target, group_target, prepare
 from cloakflow.models.autoencoder import AutoencoderConfig
 from cloakflow.tasks import tracking
-from cloakflow.tasks.attacks import blocks_of, known_plaintext_inversion
-from cloakflow.tasks.privacy import POLICY_FRACTION, REGRESSORS
+from cloakflow.tasks.attacks import (
+    POLICY_FRACTION,
+    REGRESSORS,
+    blocks_of,
+    known_plaintext_inversion,
+)
 from cloakflow.tasks.profile import CodeNoise, load_profile
 from cloakflow.tasks.train import train as train_task
 from cloakflow.tasks.utility import evaluate_utility

@@ -14,19 +14,28 @@ Every attack states what its attacker knows:
   how close unseen control rows lie to them.
 
 Every computation over all rows is chunked (``chunk_rows``): no step holds a rows-by-rows matrix.
+
+Nothing here calls a Keras model (``run_attacks`` receives the decoded view and the
+reconstruction losses), so the work can run in a worker process.
 """
 
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
+import polars as pl
 
 from cloakflow.tasks.preprocess import TablePreprocessor
+from cloakflow.tasks.profile import DatasetProfile
 
 CHUNK_ROWS = 1024
+POLICY_FRACTION = 0.01
+REGRESSORS = ("linear", "mlp")
 
 
 @dataclass(frozen=True)
@@ -232,3 +241,163 @@ def distance_to_closest_record(released: np.ndarray, control: np.ndarray, train:
         _, d_ctl = nearest_rows(control, train, chunk_rows)
         out["control_to_train"] = distance_summary(d_ctl)
     return out
+
+
+# --------------------------------------------------------------------------- all attacks
+_LIMITS: list = []
+
+
+def worker_init() -> None:
+    """Initializer of an attack worker process: one BLAS thread per worker (the workers
+    already use the cores), and the heavy imports done while the flow is still training."""
+    from threadpoolctl import threadpool_limits
+
+    _LIMITS.append(threadpool_limits(limits=1))
+    import anonymeter.evaluators  # noqa: F401
+    import sklearn.linear_model  # noqa: F401
+    import sklearn.metrics  # noqa: F401
+    import sklearn.neural_network  # noqa: F401
+
+
+def attack_pool(workers: int = 2):
+    """A process pool for :func:`run_attacks` (spawned: the parent holds TensorFlow threads)."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    pool = ProcessPoolExecutor(max_workers=workers, initializer=worker_init,
+                               mp_context=multiprocessing.get_context("spawn"))
+    for _ in range(workers):  # start the workers now; their imports overlap training
+        pool.submit(int)
+    return pool
+
+
+def as_records(pre: TablePreprocessor, matrix: np.ndarray, like: pl.DataFrame) -> pl.DataFrame:
+    """Map a (reconstructed) matrix back to source records with the source's column types."""
+    frame = pre.reverse_transform(matrix)
+    casts = []
+    for name in frame.columns:
+        dtype = like.schema[name]
+        if dtype.is_integer():
+            casts.append(pl.col(name).round(0).cast(dtype))
+        elif dtype.is_numeric():
+            casts.append(pl.col(name).cast(dtype))
+        else:
+            casts.append(pl.col(name).cast(pl.String))
+    return frame.with_columns(casts)
+
+
+def run_attacks(codes: np.ndarray, decoded: np.ndarray,
+                losses: dict[str, tuple[np.ndarray, np.ndarray]], x: np.ndarray,
+                x_control: np.ndarray, train_records: pl.DataFrame,
+                control_records: pl.DataFrame, pre: TablePreprocessor, profile: DatasetProfile,
+                seed: int) -> dict:
+    """Every attack on one release, given its codes, its leaked-decoder view ``decoded`` and
+    the per-row reconstruction losses (members, control) of each model behind it."""
+    settings = profile.privacy
+    blocks = blocks_of(pre)
+    by_name = {b.name: b for b in blocks}
+    timings: dict[str, float] = {}
+    report: dict[str, Any] = {"rows": int(len(x)), "control_rows": int(len(x_control))}
+
+    t = time.perf_counter()
+    inversion, policy_run = {}, None
+    for p in settings.known_fractions:
+        run = known_plaintext_inversion(codes, x, blocks, p, seed, REGRESSORS)
+        inversion[str(p)] = {"known_rows": run["known_rows"],
+                             **{r: run[r]["scores"] for r in REGRESSORS}}
+        if p == POLICY_FRACTION:
+            policy_run = run
+    report["known_plaintext_inversion"] = inversion
+    report["leaked_decoder"] = score_reconstruction(x, decoded, blocks)
+    timings["inversion"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    qi_cols = [c for q in profile.quasi_identifiers
+               for c in range(by_name[q].start, by_name[q].stop)]
+    targets = np.setdiff1d(np.arange(len(x)), policy_run["known_index"])
+    # the attacker links with the regressor that reconstructs the quasi-identifiers best
+    regressor = max(REGRESSORS, key=lambda r: _qi_fit(policy_run[r]["scores"],
+                                                     profile.quasi_identifiers))
+    report["reidentification"] = {
+        "quasi_identifiers": list(profile.quasi_identifiers),
+        "unique_on_quasi_identifiers": unique_share(x[:, qi_cols]),
+        "fraction": POLICY_FRACTION, "regressor": regressor,
+        **reidentification(x, policy_run[regressor]["x_hat"], qi_cols, targets)}
+    timings["reidentification"] = time.perf_counter() - t
+
+    report["membership"] = {name: membership_inference(m, c) for name, (m, c) in losses.items()}
+
+    t = time.perf_counter()
+    decoded_records = as_records(pre, decoded, train_records)
+    snapped = pre.transform(decoded_records, "<decoded release>", unseen="ignore")
+    report["dcr"] = distance_to_closest_record(snapped, x_control, x)
+    timings["dcr"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    report["anonymeter"] = run_anonymeter(train_records, decoded_records, control_records,
+                                          profile, seed) if len(x_control) else {}
+    timings["anonymeter"] = time.perf_counter() - t
+    report["seconds"] = {k: round(v, 2) for k, v in timings.items()}
+    return report
+
+
+def _qi_fit(scores: dict[str, dict], quasi_identifiers) -> float:
+    """Mean reconstruction quality over the quasi-identifiers (accuracy or R^2)."""
+    vals = [scores[q]["accuracy"] if scores[q]["kind"] == "categorical" else scores[q]["r2"]
+            for q in quasi_identifiers]
+    return float(np.mean(vals)) if vals else 0.0
+
+
+def run_anonymeter(ori: pl.DataFrame, syn: pl.DataFrame, control: pl.DataFrame,
+                   profile: DatasetProfile, seed: int) -> dict:
+    """anonymeter's three GDPR-style risks (value and 95% confidence interval)."""
+    import logging
+
+    from anonymeter.evaluators import (
+        InferenceEvaluator,
+        LinkabilityEvaluator,
+        SinglingOutEvaluator,
+    )
+
+    logging.getLogger("anonymeter").setLevel(logging.ERROR)
+    n = min(profile.privacy.anonymeter_attacks, len(control), len(ori))
+    o, s, c = ori.to_pandas(), syn.to_pandas(), control.to_pandas()
+    qis = list(profile.quasi_identifiers)
+    others = [col for col in ori.columns if col not in qis]
+
+    def risk(ev, **kw) -> dict:
+        r = ev.risk(**kw)
+        res = ev.results()
+        return {"risk": float(r.value), "ci": [float(r.ci[0]), float(r.ci[1])],
+                "attack_rate": float(res.attack_rate.value),
+                "baseline_rate": float(res.baseline_rate.value),
+                "control_rate": (None if res.control_rate is None
+                                 else float(res.control_rate.value))}
+
+    out: dict[str, Any] = {"attacks": n, "seconds": {}}
+    t = time.perf_counter()
+    so = SinglingOutEvaluator(ori=o, syn=s, control=c, n_attacks=n, n_cols=3, seed=seed,
+                              max_attempts=20 * n).evaluate(mode="multivariate")
+    out["singling_out"] = {**risk(so), "queries": len(so.queries()), "mode": "multivariate, 3 "
+                                                                             "columns"}
+    out["seconds"]["singling_out"] = round(time.perf_counter() - t, 2)
+    t = time.perf_counter()
+    if qis and others:
+        lk = LinkabilityEvaluator(ori=o, syn=s, control=c, n_attacks=n, aux_cols=(qis, others),
+                                  n_neighbors=1).evaluate(n_jobs=1)
+        out["linkability"] = {**risk(lk), "aux_cols": [qis, others]}
+    out["seconds"]["linkability"] = round(time.perf_counter() - t, 2)
+    t = time.perf_counter()
+    out["inference"] = {}
+    for secret in profile.privacy.sensitive:
+        aux = [q for q in qis if q != secret] or [col for col in others if col != secret]
+        ev = InferenceEvaluator(ori=o, syn=s, control=c, aux_cols=aux, secret=secret,
+                                regression=profile_kind(ori, secret) == "numeric",
+                                n_attacks=n).evaluate(n_jobs=1)
+        out["inference"][secret] = {**risk(ev), "aux_cols": aux}
+    out["seconds"]["inference"] = round(time.perf_counter() - t, 2)
+    return out
+
+
+def profile_kind(frame: pl.DataFrame, column: str) -> str:
+    return "numeric" if frame.schema[column].is_numeric() else "categorical"

@@ -9,29 +9,25 @@ knowledge that produced it.
 from __future__ import annotations
 
 import time
+from concurrent.futures import Executor
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import numpy as np
 import polars as pl
 from prefect import task
+from prefect.cache_policies import NO_CACHE
 
 from cloakflow.tasks.attacks import (
-    blocks_of,
-    distance_to_closest_record,
-    known_plaintext_inversion,
-    membership_inference,
+    POLICY_FRACTION,
+    REGRESSORS,
     predict_chunked,
     reconstruction_losses,
-    reidentification,
-    score_reconstruction,
-    unique_share,
+    run_attacks,
 )
 from cloakflow.tasks.preprocess import TablePreprocessor
 from cloakflow.tasks.profile import DatasetProfile, ReleasePolicy
-
-POLICY_FRACTION = 0.01
-REGRESSORS = ("linear", "mlp")
 
 KNOWLEDGE = {
     "known_plaintext_inversion": "holds the whole release plus a random share p of the training "
@@ -83,162 +79,50 @@ def decode_release(target: ReleaseUnderAttack, n_features: int) -> np.ndarray:
     return out
 
 
-def as_records(pre: TablePreprocessor, matrix: np.ndarray, like: pl.DataFrame) -> pl.DataFrame:
-    """Map a (reconstructed) matrix back to source records with the source's column types."""
-    frame = pre.reverse_transform(matrix)
-    casts = []
-    for name in frame.columns:
-        dtype = like.schema[name]
-        if dtype.is_integer():
-            casts.append(pl.col(name).round(0).cast(dtype))
-        elif dtype.is_numeric():
-            casts.append(pl.col(name).cast(dtype))
-        else:
-            casts.append(pl.col(name).cast(pl.String))
-    return frame.with_columns(casts)
+def model_views(target: ReleaseUnderAttack, x: np.ndarray,
+                x_control: np.ndarray) -> tuple[np.ndarray, dict]:
+    """The parts of the attacks that need the Keras models: the leaked-decoder view of the
+    release and every row's reconstruction loss under each autoencoder."""
+    decoded = decode_release(target, x.shape[1])
+    losses = {name: (reconstruction_losses(_call(ae), x[:, cols]),
+                     reconstruction_losses(_call(ae), x_control[:, cols]))
+              for name, ae, _, _, cols in target.parts} if len(x_control) else {}
+    return decoded, losses
 
 
 def attack_release(target: ReleaseUnderAttack, x: np.ndarray, x_control: np.ndarray,
                    train_records: pl.DataFrame, control_records: pl.DataFrame,
                    pre: TablePreprocessor, profile: DatasetProfile, seed: int,
-                   log=print) -> dict:
-    """Run every attack on one release; returns the JSON-ready report section."""
-    settings = profile.privacy
-    blocks = blocks_of(pre)
-    by_name = {b.name: b for b in blocks}
-    timings: dict[str, float] = {}
-    report: dict[str, Any] = {"models": [p[0] for p in target.parts], "noise": target.noise,
-                              "rows": int(len(x)), "control_rows": int(len(x_control))}
+                   executor: Executor | None = None) -> dict:
+    """Run every attack on one release; returns the JSON-ready report section.
 
+    The model calls run here; the rest (pure numpy, scikit-learn, anonymeter) runs in
+    ``executor`` when given: a process pool lets two releases be attacked truly in parallel
+    (in threads they serialise on the interpreter lock).
+    """
     t = time.perf_counter()
-    inversion, policy_run = {}, None
-    for p in settings.known_fractions:
-        run = known_plaintext_inversion(target.codes, x, blocks, p, seed, REGRESSORS)
-        inversion[str(p)] = {"known_rows": run["known_rows"],
-                             **{r: run[r]["scores"] for r in REGRESSORS}}
-        if p == POLICY_FRACTION:
-            policy_run = run
-    report["known_plaintext_inversion"] = inversion
-    timings["inversion"] = time.perf_counter() - t
-    log(f"  [{target.name}] known-plaintext inversion done ({timings['inversion']:.1f}s)")
+    decoded, losses = model_views(target, x, x_control)
+    seconds = time.perf_counter() - t
+    job = partial(run_attacks, target.codes, decoded, losses, x, x_control, train_records,
+                  control_records, pre, profile, seed)
+    report = executor.submit(job).result() if executor is not None else job()
+    report["seconds"]["model_calls"] = round(seconds, 2)
+    return {"models": [p[0] for p in target.parts], "noise": target.noise, **report}
 
-    t = time.perf_counter()
-    decoded = decode_release(target, x.shape[1])
-    report["leaked_decoder"] = score_reconstruction(x, decoded, blocks)
-    timings["leaked_decoder"] = time.perf_counter() - t
 
-    t = time.perf_counter()
-    qi_cols = [c for q in profile.quasi_identifiers
-               for c in range(by_name[q].start, by_name[q].stop)]
-    qi_matrix = x[:, qi_cols]
-    targets = np.setdiff1d(np.arange(len(x)), policy_run["known_index"])
-    # the attacker links with the regressor that reconstructs the quasi-identifiers best
-    regressor = max(REGRESSORS, key=lambda r: _qi_fit(policy_run[r]["scores"],
-                                                     profile.quasi_identifiers))
-    report["reidentification"] = {
-        "quasi_identifiers": list(profile.quasi_identifiers),
-        "unique_on_quasi_identifiers": unique_share(qi_matrix),
-        "fraction": POLICY_FRACTION, "regressor": regressor,
-        **reidentification(x, policy_run[regressor]["x_hat"], qi_cols, targets)}
-    timings["reidentification"] = time.perf_counter() - t
-
-    t = time.perf_counter()
-    report["membership"] = {
-        name: membership_inference(
-            reconstruction_losses(_call(ae), x[:, cols]),
-            reconstruction_losses(_call(ae), x_control[:, cols]))
-        for name, ae, _, _, cols in target.parts} if len(x_control) else {}
-    timings["membership"] = time.perf_counter() - t
-
-    t = time.perf_counter()
-    decoded_records = as_records(pre, decoded, train_records)
-    snapped = pre.transform(decoded_records, "<decoded release>", unseen="ignore")
-    report["dcr"] = distance_to_closest_record(snapped, x_control, x)
-    timings["dcr"] = time.perf_counter() - t
-    log(f"  [{target.name}] membership, re-identification, DCR done")
-
-    t = time.perf_counter()
-    report["anonymeter"] = run_anonymeter(train_records, decoded_records, control_records,
-                                          profile, seed) if len(x_control) else {}
-    timings["anonymeter"] = time.perf_counter() - t
-    report["seconds"] = {k: round(v, 2) for k, v in timings.items()}
-    log(f"  [{target.name}] anonymeter done ({timings['anonymeter']:.1f}s); attacks took "
-        f"{sum(timings.values()):.1f}s")
+@task(name="privacy-attacks", cache_policy=NO_CACHE)
+def attack(target: ReleaseUnderAttack, x: np.ndarray, x_control: np.ndarray,
+           train_records: pl.DataFrame, control_records: pl.DataFrame,
+           pre: TablePreprocessor, profile: DatasetProfile, seed: int,
+           executor: Executor | None = None) -> dict:
+    """Prefect task: every attack on one release (see :func:`attack_release`)."""
+    report = attack_release(target, x, x_control, train_records, control_records, pre, profile,
+                            seed, executor)
+    print(f"  [{target.name}] attacks done in {sum(report['seconds'].values()):.1f}s: "
+          + ", ".join(f"{k} {v:.1f}s" for k, v in report["seconds"].items()), flush=True)
     return report
 
 
-def _qi_fit(scores: dict[str, dict], quasi_identifiers) -> float:
-    """Mean reconstruction quality over the quasi-identifiers (accuracy or R^2)."""
-    vals = [scores[q]["accuracy"] if scores[q]["kind"] == "categorical" else scores[q]["r2"]
-            for q in quasi_identifiers]
-    return float(np.mean(vals)) if vals else 0.0
-
-
-def run_anonymeter(ori: pl.DataFrame, syn: pl.DataFrame, control: pl.DataFrame,
-                   profile: DatasetProfile, seed: int) -> dict:
-    """anonymeter's three GDPR-style risks (value and 95% confidence interval)."""
-    import logging
-
-    from anonymeter.evaluators import (
-        InferenceEvaluator,
-        LinkabilityEvaluator,
-        SinglingOutEvaluator,
-    )
-
-    logging.getLogger("anonymeter").setLevel(logging.ERROR)
-    n = min(profile.privacy.anonymeter_attacks, len(control), len(ori))
-    o, s, c = ori.to_pandas(), syn.to_pandas(), control.to_pandas()
-    qis = list(profile.quasi_identifiers)
-    others = [col for col in ori.columns if col not in qis]
-
-    def risk(ev, **kw) -> dict:
-        r = ev.risk(**kw)
-        res = ev.results()
-        return {"risk": float(r.value), "ci": [float(r.ci[0]), float(r.ci[1])],
-                "attack_rate": float(res.attack_rate.value),
-                "baseline_rate": float(res.baseline_rate.value),
-                "control_rate": (None if res.control_rate is None
-                                 else float(res.control_rate.value))}
-
-    out: dict[str, Any] = {"attacks": n, "seconds": {}}
-    t = time.perf_counter()
-    so = SinglingOutEvaluator(ori=o, syn=s, control=c, n_attacks=n, n_cols=3, seed=seed,
-                              max_attempts=20 * n).evaluate(mode="multivariate")
-    out["singling_out"] = {**risk(so), "queries": len(so.queries()), "mode": "multivariate, 3 "
-                                                                             "columns"}
-    out["seconds"]["singling_out"] = round(time.perf_counter() - t, 2)
-    t = time.perf_counter()
-    if qis and others:
-        lk = LinkabilityEvaluator(ori=o, syn=s, control=c, n_attacks=n, aux_cols=(qis, others),
-                                  n_neighbors=1).evaluate(n_jobs=1)
-        out["linkability"] = {**risk(lk), "aux_cols": [qis, others]}
-    out["seconds"]["linkability"] = round(time.perf_counter() - t, 2)
-    t = time.perf_counter()
-    out["inference"] = {}
-    for secret in profile.privacy.sensitive:
-        aux = [q for q in qis if q != secret] or [col for col in others if col != secret]
-        ev = InferenceEvaluator(ori=o, syn=s, control=c, aux_cols=aux, secret=secret,
-                                regression=profile_kind(ori, secret) == "numeric",
-                                n_attacks=n).evaluate(n_jobs=1)
-        out["inference"][secret] = {**risk(ev), "aux_cols": aux}
-    out["seconds"]["inference"] = round(time.perf_counter() - t, 2)
-    return out
-
-
-def profile_kind(frame: pl.DataFrame, column: str) -> str:
-    return "numeric" if frame.schema[column].is_numeric() else "categorical"
-
-
-@task(name="privacy-attacks")
-def attack(target: ReleaseUnderAttack, x: np.ndarray, x_control: np.ndarray,
-           train_records: pl.DataFrame, control_records: pl.DataFrame,
-           pre: TablePreprocessor, profile: DatasetProfile, seed: int) -> dict:
-    """Prefect task: every attack on one release (see :func:`attack_release`)."""
-    return attack_release(target, x, x_control, train_records, control_records, pre, profile,
-                          seed, log=lambda m: print(m, flush=True))
-
-
-# --------------------------------------------------------------------------- policy
 def best_inversion(section: dict, fraction: float = POLICY_FRACTION) -> dict[str, dict]:
     """Per attribute, the stronger regressor's result at ``fraction``."""
     run = section["known_plaintext_inversion"][str(fraction)]

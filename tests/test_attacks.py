@@ -127,7 +127,7 @@ def test_clip_and_noise():
 
 
 def test_anonymeter_runs_on_records(tiny_profile):
-    from cloakflow.tasks.privacy import run_anonymeter
+    from cloakflow.tasks.attacks import run_anonymeter
 
     profile = tiny_profile.model_copy(update={"privacy": tiny_profile.privacy.model_copy(
         update={"sensitive": ["owns"], "anonymeter_attacks": 50})})
