@@ -103,7 +103,9 @@ def run_flow(csv: str, args, out: Path, env: dict[str, str], name: str,
            "--control-fraction", "0", "--fold-scheme", args.scheme, "--folds", str(args.folds),
            "--seed", str(args.seed), "--epochs", str(args.epochs), "--forest", forest,
            "--validation", validation,
-           "--out", str(out / "releases"), "--no-cache"]  # time the work, not a cache hit
+           "--out", str(out / "releases"), "--no-cache",  # time the work, not a cache hit
+           # the reference runs no attacks: compare like with like (bench_attacks.py times them)
+           "--skip-attacks", "--accept-risk", "benchmark against the tutorial's script"]
     res = timed(cmd, env, out / f"{name}.log")
     # the CLI prints the release folder last; Prefect may log its shutdown after it
     lines = Path(res["log"]).read_text().strip().splitlines()

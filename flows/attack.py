@@ -84,7 +84,7 @@ def attack_published(release_dir: str | Path, input_path: str | None = None) -> 
         codes[order] = table.select(cols).to_numpy()
         parts, start = [], 0
         for m in models:
-            ae = tracking.load_keras_model(manifest["models"][m]["mlflow_run_id"])
+            ae = _load_model(manifest["models"][m]["mlflow_run_id"], m)
             enc, dec = ae.get_layer("encoder"), ae.get_layer("decoder")
             feats = list(range(x.shape[1])) if m == "whole" else slices[m]
             width = int(manifest["models"][m]["code_size"])
@@ -112,6 +112,18 @@ def attack_published(release_dir: str | Path, input_path: str | None = None) -> 
             "policy": {"limits": profile.privacy.policy.model_dump(), "measured": measured,
                        "crossed": crossed, "verdict": "pass" if not crossed else "crossed",
                        "accepted_risk": manifest["privacy"]["policy"].get("accepted_risk")}}
+
+
+def _load_model(run_id: str, name: str):
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return tracking.load_keras_model(run_id)
+    except (MlflowException, LookupError) as exc:
+        import mlflow
+
+        raise ReleaseMismatch(f"model {name!r} (MLflow run {run_id}) is not in the tracking store "
+                              f"{mlflow.get_tracking_uri()}: {exc}") from exc
 
 
 __all__ = ["attack_published", "summary_markdown", "ReleaseMismatch"]

@@ -34,15 +34,19 @@ def test_prefect_yaml_deploys(prefect_harness, tmp_path: Path):
     with get_client(sync_client=True) as client:
         daily = client.read_deployment_by_name("anonymize/bank-marketing-daily")
         gpu = client.read_deployment_by_name("anonymize/bank-marketing-gpu")
+        sweep = client.read_deployment_by_name("privacy-frontier/bank-marketing-frontier")
     assert daily.work_pool_name == "cpu" and gpu.work_pool_name == "gpu"
     assert [s.schedule.cron for s in daily.schedules] == ["0 3 * * *"]
     assert gpu.schedules == []
     assert daily.parameters["params"]["dataset"] == "bank-marketing"
+    assert "public" in daily.parameters["params"]["accept_risk"]
+    assert sweep.work_pool_name == "cpu" and len(sweep.parameters["params"]["multipliers"]) >= 5
     assert gpu.job_variables["env"]["CUDA_VISIBLE_DEVICES"] == "0"
     assert daily.pull_steps[0]["prefect.deployments.steps.set_working_directory"][
         "directory"] in (str(REPO), "{{ $CLOAKFLOW_HOME }}")
     # the pydantic parameter model is what the UI renders as a form
     schema = daily.parameter_openapi_schema
     props = schema["definitions"]["RunParameters"]["properties"]
-    assert {"dataset", "seed", "epochs", "folds", "fold_scheme", "forest"} <= set(props)
+    assert {"dataset", "seed", "epochs", "folds", "fold_scheme", "forest", "accept_risk",
+            "noise_multiplier"} <= set(props)
     assert props["fold_scheme"]["enum"] == ["stratified-shuffled", "tutorial"]
