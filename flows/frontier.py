@@ -186,9 +186,9 @@ def frontier_table(result: dict) -> str:
     lines.append("")
     for name, w in result["within_baseline"].items():
         lines.append(f"- {name}: " + (
-            f"inversion within {WITHIN:.0%} points of baseline on every categorical attribute "
+            f"inversion within {WITHIN * 100:g} points of baseline on every categorical attribute "
             f"from noise {w['multiplier']:g} on, ROC AUC there {w['roc_auc']:.4f}" if w else
-            f"inversion never came within {WITHIN:.0%} points of baseline in this sweep"))
+            f"inversion never came within {WITHIN * 100:g} points of baseline in this sweep"))
     return "\n".join(lines) + "\n"
 
 
