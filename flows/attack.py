@@ -71,7 +71,8 @@ def attack_published(release_dir: str | Path, input_path: str | None = None) -> 
 
     order = np.random.default_rng(seed).permutation(len(x))
     slices = pre.group_slices()
-    noise = manifest["privacy"]["report"]["releases"]
+    report = manifest["privacy"]["report"]
+    multiplier = float(report["noise"]["multiplier"])  # the run's setting, for every model
     targets = []
     for name, file, models in (("ENCODED", "encoded", ["whole"]),
                                ("GROUP_ENCODED", "group_encoded", list(slices))):
@@ -89,14 +90,16 @@ def attack_published(release_dir: str | Path, input_path: str | None = None) -> 
             feats = list(range(x.shape[1])) if m == "whole" else slices[m]
             width = int(manifest["models"][m]["code_size"])
             parts.append((m, ae, dec, slice(start, start + width), feats))
-            if not noise[name]["noise"][m]["multiplier"]:
+            if not multiplier:
                 gap = float(np.abs(np.asarray(enc(x[:512, feats])) - codes[:512,
                                                                      start:start + width]).max())
                 if gap > 1e-3:
                     raise ReleaseMismatch(f"{name}/{m}: the model's codes differ from the "
                                           f"released ones by {gap:.3g}: wrong model or source")
             start += width
-        targets.append(ReleaseUnderAttack(name, codes, parts, noise[name]["noise"]))
+        noise = report["releases"].get(name, {}).get("noise") or {
+            m: {"multiplier": multiplier} for m in models}
+        targets.append(ReleaseUnderAttack(name, codes, parts, noise))
 
     records = (train_frame.select(profile.features), control_frame.select(profile.features))
     with attack_pool() as pool, ThreadPoolExecutor(len(targets)) as threads:

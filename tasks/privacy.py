@@ -185,7 +185,7 @@ def summary_markdown(report: dict) -> str:
         lines += [f"Risk accepted on record: \"{report['policy']['accepted_risk']}\"", ""]
     fractions = report["known_fractions"]
     for name, sec in report["releases"].items():
-        noise = ", ".join(f"{m}: {n['multiplier']}x clip {n['clip_norm']}"
+        noise = ", ".join(f"{m}: {n['multiplier']}x clip {n.get('clip_norm')}"
                           for m, n in sec["noise"].items() if n["multiplier"]) or "none"
         lines += [f"## {name} (models: {', '.join(sec['models'])}; code noise: {noise})", "",
                   "Inversion, categorical attributes: accuracy (best of ridge/MLP) vs majority "
@@ -268,10 +268,11 @@ def plot_attacks(report: dict, path: str) -> str:
                label="leaked decoder", color="#7570b3")
         sens = set(report["sensitive"])
         ax.set_xticks(pos, [a + (" *" if a in sens else "") for a in attrs])
-        ax.set_ylim(0, 1.05)
+        ax.set_ylim(0, 1.25)  # headroom for the legend above the bars
+        ax.set_yticks(np.linspace(0, 1, 6))
         ax.set_ylabel("attribute accuracy")
         ax.set_title(f"{name}: inversion accuracy per attribute (* = sensitive)")
-        ax.legend(loc="lower right", fontsize=8)
+        ax.legend(loc="upper center", ncol=3, fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
