@@ -29,7 +29,7 @@ from cloakflow.tasks.privacy import (
     summary_markdown,
 )
 from cloakflow.tasks.profile import DatasetProfile
-from cloakflow.tasks.split import split_rows
+from cloakflow.tasks.split import positive_labels, split_rows
 
 
 class ReleaseMismatch(ValueError):
@@ -52,9 +52,8 @@ def attack_published(release_dir: str | Path, input_path: str | None = None) -> 
         raise ReleaseMismatch(f"{path}: SHA-256 differs from the manifest's source "
                               f"{manifest['source']['file']} ({manifest['source']['sha256']})")
     frame = read_table(path, profile)
-    y_all = (frame.get_column(profile.target.column).cast(pl.String)
-             == str(profile.target.positive)).to_numpy().astype(np.int8)
-    train_idx, control_idx = split_rows(y_all, params["control_fraction"], seed)
+    train_idx, control_idx = split_rows(positive_labels(frame, profile),
+                                        params["control_fraction"], seed)
     train_frame, control_frame = frame[train_idx], frame[control_idx]
 
     if "MLFLOW_TRACKING_URI" not in os.environ:

@@ -29,6 +29,7 @@ from cloakflow.tasks.attacks import (
     REGRESSORS,
     blocks_of,
     known_plaintext_inversion,
+    strongest,
 )
 from cloakflow.tasks.profile import CodeNoise, load_profile
 from cloakflow.tasks.train import train as train_task
@@ -62,12 +63,8 @@ def inversion_point(codes: np.ndarray, x: np.ndarray, blocks, sensitive: set[str
                     seed: int) -> dict:
     """The p = 1% inversion summarised for the frontier (best regressor per attribute)."""
     run = known_plaintext_inversion(codes, x, blocks, POLICY_FRACTION, seed, REGRESSORS)
-    best: dict[str, dict] = {}
-    for r in REGRESSORS:
-        for attr, s in run[r]["scores"].items():
-            if s["kind"] == "categorical" and (attr not in best
-                                               or s["accuracy"] > best[attr]["accuracy"]):
-                best[attr] = s
+    best = {a: s for a, s in strongest({r: run[r]["scores"] for r in REGRESSORS}).items()
+            if s["kind"] == "categorical"}
     gains = {a: s["accuracy"] - s["baseline"] for a, s in best.items()}
     return {"mean_accuracy": float(np.mean([s["accuracy"] for s in best.values()])),
             "mean_baseline": float(np.mean([s["baseline"] for s in best.values()])),

@@ -17,7 +17,7 @@ from cloakflow.tasks.noise import clip_and_noise
 from cloakflow.tasks.preprocess import TablePreprocessor
 from cloakflow.tasks.privacy import ReleaseUnderAttack
 from cloakflow.tasks.profile import CodeNoise, DatasetProfile
-from cloakflow.tasks.split import split
+from cloakflow.tasks.split import positive_labels, split
 from cloakflow.tasks.train import TrainedModel
 from cloakflow.tasks.validate import DataValidationError, validate
 
@@ -70,9 +70,7 @@ def prepare(profile: DatasetProfile, input_path: str | None, control_fraction: f
         raise DataValidationError(report)
 
     t = time.perf_counter()
-    target = profile.target.column
-    y_all = (frame.get_column(target).cast(pl.String)
-             == str(profile.target.positive)).to_numpy().astype(np.int8)
+    y_all = positive_labels(frame, profile)
     train_idx, control_idx = split(y_all, control_fraction, seed)
     train_frame, control_frame = frame[train_idx], frame[control_idx]
     pre = TablePreprocessor(profile).fit(train_frame, name)

@@ -146,6 +146,18 @@ def known_plaintext_inversion(codes: np.ndarray, x: np.ndarray, blocks: Sequence
     return out
 
 
+def strongest(scores_by_regressor: dict[str, dict[str, dict]]) -> dict[str, dict]:
+    """Per attribute, the result of the regressor that did best on it (largest gain over the
+    baseline for a categorical attribute, largest R^2 for a numeric one)."""
+    out: dict[str, dict] = {}
+    for r, scores in scores_by_regressor.items():
+        for attr, s in scores.items():
+            key = "gain" if s["kind"] == "categorical" else "r2"
+            if attr not in out or s[key] > out[attr][key]:
+                out[attr] = {**s, "regressor": r}
+    return out
+
+
 # --------------------------------------------------------------------------- re-identification
 def unique_share(qi_rows: np.ndarray) -> float:
     """Share of rows whose quasi-identifier combination occurs once."""

@@ -25,6 +25,7 @@ from cloakflow.tasks.attacks import (
     predict_chunked,
     reconstruction_losses,
     run_attacks,
+    strongest,
 )
 from cloakflow.tasks.preprocess import TablePreprocessor
 from cloakflow.tasks.profile import DatasetProfile, ReleasePolicy
@@ -126,13 +127,7 @@ def attack(target: ReleaseUnderAttack, x: np.ndarray, x_control: np.ndarray,
 def best_inversion(section: dict, fraction: float = POLICY_FRACTION) -> dict[str, dict]:
     """Per attribute, the stronger regressor's result at ``fraction``."""
     run = section["known_plaintext_inversion"][str(fraction)]
-    out: dict[str, dict] = {}
-    for r in REGRESSORS:
-        for attr, s in run[r].items():
-            key = "gain" if s["kind"] == "categorical" else "r2"
-            if attr not in out or s[key] > out[attr][key]:
-                out[attr] = {**s, "regressor": r}
-    return out
+    return strongest({r: run[r] for r in REGRESSORS})
 
 
 def measure_policy(releases: dict[str, dict], profile: DatasetProfile) -> dict[str, dict]:

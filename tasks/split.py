@@ -10,6 +10,14 @@ import numpy as np
 from prefect import task
 
 
+def positive_labels(frame, profile) -> np.ndarray:
+    """The profile's target as 0/1 (1 = the positive value), one entry per row of ``frame``."""
+    import polars as pl
+
+    column = frame.get_column(profile.target.column).cast(pl.String)
+    return (column == str(profile.target.positive)).to_numpy().astype(np.int8)
+
+
 def split_rows(y: np.ndarray, control_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Return sorted (train, control) row indices.
 
