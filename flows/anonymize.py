@@ -24,6 +24,7 @@ from cloakflow.flows.steps import encoded_target, group_target, prepare
 from cloakflow.models.autoencoder import AutoencoderConfig
 from cloakflow.tasks import tracking
 from cloakflow.tasks.attacks import attack_pool
+from cloakflow.tasks.dp import dp_statement, dp_training, model_dp, release_dp
 from cloakflow.tasks.privacy import (
     KNOWLEDGE,
     PolicyViolation,
@@ -80,6 +81,15 @@ class RunParameters(BaseModel):
     accept_risk: str | None = Field(
         None, description="publish even if the privacy policy is crossed; the reason is "
                           "recorded in the manifest")
+    dp_epsilon: float | None = Field(
+        None, gt=0, description="train every autoencoder with DP-SGD to this epsilon per model "
+                                "(none = no differential privacy)")
+    dp_delta: float | None = Field(
+        None, gt=0, lt=1, description="delta per model (default: a power of ten <= 1/(10 n))")
+    dp_clip: float | None = Field(
+        None, gt=0, description="per-example gradient clip norm C (default 0.1, measured)")
+    dp_epochs: int = Field(
+        30, ge=1, description="DP-SGD epochs (fixed: no early stopping under DP)")
 
 
 class FlowOutcome(BaseModel):
@@ -130,10 +140,13 @@ def anonymize(params: RunParameters | None = None) -> FlowOutcome:
 def _run(params: RunParameters, profile: DatasetProfile, parent: str, flow_run_id: str,
          pool: Executor | None) -> FlowOutcome:
     timings: dict[str, float] = {}
+    private = params.dp_epsilon is not None
     data = prepare(profile, params.input_path, params.control_fraction, params.seed, parent,
-                   timings)
+                   timings, public_bounds=private)
     x, y, columns, slices = data.x, data.y, data.columns, data.pre.group_slices()
     noise = _noise_setting(params, profile)
+    dp = (dp_training(params.dp_epsilon, params.dp_delta, params.dp_clip, params.dp_epochs,
+                      len(x), params.batch_size) if private else None)
 
     # ORIGINAL's evaluations need no model: they run while the autoencoders train.
     t = time.perf_counter()
@@ -148,8 +161,9 @@ def _run(params: RunParameters, profile: DatasetProfile, parent: str, flow_run_i
     imp_futures = {"ORIGINAL": importance.submit("ORIGINAL", x, y, columns, **imp_kw)}
     config = AutoencoderConfig(epochs=params.epochs, batch_size=params.batch_size,
                                validation=params.validation)
-    whole = train.submit("whole", x, columns, config, params.seed, parent)
-    groups = {g: train.submit(g, x[:, s], [columns[i] for i in s], config, params.seed, parent)
+    whole = train.submit("whole", x, columns, config, params.seed, parent, dp=dp)
+    groups = {g: train.submit(g, x[:, s], [columns[i] for i in s], config, params.seed, parent,
+                              dp=dp)
               for g, s in slices.items()}
     whole_model: TrainedModel = whole.result()
     futures = {"whole": whole, **groups}
@@ -197,8 +211,11 @@ def _run(params: RunParameters, profile: DatasetProfile, parent: str, flow_run_i
                    profile, params.seed)
     attack_futures = {tg.name: attack_task.submit(tg, *attack_args, executor=pool)
                       for tg in targets if params.privacy_attacks}
+    models = {"whole": whole_model, **group_models}
+    dp_release = (release_dp(dp, params.dp_epsilon, list(models), data.pre.bounds_used())
+                  if dp is not None else None)
     privacy = _privacy_report(profile, {k: f.result() for k, f in attack_futures.items()},
-                              params, noise)
+                              params, noise, dp_release)
     _timed(timings, "attacks", t)
     summary = _log_privacy(parent, privacy, profile)
     if privacy["policy"]["verdict"] == "blocked":
@@ -206,9 +223,18 @@ def _run(params: RunParameters, profile: DatasetProfile, parent: str, flow_run_i
         raise PolicyViolation(privacy["policy"]["crossed"], summary)
 
     t = time.perf_counter()
-    models = {"whole": whole_model, **group_models}
     manifest = _manifest(params, profile, data.source_name, data.source_sha, parent, flow_run_id,
                          models, rows, fold_note, len(data.x_control), privacy)
+    if dp is not None:
+        per_model = model_dp(dp, params.dp_epsilon)
+        for name in models:
+            manifest["models"][name]["dp"] = {**per_model, **{
+                k: manifest["models"][name]["dp"][k] for k in ("steps_run",
+                                                               "clipped_share_per_epoch")}}
+        manifest["dp"] = dp_release
+        manifest["privacy"]["statement"] = dp_statement(dp_release)
+    else:
+        manifest["dp"] = None
     manifest["reused_from_cache"] = reused
     manifest["columns"] = ([{"name": c, "group": "whole", "file": "encoded"}
                             for c in encoded_names]
@@ -245,7 +271,7 @@ def _noise_setting(params: RunParameters, profile: DatasetProfile) -> CodeNoise:
 
 
 def _privacy_report(profile: DatasetProfile, releases: dict[str, dict], params: RunParameters,
-                    noise: CodeNoise) -> dict:
+                    noise: CodeNoise, dp: dict | None = None) -> dict:
     policy = profile.privacy.policy
     measured = measure_policy(releases, profile)
     crossed = judge(measured, policy)
@@ -255,7 +281,8 @@ def _privacy_report(profile: DatasetProfile, releases: dict[str, dict], params: 
     verdict = "pass" if not crossed else ("accepted" if params.accept_risk else "blocked")
     return {"dataset": profile.name, "sensitive": profile.privacy.sensitive,
             "known_fractions": profile.privacy.known_fractions, "seed": params.seed,
-            "noise": noise.model_dump(), "attacker_knowledge": KNOWLEDGE, "releases": releases,
+            "noise": noise.model_dump(), "dp": dp, "attacker_knowledge": KNOWLEDGE,
+            "releases": releases,
             "policy": {"limits": policy.model_dump(), "measured": measured, "crossed": crossed,
                        "verdict": verdict, "accepted_risk": params.accept_risk if crossed
                        else None}}

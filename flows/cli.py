@@ -54,6 +54,15 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--accept-risk", metavar="REASON",
                      help="publish even when the privacy policy is crossed; the reason, limits "
                           "and measured values go into the manifest")
+    run.add_argument("--dp-epsilon", type=float, metavar="E",
+                     help="train every autoencoder with DP-SGD, spending epsilon E per model "
+                          "(the manifest states the composed epsilon of the release)")
+    run.add_argument("--dp-delta", type=float, metavar="D",
+                     help="delta per model (default: a power of ten at or below 1/(10 n))")
+    run.add_argument("--dp-clip", type=float, metavar="C",
+                     help="per-example gradient clip norm (default 0.1, from measured norms)")
+    run.add_argument("--dp-epochs", type=int, default=30,
+                     help="DP-SGD epochs; fixed, no early stopping (default 30)")
 
     fr = sub.add_parser("frontier", help="sweep code-noise scales: utility vs inversion")
     fr.add_argument("dataset", nargs="?", default="bank-marketing")

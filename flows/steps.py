@@ -47,8 +47,11 @@ class Prepared:
 
 
 def prepare(profile: DatasetProfile, input_path: str | None, control_fraction: float, seed: int,
-            parent: str, timings: dict[str, float]) -> Prepared:
+            parent: str, timings: dict[str, float], public_bounds: bool = False) -> Prepared:
     """locate -> ingest -> validate -> split -> preprocess, logging to the parent MLflow run.
+
+    ``public_bounds`` (DP runs): scale and one-hot encode with the profile's public bounds
+    where it has them, instead of statistics of the training rows.
 
     Raises:
         DataValidationError: the table breaks its expectation suite (nothing is trained).
@@ -73,7 +76,7 @@ def prepare(profile: DatasetProfile, input_path: str | None, control_fraction: f
     y_all = positive_labels(frame, profile)
     train_idx, control_idx = split(y_all, control_fraction, seed)
     train_frame, control_frame = frame[train_idx], frame[control_idx]
-    pre = TablePreprocessor(profile).fit(train_frame, name)
+    pre = TablePreprocessor(profile, public_bounds=public_bounds).fit(train_frame, name)
     x = pre.transform(train_frame, name)
     # control rows are never trained on; a category seen only there encodes as zeros
     x_control = pre.transform(control_frame, name, unseen="ignore")

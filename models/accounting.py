@@ -19,6 +19,8 @@ polars.
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import math
 from dataclasses import asdict, dataclass
 from typing import Literal
@@ -88,12 +90,27 @@ def make_accountant(accountant: Accountant = "rdp"):
     raise ValueError(f"accountant must be 'rdp' or 'pld', not {accountant!r}")
 
 
+@contextlib.contextmanager
+def _quiet():
+    """dp-accounting's RDP code logs a warning for every order it drops (small alphas whose
+    series do not converge at large q); the bound stays valid, so keep them out of the logs."""
+    log = logging.getLogger("absl")
+    level = log.level
+    log.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        log.setLevel(level)
+
+
 def epsilon(noise_multiplier: float, sampling_rate: float, steps: int, delta: float,
             accountant: Accountant = "rdp", sampling: Sampling = "poisson") -> DpBudget:
     """The epsilon spent at ``delta`` by ``steps`` steps."""
     acc = make_accountant(accountant)
     acc.compose(dp_event(noise_multiplier, sampling_rate, steps, sampling))
-    return DpBudget(float(acc.get_epsilon(delta)), delta, noise_multiplier, sampling_rate, steps,
+    with _quiet():
+        spent = float(acc.get_epsilon(delta))
+    return DpBudget(spent, delta, noise_multiplier, sampling_rate, steps,
                     steps * sampling_rate, accountant, sampling)
 
 
@@ -107,11 +124,12 @@ def noise_multiplier_for(target_epsilon: float, delta: float, sampling_rate: flo
         raise ValueError("target_epsilon must be positive")
     low, high = SIGMA_RANGE[accountant]
     try:
-        sigma = dp_accounting.calibrate_dp_mechanism(
-            lambda: make_accountant(accountant),
-            lambda s: dp_event(s, sampling_rate, steps, sampling),
-            target_epsilon, delta,
-            bracket_interval=dp_accounting.ExplicitBracketInterval(low, high), tol=tol)
+        with _quiet():
+            sigma = dp_accounting.calibrate_dp_mechanism(
+                lambda: make_accountant(accountant),
+                lambda s: dp_event(s, sampling_rate, steps, sampling),
+                target_epsilon, delta,
+                bracket_interval=dp_accounting.ExplicitBracketInterval(low, high), tol=tol)
     except (ValueError, RuntimeError) as exc:
         raise ValueError(f"no noise multiplier in [{low}, {high}] spends epsilon "
                          f"{target_epsilon} at delta {delta} over {steps} steps with q = "

@@ -62,9 +62,13 @@ class TrainResult:
     total_seconds: float = 0.0
     attempts: int = 1
     seed: int = 0
+    dp: dict | None = None  # DP-SGD runs: the spent budget, clip norm and per-epoch clipping
 
     @property
-    def best_val_loss(self) -> float:
+    def best_val_loss(self) -> float | None:
+        """None for DP-SGD runs: they hold out no validation rows and never stop early."""
+        if not self.history.get("val_loss"):
+            return None
         return self.history["val_loss"][self.best_epoch - 1]
 
     @property
@@ -148,7 +152,7 @@ def train_autoencoder(
     for attempt in range(config.max_attempts):
         result = _train_once(x, config, seed + attempt * RESTART_STRIDE, on_epoch)
         seconds += result.seconds
-        if best is None or result.best_val_loss < best.best_val_loss:
+        if best is None or result.best_val_loss < best.best_val_loss:  # type: ignore[operator]
             best = result
         if result.best_epoch > 1 or result.epochs_run == 1:
             break
@@ -197,6 +201,45 @@ def _train_once(x: np.ndarray, config: AutoencoderConfig, seed: int,
     return TrainResult(autoencoder, encoder, decoder, history=history, best_epoch=best_epoch,
                        epochs_run=len(history["loss"]), seconds=time.perf_counter() - start,
                        seed=seed)
+
+
+def train_autoencoder_dp(
+    x: np.ndarray,
+    config: AutoencoderConfig,
+    budget,
+    clip_norm: float,
+    seed: int = 42,
+    on_epoch: EpochCallback | None = None,
+) -> TrainResult:
+    """Train an autoencoder on every row of ``x`` with DP-SGD, spending exactly ``budget``.
+
+    Unlike ``train_autoencoder`` nothing here looks at the data except the noisy, clipped
+    gradient steps the budget accounts for: no validation rows, no early stopping, no restarts
+    (each would be another look at the data), and the initial draw is checked for live output
+    units on uniform random inputs, not on training rows.
+
+    Args:
+        x: float32 matrix scaled to [0, 1] (with public bounds, for the guarantee to hold).
+        config: architecture, batch size (the expected Poisson batch) and learning rate.
+        budget: ``models.dp_sgd.plan(...)``: sampling rate, steps and sigma.
+        clip_norm: C.
+        seed: initialisation, batch sampling and noise.
+        on_epoch: called as ``on_epoch(epoch, {"loss": ..., "clipped": ...})``.
+    """
+    from cloakflow.models.dp_sgd import train_dp
+
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    if x.ndim != 2 or len(x) < 2:
+        raise ValueError(f"need a 2-D matrix with at least 2 rows, got shape {x.shape}")
+    public_sample = np.random.default_rng(seed).random((1024, x.shape[1]), dtype=np.float32)
+    autoencoder, encoder, decoder = _live_initialisation(public_sample, config, seed)
+    log = train_dp(autoencoder, x, budget, clip_norm, seed, on_epoch=on_epoch)
+    return TrainResult(autoencoder, encoder, decoder, history=dict(log.history),
+                       best_epoch=log.epochs_run, epochs_run=log.epochs_run, seconds=log.seconds,
+                       total_seconds=log.seconds, seed=seed,
+                       dp={**budget.to_dict(), "clip_norm": clip_norm,
+                           "steps_run": log.steps_run,
+                           "clipped_share_per_epoch": [round(c, 4) for c in log.clipped_share]})
 
 
 def _live_initialisation(x: np.ndarray, config: AutoencoderConfig, seed: int):

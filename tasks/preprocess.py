@@ -32,6 +32,7 @@ class ColumnSpec:
     maximum: float = 1.0
     fill: Any = None
     categories: list[str] = field(default_factory=list)
+    bounds: Literal["data", "public"] = "data"  # where minimum/maximum or categories came from
 
     @property
     def outputs(self) -> list[str]:
@@ -47,13 +48,18 @@ class TablePreprocessor:
         profile: the dataset profile (groups, column kinds, missing/unseen rules).
     """
 
-    def __init__(self, profile: DatasetProfile):
+    def __init__(self, profile: DatasetProfile, public_bounds: bool = False):
         self.profile = profile
+        self.public_bounds = public_bounds
         self.specs: list[ColumnSpec] = []
 
     # ------------------------------------------------------------------ fitting
     def fit(self, frame: pl.DataFrame, source: str = "<table>") -> TablePreprocessor:
-        """Learn min/max, fill values and category sets from training rows."""
+        """Learn min/max, fill values and category sets from training rows.
+
+        With ``public_bounds``, a column that has bounds in the profile takes them instead (fill
+        value: the midpoint, or the first listed category): nothing about it is measured.
+        """
         self.specs = []
         for col, group in self.profile.group_of.items():
             series = frame.get_column(col)
@@ -61,7 +67,16 @@ class TablePreprocessor:
                 "numeric" if series.dtype.is_numeric() else "categorical"
             )
             self._check_nulls(series, source)
-            if kind == "numeric":
+            public = self.profile.bounds.get(col) if self.public_bounds else None
+            if public is not None:
+                if public.categories is None:
+                    spec = ColumnSpec(col, group, "numeric", minimum=public.min,
+                                      maximum=public.max, fill=(public.min + public.max) / 2,
+                                      bounds="public")
+                else:
+                    spec = ColumnSpec(col, group, "categorical", categories=public.categories,
+                                      fill=public.categories[0], bounds="public")
+            elif kind == "numeric":
                 values = self._as_float(series, source)
                 spec = ColumnSpec(col, group, "numeric",
                                   minimum=float(values.min()), maximum=float(values.max()),
@@ -103,7 +118,10 @@ class TablePreprocessor:
         if spec.kind == "numeric":
             values = self._as_float(series, source)
             span = spec.maximum - spec.minimum or 1.0
-            return ((values - spec.minimum) / span).reshape(-1, 1)
+            scaled = (values - spec.minimum) / span
+            if spec.bounds == "public":  # public bounds are a promise: clip what lies outside
+                scaled = np.clip(scaled, 0.0, 1.0)
+            return scaled.reshape(-1, 1)
         values = series.cast(pl.String).to_numpy()
         index = {c: i for i, c in enumerate(spec.categories)}
         codes = np.fromiter((index.get(v, -1) for v in values), dtype=np.int64, count=len(values))
@@ -139,6 +157,13 @@ class TablePreprocessor:
         return pl.DataFrame(data)
 
     # ------------------------------------------------------------------ helpers
+    def bounds_used(self) -> dict[str, list[str]]:
+        """Columns whose scaling/categories came from the profile's public bounds or the data."""
+        out: dict[str, list[str]] = {"public": [], "data": []}
+        for spec in self.specs:
+            out[spec.bounds].append(spec.name)
+        return out
+
     @property
     def output_columns(self) -> list[str]:
         return [c for s in self.specs for c in s.outputs]

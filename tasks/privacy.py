@@ -178,6 +178,17 @@ def summary_markdown(report: dict) -> str:
                 if report["policy"]["crossed"] else "No limit was crossed."), ""]
     if report["policy"].get("accepted_risk"):
         lines += [f"Risk accepted on record: \"{report['policy']['accepted_risk']}\"", ""]
+    dp = report.get("dp")
+    if dp:
+        bound = dp["per_model_membership_bound"]
+        lines += [f"Differential privacy: each model trained with DP-SGD at epsilon "
+                  f"{dp['per_model_epsilon']:.3g}, delta {dp['delta']:g}; all models together "
+                  f"epsilon {dp['composed']['epsilon']:.3g}. For a single model this caps any "
+                  f"membership attack at AUC <= {bound['auc_at_most']:.3f} and TPR <= "
+                  f"{bound['tpr_at_1pct_fpr_at_most']:.3f}"
+                  " at 1% FPR (measured below). It does not bound the inversion of released "
+                  "codes: those are deterministic functions of their rows.", "",
+                  f"Preprocessing: {dp['preprocessing']['statement']}.", ""]
     fractions = report["known_fractions"]
     for name, sec in report["releases"].items():
         noise = ", ".join(f"{m}: {n['multiplier']}x clip {n.get('clip_norm')}"

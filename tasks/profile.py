@@ -109,6 +109,33 @@ class PrivacySettings(BaseModel):
         return self
 
 
+class PublicBounds(BaseModel):
+    """Bounds of one column known without looking at the data (a code book, a domain range).
+
+    DP runs scale numeric columns with ``min``/``max`` (values outside are clipped) and one-hot
+    encode categorical ones over ``categories``, so that the preprocessing state carries no
+    information about the training rows. Non-DP runs measure them on the training rows.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    min: float | None = None
+    max: float | None = None
+    categories: list[str] | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> PublicBounds:
+        numeric = self.min is not None or self.max is not None
+        if numeric == (self.categories is not None):
+            raise ValueError("give either min and max (numeric) or categories (categorical)")
+        if numeric and (self.min is None or self.max is None or not self.min < self.max):
+            raise ValueError(f"need min < max, got min={self.min} max={self.max}")
+        if self.categories is not None and (not self.categories
+                                            or len(set(self.categories)) != len(self.categories)):
+            raise ValueError("categories must be a non-empty list without repeats")
+        return self
+
+
 class DatasetProfile(BaseModel):
     """Everything cloakflow needs to know about one table."""
 
@@ -127,6 +154,8 @@ class DatasetProfile(BaseModel):
     expectations: str | None = None
     source: Source | None = None
     privacy: PrivacySettings = Field(default_factory=PrivacySettings)
+    bounds: dict[str, PublicBounds] = Field(
+        default_factory=dict, description="public bounds per feature column (used by DP runs)")
 
     @model_validator(mode="after")
     def _check_columns(self) -> DatasetProfile:
@@ -143,8 +172,13 @@ class DatasetProfile(BaseModel):
         bad = {self.target.column, *self.drop} & set(seen)
         if bad:
             raise ValueError(f"target or dropped columns listed in a group: {sorted(bad)}")
+        for col, b in self.bounds.items():
+            kind = self.columns.get(col)
+            if kind is not None and (kind == "numeric") != (b.categories is None):
+                raise ValueError(f"bounds for {col!r} do not match its kind {kind!r}")
         for kind, cols in (("quasi_identifiers", self.quasi_identifiers),
-                           ("privacy.sensitive", self.privacy.sensitive)):
+                           ("privacy.sensitive", self.privacy.sensitive),
+                           ("bounds", list(self.bounds))):
             unknown = sorted(set(cols) - set(seen))
             if unknown:
                 raise ValueError(f"{kind} names columns that are in no group: {unknown}")

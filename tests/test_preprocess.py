@@ -78,3 +78,45 @@ def test_state_round_trips(tiny_profile, tiny_frame):
     pre = TablePreprocessor(tiny_profile).fit(tiny_frame)
     again = TablePreprocessor.from_dict(__import__("json").loads(pre.to_json()))
     np.testing.assert_array_equal(pre.transform(tiny_frame), again.transform(tiny_frame))
+
+
+BOUNDS = {"age": {"min": 0, "max": 50}, "city": {"categories": ["north", "south", "east",
+                                                                 "west", "centre"]}}
+
+
+def test_public_bounds_replace_data_statistics(tiny_frame):
+    profile = DatasetProfile.model_validate(tiny_profile_dict(bounds=BOUNDS))
+    pre = TablePreprocessor(profile, public_bounds=True).fit(tiny_frame)
+    assert pre.bounds_used() == {"public": ["age", "city"], "data": ["income", "owns"]}
+    x = pre.transform(tiny_frame)
+    cols = pre.output_columns
+    age = x[:, cols.index("age")]
+    # ages 18..79 scaled by the public 0..50: clipped at 1, never measured
+    assert age.max() == 1.0 and age.min() == pytest.approx(18 / 50)
+    assert "city_centre" in cols and x[:, cols.index("city_centre")].sum() == 0
+    # without the flag the same profile measures everything (non-DP runs)
+    plain = TablePreprocessor(profile).fit(tiny_frame)
+    assert plain.bounds_used()["public"] == [] and "city_centre" not in plain.output_columns
+    state = TablePreprocessor.from_dict(pre.to_dict())
+    assert state.bounds_used() == pre.bounds_used()
+
+
+def test_value_outside_public_categories_is_an_unseen_category(tiny_frame):
+    bounds = {"city": {"categories": ["north", "south"]}}
+    profile = DatasetProfile.model_validate(tiny_profile_dict(bounds=bounds))
+    pre = TablePreprocessor(profile, public_bounds=True)
+    with pytest.raises(PreprocessError, match="'city'.*unseen=error"):
+        pre.fit(tiny_frame, "tiny.csv").transform(tiny_frame, "tiny.csv")
+
+
+@pytest.mark.parametrize("bounds, message", [
+    ({"age": {"min": 5, "max": 5}}, "min < max"),
+    ({"age": {"min": 1}}, "min < max"),
+    ({"age": {"min": 0, "max": 1, "categories": ["a"]}}, "either"),
+    ({"city": {"categories": []}}, "non-empty"),
+    ({"age": {"categories": ["a"]}}, "do not match its kind"),
+    ({"nowhere": {"min": 0, "max": 1}}, "bounds names columns that are in no group"),
+])
+def test_bad_public_bounds_are_rejected(bounds, message):
+    with pytest.raises(ValueError, match=message):
+        DatasetProfile.model_validate(tiny_profile_dict(bounds=bounds))

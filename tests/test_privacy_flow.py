@@ -130,3 +130,54 @@ def test_frontier_trades_utility_for_inversion(prefect_harness, workdir: Path, t
     folder = Path(result["folder"])
     assert {p.name for p in folder.iterdir()} == {"frontier.png", "frontier.json", "frontier.md"}
     assert "| 4 | GROUP_ENCODED |" in (folder / "frontier.md").read_text()
+
+
+def test_dp_run_manifest_states_the_budget(prefect_harness, workdir: Path, tiny_files, capsys):
+    import yaml
+
+    from cloakflow.flows.cli import main
+    from tests.conftest import tiny_profile_dict
+
+    csv, _ = tiny_files
+    profile = workdir / "tiny-dp.yaml"
+    profile.write_text(yaml.safe_dump(tiny_profile_dict(bounds={
+        "age": {"min": 0, "max": 120}, "city": {"categories": ["north", "south", "east",
+                                                                "west"]}})))
+    args = ["run", "tiny", "--input", str(csv), "--profile", str(profile), "--folds", "2",
+            "--importance-rows", "100", "--dp-epsilon", "4", "--dp-epochs", "2",
+            "--dp-clip", "0.2", "--batch-size", "32"]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    release = Path(out.strip().splitlines()[-1])
+    manifest = json.loads((release / "manifest.json").read_text())
+    dp = manifest["dp"]
+    assert dp["models"][0] == "whole" and sorted(dp["models"]) == ["money", "person", "whole"]
+    assert 0 < dp["per_model_epsilon"] <= 4.0 + 1e-6
+    assert dp["per_model_epsilon"] < dp["composed"]["epsilon"] <= 3 * dp["per_model_epsilon"]
+    assert dp["preprocessing"]["public_bounds"] == ["age", "city"]
+    assert dp["preprocessing"]["measured_on_data"] == ["income", "owns"]
+    assert "NOT covered" in dp["preprocessing"]["statement"]
+    assert dp["codes_covered"] is False
+    assert "not the released codes" in manifest["privacy"]["statement"]
+    rows = manifest["rows"]
+    for name in dp["models"]:
+        m = manifest["models"][name]["dp"]
+        assert {"epsilon", "delta", "noise_multiplier", "clip_norm", "sampling_rate", "steps",
+                "epochs", "accountant", "statement"} <= set(m)
+        assert m["clip_norm"] == 0.2 and m["sampling"] == "poisson"
+        assert m["sampling_rate"] == pytest.approx(32 / rows)
+        assert m["steps_run"] == m["steps"] == round(2 / m["sampling_rate"])
+        assert m["delta"] == dp["delta"] < 1 / rows
+        assert "differentially private" in m["statement"]
+        assert m["epsilon"] == min(m["epsilon_by_accountant"].values())
+    report = manifest["privacy"]["report"]
+    assert report["dp"]["per_model_epsilon"] == dp["per_model_epsilon"]
+    client = MlflowClient()
+    child = client.search_runs(
+        [client.get_experiment_by_name("cloakflow/tiny").experiment_id],
+        f"tags.mlflow.parentRunId = '{manifest['mlflow']['run_id']}' and "
+        "tags.`cloakflow.model` = 'person'")[0]
+    assert float(child.data.params["dp.noise_multiplier"]) == pytest.approx(
+        manifest["models"]["person"]["dp"]["noise_multiplier"])
+    summary = client.download_artifacts(manifest["mlflow"]["run_id"], "privacy/summary.md")
+    assert "Differential privacy: each model trained with DP-SGD" in Path(summary).read_text()

@@ -1,0 +1,214 @@
+"""DP-SGD: ghost norms against per-example gradients taken one row at a time, clipping, the
+sigma = 0 / C = inf equivalence with plain training, budget planning, both backends."""
+
+from __future__ import annotations
+
+import math
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+
+from cloakflow.models import dp_sgd
+from cloakflow.models.accounting import epsilon
+from cloakflow.models.autoencoder import (
+    AutoencoderConfig,
+    build_autoencoder,
+    train_autoencoder_dp,
+)
+from cloakflow.models.dp_sgd import DpSgd, DpSgdConfig, plan, train_dp
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _data(n: int = 200, d: int = 10, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).random((n, d), dtype=np.float32)
+
+
+def _one_row_gradients(model, x: np.ndarray) -> list[np.ndarray]:
+    """Each row's gradient, one GradientTape per row (the slow, obvious way)."""
+    import tensorflow as tf
+
+    out = []
+    variables = dp_sgd.chain_variables(dp_sgd.dense_chain(model))
+    for i in range(len(x)):
+        row = x[i:i + 1]
+        with tf.GradientTape() as tape:
+            loss = tf.reduce_mean(tf.square(model(row) - row))
+        out.append(np.concatenate([np.ravel(g) for g in tape.gradient(loss, variables)]))
+    return out
+
+
+@pytest.fixture
+def model():
+    return build_autoencoder(10, AutoencoderConfig(), seed=3)[0]
+
+
+def test_ghost_norms_equal_one_row_gradient_norms(model):
+    x = _data(24)
+    trainer = DpSgd(model, keras.optimizers.Adam(1e-3))
+    norms = trainer.per_example_norms(x)
+    expected = [np.linalg.norm(g) for g in _one_row_gradients(model, x)]
+    assert norms.shape == (24,) and np.all(norms > 0)
+    np.testing.assert_allclose(norms, expected, rtol=1e-4)
+
+
+@pytest.mark.parametrize("clip", [0.05, 0.2])
+def test_clipping_bounds_every_per_example_gradient(model, clip):
+    x = _data(32)
+    chain = dp_sgd.dense_chain(model)
+    values = [v.value for v in dp_sgd.chain_variables(chain)]
+    raw = _one_row_gradients(model, x)
+    assert max(np.linalg.norm(g) for g in raw) > clip  # the bound has work to do
+    clipped_rows = []
+    for i in range(len(x)):  # one row in the batch at a time: its clipped contribution
+        mask = np.zeros(len(x), dtype=np.float32)
+        mask[i] = 1.0
+        grads, _, _ = dp_sgd.clipped_gradient_sum(chain, values, x, x, mask, clip)
+        flat = np.concatenate([np.ravel(np.asarray(g)) for g in grads])
+        assert np.linalg.norm(flat) <= clip * (1 + 1e-5)
+        # same direction as the true gradient, scaled by min(1, C / norm)
+        scale = min(1.0, clip / np.linalg.norm(raw[i]))
+        np.testing.assert_allclose(flat, raw[i] * scale, rtol=1e-4, atol=1e-7)
+        clipped_rows.append(flat)
+    grads, _, _ = dp_sgd.clipped_gradient_sum(chain, values, x, x, np.ones(len(x), np.float32),
+                                              clip)
+    batch = np.concatenate([np.ravel(np.asarray(g)) for g in grads])
+    np.testing.assert_allclose(batch, np.sum(clipped_rows, axis=0), rtol=1e-4, atol=1e-6)
+
+
+def test_no_noise_no_clipping_reproduces_plain_training():
+    x = _data(300, 12, seed=1)
+    cfg = AutoencoderConfig()
+    plain = build_autoencoder(12, cfg, seed=9)[0]
+    private = build_autoencoder(12, cfg, seed=9)[0]
+    trainer = DpSgd(private, keras.optimizers.Adam(cfg.learning_rate))
+    rng = np.random.default_rng(2)
+    for _ in range(3):
+        batches = [rng.choice(300, 64, replace=False) for _ in range(5)]
+        for b in batches:
+            plain.train_on_batch(x[b], x[b])
+        zeros = np.zeros((len(batches), sum(trainer.sizes)), dtype=np.float32)
+        trainer.run(x, batches, zeros, math.inf, 0.0, 64.0)
+    trainer.sync()
+    for a, b in zip(plain.get_weights(), private.get_weights(), strict=True):
+        np.testing.assert_allclose(a, b, atol=1e-6)
+    assert not np.allclose(plain.get_weights()[0],
+                           build_autoencoder(12, cfg, seed=9)[0].get_weights()[0])
+
+
+def test_noise_changes_the_update_by_its_scale(model):
+    x = _data(64)
+    base = [w.copy() for w in model.get_weights()]
+    trainer = DpSgd(model, keras.optimizers.SGD(learning_rate=1.0))
+    noise = np.random.default_rng(0).standard_normal((1, sum(trainer.sizes)), dtype=np.float32)
+    empty = [np.array([], dtype=np.int64)]  # no rows sampled: the update is the noise alone
+    trainer.run(x, empty, noise, 0.5, 0.5 * 2.0, 10.0)
+    step = np.concatenate([np.ravel(b - a) for a, b in zip(model.get_weights(), base,
+                                                           strict=True)])
+    np.testing.assert_allclose(step, noise[0] * 1.0 / 10.0, rtol=1e-5, atol=1e-7)
+
+
+def test_plan_solves_sigma_and_stops_when_the_budget_is_spent():
+    solved = plan(10_000, 100, 5, DpSgdConfig(target_epsilon=2.0, delta=1e-6))
+    assert solved.steps == 500 and solved.sampling_rate == pytest.approx(0.01)
+    assert solved.epsilon == pytest.approx(2.0, rel=0.01) and solved.epsilon <= 2.0 + 1e-6
+    # a given sigma that would overspend in 5 epochs: the run is cut to what 2.0 buys
+    cut = plan(10_000, 100, 5, DpSgdConfig(target_epsilon=2.0, delta=1e-6,
+                                           noise_multiplier=0.8))
+    assert cut.steps < 500 and cut.epsilon <= 2.0
+    assert epsilon(0.8, 0.01, cut.steps + 1, 1e-6).epsilon > 2.0
+    assert plan(10_000, 100, 5, DpSgdConfig(noise_multiplier=0.8)).steps == 500
+    with pytest.raises(ValueError, match="target_epsilon or noise_multiplier"):
+        DpSgdConfig()
+    with pytest.raises(ValueError, match="clip_norm"):
+        DpSgdConfig(target_epsilon=1.0, clip_norm=0.0)
+
+
+def test_train_dp_runs_exactly_the_planned_steps(model):
+    x = _data(400)
+    budget = plan(400, 50, 3, DpSgdConfig(target_epsilon=5.0, delta=1e-5))
+    seen = []
+    log = train_dp(model, x, budget, 0.1, seed=0, steps_per_execution=5,
+                   on_epoch=lambda e, m: seen.append((e, m)),
+                   optimizer=keras.optimizers.Adam(1e-3))
+    assert log.steps_run == budget.steps == 24
+    assert [e for e, _ in seen] == [1, 2, 3] and log.epochs_run == 3
+    assert all(0 <= m["clipped"] <= 1 and m["loss"] > 0 for _, m in seen)
+
+
+def test_dp_autoencoder_learns_and_reports_its_budget():
+    x = np.repeat(np.eye(6, dtype=np.float32), 100, axis=0)  # six one-hot patterns
+    cfg = AutoencoderConfig(batch_size=60, learning_rate=1e-2)
+    budget = plan(len(x), 60, 8, DpSgdConfig(target_epsilon=8.0, delta=1e-5))
+    result = train_autoencoder_dp(x, cfg, budget, clip_norm=0.1, seed=1)
+    assert result.dp["steps_run"] == budget.steps and result.dp["clip_norm"] == 0.1
+    assert result.best_val_loss is None and result.epochs_run == 8
+    assert result.history["loss"][-1] < result.history["loss"][0]
+
+
+def test_unsupported_layers_are_refused():
+    inputs = keras.Input((4,))
+    x = keras.layers.Dense(3)(inputs)
+    x = keras.layers.BatchNormalization()(x)
+    bad = keras.Model(inputs, keras.layers.Dense(4)(x))
+    bad.compile(optimizer="adam", loss="mse")
+    with pytest.raises(TypeError, match="BatchNormalization"):
+        DpSgd(bad)
+
+
+def test_poisson_batches_have_the_expected_size():
+    rng = np.random.default_rng(0)
+    sizes = [len(b) for b in dp_sgd.poisson_batches(5000, 0.02, 400, rng)]
+    assert abs(np.mean(sizes) - 100) < 2 and np.std(sizes) == pytest.approx(
+        math.sqrt(5000 * 0.02 * 0.98), rel=0.15)
+    batch, mask = dp_sgd.padded(np.ones((10, 2), np.float32), np.array([1, 2, 3]), 8)
+    assert batch.shape == (8, 2) and mask.tolist() == [1, 1, 1, 0, 0, 0, 0, 0]
+
+
+JAX_CHECK = textwrap.dedent("""
+    import math, numpy as np, keras
+    from cloakflow.models import dp_sgd
+    from cloakflow.models.autoencoder import AutoencoderConfig, build_autoencoder
+    from cloakflow.models.dp_sgd import DpSgd, DpSgdConfig, plan, train_dp
+    assert keras.backend.backend() == "jax"
+    x = np.random.default_rng(1).random((300, 12), dtype=np.float32)
+    cfg = AutoencoderConfig()
+    plain = build_autoencoder(12, cfg, seed=9)[0]
+    private = build_autoencoder(12, cfg, seed=9)[0]
+    trainer = DpSgd(private, keras.optimizers.Adam(cfg.learning_rate))
+    rng = np.random.default_rng(2)
+    for _ in range(3):
+        batches = [rng.choice(300, 64, replace=False) for _ in range(4)]
+        for b in batches:
+            plain.train_on_batch(x[b], x[b])
+        trainer.run(x, batches, np.zeros((4, sum(trainer.sizes)), np.float32),
+                    math.inf, 0.0, 64.0)
+    trainer.sync()
+    diff = max(float(np.max(np.abs(a - b))) for a, b in
+               zip(plain.get_weights(), private.get_weights()))
+    norms = trainer.per_example_norms(x[:16])
+    single = [trainer.per_example_norms(x[i:i + 1])[0] for i in range(16)]
+    fresh = build_autoencoder(12, cfg, seed=4)[0]
+    budget = plan(300, 30, 2, DpSgdConfig(target_epsilon=4.0, delta=1e-5))
+    log = train_dp(fresh, x, budget, 0.1, seed=0, optimizer=keras.optimizers.Adam(1e-3))
+    print("RESULT", diff, float(np.max(np.abs(norms - np.array(single)))), log.steps_run,
+          budget.steps)
+""")
+
+
+def test_jax_backend_matches_plain_training_and_runs_dp():
+    pytest.importorskip("jax")
+    env = {**os.environ, "KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu"}
+    proc = subprocess.run([sys.executable, "-c", JAX_CHECK], env=env, capture_output=True,
+                          text=True, cwd=REPO, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    line = next(ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT"))
+    diff, norm_diff, steps_run, steps = line.split()[1:]
+    assert float(diff) < 1e-6 and float(norm_diff) < 1e-5
+    assert int(steps_run) == int(steps) == 20
