@@ -35,9 +35,11 @@ def test_prefect_yaml_deploys(prefect_harness, tmp_path: Path):
         daily = client.read_deployment_by_name("anonymize/bank-marketing-daily")
         gpu = client.read_deployment_by_name("anonymize/bank-marketing-gpu")
         sweep = client.read_deployment_by_name("privacy-frontier/bank-marketing-frontier")
+        dp = client.read_deployment_by_name("anonymize/bank-marketing-dp")
     assert daily.work_pool_name == "cpu" and gpu.work_pool_name == "gpu"
     assert [s.schedule.cron for s in daily.schedules] == ["0 3 * * *"]
-    assert gpu.schedules == []
+    assert gpu.schedules == [] and dp.schedules == []
+    assert dp.parameters["params"]["dp_epsilon"] == 3.0 and dp.work_pool_name == "cpu"
     assert daily.parameters["params"]["dataset"] == "bank-marketing"
     assert "public" in daily.parameters["params"]["accept_risk"]
     assert sweep.work_pool_name == "cpu" and len(sweep.parameters["params"]["multipliers"]) >= 5
@@ -48,5 +50,5 @@ def test_prefect_yaml_deploys(prefect_harness, tmp_path: Path):
     schema = daily.parameter_openapi_schema
     props = schema["definitions"]["RunParameters"]["properties"]
     assert {"dataset", "seed", "epochs", "folds", "fold_scheme", "forest", "accept_risk",
-            "noise_multiplier"} <= set(props)
+            "noise_multiplier", "dp_epsilon", "dp_delta", "dp_clip", "dp_epochs"} <= set(props)
     assert props["fold_scheme"]["enum"] == ["stratified-shuffled", "tutorial"]
