@@ -212,7 +212,8 @@ def _run(params: RunParameters, profile: DatasetProfile, parent: str, flow_run_i
     attack_futures = {tg.name: attack_task.submit(tg, *attack_args, executor=pool)
                       for tg in targets if params.privacy_attacks}
     models = {"whole": whole_model, **group_models}
-    dp_release = (release_dp(dp, params.dp_epsilon, list(models), data.pre.bounds_used())
+    per_model = model_dp(dp, params.dp_epsilon) if dp is not None else None
+    dp_release = (release_dp(dp, per_model, list(models), data.pre.bounds_used())
                   if dp is not None else None)
     privacy = _privacy_report(profile, {k: f.result() for k, f in attack_futures.items()},
                               params, noise, dp_release)
@@ -226,7 +227,6 @@ def _run(params: RunParameters, profile: DatasetProfile, parent: str, flow_run_i
     manifest = _manifest(params, profile, data.source_name, data.source_sha, parent, flow_run_id,
                          models, rows, fold_note, len(data.x_control), privacy)
     if dp is not None:
-        per_model = model_dp(dp, params.dp_epsilon)
         for name in models:
             manifest["models"][name]["dp"] = {**per_model, **{
                 k: manifest["models"][name]["dp"][k] for k in ("steps_run",

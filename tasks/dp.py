@@ -59,13 +59,13 @@ def _eps(b, accountant: str) -> float:
     return epsilon(b.noise_multiplier, b.sampling_rate, b.steps, b.delta, accountant).epsilon
 
 
-def release_dp(training: DpTraining, target_epsilon: float, model_names: list[str],
+def release_dp(training: DpTraining, per_model: dict, model_names: list[str],
                bounds_used: dict[str, list[str]]) -> dict:
-    """The manifest's top-level ``dp`` section: composition over the models, preprocessing."""
+    """The manifest's top-level ``dp`` section (``per_model``: from ``model_dp``): composition
+    over the models, preprocessing."""
     b = training.budget
     k = len(model_names)
     together = best_of(b.noise_multiplier, b.sampling_rate, b.steps * k, b.delta)
-    per_model = model_dp(training, target_epsilon)
     data_cols = bounds_used.get("data", [])
     preprocessing = {
         "public_bounds": bounds_used.get("public", []),
@@ -82,7 +82,7 @@ def release_dp(training: DpTraining, target_epsilon: float, model_names: list[st
         f"({together.epsilon:.3g}, {b.delta:g})-DP by the {together.accountant.upper()} "
         f"accountant's composition (basic composition would give {k * per_model['epsilon']:.3g} "
         f"at delta {k * b.delta:g}). {CODES_NOT_COVERED}")
-    return {"per_model_target_epsilon": target_epsilon,
+    return {"per_model_target_epsilon": per_model["target_epsilon"],
             "per_model_epsilon": per_model["epsilon"],
             "delta": b.delta,
             "models": model_names,
