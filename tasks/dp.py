@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 
-from cloakflow.models.accounting import best_of
+from cloakflow.models.accounting import best_of, epsilon
 from cloakflow.models.dp_sgd import DEFAULT_CLIP_NORM, DpSgdConfig, plan
 from cloakflow.tasks.publish import PSEUDONYMISATION_STATEMENT
 from cloakflow.tasks.train import DpTraining
@@ -38,8 +38,10 @@ def dp_training(target_epsilon: float, delta: float | None, clip_norm: float | N
 def model_dp(training: DpTraining, target_epsilon: float) -> dict:
     """The manifest's ``dp`` entry of one model (the tighter of RDP and PLD is the claim)."""
     b = training.budget
-    spent = best_of(b.noise_multiplier, b.sampling_rate, b.steps, b.delta)
-    others = {a: round(_eps(b, a), 6) for a in ("rdp", "pld")}
+    bounds = {a: epsilon(b.noise_multiplier, b.sampling_rate, b.steps, b.delta, a)
+              for a in ("rdp", "pld")}
+    spent = min(bounds.values(), key=lambda x: x.epsilon)  # as best_of, without recomputing
+    others = {a: round(x.epsilon, 6) for a, x in bounds.items()}
     statement = (f"The weights of this model are ({spent.epsilon:.3g}, {b.delta:g})-"
                  f"differentially private with respect to adding or removing one training row "
                  f"(DP-SGD: Poisson sampling q = {b.sampling_rate:.5g}, noise multiplier "
@@ -51,12 +53,6 @@ def model_dp(training: DpTraining, target_epsilon: float) -> dict:
             "sampling_rate": b.sampling_rate, "sampling": b.sampling, "steps": b.steps,
             "epochs": b.epochs, "accountant": spent.accountant, "epsilon_by_accountant": others,
             "adjacency": "add or remove one row", "statement": statement}
-
-
-def _eps(b, accountant: str) -> float:
-    from cloakflow.models.accounting import epsilon
-
-    return epsilon(b.noise_multiplier, b.sampling_rate, b.steps, b.delta, accountant).epsilon
 
 
 def release_dp(training: DpTraining, per_model: dict, model_names: list[str],
