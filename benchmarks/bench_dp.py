@@ -65,8 +65,8 @@ def sweep(x: np.ndarray, cfg) -> None:
         budget = plan(len(fit), cfg.batch_size, epochs, DpSgdConfig(target_epsilon=3.0))
         for clip in (0.02, 0.05, 0.1, 0.2, 0.5, 1.0):
             model, _, _ = build_autoencoder(x.shape[1], cfg, 3)
-            log = train_dp(model, fit, budget, clip, seed=3,
-                           optimizer=keras.optimizers.Adam(cfg.learning_rate))
+            log = train_dp(model, fit, budget, clip, rng=np.random.default_rng(3),
+                           optimizers=keras.optimizers.Adam(cfg.learning_rate))
             print(f"epsilon 3, {epochs} epochs (sigma {budget.noise_multiplier:.3f}), C {clip}: "
                   f"held-out MSE {model.evaluate(held, held, verbose=0):.5f}, clipped in the "
                   f"last epoch {log.clipped_share[-1]:.2f}", flush=True)
@@ -97,7 +97,7 @@ def membership_demo(x: np.ndarray, rows: int = 200, epochs: int = 200) -> None:
           f"{auc(plain):.3f}", flush=True)
     for eps in (1.0, 3.0, 8.0):
         budget = plan(rows, 32, epochs, DpSgdConfig(target_epsilon=eps))
-        result = train_autoencoder_dp(members, cfg, budget, 0.1, seed=1)
+        result = train_autoencoder_dp(members, cfg, budget, 0.1, rng=np.random.default_rng(1))
         print(f"  epsilon {eps:g} (sigma {budget.noise_multiplier:.2f}): "
               f"{auc(result.autoencoder):.3f}", flush=True)
 
@@ -135,7 +135,7 @@ def main() -> None:
 
     # 1. per-example gradient norms
     model, _, _ = build_autoencoder(x.shape[1], cfg, 42)
-    probe = DpSgd(model, optimizer=keras.optimizers.Adam(1e-3))
+    probe = DpSgd(model, optimizers=keras.optimizers.Adam(1e-3))
     print(f"norms at init:        {percentiles(probe.per_example_norms(sample))}")
     for after in (1, 4):
         model.fit(x, x, batch_size=args.batch, epochs=after, shuffle=True, verbose=0)
@@ -157,8 +157,8 @@ def main() -> None:
             plain.fit(x, x, batch_size=args.batch, epochs=1, shuffle=True, verbose=0)
             times.append(time.perf_counter() - t)
         plain_s += times[1:] if block == 0 else times
-        log = train_dp(private, x, budget, clip, seed=block,
-                       optimizer=optimizer)
+        log = train_dp(private, x, budget, clip, rng=np.random.default_rng(block),
+                       optimizers=optimizer)
         dp_s += log.seconds_per_epoch[1:]
         print(f"block {block + 1}: plain " + " ".join(f"{t:.3f}" for t in times)
               + " | dp " + " ".join(f"{t:.3f}" for t in log.seconds_per_epoch)

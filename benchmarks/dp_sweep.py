@@ -8,8 +8,9 @@ Runs the main flow (attacks on, ``--accept-risk`` with the reason below) once wi
 once per epsilon with ``dp_epsilon`` set, same seed and split, then collects from each
 manifest: ENCODED and GROUP_ENCODED test ROC AUC, the membership-inference AUC against every
 autoencoder (training vs control rows), the p = 1% inversion gain on the sensitive attributes,
-and the per-model and composed epsilon. Writes a markdown table, JSON and a PNG under ``--out``
-and logs them to an MLflow run ``dp-sweep`` in the dataset's experiment.
+and the release epsilon (all models together, ``--design`` joint or split). Writes a markdown
+table, JSON and a PNG under ``--out`` and logs them to an MLflow run ``dp-sweep`` in the
+dataset's experiment.
 
 ``--rows N`` trains on a seeded random subset of N rows (small tables overfit more, which is
 where membership inference has something to find).
@@ -37,6 +38,7 @@ def run_one(dp_epsilon: float | None, args, input_path: str) -> dict:
 
     params = RunParameters(input_path=input_path, seed=args.seed, folds=args.folds,
                            dp_epsilon=dp_epsilon, dp_epochs=args.dp_epochs,
+                           dp_design=args.design, dp_report="full",
                            accept_risk=REASON, out=args.releases, use_cache=False)
     t = time.perf_counter()
     outcome = anonymize(params)
@@ -51,12 +53,11 @@ def run_one(dp_epsilon: float | None, args, input_path: str) -> dict:
     return {
         "setting": "non-private" if dp_epsilon is None else f"epsilon {dp_epsilon:g}",
         "target_epsilon": dp_epsilon,
-        "epsilon_per_model": dp["per_model_epsilon"] if dp else None,
-        "epsilon_composed": dp["composed"]["epsilon"] if dp else None,
+        "release_epsilon": dp["epsilon"] if dp else None,
+        "design": dp["design"] if dp else None,
         "delta": dp["delta"] if dp else None,
-        "noise_multiplier": (manifest["models"]["whole"]["dp"]["noise_multiplier"]
-                             if dp else None),
-        "membership_auc_bound": dp["per_model_membership_bound"]["auc_at_most"] if dp else None,
+        "noise_multiplier": dp["mechanisms"][0]["noise_multiplier"] if dp else None,
+        "membership_auc_bound": dp["membership_bound"]["auc_at_most"] if dp else None,
         "roc_auc": {k: utility["test_roc_auc"][k] for k in ("ORIGINAL", "ENCODED",
                                                              "GROUP_ENCODED")},
         "membership_auc": membership,
@@ -71,13 +72,13 @@ def run_one(dp_epsilon: float | None, args, input_path: str) -> dict:
 
 def table(rows: list[dict]) -> str:
     models = list(rows[0]["membership_auc"])
-    head = ("| setting | epsilon per model (composed) | sigma | ROC AUC GROUP_ENCODED | "
+    head = ("| setting | release epsilon (design) | sigma | ROC AUC GROUP_ENCODED | "
             "ROC AUC ENCODED | " + " | ".join(f"membership AUC {m}" for m in models)
             + " | DP bound on membership AUC | p = 1% inversion gain ENCODED / GROUP |")
     lines = [head, "|" + "---|" * (6 + len(models) + 1)]
     for r in rows:
-        eps = (f"{r['epsilon_per_model']:.2f} ({r['epsilon_composed']:.2f})"
-               if r["epsilon_per_model"] is not None else "-")
+        eps = (f"{r['release_epsilon']:.2f} ({r['design']})"
+               if r["release_epsilon"] is not None else "-")
         sigma = f"{r['noise_multiplier']:.3f}" if r["noise_multiplier"] else "-"
         bound = f"{r['membership_auc_bound']:.3f}" if r["membership_auc_bound"] else "-"
         lines.append(
@@ -133,6 +134,8 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--epsilons", default="1,3,8")
     ap.add_argument("--dp-epochs", type=int, default=30)
+    ap.add_argument("--design", choices=["joint", "split"], default="joint",
+                    help="how the release budget is spent across the models")
     ap.add_argument("--csv", help="default: the profile's file in CLOAKFLOW_DATA_DIR")
     ap.add_argument("--rows", type=int, help="train on a random subset of this many rows")
     ap.add_argument("--folds", type=int, default=10)

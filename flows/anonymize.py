@@ -22,9 +22,16 @@ from pydantic import BaseModel, Field
 
 from cloakflow.flows.steps import encoded_target, group_target, prepare
 from cloakflow.models.autoencoder import AutoencoderConfig
-from cloakflow.tasks import tracking
+from cloakflow.tasks import ledger, tracking
 from cloakflow.tasks.attacks import attack_pool
-from cloakflow.tasks.dp import dp_statement, dp_training, model_dp, release_dp
+from cloakflow.tasks.dp import (
+    DpPlan,
+    dp_section,
+    dp_statement,
+    model_dp,
+    plan_dp,
+    private_report,
+)
 from cloakflow.tasks.privacy import (
     KNOWLEDGE,
     PolicyViolation,
@@ -38,6 +45,7 @@ from cloakflow.tasks.profile import CodeNoise, DatasetProfile, load_profile
 from cloakflow.tasks.publish import PSEUDONYMISATION_STATEMENT, code_version, publish
 from cloakflow.tasks.train import TrainedModel
 from cloakflow.tasks.train import train as train_task
+from cloakflow.tasks.train import train_joint as train_joint_task
 from cloakflow.tasks.utility import evaluate_utility as evaluate_task
 from cloakflow.tasks.utility import (
     format_table,
@@ -82,14 +90,23 @@ class RunParameters(BaseModel):
         None, description="publish even if the privacy policy is crossed; the reason is "
                           "recorded in the manifest")
     dp_epsilon: float | None = Field(
-        None, gt=0, description="train every autoencoder with DP-SGD to this epsilon per model "
-                                "(none = no differential privacy)")
+        None, gt=0, description="train every autoencoder with DP-SGD; epsilon is the total for "
+                                "the release, all models together (none = no DP)")
     dp_delta: float | None = Field(
-        None, gt=0, lt=1, description="delta per model (default: a power of ten <= 1/(10 n))")
+        None, gt=0, lt=1, description="delta of the release (default: a power of ten <= "
+                                      "1/(10 n))")
     dp_clip: float | None = Field(
-        None, gt=0, description="per-example gradient clip norm C (default 0.1, measured)")
+        None, gt=0, description="per-model per-example gradient clip norm C (default 0.1, "
+                                "chosen on the public bank table)")
     dp_epochs: int = Field(
         30, ge=1, description="DP-SGD epochs (fixed: no early stopping under DP)")
+    dp_design: Literal["joint", "split"] = Field(
+        "joint", description="joint = all models one DP-SGD mechanism (jointly clipped, one "
+                             "noise draw); split = independent mechanisms, budget split")
+    dp_report: Literal["private", "full"] = Field(
+        "private", description="private = the release holds only DP-covered figures (utility "
+                              "and attack results stay in MLflow); full = everything in the "
+                              "manifest, each private-row figure marked not covered")
 
 
 class FlowOutcome(BaseModel):
@@ -145,8 +162,12 @@ def _run(params: RunParameters, profile: DatasetProfile, parent: str, flow_run_i
                    timings, public_bounds=private)
     x, y, columns, slices = data.x, data.y, data.columns, data.pre.group_slices()
     noise = _noise_setting(params, profile)
-    dp = (dp_training(params.dp_epsilon, params.dp_delta, params.dp_clip, params.dp_epochs,
-                      len(x), params.batch_size) if private else None)
+    dp = dp_release = None
+    if private:
+        dp = plan_dp(params.dp_epsilon, params.dp_delta, params.dp_clip, params.dp_epochs,
+                     len(x), params.batch_size, ["whole", *slices], params.dp_design)
+        dp_release = dp_section(dp, data.pre.bounds_used(), params.dp_report)
+        _spend(profile, parent, data, dp_release)
 
     # ORIGINAL's evaluations need no model: they run while the autoencoders train.
     t = time.perf_counter()
@@ -156,26 +177,26 @@ def _run(params: RunParameters, profile: DatasetProfile, parent: str, flow_run_i
     refresh = not params.use_cache
     evaluate_utility = evaluate_task.with_options(refresh_cache=refresh)
     importance = importance_task.with_options(refresh_cache=refresh)
-    train = train_task.with_options(refresh_cache=refresh)
+    # DP training never reads the cache: its randomness is secret, not a function of inputs
+    train = train_task.with_options(refresh_cache=refresh or private)
     cv_futures = {"ORIGINAL": evaluate_utility.submit("ORIGINAL", x, y, **eval_kw)}
     imp_futures = {"ORIGINAL": importance.submit("ORIGINAL", x, y, columns, **imp_kw)}
     config = AutoencoderConfig(epochs=params.epochs, batch_size=params.batch_size,
                                validation=params.validation)
-    whole = train.submit("whole", x, columns, config, params.seed, parent, dp=dp)
-    groups = {g: train.submit(g, x[:, s], [columns[i] for i in s], config, params.seed, parent,
-                              dp=dp)
-              for g, s in slices.items()}
-    whole_model: TrainedModel = whole.result()
-    futures = {"whole": whole, **groups}
-    targets = [encoded_target(whole_model, noise, params.seed)]
+    model_result, futures = _submit_training(train, x, columns, slices, config, params.seed,
+                                             parent, dp)
+    whole_model: TrainedModel = model_result("whole")
+    # release noise is secret (None: OS entropy): noise regenerated from the seed could be
+    # subtracted again
+    targets = [encoded_target(whole_model, noise, None)]
     encoded = targets[0].codes
     encoded_names = [f"latent_{i}" for i in range(encoded.shape[1])]
     cv_futures["ENCODED"] = evaluate_utility.submit("ENCODED", encoded, y, **eval_kw)
-    group_models: dict[str, TrainedModel] = {g: f.result() for g, f in groups.items()}
+    group_models: dict[str, TrainedModel] = {g: model_result(g) for g in slices}
     _timed(timings, "train_encode", t)
 
     t = time.perf_counter()
-    targets.append(group_target(group_models, slices, noise, params.seed))
+    targets.append(group_target(group_models, slices, noise, None))
     group_encoded = targets[1].codes
     group_names = [f"{g}_{i}" for g, m in group_models.items() for i in range(m.codes.shape[1])]
     cv_futures["GROUP_ENCODED"] = evaluate_utility.submit("GROUP_ENCODED", group_encoded, y,
@@ -212,9 +233,6 @@ def _run(params: RunParameters, profile: DatasetProfile, parent: str, flow_run_i
     attack_futures = {tg.name: attack_task.submit(tg, *attack_args, executor=pool)
                       for tg in targets if params.privacy_attacks}
     models = {"whole": whole_model, **group_models}
-    per_model = model_dp(dp, params.dp_epsilon) if dp is not None else None
-    dp_release = (release_dp(dp, per_model, list(models), data.pre.bounds_used())
-                  if dp is not None else None)
     privacy = _privacy_report(profile, {k: f.result() for k, f in attack_futures.items()},
                               params, noise, dp_release)
     _timed(timings, "attacks", t)
@@ -226,22 +244,22 @@ def _run(params: RunParameters, profile: DatasetProfile, parent: str, flow_run_i
     t = time.perf_counter()
     manifest = _manifest(params, profile, data.source_name, data.source_sha, parent, flow_run_id,
                          models, rows, fold_note, len(data.x_control), privacy)
+    manifest["dp"] = dp_release
     if dp is not None:
         for name in models:
-            manifest["models"][name]["dp"] = {**per_model, **{
+            manifest["models"][name]["dp"] = {**model_dp(dp, name), **{
                 k: manifest["models"][name]["dp"][k] for k in ("steps_run",
                                                                "clipped_share_per_epoch")}}
-        manifest["dp"] = dp_release
         manifest["privacy"]["statement"] = dp_statement(dp_release)
-    else:
-        manifest["dp"] = None
+        if params.dp_report == "private":
+            manifest = private_report(manifest)
     manifest["reused_from_cache"] = reused
     manifest["columns"] = ([{"name": c, "group": "whole", "file": "encoded"}
                             for c in encoded_names]
                            + [{"name": c, "group": c.rsplit("_", 1)[0], "file": "group_encoded"}
                               for c in group_names]
                            + [{"name": profile.target.column, "group": "label", "file": "both"}])
-    order = np.random.default_rng(params.seed).permutation(len(y))
+    order = np.random.default_rng().permutation(len(y))  # secret: OS entropy, not the seed
     label = data.train_frame.get_column(profile.target.column)[order]
     tables = {
         "encoded": pl.DataFrame(encoded[order], schema=encoded_names).with_columns(label),
@@ -260,6 +278,33 @@ def _run(params: RunParameters, profile: DatasetProfile, parent: str, flow_run_i
         description="Published release")
     return FlowOutcome(release=release, mlflow_run_id=parent, table_markdown=table_md,
                        privacy_summary=summary)
+
+
+def _submit_training(train, x: np.ndarray, columns: list[str], slices: dict[str, list[int]],
+                     config: AutoencoderConfig, seed: int, parent: str, dp: DpPlan | None):
+    """Submit the whole-table and group models; returns (name -> TrainedModel getter, the
+    per-model futures whose cache state is reported). The joint DP design is one task."""
+    if dp is not None and dp.design == "joint":
+        joint = train_joint_task.submit(x, {"whole": None, **slices}, columns, config, parent,
+                                        dp)
+        return (lambda name: joint.result()[name]), {}
+    futures = {"whole": train.submit("whole", x, columns, config, seed, parent, dp=dp)}
+    futures.update({g: train.submit(g, x[:, s], [columns[i] for i in s], config, seed, parent,
+                                    dp=dp) for g, s in slices.items()})
+    return (lambda name: futures[name].result()), futures
+
+
+def _spend(profile: DatasetProfile, parent: str, data, dp_release: dict) -> None:
+    """Refuse a run past the dataset's lifetime DP cap; otherwise record it in the privacy
+    ledger before any model sees the rows (a crash after this still counts as spent)."""
+    cap = profile.privacy.dp_cap
+    after = ledger.check_cap(profile.name, dp_release, cap.model_dump() if cap else None)
+    entry = ledger.make_entry(profile.name, parent, data.source_sha, data.source_rows,
+                              len(data.x), dp_release)
+    path = ledger.append(entry, parent)
+    print(f"privacy ledger {path}: this run spends epsilon {dp_release['epsilon']:.4g}; "
+          f"dataset total {after.epsilon:.4g} at delta {after.delta:.3g} over {after.runs} "
+          "run(s)", flush=True)
 
 
 def _noise_setting(params: RunParameters, profile: DatasetProfile) -> CodeNoise:
@@ -340,8 +385,8 @@ def _manifest(params: RunParameters, profile: DatasetProfile, source_name: str, 
                   "note": fold_note},
         "utility": rows,
         "models": {name: m.summary() for name, m in models.items()},
-        "row_order": "rows are shuffled with the run's seed; no source row index or source "
-                     "feature column is included",
+        "row_order": "rows are in a secret random order (OS entropy, not derived from the "
+                     "seed); no source row index or source feature column is included",
         "mlflow": {"tracking_uri": mlflow.get_tracking_uri(), "run_id": parent,
                    "experiment": f"cloakflow/{profile.name}"},
         "prefect_flow_run_id": flow_run_id,

@@ -55,14 +55,22 @@ def _parser() -> argparse.ArgumentParser:
                      help="publish even when the privacy policy is crossed; the reason, limits "
                           "and measured values go into the manifest")
     run.add_argument("--dp-epsilon", type=float, metavar="E",
-                     help="train every autoencoder with DP-SGD, spending epsilon E per model "
-                          "(the manifest states the composed epsilon of the release)")
+                     help="train every autoencoder with DP-SGD; E is the total epsilon of the "
+                          "release, all models together")
     run.add_argument("--dp-delta", type=float, metavar="D",
-                     help="delta per model (default: a power of ten at or below 1/(10 n))")
+                     help="delta of the release (default: a power of ten at or below 1/(10 n))")
     run.add_argument("--dp-clip", type=float, metavar="C",
-                     help="per-example gradient clip norm (default 0.1, from measured norms)")
+                     help="per-model per-example gradient clip norm (default 0.1, chosen on the "
+                          "public bank table)")
     run.add_argument("--dp-epochs", type=int, default=30,
                      help="DP-SGD epochs; fixed, no early stopping (default 30)")
+    run.add_argument("--dp-design", choices=["joint", "split"], default="joint",
+                     help="joint (default): all models one DP-SGD mechanism; split: independent "
+                          "mechanisms with the budget split between them")
+    run.add_argument("--dp-report", choices=["private", "full"], default="private",
+                     help="private (default): the release holds only DP-covered figures, the "
+                          "utility and attack reports stay in MLflow; full: all in the "
+                          "manifest, marked not covered")
 
     fr = sub.add_parser("frontier", help="sweep code-noise scales: utility vs inversion")
     fr.add_argument("dataset", nargs="?", default="bank-marketing")
@@ -79,6 +87,11 @@ def _parser() -> argparse.ArgumentParser:
     fr.add_argument("--seed", type=int, default=42)
     fr.add_argument("--out", default="frontier", help="output folder (default: frontier/)")
 
+    bu = sub.add_parser("budget", help="print the privacy ledger of a dataset: every DP run "
+                                       "and the total epsilon spent")
+    bu.add_argument("dataset", nargs="?", default="bank-marketing")
+    bu.add_argument("--profile", dest="profile_path", help="profile YAML (for its dp_cap)")
+
     at = sub.add_parser("attack", help="rerun the privacy attacks on a published release")
     at.add_argument("release_dir", help="releases/<dataset>/<run id>")
     at.add_argument("--input", dest="input_path", help="the source table, if not found by name")
@@ -94,12 +107,15 @@ def main(argv: list[str] | None = None) -> int:
         return _frontier(args)
     if args.command == "attack":
         return _attack(args)
+    if args.command == "budget":
+        return _budget(args)
     return 1  # pragma: no cover - argparse enforces the sub-command
 
 
 def _run(args: argparse.Namespace) -> int:
     from cloakflow.flows.anonymize import RunParameters, anonymize
     from cloakflow.tasks.ingest import IngestError
+    from cloakflow.tasks.ledger import BudgetExhausted
     from cloakflow.tasks.locate import DataNotFoundError
     from cloakflow.tasks.preprocess import PreprocessError
     from cloakflow.tasks.privacy import PolicyViolation
@@ -119,10 +135,32 @@ def _run(args: argparse.Namespace) -> int:
               "the trade-off) or publish anyway with --accept-risk \"reason\".",
               file=sys.stderr)
         return EXIT_POLICY
+    except BudgetExhausted as exc:
+        print(f"\nRUN REFUSED by the dataset's privacy budget, nothing was trained or "
+              f"published.\n{exc}\n`cloakflow budget {params.dataset}` lists what was spent.",
+              file=sys.stderr)
+        return EXIT_POLICY
     print(f"\nUtility ({params.folds}-fold {params.fold_scheme}, forest {params.forest}):")
     print(outcome.table_markdown)
     print(f"MLflow run: {outcome.mlflow_run_id}")
     print(outcome.release)
+    return 0
+
+
+def _budget(args: argparse.Namespace) -> int:
+    from cloakflow.tasks import ledger, tracking
+    from cloakflow.tasks.profile import ProfileError, load_profile
+
+    try:
+        profile = load_profile(args.profile_path or args.dataset)
+        name, cap = profile.name, profile.privacy.dp_cap
+    except ProfileError as exc:
+        if args.profile_path:
+            print(f"cannot read the profile: {exc}", file=sys.stderr)
+            return EXIT_BAD_INPUT
+        name, cap = args.dataset, None  # a dataset whose profile is elsewhere: no cap known
+    tracking.configure()
+    print(ledger.summary(name, cap.model_dump() if cap else None))
     return 0
 
 

@@ -90,12 +90,15 @@ def prepare(profile: DatasetProfile, input_path: str | None, control_fraction: f
                     y_all[train_idx], x, x_control, pre)
 
 
-def noisy_codes(model: TrainedModel, noise: CodeNoise, seed: int, index: int):
-    """One model's released codes under the profile's noise setting (seed derived per model)."""
-    return clip_and_noise(model.codes, noise.multiplier, noise.clip_norm, seed + 7919 * (index + 1))
+def noisy_codes(model: TrainedModel, noise: CodeNoise, seed: int | None, index: int):
+    """One model's released codes under the profile's noise setting (seed derived per model;
+    None: secret noise from OS entropy, as for a published release)."""
+    return clip_and_noise(model.codes, noise.multiplier, noise.clip_norm,
+                          None if seed is None else seed + 7919 * (index + 1))
 
 
-def encoded_target(whole: TrainedModel, noise: CodeNoise, seed: int) -> ReleaseUnderAttack:
+def encoded_target(whole: TrainedModel, noise: CodeNoise,
+                   seed: int | None) -> ReleaseUnderAttack:
     """The ENCODED code table as released (noise applied), with the model behind it."""
     codes, applied = noisy_codes(whole, noise, seed, 0)
     r = whole.result
@@ -105,7 +108,7 @@ def encoded_target(whole: TrainedModel, noise: CodeNoise, seed: int) -> ReleaseU
 
 
 def group_target(groups: dict[str, TrainedModel], slices: dict[str, list[int]],
-                 noise: CodeNoise, seed: int) -> ReleaseUnderAttack:
+                 noise: CodeNoise, seed: int | None) -> ReleaseUnderAttack:
     """The GROUP_ENCODED code table as released (noise applied), with the models behind it."""
     parts, blocks, noise_info, start = [], [], {}, 0
     for i, (g, m) in enumerate(groups.items(), start=1):

@@ -13,8 +13,17 @@ How batches are drawn is part of the claim:
   exactly one step per epoch, and no subsampling amplification is claimed: the event is
   ``epochs`` self-composed ``Gaussian(sigma)``. This is a valid, much larger, epsilon.
 
-Adjacency is add/remove-one-row throughout. This module imports neither Prefect, MLflow nor
-polars.
+Adjacency (which pairs of tables count as neighbours) is part of the claim too:
+
+- ``add_remove``: one table has one row more than the other. The row count is then private: a
+  release that publishes the exact count (or anything computed from it, such as q = b/n or a
+  delta chosen from n) tells neighbours apart, whatever epsilon says.
+- ``replace_one``: the tables have the same size and differ in one row's values; the count is
+  public. This is the honest relation for releases with one row per training row (codes).
+  dp-accounting's RDP accountant does not support it for Poisson sampling; its PLD accountant
+  does, so replace-one budgets are always PLD figures.
+
+This module imports neither Prefect, MLflow nor polars.
 """
 
 from __future__ import annotations
@@ -27,6 +36,9 @@ from typing import Literal
 
 Accountant = Literal["rdp", "pld"]
 Sampling = Literal["poisson", "shuffle"]
+Adjacency = Literal["add_remove", "replace_one"]
+ADJACENCY_TEXT = {"add_remove": "adding or removing one row (the row count is private)",
+                  "replace_one": "replacing one row's values (the row count is public)"}
 
 # Search range of the inverse. PLD discretises the privacy loss; below sigma ~0.25 its grid
 # grows past memory, and epsilons that need such sigmas (> ~50 here) are no useful claim.
@@ -45,6 +57,7 @@ class DpBudget:
     epochs: float
     accountant: str
     sampling: str
+    adjacency: str = "add_remove"
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -75,18 +88,28 @@ def dp_event(noise_multiplier: float, sampling_rate: float, steps: int,
     raise ValueError(f"sampling must be 'poisson' or 'shuffle', not {sampling!r}")
 
 
-def make_accountant(accountant: Accountant = "rdp"):
-    """A fresh dp-accounting accountant."""
+def make_accountant(accountant: Accountant = "rdp", adjacency: Adjacency = "add_remove"):
+    """A fresh dp-accounting accountant for the given neighbouring relation.
+
+    Raises:
+        ValueError: unknown accountant or adjacency, or RDP with ``replace_one`` (dp-accounting's
+            RDP accountant cannot bound Poisson-sampled events under replace-one).
+    """
     import dp_accounting
     from dp_accounting.pld import pld_privacy_accountant
     from dp_accounting.rdp import rdp_privacy_accountant
 
+    relations = {"add_remove": dp_accounting.NeighboringRelation.ADD_OR_REMOVE_ONE,
+                 "replace_one": dp_accounting.NeighboringRelation.REPLACE_ONE}
+    if adjacency not in relations:
+        raise ValueError(f"adjacency must be 'add_remove' or 'replace_one', not {adjacency!r}")
     if accountant == "rdp":
-        return rdp_privacy_accountant.RdpAccountant(
-            neighboring_relation=dp_accounting.NeighboringRelation.ADD_OR_REMOVE_ONE)
+        if adjacency == "replace_one":
+            raise ValueError("dp-accounting's RDP accountant does not support replace-one "
+                             "adjacency for Poisson sampling: use the PLD accountant")
+        return rdp_privacy_accountant.RdpAccountant(neighboring_relation=relations[adjacency])
     if accountant == "pld":
-        return pld_privacy_accountant.PLDAccountant(
-            neighboring_relation=dp_accounting.NeighboringRelation.ADD_OR_REMOVE_ONE)
+        return pld_privacy_accountant.PLDAccountant(neighboring_relation=relations[adjacency])
     raise ValueError(f"accountant must be 'rdp' or 'pld', not {accountant!r}")
 
 
@@ -104,19 +127,36 @@ def _quiet():
 
 
 def epsilon(noise_multiplier: float, sampling_rate: float, steps: int, delta: float,
-            accountant: Accountant = "rdp", sampling: Sampling = "poisson") -> DpBudget:
+            accountant: Accountant = "rdp", sampling: Sampling = "poisson",
+            adjacency: Adjacency = "add_remove") -> DpBudget:
     """The epsilon spent at ``delta`` by ``steps`` steps."""
-    acc = make_accountant(accountant)
+    acc = make_accountant(accountant, adjacency)
     acc.compose(dp_event(noise_multiplier, sampling_rate, steps, sampling))
     with _quiet():
         spent = float(acc.get_epsilon(delta))
     return DpBudget(spent, delta, noise_multiplier, sampling_rate, steps,
-                    steps * sampling_rate, accountant, sampling)
+                    steps * sampling_rate, accountant, sampling, adjacency)
+
+
+def composed_epsilon(mechanisms: list[DpBudget], delta: float,
+                     adjacency: Adjacency = "replace_one", accountant: Accountant = "pld") -> float:
+    """Epsilon at ``delta`` of several DP-SGD runs on the same rows, composed by the accountant.
+
+    Each mechanism contributes its own event (sigma, q, steps, sampling) to one accountant, so
+    runs with different settings compose tightly (not by adding epsilons).
+    """
+    if not mechanisms:
+        return 0.0
+    acc = make_accountant(accountant, adjacency)
+    for m in mechanisms:
+        acc.compose(dp_event(m.noise_multiplier, m.sampling_rate, m.steps, m.sampling))
+    with _quiet():
+        return float(acc.get_epsilon(delta))
 
 
 def noise_multiplier_for(target_epsilon: float, delta: float, sampling_rate: float, steps: int,
                          accountant: Accountant = "rdp", sampling: Sampling = "poisson",
-                         tol: float = 1e-4) -> DpBudget:
+                         tol: float = 1e-4, adjacency: Adjacency = "add_remove") -> DpBudget:
     """The smallest sigma whose run spends at most ``target_epsilon`` at ``delta``."""
     import dp_accounting
 
@@ -126,19 +166,26 @@ def noise_multiplier_for(target_epsilon: float, delta: float, sampling_rate: flo
     try:
         with _quiet():
             sigma = dp_accounting.calibrate_dp_mechanism(
-                lambda: make_accountant(accountant),
+                lambda: make_accountant(accountant, adjacency),
                 lambda s: dp_event(s, sampling_rate, steps, sampling),
                 target_epsilon, delta,
                 bracket_interval=dp_accounting.ExplicitBracketInterval(low, high), tol=tol)
     except (ValueError, RuntimeError) as exc:
         raise ValueError(f"no noise multiplier in [{low}, {high}] spends epsilon "
                          f"{target_epsilon} at delta {delta} over {steps} steps with q = "
-                         f"{sampling_rate:.4g} ({accountant}, {sampling}): {exc}") from exc
-    return epsilon(float(sigma), sampling_rate, steps, delta, accountant, sampling)
+                         f"{sampling_rate:.4g} ({accountant}, {sampling}, {adjacency}): "
+                         f"{exc}") from exc
+    return epsilon(float(sigma), sampling_rate, steps, delta, accountant, sampling, adjacency)
+
+
+def accountants_for(adjacency: Adjacency) -> tuple[Accountant, ...]:
+    """Accountants that can bound a Poisson-sampled run under ``adjacency``."""
+    return ("rdp", "pld") if adjacency == "add_remove" else ("pld",)
 
 
 def best_of(noise_multiplier: float, sampling_rate: float, steps: int, delta: float,
-            sampling: Sampling = "poisson") -> DpBudget:
-    """RDP and PLD both bound the same run; the tighter (smaller) epsilon is the claim."""
-    return min((epsilon(noise_multiplier, sampling_rate, steps, delta, a, sampling)
-                for a in ("rdp", "pld")), key=lambda b: b.epsilon)
+            sampling: Sampling = "poisson", adjacency: Adjacency = "add_remove") -> DpBudget:
+    """RDP and PLD both bound the same run; the tighter (smaller) epsilon is the claim (PLD
+    alone under replace-one)."""
+    return min((epsilon(noise_multiplier, sampling_rate, steps, delta, a, sampling, adjacency)
+                for a in accountants_for(adjacency)), key=lambda b: b.epsilon)

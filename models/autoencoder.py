@@ -61,7 +61,7 @@ class TrainResult:
     seconds: float = 0.0
     total_seconds: float = 0.0
     attempts: int = 1
-    seed: int = 0
+    seed: int | None = 0  # None: a DP run, whose initialisation seed is secret
     dp: dict | None = None  # DP-SGD runs: the spent budget, clip norm and per-epoch clipping
 
     @property
@@ -203,15 +203,21 @@ def _train_once(x: np.ndarray, config: AutoencoderConfig, seed: int,
                        seed=seed)
 
 
-def train_autoencoder_dp(
+def train_autoencoders_dp(
     x: np.ndarray,
+    members: dict[str, list[int] | None],
     config: AutoencoderConfig,
     budget,
     clip_norm: float,
-    seed: int = 42,
+    rng: np.random.Generator | None = None,
     on_epoch: EpochCallback | None = None,
-) -> TrainResult:
-    """Train an autoencoder on every row of ``x`` with DP-SGD, spending exactly ``budget``.
+) -> dict[str, TrainResult]:
+    """Train several autoencoders on the rows of ``x`` with DP-SGD as ONE mechanism.
+
+    Every model takes the same Poisson batch at each step; each row's gradient over all the
+    models' parameters is clipped jointly to ``clip_norm`` and one Gaussian draw covers them all
+    (``models.dp_sgd.DpSgd``), so together they spend exactly ``budget`` once. With one member
+    this is plain DP-SGD for one model.
 
     Unlike ``train_autoencoder`` nothing here looks at the data except the noisy, clipped
     gradient steps the budget accounts for: no validation rows, no early stopping, no restarts
@@ -220,26 +226,53 @@ def train_autoencoder_dp(
 
     Args:
         x: float32 matrix scaled to [0, 1] (with public bounds, for the guarantee to hold).
+        members: model name -> the column indices of ``x`` it encodes (None: all columns).
         config: architecture, batch size (the expected Poisson batch) and learning rate.
         budget: ``models.dp_sgd.plan(...)``: sampling rate, steps and sigma.
-        clip_norm: C.
-        seed: initialisation, batch sampling and noise.
+        clip_norm: C, the bound on each row's gradient over all members' parameters.
+        rng: tests only. Without it, initialisation, batch sampling and noise come from secret
+            OS-entropy streams (``models.dp_sgd.secret_streams``) and the run is not
+            reproducible, by design: a published seed must not let anyone replay it.
         on_epoch: called as ``on_epoch(epoch, {"loss": ..., "clipped": ...})``.
+
+    Returns:
+        name -> TrainResult; ``seed`` is None (secret) and ``dp`` holds the spent budget.
     """
-    from cloakflow.models.dp_sgd import train_dp
+    from cloakflow.models.dp_sgd import secret_streams, train_dp
 
     x = np.ascontiguousarray(x, dtype=np.float32)
     if x.ndim != 2 or len(x) < 2:
         raise ValueError(f"need a 2-D matrix with at least 2 rows, got shape {x.shape}")
-    public_sample = np.random.default_rng(seed).random((1024, x.shape[1]), dtype=np.float32)
-    autoencoder, encoder, decoder = _live_initialisation(public_sample, config, seed)
-    log = train_dp(autoencoder, x, budget, clip_norm, seed, on_epoch=on_epoch)
-    return TrainResult(autoencoder, encoder, decoder, history=dict(log.history),
-                       best_epoch=log.epochs_run, epochs_run=log.epochs_run, seconds=log.seconds,
-                       total_seconds=log.seconds, seed=seed,
-                       dp={**budget.to_dict(), "clip_norm": clip_norm,
-                           "steps_run": log.steps_run,
-                           "clipped_share_per_epoch": [round(c, 4) for c in log.clipped_share]})
+    init_rng, train_rng = secret_streams(2, rng)
+    built = {}
+    for name, cols in members.items():
+        width = x.shape[1] if cols is None else len(cols)
+        public_sample = init_rng.random((1024, width), dtype=np.float32)
+        seed = int(init_rng.integers(0, 2**30))
+        built[name] = _live_initialisation(public_sample, config, seed)
+    log = train_dp([b[0] for b in built.values()], x, budget, clip_norm,
+                   columns=list(members.values()), rng=train_rng, on_epoch=on_epoch)
+    dp = {**budget.to_dict(), "clip_norm": clip_norm, "steps_run": log.steps_run,
+          "models_in_mechanism": list(members),
+          "clipped_share_per_epoch": [round(c, 4) for c in log.clipped_share]}
+    return {name: TrainResult(ae, enc, dec, history=dict(log.history),
+                              best_epoch=log.epochs_run, epochs_run=log.epochs_run,
+                              seconds=log.seconds, total_seconds=log.seconds, seed=None, dp=dp)
+            for name, (ae, enc, dec) in built.items()}
+
+
+def train_autoencoder_dp(
+    x: np.ndarray,
+    config: AutoencoderConfig,
+    budget,
+    clip_norm: float,
+    rng: np.random.Generator | None = None,
+    on_epoch: EpochCallback | None = None,
+) -> TrainResult:
+    """One autoencoder on every column of ``x`` with DP-SGD (``train_autoencoders_dp`` with a
+    single member; same arguments)."""
+    return train_autoencoders_dp(x, {"model": None}, config, budget, clip_norm, rng,
+                                 on_epoch)["model"]
 
 
 def _live_initialisation(x: np.ndarray, config: AutoencoderConfig, seed: int):

@@ -13,9 +13,18 @@ the backward pass differentiates the summed loss with respect to zero "probe" te
 each layer's pre-activation. That gradient is the only backend-specific code
 (``_probe_gradients``); the step is compiled with ``tf.function`` or ``jax.jit``.
 
-The model must be a chain of Dense and Activation layers (nested functional models such as an
+Several models can share one mechanism (``DpSgd([m1, m2, ...], columns=[...])``): they take
+the same Poisson batch each step, each row's gradient over *all* their parameters is clipped
+jointly to C (the squared ghost norms of the models add up), and one Gaussian draw covers every
+parameter, so the models together cost one mechanism's epsilon.
+
+Each model must be a chain of Dense and Activation layers (nested functional models such as an
 encoder and a decoder are followed in order); the chain's forward pass is checked against the
 model's own output before training.
+
+Randomness: batch sampling and noise come from secret generators seeded from OS entropy
+(``secret_streams``), one independent stream per purpose, never recorded: a published seed must
+not let anyone replay a DP training. Tests inject a generator to make a run reproducible.
 
 This module imports neither Prefect, MLflow nor polars.
 """
@@ -31,16 +40,35 @@ import numpy as np
 
 from cloakflow.models.accounting import (
     Accountant,
+    Adjacency,
     DpBudget,
+    accountants_for,
     default_delta,
     epsilon,
     noise_multiplier_for,
 )
 
-# Median per-example gradient norm of the tutorial autoencoder on the bank table, measured by
-# benchmarks/bench_dp.py (README, "Differential privacy"): clipping at about the median keeps
-# the direction of most gradients while the noise, sigma * C, stays at the scale of one example.
+# Median per-example gradient norm of the tutorial autoencoder on the public UCI Bank Marketing
+# table, measured by benchmarks/bench_dp.py (README, "Differential privacy"): clipping at about
+# the median keeps the direction of most gradients while the noise, sigma * C, stays at the
+# scale of one example. Tuned on a public table, it is a public default for every other table;
+# tuning C on a private table would itself look at the private rows.
 DEFAULT_CLIP_NORM = 0.1
+
+
+def secret_streams(n: int, rng: np.random.Generator | None = None) -> list[np.random.Generator]:
+    """``n`` independent random generators for DP sampling, noise or initialisation.
+
+    Without ``rng`` they are seeded from 128 bits of OS entropy (``numpy.random.SeedSequence()``
+    with no seed) and their state is never returned or recorded. ``rng`` is for tests only: the
+    streams are then spawned from it, so a run is reproducible.
+    """
+    if n < 1:
+        raise ValueError("n must be positive")
+    if rng is None:
+        return [np.random.Generator(np.random.PCG64(s))
+                for s in np.random.SeedSequence().spawn(n)]
+    return list(rng.spawn(n))
 
 
 @dataclass(frozen=True)
@@ -56,10 +84,17 @@ class DpSgdConfig:
     delta: float | None = None  # None: default_delta(rows)
     clip_norm: float = DEFAULT_CLIP_NORM
     noise_multiplier: float | None = None
-    accountant: Accountant = "rdp"
+    accountant: Accountant | None = None  # None: RDP for add/remove, PLD for replace-one
+    adjacency: Adjacency = "add_remove"
     pad_to: int = 32  # batch rows are padded to a multiple of this (fewer compiled shapes)
 
     def __post_init__(self):
+        if self.accountant is None:
+            object.__setattr__(self, "accountant",
+                               "pld" if self.adjacency == "replace_one" else "rdp")
+        if self.accountant not in accountants_for(self.adjacency):
+            raise ValueError(f"the {self.accountant} accountant cannot bound Poisson sampling "
+                             f"under {self.adjacency} adjacency")
         if self.target_epsilon is None and self.noise_multiplier is None:
             raise ValueError("DP-SGD needs target_epsilon or noise_multiplier")
         if self.target_epsilon is not None and self.target_epsilon <= 0:
@@ -72,40 +107,50 @@ class DpSgdConfig:
             raise ValueError("delta must be in (0, 1)")
 
 
-def plan(rows: int, batch_size: int, epochs: int, dp: DpSgdConfig) -> DpBudget:
+def plan(rows: int, batch_size: int, epochs: int, dp: DpSgdConfig,
+         runs: int = 1) -> DpBudget:
     """Sampling rate, steps and sigma of a run, and the epsilon it will spend.
 
     q = batch_size / rows (the expected batch size is ``batch_size``); one epoch is 1/q steps.
+    ``runs`` > 1 plans one of that many identical, independently randomised runs on the same
+    rows (a budget split): sigma is solved so that all of them *composed* spend at most
+    ``target_epsilon``; the returned budget is one run's own (its epsilon is smaller).
     """
-    if rows < 1 or batch_size < 1 or epochs < 1:
-        raise ValueError("rows, batch_size and epochs must be positive")
+    if rows < 1 or batch_size < 1 or epochs < 1 or runs < 1:
+        raise ValueError("rows, batch_size, epochs and runs must be positive")
     q = min(batch_size / rows, 1.0)
     steps = max(int(round(epochs / q)), 1)
     delta = dp.delta if dp.delta is not None else default_delta(rows)
+    kw = dict(accountant=dp.accountant, adjacency=dp.adjacency)
     if dp.noise_multiplier is None:
-        return noise_multiplier_for(dp.target_epsilon, delta, q, steps, dp.accountant)
+        solved = noise_multiplier_for(dp.target_epsilon, delta, q, steps * runs, **kw)
+        return solved if runs == 1 else epsilon(solved.noise_multiplier, q, steps, delta, **kw)
+    if runs != 1:
+        raise ValueError("a budget split over several runs needs target_epsilon, not a sigma")
     if dp.noise_multiplier == 0:
-        return DpBudget(math.inf, delta, 0.0, q, steps, steps * q, dp.accountant, "poisson")
-    spent = epsilon(dp.noise_multiplier, q, steps, delta, dp.accountant)
+        return DpBudget(math.inf, delta, 0.0, q, steps, steps * q, dp.accountant, "poisson",
+                        dp.adjacency)
+    spent = epsilon(dp.noise_multiplier, q, steps, delta, **kw)
     if dp.target_epsilon is None or spent.epsilon <= dp.target_epsilon:
         return spent
-    return _steps_within(dp.target_epsilon, delta, dp.noise_multiplier, q, steps, dp.accountant)
+    return _steps_within(dp.target_epsilon, delta, dp.noise_multiplier, q, steps, **kw)
 
 
 def _steps_within(target: float, delta: float, sigma: float, q: float, max_steps: int,
-                  accountant: Accountant) -> DpBudget:
+                  accountant: Accountant, adjacency: Adjacency) -> DpBudget:
     """The longest run (at most ``max_steps``) that spends at most ``target``."""
+    kw = dict(accountant=accountant, adjacency=adjacency)
     low, high = 0, max_steps  # epsilon(low) <= target < epsilon(high)
     while high - low > 1:
         mid = (low + high) // 2
-        if epsilon(sigma, q, mid, delta, accountant).epsilon <= target:
+        if epsilon(sigma, q, mid, delta, **kw).epsilon <= target:
             low = mid
         else:
             high = mid
     if low == 0:
         raise ValueError(f"a single step at sigma {sigma} and q {q:.4g} already spends more "
                          f"than epsilon {target}")
-    return epsilon(sigma, q, low, delta, accountant)
+    return epsilon(sigma, q, low, delta, **kw)
 
 
 # --------------------------------------------------------------------------- the model as a chain
@@ -203,6 +248,48 @@ def _probe_gradients(fn: Callable, probes: list):
     raise NotImplementedError(f"DP-SGD runs on the tensorflow and jax backends, not {backend!r}")
 
 
+def _ghost(chain: list, values: list, x, y, mask, loss_fn: Callable):
+    """One forward and one backward pass: every Dense layer's inputs ``a`` and pre-activation
+    gradients ``g``, each row's squared gradient norm over the chain, and the summed loss."""
+    from keras import ops
+
+    dense = [op for op in chain if hasattr(op, "kernel")]
+    batch = ops.shape(x)[0]
+    probes = [ops.zeros((batch, op.units), dtype=x.dtype) for op in dense]
+
+    def summed_loss(p):
+        out, inputs = _forward(chain, values, x, p)
+        total = ops.sum(loss_fn(y, out) * mask)
+        return total, (inputs, total)
+
+    grads_z, (inputs, total) = _probe_gradients(summed_loss, probes)
+    squared = 0.0
+    for op, a, g in zip(dense, inputs, grads_z, strict=True):
+        g2 = ops.sum(ops.square(g), axis=1)
+        squared = squared + g2 * (ops.sum(ops.square(a), axis=1) + (1.0 if op.use_bias else 0.0))
+    return (dense, inputs, grads_z), squared, total
+
+
+def _clipped_sum(ghost, factor) -> list:
+    """sum_i factor_i * (gradient of row i), layer by layer, in ``chain_variables`` order."""
+    from keras import ops
+
+    out = []
+    for op, a, g in zip(*ghost, strict=True):
+        scaled = g * factor[:, None]
+        out.append(ops.matmul(ops.transpose(a), scaled))
+        if op.use_bias:
+            out.append(ops.sum(scaled, axis=0))
+    return out
+
+
+def _clip_factor(squared, clip_norm: float, mask):
+    from keras import ops
+
+    norms = ops.sqrt(squared)
+    return ops.minimum(1.0, clip_norm / ops.maximum(norms, 1e-12)) * mask, norms
+
+
 def clipped_gradient_sum(chain: list, values: list, x, y, mask, clip_norm: float,
                          loss_fn: Callable = mse_per_example):
     """Sum over rows of each row's gradient clipped to ``clip_norm``, and the norms before.
@@ -217,37 +304,15 @@ def clipped_gradient_sum(chain: list, values: list, x, y, mask, clip_norm: float
     Returns:
         (gradients in the order of ``values``, per-example gradient norms, summed loss).
     """
-    from keras import ops
-
-    dense = [op for op in chain if hasattr(op, "kernel")]
-    batch = ops.shape(x)[0]
-    probes = [ops.zeros((batch, op.units), dtype=x.dtype) for op in dense]
-
-    def summed_loss(p):
-        out, inputs = _forward(chain, values, x, p)
-        losses = loss_fn(y, out) * mask
-        return ops.sum(losses), (inputs, ops.sum(losses))
-
-    grads_z, (inputs, total) = _probe_gradients(summed_loss, probes)
-    squared = 0.0
-    for op, a, g in zip(dense, inputs, grads_z, strict=True):
-        g2 = ops.sum(ops.square(g), axis=1)
-        squared = squared + g2 * (ops.sum(ops.square(a), axis=1) + (1.0 if op.use_bias else 0.0))
-    norms = ops.sqrt(squared)
-    factor = ops.minimum(1.0, clip_norm / ops.maximum(norms, 1e-12)) * mask
-    out = []
-    for op, a, g in zip(dense, inputs, grads_z, strict=True):
-        scaled = g * factor[:, None]
-        out.append(ops.matmul(ops.transpose(a), scaled))
-        if op.use_bias:
-            out.append(ops.sum(scaled, axis=0))
-    return out, norms, total
+    ghost, squared, total = _ghost(chain, values, x, y, mask, loss_fn)
+    factor, norms = _clip_factor(squared, clip_norm, mask)
+    return _clipped_sum(ghost, factor), norms, total
 
 
 # --------------------------------------------------------------------------- training
 @dataclass
 class DpTrainLog:
-    """What a DP-SGD run did."""
+    """What a DP-SGD run did (losses are per-row sums over the mechanism's models)."""
 
     budget: DpBudget
     clip_norm: float
@@ -259,55 +324,105 @@ class DpTrainLog:
     seconds_per_epoch: list[float] = field(default_factory=list)
 
 
+@dataclass
+class _Member:
+    """One model of a mechanism: its chain, variables, optimizer and input columns."""
+
+    model: object
+    chain: list
+    variables: list
+    optimizer: object
+    columns: np.ndarray | None  # column indices of x the model reads; None = all
+
+    def inputs(self, x):
+        from keras import ops
+
+        return x if self.columns is None else ops.take(x, self.columns, axis=1)
+
+
 class DpSgd:
-    """Compiled DP-SGD steps for one model and its (already compiled or given) optimizer.
+    """Compiled DP-SGD steps for one model, or for several models sharing one mechanism.
 
     Args:
-        model: a chain of Dense/Activation layers (see ``dense_chain``).
-        optimizer: a Keras optimizer; default the model's own.
-        loss_fn: per-example loss ``loss_fn(y_true, y_pred) -> (batch,)``.
+        models: a Keras model (a chain of Dense/Activation layers, see ``dense_chain``) or a
+            list of them. Several models take the same batch each step, are clipped jointly
+            (each row's gradient over all their parameters has norm <= C) and share one noise
+            draw: one mechanism, accounted once.
+        optimizers: a Keras optimizer or one per model; default each model's own.
+        loss_fn: per-example loss ``loss_fn(y_true, y_pred) -> (batch,)``; each model
+            reconstructs its own inputs and the losses add up.
+        columns: per model, the column indices of ``x`` it reads (None: all columns).
+
+    Raises:
+        TypeError: a model is not a chain of Dense and Activation layers.
+        ValueError: no optimizer, or an optimizer built for other variables.
     """
 
-    def __init__(self, model, optimizer=None, loss_fn: Callable = mse_per_example):
+    def __init__(self, models, optimizers=None, loss_fn: Callable = mse_per_example,
+                 columns: list | None = None):
         import keras
 
-        self.model = model
-        self.chain = dense_chain(model)
-        self.variables = chain_variables(self.chain)
-        self.optimizer = optimizer or model.optimizer
-        if self.optimizer is None:
-            raise ValueError("give an optimizer or compile the model first")
-        if not self.optimizer.built:
-            self.optimizer.build(self.variables)
-        elif [id(v) for v in self.optimizer._trainable_variables] != [id(v) for v in
-                                                                    self.variables]:
-            raise ValueError("the optimizer was built for other variables (or another order); "
-                             "give DP-SGD a fresh optimizer")
+        models = list(models) if isinstance(models, (list, tuple)) else [models]
+        if optimizers is None:
+            optimizers = [m.optimizer for m in models]
+        elif not isinstance(optimizers, (list, tuple)):
+            optimizers = [optimizers]
+        columns = columns if columns is not None else [None] * len(models)
+        if not len(models) == len(optimizers) == len(columns):
+            raise ValueError("give one optimizer and one column list per model")
+        self.members: list[_Member] = []
+        for model, opt, cols in zip(models, optimizers, columns, strict=True):
+            chain = dense_chain(model)
+            variables = chain_variables(chain)
+            if opt is None:
+                raise ValueError(f"{model.name}: give an optimizer or compile the model first")
+            if not opt.built:
+                opt.build(variables)
+            elif [id(v) for v in opt._trainable_variables] != [id(v) for v in variables]:
+                raise ValueError("the optimizer was built for other variables (or another "
+                                 "order); give DP-SGD a fresh optimizer")
+            cols = None if cols is None else np.asarray(cols, dtype=np.int32)
+            self.members.append(_Member(model, chain, variables, opt, cols))
+        self.model = models[0]
         self.loss_fn = loss_fn
         self.backend = keras.backend.backend()
+        self.variables = [v for m in self.members for v in m.variables]
         self.sizes = [int(np.prod(v.shape)) for v in self.variables]
         self.shapes = [tuple(v.shape) for v in self.variables]
         self._step = self._compile()
-        self._state = None  # jax: (trainable values, optimizer values) between steps
+        self._state = None  # jax: per model (trainable values, optimizer values) between steps
 
     def check_forward(self, x: np.ndarray) -> None:
-        """Fail unless the chain reproduces ``model(x)`` (it would train another function)."""
-        expected = np.asarray(self.model(x))
-        got = np.asarray(_forward(self.chain, [v.value for v in self.variables], x, None)[0])
-        if not np.allclose(expected, got, atol=1e-5):
-            raise TypeError(f"{self.model.name}: the layers in order do not compute the model's "
-                            "output (not a chain of Dense and Activation layers)")
+        """Fail unless each chain reproduces its model's output (it would train another
+        function)."""
+        for m in self.members:
+            xm = np.asarray(m.inputs(x))
+            expected = np.asarray(m.model(xm))
+            got = np.asarray(_forward(m.chain, [v.value for v in m.variables], xm, None)[0])
+            if not np.allclose(expected, got, atol=1e-5):
+                raise TypeError(f"{m.model.name}: the layers in order do not compute the "
+                                "model's output (not a chain of Dense and Activation layers)")
 
     def _noisy_mean(self, values, x, mask, noise, clip_norm, noise_std, denominator):
+        """The noisy clipped mean gradient of every model (``values``: one list per model)."""
         from keras import ops
 
-        grads, norms, total = clipped_gradient_sum(self.chain, values, x, x, mask, clip_norm,
-                                                   self.loss_fn)
-        out, start = [], 0
-        for g, size, shape in zip(grads, self.sizes, self.shapes, strict=True):
-            n = ops.reshape(noise[start:start + size], shape)
-            out.append((g + noise_std * n) / denominator)
-            start += size
+        ghosts, squared, total = [], 0.0, 0.0
+        for m, vals in zip(self.members, values, strict=True):
+            xm = m.inputs(x)
+            ghost, sq, t = _ghost(m.chain, vals, xm, xm, mask, self.loss_fn)
+            ghosts.append(ghost)
+            squared, total = squared + sq, total + t
+        factor, norms = _clip_factor(squared, clip_norm, mask)  # joint over all models
+        out, start, i = [], 0, 0
+        for ghost in ghosts:
+            grads = []
+            for g in _clipped_sum(ghost, factor):
+                size, shape = self.sizes[i], self.shapes[i]
+                n = ops.reshape(noise[start:start + size], shape)
+                grads.append((g + noise_std * n) / denominator)
+                start, i = start + size, i + 1
+            out.append(grads)
         clipped = ops.sum(ops.cast(norms > clip_norm, "float32") * mask)
         return out, total, clipped
 
@@ -322,10 +437,11 @@ class DpSgd:
                 total, clipped = tf.constant(0.0), tf.constant(0.0)
                 for i in tf.range(tf.shape(noises)[0]):
                     x = rows[offsets[i]:offsets[i + 1]]
-                    values = [v.value for v in self.variables]
+                    values = [[v.value for v in m.variables] for m in self.members]
                     grads, t, c = self._noisy_mean(values, x, tf.ones(tf.shape(x)[:1]),
                                                    noises[i], clip_norm, noise_std, denominator)
-                    self.optimizer.apply(grads, self.variables)
+                    for m, g in zip(self.members, grads, strict=True):
+                        m.optimizer.apply(g, m.variables)
                     total, clipped = total + t, clipped + c
                 return total, clipped
 
@@ -336,11 +452,12 @@ class DpSgd:
             # jit needs static shapes: one step per call, each batch padded (and masked) to a
             # multiple of pad_to; dispatch is cheap enough on jax.
             def step(state, x, mask, noise, clip_norm, noise_std, denominator):
-                values, opt_values = state
-                grads, total, clipped = self._noisy_mean(values, x, mask, noise, clip_norm,
-                                                         noise_std, denominator)
-                values, opt_values = self.optimizer.stateless_apply(opt_values, grads, values)
-                return (values, opt_values), total, clipped
+                grads, total, clipped = self._noisy_mean([s[0] for s in state], x, mask, noise,
+                                                         clip_norm, noise_std, denominator)
+                state = [m.optimizer.stateless_apply(opt_values, g, values)
+                         for m, g, (values, opt_values) in zip(self.members, grads, state,
+                                                               strict=True)]
+                return state, total, clipped
 
             return jax.jit(step)
         raise NotImplementedError(f"DP-SGD runs on the tensorflow and jax backends, not "
@@ -350,9 +467,9 @@ class DpSgd:
             clip_norm: float, noise_std: float, denominator: float, pad_to: int = 32):
         """Apply one update per batch (row indices into ``x``), in order.
 
-        ``noises[i]`` holds standard normal draws for step i (scaled here by ``noise_std``).
-        Returns (summed per-row loss, rows whose gradient norm exceeded C) as backend scalars;
-        reading them forces the device to finish.
+        ``noises[i]`` holds standard normal draws for step i, one per parameter of every model
+        (scaled here by ``noise_std``). Returns (summed per-row loss, rows whose joint gradient
+        norm exceeded C) as backend scalars; reading them forces the device to finish.
         """
         args = (np.float32(clip_norm), np.float32(noise_std), np.float32(denominator))
         if self.backend == "tensorflow":
@@ -361,8 +478,8 @@ class DpSgd:
             rows = x[np.concatenate(batches)] if batches else x[:0]
             return self._step(rows, offsets, noises, *args)
         if self._state is None:
-            self._state = ([v.value for v in self.variables],
-                           [v.value for v in self.optimizer.variables])
+            self._state = [([v.value for v in m.variables],
+                            [v.value for v in m.optimizer.variables]) for m in self.members]
         total = clipped = 0.0
         for idx, noise in zip(batches, noises, strict=True):
             batch, mask = padded(x, idx, pad_to)
@@ -372,21 +489,26 @@ class DpSgd:
 
     def sync(self) -> None:
         """Write the jax state back into the Keras variables (a no-op on TensorFlow)."""
-        if self._state is not None:
-            values, opt_values = self._state
-            for v, value in zip(self.variables, values, strict=True):
+        if self._state is None:
+            return
+        for m, (values, opt_values) in zip(self.members, self._state, strict=True):
+            for v, value in zip(m.variables, values, strict=True):
                 v.assign(value)
-            for v, value in zip(self.optimizer.variables, opt_values, strict=True):
+            for v, value in zip(m.optimizer.variables, opt_values, strict=True):
                 v.assign(value)
 
     def per_example_norms(self, x: np.ndarray) -> np.ndarray:
-        """Unclipped per-example gradient norms of the rows of ``x`` (for choosing C)."""
+        """Unclipped per-example gradient norms over all models' parameters (for choosing C
+        on a public table)."""
         self.sync()
-        values = [v.value for v in self.variables]
         mask = np.ones(len(x), dtype=np.float32)
-        _, norms, _ = clipped_gradient_sum(self.chain, values, x, x, mask, math.inf,
-                                           self.loss_fn)
-        return np.asarray(norms)
+        squared = 0.0
+        for m in self.members:
+            xm = m.inputs(x)
+            _, sq, _ = _ghost(m.chain, [v.value for v in m.variables], xm, xm, mask,
+                              self.loss_fn)
+            squared = squared + sq
+        return np.sqrt(np.asarray(squared))
 
 
 def poisson_batches(rows: int, q: float, steps: int, rng: np.random.Generator):
@@ -405,30 +527,41 @@ def padded(x: np.ndarray, idx: np.ndarray, pad_to: int) -> tuple[np.ndarray, np.
     return batch, mask
 
 
-def train_dp(model, x: np.ndarray, budget: DpBudget, clip_norm: float, seed: int,
+def train_dp(models, x: np.ndarray, budget: DpBudget, clip_norm: float, *,
+             columns: list | None = None, rng: np.random.Generator | None = None,
              pad_to: int = 32, steps_per_execution: int = 32,
              on_epoch: Callable[[int, dict[str, float]], None] | None = None,
-             optimizer=None) -> DpTrainLog:
-    """Train ``model`` (to reproduce ``x``) with DP-SGD for exactly ``budget.steps`` steps.
+             optimizers=None) -> DpTrainLog:
+    """Train ``models`` (each to reproduce its columns of ``x``) with DP-SGD for exactly
+    ``budget.steps`` steps of one mechanism.
 
     Batches are Poisson samples with rate ``budget.sampling_rate``, run ``steps_per_execution``
-    steps per compiled call (TensorFlow); the noise has standard
-    deviation ``budget.noise_multiplier * clip_norm``; the update is divided by the expected
-    batch size q * n. Noise is drawn from numpy's PCG64 generator seeded with ``seed``: fine
-    for reproducible research, not a cryptographically secure source (see README).
+    steps per compiled call (TensorFlow); each row's gradient over all models' parameters is
+    clipped to ``clip_norm``; the noise has standard deviation ``budget.noise_multiplier *
+    clip_norm`` on every parameter; the update is divided by the expected batch size q * n.
 
-    ``on_epoch(epoch, {"loss": mean per-row loss of the epoch's batches, "clipped": share of
-    rows whose gradient norm exceeded C})`` is called every 1/q steps and after the last.
+    Args:
+        models: one Keras model or a list sharing the mechanism (see ``DpSgd``).
+        x: float32 matrix, one row per training row (n = len(x)).
+        columns: per model, the columns of ``x`` it reads (None: all).
+        rng: tests only. Without it the batch sampler and the noise are two independent
+            streams seeded from OS entropy and never recorded (``secret_streams``); the run is
+            then not reproducible, by design.
+        on_epoch: ``on_epoch(epoch, {"loss": mean per-row loss of the epoch's batches,
+            "clipped": share of rows whose gradient norm exceeded C})``, every 1/q steps and
+            after the last.
+
+    Raises:
+        ValueError: the budget is not for Poisson sampling.
     """
     if budget.sampling != "poisson":
         raise ValueError("train_dp draws Poisson batches; its budget must say so")
     x = np.ascontiguousarray(x, dtype=np.float32)
     n = len(x)
     q = budget.sampling_rate
-    trainer = DpSgd(model, optimizer)
+    trainer = DpSgd(models, optimizers, columns=columns)
     trainer.check_forward(x[: min(n, 64)])
-    rng = np.random.default_rng(seed)
-    noise_rng = np.random.default_rng([seed, 1])
+    sampler, noise_rng = secret_streams(2, rng)
     total_params = sum(trainer.sizes)
     noise_std = budget.noise_multiplier * clip_norm if budget.noise_multiplier > 0 else 0.0
     denominator = q * n
@@ -443,7 +576,7 @@ def train_dp(model, x: np.ndarray, budget: DpBudget, clip_norm: float, seed: int
         rows_seen = 0
         for first in range(0, epoch_steps, steps_per_execution):
             k = min(steps_per_execution, epoch_steps - first)
-            batches = list(poisson_batches(n, q, k, rng))
+            batches = list(poisson_batches(n, q, k, sampler))
             noises = noise_rng.standard_normal((k, total_params), dtype=np.float32)
             t, c = trainer.run(x, batches, noises, clip_norm, noise_std, denominator, pad_to)
             loss, clipped = loss + t, clipped + c

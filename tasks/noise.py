@@ -27,7 +27,7 @@ class NoiseApplied:
 
 
 def clip_and_noise(codes: np.ndarray, multiplier: float, clip_norm: float | None,
-                   seed: int) -> tuple[np.ndarray, NoiseApplied]:
+                   seed: int | None) -> tuple[np.ndarray, NoiseApplied]:
     """Clip each row of ``codes`` to L2 norm ``clip_norm`` and add N(0, (multiplier*clip)^2).
 
     Args:
@@ -35,7 +35,9 @@ def clip_and_noise(codes: np.ndarray, multiplier: float, clip_norm: float | None
         multiplier: noise standard deviation per coordinate in units of the clip norm; 0
             returns the codes unchanged (no clipping either).
         clip_norm: the norm bound; ``None`` uses the median row norm of ``codes``.
-        seed: seeds the noise (the same seed gives the same release).
+        seed: seeds the noise, for measurements (the frontier); None draws it from OS entropy,
+            as the main flow does for a published release: noise regenerated from a published
+            seed could be subtracted again.
 
     Returns:
         The noised codes (float32) and a record of the setting.

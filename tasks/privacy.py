@@ -180,14 +180,16 @@ def summary_markdown(report: dict) -> str:
         lines += [f"Risk accepted on record: \"{report['policy']['accepted_risk']}\"", ""]
     dp = report.get("dp")
     if dp:
-        bound = dp["per_model_membership_bound"]
-        lines += [f"Differential privacy: each model trained with DP-SGD at epsilon "
-                  f"{dp['per_model_epsilon']:.3g}, delta {dp['delta']:g}; all models together "
-                  f"epsilon {dp['composed']['epsilon']:.3g}. For a single model this caps any "
-                  f"membership attack at AUC <= {bound['auc_at_most']:.3f} and TPR <= "
+        bound = dp["membership_bound"]
+        lines += [f"Differential privacy: all {len(dp['models'])} models trained with DP-SGD "
+                  f"({dp['design']} design) are together epsilon {dp['epsilon']:.3g}, delta "
+                  f"{dp['delta']:g} with respect to replacing one row (n public; PLD "
+                  f"accountant). This caps any membership attack on the models at AUC <= "
+                  f"{bound['auc_at_most']:.3f} and TPR <= "
                   f"{bound['tpr_at_1pct_fpr_at_most']:.3f}"
                   " at 1% FPR (measured below). It does not bound the inversion of released "
-                  "codes: those are deterministic functions of their rows.", "",
+                  "codes: those are deterministic functions of their rows. This report is "
+                  "computed on private rows and is not covered by epsilon.", "",
                   f"Preprocessing: {dp['preprocessing']['statement']}.", ""]
     fractions = report["known_fractions"]
     for name, sec in report["releases"].items():

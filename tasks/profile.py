@@ -86,8 +86,19 @@ class CodeNoise(BaseModel):
                                 "model's codes (data-dependent, stated in the manifest)")
 
 
+class DpCap(BaseModel):
+    """A lifetime privacy budget for the dataset: every DP run recorded in its privacy ledger,
+    composed, must stay within (epsilon, delta)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    epsilon: float = Field(gt=0, description="largest total epsilon over all DP runs")
+    delta: float = Field(gt=0, lt=1, description="delta at which the total is computed")
+
+
 class PrivacySettings(BaseModel):
-    """What the attack step treats as sensitive, the policy, and the release noise."""
+    """What the attack step treats as sensitive, the policy, the release noise and the lifetime
+    DP cap."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -99,6 +110,9 @@ class PrivacySettings(BaseModel):
     anonymeter_attacks: int = Field(300, ge=10, description="attacks per anonymeter evaluator")
     policy: ReleasePolicy = Field(default_factory=ReleasePolicy)
     noise: CodeNoise = Field(default_factory=CodeNoise)
+    dp_cap: DpCap | None = Field(
+        None, description="lifetime (epsilon, delta) cap over every DP run on this dataset; a "
+                          "run that would exceed it is refused before training")
 
     @model_validator(mode="after")
     def _check(self) -> PrivacySettings:

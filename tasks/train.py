@@ -11,24 +11,16 @@ from prefect import task
 from cloakflow.models import accounting as accounting_module
 from cloakflow.models import autoencoder as autoencoder_module
 from cloakflow.models import dp_sgd as dp_sgd_module
-from cloakflow.models.accounting import DpBudget
 from cloakflow.models.autoencoder import (
     AutoencoderConfig,
     TrainResult,
     encode,
     train_autoencoder,
-    train_autoencoder_dp,
+    train_autoencoders_dp,
 )
 from cloakflow.tasks import tracking
 from cloakflow.tasks.caching import CACHE_EXPIRATION, step_policy
-
-
-@dataclass(frozen=True)
-class DpTraining:
-    """DP-SGD settings of a run: the planned budget (shared by every model) and the clip norm."""
-
-    budget: DpBudget
-    clip_norm: float
+from cloakflow.tasks.dp import DpPlan
 
 
 @dataclass
@@ -54,7 +46,7 @@ class TrainedModel:
             "seconds": round(r.total_seconds, 2),
             "seconds_per_epoch": round(r.seconds_per_epoch, 3),
             "attempts": r.attempts,
-            "init_seed": r.seed,
+            "init_seed": r.seed,  # None under DP: secret
             "mlflow_run_id": self.run_id,
         }
         if r.dp is not None:
@@ -62,23 +54,49 @@ class TrainedModel:
         return out
 
 
-def fit_and_encode(name: str, x: np.ndarray, columns: list[str], config: AutoencoderConfig,
-                   seed: int, parent_run_id: str | None = None,
-                   log_every: int = 10, dp: DpTraining | None = None) -> TrainedModel:
-    """Train on ``x`` (with DP-SGD when ``dp`` is given), encode ``x``, and log params, curves,
-    metrics and the model to MLflow."""
-    run_id = None
-    if parent_run_id:
-        run_id = tracking.start_child(parent_run_id, f"autoencoder-{name}",
-                                      tags={"cloakflow.model": name})
-        hidden, code = config.sizes(x.shape[1])
-        tracking.log_params(run_id, {**config.to_dict(), "seed": seed, "inputs": x.shape[1],
-                                     "hidden": hidden, "code": code, "rows": len(x),
-                                     "columns": ",".join(columns)})
-        if dp is not None:
-            settings = {**dp.budget.to_dict(), "clip_norm": dp.clip_norm}
-            tracking.log_params(run_id, {f"dp.{k}": v for k, v in settings.items()})
+def _start_child(parent_run_id: str | None, name: str, x: np.ndarray, columns: list[str],
+                 config: AutoencoderConfig, seed: int | None, dp: DpPlan | None) -> str | None:
+    """The model's MLflow child run with its parameters (no DP random seed: there is none to
+    log, DP randomness is secret)."""
+    if not parent_run_id:
+        return None
+    run_id = tracking.start_child(parent_run_id, f"autoencoder-{name}",
+                                  tags={"cloakflow.model": name})
+    hidden, code = config.sizes(x.shape[1])
+    params = {**config.to_dict(), "inputs": x.shape[1], "hidden": hidden, "code": code,
+              "rows": len(x), "columns": ",".join(columns)}
+    if seed is not None:
+        params["seed"] = seed
+    tracking.log_params(run_id, params)
+    if dp is not None:
+        settings = {**dp.mechanism.to_dict(), "clip_norm": dp.clip_norm, "design": dp.design}
+        tracking.log_params(run_id, {f"dp.{k}": v for k, v in settings.items()})
+    return run_id
 
+
+def _finish(name: str, x: np.ndarray, columns: list[str], result: TrainResult,
+            run_id: str | None) -> TrainedModel:
+    """Encode ``x``, print a one-line summary, log curves, metrics and the model."""
+    trained = TrainedModel(name, columns, result, encode(result.encoder, x), run_id)
+    s = trained.summary()
+    if result.dp is None:
+        print(f"  [{name}] stopped after {s['epochs_run']} epochs (best {s['best_epoch']}, "
+              f"val_loss {s['best_val_loss']:.5f}, {s['seconds_per_epoch']:.2f}s/epoch)",
+              flush=True)
+    else:
+        print(f"  [{name}] DP-SGD: {result.dp['steps_run']} steps ({s['epochs_run']} epochs), "
+              f"final loss {s['final_loss']:.5f}, {s['seconds_per_epoch']:.2f}s/epoch",
+              flush=True)
+    if run_id:
+        tracking.log_history(run_id, result.history)
+        tracking.log_metrics(run_id, {k: v for k, v in s.items() if isinstance(v, (int, float))
+                                      and not isinstance(v, bool) and k != "mlflow_run_id"})
+        tracking.log_keras_model(run_id, result.autoencoder, x[:5], name="autoencoder")
+        tracking.end_run(run_id)
+    return trained
+
+
+def _progress(name: str, config: AutoencoderConfig, dp: DpPlan | None, log_every: int = 10):
     started = False
 
     def progress(epoch: int, m: dict[str, float]) -> None:
@@ -92,42 +110,59 @@ def fit_and_encode(name: str, x: np.ndarray, columns: list[str], config: Autoenc
                 print(f"  [{name}] epoch {epoch}/{config.epochs}: loss {m['loss']:.5f} "
                       f"val_loss {m['val_loss']:.5f}", flush=True)
             else:
-                print(f"  [{name}] DP-SGD epoch {epoch}/{math.ceil(dp.budget.epochs)}: loss "
+                print(f"  [{name}] DP-SGD epoch {epoch}/{math.ceil(dp.mechanism.epochs)}: loss "
                       f"{m['loss']:.5f}, {m['clipped']:.0%} of gradients clipped", flush=True)
 
+    return progress
+
+
+def fit_and_encode(name: str, x: np.ndarray, columns: list[str], config: AutoencoderConfig,
+                   seed: int, parent_run_id: str | None = None,
+                   dp: DpPlan | None = None) -> TrainedModel:
+    """Train one model on ``x`` (plain, or DP-SGD as its own mechanism when ``dp`` is given:
+    the ``split`` design), encode ``x``, and log params, curves, metrics and the model."""
+    run_id = _start_child(parent_run_id, name, x, columns, config,
+                          seed if dp is None else None, dp)
+    progress = _progress(name, config, dp)
     if dp is None:
         result = train_autoencoder(x, config, seed=seed, on_epoch=progress)
-    else:
-        result = train_autoencoder_dp(x, config, dp.budget, dp.clip_norm, seed=seed,
-                                      on_epoch=progress)
-    codes = encode(result.encoder, x)
-    trained = TrainedModel(name, columns, result, codes, run_id)
-    s = trained.summary()
-    if dp is None:
-        print(f"  [{name}] stopped after {s['epochs_run']} epochs (best {s['best_epoch']}, "
-              f"val_loss {s['best_val_loss']:.5f}, {s['seconds_per_epoch']:.2f}s/epoch)",
-              flush=True)
-    else:
-        print(f"  [{name}] DP-SGD: {dp.budget.steps} steps ({s['epochs_run']} epochs), "
-              f"final loss {s['final_loss']:.5f}, {s['seconds_per_epoch']:.2f}s/epoch",
-              flush=True)
-    if run_id:
-        tracking.log_history(run_id, result.history)
-        tracking.log_metrics(run_id, {k: v for k, v in s.items() if isinstance(v, (int, float))
-                                      and not isinstance(v, bool) and k != "mlflow_run_id"})
-        tracking.log_keras_model(run_id, result.autoencoder, x[:5], name="autoencoder")
-        tracking.end_run(run_id)
-    return trained
+    else:  # its own secret streams: independent of every other model's
+        result = train_autoencoders_dp(x, {name: None}, config, dp.mechanism, dp.clip_norm,
+                                       on_epoch=progress)[name]
+    return _finish(name, x, columns, result, run_id)
+
+
+def fit_and_encode_joint(x: np.ndarray, members: dict[str, list[int] | None],
+                         columns: list[str], config: AutoencoderConfig,
+                         parent_run_id: str | None, dp: DpPlan) -> dict[str, TrainedModel]:
+    """Train every model in ``members`` (name -> column indices of ``x``, None = all) as one
+    joint DP-SGD mechanism, encode, log each model to its own child run."""
+    names = {n: columns if c is None else [columns[i] for i in c] for n, c in members.items()}
+    views = {n: x if c is None else x[:, c] for n, c in members.items()}
+    run_ids = {n: _start_child(parent_run_id, n, views[n], names[n], config, None, dp)
+               for n in members}
+    results = train_autoencoders_dp(x, members, config, dp.mechanism, dp.clip_norm,
+                                    on_epoch=_progress("joint", config, dp))
+    return {n: _finish(n, views[n], names[n], results[n], run_ids[n]) for n in members}
 
 
 @task(name="train-autoencoder", persist_result=True, cache_expiration=CACHE_EXPIRATION,
       cache_policy=step_policy(autoencoder_module, dp_sgd_module, accounting_module,
                                exclude=("parent_run_id",)))
 def train(name: str, x: np.ndarray, columns: list[str], config: AutoencoderConfig, seed: int,
-          parent_run_id: str | None = None, dp: DpTraining | None = None) -> TrainedModel:
+          parent_run_id: str | None = None, dp: DpPlan | None = None) -> TrainedModel:
     """Prefect task: one autoencoder; the flow submits the group models in parallel.
 
     Cached on its inputs and the model code: a rerun after a crash reuses a finished model (and
-    the MLflow child run that holds it) instead of training it again.
+    the MLflow child run that holds it) instead of training it again. DP runs never read the
+    cache (the flow refreshes it): their randomness is secret, not a function of the inputs.
     """
     return fit_and_encode(name, x, columns, config, seed, parent_run_id, dp=dp)
+
+
+@task(name="train-autoencoders-dp-joint")
+def train_joint(x: np.ndarray, members: dict[str, list[int] | None], columns: list[str],
+                config: AutoencoderConfig, parent_run_id: str | None,
+                dp: DpPlan) -> dict[str, TrainedModel]:
+    """Prefect task: every autoencoder as one joint DP-SGD mechanism (never cached)."""
+    return fit_and_encode_joint(x, members, columns, config, parent_run_id, dp)

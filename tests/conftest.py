@@ -88,9 +88,11 @@ def bank_sample() -> Path:
 
 @pytest.fixture
 def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """Run inside a temporary folder with MLflow tracking to a sqlite file there."""
+    """Run inside a temporary folder with MLflow tracking to a sqlite file there (and the
+    privacy ledger in a folder there)."""
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    monkeypatch.setenv("CLOAKFLOW_LEDGER_DIR", str(tmp_path / "ledger"))
     return tmp_path
 
 

@@ -140,9 +140,9 @@ def test_train_dp_runs_exactly_the_planned_steps(model):
     x = _data(400)
     budget = plan(400, 50, 3, DpSgdConfig(target_epsilon=5.0, delta=1e-5))
     seen = []
-    log = train_dp(model, x, budget, 0.1, seed=0, steps_per_execution=5,
+    log = train_dp(model, x, budget, 0.1, rng=np.random.default_rng(0), steps_per_execution=5,
                    on_epoch=lambda e, m: seen.append((e, m)),
-                   optimizer=keras.optimizers.Adam(1e-3))
+                   optimizers=keras.optimizers.Adam(1e-3))
     assert log.steps_run == budget.steps == 24
     assert [e for e, _ in seen] == [1, 2, 3] and log.epochs_run == 3
     assert all(0 <= m["clipped"] <= 1 and m["loss"] > 0 for _, m in seen)
@@ -152,7 +152,7 @@ def test_dp_autoencoder_learns_and_reports_its_budget():
     x = np.repeat(np.eye(6, dtype=np.float32), 100, axis=0)  # six one-hot patterns
     cfg = AutoencoderConfig(batch_size=60, learning_rate=1e-2)
     budget = plan(len(x), 60, 8, DpSgdConfig(target_epsilon=8.0, delta=1e-5))
-    result = train_autoencoder_dp(x, cfg, budget, clip_norm=0.1, seed=1)
+    result = train_autoencoder_dp(x, cfg, budget, clip_norm=0.1)
     assert result.dp["steps_run"] == budget.steps and result.dp["clip_norm"] == 0.1
     assert result.best_val_loss is None and result.epochs_run == 8
     assert result.history["loss"][-1] < result.history["loss"][0]
@@ -191,7 +191,7 @@ JAX_CHECK = textwrap.dedent("""
     single = [trainer.per_example_norms(x[i:i + 1])[0] for i in range(16)]
     fresh = build_autoencoder(12, AutoencoderConfig(), seed=4)[0]
     budget = plan(300, 30, 2, DpSgdConfig(target_epsilon=4.0, delta=1e-5))
-    log = train_dp(fresh, x, budget, 0.1, seed=0, optimizer=keras.optimizers.Adam(1e-3))
+    log = train_dp(fresh, x, budget, 0.1, optimizers=keras.optimizers.Adam(1e-3))
     print("RESULT", diff, float(np.max(np.abs(norms - np.array(single)))), log.steps_run,
           budget.steps)
 """)
@@ -231,6 +231,7 @@ def test_dp_sgd_defeats_membership_inference_that_works_without_it(bank_sample):
     plain = build_autoencoder(x.shape[1], cfg, seed=1)[0]
     plain.fit(members, members, batch_size=32, epochs=200, verbose=0)
     budget = plan(200, 32, 200, DpSgdConfig(target_epsilon=1.0))
-    private = train_autoencoder_dp(members, cfg, budget, 0.1, seed=1).autoencoder
+    private = train_autoencoder_dp(members, cfg, budget, 0.1,
+                                   rng=np.random.default_rng(1)).autoencoder
     assert auc(plain) > 0.65
     assert auc(private) < 0.58

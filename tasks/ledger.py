@@ -1,0 +1,182 @@
+"""The privacy ledger: every DP run on a dataset, and the total they spend together.
+
+Each DP run appends one entry *before* its models train (a crash after that still counts as
+spent), keyed by the profile's dataset name, so a re-saved copy or a sample of the same people
+lands in the same ledger; each entry records the source SHA-256 and row count it saw. An entry
+holds every mechanism of the run (sigma, q, steps, delta, sampling) and its adjacency; the total
+is recomputed by composing all mechanisms with dp-accounting's PLD accountant under replace-one
+adjacency (valid for every entry: replace-one is the weaker relation).
+
+Where: a JSON-lines file per dataset under ``$CLOAKFLOW_LEDGER_DIR`` (default
+``~/.cloakflow/ledger/``), independent of any release folder, mirrored to the dataset's MLflow
+experiment (artifact ``dp/ledger_entry.json`` on the run, tag ``cloakflow.dp_ledger``). Reading
+takes the union of both by run id. The ledger holds private bookkeeping (row counts, hashes):
+it is never part of a release.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from cloakflow.models.accounting import DpBudget, composed_epsilon
+
+LEDGER_TAG = "cloakflow.dp_ledger"
+LEDGER_ARTIFACT = "dp/ledger_entry.json"
+
+
+class BudgetExhausted(Exception):
+    """A DP run would take the dataset past its lifetime privacy cap (nothing is trained)."""
+
+
+def ledger_dir() -> Path:
+    return Path(os.environ.get("CLOAKFLOW_LEDGER_DIR") or Path.home() / ".cloakflow" / "ledger")
+
+
+def ledger_file(dataset: str) -> Path:
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in dataset)
+    return ledger_dir() / f"{safe}.jsonl"
+
+
+def make_entry(dataset: str, run_id: str, source_sha256: str, source_rows: int,
+               training_rows: int, dp: dict) -> dict:
+    """A ledger entry from a manifest-style ``dp`` section (see ``tasks.dp.dp_section``)."""
+    return {"dataset": dataset, "run_id": run_id,
+            "date": datetime.now(UTC).isoformat(timespec="seconds"),
+            "source_sha256": source_sha256, "source_rows": source_rows,
+            "training_rows": training_rows, "design": dp["design"],
+            "adjacency": dp["adjacency"], "accountant": dp["accountant"],
+            "epsilon": dp["epsilon"], "delta": dp["delta"],
+            "mechanisms": [{k: m[k] for k in ("models", "noise_multiplier", "sampling_rate",
+                                              "sampling", "steps", "clip_norm", "epsilon",
+                                              "delta")} for m in dp["mechanisms"]]}
+
+
+def append(entry: dict, parent_run_id: str | None = None) -> Path:
+    """Append ``entry`` to the dataset's ledger file and mirror it to the MLflow run."""
+    path = ledger_file(entry["dataset"])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a") as fh:
+        fh.write(json.dumps(entry) + "\n")
+        fh.flush()
+        os.fsync(fh.fileno())
+    if parent_run_id:
+        from cloakflow.tasks import tracking
+
+        tracking.log_dict(parent_run_id, entry, LEDGER_ARTIFACT)
+        tracking.set_tags(parent_run_id, {LEDGER_TAG: "1"})
+    return path
+
+
+def _from_mlflow(dataset: str) -> list[dict]:
+    """Entries mirrored to the dataset's MLflow experiment (none if it does not exist)."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient()
+    exp = client.get_experiment_by_name(f"cloakflow/{dataset}")
+    if exp is None:
+        return []
+    out = []
+    for run in client.search_runs([exp.experiment_id], f"tags.`{LEDGER_TAG}` = '1'",
+                                  max_results=10_000):
+        path = client.download_artifacts(run.info.run_id, LEDGER_ARTIFACT)
+        out.append(json.loads(Path(path).read_text()))
+    return out
+
+
+def entries(dataset: str, include_mlflow: bool = True) -> list[dict]:
+    """Every recorded DP run on ``dataset``: the ledger file and the MLflow mirror, by run id.
+
+    Raises:
+        ValueError: a line of the ledger file is not a JSON entry (named by file and line).
+    """
+    found: dict[str, dict] = {}
+    path = ledger_file(dataset)
+    if path.is_file():
+        for i, line in enumerate(path.read_text().splitlines(), start=1):
+            if not line.strip():
+                continue
+            try:
+                e = json.loads(line)
+                found[e["run_id"]] = e
+            except (json.JSONDecodeError, KeyError, TypeError) as exc:
+                raise ValueError(f"{path}, line {i}: not a ledger entry ({exc})") from exc
+    if include_mlflow:
+        for e in _from_mlflow(dataset):
+            found.setdefault(e["run_id"], {**e, "only_in": "mlflow"})
+    return sorted(found.values(), key=lambda e: e["date"])
+
+
+def _mechanisms(entries_: list[dict]) -> list[DpBudget]:
+    return [DpBudget(m["epsilon"], m["delta"], m["noise_multiplier"], m["sampling_rate"],
+                     m["steps"], m["steps"] * m["sampling_rate"], "pld", m["sampling"],
+                     "replace_one") for e in entries_ for m in e["mechanisms"]]
+
+
+@dataclass(frozen=True)
+class Spent:
+    """The total of a ledger: epsilon at ``delta`` (PLD, replace-one) over ``runs`` runs."""
+
+    epsilon: float
+    delta: float
+    runs: int
+    basic_epsilon: float  # sum of the runs' own epsilons, for comparison
+
+
+def total(entries_: list[dict], delta: float | None = None) -> Spent:
+    """Compose every mechanism of ``entries_``; ``delta`` defaults to the sum of the runs'
+    deltas (what basic composition would pay)."""
+    if not entries_:
+        return Spent(0.0, delta or 0.0, 0, 0.0)
+    delta = delta if delta is not None else sum(e["delta"] for e in entries_)
+    eps = composed_epsilon(_mechanisms(entries_), delta, "replace_one", "pld")
+    return Spent(eps, delta, len(entries_), sum(e["epsilon"] for e in entries_))
+
+
+def check_cap(dataset: str, planned: dict, cap: dict | None) -> Spent:
+    """The total after ``planned`` (a ``dp`` section) would run; refuse past the cap.
+
+    Raises:
+        BudgetExhausted: the recorded runs plus this one would spend more than
+            ``cap["epsilon"]`` at ``cap["delta"]``.
+    """
+    recorded = entries(dataset)
+    draft = {"mechanisms": planned["mechanisms"], "delta": planned["delta"],
+             "epsilon": planned["epsilon"]}
+    after = total(recorded + [draft], cap["delta"] if cap else None)
+    if cap and after.epsilon > cap["epsilon"]:
+        before = total(recorded, cap["delta"])
+        raise BudgetExhausted(
+            f"dataset {dataset!r}: the privacy ledger ({ledger_file(dataset)}) records "
+            f"{before.runs} DP run(s) spending epsilon {before.epsilon:.4g} at delta "
+            f"{cap['delta']:g}; this run (epsilon {planned['epsilon']:.4g}) would bring the "
+            f"total to {after.epsilon:.4g}, past the profile's lifetime cap "
+            f"privacy.dp_cap.epsilon = {cap['epsilon']} (rule: dp_cap). Nothing was trained.")
+    return after
+
+
+def summary(dataset: str, cap: dict | None = None) -> str:
+    """What ``cloakflow budget DATASET`` prints."""
+    recorded = entries(dataset)
+    lines = [f"privacy ledger of {dataset!r}: {ledger_file(dataset)}"]
+    if not recorded:
+        return "\n".join(lines + ["no DP run recorded: nothing spent"])
+    lines.append(f"{'date':<26} {'run id':<34} {'design':<6} {'epsilon':>8} {'delta':>8} "
+                 f"{'rows':>8}  source sha256")
+    for e in recorded:
+        flag = "  (MLflow only)" if e.get("only_in") else ""
+        lines.append(f"{e['date']:<26} {e['run_id']:<34} {e['design']:<6} "
+                     f"{e['epsilon']:>8.4g} {e['delta']:>8.2g} {e['training_rows']:>8}  "
+                     f"{e['source_sha256'][:12]}…{flag}")
+    spent = total(recorded, cap["delta"] if cap else None)
+    lines.append(f"total: epsilon {spent.epsilon:.4g} at delta {spent.delta:.3g} over "
+                 f"{spent.runs} run(s) (dp-accounting PLD, replace-one adjacency; basic "
+                 f"composition would say {spent.basic_epsilon:.4g})")
+    if cap:
+        state = ("within it" if spent.epsilon <= cap["epsilon"] else "EXCEEDED")
+        lines.append(f"lifetime cap (profile privacy.dp_cap): epsilon {cap['epsilon']} at delta "
+                     f"{cap['delta']:g}: {state}")
+    return "\n".join(lines)
