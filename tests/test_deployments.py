@@ -50,5 +50,6 @@ def test_prefect_yaml_deploys(prefect_harness, tmp_path: Path):
     schema = daily.parameter_openapi_schema
     props = schema["definitions"]["RunParameters"]["properties"]
     assert {"dataset", "seed", "epochs", "folds", "fold_scheme", "forest", "accept_risk",
-            "noise_multiplier", "dp_epsilon", "dp_delta", "dp_clip", "dp_epochs"} <= set(props)
+            "noise_multiplier", "dp_epsilon", "dp_delta", "dp_clip", "dp_epochs", "dp_design",
+            "dp_report"} <= set(props)
     assert props["fold_scheme"]["enum"] == ["stratified-shuffled", "tutorial"]
