@@ -6,6 +6,7 @@ Thin orchestration only: the work lives in ``tasks/`` and the models in ``models
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from concurrent.futures import Executor
@@ -90,14 +91,16 @@ class RunParameters(BaseModel):
         None, description="publish even if the privacy policy is crossed; the reason is "
                           "recorded in the manifest")
     dp_epsilon: float | None = Field(
-        None, gt=0, description="train every autoencoder with DP-SGD; epsilon is the total for "
-                                "the release, all models together (none = no DP)")
+        None, gt=0, allow_inf_nan=False,
+        description="train every autoencoder with DP-SGD; epsilon is the total for the release, "
+                    "all models together (none = no DP)")
     dp_delta: float | None = Field(
         None, gt=0, lt=1, description="delta of the release (default: a power of ten <= "
                                       "1/(10 n))")
     dp_clip: float | None = Field(
-        None, gt=0, description="per-model per-example gradient clip norm C (default 0.1, "
-                                "chosen on the public bank table)")
+        None, gt=0, allow_inf_nan=False,
+        description="per-model per-example gradient clip norm C (default 0.1, chosen on the "
+                    "public bank table)")
     dp_epochs: int = Field(
         30, ge=1, description="DP-SGD epochs (fixed: no early stopping under DP)")
     dp_design: Literal["joint", "split"] = Field(
@@ -130,6 +133,8 @@ def anonymize(params: RunParameters | None = None) -> FlowOutcome:
     params = params or RunParameters()
     logger = get_run_logger()
     profile = load_profile(params.profile_path or params.dataset)
+    if params.dataset != profile.name:  # --profile names the dataset; keep one name everywhere
+        params = params.model_copy(update={"dataset": profile.name})
     tracking.configure()
     flow_run_id = str(flow_run.id) if flow_run.id else "none"
     parent = tracking.start_parent(profile.name, run_name=f"anonymize-{profile.name}", tags={
@@ -166,7 +171,8 @@ def _run(params: RunParameters, profile: DatasetProfile, parent: str, flow_run_i
     if private:
         dp = plan_dp(params.dp_epsilon, params.dp_delta, params.dp_clip, params.dp_epochs,
                      len(x), params.batch_size, ["whole", *slices], params.dp_design)
-        dp_release = dp_section(dp, data.pre.bounds_used(), params.dp_report)
+        dp_release = dp_section(dp, data.pre.bounds_used(), params.dp_report,
+                                params.dp_epochs)
         _spend(profile, parent, data, dp_release)
 
     # ORIGINAL's evaluations need no model: they run while the autoencoders train.
@@ -260,6 +266,9 @@ def _run(params: RunParameters, profile: DatasetProfile, parent: str, flow_run_i
                               for c in group_names]
                            + [{"name": profile.target.column, "group": "label", "file": "both"}])
     order = np.random.default_rng().permutation(len(y))  # secret: OS entropy, not the seed
+    # the owner's copy (beside the models, which are secret too): `cloakflow attack` aligns
+    # released rows with source rows through it
+    tracking.log_text(parent, json.dumps(order.tolist()), "release/row_order.json")
     label = data.train_frame.get_column(profile.target.column)[order]
     tables = {
         "encoded": pl.DataFrame(encoded[order], schema=encoded_names).with_columns(label),

@@ -47,20 +47,25 @@ def attack_published(release_dir: str | Path, input_path: str | None = None) -> 
     params = manifest["parameters"]
     seed = int(manifest["seed"])
 
-    path = locate_source(profile, input_path)
-    if sha256_file(path) != manifest["source"]["sha256"]:
-        raise ReleaseMismatch(f"{path}: SHA-256 differs from the manifest's source "
-                              f"{manifest['source']['file']} ({manifest['source']['sha256']})")
-    frame = read_table(path, profile)
-    train_idx, control_idx = split_rows(positive_labels(frame, profile),
-                                        params["control_fraction"], seed)
-    train_frame, control_frame = frame[train_idx], frame[control_idx]
-
     if "MLFLOW_TRACKING_URI" not in os.environ:
         import mlflow
 
         mlflow.set_tracking_uri(manifest["mlflow"]["tracking_uri"])
     run_id = manifest["mlflow"]["run_id"]
+    # a DP release under --dp-report private keeps the source hash and the report in MLflow
+    expected_sha = manifest["source"].get("sha256") or tracking.run_params(run_id).get(
+        "source_sha256")
+    report = manifest["privacy"].get("report") or json.loads(
+        tracking.load_text(run_id, "privacy/report.json"))
+
+    path = locate_source(profile, input_path)
+    if sha256_file(path) != expected_sha:
+        raise ReleaseMismatch(f"{path}: SHA-256 differs from the manifest's source "
+                              f"{manifest['source']['file']} ({expected_sha})")
+    frame = read_table(path, profile)
+    train_idx, control_idx = split_rows(positive_labels(frame, profile),
+                                        params["control_fraction"], seed)
+    train_frame, control_frame = frame[train_idx], frame[control_idx]
     pre = TablePreprocessor.from_dict(json.loads(
         tracking.load_text(run_id, "preprocessing/state.json")))
     x = pre.transform(train_frame, path.name)
@@ -68,9 +73,8 @@ def attack_published(release_dir: str | Path, input_path: str | None = None) -> 
     print(f"{path.name}: {len(x)} training rows, {len(x_control)} control rows; loading models "
           f"of MLflow run {run_id}", flush=True)
 
-    order = np.random.default_rng(seed).permutation(len(x))
+    order = _row_order(run_id, seed, len(x))
     slices = pre.group_slices()
-    report = manifest["privacy"]["report"]
     multiplier = float(report["noise"]["multiplier"])  # the run's setting, for every model
     targets = []
     for name, file, models in (("ENCODED", "encoded", ["whole"]),
@@ -113,7 +117,22 @@ def attack_published(release_dir: str | Path, input_path: str | None = None) -> 
             "attacker_knowledge": KNOWLEDGE, "releases": releases,
             "policy": {"limits": profile.privacy.policy.model_dump(), "measured": measured,
                        "crossed": crossed, "verdict": "pass" if not crossed else "crossed",
-                       "accepted_risk": manifest["privacy"]["policy"].get("accepted_risk")}}
+                       "accepted_risk": report["policy"].get("accepted_risk")}}
+
+
+def _row_order(run_id: str, seed: int, rows: int) -> np.ndarray:
+    """The release's secret row permutation, from the run's MLflow artifacts (the owner's);
+    releases published before it was kept there used the seed's permutation."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        order = np.asarray(json.loads(tracking.load_text(run_id, "release/row_order.json")))
+    except (MlflowException, OSError):
+        return np.random.default_rng(seed).permutation(rows)
+    if len(order) != rows:
+        raise ReleaseMismatch(f"the run's row order has {len(order)} rows, the source's "
+                              f"training split {rows}")
+    return order
 
 
 def _load_model(run_id: str, name: str):

@@ -113,7 +113,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from pydantic import ValidationError
+
     from cloakflow.flows.anonymize import RunParameters, anonymize
+    from cloakflow.tasks.dp import DpPlanError
     from cloakflow.tasks.ingest import IngestError
     from cloakflow.tasks.ledger import BudgetExhausted
     from cloakflow.tasks.locate import DataNotFoundError
@@ -122,9 +125,18 @@ def _run(args: argparse.Namespace) -> int:
     from cloakflow.tasks.profile import ProfileError
     from cloakflow.tasks.validate import DataValidationError
 
-    params = RunParameters(**{k: v for k, v in vars(args).items() if k != "command"})
+    try:
+        params = RunParameters(**{k: v for k, v in vars(args).items() if k != "command"})
+    except ValidationError as exc:
+        lines = [f"  --{'-'.join(str(e['loc'][0]).split('_'))}: {e['msg']} (got {e['input']!r})"
+                 for e in exc.errors()]
+        print("invalid options, nothing was run:\n" + "\n".join(lines), file=sys.stderr)
+        return EXIT_BAD_INPUT
     try:
         outcome = anonymize(params)
+    except DpPlanError as exc:
+        print(f"\nDP PLAN REJECTED, nothing was trained or published.\n{exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
     except (DataValidationError, IngestError, PreprocessError, ProfileError,
             DataNotFoundError) as exc:
         print(f"\nINPUT REJECTED, nothing was published.\n{exc}", file=sys.stderr)
@@ -137,8 +149,9 @@ def _run(args: argparse.Namespace) -> int:
         return EXIT_POLICY
     except BudgetExhausted as exc:
         print(f"\nRUN REFUSED by the dataset's privacy budget, nothing was trained or "
-              f"published.\n{exc}\n`cloakflow budget {params.dataset}` lists what was spent.",
-              file=sys.stderr)
+              f"published.\n{exc}\n`cloakflow budget {exc.dataset}"
+              f"{' --profile ' + params.profile_path if params.profile_path else ''}` lists "
+              "what was spent.", file=sys.stderr)
         return EXIT_POLICY
     print(f"\nUtility ({params.folds}-fold {params.fold_scheme}, forest {params.forest}):")
     print(outcome.table_markdown)
@@ -159,8 +172,14 @@ def _budget(args: argparse.Namespace) -> int:
             print(f"cannot read the profile: {exc}", file=sys.stderr)
             return EXIT_BAD_INPUT
         name, cap = args.dataset, None  # a dataset whose profile is elsewhere: no cap known
-    tracking.configure()
-    print(ledger.summary(name, cap.model_dump() if cap else None))
+    # read-only: a missing local MLflow store is not created just to be found empty
+    mirror = bool(os.environ.get("MLFLOW_TRACKING_URI")) or os.path.isfile("mlflow.db")
+    if mirror:
+        tracking.configure()
+    print(ledger.summary(name, cap.model_dump() if cap else None, include_mlflow=mirror))
+    if not mirror:
+        print("(no MLflow store here: only the ledger file was read; run from the folder "
+              "holding mlflow.db or set MLFLOW_TRACKING_URI to include its mirror)")
     return 0
 
 

@@ -40,11 +40,31 @@ CODES_NOT_COVERED = (
     "is a deterministic function of that row, so what an attacker can infer from a released "
     "code about its own row is not bounded by epsilon (the privacy report measures it).")
 
-HYPERPARAMETERS = (
-    "The defaults for the clip norm (0.1 per model) and the DP epochs (30) were chosen on the "
-    "public UCI Bank Marketing table, so they are public for every other table. Choosing them "
-    "by trying settings on the private table would itself look at the private rows, and that "
-    "is not accounted here.")
+DEFAULT_DP_EPOCHS = 30
+LARGE_EPSILON = 10.0  # above this the membership bound says next to nothing
+
+
+class DpPlanError(ValueError):
+    """The DP settings cannot be met (e.g. no noise multiplier reaches the target epsilon)."""
+
+
+def hyperparameter_statement(per_model_clip: float, epochs: int) -> str:
+    """What the manifest says about the clip norm and epochs: public defaults, or the owner's
+    choice (whose tuning on the private rows nothing accounts for)."""
+    defaults = (f"The defaults for the clip norm ({DEFAULT_CLIP_NORM} per model) and the DP "
+                f"epochs ({DEFAULT_DP_EPOCHS}) were chosen on the public UCI Bank Marketing "
+                "table, so they are public for every other table.")
+    chosen = []
+    if per_model_clip != DEFAULT_CLIP_NORM:
+        chosen.append(f"clip norm {per_model_clip:g}")
+    if epochs != DEFAULT_DP_EPOCHS:
+        chosen.append(f"{epochs} epochs")
+    used = (f" This run used {' and '.join(chosen)} instead of the defaults: if they were "
+            "chosen by trying settings on this table, that look at the private rows is not "
+            "accounted for by epsilon." if chosen else
+            " This run used them; choosing them by trying settings on the private table would "
+            "itself look at the private rows, which is not accounted here.")
+    return defaults + used
 
 
 @dataclass(frozen=True)
@@ -82,13 +102,19 @@ def plan_dp(target_epsilon: float, delta: float | None, clip_norm: float | None,
         ValueError: unknown design, or no sigma reaches the target.
     """
     if design not in ("joint", "split"):
-        raise ValueError(f"dp design must be 'joint' or 'split', not {design!r}")
+        raise DpPlanError(f"dp design must be 'joint' or 'split', not {design!r}")
+    if not (math.isfinite(target_epsilon) and target_epsilon > 0):
+        raise DpPlanError(f"--dp-epsilon must be a positive finite number, got {target_epsilon}")
     k = len(models)
     per_model_clip = clip_norm or DEFAULT_CLIP_NORM
     clip = per_model_clip * math.sqrt(k) if design == "joint" else per_model_clip
     config = DpSgdConfig(target_epsilon=target_epsilon, delta=delta, clip_norm=clip,
                          adjacency=ADJACENCY)
-    budget = plan(rows, batch_size, epochs, config, runs=1 if design == "joint" else k)
+    try:
+        budget = plan(rows, batch_size, epochs, config, runs=1 if design == "joint" else k)
+    except ValueError as exc:
+        raise DpPlanError(f"DP-SGD cannot spend epsilon {target_epsilon} over {epochs} epochs "
+                          f"at batch {batch_size} on {rows} rows: {exc}") from exc
     mechanisms = [budget] if design == "joint" else [budget] * k
     total = composed_epsilon(mechanisms, budget.delta, ADJACENCY, ACCOUNTANT)
     if total > target_epsilon * (1 + 1e-6):
@@ -101,6 +127,11 @@ def plan_dp(target_epsilon: float, delta: float | None, clip_norm: float | None,
           f"{budget.delta:g} (replace-one, PLD), {what}: sigma {budget.noise_multiplier:.4f}, "
           f"q {budget.sampling_rate:.5f} (expected batch {batch_size}), {budget.steps} steps "
           f"({epochs} epochs), clip {clip:.4g}", flush=True)
+    if target_epsilon > LARGE_EPSILON:
+        bound = membership_bound(total, budget.delta)
+        print(f"WARNING: epsilon {target_epsilon:g} bounds little: any membership attack on the "
+              f"models may reach AUC {bound['auc_at_most']:.4f} and TPR "
+              f"{bound['tpr_at_1pct_fpr_at_most']:.3f} at 1% FPR", flush=True)
     return result
 
 
@@ -166,7 +197,8 @@ def private_row_figures(mode: DpReport) -> list[dict]:
     ]
 
 
-def dp_section(plan_: DpPlan, bounds_used: dict[str, list[str]], mode: DpReport) -> dict:
+def dp_section(plan_: DpPlan, bounds_used: dict[str, list[str]], mode: DpReport,
+               epochs: int = DEFAULT_DP_EPOCHS) -> dict:
     """The manifest's top-level ``dp`` section: the release total, its mechanisms,
     preprocessing, the membership bound and everything the guarantee does not cover."""
     b = plan_.mechanism
@@ -186,15 +218,20 @@ def dp_section(plan_: DpPlan, bounds_used: dict[str, list[str]], mode: DpReport)
            f"as {k} independent DP-SGD mechanisms (independent secret sampling and noise), "
            f"each ({b.epsilon:.3g}, {b.delta:g})-DP on its own, composed by the PLD accountant")
     where = "kept out of this release" if mode == "private" else "kept in this manifest"
+    caveat = ("" if not data_cols else
+              f"Caveat: columns {', '.join(data_cols)} were scaled with statistics measured on "
+              "the training rows (no public bounds in the profile); those statistics are not "
+              "covered, so the guarantee holds only conditional on them. ")
+    hyperparameters = hyperparameter_statement(plan_.per_model_clip, epochs)
     statement = (
         f"The {k} models ({', '.join(plan_.models)}) were trained on the training rows {how}. "
         f"Together they are ({plan_.total_epsilon:.3g}, {b.delta:g})-differentially private "
         f"with respect to {ADJACENCY_TEXT[ADJACENCY]}: the release has one row per training "
         "row, so its size is not hidden. Figure by dp-accounting's PLD accountant. "
-        f"{CODES_NOT_COVERED} Figures computed on the private rows (utility, attack results, "
-        "losses, the gate's decision) are not covered; they are listed under "
+        f"{caveat}{CODES_NOT_COVERED} Figures computed on the private rows (utility, attack "
+        "results, losses, the gate's decision) are not covered; they are listed under "
         f"dp.private_row_figures ({where}). "
-        f"{HYPERPARAMETERS}")
+        f"{hyperparameters}")
     return {
         "epsilon": round(plan_.total_epsilon, 6),
         "delta": b.delta,
@@ -218,7 +255,7 @@ def dp_section(plan_: DpPlan, bounds_used: dict[str, list[str]], mode: DpReport)
                       "is not reproducible",
         "report": mode,
         "private_row_figures": private_row_figures(mode),
-        "hyperparameters": HYPERPARAMETERS,
+        "hyperparameters": hyperparameters,
         "statement": statement,
     }
 
@@ -267,6 +304,10 @@ def private_report(manifest: dict) -> dict:
     private rows removed (they stay in the MLflow run); what remains is public settings, DP
     parameters and counts that the replace-one adjacency makes public."""
     out = dict(manifest)
+    params = manifest["parameters"]
+    if params.get("accept_risk"):  # whether risk had to be accepted depends on private results
+        out["parameters"] = {**params, "accept_risk": "given; in the MLflow run only"}
+    attacked = params.get("privacy_attacks", True)
     out["source"] = {k: v for k, v in manifest["source"].items() if k != "sha256"}
     out["utility"] = "in the MLflow run only (dp.report = private)"
     out["models"] = {
@@ -278,7 +319,10 @@ def private_report(manifest: dict) -> dict:
         "statement": privacy["statement"],
         "models_in_release": privacy["models_in_release"],
         "control_split": privacy["control_split"],
-        "gate": "the release policy was checked on attack results computed on private rows; "
-                "its measured values and decision are in the MLflow run only",
+        "gate": ("the release policy was checked on attack results computed on private "
+                 "rows; its measured values and decision are in the MLflow run only"
+                 if attacked else "no attacks were run (privacy_attacks false): the policy "
+                 "was not checked, and the release was published under the owner's accepted "
+                 "risk"),
     }
     return out

@@ -31,6 +31,10 @@ LEDGER_ARTIFACT = "dp/ledger_entry.json"
 class BudgetExhausted(Exception):
     """A DP run would take the dataset past its lifetime privacy cap (nothing is trained)."""
 
+    def __init__(self, dataset: str, message: str):
+        super().__init__(message)
+        self.dataset = dataset
+
 
 def ledger_dir() -> Path:
     return Path(os.environ.get("CLOAKFLOW_LEDGER_DIR") or Path.home() / ".cloakflow" / "ledger")
@@ -75,6 +79,7 @@ def _from_mlflow(dataset: str) -> list[dict]:
     """Entries mirrored to the dataset's MLflow experiment (none if it does not exist)."""
     from mlflow.tracking import MlflowClient
 
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     client = MlflowClient()
     exp = client.get_experiment_by_name(f"cloakflow/{dataset}")
     if exp is None:
@@ -149,7 +154,7 @@ def check_cap(dataset: str, planned: dict, cap: dict | None) -> Spent:
     after = total(recorded + [draft], cap["delta"] if cap else None)
     if cap and after.epsilon > cap["epsilon"]:
         before = total(recorded, cap["delta"])
-        raise BudgetExhausted(
+        raise BudgetExhausted(dataset,
             f"dataset {dataset!r}: the privacy ledger ({ledger_file(dataset)}) records "
             f"{before.runs} DP run(s) spending epsilon {before.epsilon:.4g} at delta "
             f"{cap['delta']:g}; this run (epsilon {planned['epsilon']:.4g}) would bring the "
@@ -158,9 +163,9 @@ def check_cap(dataset: str, planned: dict, cap: dict | None) -> Spent:
     return after
 
 
-def summary(dataset: str, cap: dict | None = None) -> str:
+def summary(dataset: str, cap: dict | None = None, include_mlflow: bool = True) -> str:
     """What ``cloakflow budget DATASET`` prints."""
-    recorded = entries(dataset)
+    recorded = entries(dataset, include_mlflow)
     lines = [f"privacy ledger of {dataset!r}: {ledger_file(dataset)}"]
     if not recorded:
         return "\n".join(lines + ["no DP run recorded: nothing spent"])
@@ -176,7 +181,9 @@ def summary(dataset: str, cap: dict | None = None) -> str:
                  f"{spent.runs} run(s) (dp-accounting PLD, replace-one adjacency; basic "
                  f"composition would say {spent.basic_epsilon:.4g})")
     if cap:
-        state = ("within it" if spent.epsilon <= cap["epsilon"] else "EXCEEDED")
+        state = (f"within it (epsilon {cap['epsilon'] - spent.epsilon:.4g} below; composition "
+                 "is not additive, so a next run's share is what the cap check computes)"
+                 if spent.epsilon <= cap["epsilon"] else "EXCEEDED")
         lines.append(f"lifetime cap (profile privacy.dp_cap): epsilon {cap['epsilon']} at delta "
                      f"{cap['delta']:g}: {state}")
     return "\n".join(lines)

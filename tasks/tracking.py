@@ -144,6 +144,11 @@ def load_text(run_id: str, artifact_file: str) -> str:
     return mlflow.artifacts.load_text(f"runs:/{run_id}/{artifact_file}")
 
 
+def run_params(run_id: str) -> dict[str, str]:
+    """The parameters logged to run ``run_id``."""
+    return dict(MlflowClient().get_run(run_id).data.params)
+
+
 def set_tags(run_id: str, tags: dict[str, str]) -> None:
     client = MlflowClient()
     for k, v in tags.items():

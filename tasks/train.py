@@ -84,9 +84,10 @@ def _finish(name: str, x: np.ndarray, columns: list[str], result: TrainResult,
               f"val_loss {s['best_val_loss']:.5f}, {s['seconds_per_epoch']:.2f}s/epoch)",
               flush=True)
     else:
+        joint = len(result.dp["models_in_mechanism"]) > 1
         print(f"  [{name}] DP-SGD: {result.dp['steps_run']} steps ({s['epochs_run']} epochs), "
-              f"final loss {s['final_loss']:.5f}, {s['seconds_per_epoch']:.2f}s/epoch",
-              flush=True)
+              f"final loss {s['final_loss']:.5f}{' (summed over the joint mechanism)' * joint}, "
+              f"{s['seconds_per_epoch']:.2f}s/epoch", flush=True)
     if run_id:
         tracking.log_history(run_id, result.history)
         tracking.log_metrics(run_id, {k: v for k, v in s.items() if isinstance(v, (int, float))

@@ -222,11 +222,12 @@ def test_replace_one_costs_more_than_add_remove_at_the_same_sigma():
 
 def test_private_report_keeps_no_private_row_figure():
     p = plan_dp(2.0, 1e-5, 0.1, 2, N, 30, ["whole", "a"], "joint")
-    dp = dp_section(p, {"public": [], "data": ["x"]}, "private")
+    dp = dp_section(p, {"public": [], "data": ["x"]}, "private", epochs=2)
     model = {"inputs": 3, "code_size": 1, "final_loss": 0.1, "seconds": 2.0,
              "seconds_per_epoch": 1.0, "best_val_loss": None,
              "dp": {"epsilon": 2.0, "clipped_share_per_epoch": [0.5]}}
     manifest = {"source": {"file": "t.csv", "sha256": "ab"}, "utility": [{"metric": "roc"}],
+                "parameters": {"privacy_attacks": True, "accept_risk": None},
                 "models": {"whole": model, "a": model}, "dp": dp,
                 "privacy": {"statement": "s", "models_in_release": False,
                             "control_split": {"rows": 30}, "verdict": "pass",
@@ -239,6 +240,26 @@ def test_private_report_keeps_no_private_row_figure():
         assert "clipped_share_per_epoch" not in m["dp"]
     figures = {f["manifest_key"]: f for f in dp["private_row_figures"]}
     assert figures["utility"]["covered"] is False and "MLflow" in figures["utility"]["where"]
+    assert "Caveat: columns x" in dp["statement"]  # bounds measured on the data
+    assert "This run used 2 epochs instead of the defaults" in dp["hyperparameters"]
+    # no attacks, risk accepted: the manifest says so and keeps the reason in MLflow
+    skipped = private_report({**manifest, "parameters": {"privacy_attacks": False,
+                                                         "accept_risk": "owner's reason"}})
+    assert "no attacks were run" in skipped["privacy"]["gate"]
+    assert "owner's reason" not in str(skipped)
+
+
+def test_impossible_or_invalid_dp_settings_are_refused_before_anything_runs(capsys):
+    from cloakflow.flows.cli import main
+    from cloakflow.tasks.dp import DpPlanError
+
+    with pytest.raises(DpPlanError, match="cannot spend epsilon"):
+        plan_dp(1e-4, 1e-6, None, 30, 1000, 500, ["whole"], "joint")
+    for bad in (["--dp-epsilon", "0"], ["--dp-epsilon", "inf"], ["--dp-clip", "0"],
+                ["--dp-epochs", "0"]):
+        assert main(["run", "tiny", *bad]) == 2
+        err = capsys.readouterr().err
+        assert "invalid options, nothing was run" in err and bad[0] in err
 
 
 # --------------------------------------------------------------------------- ledger

@@ -3,8 +3,6 @@ one release budget, the private/full report, the privacy ledger and its lifetime
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 from pathlib import Path
 
@@ -36,15 +34,14 @@ def _run(csv: Path, profile: Path, *extra: str) -> list[str]:
             "--batch-size", "32", *extra]
 
 
-def _cli(args: list[str]) -> tuple[int, str, str]:
-    """Run the CLI with stdout/stderr into buffers this test owns: Prefect's log handlers bind
-    to the streams of the moment, and capsys's are closed after the test."""
+def _cli(capsys, args: list[str]) -> tuple[int, str, str]:
+    """Run the CLI; returns (exit status, stdout, stderr)."""
     from cloakflow.flows.cli import main
 
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        rc = main(args)
-    return rc, out.getvalue(), err.getvalue()
+    capsys.readouterr()
+    rc = main(args)
+    captured = capsys.readouterr()
+    return rc, captured.out, captured.err
 
 
 def _recomputed(dp: dict) -> float:
@@ -58,11 +55,11 @@ def _recomputed(dp: dict) -> float:
 
 
 def test_dp_run_spends_one_budget_keeps_private_figures_out_and_records_it(
-        prefect_harness, workdir: Path, tiny_files, monkeypatch):
+        prefect_harness, workdir: Path, tiny_files, monkeypatch, capsys):
     monkeypatch.setenv("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     csv, _ = tiny_files
     profile = _profile(workdir, dp_cap={"epsilon": 4.5, "delta": 1e-4})
-    rc, out, _ = _cli(_run(csv, profile, "--dp-epsilon", "4"))
+    rc, out, _ = _cli(capsys, _run(csv, profile, "--dp-epsilon", "4"))
     assert rc == 0
     release = Path(out.strip().splitlines()[-1])
     manifest = json.loads((release / "manifest.json").read_text())
@@ -99,21 +96,26 @@ def test_dp_run_spends_one_budget_keeps_private_figures_out_and_records_it(
     for child in children:  # no DP random seed anywhere: there is none to log
         assert "seed" not in child.data.params and child.data.params["dp.design"] == "joint"
     assert "seed" not in out.lower().replace("derived seed", "")
+    # the owner can still rerun the attacks: hash, report and row order come from MLflow
+    from cloakflow.flows.attack import attack_published
+
+    rerun = attack_published(release, str(csv))
+    assert set(rerun["releases"]) == {"ENCODED", "GROUP_ENCODED"}
     # the ledger: one entry; a second run would pass the lifetime cap and is refused
     entry = json.loads((workdir / "ledger" / "tiny.jsonl").read_text().splitlines()[0])
     assert entry["run_id"] == run_id and entry["epsilon"] == dp["epsilon"]
-    rc, _, err = _cli(_run(csv, profile, "--dp-epsilon", "4"))
+    rc, _, err = _cli(capsys, _run(csv, profile, "--dp-epsilon", "4"))
     assert rc == 3 and "RUN REFUSED" in err and "dp_cap" in err
     assert len((workdir / "ledger" / "tiny.jsonl").read_text().splitlines()) == 1
-    rc, text, _ = _cli(["budget", "tiny", "--profile", str(profile)])
+    rc, text, _ = _cli(capsys, ["budget", "tiny", "--profile", str(profile)])
     assert rc == 0
     assert run_id in text and "lifetime cap" in text
 
 
-def test_split_design_with_full_report(prefect_harness, workdir: Path, tiny_files):
+def test_split_design_with_full_report(prefect_harness, workdir: Path, tiny_files, capsys):
     csv, _ = tiny_files
     profile = _profile(workdir)
-    rc, out, _ = _cli(_run(csv, profile, "--dp-epsilon", "3", "--dp-design", "split",
+    rc, out, _ = _cli(capsys, _run(csv, profile, "--dp-epsilon", "3", "--dp-design", "split",
                            "--dp-report", "full"))
     assert rc == 0
     release = Path(out.strip().splitlines()[-1])
