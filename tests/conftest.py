@@ -57,6 +57,21 @@ def tiny_profile_dict(**overrides) -> dict:
     return d
 
 
+def release_epsilon_by_dp_accounting(dp: dict) -> float:
+    """The release total from a manifest's ``dp`` numbers, with dp-accounting called directly
+    (PLD, replace-one), independently of cloakflow's own accounting code."""
+    import dp_accounting
+    from dp_accounting.pld import pld_privacy_accountant
+
+    acc = pld_privacy_accountant.PLDAccountant(
+        neighboring_relation=dp_accounting.NeighboringRelation.REPLACE_ONE)
+    for m in dp["mechanisms"]:
+        acc.compose(dp_accounting.SelfComposedDpEvent(dp_accounting.PoissonSampledDpEvent(
+            m["sampling_rate"], dp_accounting.GaussianDpEvent(m["noise_multiplier"])),
+            m["steps"]))
+    return acc.get_epsilon(dp["delta"])
+
+
 @pytest.fixture
 def tiny_profile() -> DatasetProfile:
     return DatasetProfile.model_validate(tiny_profile_dict())

@@ -6,11 +6,9 @@ from __future__ import annotations
 
 import math
 
-import dp_accounting
 import keras
 import numpy as np
 import pytest
-from dp_accounting.pld import pld_privacy_accountant
 
 from cloakflow.models import dp_sgd
 from cloakflow.models.autoencoder import (
@@ -21,6 +19,7 @@ from cloakflow.models.autoencoder import (
 from cloakflow.models.dp_sgd import DpSgd, DpSgdConfig, plan, secret_streams
 from cloakflow.tasks import ledger
 from cloakflow.tasks.dp import dp_section, plan_dp, private_report, release_epsilon
+from tests.conftest import release_epsilon_by_dp_accounting
 
 N, D = 300, 10
 GROUPS = {"whole": None, "a": [0, 1, 2, 3], "b": [4, 5, 6, 7, 8, 9]}
@@ -38,17 +37,6 @@ def _budget(epochs: int = 2, batch: int = 30):
 def _weights(results) -> np.ndarray:
     return np.concatenate([np.ravel(w) for r in results.values()
                            for w in r.autoencoder.get_weights()])
-
-
-def _direct_epsilon(dp: dict) -> float:
-    """The release total from the manifest's numbers, with dp-accounting called directly."""
-    acc = pld_privacy_accountant.PLDAccountant(
-        neighboring_relation=dp_accounting.NeighboringRelation.REPLACE_ONE)
-    for m in dp["mechanisms"]:
-        acc.compose(dp_accounting.SelfComposedDpEvent(dp_accounting.PoissonSampledDpEvent(
-            m["sampling_rate"], dp_accounting.GaussianDpEvent(m["noise_multiplier"])),
-            m["steps"]))
-    return acc.get_epsilon(dp["delta"])
 
 
 # --------------------------------------------------------------------------- secret randomness
@@ -196,7 +184,7 @@ def test_joint_without_noise_or_clipping_equals_separate_training():
 def test_release_total_recomputed_with_dp_accounting_is_within_the_target(design):
     p = plan_dp(3.0, None, None, 30, 37069, 256, ["whole", "a", "b", "c", "d"], design)
     dp = dp_section(p, {"public": ["x"], "data": []}, "private")
-    total = _direct_epsilon(dp)
+    total = release_epsilon_by_dp_accounting(dp)
     assert total <= 3.0 + 1e-6 and total == pytest.approx(3.0, rel=0.02)
     assert release_epsilon(dp) == pytest.approx(total, rel=1e-9)
     assert dp["adjacency"] == "replace_one" and dp["accountant"] == "pld"
