@@ -104,8 +104,9 @@ class RunParameters(BaseModel):
     dp_epochs: int = Field(
         30, ge=1, description="DP-SGD epochs (fixed: no early stopping under DP)")
     dp_design: Literal["joint", "split"] = Field(
-        "joint", description="joint = all models one DP-SGD mechanism (jointly clipped, one "
-                             "noise draw); split = independent mechanisms, budget split")
+        "split", description="split = one DP-SGD mechanism per model, the budget split by PLD "
+                             "composition (measured better); joint = all models one mechanism "
+                             "(jointly clipped, one noise draw)")
     dp_report: Literal["private", "full"] = Field(
         "private", description="private = the release holds only DP-covered figures (utility "
                               "and attack results stay in MLflow); full = everything in the "

@@ -1,15 +1,17 @@
 """What a DP run spends and claims: one budget for the whole release, and the manifest's account.
 
 ``--dp-epsilon E`` is the total for the release: every model trained on the rows spends from one
-stated (epsilon, delta). Two designs (Issue: "one budget for the release"):
+stated (epsilon, delta). Two designs:
 
-- ``joint`` (default): all models (whole table and every group) are ONE DP-SGD mechanism. They
+- ``joint``: all models (whole table and every group) are ONE DP-SGD mechanism. They
   take the same Poisson batch each step, each row's gradient over all their parameters is
   clipped jointly to C * sqrt(k) (k models; C the per-model clip norm, so each model keeps about
   C when the norms are alike), and one Gaussian draw covers every parameter: the release costs
   one mechanism's epsilon.
-- ``split``: each model is its own mechanism with independent secret streams; sigma is solved
-  so that the k runs *composed* (PLD) spend at most E; each model's own share is stated.
+- ``split`` (the default: the higher median GROUP_ENCODED utility at epsilon 3 on the bank
+  table, ``benchmarks/dp_designs.py``): each model is its own mechanism with independent secret
+  streams; sigma is solved so that the k runs *composed* (PLD) spend at most E; each model's
+  own share is stated.
 
 Adjacency: a codes release has one row per training row, so it publishes the row count n. The
 guarantee is therefore stated and accounted as replace-one with n public (dp-accounting's PLD
@@ -95,7 +97,7 @@ class DpPlan:
 
 
 def plan_dp(target_epsilon: float, delta: float | None, clip_norm: float | None, epochs: int,
-            rows: int, batch_size: int, models: list[str], design: Design = "joint") -> DpPlan:
+            rows: int, batch_size: int, models: list[str], design: Design = "split") -> DpPlan:
     """Solve sigma so that every model together spends at most ``target_epsilon``; print it.
 
     Raises:

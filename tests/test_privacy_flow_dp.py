@@ -47,7 +47,7 @@ def test_dp_run_spends_one_budget_keeps_private_figures_out_and_records_it(
     monkeypatch.setenv("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     csv, _ = tiny_files
     profile = _profile(workdir, dp_cap={"epsilon": 4.5, "delta": 1e-4})
-    rc, out, _ = _cli(capsys, _run(csv, profile, "--dp-epsilon", "4"))
+    rc, out, _ = _cli(capsys, _run(csv, profile, "--dp-epsilon", "4", "--dp-design", "joint"))
     assert rc == 0
     release = Path(out.strip().splitlines()[-1])
     manifest = json.loads((release / "manifest.json").read_text())
