@@ -312,9 +312,10 @@ def _spend(profile: DatasetProfile, parent: str, data, dp_release: dict) -> None
     entry = ledger.make_entry(profile.name, parent, data.source_sha, data.source_rows,
                               len(data.x), dp_release)
     path = ledger.append(entry, parent)
-    print(f"privacy ledger {path}: this run spends epsilon {dp_release['epsilon']:.4g}; "
-          f"dataset total {after.epsilon:.4g} at delta {after.delta:.3g} over {after.runs} "
-          "run(s)", flush=True)
+    at = "the cap's delta" if cap else "the sum of the runs' deltas"
+    print(f"privacy ledger {path}: this run spends epsilon {dp_release['epsilon']:.4g} at delta "
+          f"{dp_release['delta']:g}; all {after.runs} run(s) on this dataset composed: epsilon "
+          f"{after.epsilon:.4g} at delta {after.delta:.3g} ({at})", flush=True)
 
 
 def _noise_setting(params: RunParameters, profile: DatasetProfile) -> CodeNoise:

@@ -114,10 +114,17 @@ def attack_published(release_dir: str | Path, input_path: str | None = None) -> 
     return {"dataset": profile.name, "release": str(release_dir),
             "sensitive": profile.privacy.sensitive,
             "known_fractions": profile.privacy.known_fractions, "seed": seed,
-            "attacker_knowledge": KNOWLEDGE, "releases": releases,
+            "dp": _release_dp(report), "attacker_knowledge": KNOWLEDGE, "releases": releases,
             "policy": {"limits": profile.privacy.policy.model_dump(), "measured": measured,
                        "crossed": crossed, "verdict": "pass" if not crossed else "crossed",
                        "accepted_risk": report["policy"].get("accepted_risk")}}
+
+
+def _release_dp(report: dict) -> dict | None:
+    """The run's DP section for the summary (None for releases made before the release budget,
+    whose per-model figures are not a release claim)."""
+    dp = report.get("dp")
+    return dp if dp and "mechanisms" in dp else None
 
 
 def _row_order(run_id: str, seed: int, rows: int) -> np.ndarray:

@@ -40,7 +40,8 @@ ACCOUNTANT = "pld"
 CODES_NOT_COVERED = (
     "DP-SGD protects the trained models, not the released codes: the code of each training row "
     "is a deterministic function of that row, so what an attacker can infer from a released "
-    "code about its own row is not bounded by epsilon (the privacy report measures it).")
+    "code about its own row is not bounded by epsilon (the privacy report measures it when the "
+    "attacks run).")
 
 DEFAULT_DP_EPOCHS = 30
 LARGE_EPSILON = 10.0  # above this the membership bound says next to nothing
@@ -168,12 +169,13 @@ def model_dp(plan_: DpPlan, name: str) -> dict:
             "statement": statement}
 
 
-def private_row_figures(mode: DpReport) -> list[dict]:
+def private_row_figures(mode: DpReport, data_bounds: bool = True) -> list[dict]:
     """Every figure a DP codes run computes on private rows, where it goes, and whether the DP
-    guarantee covers it (none of them is covered)."""
+    guarantee covers it (none of them is covered). ``data_bounds``: some columns were scaled
+    with bounds measured on the data."""
     mlflow = "MLflow parent run only (owner's eyes)" if mode == "private" else \
         "manifest and MLflow, NOT covered by epsilon"
-    return [
+    figures = [
         {"figure": "utility table (cross-validated scores of ORIGINAL and of the codes)",
          "manifest_key": "utility", "mlflow": "utility/table.md, utility/results.json, metrics",
          "where": mlflow, "covered": False},
@@ -202,12 +204,15 @@ def private_row_figures(mode: DpReport) -> list[dict]:
         {"figure": "the release's existence", "manifest_key": "", "mlflow": "",
          "where": "release", "covered": False,
          "note": "a published release tells that the gate passed or the owner accepted risk; "
-                 "the gate decided on attack results computed on private rows"},
-        {"figure": "preprocessing bounds measured on the data (columns without public bounds)",
-         "manifest_key": "dp.preprocessing.measured_on_data",
-         "mlflow": "preprocessing/state.json", "where": "MLflow (values); column names in the "
-         "release", "covered": False},
+                 "when attacks ran, the gate decided on results computed on private rows"},
     ]
+    if data_bounds:
+        figures.append(
+            {"figure": "preprocessing bounds measured on the data (columns without public "
+                       "bounds)", "manifest_key": "dp.preprocessing.measured_on_data",
+             "mlflow": "preprocessing/state.json", "where": "MLflow (values); column names in "
+             "the release", "covered": False})
+    return figures
 
 
 def dp_section(plan_: DpPlan, bounds_used: dict[str, list[str]], mode: DpReport,
@@ -267,7 +272,7 @@ def dp_section(plan_: DpPlan, bounds_used: dict[str, list[str]], mode: DpReport,
                       "never recorded; the run's public seed does not drive them, so a DP run "
                       "is not reproducible",
         "report": mode,
-        "private_row_figures": private_row_figures(mode),
+        "private_row_figures": private_row_figures(mode, bool(data_cols)),
         "hyperparameters": hyperparameters,
         "statement": statement,
     }

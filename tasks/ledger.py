@@ -178,8 +178,11 @@ def summary(dataset: str, cap: dict | None = None, include_mlflow: bool = True) 
                      f"{e['source_sha256'][:12]}…{flag}")
     spent = total(recorded, cap["delta"] if cap else None)
     lines.append(f"total: epsilon {spent.epsilon:.4g} at delta {spent.delta:.3g} over "
-                 f"{spent.runs} run(s) (dp-accounting PLD, replace-one adjacency; basic "
-                 f"composition would say {spent.basic_epsilon:.4g})")
+                 f"{spent.runs} run(s) (dp-accounting PLD, replace-one adjacency; adding the "
+                 f"runs' own epsilons would say {spent.basic_epsilon:.4g} at delta "
+                 f"{sum(e['delta'] for e in recorded):.3g})")
+    if cap is None:
+        lines.append("no lifetime cap known (give --profile with privacy.dp_cap to check one)")
     if cap:
         state = (f"within it (epsilon {cap['epsilon'] - spent.epsilon:.4g} below; composition "
                  "is not additive, so a next run's share is what the cap check computes)"

@@ -111,7 +111,9 @@ def _progress(name: str, config: AutoencoderConfig, dp: DpPlan | None, log_every
                 print(f"  [{name}] epoch {epoch}/{config.epochs}: loss {m['loss']:.5f} "
                       f"val_loss {m['val_loss']:.5f}", flush=True)
             else:
-                print(f"  [{name}] DP-SGD epoch {epoch}/{math.ceil(dp.mechanism.epochs)}: loss "
+                mech = dp.mechanism
+                epochs = math.ceil(mech.steps / max(round(1 / mech.sampling_rate), 1))
+                print(f"  [{name}] DP-SGD epoch {epoch}/{epochs}: loss "
                       f"{m['loss']:.5f}, {m['clipped']:.0%} of gradients clipped", flush=True)
 
     return progress
