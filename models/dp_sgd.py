@@ -383,7 +383,6 @@ class DpSgd:
                                  "order); give DP-SGD a fresh optimizer")
             cols = None if cols is None else np.asarray(cols, dtype=np.int32)
             self.members.append(_Member(model, chain, variables, opt, cols))
-        self.model = models[0]
         self.loss_fn = loss_fn
         self.backend = keras.backend.backend()
         self.variables = [v for m in self.members for v in m.variables]

@@ -86,10 +86,6 @@ class DpPlan:
     per_model_clip: float
     total_epsilon: float  # all mechanisms composed, at mechanism.delta
 
-    @property
-    def delta(self) -> float:
-        return self.mechanism.delta
-
     def mechanisms(self) -> list[tuple[tuple[str, ...], DpBudget]]:
         """(models it trains, budget) of every mechanism the release is made of."""
         if self.design == "joint":
@@ -276,14 +272,6 @@ def dp_section(plan_: DpPlan, bounds_used: dict[str, list[str]], mode: DpReport,
         "hyperparameters": hyperparameters,
         "statement": statement,
     }
-
-
-def release_epsilon(dp: dict) -> float:
-    """The release total recomputed from a manifest's ``dp`` section with dp-accounting."""
-    mechanisms = [DpBudget(m["epsilon"], m["delta"], m["noise_multiplier"], m["sampling_rate"],
-                           m["steps"], m["steps"] * m["sampling_rate"], dp["accountant"],
-                           m["sampling"], dp["adjacency"]) for m in dp["mechanisms"]]
-    return composed_epsilon(mechanisms, dp["delta"], dp["adjacency"], dp["accountant"])
 
 
 def membership_bound(epsilon: float, delta: float) -> dict:
