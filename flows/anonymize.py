@@ -308,10 +308,9 @@ def _spend(profile: DatasetProfile, parent: str, data, dp_release: dict) -> None
     """Refuse a run past the dataset's lifetime DP cap; otherwise record it in the privacy
     ledger before any model sees the rows (a crash after this still counts as spent)."""
     cap = profile.privacy.dp_cap
-    after = ledger.check_cap(profile.name, dp_release, cap.model_dump() if cap else None)
     entry = ledger.make_entry(profile.name, parent, data.source_sha, data.source_rows,
                               len(data.x), dp_release)
-    path = ledger.append(entry, parent)
+    after, path = ledger.spend(dp_release, cap.model_dump() if cap else None, entry, parent)
     at = "the cap's delta" if cap else "the sum of the runs' deltas"
     print(f"privacy ledger {path}: this run spends epsilon {dp_release['epsilon']:.4g} at delta "
           f"{dp_release['delta']:g}; all {after.runs} run(s) on this dataset composed: epsilon "

@@ -16,6 +16,8 @@ it is never part of a release.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 from dataclasses import dataclass
@@ -161,6 +163,32 @@ def check_cap(dataset: str, planned: dict, cap: dict | None) -> Spent:
             f"total to {after.epsilon:.4g}, past the profile's lifetime cap "
             f"privacy.dp_cap.epsilon = {cap['epsilon']} (rule: dp_cap). Nothing was trained.")
     return after
+
+
+@contextlib.contextmanager
+def _locked(dataset: str):
+    """An exclusive lock on the dataset's ledger (a lock file beside it), across processes."""
+    path = ledger_file(dataset).with_suffix(".lock")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def spend(planned: dict, cap: dict | None, entry: dict,
+          parent_run_id: str | None = None) -> tuple[Spent, Path]:
+    """Check the cap and record ``entry`` under one lock, so that two concurrent runs cannot
+    both pass a cap that only one of them fits.
+
+    Raises:
+        BudgetExhausted: see ``check_cap``; nothing is recorded then.
+    """
+    with _locked(entry["dataset"]):
+        after = check_cap(entry["dataset"], planned, cap)
+        return after, append(entry, parent_run_id)
 
 
 def summary(dataset: str, cap: dict | None = None, include_mlflow: bool = True) -> str:

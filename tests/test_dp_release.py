@@ -271,3 +271,25 @@ def test_ledger_composes_runs_and_refuses_past_the_cap(tmp_path, monkeypatch):
     (tmp_path / "bank.jsonl").write_text("not json\n")
     with pytest.raises(ValueError, match="line 1"):
         ledger.entries("bank", include_mlflow=False)
+
+
+def test_concurrent_runs_cannot_both_pass_a_cap_that_fits_one(tmp_path, monkeypatch):
+    from concurrent.futures import ThreadPoolExecutor
+
+    monkeypatch.setenv("CLOAKFLOW_LEDGER_DIR", str(tmp_path))
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    ledger.entries("bank")  # create the MLflow store once, before the threads
+    dp = dp_section(plan_dp(1.0, 1e-6, None, 30, 37069, 256, ["whole"], "joint"), {}, "private")
+    cap = {"epsilon": 1.1, "delta": 1e-6}  # one run of epsilon 1 fits, two do not
+
+    def run(i: int) -> str:
+        try:
+            ledger.spend(dp, cap, ledger.make_entry("bank", f"run{i}", "ab", 10, 9, dp))
+            return "recorded"
+        except ledger.BudgetExhausted:
+            return "refused"
+
+    with ThreadPoolExecutor(4) as pool:
+        outcomes = sorted(pool.map(run, range(4)))
+    assert outcomes == ["recorded"] + ["refused"] * 3
+    assert len(ledger.entries("bank")) == 1
