@@ -51,41 +51,34 @@ def roc(codes, y, folds: int, seed: int) -> float:
 
 
 def run(x, y, slices, epsilon: float | None, design: str, args) -> dict:
+    """One release trained as the flow trains it (``tasks.train``'s plain functions, no
+    MLflow), then both code tables cross-validated."""
     import numpy as np
 
-    from cloakflow.models.autoencoder import (
-        AutoencoderConfig,
-        encode,
-        train_autoencoder,
-        train_autoencoders_dp,
-    )
+    from cloakflow.models.autoencoder import AutoencoderConfig
     from cloakflow.tasks.dp import plan_dp
+    from cloakflow.tasks.train import fit_and_encode, fit_and_encode_joint
 
     config = AutoencoderConfig()
     members = {"whole": None, **slices}
+    columns = [f"c{i}" for i in range(x.shape[1])]
+    plan = (plan_dp(epsilon, None, None, args.dp_epochs, len(x), config.batch_size,
+                    list(members), design) if epsilon is not None else None)
     t = time.perf_counter()
-    if epsilon is None:
-        results = {n: train_autoencoder(x if c is None else x[:, c], config, seed=args.seed)
-                   for n, c in members.items()}
-        plan = None
-    else:
-        plan = plan_dp(epsilon, None, None, args.dp_epochs, len(x), config.batch_size,
-                       list(members), design)
-        if design == "joint":
-            results = train_autoencoders_dp(x, members, config, plan.mechanism, plan.clip_norm)
-        else:  # each model its own mechanism and secret streams
-            results = {n: train_autoencoders_dp(x if c is None else x[:, c], {n: None}, config,
-                                                plan.mechanism, plan.clip_norm)[n]
-                       for n, c in members.items()}
+    if plan is not None and design == "joint":
+        models = fit_and_encode_joint(x, members, columns, config, None, plan)
+    else:  # plain, or the split design: each model its own mechanism and secret streams
+        models = {n: fit_and_encode(n, x if c is None else x[:, c],
+                                    columns if c is None else [columns[i] for i in c],
+                                    config, args.seed, dp=plan)
+                  for n, c in members.items()}
     train_s = time.perf_counter() - t
-    codes = {n: encode(r.encoder, x if members[n] is None else x[:, members[n]])
-             for n, r in results.items()}
-    group = np.hstack([codes[g] for g in slices])
+    group = np.hstack([models[g].codes for g in slices])
     return {"epsilon": epsilon, "design": design if epsilon is not None else "non-private",
             "release_epsilon": plan.total_epsilon if plan else None,
             "sigma": plan.mechanism.noise_multiplier if plan else None,
             "train_seconds": round(train_s, 1),
-            "ENCODED": roc(codes["whole"], y, args.folds, args.seed),
+            "ENCODED": roc(models["whole"].codes, y, args.folds, args.seed),
             "GROUP_ENCODED": roc(group, y, args.folds, args.seed)}
 
 
