@@ -57,7 +57,7 @@ deploy: setup
 	CLOAKFLOW_HOME=$${CLOAKFLOW_HOME:-$(CURDIR)} $(BIN)/prefect --no-prompt deploy --all
 
 benchmark: setup
-	$(BIN)/python benchmarks/bench_tutorial.py $(ARGS)
+	$(BIN)/python -m benchmarks.bench_tutorial $(ARGS)
 
 clean:
 	rm -rf $(VENV) mlflow.db mlartifacts releases .pytest_cache

@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Benchmark: what the attack step adds to the flow's wall time on one machine.
 
-    python benchmarks/bench_attacks.py [--pairs 2] [--csv PATH] [--out DIR]
+    python -m benchmarks.bench_attacks [--pairs 2] [--csv PATH] [--out DIR]
 
 Runs the flow alternately with the attack step and with ``--skip-attacks`` (same table, seed,
 settings, ``--no-cache``), each under ``/usr/bin/time -v``, against one Prefect server started
@@ -20,8 +20,7 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_tutorial import start_prefect_server, timed  # noqa: E402
+from benchmarks.bench_tutorial import start_prefect_server, timed
 
 
 def main() -> None:

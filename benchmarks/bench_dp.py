@@ -2,8 +2,8 @@
 """Benchmark: the cost of a DP-SGD epoch against a plain epoch, and the per-example gradient
 norms behind the default clip norm.
 
-    python benchmarks/bench_dp.py [--csv PATH] [--epochs 5] [--blocks 2] [--batch 256]
-    KERAS_BACKEND=jax python benchmarks/bench_dp.py   # the jax backend (GPU hosts)
+    python -m benchmarks.bench_dp [--csv PATH] [--epochs 5] [--blocks 2] [--batch 256]
+    KERAS_BACKEND=jax python -m benchmarks.bench_dp   # the jax backend (GPU hosts)
 
 On the bank table preprocessed as the flow does (all rows), with the tutorial autoencoder:
 
@@ -33,9 +33,9 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def load_matrix(csv: str | None) -> np.ndarray:
-    from cloakflow.tasks.ingest import scan_table
-    from cloakflow.tasks.preprocess import TablePreprocessor
-    from cloakflow.tasks.profile import load_profile
+    from cloakflow.tasks.data.ingest import scan_table
+    from cloakflow.tasks.data.preprocess import TablePreprocessor
+    from cloakflow.tasks.data.profile import load_profile
 
     profile = load_profile("bank-marketing")
     path = csv or str(Path(os.environ.get("CLOAKFLOW_DATA_DIR", REPO.parent / "shared" / "data"))
@@ -81,7 +81,7 @@ def membership_demo(x: np.ndarray, rows: int = 200, epochs: int = 200) -> None:
         train_autoencoder_dp,
     )
     from cloakflow.models.dp_sgd import DpSgdConfig, plan
-    from cloakflow.tasks.attacks import membership_inference, reconstruction_losses
+    from cloakflow.tasks.privacy.attacks import membership_inference, reconstruction_losses
 
     order = np.random.default_rng(0).permutation(len(x))
     members, others = x[order[:rows]], x[order[rows:rows + 1000]]

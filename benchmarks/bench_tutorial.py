@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Benchmark: the tutorial's reference script against the cloakflow flow, on one machine.
 
-    python benchmarks/bench_tutorial.py [--scheme stratified-shuffled|tutorial] [--folds 10]
+    python -m benchmarks.bench_tutorial [--scheme stratified-shuffled|tutorial] [--folds 10]
         [--csv PATH] [--reference PATH] [--compare-engines] [--temporary-server]
 
 Both programs get the same table, seed and fold scheme; the flow runs with --control-fraction 0
@@ -149,8 +149,8 @@ def main() -> None:
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
 
-    from cloakflow.tasks.locate import locate_source
-    from cloakflow.tasks.profile import load_profile
+    from cloakflow.tasks.data.locate import locate_source
+    from cloakflow.tasks.data.profile import load_profile
 
     csv = args.csv or str(locate_source(load_profile(args.dataset)))
     out = Path(args.out or REPO / "benchmarks" / "results" /

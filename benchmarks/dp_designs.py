@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """One release budget, two designs: the joint DP-SGD mechanism against the budget split.
 
-    python benchmarks/dp_designs.py [--epsilons 1,3,8] [--repeats 3] [--dp-epochs 30]
+    python -m benchmarks.dp_designs [--epsilons 1,3,8] [--repeats 3] [--dp-epochs 30]
         [--folds 10] [--csv PATH] [--out benchmarks/reports]
 
 Prepares the table once as a DP run does (seeded split, preprocessing from the profile's
@@ -30,10 +30,10 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
 def prepare(csv: str, seed: int):
-    from cloakflow.tasks.ingest import ingest
-    from cloakflow.tasks.preprocess import TablePreprocessor
-    from cloakflow.tasks.profile import load_profile
-    from cloakflow.tasks.split import positive_labels, split
+    from cloakflow.tasks.data.ingest import ingest
+    from cloakflow.tasks.data.preprocess import TablePreprocessor
+    from cloakflow.tasks.data.profile import load_profile
+    from cloakflow.tasks.data.split import positive_labels, split
 
     profile = load_profile("bank-marketing")
     frame = ingest(csv, profile)
@@ -45,7 +45,7 @@ def prepare(csv: str, seed: int):
 
 
 def roc(codes, y, folds: int, seed: int) -> float:
-    from cloakflow.tasks.utility import cross_validate_forest
+    from cloakflow.tasks.evaluation.utility import cross_validate_forest
 
     return cross_validate_forest(codes, y, folds=folds, seed=seed)["mean"]["test_roc_auc"]
 
@@ -56,7 +56,7 @@ def run(x, y, slices, epsilon: float | None, design: str, args) -> dict:
     import numpy as np
 
     from cloakflow.models.autoencoder import AutoencoderConfig
-    from cloakflow.tasks.dp import plan_dp
+    from cloakflow.tasks.privacy.dp import plan_dp
     from cloakflow.tasks.train import fit_and_encode, fit_and_encode_joint
 
     config = AutoencoderConfig()
@@ -126,7 +126,7 @@ def main() -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     stamp = datetime.now(UTC).strftime("%Y-%m-%d")
-    note = (f"`python benchmarks/dp_designs.py --epsilons {args.epsilons} --repeats "
+    note = (f"`python -m benchmarks.dp_designs --epsilons {args.epsilons} --repeats "
             f"{args.repeats} --dp-epochs {args.dp_epochs} --folds {args.folds}`, "
             f"{len(x)} training rows, {datetime.now(UTC).isoformat(timespec='minutes')}")
     (out / f"{stamp}-dp-designs.md").write_text(f"{note}\n\n{table}\n")

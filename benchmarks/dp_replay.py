@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """The replay distinguisher against DP-SGD: can anything published reproduce the weights?
 
-    python benchmarks/dp_replay.py [--trials 10] [--rows 300] [--features 10] [--epsilon 1]
+    python -m benchmarks.dp_replay [--trials 10] [--rows 300] [--features 10] [--epsilon 1]
 
 The attack (found in review): whoever holds the trained weights retrains on each candidate
 neighbouring table with the seed the manifest publishes and sees which retrain reproduces the

@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Utility and measured privacy of DP-SGD releases across epsilons, against a non-private run.
 
-    python benchmarks/dp_sweep.py [--epsilons 1,3,8] [--dp-epochs 30] [--csv PATH]
+    python -m benchmarks.dp_sweep [--epsilons 1,3,8] [--dp-epochs 30] [--csv PATH]
         [--rows N] [--folds 10] [--out benchmarks/reports]
 
 Runs the main flow (attacks on, ``--accept-risk`` with the reason below) once without DP and
@@ -148,7 +148,7 @@ def main() -> int:
     import polars as pl
 
     from cloakflow.tasks import tracking
-    from cloakflow.tasks.profile import load_profile
+    from cloakflow.tasks.data.profile import load_profile
 
     profile = load_profile("bank-marketing")
     csv = args.csv or str(Path(os.environ.get("CLOAKFLOW_DATA_DIR", REPO.parent / "shared"

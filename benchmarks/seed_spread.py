@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """How much does ENCODED / GROUP_ENCODED utility move with the autoencoder seed?
 
-    python benchmarks/seed_spread.py [--seeds 1 2 3 4 5] [--views ENCODED GROUP_ENCODED]
+    python -m benchmarks.seed_spread [--seeds 1 2 3 4 5] [--views ENCODED GROUP_ENCODED]
 
 Trains the autoencoders of the main flow (same code, same settings, all rows) with several seeds
 and cross-validates each release view with the same folds (shuffled stratified, seed 42, LightGBM
@@ -28,11 +28,11 @@ def main() -> None:
     args = ap.parse_args()
 
     from cloakflow.models.autoencoder import AutoencoderConfig, encode, train_autoencoder
-    from cloakflow.tasks.ingest import read_table
-    from cloakflow.tasks.locate import locate_source
-    from cloakflow.tasks.preprocess import TablePreprocessor
-    from cloakflow.tasks.profile import load_profile
-    from cloakflow.tasks.utility import cross_validate_forest
+    from cloakflow.tasks.data.ingest import read_table
+    from cloakflow.tasks.data.locate import locate_source
+    from cloakflow.tasks.data.preprocess import TablePreprocessor
+    from cloakflow.tasks.data.profile import load_profile
+    from cloakflow.tasks.evaluation.utility import cross_validate_forest
 
     profile = load_profile("bank-marketing")
     frame = read_table(locate_source(profile), profile)

@@ -23,17 +23,17 @@ from pydantic import BaseModel, Field
 
 from cloakflow.flows.steps import encoded_target, group_target, prepare
 from cloakflow.models.autoencoder import AutoencoderConfig
-from cloakflow.tasks import ledger, tracking
-from cloakflow.tasks.attacks import attack_pool
-from cloakflow.tasks.dp import (
-    DpPlan,
-    dp_section,
-    dp_statement,
-    model_dp,
-    plan_dp,
-    private_report,
+from cloakflow.tasks import tracking
+from cloakflow.tasks.data.profile import CodeNoise, DatasetProfile, load_profile
+from cloakflow.tasks.evaluation.utility import evaluate_utility as evaluate_task
+from cloakflow.tasks.evaluation.utility import (
+    format_table,
+    plot_importance,
+    utility_table,
 )
-from cloakflow.tasks.privacy import (
+from cloakflow.tasks.evaluation.utility import importance as importance_task
+from cloakflow.tasks.privacy import ledger
+from cloakflow.tasks.privacy.attack import (
     KNOWLEDGE,
     PolicyViolation,
     judge,
@@ -41,19 +41,20 @@ from cloakflow.tasks.privacy import (
     plot_attacks,
     summary_markdown,
 )
-from cloakflow.tasks.privacy import attack as attack_task
-from cloakflow.tasks.profile import CodeNoise, DatasetProfile, load_profile
-from cloakflow.tasks.publish import PSEUDONYMISATION_STATEMENT, code_version, publish
+from cloakflow.tasks.privacy.attack import attack as attack_task
+from cloakflow.tasks.privacy.attacks import attack_pool
+from cloakflow.tasks.privacy.dp import (
+    DpPlan,
+    dp_section,
+    dp_statement,
+    model_dp,
+    plan_dp,
+    private_report,
+)
+from cloakflow.tasks.release.publish import PSEUDONYMISATION_STATEMENT, code_version, publish
 from cloakflow.tasks.train import TrainedModel
 from cloakflow.tasks.train import train as train_task
 from cloakflow.tasks.train import train_joint as train_joint_task
-from cloakflow.tasks.utility import evaluate_utility as evaluate_task
-from cloakflow.tasks.utility import (
-    format_table,
-    plot_importance,
-    utility_table,
-)
-from cloakflow.tasks.utility import importance as importance_task
 
 
 class RunParameters(BaseModel):

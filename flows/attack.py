@@ -16,11 +16,12 @@ import numpy as np
 import polars as pl
 
 from cloakflow.tasks import tracking
-from cloakflow.tasks.attacks import attack_pool
-from cloakflow.tasks.ingest import read_table
-from cloakflow.tasks.locate import locate_source, sha256_file
-from cloakflow.tasks.preprocess import TablePreprocessor
-from cloakflow.tasks.privacy import (
+from cloakflow.tasks.data.ingest import read_table
+from cloakflow.tasks.data.locate import locate_source, sha256_file
+from cloakflow.tasks.data.preprocess import TablePreprocessor
+from cloakflow.tasks.data.profile import DatasetProfile
+from cloakflow.tasks.data.split import positive_labels, split_rows
+from cloakflow.tasks.privacy.attack import (
     KNOWLEDGE,
     ReleaseUnderAttack,
     attack_release,
@@ -28,8 +29,7 @@ from cloakflow.tasks.privacy import (
     measure_policy,
     summary_markdown,
 )
-from cloakflow.tasks.profile import DatasetProfile
-from cloakflow.tasks.split import positive_labels, split_rows
+from cloakflow.tasks.privacy.attacks import attack_pool
 
 
 class ReleaseMismatch(ValueError):

@@ -116,14 +116,14 @@ def _run(args: argparse.Namespace) -> int:
     from pydantic import ValidationError
 
     from cloakflow.flows.anonymize import RunParameters, anonymize
-    from cloakflow.tasks.dp import DpPlanError
-    from cloakflow.tasks.ingest import IngestError
-    from cloakflow.tasks.ledger import BudgetExhausted
-    from cloakflow.tasks.locate import DataNotFoundError
-    from cloakflow.tasks.preprocess import PreprocessError
-    from cloakflow.tasks.privacy import PolicyViolation
-    from cloakflow.tasks.profile import ProfileError
-    from cloakflow.tasks.validate import DataValidationError
+    from cloakflow.tasks.data.ingest import IngestError
+    from cloakflow.tasks.data.locate import DataNotFoundError
+    from cloakflow.tasks.data.preprocess import PreprocessError
+    from cloakflow.tasks.data.profile import ProfileError
+    from cloakflow.tasks.data.validate import DataValidationError
+    from cloakflow.tasks.privacy.attack import PolicyViolation
+    from cloakflow.tasks.privacy.dp import DpPlanError
+    from cloakflow.tasks.privacy.ledger import BudgetExhausted
 
     try:
         params = RunParameters(**{k: v for k, v in vars(args).items() if k != "command"})
@@ -161,8 +161,9 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _budget(args: argparse.Namespace) -> int:
-    from cloakflow.tasks import ledger, tracking
-    from cloakflow.tasks.profile import ProfileError, load_profile
+    from cloakflow.tasks import tracking
+    from cloakflow.tasks.data.profile import ProfileError, load_profile
+    from cloakflow.tasks.privacy import ledger
 
     try:
         profile = load_profile(args.profile_path or args.dataset)
@@ -197,7 +198,7 @@ def _attack(args: argparse.Namespace) -> int:
     import json
 
     from cloakflow.flows.attack import ReleaseMismatch, attack_published, summary_markdown
-    from cloakflow.tasks.locate import DataNotFoundError
+    from cloakflow.tasks.data.locate import DataNotFoundError
 
     try:
         report = attack_published(args.release_dir, args.input_path)

@@ -24,16 +24,16 @@ from pydantic import BaseModel, Field
 from cloakflow.flows.steps import encoded_target, group_target, prepare
 from cloakflow.models.autoencoder import AutoencoderConfig
 from cloakflow.tasks import tracking
-from cloakflow.tasks.attacks import (
+from cloakflow.tasks.data.profile import CodeNoise, load_profile
+from cloakflow.tasks.evaluation.utility import evaluate_utility
+from cloakflow.tasks.privacy.attacks import (
     POLICY_FRACTION,
     REGRESSORS,
     blocks_of,
     known_plaintext_inversion,
     strongest,
 )
-from cloakflow.tasks.profile import CodeNoise, load_profile
 from cloakflow.tasks.train import train as train_task
-from cloakflow.tasks.utility import evaluate_utility
 
 WITHIN = 0.02  # "inversion within 2 points of the baseline"
 

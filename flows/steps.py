@@ -11,15 +11,15 @@ import numpy as np
 import polars as pl
 
 from cloakflow.tasks import tracking
-from cloakflow.tasks.ingest import ingest
-from cloakflow.tasks.locate import locate, sha256_file
-from cloakflow.tasks.noise import clip_and_noise
-from cloakflow.tasks.preprocess import TablePreprocessor
-from cloakflow.tasks.privacy import ReleaseUnderAttack
-from cloakflow.tasks.profile import CodeNoise, DatasetProfile
-from cloakflow.tasks.split import positive_labels, split
+from cloakflow.tasks.data.ingest import ingest
+from cloakflow.tasks.data.locate import locate, sha256_file
+from cloakflow.tasks.data.preprocess import TablePreprocessor
+from cloakflow.tasks.data.profile import CodeNoise, DatasetProfile
+from cloakflow.tasks.data.split import positive_labels, split
+from cloakflow.tasks.data.validate import DataValidationError, validate
+from cloakflow.tasks.privacy.attack import ReleaseUnderAttack
+from cloakflow.tasks.release.noise import clip_and_noise
 from cloakflow.tasks.train import TrainedModel
-from cloakflow.tasks.validate import DataValidationError, validate
 
 
 @dataclass

@@ -20,7 +20,7 @@ from cloakflow.models.autoencoder import (
 )
 from cloakflow.tasks import tracking
 from cloakflow.tasks.caching import CACHE_EXPIRATION, step_policy
-from cloakflow.tasks.dp import DpPlan
+from cloakflow.tasks.privacy.dp import DpPlan
 
 
 @dataclass

@@ -212,10 +212,10 @@ def test_jax_backend_matches_plain_training_and_runs_dp():
 def test_dp_sgd_defeats_membership_inference_that_works_without_it(bank_sample):
     """200 rows of the bank sample, 200 epochs: the plain model memorises its rows and the
     loss-threshold attack finds them; the DP-SGD model at epsilon 1 does not let it."""
-    from cloakflow.tasks.attacks import membership_inference, reconstruction_losses
-    from cloakflow.tasks.ingest import scan_table
-    from cloakflow.tasks.preprocess import TablePreprocessor
-    from cloakflow.tasks.profile import load_profile
+    from cloakflow.tasks.data.ingest import scan_table
+    from cloakflow.tasks.data.preprocess import TablePreprocessor
+    from cloakflow.tasks.data.profile import load_profile
+    from cloakflow.tasks.privacy.attacks import membership_inference, reconstruction_losses
 
     profile = load_profile("bank-marketing")
     frame = scan_table(bank_sample, profile).collect()

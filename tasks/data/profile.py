@@ -1,0 +1,244 @@
+"""Dataset profiles: the YAML contract that describes a table to cloakflow.
+
+A profile names the target, the columns to drop, the feature groups (one autoencoder each), the
+quasi-identifiers, how to treat missing values and unseen categories, and where the data comes
+from. Nothing about a particular dataset is hard-coded outside its profile and its expectation
+suite.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+PROFILES_DIR = Path(
+    os.environ.get("CLOAKFLOW_PROFILES_DIR", REPO_ROOT / "deployments" / "profiles"))
+EXPECTATIONS_DIR = REPO_ROOT / "expectations"
+
+ColumnKind = Literal["numeric", "categorical"]
+
+
+class ProfileError(ValueError):
+    """A profile file is missing or does not satisfy the profile contract."""
+
+
+class Target(BaseModel):
+    """The label column and the value that counts as the positive class."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    column: str
+    positive: str | int | float | bool
+
+
+class Source(BaseModel):
+    """Where the table can be fetched from when no local copy is given."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    file: str = Field(description="file name looked up in CLOAKFLOW_DATA_DIR and the cache")
+    sha256: str | None = Field(default=None, description="expected SHA-256 of the file")
+    url: str | None = Field(default=None, description="public download address")
+    archive_path: list[str] = Field(
+        default_factory=list,
+        description="members to open inside the download, outermost first (nested zips)",
+    )
+
+
+class ReleasePolicy(BaseModel):
+    """Limits a release must stay within to be published without ``--accept-risk``.
+
+    Every limit is compared with a measured attack result (see ``tasks/attacks.py``); the
+    attacker knowledge behind each is stated in the privacy report.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_inversion_gain: float = Field(
+        0.05, ge=0, le=1,
+        description="largest accuracy gain over the majority-class baseline of the p = 1% "
+                    "known-plaintext inversion, on any sensitive categorical attribute")
+    max_inversion_r2: float = Field(
+        0.25, le=1, description="largest R^2 of the p = 1% inversion on any sensitive numeric "
+                                "attribute")
+    max_membership_auc: float = Field(
+        0.6, ge=0.5, le=1, description="largest membership-inference AUC against any model")
+    max_reidentification: float = Field(
+        0.01, ge=0, le=1, description="largest share of target rows linked to their own "
+                                      "released row after the p = 1% inversion")
+
+
+class CodeNoise(BaseModel):
+    """Clip every released code vector to an L2 norm bound and add Gaussian noise."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    multiplier: float = Field(
+        0.0, ge=0, description="noise standard deviation per code coordinate, in units of "
+                               "the clip norm (0 = no noise)")
+    clip_norm: float | None = Field(
+        None, gt=0, description="L2 bound per code vector; null = the median norm of each "
+                                "model's codes (data-dependent, stated in the manifest)")
+
+
+class DpCap(BaseModel):
+    """A lifetime privacy budget for the dataset: every DP run recorded in its privacy ledger,
+    composed, must stay within (epsilon, delta)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    epsilon: float = Field(gt=0, description="largest total epsilon over all DP runs")
+    delta: float = Field(gt=0, lt=1, description="delta at which the total is computed")
+
+
+class PrivacySettings(BaseModel):
+    """What the attack step treats as sensitive, the policy, the release noise and the lifetime
+    DP cap."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    sensitive: list[str] = Field(
+        default_factory=list, description="attributes the release policy protects")
+    known_fractions: list[float] = Field(
+        default_factory=lambda: [0.001, 0.01, 0.1],
+        description="shares of source rows the known-plaintext attacker holds")
+    anonymeter_attacks: int = Field(300, ge=10, description="attacks per anonymeter evaluator")
+    policy: ReleasePolicy = Field(default_factory=ReleasePolicy)
+    noise: CodeNoise = Field(default_factory=CodeNoise)
+    dp_cap: DpCap | None = Field(
+        None, description="lifetime (epsilon, delta) cap over every DP run on this dataset; a "
+                          "run that would exceed it is refused before training")
+
+    @model_validator(mode="after")
+    def _check(self) -> PrivacySettings:
+        if 0.01 not in self.known_fractions:
+            raise ValueError("known_fractions must include 0.01 (the policy's p = 1% attacker)")
+        if any(not 0 < p < 1 for p in self.known_fractions):
+            raise ValueError("known_fractions must lie strictly between 0 and 1")
+        return self
+
+
+class PublicBounds(BaseModel):
+    """Bounds of one column known without looking at the data (a code book, a domain range).
+
+    DP runs scale numeric columns with ``min``/``max`` (values outside are clipped) and one-hot
+    encode categorical ones over ``categories``, so that the preprocessing state carries no
+    information about the training rows. Non-DP runs measure them on the training rows.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    min: float | None = None
+    max: float | None = None
+    categories: list[str] | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> PublicBounds:
+        numeric = self.min is not None or self.max is not None
+        if numeric == (self.categories is not None):
+            raise ValueError("give either min and max (numeric) or categories (categorical)")
+        if numeric and (self.min is None or self.max is None or not self.min < self.max):
+            raise ValueError(f"need min < max, got min={self.min} max={self.max}")
+        if self.categories is not None and (not self.categories
+                                            or len(set(self.categories)) != len(self.categories)):
+            raise ValueError("categories must be a non-empty list without repeats")
+        return self
+
+
+class DatasetProfile(BaseModel):
+    """Everything cloakflow needs to know about one table."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    format: Literal["csv", "parquet"] = "csv"
+    separator: str = ","
+    target: Target
+    drop: list[str] = Field(default_factory=list)
+    groups: dict[str, list[str]] = Field(min_length=1)
+    quasi_identifiers: list[str] = Field(default_factory=list)
+    missing: Literal["error", "impute"] = "error"
+    unseen: Literal["error", "ignore"] = "error"
+    columns: dict[str, ColumnKind] = Field(default_factory=dict)
+    expectations: str | None = None
+    source: Source | None = None
+    privacy: PrivacySettings = Field(default_factory=PrivacySettings)
+    bounds: dict[str, PublicBounds] = Field(
+        default_factory=dict, description="public bounds per feature column (used by DP runs)")
+
+    @model_validator(mode="after")
+    def _check_columns(self) -> DatasetProfile:
+        seen: dict[str, str] = {}
+        for group, cols in self.groups.items():
+            if not group.isidentifier():
+                raise ValueError(f"group name {group!r} must be an identifier (it prefixes codes)")
+            if not cols:
+                raise ValueError(f"group {group!r} lists no columns")
+            for col in cols:
+                if col in seen:
+                    raise ValueError(f"column {col!r} is in groups {seen[col]!r} and {group!r}")
+                seen[col] = group
+        bad = {self.target.column, *self.drop} & set(seen)
+        if bad:
+            raise ValueError(f"target or dropped columns listed in a group: {sorted(bad)}")
+        for col, b in self.bounds.items():
+            kind = self.columns.get(col)
+            if kind is not None and (kind == "numeric") != (b.categories is None):
+                raise ValueError(f"bounds for {col!r} do not match its kind {kind!r}")
+        for kind, cols in (("quasi_identifiers", self.quasi_identifiers),
+                           ("privacy.sensitive", self.privacy.sensitive),
+                           ("bounds", list(self.bounds))):
+            unknown = sorted(set(cols) - set(seen))
+            if unknown:
+                raise ValueError(f"{kind} names columns that are in no group: {unknown}")
+        return self
+
+    @property
+    def features(self) -> list[str]:
+        """Feature columns in group order."""
+        return [c for cols in self.groups.values() for c in cols]
+
+    @property
+    def group_of(self) -> dict[str, str]:
+        """Map each feature column to its group."""
+        return {c: g for g, cols in self.groups.items() for c in cols}
+
+    def suite_path(self) -> Path | None:
+        """The expectation suite file, if the profile names one."""
+        if self.expectations is None:
+            return None
+        path = Path(self.expectations)
+        return path if path.is_absolute() else EXPECTATIONS_DIR / path
+
+
+def load_profile(name_or_path: str | Path) -> DatasetProfile:
+    """Load and validate a profile by dataset name or by YAML path.
+
+    Args:
+        name_or_path: a dataset name (looked up in ``deployments/profiles/``) or a path to YAML.
+
+    Raises:
+        ProfileError: the file is missing, is not YAML, or breaks the contract.
+    """
+    path = Path(name_or_path)
+    if path.suffix not in {".yaml", ".yml"}:
+        path = PROFILES_DIR / f"{name_or_path}.yaml"
+    if not path.is_file():
+        known = sorted(p.stem for p in PROFILES_DIR.glob("*.yaml"))
+        raise ProfileError(f"no profile at {path} (known datasets: {', '.join(known) or 'none'})")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise ProfileError(f"{path}: not valid YAML: {exc}") from exc
+    try:
+        profile = DatasetProfile.model_validate(raw)
+    except ValidationError as exc:
+        raise ProfileError(f"{path}: {exc}") from exc
+    if profile.expectations is not None and not profile.suite_path().is_file():
+        raise ProfileError(f"{path}: expectation suite {profile.suite_path()} does not exist")
+    return profile

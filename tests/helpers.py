@@ -1,0 +1,74 @@
+"""Helpers shared by test modules (fixtures live in conftest.py): a small generated table and
+its profile, quick flow parameters, and an independent recomputation of a release epsilon."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+DATA_DIR = Path(os.environ.get("CLOAKFLOW_DATA_DIR",
+                               Path(__file__).resolve().parents[2] / "shared" / "data"))
+
+
+def make_tiny_frame(n: int = 400, seed: int = 0) -> pl.DataFrame:
+    """A small table whose label depends on income and city, so models have signal."""
+    rng = np.random.default_rng(seed)
+    city = rng.choice(["north", "south", "east", "west"], size=n)
+    income = rng.gamma(3.0, 10.0, size=n).round(2)
+    age = rng.integers(18, 80, size=n)
+    owns = rng.choice(["yes", "no"], size=n, p=[0.3, 0.7])
+    score = income / 30 + (city == "north") * 1.0 + rng.normal(0, 0.5, size=n)
+    label = np.where(score > np.quantile(score, 0.75), "yes", "no")
+    return pl.DataFrame({"age": age, "city": city, "income": income, "owns": owns,
+                         "note": ["free text"] * n, "label": label})
+
+
+def tiny_profile_dict(**overrides) -> dict:
+    d = {
+        "name": "tiny",
+        "format": "csv",
+        "separator": ",",
+        "target": {"column": "label", "positive": "yes"},
+        "drop": ["note"],
+        "groups": {"person": ["age", "city"], "money": ["income", "owns"]},
+        "quasi_identifiers": ["age", "city"],
+        "columns": {"age": "numeric", "income": "numeric", "city": "categorical",
+                    "owns": "categorical"},
+        # a policy every release passes: tests about blocking set their own limits
+        "privacy": {"sensitive": ["owns"], "anonymeter_attacks": 30,
+                    "policy": {"max_inversion_gain": 1.0, "max_inversion_r2": 1.0,
+                               "max_membership_auc": 1.0, "max_reidentification": 1.0}},
+    }
+    d.update(overrides)
+    return d
+
+
+def release_epsilon_by_dp_accounting(dp: dict) -> float:
+    """The release total from a manifest's ``dp`` numbers, with dp-accounting called directly
+    (PLD, replace-one), independently of cloakflow's own accounting code."""
+    import dp_accounting
+    from dp_accounting.pld import pld_privacy_accountant
+
+    acc = pld_privacy_accountant.PLDAccountant(
+        neighboring_relation=dp_accounting.NeighboringRelation.REPLACE_ONE)
+    for m in dp["mechanisms"]:
+        acc.compose(dp_accounting.SelfComposedDpEvent(dp_accounting.PoissonSampledDpEvent(
+            m["sampling_rate"], dp_accounting.GaussianDpEvent(m["noise_multiplier"])),
+            m["steps"]))
+    return acc.get_epsilon(dp["delta"])
+
+
+def fast(**kw):
+    """Quick run parameters for flow tests (3 epochs, 3 folds)."""
+    from cloakflow.flows.anonymize import RunParameters
+
+    base = dict(epochs=3, folds=3, importance_rows=500, out="releases")
+    return RunParameters(**{**base, **kw})
+
+
+def releases_of(workdir: Path, dataset: str) -> list[Path]:
+    folder = workdir / "releases" / dataset
+    return sorted(folder.iterdir()) if folder.exists() else []

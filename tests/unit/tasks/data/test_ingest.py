@@ -1,0 +1,64 @@
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from cloakflow.tasks.data.ingest import IngestError, ingest, read_table
+from cloakflow.tasks.data.profile import DatasetProfile
+from tests.helpers import tiny_profile_dict
+
+
+def test_csv_drops_profile_columns(tiny_files, tiny_profile):
+    csv, _ = tiny_files
+    frame = ingest.fn(str(csv), tiny_profile)
+    assert frame.height == 400
+    assert "note" not in frame.columns and "label" in frame.columns
+
+
+def test_parquet(tmp_path: Path, tiny_frame: pl.DataFrame):
+    path = tmp_path / "tiny.parquet"
+    tiny_frame.write_parquet(path)
+    prof = DatasetProfile.model_validate(tiny_profile_dict(format="parquet"))
+    assert read_table(path, prof).shape == (400, 5)
+
+
+def test_full_length_schema_inference(tmp_path: Path, tiny_profile):
+    # a decimal first seen after many integer rows must not break the read
+    rows = ["age,city,income,owns,note,label"] + [f"{30},north,{i},yes,x,no" for i in range(300)]
+    rows.append("30,north,12.5,yes,x,yes")
+    path = tmp_path / "late_decimal.csv"
+    path.write_text("\n".join(rows) + "\n")
+    frame = read_table(path, tiny_profile)
+    assert frame.get_column("income").dtype == pl.Float64
+
+
+def test_bank_sample_reads(bank_sample: Path):
+    from cloakflow.tasks.data.profile import load_profile
+
+    frame = read_table(bank_sample, load_profile("bank-marketing"))
+    assert frame.shape == (4119, 20)
+
+
+@pytest.mark.parametrize("content, message", [
+    ("", "file is empty"),
+    ("age,city,income,owns,note,label\n", "no rows"),
+    ('age,city\n1,"unterminated\n', "cannot be read"),
+])
+def test_bad_files_are_named(tmp_path: Path, tiny_profile, content, message):
+    path = tmp_path / "bad.csv"
+    path.write_text(content)
+    with pytest.raises(IngestError, match=message) as err:
+        read_table(path, tiny_profile)
+    assert str(path) in str(err.value)
+
+
+def test_wrong_separator_is_explained(tmp_path: Path, tiny_frame, tiny_profile):
+    path = tmp_path / "semi.csv"
+    tiny_frame.write_csv(path, separator=";")
+    with pytest.raises(IngestError, match="separator"):
+        read_table(path, tiny_profile)
+
+
+def test_missing_file(tmp_path: Path, tiny_profile):
+    with pytest.raises(IngestError, match="no such file"):
+        read_table(tmp_path / "absent.csv", tiny_profile)

@@ -1,0 +1,122 @@
+import numpy as np
+import polars as pl
+import pytest
+
+from cloakflow.tasks.data.preprocess import PreprocessError, TablePreprocessor
+from cloakflow.tasks.data.profile import DatasetProfile
+from tests.helpers import tiny_profile_dict
+
+
+def test_fit_transform_reverse_round_trip(tiny_profile, tiny_frame):
+    pre = TablePreprocessor(tiny_profile).fit(tiny_frame)
+    x = pre.transform(tiny_frame)
+    assert x.dtype == np.float32 and x.min() >= 0 and x.max() <= 1
+    assert pre.output_columns == ["age", "city_east", "city_north", "city_south", "city_west",
+                                  "income", "owns_no", "owns_yes"]
+    back = pre.reverse_transform(x)
+    assert back.get_column("city").to_list() == tiny_frame.get_column("city").to_list()
+    np.testing.assert_allclose(back.get_column("income").to_numpy(),
+                               tiny_frame.get_column("income").to_numpy(), rtol=1e-5)
+
+
+def test_group_slices_partition_outputs(tiny_profile, tiny_frame):
+    pre = TablePreprocessor(tiny_profile).fit(tiny_frame)
+    slices = pre.group_slices()
+    assert slices == {"person": [0, 1, 2, 3, 4], "money": [5, 6, 7]}
+
+
+def test_fitted_on_training_rows_only(tiny_profile, tiny_frame):
+    train, rest = tiny_frame.head(200), tiny_frame.tail(200)
+    pre = TablePreprocessor(tiny_profile).fit(train)
+    spec = next(s for s in pre.specs if s.name == "income")
+    assert spec.maximum == train.get_column("income").max()
+    x = pre.transform(rest)  # values outside the training range fall outside [0, 1]
+    assert x.shape == (200, 8)
+
+
+def test_unseen_category_error_names_column(tiny_profile, tiny_frame):
+    pre = TablePreprocessor(tiny_profile).fit(tiny_frame)
+    new = tiny_frame.with_columns(pl.lit("atlantis").alias("city"))
+    with pytest.raises(PreprocessError, match="new.csv: column 'city': 400 rows .*atlantis"):
+        pre.transform(new, "new.csv")
+
+
+def test_unseen_category_ignored_when_profile_says_so(tiny_frame):
+    prof = DatasetProfile.model_validate(tiny_profile_dict(unseen="ignore"))
+    pre = TablePreprocessor(prof).fit(tiny_frame)
+    x = pre.transform(tiny_frame.with_columns(pl.lit("atlantis").alias("city")))
+    assert x[:, 1:5].sum() == 0
+
+
+def test_nulls_error_by_default(tiny_profile, tiny_frame):
+    holes = tiny_frame.with_columns(
+        pl.when(pl.int_range(pl.len()) < 3).then(None).otherwise(pl.col("income")).alias("income"))
+    with pytest.raises(PreprocessError, match="column 'income': 3 null values"):
+        TablePreprocessor(tiny_profile).fit(holes, "holes.csv")
+
+
+def test_nulls_imputed_from_training_rows(tiny_frame):
+    prof = DatasetProfile.model_validate(tiny_profile_dict(missing="impute"))
+    holes = tiny_frame.with_columns(
+        pl.when(pl.int_range(pl.len()) < 3).then(None).otherwise(pl.col("income")).alias("income"),
+        pl.when(pl.int_range(pl.len()) < 3).then(None).otherwise(pl.col("city")).alias("city"))
+    pre = TablePreprocessor(prof).fit(holes)
+    x = pre.transform(holes)
+    income = next(s for s in pre.specs if s.name == "income")
+    expected = (income.fill - income.minimum) / (income.maximum - income.minimum)
+    np.testing.assert_allclose(x[:3, 5], expected, rtol=1e-6)
+    assert (x[:3, 1:5].sum(axis=1) == 1).all()
+
+
+def test_non_numeric_values_in_numeric_column(tiny_profile, tiny_frame):
+    bad = tiny_frame.with_columns(pl.col("age").cast(pl.String).str.replace("^3", "x"))
+    with pytest.raises(PreprocessError, match="column 'age' is declared numeric"):
+        TablePreprocessor(tiny_profile).fit(bad, "bad.csv")
+
+
+def test_state_round_trips(tiny_profile, tiny_frame):
+    pre = TablePreprocessor(tiny_profile).fit(tiny_frame)
+    again = TablePreprocessor.from_dict(__import__("json").loads(pre.to_json()))
+    np.testing.assert_array_equal(pre.transform(tiny_frame), again.transform(tiny_frame))
+
+
+BOUNDS = {"age": {"min": 0, "max": 50}, "city": {"categories": ["north", "south", "east",
+                                                                 "west", "centre"]}}
+
+
+def test_public_bounds_replace_data_statistics(tiny_frame):
+    profile = DatasetProfile.model_validate(tiny_profile_dict(bounds=BOUNDS))
+    pre = TablePreprocessor(profile, public_bounds=True).fit(tiny_frame)
+    assert pre.bounds_used() == {"public": ["age", "city"], "data": ["income", "owns"]}
+    x = pre.transform(tiny_frame)
+    cols = pre.output_columns
+    age = x[:, cols.index("age")]
+    # ages 18..79 scaled by the public 0..50: clipped at 1, never measured
+    assert age.max() == 1.0 and age.min() == pytest.approx(18 / 50)
+    assert "city_centre" in cols and x[:, cols.index("city_centre")].sum() == 0
+    # without the flag the same profile measures everything (non-DP runs)
+    plain = TablePreprocessor(profile).fit(tiny_frame)
+    assert plain.bounds_used()["public"] == [] and "city_centre" not in plain.output_columns
+    state = TablePreprocessor.from_dict(pre.to_dict())
+    assert state.bounds_used() == pre.bounds_used()
+
+
+def test_value_outside_public_categories_is_an_unseen_category(tiny_frame):
+    bounds = {"city": {"categories": ["north", "south"]}}
+    profile = DatasetProfile.model_validate(tiny_profile_dict(bounds=bounds))
+    pre = TablePreprocessor(profile, public_bounds=True)
+    with pytest.raises(PreprocessError, match="'city'.*unseen=error"):
+        pre.fit(tiny_frame, "tiny.csv").transform(tiny_frame, "tiny.csv")
+
+
+@pytest.mark.parametrize("bounds, message", [
+    ({"age": {"min": 5, "max": 5}}, "min < max"),
+    ({"age": {"min": 1}}, "min < max"),
+    ({"age": {"min": 0, "max": 1, "categories": ["a"]}}, "either"),
+    ({"city": {"categories": []}}, "non-empty"),
+    ({"age": {"categories": ["a"]}}, "do not match its kind"),
+    ({"nowhere": {"min": 0, "max": 1}}, "bounds names columns that are in no group"),
+])
+def test_bad_public_bounds_are_rejected(bounds, message):
+    with pytest.raises(ValueError, match=message):
+        DatasetProfile.model_validate(tiny_profile_dict(bounds=bounds))
