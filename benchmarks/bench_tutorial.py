@@ -93,7 +93,9 @@ def start_prefect_server(env: dict[str, str], log: Path) -> tuple[subprocess.Pop
 
 
 def flow_utility(release: Path) -> dict[str, dict[str, float]]:
-    rows = json.loads((release / "manifest.json").read_text())["utility"]
+    from cloakflow.tasks.release.manifest import Manifest
+
+    rows = Manifest.read(release).utility
     return {v: {r["metric"]: r[v] for r in rows} for v in VIEWS}
 
 

@@ -35,6 +35,7 @@ REASON = "public UCI Bank Marketing table; DP sweep benchmark"
 
 def run_one(dp_epsilon: float | None, args, input_path: str) -> dict:
     from cloakflow.flows.anonymize import RunParameters, anonymize
+    from cloakflow.tasks.release.manifest import Manifest
 
     params = RunParameters(input_path=input_path, seed=args.seed, folds=args.folds,
                            dp_epsilon=dp_epsilon, dp_epochs=args.dp_epochs,
@@ -43,13 +44,13 @@ def run_one(dp_epsilon: float | None, args, input_path: str) -> dict:
     t = time.perf_counter()
     outcome = anonymize(params)
     seconds = time.perf_counter() - t
-    manifest = json.loads((Path(outcome.release) / "manifest.json").read_text())
-    utility = {r["metric"]: r for r in manifest["utility"]}
-    report = manifest["privacy"]["report"]
-    membership = {m: s["auc"] for rel in report["releases"].values()
+    manifest = Manifest.read(outcome.release)
+    utility = {r["metric"]: r for r in manifest.utility}
+    report = manifest.privacy.report
+    membership = {m: s["auc"] for rel in report.releases.values()
                   for m, s in rel["membership"].items()}
-    measured = report["policy"]["measured"]
-    dp = manifest.get("dp")
+    measured = report.policy.measured
+    dp = manifest.dp
     return {
         "setting": "non-private" if dp_epsilon is None else f"epsilon {dp_epsilon:g}",
         "target_epsilon": dp_epsilon,
@@ -63,7 +64,7 @@ def run_one(dp_epsilon: float | None, args, input_path: str) -> dict:
         "membership_auc": membership,
         "max_membership_auc": max(membership.values()),
         "inversion_gain": {k: v["max_inversion_gain"] for k, v in measured.items()},
-        "epochs_run": {k: m["epochs_run"] for k, m in manifest["models"].items()},
+        "epochs_run": {k: m.epochs_run for k, m in manifest.models.items()},
         "mlflow_run_id": outcome.mlflow_run_id,
         "release": outcome.release,
         "seconds": round(seconds, 1),

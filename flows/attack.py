@@ -1,4 +1,5 @@
-"""``cloakflow attack RELEASE_DIR``: rerun the attacks on a published release.
+"""``cloakflow attack RELEASE_DIR``: rerun the attacks on a published release (a plain
+function, not a flow: it runs beside the data owner's MLflow store).
 
 Needs what the data owner holds: the source table (checked against the manifest's SHA-256) and
 the run's models and preprocessing state in MLflow. The released rows are put back into training
@@ -14,57 +15,66 @@ from pathlib import Path
 
 import numpy as np
 import polars as pl
+from pydantic import ValidationError
 
-from cloakflow.tasks import tracking
+from cloakflow.models.autoencoder import AutoencoderConfig
+from cloakflow.tasks import runners, tracking
 from cloakflow.tasks.data.ingest import read_table
 from cloakflow.tasks.data.locate import locate_source, sha256_file
 from cloakflow.tasks.data.preprocess import TablePreprocessor
 from cloakflow.tasks.data.profile import DatasetProfile
 from cloakflow.tasks.data.split import positive_labels, split_rows
-from cloakflow.tasks.privacy.attack import (
-    KNOWLEDGE,
-    ReleaseUnderAttack,
-    attack_release,
-    judge,
-    measure_policy,
-    summary_markdown,
-)
-from cloakflow.tasks.privacy.attacks import attack_pool
+from cloakflow.tasks.privacy.attack import attack_release
+from cloakflow.tasks.privacy.policy import policy_outcome
+from cloakflow.tasks.privacy.report import KNOWLEDGE, PrivacyReport, summary_markdown
+from cloakflow.tasks.release.codes import CodePart, CodeTable
+from cloakflow.tasks.release.manifest import Manifest
 
 
 class ReleaseMismatch(ValueError):
     """The release, its manifest, the source table or the models do not belong together."""
 
 
-def attack_published(release_dir: str | Path, input_path: str | None = None) -> dict:
-    """Rerun every attack on a published release; returns the privacy report."""
+def attack_published(release_dir: str | Path, input_path: str | None = None) -> PrivacyReport:
+    """Rerun every attack on a published release; returns the privacy report, judged by the
+    same gate as the flow (with the risk accepted at publication, if any).
+
+    Raises:
+        ReleaseMismatch: the folder, its manifest, the source table or the models in MLflow do
+            not belong together.
+        DataNotFoundError: the source table cannot be found.
+    """
     release_dir = Path(release_dir)
-    manifest_path = release_dir / "manifest.json"
-    if not manifest_path.is_file():
-        raise ReleaseMismatch(f"{release_dir}: no manifest.json (not a cloakflow release)")
-    manifest = json.loads(manifest_path.read_text())
-    profile = DatasetProfile.model_validate(manifest["profile"])
-    params = manifest["parameters"]
-    seed = int(manifest["seed"])
+    try:
+        manifest = Manifest.read(release_dir)
+    except FileNotFoundError as exc:
+        raise ReleaseMismatch(f"{release_dir}: no manifest.json (not a cloakflow release)") \
+            from exc
+    except ValidationError as exc:
+        raise ReleaseMismatch(f"{release_dir}/manifest.json is not a cloakflow manifest: "
+                              f"{exc.error_count()} problems, first: "
+                              f"{exc.errors()[0]['loc']} {exc.errors()[0]['msg']}") from exc
+    profile = DatasetProfile.model_validate(manifest.profile)
+    seed = manifest.seed
 
     if "MLFLOW_TRACKING_URI" not in os.environ:
         import mlflow
 
-        mlflow.set_tracking_uri(manifest["mlflow"]["tracking_uri"])
-    run_id = manifest["mlflow"]["run_id"]
+        mlflow.set_tracking_uri(manifest.mlflow.tracking_uri)
+    run_id = manifest.mlflow.run_id
     # a DP release under --dp-report private keeps the source hash and the report in MLflow
-    expected_sha = manifest["source"].get("sha256") or tracking.run_params(run_id).get(
-        "source_sha256")
-    report = manifest["privacy"].get("report") or json.loads(
-        tracking.load_text(run_id, "privacy/report.json"))
+    expected_sha = manifest.source.sha256 or tracking.run_params(run_id).get("source_sha256")
+    report = (manifest.privacy.report if manifest.privacy.report is not None else
+              PrivacyReport.model_validate_json(tracking.load_text(run_id,
+                                                                   "privacy/report.json")))
 
     path = locate_source(profile, input_path)
     if sha256_file(path) != expected_sha:
         raise ReleaseMismatch(f"{path}: SHA-256 differs from the manifest's source "
-                              f"{manifest['source']['file']} ({expected_sha})")
+                              f"{manifest.source.file} ({expected_sha})")
     frame = read_table(path, profile)
     train_idx, control_idx = split_rows(positive_labels(frame, profile),
-                                        params["control_fraction"], seed)
+                                        manifest.parameters["control_fraction"], seed)
     train_frame, control_frame = frame[train_idx], frame[control_idx]
     pre = TablePreprocessor.from_dict(json.loads(
         tracking.load_text(run_id, "preprocessing/state.json")))
@@ -75,12 +85,12 @@ def attack_published(release_dir: str | Path, input_path: str | None = None) -> 
 
     order = _row_order(run_id, seed, len(x))
     slices = pre.group_slices()
-    multiplier = float(report["noise"]["multiplier"])  # the run's setting, for every model
-    targets = []
+    multiplier = float((report.noise or {}).get("multiplier", 0.0))  # the run's setting
+    tables = []
     for name, file, models in (("ENCODED", "encoded", ["whole"]),
                                ("GROUP_ENCODED", "group_encoded", list(slices))):
         table = pl.read_parquet(release_dir / f"{file}.parquet")
-        cols = [c["name"] for c in manifest["columns"] if c["file"] == file]
+        cols = [c.name for c in manifest.columns if c.file == file]
         if len(table) != len(x):
             raise ReleaseMismatch(f"{file}.parquet has {len(table)} rows, the source's training "
                                   f"split {len(x)}")
@@ -88,42 +98,48 @@ def attack_published(release_dir: str | Path, input_path: str | None = None) -> 
         codes[order] = table.select(cols).to_numpy()
         parts, start = [], 0
         for m in models:
-            ae = _load_model(manifest["models"][m]["mlflow_run_id"], m)
-            enc, dec = ae.get_layer("encoder"), ae.get_layer("decoder")
+            entry = manifest.models[m]
+            ae = _load_model(entry.mlflow_run_id, m)
             feats = list(range(x.shape[1])) if m == "whole" else slices[m]
-            width = int(manifest["models"][m]["code_size"])
-            parts.append((m, ae, dec, slice(start, start + width), feats))
+            width = entry.code_size
             if not multiplier:
+                enc = ae.get_layer("encoder")
                 gap = float(np.abs(np.asarray(enc(x[:512, feats])) - codes[:512,
                                                                      start:start + width]).max())
                 if gap > 1e-3:
                     raise ReleaseMismatch(f"{name}/{m}: the model's codes differ from the "
                                           f"released ones by {gap:.3g}: wrong model or source")
+            parts.append(CodePart(m, _config(manifest), ae.get_weights(), start, start + width,
+                                  feats))
             start += width
-        noise = report["releases"].get(name, {}).get("noise") or {
+        noise = report.releases.get(name, {}).get("noise") or {
             m: {"multiplier": multiplier} for m in models}
-        targets.append(ReleaseUnderAttack(name, codes, parts, noise))
+        tables.append(CodeTable(name, file, codes, cols, parts, noise))
 
     records = (train_frame.select(profile.features), control_frame.select(profile.features))
-    with attack_pool() as pool, ThreadPoolExecutor(len(targets)) as threads:
+    with runners.attack_workers(), ThreadPoolExecutor(len(tables)) as threads:
         jobs = {t.name: threads.submit(attack_release, t, x, x_control, *records, pre, profile,
-                                       seed, pool) for t in targets}
+                                       seed) for t in tables}
         releases = {name: job.result() for name, job in jobs.items()}
-    measured = measure_policy(releases, profile)
-    crossed = judge(measured, profile.privacy.policy)
-    return {"dataset": profile.name, "release": str(release_dir),
-            "sensitive": profile.privacy.sensitive,
-            "known_fractions": profile.privacy.known_fractions, "seed": seed,
-            "dp": _release_dp(report), "attacker_knowledge": KNOWLEDGE, "releases": releases,
-            "policy": {"limits": profile.privacy.policy.model_dump(), "measured": measured,
-                       "crossed": crossed, "verdict": "pass" if not crossed else "crossed",
-                       "accepted_risk": report["policy"].get("accepted_risk")}}
+    return PrivacyReport(
+        dataset=profile.name, release=str(release_dir), kind=manifest.kind,
+        sensitive=profile.privacy.sensitive, known_fractions=profile.privacy.known_fractions,
+        seed=seed, noise=report.noise, dp=_release_dp(report), attacker_knowledge=KNOWLEDGE,
+        releases=releases, policy=policy_outcome(releases, profile, attacked=True,
+                                                 accept_risk=report.policy.accepted_risk))
 
 
-def _release_dp(report: dict) -> dict | None:
+def _config(manifest: Manifest) -> AutoencoderConfig:
+    """The autoencoder settings of the run (architecture widths come from the weights)."""
+    p = manifest.parameters
+    return AutoencoderConfig(epochs=p["epochs"], batch_size=p["batch_size"],
+                             validation=p.get("validation", "random"))
+
+
+def _release_dp(report: PrivacyReport) -> dict | None:
     """The run's DP section for the summary (None for releases made before the release budget,
     whose per-model figures are not a release claim)."""
-    dp = report.get("dp")
+    dp = report.dp
     return dp if dp and "mechanisms" in dp else None
 
 

@@ -9,6 +9,10 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import types
+import typing
+
+from pydantic import BaseModel
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
@@ -18,74 +22,67 @@ EXIT_BAD_INPUT = 2
 EXIT_POLICY = 3
 
 
+# Flags whose name is not the field's (``--input`` for ``input_path``), booleans exposed as a
+# negative switch, and the one positional argument. Everything else (type, default, choices,
+# help) is read from the flow's parameter model, so defaults live in one place.
+FLAG_NAMES = {"input_path": "--input", "profile_path": "--profile",
+              "noise_multiplier": "--noise", "multipliers": "--noise"}
+SWITCHES = {"use_cache": ("--no-cache", "recompute every step instead of reusing an identical "
+                                        "earlier run's"),
+            "privacy_attacks": ("--skip-attacks", "skip the attack step (the release then "
+                                                  "needs --accept-risk)")}
+POSITIONAL = "dataset"
+
+
+def add_model_options(parser: argparse.ArgumentParser, model: type[BaseModel]) -> None:
+    """One option per field of ``model`` (a pydantic parameter model): ``--field-name`` with
+    the field's type, choices (``Literal``), description and default. Unset options are not
+    passed on, so the model's defaults apply."""
+    for name, field in model.model_fields.items():
+        default = field.get_default(call_default_factory=True)
+        shown = ",".join(map(str, default)) if isinstance(default, list) else default
+        help_ = (field.description or "").replace("%", "%%")
+        if name == POSITIONAL:
+            parser.add_argument(name, nargs="?", default=argparse.SUPPRESS,
+                                help=f"profile name (default: {default})")
+            continue
+        if name in SWITCHES:
+            flag, text = SWITCHES[name]
+            parser.add_argument(flag, dest=name, action="store_false",
+                                default=argparse.SUPPRESS, help=text)
+            continue
+        kind, choices = _option_type(field.annotation)
+        parser.add_argument(_flag(name), dest=name,
+                            type=kind, choices=choices, default=argparse.SUPPRESS,
+                            help=help_ if default is None
+                            else f"{help_} (default: {shown})".strip())
+
+
+def _option_type(annotation):
+    """(argparse type, choices) of a field annotation: int, float, str, a Literal, a list of
+    floats (comma-separated), optionally ``| None``."""
+    args = [a for a in typing.get_args(annotation) if a is not type(None)]
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType) and len(args) == 1:
+        annotation = args[0]
+    if typing.get_origin(annotation) is typing.Literal:
+        return str, list(typing.get_args(annotation))
+    if typing.get_origin(annotation) is list:
+        return (lambda text: [float(v) for v in text.split(",") if v.strip()]), None
+    if annotation in (int, float, str):
+        return annotation, None
+    raise TypeError(f"no command-line form for a parameter of type {annotation!r}")
+
+
 def _parser() -> argparse.ArgumentParser:
+    from cloakflow.flows.anonymize import RunParameters
+    from cloakflow.flows.frontier import FrontierParameters
+
     ap = argparse.ArgumentParser(prog="cloakflow", description=__doc__.split("\n\n")[0])
     sub = ap.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="encode a table, evaluate it and publish the release")
-    run.add_argument("dataset", nargs="?", default="bank-marketing",
-                     help="profile name (default: bank-marketing)")
-    run.add_argument("--input", dest="input_path", help="table to read (CSV or Parquet)")
-    run.add_argument("--profile", dest="profile_path", help="profile YAML to use")
-    run.add_argument("--epochs", type=int, default=100, help="most epochs per autoencoder")
-    run.add_argument("--batch-size", type=int, default=256)
-    run.add_argument("--validation", choices=["random", "tail"], default="random",
-                     help="autoencoder validation rows: random 30%% (default) or the last 30%% "
-                          "of the file, as the tutorial's Keras validation_split")
-    run.add_argument("--folds", type=int, default=10, help="cross-validation folds")
-    run.add_argument("--fold-scheme", choices=["stratified-shuffled", "tutorial"],
-                     default="stratified-shuffled",
-                     help="tutorial = unshuffled folds, as the tutorial's cross_validate(cv=k)")
-    run.add_argument("--forest", choices=["lightgbm", "sklearn"], default="lightgbm",
-                     help="evaluation forest engine")
-    run.add_argument("--control-fraction", type=float, default=0.1,
-                     help="share of rows held out of training and release (default 0.1)")
-    run.add_argument("--importance-rows", type=int, default=10_000)
-    run.add_argument("--no-cache", dest="use_cache", action="store_false",
-                     help="recompute every step instead of reusing an identical earlier run's")
-    run.add_argument("--seed", type=int, default=42)
-    run.add_argument("--out", default="releases", help="release folder (default: releases/)")
-    run.add_argument("--noise", dest="noise_multiplier", type=float,
-                     help="noise sd on each released code coordinate, in units of the clip norm "
-                          "(default: the profile's privacy.noise.multiplier)")
-    run.add_argument("--clip-norm", type=float,
-                     help="L2 bound per code vector (default: the profile's, or the median norm)")
-    run.add_argument("--skip-attacks", dest="privacy_attacks", action="store_false",
-                     help="skip the attack step (the release then needs --accept-risk)")
-    run.add_argument("--accept-risk", metavar="REASON",
-                     help="publish even when the privacy policy is crossed; the reason, limits "
-                          "and measured values go into the manifest")
-    run.add_argument("--dp-epsilon", type=float, metavar="E",
-                     help="train every autoencoder with DP-SGD; E is the total epsilon of the "
-                          "release, all models together")
-    run.add_argument("--dp-delta", type=float, metavar="D",
-                     help="delta of the release (default: a power of ten at or below 1/(10 n))")
-    run.add_argument("--dp-clip", type=float, metavar="C",
-                     help="per-model per-example gradient clip norm (default 0.1, chosen on the "
-                          "public bank table)")
-    run.add_argument("--dp-epochs", type=int, default=30,
-                     help="DP-SGD epochs; fixed, no early stopping (default 30)")
-    run.add_argument("--dp-design", choices=["joint", "split"], default="split",
-                     help="split (default): one DP-SGD mechanism per model, the budget split "
-                          "between them; joint: all models one mechanism")
-    run.add_argument("--dp-report", choices=["private", "full"], default="private",
-                     help="private (default): the release holds only DP-covered figures, the "
-                          "utility and attack reports stay in MLflow; full: all in the "
-                          "manifest, marked not covered")
-
+    add_model_options(run, RunParameters)
     fr = sub.add_parser("frontier", help="sweep code-noise scales: utility vs inversion")
-    fr.add_argument("dataset", nargs="?", default="bank-marketing")
-    fr.add_argument("--input", dest="input_path")
-    fr.add_argument("--profile", dest="profile_path")
-    fr.add_argument("--noise", dest="multipliers", default="0,0.05,0.1,0.2,0.5,1,2",
-                    help="comma-separated noise multipliers (default: 0,0.05,0.1,0.2,0.5,1,2)")
-    fr.add_argument("--clip-norm", type=float, help="L2 bound per code vector (default: median)")
-    fr.add_argument("--epochs", type=int, default=100)
-    fr.add_argument("--batch-size", type=int, default=256)
-    fr.add_argument("--folds", type=int, default=5)
-    fr.add_argument("--forest", choices=["lightgbm", "sklearn"], default="lightgbm")
-    fr.add_argument("--control-fraction", type=float, default=0.1)
-    fr.add_argument("--seed", type=int, default=42)
-    fr.add_argument("--out", default="frontier", help="output folder (default: frontier/)")
+    add_model_options(fr, FrontierParameters)
 
     bu = sub.add_parser("budget", help="print the privacy ledger of a dataset: every DP run "
                                        "and the total epsilon spent")
@@ -121,14 +118,14 @@ def _run(args: argparse.Namespace) -> int:
     from cloakflow.tasks.data.preprocess import PreprocessError
     from cloakflow.tasks.data.profile import ProfileError
     from cloakflow.tasks.data.validate import DataValidationError
-    from cloakflow.tasks.privacy.attack import PolicyViolation
     from cloakflow.tasks.privacy.dp import DpPlanError
     from cloakflow.tasks.privacy.ledger import BudgetExhausted
+    from cloakflow.tasks.privacy.policy import PolicyViolation
 
     try:
-        params = RunParameters(**{k: v for k, v in vars(args).items() if k != "command"})
+        params = RunParameters(**_values(args))
     except ValidationError as exc:
-        lines = [f"  --{'-'.join(str(e['loc'][0]).split('_'))}: {e['msg']} (got {e['input']!r})"
+        lines = [f"  {_flag(str(e['loc'][0]))}: {e['msg']} (got {e['input']!r})"
                  for e in exc.errors()]
         print("invalid options, nothing was run:\n" + "\n".join(lines), file=sys.stderr)
         return EXIT_BAD_INPUT
@@ -160,6 +157,17 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _flag(name: str) -> str:
+    """The command-line flag of a parameter-model field."""
+    if name in SWITCHES:
+        return SWITCHES[name][0]
+    return FLAG_NAMES.get(name, "--" + name.replace("_", "-"))
+
+
+def _values(args: argparse.Namespace) -> dict:
+    return {k: v for k, v in vars(args).items() if k != "command"}
+
+
 def _budget(args: argparse.Namespace) -> int:
     from cloakflow.tasks import tracking
     from cloakflow.tasks.data.profile import ProfileError, load_profile
@@ -187,9 +195,7 @@ def _budget(args: argparse.Namespace) -> int:
 def _frontier(args: argparse.Namespace) -> int:
     from cloakflow.flows.frontier import FrontierParameters, frontier
 
-    values = {k: v for k, v in vars(args).items() if k != "command" and v is not None}
-    values["multipliers"] = [float(v) for v in args.multipliers.split(",") if v.strip()]
-    result = frontier(FrontierParameters(**values))
+    result = frontier(FrontierParameters(**_values(args)))
     print(result["folder"])
     return 0
 
@@ -208,8 +214,8 @@ def _attack(args: argparse.Namespace) -> int:
     print(summary_markdown(report))
     if args.json_out:
         with open(args.json_out, "w") as fh:
-            json.dump(report, fh, indent=1)
-    return EXIT_POLICY if report["policy"]["crossed"] else 0
+            json.dump(report.model_dump(mode="json"), fh, indent=1)
+    return EXIT_POLICY if report.policy.crossed else 0
 
 
 if __name__ == "__main__":

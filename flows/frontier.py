@@ -17,15 +17,14 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np
 from prefect import flow
-from prefect.artifacts import create_markdown_artifact, create_table_artifact
-from prefect.task_runners import ThreadPoolTaskRunner
 from pydantic import BaseModel, Field
 
-from cloakflow.flows.steps import encoded_target, group_target, prepare
 from cloakflow.models.autoencoder import AutoencoderConfig
-from cloakflow.tasks import tracking
+from cloakflow.tasks import artifacts, runners, tracking
+from cloakflow.tasks.data.prepare import prepare
 from cloakflow.tasks.data.profile import CodeNoise, load_profile
 from cloakflow.tasks.evaluation.utility import evaluate_utility
+from cloakflow.tasks.plots import figure
 from cloakflow.tasks.privacy.attacks import (
     POLICY_FRACTION,
     REGRESSORS,
@@ -33,6 +32,7 @@ from cloakflow.tasks.privacy.attacks import (
     known_plaintext_inversion,
     strongest,
 )
+from cloakflow.tasks.release.codes import code_tables
 from cloakflow.tasks.train import train as train_task
 
 WITHIN = 0.02  # "inversion within 2 points of the baseline"
@@ -74,7 +74,7 @@ def inversion_point(codes: np.ndarray, x: np.ndarray, blocks, sensitive: set[str
             "per_attribute": best}
 
 
-@flow(name="privacy-frontier", task_runner=ThreadPoolTaskRunner(max_workers=8), log_prints=True)
+@flow(name="privacy-frontier", task_runner=runners.task_runner(), log_prints=True)
 def frontier(params: FrontierParameters | None = None) -> dict:
     """Sweep code-noise scales; plot ROC AUC against the p = 1% inversion accuracy."""
     params = params or FrontierParameters()
@@ -115,8 +115,8 @@ def _sweep(params: FrontierParameters, profile, parent: str) -> dict:
     for m in params.multipliers:
         t = time.perf_counter()
         noise = CodeNoise(multiplier=m, clip_norm=params.clip_norm)
-        targets = (encoded_target(whole_model, noise, params.seed),
-                   group_target(group_models, slices, noise, params.seed))
+        targets = code_tables(whole_model, group_models, slices, x.shape[1], noise,
+                              params.seed)
         cv = {tg.name: evaluate_utility.submit(tg.name, tg.codes, y, **eval_kw) for tg in targets}
         for tg in targets:
             inv = inversion_point(tg.codes, x, blocks, sensitive, params.seed)
@@ -147,11 +147,10 @@ def _sweep(params: FrontierParameters, profile, parent: str) -> dict:
     tracking.log_file(parent, png, "frontier")
     tracking.log_dict(parent, result, "frontier/frontier.json")
     tracking.log_text(parent, table, "frontier/frontier.md")
-    create_table_artifact(table=[{k: v for k, v in p.items() if k != "per_attribute"}
-                                 for p in points],
-                          key=f"frontier-{profile.name.lower().replace('.', '-')}",
-                          description="Privacy-utility frontier")
-    create_markdown_artifact(markdown=table, description="Privacy-utility frontier")
+    artifacts.table("frontier", profile.name,
+                    [{k: v for k, v in p.items() if k != "per_attribute"} for p in points],
+                    "Privacy-utility frontier")
+    artifacts.markdown("frontier-summary", profile.name, table, "Privacy-utility frontier")
     result["folder"] = str(out)
     return result
 
@@ -190,12 +189,14 @@ def frontier_table(result: dict) -> str:
 
 
 def plot_frontier(result: dict, path: str) -> str:
-    import matplotlib
+    with figure(path, 1, 2, (12, 4.8)) as grid:
+        _draw_frontier(result, grid[0])
+    return path
 
-    matplotlib.use("Agg")
+
+def _draw_frontier(result: dict, axes) -> None:
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4.8))
     colors = {"ENCODED": "#1b9e77", "GROUP_ENCODED": "#d95f02"}
     for name in dict.fromkeys(p["release"] for p in result["points"]):
         pts = sorted((p for p in result["points"] if p["release"] == name),
@@ -217,8 +218,5 @@ def plot_frontier(result: dict, path: str) -> str:
         ax.axhline(result["original_roc_auc"], color="black", lw=0.8, label="ORIGINAL")
         ax.set_ylabel("ROC AUC (cross-validated)")
         ax.legend(fontsize=8)
-    fig.suptitle(f"Privacy-utility frontier, {result['dataset']} (labels: noise multiplier)")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    plt.gcf().suptitle(f"Privacy-utility frontier, {result['dataset']} (labels: noise "
+                       "multiplier)")

@@ -117,6 +117,20 @@ def build_autoencoder(n_inputs: int, config: AutoencoderConfig, seed: int):
     return autoencoder, encoder, decoder
 
 
+
+def autoencoder_from_weights(n_inputs: int, config: AutoencoderConfig,
+                             weights: list[np.ndarray]):
+    """(autoencoder, encoder, decoder) rebuilt from plain data: the architecture from
+    ``config`` and ``n_inputs``, the weights from ``weights`` (``get_weights()`` order). This
+    is how a model crosses a task, process or machine boundary: as its config and weights.
+
+    Raises:
+        ValueError: the weights do not fit the architecture.
+    """
+    models = build_autoencoder(n_inputs, config, seed=0)
+    models[0].set_weights(weights)
+    return models
+
 EpochCallback = Callable[[int, dict[str, float]], None]
 
 

@@ -171,3 +171,31 @@ def scratch_dir():
     """A temporary folder for artifacts written before logging."""
     with tempfile.TemporaryDirectory(prefix="cloakflow-") as tmp:
         yield Path(tmp)
+
+
+class Timings(dict):
+    """Seconds per named step: ``with timings("train"): ...``."""
+
+    @contextmanager
+    def __call__(self, name: str):
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self[name] = round(time.perf_counter() - start, 2)
+
+
+@contextmanager
+def parent_run(dataset: str, run_name: str, tags: dict[str, str], params: dict[str, Any]):
+    """The flow's MLflow parent run for the block: parameters logged on entry; on an
+    exception tagged ``failed`` with the error and ended FAILED, otherwise left to the caller's
+    ``finish`` (so the outcome can be tagged)."""
+    run_id = start_parent(dataset, run_name, tags)
+    log_params(run_id, params)
+    try:
+        yield run_id
+    except BaseException as exc:
+        set_tags(run_id, {"cloakflow.status": "failed",
+                          "cloakflow.error": f"{type(exc).__name__}: {exc}"[:4000]})
+        end_run(run_id, "FAILED")
+        raise

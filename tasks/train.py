@@ -14,6 +14,7 @@ from cloakflow.models import dp_sgd as dp_sgd_module
 from cloakflow.models.autoencoder import (
     AutoencoderConfig,
     TrainResult,
+    autoencoder_from_weights,
     encode,
     train_autoencoder,
     train_autoencoders_dp,
@@ -25,33 +26,53 @@ from cloakflow.tasks.privacy.dp import DpPlan
 
 @dataclass
 class TrainedModel:
-    """What the flow keeps of a trained autoencoder."""
+    """What the flow keeps of a trained autoencoder: plain data (no Keras object), so it
+    crosses thread, process and machine boundaries; ``models()`` rebuilds the Keras models.
+
+    Attributes:
+        name: ``whole`` or a feature-group name.
+        columns: the preprocessed columns it encodes.
+        config: architecture and training settings.
+        weights: the autoencoder's weights (``get_weights()`` order).
+        codes: its codes of the training rows, shape (rows, code size), float32.
+        history: per-epoch losses.
+        summary: the manifest's figures for the model (see ``summarise``).
+        run_id: the MLflow child run holding the model.
+    """
 
     name: str
     columns: list[str]
-    result: TrainResult
+    config: AutoencoderConfig
+    weights: list[np.ndarray]
     codes: np.ndarray
+    history: dict[str, list[float]]
+    summary: dict
     run_id: str | None
 
-    def summary(self) -> dict:
-        r = self.result
-        val = r.best_val_loss
-        out = {
-            "inputs": len(self.columns),
-            "code_size": int(self.codes.shape[1]),
-            "epochs_run": r.epochs_run,
-            "best_epoch": r.best_epoch,
-            "best_val_loss": None if val is None else round(val, 6),
-            "final_loss": round(r.history["loss"][-1], 6),
-            "seconds": round(r.total_seconds, 2),
-            "seconds_per_epoch": round(r.seconds_per_epoch, 3),
-            "attempts": r.attempts,
-            "init_seed": r.seed,  # None under DP: secret
-            "mlflow_run_id": self.run_id,
-        }
-        if r.dp is not None:
-            out["dp"] = r.dp
-        return out
+    def models(self):
+        """(autoencoder, encoder, decoder) rebuilt from the config and weights."""
+        return autoencoder_from_weights(len(self.columns), self.config, self.weights)
+
+
+def summarise(result: TrainResult, code_size: int, run_id: str | None) -> dict:
+    """The manifest's figures for one trained model."""
+    val = result.best_val_loss
+    out = {
+        "inputs": None,
+        "code_size": int(code_size),
+        "epochs_run": result.epochs_run,
+        "best_epoch": result.best_epoch,
+        "best_val_loss": None if val is None else round(val, 6),
+        "final_loss": round(result.history["loss"][-1], 6),
+        "seconds": round(result.total_seconds, 2),
+        "seconds_per_epoch": round(result.seconds_per_epoch, 3),
+        "attempts": result.attempts,
+        "init_seed": result.seed,  # None under DP: secret
+        "mlflow_run_id": run_id,
+    }
+    if result.dp is not None:
+        out["dp"] = result.dp
+    return out
 
 
 def _start_child(parent_run_id: str | None, name: str, x: np.ndarray, columns: list[str],
@@ -74,11 +95,13 @@ def _start_child(parent_run_id: str | None, name: str, x: np.ndarray, columns: l
     return run_id
 
 
-def _finish(name: str, x: np.ndarray, columns: list[str], result: TrainResult,
-            run_id: str | None) -> TrainedModel:
+def _finish(name: str, x: np.ndarray, columns: list[str], config: AutoencoderConfig,
+            result: TrainResult, run_id: str | None) -> TrainedModel:
     """Encode ``x``, print a one-line summary, log curves, metrics and the model."""
-    trained = TrainedModel(name, columns, result, encode(result.encoder, x), run_id)
-    s = trained.summary()
+    codes = encode(result.encoder, x)
+    s = {**summarise(result, codes.shape[1], run_id), "inputs": len(columns)}
+    trained = TrainedModel(name, columns, config, result.autoencoder.get_weights(), codes,
+                           dict(result.history), s, run_id)
     if result.dp is None:
         print(f"  [{name}] stopped after {s['epochs_run']} epochs (best {s['best_epoch']}, "
               f"val_loss {s['best_val_loss']:.5f}, {s['seconds_per_epoch']:.2f}s/epoch)",
@@ -132,7 +155,7 @@ def fit_and_encode(name: str, x: np.ndarray, columns: list[str], config: Autoenc
     else:  # its own secret streams: independent of every other model's
         result = train_autoencoders_dp(x, {name: None}, config, dp.mechanism, dp.clip_norm,
                                        on_epoch=progress)[name]
-    return _finish(name, x, columns, result, run_id)
+    return _finish(name, x, columns, config, result, run_id)
 
 
 def fit_and_encode_joint(x: np.ndarray, members: dict[str, list[int] | None],
@@ -146,7 +169,8 @@ def fit_and_encode_joint(x: np.ndarray, members: dict[str, list[int] | None],
                for n in members}
     results = train_autoencoders_dp(x, members, config, dp.mechanism, dp.clip_norm,
                                     on_epoch=_progress("joint", config, dp))
-    return {n: _finish(n, views[n], names[n], results[n], run_ids[n]) for n in members}
+    return {n: _finish(n, views[n], names[n], config, results[n], run_ids[n])
+            for n in members}
 
 
 @task(name="train-autoencoder", persist_result=True, cache_expiration=CACHE_EXPIRATION,
@@ -169,3 +193,24 @@ def train_joint(x: np.ndarray, members: dict[str, list[int] | None], columns: li
                 dp: DpPlan) -> dict[str, TrainedModel]:
     """Prefect task: every autoencoder as one joint DP-SGD mechanism (never cached)."""
     return fit_and_encode_joint(x, members, columns, config, parent_run_id, dp)
+
+
+def train_models(x: np.ndarray, columns: list[str], slices: dict[str, list[int]],
+                 config: AutoencoderConfig, seed: int, parent: str, dp: DpPlan | None,
+                 refresh: bool) -> tuple[dict[str, TrainedModel], list[str]]:
+    """Submit the whole-table model and one model per feature group (in parallel, on the
+    flow's task runner) and wait for them; the joint DP design is one task.
+
+    Returns:
+        (model name -> TrainedModel, ``whole`` first; the names reused from the cache).
+    """
+    if dp is not None and dp.design == "joint":
+        joint = train_joint.submit(x, {"whole": None, **slices}, columns, config, parent, dp)
+        return joint.result(), []
+    # DP training never reads the cache: its randomness is secret, not a function of inputs
+    step = train.with_options(refresh_cache=refresh or dp is not None)
+    futures = {"whole": step.submit("whole", x, columns, config, seed, parent, dp=dp)}
+    futures.update({g: step.submit(g, x[:, s], [columns[i] for i in s], config, seed, parent,
+                                   dp=dp) for g, s in slices.items()})
+    models = {name: f.result() for name, f in futures.items()}
+    return models, [f"model:{k}" for k, f in futures.items() if f.state.name == "Cached"]

@@ -184,23 +184,21 @@ def permutation_importances(X: np.ndarray, y: np.ndarray, names: list[str], *,
 
 def plot_importance(result: dict[str, Any], title: str, path: str, top: int = 10) -> str:
     """Horizontal bar chart of the top features with their standard deviations."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from cloakflow.tasks.plots import figure
 
     rows = result["ranking"][:top][::-1]
-    fig, ax = plt.subplots(figsize=(7, 0.45 * len(rows) + 1.4))
+    with figure(path, size=(7, 0.45 * len(rows) + 1.4), dpi=120) as axes:
+        _bars(axes[0, 0], rows, result, title)
+    return path
+
+
+def _bars(ax, rows: list[dict], result: dict[str, Any], title: str) -> None:
     ax.barh([r["feature"] for r in rows], [r["mean"] for r in rows],
             xerr=[r["std"] for r in rows], color="#4C72B0", ecolor="#333333", capsize=3)
     ax.set_xlabel(f"mean drop in ROC AUC when shuffled ({result['repeats']} repeats, "
                   f"{result['rows_scored']} rows)")
     ax.set_title(title)
     ax.axvline(0, color="#999999", linewidth=0.8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
 
 
 def utility_table(results: dict[str, dict[str, float]]) -> list[dict[str, Any]]:
@@ -218,6 +216,28 @@ def format_table(rows: list[dict[str, Any]]) -> str:
         lines.append("| " + " | ".join(
             f"{r[c]:.4f}" if isinstance(r[c], float) else str(r[c]) for c in cols) + " |")
     return "\n".join(lines)
+
+
+def log_utility(parent: str, cv: dict[str, dict], importances: dict[str, dict],
+                fold_note: str, timings: dict[str, float]) -> tuple[list[dict], str]:
+    """Log the utility of every view to the MLflow run (metrics, table, JSON, importance
+    plots) and show the table on the flow run's page; returns (table rows, markdown)."""
+    from cloakflow.tasks import tracking
+
+    means = {k: v["mean"] for k, v in cv.items()}
+    rows = utility_table(means)
+    table_md = format_table(rows)
+    print(f"utility ({fold_note}):\n{table_md}", flush=True)
+    tracking.log_metrics(parent, {f"{ds}.{k}": v for ds, m in means.items() for k, v in m.items()})
+    tracking.log_text(parent, f"{fold_note}\n\n{table_md}\n", "utility/table.md")
+    tracking.log_dict(parent, {"note": fold_note, "cv": cv, "importance": importances,
+                               "timings": timings}, "utility/results.json")
+    with tracking.scratch_dir() as tmp:
+        for name, result in importances.items():
+            png = plot_importance(result, f"Permutation importance, {name} (top 10)",
+                                  str(tmp / f"importance_{name}.png"))
+            tracking.log_file(parent, png, "utility")
+    return rows, table_md
 
 
 # cached on inputs + this module's source: a rerun after a crash skips finished evaluations

@@ -30,7 +30,7 @@ from typing import Literal
 
 from cloakflow.models.accounting import ADJACENCY_TEXT, DpBudget, composed_epsilon, epsilon
 from cloakflow.models.dp_sgd import DEFAULT_CLIP_NORM, DpSgdConfig, plan
-from cloakflow.tasks.release.publish import PSEUDONYMISATION_STATEMENT
+from cloakflow.tasks.release.codes import PSEUDONYMISATION_STATEMENT
 
 Design = Literal["joint", "split"]
 DpReport = Literal["private", "full"]

@@ -218,3 +218,21 @@ def summary(dataset: str, cap: dict | None = None, include_mlflow: bool = True) 
         lines.append(f"lifetime cap (profile privacy.dp_cap): epsilon {cap['epsilon']} at delta "
                      f"{cap['delta']:g}: {state}")
     return "\n".join(lines)
+
+
+def spend_for_run(profile, parent: str, source_sha: str, source_rows: int, rows: int,
+                  dp_release: dict) -> None:
+    """Refuse a run past the dataset's lifetime DP cap (``profile.privacy.dp_cap``); otherwise
+    record it in the ledger before any model sees the rows (a crash after this still counts
+    as spent), and print what all runs on the dataset have spent.
+
+    Raises:
+        BudgetExhausted: the run would take the dataset past its cap.
+    """
+    cap = profile.privacy.dp_cap
+    entry = make_entry(profile.name, parent, source_sha, source_rows, rows, dp_release)
+    after, path = spend(dp_release, cap.model_dump() if cap else None, entry, parent)
+    at = "the cap's delta" if cap else "the sum of the runs' deltas"
+    print(f"privacy ledger {path}: this run spends epsilon {dp_release['epsilon']:.4g} at delta "
+          f"{dp_release['delta']:g}; all {after.runs} run(s) on this dataset composed: epsilon "
+          f"{after.epsilon:.4g} at delta {after.delta:.3g} ({at})", flush=True)

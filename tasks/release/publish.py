@@ -15,16 +15,9 @@ import polars as pl
 from prefect import task
 
 from cloakflow.tasks.data.profile import REPO_ROOT
+from cloakflow.tasks.release.kinds import Release
+from cloakflow.tasks.release.manifest import Manifest
 from cloakflow.tasks.retry import retry_on_io
-
-PSEUDONYMISATION_STATEMENT = (
-    "The feature columns of this release are latent codes of deterministic autoencoders: a "
-    "pseudonymised encoding of the source rows, not an anonymisation. Whoever holds the "
-    "encoder or decoder, or a few source rows matched to their codes, can reconstruct source "
-    "attributes. The models and the preprocessing state are therefore kept secret in the "
-    "MLflow run named below and are not part of this release. No privacy property is claimed "
-    "here beyond what the release's privacy measurements state."
-)
 
 
 def code_version() -> str:
@@ -75,8 +68,28 @@ def write_release(out_dir: str | Path, dataset: str, release_id: str,
 
 @task(name="publish", retries=1, retry_delay_seconds=2, retry_condition_fn=retry_on_io)
 def publish(out_dir: str, dataset: str, release_id: str, tables: dict[str, pl.DataFrame],
-            manifest: dict[str, Any]) -> str:
+            manifest: Manifest) -> str:
     """Prefect task: atomic publish (retried once on I/O errors)."""
-    path = write_release(out_dir, dataset, release_id, tables, manifest)
+    path = write_release(out_dir, dataset, release_id, tables, manifest.to_json())
     print(f"published {path}", flush=True)
     return str(path)
+
+
+def publish_release(out_dir: str, release: Release, labels: pl.Series, manifest: Manifest,
+                    parent: str, note: str, verdict: str) -> str:
+    """Publish ``release`` with its manifest: rows in a secret random order (OS entropy; the
+    permutation is kept in the MLflow run, the owner's copy, so ``cloakflow attack`` can align
+    released rows with source rows), the manifest logged to MLflow too, and a summary on the
+    flow run's page. Returns the release folder."""
+    import numpy as np
+
+    from cloakflow.tasks import artifacts, tracking
+
+    order = np.random.default_rng().permutation(len(labels))  # secret: not from the seed
+    tracking.log_text(parent, json.dumps(order.tolist()), "release/row_order.json")
+    path = publish(out_dir, manifest.dataset, parent, release.frames(labels, order), manifest)
+    tracking.log_dict(parent, manifest.to_json(), "release/manifest.json")
+    artifacts.markdown("release", manifest.dataset,
+                       f"# Release `{path}`\n\n{note}\n\nPrivacy verdict: **{verdict}**.\n\n"
+                       f"MLflow run `{parent}`.\n\n> {release.statement}\n", "Published release")
+    return path

@@ -10,7 +10,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from cloakflow.flows.anonymize import anonymize
-from cloakflow.tasks.privacy.attack import PolicyViolation
+from cloakflow.tasks.privacy.policy import PolicyViolation
 from tests.helpers import fast, make_tiny_frame, releases_of
 
 pytestmark = pytest.mark.integration
@@ -71,7 +71,7 @@ def test_default_policy_blocks_then_accept_risk_publishes(prefect_harness, workd
     report = attack_published(outcome.release, str(bank_sample))
     for name, values in privacy["policy"]["measured"].items():
         for key, value in values.items():
-            assert report["policy"]["measured"][name][key] == pytest.approx(value, abs=1e-6), key
+            assert report.policy.measured[name][key] == pytest.approx(value, abs=1e-6), key
     assert main(["attack", outcome.release, "--input", str(bank_sample)]) == 3
     assert "# Privacy report: bank-marketing" in capsys.readouterr().out
 

@@ -89,7 +89,7 @@ def test_dp_run_spends_one_budget_keeps_private_figures_out_and_records_it(
     from cloakflow.flows.attack import attack_published
 
     rerun = attack_published(release, str(csv))
-    assert set(rerun["releases"]) == {"ENCODED", "GROUP_ENCODED"}
+    assert set(rerun.releases) == {"ENCODED", "GROUP_ENCODED"}
     # the ledger: one entry; a second run would pass the lifetime cap and is refused
     entry = json.loads((workdir / "ledger" / "tiny.jsonl").read_text().splitlines()[0])
     assert entry["run_id"] == run_id and entry["epsilon"] == dp["epsilon"]

@@ -4,7 +4,8 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from cloakflow.tasks.release.publish import PSEUDONYMISATION_STATEMENT, code_version, write_release
+from cloakflow.tasks.release.codes import PSEUDONYMISATION_STATEMENT
+from cloakflow.tasks.release.publish import code_version, write_release
 
 
 def tables():

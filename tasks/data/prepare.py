@@ -1,5 +1,5 @@
-"""Steps shared by the flows: prepare a table for training, and assemble the released code
-tables (with the profile's noise) and the models behind them."""
+"""The data steps every flow starts with: locate -> ingest -> validate -> split -> preprocess,
+logged to the flow's MLflow run."""
 
 from __future__ import annotations
 
@@ -14,12 +14,9 @@ from cloakflow.tasks import tracking
 from cloakflow.tasks.data.ingest import ingest
 from cloakflow.tasks.data.locate import locate, sha256_file
 from cloakflow.tasks.data.preprocess import TablePreprocessor
-from cloakflow.tasks.data.profile import CodeNoise, DatasetProfile
+from cloakflow.tasks.data.profile import DatasetProfile
 from cloakflow.tasks.data.split import positive_labels, split
 from cloakflow.tasks.data.validate import DataValidationError, validate
-from cloakflow.tasks.privacy.attack import ReleaseUnderAttack
-from cloakflow.tasks.release.noise import clip_and_noise
-from cloakflow.tasks.train import TrainedModel
 
 
 @dataclass
@@ -89,33 +86,3 @@ def prepare(profile: DatasetProfile, input_path: str | None, control_fraction: f
     return Prepared(name, source_sha, frame.height, train_frame, control_frame,
                     y_all[train_idx], x, x_control, pre)
 
-
-def noisy_codes(model: TrainedModel, noise: CodeNoise, seed: int | None, index: int):
-    """One model's released codes under the profile's noise setting (seed derived per model;
-    None: secret noise from OS entropy, as for a published release)."""
-    return clip_and_noise(model.codes, noise.multiplier, noise.clip_norm,
-                          None if seed is None else seed + 7919 * (index + 1))
-
-
-def encoded_target(whole: TrainedModel, noise: CodeNoise,
-                   seed: int | None) -> ReleaseUnderAttack:
-    """The ENCODED code table as released (noise applied), with the model behind it."""
-    codes, applied = noisy_codes(whole, noise, seed, 0)
-    r = whole.result
-    return ReleaseUnderAttack("ENCODED", codes, [
-        ("whole", r.autoencoder, r.decoder, slice(0, codes.shape[1]),
-         list(range(len(whole.columns))))], {"whole": applied.to_dict()})
-
-
-def group_target(groups: dict[str, TrainedModel], slices: dict[str, list[int]],
-                 noise: CodeNoise, seed: int | None) -> ReleaseUnderAttack:
-    """The GROUP_ENCODED code table as released (noise applied), with the models behind it."""
-    parts, blocks, noise_info, start = [], [], {}, 0
-    for i, (g, m) in enumerate(groups.items(), start=1):
-        c, applied = noisy_codes(m, noise, seed, i)
-        blocks.append(c)
-        parts.append((g, m.result.autoencoder, m.result.decoder,
-                      slice(start, start + c.shape[1]), slices[g]))
-        noise_info[g] = applied.to_dict()
-        start += c.shape[1]
-    return ReleaseUnderAttack("GROUP_ENCODED", np.hstack(blocks), parts, noise_info)

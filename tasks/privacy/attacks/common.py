@@ -1,0 +1,55 @@
+"""What every attack shares: attribute blocks of the preprocessed matrix, chunked model
+calls, and the policy's known-row fraction."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import polars as pl
+
+from cloakflow.tasks.data.preprocess import TablePreprocessor
+
+CHUNK_ROWS = 1024
+POLICY_FRACTION = 0.01
+
+
+@dataclass(frozen=True)
+class Block:
+    """One source attribute and its columns in the preprocessed matrix."""
+
+    name: str
+    kind: str  # "numeric" or "categorical"
+    start: int
+    stop: int
+    span: float = 1.0  # max - min of a numeric column (to report errors in original units)
+
+
+def blocks_of(pre: TablePreprocessor) -> list[Block]:
+    """Attribute blocks of a fitted preprocessor."""
+    return [Block(s.name, s.kind, a, b, (s.maximum - s.minimum) or 1.0)
+            for s, a, b in pre.column_blocks()]
+
+
+def predict_chunked(fn: Callable[[np.ndarray], np.ndarray], x: np.ndarray,
+                    chunk_rows: int = CHUNK_ROWS) -> np.ndarray:
+    """Apply ``fn`` to ``x`` in row chunks."""
+    parts = [np.asarray(fn(x[i:i + chunk_rows]), dtype=np.float32)
+             for i in range(0, len(x), chunk_rows)]
+    return np.concatenate(parts, axis=0)
+
+
+def as_records(pre: TablePreprocessor, matrix: np.ndarray, like: pl.DataFrame) -> pl.DataFrame:
+    """Map a (reconstructed) matrix back to source records with the source's column types."""
+    frame = pre.reverse_transform(matrix)
+    casts = []
+    for name in frame.columns:
+        dtype = like.schema[name]
+        if dtype.is_integer():
+            casts.append(pl.col(name).round(0).cast(dtype))
+        elif dtype.is_numeric():
+            casts.append(pl.col(name).cast(dtype))
+        else:
+            casts.append(pl.col(name).cast(pl.String))
+    return frame.with_columns(casts)

@@ -1,0 +1,209 @@
+"""The privacy report of a release: a typed record (written to MLflow as JSON, read back by
+``cloakflow attack`` and the benchmarks through ``PrivacyReport``), its one-page markdown
+summary and its plot. Each number sits under the attack and attacker knowledge that produced it.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+from cloakflow.tasks.plots import figure
+from cloakflow.tasks.privacy.policy import best_inversion
+
+Verdict = Literal["pass", "accepted", "blocked"]
+
+KNOWLEDGE = {
+    "known_plaintext_inversion": "holds the whole release plus a random share p of the training "
+                                 "rows matched to their codes; fits codes -> scaled features "
+                                 "(ridge regression, and an MLP with one hidden layer of 128) and "
+                                 "reconstructs every other row",
+    "leaked_decoder": "holds the whole release and the trained decoder(s)",
+    "reidentification": "knows a target's true quasi-identifiers and holds the p = 1% inversion "
+                        "of the whole release; links the target to the nearest reconstructed "
+                        "row on the quasi-identifiers",
+    "membership": "holds the trained autoencoder and a candidate row; says 'member' when the "
+                  "row's reconstruction loss is below a threshold (training rows vs held-out "
+                  "control rows)",
+    "dcr": "decoded released rows (leaked decoder, snapped to valid source values) and control "
+           "rows, each against its closest training row, in the preprocessed space (min-max "
+           "numerics, one-hot categories), over all rows",
+    "anonymeter": "anonymeter's singling-out, linkability and inference evaluators with the "
+                  "leaked-decoder view as the released records, training rows as originals and "
+                  "the held-out control rows as control",
+}
+
+
+class PolicyOutcome(BaseModel):
+    """The gate's decision: the limits, the measured values, what was crossed and the verdict
+    (``pass``: nothing crossed; ``accepted``: crossed or unchecked, published under the owner's
+    recorded reason; ``blocked``: crossed or unchecked, not published)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    limits: dict[str, float]
+    measured: dict[str, dict[str, float]]
+    crossed: list[str]
+    verdict: Verdict
+    accepted_risk: str | None = None
+
+
+class PrivacyReport(BaseModel):
+    """Every attack result of a release and the policy outcome.
+
+    ``releases`` maps a released table (``ENCODED``, ``GROUP_ENCODED``) to its attack section
+    (``tasks.privacy.attack.attack_release``); ``dp`` is the release's DP section, if any.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    dataset: str
+    release: str | None = None  # the folder, when re-attacked after publishing
+    kind: str = "codes"
+    sensitive: list[str]
+    known_fractions: list[float]
+    seed: int
+    noise: dict[str, Any] | None = None
+    dp: dict[str, Any] | None = None
+    attacker_knowledge: dict[str, str] = Field(default_factory=lambda: dict(KNOWLEDGE))
+    releases: dict[str, dict[str, Any]]
+    policy: PolicyOutcome
+
+    def to_json(self) -> dict:
+        return self.model_dump(mode="json", exclude_unset=False)
+
+
+def summary_markdown(report: PrivacyReport) -> str:
+    """The one-page summary: every figure beside its attack and attacker knowledge."""
+    lines = [f"# Privacy report: {report.dataset}", "",
+             f"Verdict: **{report.policy.verdict}**. "
+             + ("Limits crossed: " + "; ".join(report.policy.crossed) + "."
+                if report.policy.crossed else "No limit was crossed."), ""]
+    if report.policy.accepted_risk:
+        lines += [f"Risk accepted on record: \"{report.policy.accepted_risk}\"", ""]
+    dp = report.dp
+    if dp:
+        bound = dp["membership_bound"]
+        lines += [f"Differential privacy: all {len(dp['models'])} models trained with DP-SGD "
+                  f"({dp['design']} design) are together epsilon {dp['epsilon']:.3g}, delta "
+                  f"{dp['delta']:g} with respect to replacing one row (n public; PLD "
+                  f"accountant). This caps any membership attack on the models at AUC <= "
+                  f"{bound['auc_at_most']:.3f} and TPR <= "
+                  f"{bound['tpr_at_1pct_fpr_at_most']:.3f}"
+                  " at 1% FPR (measured below). It does not bound the inversion of released "
+                  "codes: those are deterministic functions of their rows. This report is "
+                  "computed on private rows and is not covered by epsilon.", "",
+                  f"Preprocessing: {dp['preprocessing']['statement']}.", ""]
+    fractions = report.known_fractions
+    for name, sec in report.releases.items():
+        noise = ", ".join(f"{m}: {n['multiplier']}x clip {n.get('clip_norm')}"
+                          for m, n in sec["noise"].items() if n["multiplier"]) or "none"
+        lines += [f"## {name} (models: {', '.join(sec['models'])}; code noise: {noise})", "",
+                  "Inversion, categorical attributes: accuracy (best of ridge/MLP) vs majority "
+                  "baseline. Known-plaintext attacker holds p of the rows; leaked decoder "
+                  "attacker holds the decoder.", "",
+                  "| attribute | baseline | " + " | ".join(f"p = {p:g}" for p in fractions)
+                  + " | leaked decoder |", "|---|---|" + "---|" * (len(fractions) + 1)]
+        best = {p: best_inversion(sec, p) for p in fractions}
+        for attr, s in sec["leaked_decoder"].items():
+            if s["kind"] != "categorical":
+                continue
+            lines.append(f"| {attr} | {s['baseline']:.3f} | "
+                         + " | ".join(f"{best[p][attr]['accuracy']:.3f}" for p in fractions)
+                         + f" | {s['accuracy']:.3f} |")
+        lines += ["", "Numeric attributes: R^2 (MAE in original units).", "",
+                  "| attribute | " + " | ".join(f"p = {p:g}" for p in fractions)
+                  + " | leaked decoder |", "|---|" + "---|" * (len(fractions) + 1)]
+        for attr, s in sec["leaked_decoder"].items():
+            if s["kind"] != "numeric":
+                continue
+            lines.append(f"| {attr} | " + " | ".join(
+                f"{best[p][attr]['r2']:.3f} ({best[p][attr]['mae']:.3g})" for p in fractions)
+                + f" | {s['r2']:.3f} ({s['mae']:.3g}) |")
+        reid = sec["reidentification"]
+        lines += ["", f"Re-identification (quasi-identifiers {', '.join(reid['quasi_identifiers'])}"
+                      f"; {reid['unique_on_quasi_identifiers']:.1%} of training rows are unique "
+                      f"on them): {reid['linked']:.2%} of targets linked to their own row "
+                      f"after the p = 1% inversion ({reid['regressor']}; random guess "
+                      f"{reid['baseline']:.4%}).", ""]
+        if sec["membership"]:
+            lines += ["Membership inference (reconstruction-loss threshold, training vs control "
+                      "rows): " + "; ".join(f"{m} AUC {v['auc']:.3f}, TPR@1%FPR "
+                                            f"{v['tpr_at_1pct_fpr']:.3f}"
+                                            for m, v in sec["membership"].items()) + ".", ""]
+        d = sec["dcr"]
+        dcr = (f"Distance to closest training record: decoded release median "
+               f"{d['release_to_train']['median']:.3f}, 5th pct {d['release_to_train']['p5']:.3f}"
+               f" ({d['release_to_train']['exact_match_share']:.1%} exact copies)")
+        if "control_to_train" in d:
+            dcr += (f"; control rows median {d['control_to_train']['median']:.3f}, 5th pct "
+                    f"{d['control_to_train']['p5']:.3f}")
+        lines += [dcr + ".", ""]
+        a = sec["anonymeter"]
+        if a:
+            parts = [f"singling out {a['singling_out']['risk']:.3f} "
+                     f"[{a['singling_out']['ci'][0]:.3f}, {a['singling_out']['ci'][1]:.3f}]"]
+            if "linkability" in a:
+                parts.append(f"linkability {a['linkability']['risk']:.3f} "
+                             f"[{a['linkability']['ci'][0]:.3f}, {a['linkability']['ci'][1]:.3f}]")
+            parts += [f"inference of {k} {v['risk']:.3f} [{v['ci'][0]:.3f}, {v['ci'][1]:.3f}]"
+                      for k, v in a["inference"].items()]
+            lines += [f"anonymeter risks on the leaked-decoder view ({a['attacks']} attacks "
+                      "each, 95% CI): " + "; ".join(parts) + ".", ""]
+    lines += ["## Attacker knowledge", ""] + [f"- **{k}**: {v}" for k, v in KNOWLEDGE.items()]
+    lines += ["", "These are measurements of the attacks above, not a proof of anonymity. The "
+                  "codes are a deterministic function of each row unless noise is added."]
+    return "\n".join(lines) + "\n"
+
+
+def plot_attacks(report: PrivacyReport, path: str) -> str:
+    """Per release: categorical inversion accuracy (p = 1%, leaked decoder) vs baseline."""
+    names = list(report.releases)
+    with figure(path, len(names), 1, (11, 3.6 * len(names))) as axes:
+        _plot_sections(report, names, axes)
+    return path
+
+
+def _plot_sections(report: PrivacyReport, names: list[str], axes) -> None:
+    for ax, name in zip(axes[:, 0], names, strict=True):
+        sec = report.releases[name]
+        dec = {a: s for a, s in sec["leaked_decoder"].items() if s["kind"] == "categorical"}
+        best = best_inversion(sec)
+        attrs = list(dec)
+        pos = np.arange(len(attrs))
+        ax.bar(pos - 0.27, [dec[a]["baseline"] for a in attrs], 0.27, label="majority baseline",
+               color="#bbbbbb")
+        ax.bar(pos, [best[a]["accuracy"] for a in attrs], 0.27,
+               label="known plaintext, p = 1%", color="#d95f02")
+        ax.bar(pos + 0.27, [dec[a]["accuracy"] for a in attrs], 0.27,
+               label="leaked decoder", color="#7570b3")
+        sens = set(report.sensitive)
+        ax.set_xticks(pos, [a + (" *" if a in sens else "") for a in attrs])
+        ax.set_ylim(0, 1.25)  # headroom for the legend above the bars
+        ax.set_yticks(np.linspace(0, 1, 6))
+        ax.set_ylabel("attribute accuracy")
+        ax.set_title(f"{name}: inversion accuracy per attribute (* = sensitive)")
+        ax.legend(loc="upper center", ncol=3, fontsize=8)
+
+
+def log_report(parent: str, report: PrivacyReport, dataset: str) -> str:
+    """Print the one-page summary and log the report (JSON, markdown, plot, per-release
+    policy metrics, verdict tag) to the MLflow run and the flow run's page; returns the
+    summary."""
+    from cloakflow.tasks import artifacts, tracking
+
+    summary = summary_markdown(report)
+    print(summary, flush=True)
+    tracking.log_dict(parent, report.model_dump(mode="json"), "privacy/report.json")
+    tracking.log_text(parent, summary, "privacy/summary.md")
+    tracking.log_metrics(parent, {f"privacy.{r}.{k}": v for r, m in
+                                  report.policy.measured.items() for k, v in m.items()})
+    tracking.set_tags(parent, {"cloakflow.privacy_verdict": report.policy.verdict})
+    if report.releases:
+        with tracking.scratch_dir() as tmp:
+            tracking.log_file(parent, plot_attacks(report, str(tmp / "inversion.png")),
+                              "privacy")
+    artifacts.markdown("privacy", dataset, summary, "Privacy report of the release")
+    return summary

@@ -1,0 +1,184 @@
+"""The release manifest: a typed record written beside the Parquet files and read back (by
+``cloakflow attack``, the benchmarks) through ``Manifest.read``.
+
+Under ``--dp-report private`` some sections are replaced by a pointer to the MLflow run (their
+figures were computed on private rows); such fields are simply not written, so the model keeps
+them optional and round-trips exactly what was written (``exclude_unset``).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+
+from cloakflow.tasks.privacy.report import PrivacyReport
+
+
+class _Record(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Source(_Record):
+    file: str
+    sha256: str | None = None  # not written for a private DP release
+
+
+class MlflowRef(_Record):
+    tracking_uri: str
+    run_id: str
+    experiment: str
+
+
+class Folds(_Record):
+    scheme: str
+    k: int
+    forest: str
+    note: str
+
+
+class ControlSplit(_Record):
+    rows: int
+    fraction: float
+    seed: int
+    stratified_on: str
+
+
+class ModelEntry(_Record):
+    """One model behind the release (figures on private rows absent under a private DP
+    report)."""
+
+    inputs: int
+    code_size: int
+    epochs_run: int
+    best_epoch: int
+    best_val_loss: float | None = None
+    final_loss: float | None = None
+    seconds: float | None = None
+    seconds_per_epoch: float | None = None
+    attempts: int
+    init_seed: int | None = None
+    mlflow_run_id: str | None = None
+    dp: dict[str, Any] | None = None
+
+
+class ColumnEntry(_Record):
+    name: str
+    group: str
+    file: str
+
+
+class FileEntry(_Record):
+    file: str
+    rows: int
+    columns: int
+
+
+class PrivacySection(_Record):
+    statement: str
+    models_in_release: bool
+    control_split: ControlSplit
+    verdict: str | None = None
+    policy: dict[str, Any] | None = None
+    report: PrivacyReport | None = None
+    gate: str | None = None  # private DP report: what the gate was, without its figures
+
+
+class Manifest(_Record):
+    """What a published release folder holds and how it was made."""
+
+    dataset: str
+    kind: str = "codes"
+    source: Source
+    profile: dict[str, Any]
+    rows: int
+    control_rows: int
+    label: str
+    seed: int
+    parameters: dict[str, Any]
+    folds: Folds
+    utility: list[dict[str, Any]] | str  # str: "in the MLflow run only"
+    models: dict[str, ModelEntry]
+    row_order: str
+    mlflow: MlflowRef
+    prefect_flow_run_id: str
+    code_version: str
+    privacy: PrivacySection
+    dp: dict[str, Any] | None = None
+    reused_from_cache: list[str] = []
+    columns: list[ColumnEntry] = []
+    files: dict[str, FileEntry] | None = None  # set by publish
+    created_at: str | None = None  # set by publish
+
+    def to_json(self) -> dict:
+        """The JSON form, with exactly the fields that were set."""
+        return self.model_dump(mode="json", exclude_unset=True)
+
+    @classmethod
+    def read(cls, path: str | Path) -> Manifest:
+        """Read and validate ``manifest.json`` (or a release folder holding one).
+
+        Raises:
+            FileNotFoundError: no manifest there.
+            pydantic.ValidationError: the file is not a cloakflow manifest.
+        """
+        path = Path(path)
+        if path.is_dir():
+            path = path / "manifest.json"
+        return cls.model_validate(json.loads(path.read_text()))
+
+
+ROW_ORDER = ("rows are in a secret random order (OS entropy, not derived from the seed); no "
+             "source row index or source feature column is included")
+
+
+def build_manifest(*, release, profile, params: dict[str, Any], source: Source,
+                   parent: str, flow_run_id: str, models: dict[str, dict],
+                   utility: list[dict[str, Any]], folds: Folds, control_rows: int,
+                   report: PrivacyReport, reused: list[str], dp_plan=None,
+                   dp_release: dict | None = None) -> Manifest:
+    """Assemble the manifest of ``release`` (a ``tasks.release.kinds.Release``).
+
+    Args:
+        models: model name -> its summary (``tasks.train.TrainedModel.summary``).
+        params: the run's parameters (the flow's ``RunParameters`` as a dict).
+        dp_plan, dp_release: the DP plan and the manifest's DP section of a DP run; under
+            ``dp_report = private`` every figure computed on private rows is left out
+            (``tasks.privacy.dp.private_report``).
+    """
+    import mlflow
+
+    from cloakflow.tasks.privacy.dp import dp_statement, model_dp, private_report
+    from cloakflow.tasks.release.publish import code_version
+
+    seed = params["seed"]
+    out = {
+        "dataset": profile.name, "kind": release.kind, "source": source.model_dump(),
+        "profile": profile.model_dump(mode="json"),
+        "rows": int(len(release.tables[0].codes)), "control_rows": control_rows,
+        "label": profile.target.column, "seed": seed, "parameters": params,
+        "folds": folds.model_dump(), "utility": utility,
+        "models": {name: dict(m) for name, m in models.items()},
+        "row_order": ROW_ORDER,
+        "mlflow": {"tracking_uri": mlflow.get_tracking_uri(), "run_id": parent,
+                   "experiment": f"cloakflow/{profile.name}"},
+        "prefect_flow_run_id": flow_run_id, "code_version": code_version(),
+        "privacy": {"statement": release.statement, "models_in_release": False,
+                    "control_split": {"rows": control_rows,
+                                      "fraction": params["control_fraction"], "seed": seed,
+                                      "stratified_on": profile.target.column},
+                    "verdict": report.policy.verdict,
+                    "policy": report.policy.model_dump(mode="json"),
+                    "report": report.model_dump(mode="json")},
+        "dp": dp_release, "reused_from_cache": reused, "columns": release.column_entries(),
+    }
+    if dp_plan is not None:
+        for name, m in out["models"].items():
+            m["dp"] = {**model_dp(dp_plan, name), **{k: m["dp"][k] for k in (
+                "steps_run", "clipped_share_per_epoch")}}
+        out["privacy"]["statement"] = dp_statement(dp_release)
+        if params.get("dp_report") == "private":
+            out = private_report(out)
+    return Manifest.model_validate(out)
