@@ -215,9 +215,9 @@ def train_autoencoders_dp(
     """Train several autoencoders on the rows of ``x`` with DP-SGD as ONE mechanism.
 
     Every model takes the same Poisson batch at each step; each row's gradient over all the
-    models' parameters is clipped jointly to ``clip_norm`` and one Gaussian draw covers them all
-    (``models.dp_sgd.DpSgd``), so together they spend exactly ``budget`` once. With one member
-    this is plain DP-SGD for one model.
+    models' parameters is clipped jointly to ``clip_norm`` and one Gaussian draw covers them
+    all (``models.training.dp_sgd.DpSgd``), so together they spend exactly ``budget`` once.
+    With one member this is plain DP-SGD for one model.
 
     Unlike ``train_autoencoder`` nothing here looks at the data except the noisy, clipped
     gradient steps the budget accounts for: no validation rows, no early stopping, no restarts
@@ -228,17 +228,17 @@ def train_autoencoders_dp(
         x: float32 matrix scaled to [0, 1] (with public bounds, for the guarantee to hold).
         members: model name -> the column indices of ``x`` it encodes (None: all columns).
         config: architecture, batch size (the expected Poisson batch) and learning rate.
-        budget: ``models.dp_sgd.plan(...)``: sampling rate, steps and sigma.
+        budget: ``models.training.dp_sgd.plan(...)``: sampling rate, steps and sigma.
         clip_norm: C, the bound on each row's gradient over all members' parameters.
         rng: tests only. Without it, initialisation, batch sampling and noise come from secret
-            OS-entropy streams (``models.dp_sgd.secret_streams``) and the run is not
+            OS-entropy streams (``models.training.dp_sgd.secret_streams``) and the run is not
             reproducible, by design: a published seed must not let anyone replay it.
         on_epoch: called as ``on_epoch(epoch, {"loss": ..., "clipped": ...})``.
 
     Returns:
         name -> TrainResult; ``seed`` is None (secret) and ``dp`` holds the spent budget.
     """
-    from cloakflow.models.dp_sgd import secret_streams, train_dp
+    from cloakflow.models.training.dp_sgd import secret_streams, train_dp
 
     x = np.ascontiguousarray(x, dtype=np.float32)
     if x.ndim != 2 or len(x) < 2:

@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from cloakflow.models.accounting import (
+from cloakflow.models.training.accounting import (
     Accountant,
     Adjacency,
     DpBudget,
