@@ -47,6 +47,14 @@ class AutoencoderConfig:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    def training(self):
+        """The loop settings as the trainer seam's ``TrainConfig``."""
+        from cloakflow.models.training.trainer import TrainConfig
+
+        return TrainConfig(epochs=self.epochs, batch_size=self.batch_size,
+                           learning_rate=self.learning_rate,
+                           steps_per_execution=self.steps_per_execution)
+
 
 @dataclass
 class TrainResult:
@@ -238,7 +246,8 @@ def train_autoencoders_dp(
     Returns:
         name -> TrainResult; ``seed`` is None (secret) and ``dp`` holds the spent budget.
     """
-    from cloakflow.models.training.dp_sgd import secret_streams, train_dp
+    from cloakflow.models.training.dp_sgd import secret_streams
+    from cloakflow.models.training.trainer import train
 
     x = np.ascontiguousarray(x, dtype=np.float32)
     if x.ndim != 2 or len(x) < 2:
@@ -250,8 +259,9 @@ def train_autoencoders_dp(
         public_sample = init_rng.random((1024, width), dtype=np.float32)
         seed = int(init_rng.integers(0, 2**30))
         built[name] = _live_initialisation(public_sample, config, seed)
-    log = train_dp([b[0] for b in built.values()], x, budget, clip_norm,
-                   columns=list(members.values()), rng=train_rng, on_epoch=on_epoch)
+    log = train([b[0] for b in built.values()], x, config.training(), budget=budget,
+                clip_norm=clip_norm, columns=list(members.values()), rng=train_rng,
+                on_epoch=on_epoch)
     dp = {**budget.to_dict(), "clip_norm": clip_norm, "steps_run": log.steps_run,
           "models_in_mechanism": list(members),
           "clipped_share_per_epoch": [round(c, 4) for c in log.clipped_share]}

@@ -153,70 +153,9 @@ def _steps_within(target: float, delta: float, sigma: float, q: float, max_steps
     return epsilon(sigma, q, low, delta, **kw)
 
 
-# --------------------------------------------------------------------------- the model as a chain
-def dense_chain(model) -> list:
-    """The model's Dense layers and activation functions in order.
-
-    Raises:
-        TypeError: a layer other than Input, Dense or Activation (or a Dense on inputs of
-            rank > 2), for which the ghost norm does not hold.
-    """
-    import keras
-
-    chain: list = []
-
-    def walk(layer) -> None:
-        if isinstance(layer, keras.layers.InputLayer):
-            return
-        if isinstance(layer, keras.layers.Dense):
-            if len(layer.input.shape) != 2:
-                raise TypeError(f"Dense layer {layer.name!r} has inputs of rank "
-                                f"{len(layer.input.shape)}; DP-SGD here needs rank 2")
-            chain.append(layer)
-        elif isinstance(layer, keras.layers.Activation):
-            chain.append(layer.activation)
-        elif hasattr(layer, "layers"):
-            for inner in layer.layers:
-                walk(inner)
-        else:
-            raise TypeError(f"layer {layer.name!r} ({type(layer).__name__}) is not supported by "
-                            "DP-SGD here: only Dense and Activation layers")
-
-    walk(model)
-    return chain
-
-
-def chain_variables(chain: list) -> list:
-    """Trainable variables of the chain's Dense layers: kernel, then bias, layer by layer."""
-    out = []
-    for op in chain:
-        if hasattr(op, "kernel"):
-            out.append(op.kernel)
-            if op.use_bias:
-                out.append(op.bias)
-    return out
-
-
-def _forward(chain: list, values: list, x, probes: list | None):
-    """Run the chain on ``x`` with the given variable values; returns output and layer inputs."""
-    from keras import ops
-
-    a, inputs, i, k = x, [], 0, 0
-    for op in chain:
-        if not hasattr(op, "kernel"):
-            a = op(a)
-            continue
-        inputs.append(a)
-        z = ops.matmul(a, values[i])
-        i += 1
-        if op.use_bias:
-            z = z + values[i]
-            i += 1
-        if probes is not None:
-            z = z + probes[k]
-        k += 1
-        a = op.activation(z)
-    return a, inputs
+# --------------------------------------------------------------------------- the model as a graph
+# Layers whose output for one row depends on other rows of the batch: no per-example gradient.
+CROSS_EXAMPLE_LAYERS = ("BatchNormalization",)
 
 
 def mse_per_example(y_true, y_pred):
@@ -226,61 +165,210 @@ def mse_per_example(y_true, y_pred):
     return ops.mean(ops.square(y_pred - y_true), axis=-1)
 
 
-def _probe_gradients(fn: Callable, probes: list):
-    """Gradient of ``fn(probes)[0]`` with respect to ``probes``, and ``fn``'s auxiliary output.
+def _is_graph(layer) -> bool:
+    """A functional model (or a built Sequential) whose graph we can run node by node."""
+    import keras
 
-    The only backend-specific code of DP-SGD.
+    if isinstance(layer, keras.Sequential):
+        return getattr(layer, "_functional", None) is not None
+    return hasattr(layer, "_run_through_graph") and hasattr(layer, "_nodes_by_depth")
+
+
+def _graph_of(layer):
+    import keras
+
+    return layer._functional if isinstance(layer, keras.Sequential) else layer
+
+
+class PerExampleGraph:
+    """A Keras model seen as what per-example gradients need.
+
+    Every Dense layer on rank-2 inputs, wherever it sits in the (possibly nested, branching,
+    multi-output) functional graph, gets its per-example gradient norm by the ghost norm
+    (Goodfellow 2015, "Efficient per-example gradient computations"; Li et al. 2022, "ghost
+    clipping"): for z = a W + b, the gradient of row i's loss is a_i^T g_i (W) and g_i (b),
+    with g_i = dL_i/dz_i, so its squared norm is (|a_i|^2 + 1) |g_i|^2. Any other layer with
+    trainable weights gets an explicit per-example gradient (a vectorised Jacobian of the
+    per-row losses, ``tf.GradientTape.jacobian`` with pfor or ``jax.vmap`` of the VJP).
+    Layers without trainable weights (activations, a reparameterisation sampling layer with a
+    ``keras.random.SeedGenerator``) are called as they are; their non-trainable variables
+    (seed states) are threaded through the step as explicit state.
+
+    Raises:
+        TypeError: a layer that mixes rows (BatchNormalization), a Dense layer on inputs of rank
+            other than 2 or called more than once, or trainable variables outside the layers
+            found (a custom ``call`` that reads another layer's weights).
     """
+
+    def __init__(self, model):
+        import keras
+
+        self.model = model
+        self.dense: list = []
+        self.others: list = []  # non-Dense layers with trainable weights
+
+        def walk(layer) -> None:
+            for inner in _graph_of(layer).layers:
+                name = type(inner).__name__
+                if isinstance(inner, keras.layers.InputLayer):
+                    continue
+                if name in CROSS_EXAMPLE_LAYERS:
+                    raise TypeError(f"layer {inner.name!r} ({name}) mixes the rows of a batch: "
+                                    "no per-example gradient exists, DP-SGD cannot train it")
+                if _is_graph(inner):
+                    walk(inner)
+                elif isinstance(inner, keras.layers.Dense):
+                    if len(inner._inbound_nodes) != 1:
+                        raise TypeError(f"Dense layer {inner.name!r} is called "
+                                        f"{len(inner._inbound_nodes)} times; the ghost norm "
+                                        "here needs each Dense layer called once")
+                    if len(inner.input.shape) != 2:
+                        raise TypeError(f"Dense layer {inner.name!r} has inputs of rank "
+                                        f"{len(inner.input.shape)}; DP-SGD here needs rank 2")
+                    self.dense.append(inner)
+                elif inner.trainable_weights:
+                    self.others.append(inner)
+
+        if not _is_graph(model):
+            raise TypeError(f"{model.name}: DP-SGD needs a functional or built Sequential "
+                            "Keras model")
+        walk(model)
+        self.index = {id(layer): k for k, layer in enumerate(self.dense)}
+        self.variables = list(model.trainable_variables)
+        self.other_variables = [v for layer in self.others for v in layer.trainable_variables]
+        covered = {id(v) for v in self.other_variables}
+        for layer in self.dense:
+            covered.add(id(layer.kernel))
+            if layer.use_bias:
+                covered.add(id(layer.bias))
+        missing = [v.path for v in self.variables if id(v) not in covered]
+        if missing:
+            raise TypeError(f"{model.name}: trainable variables outside the layers DP-SGD can "
+                            f"follow: {missing}")
+        self.state = list(model.non_trainable_variables)  # seed-generator states
+
+    def forward(self, values: dict, x, probes: list | None, state: list | None = None):
+        """Run the model on ``x`` with variable values ``values`` (id(variable) -> value).
+
+        ``probes[k]`` (batch, units) is added to Dense layer k's pre-activation. Returns
+        (output structure, each Dense layer's input (batch, fan_in), the new state values).
+        """
+        import keras
+        from keras import ops
+
+        inputs: list = [None] * len(self.dense)
+
+        def operation(op):
+            if _is_graph(op):
+                return lambda *args, **kw: _graph_of(op)._run_through_graph(
+                    args[0] if len(args) == 1 else list(args), operation_fn=operation)
+            if isinstance(op, keras.layers.Dense) and id(op) in self.index:
+                k = self.index[id(op)]
+
+                def dense(a, *args, **kw):
+                    inputs[k] = a
+                    z = ops.matmul(a, values[id(op.kernel)])
+                    if op.use_bias:
+                        z = z + values[id(op.bias)]
+                    if probes is not None:
+                        z = z + probes[k]
+                    return op.activation(z)
+                return dense
+            if op.trainable_weights:
+                def call(*args, **kw):
+                    trainable = [values[id(v)] for v in op.trainable_variables]
+                    fixed = [v.value for v in op.non_trainable_variables]
+                    out, _ = op.stateless_call(trainable, fixed, *args, **kw)
+                    return out
+                return call
+            return op
+
+        def run():
+            return _graph_of(self.model)._run_through_graph(x, operation_fn=operation)
+
+        if not self.state:
+            return run(), inputs, []
+        with keras.StatelessScope(state_mapping=list(zip(self.state, state, strict=True))) \
+                as scope:
+            out = run()
+        return out, inputs, [scope.get_current_value(v) for v in self.state]
+
+
+def _backend_module():
     import keras
 
     backend = keras.backend.backend()
     if backend == "tensorflow":
-        import tensorflow as tf
-
-        with tf.GradientTape() as tape:
-            tape.watch(probes)
-            total, aux = fn(probes)
-        return tape.gradient(total, probes), aux
-    if backend == "jax":
-        import jax
-
-        return jax.grad(fn, has_aux=True)(probes)
-    raise NotImplementedError(f"DP-SGD runs on the tensorflow and jax backends, not {backend!r}")
+        from cloakflow.models.training import backend_tensorflow as module
+    elif backend == "jax":
+        from cloakflow.models.training import backend_jax as module
+    else:
+        raise NotImplementedError(f"DP-SGD runs on the tensorflow and jax backends, not "
+                                  f"{backend!r}")
+    return module
 
 
-def _ghost(chain: list, values: list, x, y, mask, loss_fn: Callable):
-    """One forward and one backward pass: every Dense layer's inputs ``a`` and pre-activation
-    gradients ``g``, each row's squared gradient norm over the chain, and the summed loss."""
+def per_example_pass(graph: PerExampleGraph, values: list, x, y, mask, loss_fn: Callable,
+                     state: list | None = None):
+    """One forward and one backward pass over a batch.
+
+    Args:
+        graph: the model (``PerExampleGraph``).
+        values: current values of ``graph.variables`` (same order).
+        x: the batch of model inputs, (batch, features) float32.
+        y: what ``loss_fn`` compares the output with (batch, ...).
+        mask: (batch,) 1.0 for real rows, 0.0 for padding (padding contributes nothing).
+        loss_fn: ``loss_fn(y, outputs) -> (batch,)``, one loss per row (several heads: the sum).
+        state: values of ``graph.state`` (seed states); None reads the variables.
+
+    Returns:
+        (per-example pieces for ``_clipped_sum``, squared per-example gradient norms (batch,),
+        the summed loss, the new state values).
+    """
     from keras import ops
 
-    dense = [op for op in chain if hasattr(op, "kernel")]
+    backend = _backend_module()
+    vmap = {id(v): value for v, value in zip(graph.variables, values, strict=True)}
+    if state is None:
+        state = [v.value for v in graph.state]
     batch = ops.shape(x)[0]
-    probes = [ops.zeros((batch, op.units), dtype=x.dtype) for op in dense]
+    probes = [ops.zeros((batch, layer.units), dtype=x.dtype) for layer in graph.dense]
+    others = [vmap[id(v)] for v in graph.other_variables]
 
-    def summed_loss(p):
-        out, inputs = _forward(chain, values, x, p)
-        total = ops.sum(loss_fn(y, out) * mask)
-        return total, (inputs, total)
+    def losses(p, o):
+        current = vmap if not o else {**vmap, **{id(v): value for v, value in
+                                                 zip(graph.other_variables, o, strict=True)}}
+        out, inputs, new_state = graph.forward(current, x, p, state)
+        per_example = loss_fn(y, out) * mask
+        total = ops.sum(per_example)
+        return total, per_example, (inputs, total, new_state)
 
-    grads_z, (inputs, total) = _probe_gradients(summed_loss, probes)
+    grads_z, per_example_grads, (inputs, total, new_state) = backend.probe_gradients(
+        losses, probes, others)
     squared = 0.0
-    for op, a, g in zip(dense, inputs, grads_z, strict=True):
+    for layer, a, g in zip(graph.dense, inputs, grads_z, strict=True):
         g2 = ops.sum(ops.square(g), axis=1)
-        squared = squared + g2 * (ops.sum(ops.square(a), axis=1) + (1.0 if op.use_bias else 0.0))
-    return (dense, inputs, grads_z), squared, total
+        squared = squared + g2 * (ops.sum(ops.square(a), axis=1)
+                                  + (1.0 if layer.use_bias else 0.0))
+    for g in per_example_grads:
+        squared = squared + ops.sum(ops.reshape(ops.square(g), (batch, -1)), axis=1)
+    return (graph, inputs, grads_z, per_example_grads), squared, total, new_state
 
 
-def _clipped_sum(ghost, factor) -> list:
-    """sum_i factor_i * (gradient of row i), layer by layer, in ``chain_variables`` order."""
+def _clipped_sum(pieces, factor) -> list:
+    """sum_i factor_i * (gradient of row i), in the order of ``graph.variables``."""
     from keras import ops
 
-    out = []
-    for op, a, g in zip(*ghost, strict=True):
+    graph, inputs, grads_z, per_example_grads = pieces
+    grads = {}
+    for layer, a, g in zip(graph.dense, inputs, grads_z, strict=True):
         scaled = g * factor[:, None]
-        out.append(ops.matmul(ops.transpose(a), scaled))
-        if op.use_bias:
-            out.append(ops.sum(scaled, axis=0))
-    return out
+        grads[id(layer.kernel)] = ops.matmul(ops.transpose(a), scaled)
+        if layer.use_bias:
+            grads[id(layer.bias)] = ops.sum(scaled, axis=0)
+    for v, g in zip(graph.other_variables, per_example_grads, strict=True):
+        grads[id(v)] = ops.tensordot(factor, g, axes=1)
+    return [grads[id(v)] for v in graph.variables]
 
 
 def _clip_factor(squared, clip_norm: float, mask):
@@ -290,23 +378,23 @@ def _clip_factor(squared, clip_norm: float, mask):
     return ops.minimum(1.0, clip_norm / ops.maximum(norms, 1e-12)) * mask, norms
 
 
-def clipped_gradient_sum(chain: list, values: list, x, y, mask, clip_norm: float,
+def clipped_gradient_sum(graph: PerExampleGraph, values: list, x, y, mask, clip_norm: float,
                          loss_fn: Callable = mse_per_example):
     """Sum over rows of each row's gradient clipped to ``clip_norm``, and the norms before.
 
     Args:
-        chain: from ``dense_chain``.
-        values: current values of ``chain_variables(chain)``.
-        x, y: a batch of inputs and targets.
-        mask: 1.0 for real rows, 0.0 for padding (padding contributes nothing).
+        graph: ``PerExampleGraph(model)``.
+        values: current values of ``graph.variables``.
+        x, y: a batch of inputs (batch, features) and what the loss compares outputs with.
+        mask: (batch,) 1.0 for real rows, 0.0 for padding (padding contributes nothing).
         clip_norm: C; ``math.inf`` leaves every gradient as it is.
 
     Returns:
-        (gradients in the order of ``values``, per-example gradient norms, summed loss).
+        (gradients in the order of ``values``, per-example gradient norms (batch,), summed loss).
     """
-    ghost, squared, total = _ghost(chain, values, x, y, mask, loss_fn)
+    pieces, squared, total, _ = per_example_pass(graph, values, x, y, mask, loss_fn)
     factor, norms = _clip_factor(squared, clip_norm, mask)
-    return _clipped_sum(ghost, factor), norms, total
+    return _clipped_sum(pieces, factor), norms, total
 
 
 # --------------------------------------------------------------------------- training
@@ -314,7 +402,7 @@ def clipped_gradient_sum(chain: list, values: list, x, y, mask, clip_norm: float
 class DpTrainLog:
     """What a DP-SGD run did (losses are per-row sums over the mechanism's models)."""
 
-    budget: DpBudget
+    budget: DpBudget | None
     clip_norm: float
     steps_run: int = 0
     epochs_run: int = 0
@@ -326,188 +414,202 @@ class DpTrainLog:
 
 @dataclass
 class _Member:
-    """One model of a mechanism: its chain, variables, optimizer and input columns."""
+    """One model of a mechanism: its graph, optimizer, loss, and the columns it reads."""
 
     model: object
-    chain: list
-    variables: list
+    graph: PerExampleGraph
     optimizer: object
+    loss_fn: Callable
     columns: np.ndarray | None  # column indices of x the model reads; None = all
+    targets: np.ndarray | None  # column indices of x the loss compares with; None = inputs
+
+    @property
+    def variables(self) -> list:
+        return self.graph.variables
+
+    @property
+    def state(self) -> list:
+        return self.graph.state
 
     def inputs(self, x):
         from keras import ops
 
         return x if self.columns is None else ops.take(x, self.columns, axis=1)
 
+    def targets_of(self, x, xm):
+        from keras import ops
+
+        return xm if self.targets is None else ops.take(x, self.targets, axis=1)
+
+
+def model_loss(model) -> Callable:
+    """The per-example loss a model supplies (its ``per_example_loss(y, outputs)`` attribute),
+    else ``mse_per_example`` (reconstruction)."""
+    return getattr(model, "per_example_loss", None) or mse_per_example
+
 
 class DpSgd:
-    """Compiled DP-SGD steps for one model, or for several models sharing one mechanism.
+    """Compiled DP-SGD steps (Abadi et al. 2016) for one model, or for several models sharing
+    one mechanism.
 
     Args:
-        models: a Keras model (a chain of Dense/Activation layers, see ``dense_chain``) or a
+        models: a functional Keras model (see ``PerExampleGraph`` for what it may contain) or a
             list of them. Several models take the same batch each step, are clipped jointly
             (each row's gradient over all their parameters has norm <= C) and share one noise
             draw: one mechanism, accounted once.
         optimizers: a Keras optimizer or one per model; default each model's own.
-        loss_fn: per-example loss ``loss_fn(y_true, y_pred) -> (batch,)``; each model
-            reconstructs its own inputs and the losses add up.
+        loss_fn: per-example loss ``loss_fn(y, outputs) -> (batch,)``, one callable or one per
+            model; default the model's ``per_example_loss`` if it has one, else MSE against its
+            own inputs. The losses of all models add up.
         columns: per model, the column indices of ``x`` it reads (None: all columns).
+        targets: per model, the column indices of ``x`` its loss compares with (None: the
+            model's own inputs, a reconstruction).
 
     Raises:
-        TypeError: a model is not a chain of Dense and Activation layers.
+        TypeError: a model DP-SGD cannot follow (see ``PerExampleGraph``).
         ValueError: no optimizer, or an optimizer built for other variables.
+        NotImplementedError: a backend other than tensorflow or jax.
     """
 
-    def __init__(self, models, optimizers=None, loss_fn: Callable = mse_per_example,
-                 columns: list | None = None):
-        import keras
-
+    def __init__(self, models, optimizers=None, loss_fn: Callable | list | None = None,
+                 columns: list | None = None, targets: list | None = None):
         models = list(models) if isinstance(models, (list, tuple)) else [models]
         if optimizers is None:
             optimizers = [m.optimizer for m in models]
         elif not isinstance(optimizers, (list, tuple)):
             optimizers = [optimizers]
         columns = columns if columns is not None else [None] * len(models)
-        if not len(models) == len(optimizers) == len(columns):
-            raise ValueError("give one optimizer and one column list per model")
+        targets = targets if targets is not None else [None] * len(models)
+        losses = loss_fn if isinstance(loss_fn, (list, tuple)) else [loss_fn] * len(models)
+        if not len(models) == len(optimizers) == len(columns) == len(targets) == len(losses):
+            raise ValueError("give one optimizer, column list, target list and loss per model")
         self.members: list[_Member] = []
-        for model, opt, cols in zip(models, optimizers, columns, strict=True):
-            chain = dense_chain(model)
-            variables = chain_variables(chain)
+        for model, opt, cols, tgt, loss in zip(models, optimizers, columns, targets, losses,
+                                               strict=True):
+            graph = PerExampleGraph(model)
             if opt is None:
                 raise ValueError(f"{model.name}: give an optimizer or compile the model first")
             if not opt.built:
-                opt.build(variables)
-            elif [id(v) for v in opt._trainable_variables] != [id(v) for v in variables]:
+                opt.build(graph.variables)
+            elif [id(v) for v in opt._trainable_variables] != [id(v) for v in graph.variables]:
                 raise ValueError("the optimizer was built for other variables (or another "
                                  "order); give DP-SGD a fresh optimizer")
             cols = None if cols is None else np.asarray(cols, dtype=np.int32)
-            self.members.append(_Member(model, chain, variables, opt, cols))
-        self.loss_fn = loss_fn
-        self.backend = keras.backend.backend()
+            tgt = None if tgt is None else np.asarray(tgt, dtype=np.int32)
+            self.members.append(_Member(model, graph, opt, loss or model_loss(model), cols, tgt))
+        self._backend = _backend_module()
         self.variables = [v for m in self.members for v in m.variables]
         self.sizes = [int(np.prod(v.shape)) for v in self.variables]
         self.shapes = [tuple(v.shape) for v in self.variables]
-        self._step = self._compile()
-        self._state = None  # jax: per model (trainable values, optimizer values) between steps
+        self._step, self._step_width = None, None  # compiled by the backend on first run
+        self._state = None  # jax: per model (trainable, optimizer, seed-state values)
+
+    def reseed(self, rng: np.random.Generator) -> None:
+        """Draw every seed state (e.g. of a sampling layer's ``SeedGenerator``) from ``rng``,
+        a secret stream: randomness inside the step never comes from a published seed."""
+        from keras import backend
+
+        for m in self.members:
+            for v in m.state:
+                dtype = np.dtype(backend.standardize_dtype(v.dtype))
+                high = min(np.iinfo(dtype).max, 2**31 - 1) if dtype.kind in "iu" else 1.0
+                draw = rng.integers(0, high, size=v.shape) if dtype.kind in "iu" \
+                    else rng.random(v.shape)
+                v.assign(draw.astype(dtype))
+        self._state = None
 
     def check_forward(self, x: np.ndarray) -> None:
-        """Fail unless each chain reproduces its model's output (it would train another
-        function)."""
+        """Fail unless the traced graph reproduces each deterministic model's output (it would
+        train another function). Models with seed state (random layers) are not checked."""
         for m in self.members:
+            if m.state:
+                continue
             xm = np.asarray(m.inputs(x))
-            expected = np.asarray(m.model(xm))
-            got = np.asarray(_forward(m.chain, [v.value for v in m.variables], xm, None)[0])
-            if not np.allclose(expected, got, atol=1e-5):
-                raise TypeError(f"{m.model.name}: the layers in order do not compute the "
-                                "model's output (not a chain of Dense and Activation layers)")
+            values = {id(v): v.value for v in m.variables}
+            expected = [np.asarray(t) for t in _flat(m.model(xm))]
+            got = [np.asarray(t) for t in _flat(m.graph.forward(values, xm, None)[0])]
+            if not all(np.allclose(a, b, atol=1e-5) for a, b in zip(expected, got,
+                                                                  strict=True)):
+                raise TypeError(f"{m.model.name}: the traced graph does not compute the model's "
+                                "output")
 
-    def _noisy_mean(self, values, x, mask, noise, clip_norm, noise_std, denominator):
-        """The noisy clipped mean gradient of every model (``values``: one list per model)."""
+    def _noisy_step(self, values, states, x, mask, noise, clip_norm, noise_std, denominator):
+        """The noisy clipped mean gradient of every model (``values``, ``states``: one list per
+        model), the summed loss, the rows clipped and the new seed states."""
         from keras import ops
 
-        ghosts, squared, total = [], 0.0, 0.0
-        for m, vals in zip(self.members, values, strict=True):
+        pieces, squared, total, new_states = [], 0.0, 0.0, []
+        for m, vals, st in zip(self.members, values, states, strict=True):
             xm = m.inputs(x)
-            ghost, sq, t = _ghost(m.chain, vals, xm, xm, mask, self.loss_fn)
-            ghosts.append(ghost)
+            p, sq, t, ns = per_example_pass(m.graph, vals, xm, m.targets_of(x, xm), mask,
+                                            m.loss_fn, st)
+            pieces.append(p)
+            new_states.append(ns)
             squared, total = squared + sq, total + t
         factor, norms = _clip_factor(squared, clip_norm, mask)  # joint over all models
         out, start, i = [], 0, 0
-        for ghost in ghosts:
+        for p in pieces:
             grads = []
-            for g in _clipped_sum(ghost, factor):
+            for g in _clipped_sum(p, factor):
                 size, shape = self.sizes[i], self.shapes[i]
                 n = ops.reshape(noise[start:start + size], shape)
                 grads.append((g + noise_std * n) / denominator)
                 start, i = start + size, i + 1
             out.append(grads)
         clipped = ops.sum(ops.cast(norms > clip_norm, "float32") * mask)
+        return out, total, clipped, new_states
+
+    def _noisy_mean(self, values, x, mask, noise, clip_norm, noise_std, denominator):
+        """``_noisy_step`` on the current seed states, without the new states."""
+        states = [[v.value for v in m.state] for m in self.members]
+        out, total, clipped, _ = self._noisy_step(values, states, x, mask, noise, clip_norm,
+                                                  noise_std, denominator)
         return out, total, clipped
-
-    def _compile(self):
-        if self.backend == "tensorflow":
-            import tensorflow as tf
-
-            # Several steps per call, as Keras's steps_per_execution: one Python dispatch per
-            # step costs more than the step itself on a small model. The batches arrive
-            # concatenated (Poisson batches differ in size) with their offsets.
-            def steps(rows, offsets, noises, clip_norm, noise_std, denominator):
-                total, clipped = tf.constant(0.0), tf.constant(0.0)
-                for i in tf.range(tf.shape(noises)[0]):
-                    x = rows[offsets[i]:offsets[i + 1]]
-                    values = [[v.value for v in m.variables] for m in self.members]
-                    grads, t, c = self._noisy_mean(values, x, tf.ones(tf.shape(x)[:1]),
-                                                   noises[i], clip_norm, noise_std, denominator)
-                    for m, g in zip(self.members, grads, strict=True):
-                        m.optimizer.apply(g, m.variables)
-                    total, clipped = total + t, clipped + c
-                return total, clipped
-
-            return tf.function(steps, reduce_retracing=True)
-        if self.backend == "jax":
-            import jax
-
-            # jit needs static shapes: one step per call, each batch padded (and masked) to a
-            # multiple of pad_to; dispatch is cheap enough on jax.
-            def step(state, x, mask, noise, clip_norm, noise_std, denominator):
-                grads, total, clipped = self._noisy_mean([s[0] for s in state], x, mask, noise,
-                                                         clip_norm, noise_std, denominator)
-                state = [m.optimizer.stateless_apply(opt_values, g, values)
-                         for m, g, (values, opt_values) in zip(self.members, grads, state,
-                                                               strict=True)]
-                return state, total, clipped
-
-            return jax.jit(step)
-        raise NotImplementedError(f"DP-SGD runs on the tensorflow and jax backends, not "
-                                  f"{self.backend!r}")
 
     def run(self, x: np.ndarray, batches: list[np.ndarray], noises: np.ndarray,
             clip_norm: float, noise_std: float, denominator: float, pad_to: int = 32):
         """Apply one update per batch (row indices into ``x``), in order.
 
         ``noises[i]`` holds standard normal draws for step i, one per parameter of every model
-        (scaled here by ``noise_std``). Returns (summed per-row loss, rows whose joint gradient
-        norm exceeded C) as backend scalars; reading them forces the device to finish.
+        (scaled here by ``noise_std``). TensorFlow runs all the batches in one compiled call;
+        jax runs one compiled step per batch, padded to a multiple of ``pad_to`` rows.
+        Returns (summed per-row loss, rows whose joint gradient norm exceeded C) as backend
+        scalars; reading them forces the device to finish.
         """
         args = (np.float32(clip_norm), np.float32(noise_std), np.float32(denominator))
-        if self.backend == "tensorflow":
-            offsets = np.zeros(len(batches) + 1, dtype=np.int64)
-            np.cumsum([len(b) for b in batches], out=offsets[1:])
-            rows = x[np.concatenate(batches)] if batches else x[:0]
-            return self._step(rows, offsets, noises, *args)
-        if self._state is None:
-            self._state = [([v.value for v in m.variables],
-                            [v.value for v in m.optimizer.variables]) for m in self.members]
-        total = clipped = 0.0
-        for idx, noise in zip(batches, noises, strict=True):
-            batch, mask = padded(x, idx, pad_to)
-            self._state, t, c = self._step(self._state, batch, mask, noise, *args)
-            total, clipped = total + t, clipped + c
-        return total, clipped
+        return self._backend.run(self, x, batches, noises, args, pad_to)
 
     def sync(self) -> None:
         """Write the jax state back into the Keras variables (a no-op on TensorFlow)."""
         if self._state is None:
             return
-        for m, (values, opt_values) in zip(self.members, self._state, strict=True):
+        for m, (values, opt_values, st) in zip(self.members, self._state, strict=True):
             for v, value in zip(m.variables, values, strict=True):
                 v.assign(value)
             for v, value in zip(m.optimizer.variables, opt_values, strict=True):
                 v.assign(value)
+            for v, value in zip(m.state, st, strict=True):
+                v.assign(value)
 
     def per_example_norms(self, x: np.ndarray) -> np.ndarray:
-        """Unclipped per-example gradient norms over all models' parameters (for choosing C
-        on a public table)."""
+        """Unclipped per-example gradient norms over all models' parameters, shape (rows,)
+        (for choosing C on a public table)."""
         self.sync()
+        x = np.ascontiguousarray(x, dtype=np.float32)
         mask = np.ones(len(x), dtype=np.float32)
         squared = 0.0
         for m in self.members:
             xm = m.inputs(x)
-            _, sq, _ = _ghost(m.chain, [v.value for v in m.variables], xm, xm, mask,
-                              self.loss_fn)
+            _, sq, _, _ = per_example_pass(m.graph, [v.value for v in m.variables], xm,
+                                           m.targets_of(x, xm), mask, m.loss_fn)
             squared = squared + sq
         return np.sqrt(np.asarray(squared))
+
+
+def _flat(structure) -> list:
+    from keras import tree
+
+    return tree.flatten(structure)
 
 
 def poisson_batches(rows: int, q: float, steps: int, rng: np.random.Generator):
@@ -527,40 +629,55 @@ def padded(x: np.ndarray, idx: np.ndarray, pad_to: int) -> tuple[np.ndarray, np.
 
 
 def train_dp(models, x: np.ndarray, budget: DpBudget, clip_norm: float, *,
-             columns: list | None = None, rng: np.random.Generator | None = None,
+             columns: list | None = None, targets: list | None = None,
+             loss_fn: Callable | list | None = None, rng: np.random.Generator | None = None,
              pad_to: int = 32, steps_per_execution: int = 32,
              on_epoch: Callable[[int, dict[str, float]], None] | None = None,
              optimizers=None) -> DpTrainLog:
-    """Train ``models`` (each to reproduce its columns of ``x``) with DP-SGD for exactly
-    ``budget.steps`` steps of one mechanism.
+    """Train ``models`` with DP-SGD (Abadi et al. 2016) for exactly ``budget.steps`` steps of
+    one mechanism.
 
-    Batches are Poisson samples with rate ``budget.sampling_rate``, run ``steps_per_execution``
-    steps per compiled call (TensorFlow); each row's gradient over all models' parameters is
-    clipped to ``clip_norm``; the noise has standard deviation ``budget.noise_multiplier *
-    clip_norm`` on every parameter; the update is divided by the expected batch size q * n.
+    Batches are Poisson samples with rate ``budget.sampling_rate``; each row's gradient over all
+    models' parameters is clipped to ``clip_norm``; the noise has standard deviation
+    ``budget.noise_multiplier * clip_norm`` on every parameter; the update is divided by the
+    expected batch size q * n.
 
     Args:
         models: one Keras model or a list sharing the mechanism (see ``DpSgd``).
-        x: float32 matrix, one row per training row (n = len(x)).
-        columns: per model, the columns of ``x`` it reads (None: all).
-        rng: tests only. Without it the batch sampler and the noise are two independent
-            streams seeded from OS entropy and never recorded (``secret_streams``); the run is
-            then not reproducible, by design.
+        x: float32 matrix (n, features), one row per training row.
+        budget: ``plan(...)``: sampling rate, steps and sigma (Poisson sampling).
+        clip_norm: C, in units of the loss gradient's L2 norm.
+        columns, targets, loss_fn: per model, see ``DpSgd`` (default: each model reconstructs
+            all of ``x`` under MSE, or its own ``per_example_loss``).
+        rng: tests only. Without it the batch sampler, the noise and the models' seed states
+            (random layers) are three independent streams seeded from OS entropy and never
+            recorded (``secret_streams``); the run is then not reproducible, by design.
+        pad_to: jax only: each batch is padded to a multiple of this many rows (fewer
+            compiled shapes); padding rows are masked out.
+        steps_per_execution: steps drawn and run per call of the compiled step (TensorFlow
+            runs them in one call; jax dispatches one compiled step per batch).
         on_epoch: ``on_epoch(epoch, {"loss": mean per-row loss of the epoch's batches,
             "clipped": share of rows whose gradient norm exceeded C})``, every 1/q steps and
             after the last.
 
     Raises:
-        ValueError: the budget is not for Poisson sampling.
+        ValueError: the budget is not for Poisson sampling, or steps_per_execution < 1.
+        TypeError: a model DP-SGD cannot follow (see ``PerExampleGraph``).
     """
     if budget.sampling != "poisson":
         raise ValueError("train_dp draws Poisson batches; its budget must say so")
+    if steps_per_execution < 1:
+        raise ValueError("steps_per_execution must be positive")
     x = np.ascontiguousarray(x, dtype=np.float32)
     n = len(x)
     q = budget.sampling_rate
-    trainer = DpSgd(models, optimizers, columns=columns)
+    trainer = DpSgd(models, optimizers, loss_fn=loss_fn, columns=columns, targets=targets)
     trainer.check_forward(x[: min(n, 64)])
-    sampler, noise_rng = secret_streams(2, rng)
+    # spawn(3)[:2] equals spawn(2): adding the seed-state stream leaves sampling and noise as
+    # they were
+    sampler, noise_rng, state_rng = secret_streams(3, rng)
+    if any(m.state for m in trainer.members):
+        trainer.reseed(state_rng)
     total_params = sum(trainer.sizes)
     noise_std = budget.noise_multiplier * clip_norm if budget.noise_multiplier > 0 else 0.0
     denominator = q * n

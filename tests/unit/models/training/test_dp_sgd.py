@@ -37,7 +37,7 @@ def _one_row_gradients(model, x: np.ndarray) -> list[np.ndarray]:
     import tensorflow as tf
 
     out = []
-    variables = dp_sgd.chain_variables(dp_sgd.dense_chain(model))
+    variables = dp_sgd.PerExampleGraph(model).variables
     for i in range(len(x)):
         row = x[i:i + 1]
         with tf.GradientTape() as tape:
@@ -63,22 +63,22 @@ def test_ghost_norms_equal_one_row_gradient_norms(model):
 @pytest.mark.parametrize("clip", [0.05, 0.2])
 def test_clipping_bounds_every_per_example_gradient(model, clip):
     x = _data(32)
-    chain = dp_sgd.dense_chain(model)
-    values = [v.value for v in dp_sgd.chain_variables(chain)]
+    graph = dp_sgd.PerExampleGraph(model)
+    values = [v.value for v in graph.variables]
     raw = _one_row_gradients(model, x)
     assert max(np.linalg.norm(g) for g in raw) > clip  # the bound has work to do
     clipped_rows = []
     for i in range(len(x)):  # one row in the batch at a time: its clipped contribution
         mask = np.zeros(len(x), dtype=np.float32)
         mask[i] = 1.0
-        grads, _, _ = dp_sgd.clipped_gradient_sum(chain, values, x, x, mask, clip)
+        grads, _, _ = dp_sgd.clipped_gradient_sum(graph, values, x, x, mask, clip)
         flat = np.concatenate([np.ravel(np.asarray(g)) for g in grads])
         assert np.linalg.norm(flat) <= clip * (1 + 1e-5)
         # same direction as the true gradient, scaled by min(1, C / norm)
         scale = min(1.0, clip / np.linalg.norm(raw[i]))
         np.testing.assert_allclose(flat, raw[i] * scale, rtol=1e-4, atol=1e-7)
         clipped_rows.append(flat)
-    grads, _, _ = dp_sgd.clipped_gradient_sum(chain, values, x, x, np.ones(len(x), np.float32),
+    grads, _, _ = dp_sgd.clipped_gradient_sum(graph, values, x, x, np.ones(len(x), np.float32),
                                               clip)
     batch = np.concatenate([np.ravel(np.asarray(g)) for g in grads])
     np.testing.assert_allclose(batch, np.sum(clipped_rows, axis=0), rtol=1e-4, atol=1e-6)
