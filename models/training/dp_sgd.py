@@ -1,30 +1,35 @@
-"""DP-SGD for Keras 3 models made of Dense layers, on the TensorFlow and jax backends.
+"""DP-SGD for functional Keras 3 models, on the TensorFlow and jax backends.
 
-One step (Abadi et al. 2016): draw a batch by Poisson sampling (every row independently with
-probability q), take each example's gradient, clip it to L2 norm C, sum, add Gaussian noise of
-standard deviation sigma * C to every coordinate, divide by the expected batch size q * n, and
-let the optimizer apply the result.
+One step (Abadi et al. 2016, "Deep Learning with Differential Privacy"): draw a batch by
+Poisson sampling (every row independently with probability q), take each example's gradient,
+clip it to L2 norm C, sum, add Gaussian noise of standard deviation sigma * C to every
+coordinate, divide by the expected batch size q * n, and let the optimizer apply the result.
 
-Per-example gradients are never materialised. For a Dense layer z = a W + b, the gradient of
-example i's loss is a_i^T g_i for W and g_i for b, where g_i is the gradient with respect to
-z_i; so its squared norm is (|a_i|^2 + 1) |g_i|^2 (the "ghost norm"), and the clipped sum is
-a^T (f * g) with f_i = min(1, C / norm_i). One forward and one backward pass give every a and g:
-the backward pass differentiates the summed loss with respect to zero "probe" tensors added to
-each layer's pre-activation. That gradient is the only backend-specific code
-(``_probe_gradients``); the step is compiled with ``tf.function`` or ``jax.jit``.
+Per-example gradients of Dense layers are never materialised (the ghost norm: Goodfellow 2015,
+"Efficient Per-Example Gradient Computations"; Li et al. 2022, "ghost clipping"). For a Dense
+layer z = a W + b, the gradient of example i's loss is a_i^T g_i for W and g_i for b, where g_i
+is the gradient with respect to z_i; so its squared norm is (|a_i|^2 + 1) |g_i|^2, and the
+clipped sum is a^T (f * g) with f_i = min(1, C / norm_i). One forward and one backward pass
+give every a and g, wherever the Dense layer sits in the graph (branches, several output
+heads, nested models): the backward pass differentiates the summed per-example loss with
+respect to zero "probe" tensors added to each Dense layer's pre-activation. Other layers with
+trainable weights get explicit per-example gradients (a vectorised Jacobian of the per-row
+losses); layers without weights, such as a reparameterisation sampling layer, run as they are,
+their seed state threaded through the compiled step (``PerExampleGraph``). The losses of
+several heads add up inside the model's per-example loss.
+
+The backend-specific pieces (probe and per-example gradients, step compilation) live in
+``backend_tensorflow`` and ``backend_jax``; the one used follows ``keras.backend.backend()``.
 
 Several models can share one mechanism (``DpSgd([m1, m2, ...], columns=[...])``): they take
 the same Poisson batch each step, each row's gradient over *all* their parameters is clipped
-jointly to C (the squared ghost norms of the models add up), and one Gaussian draw covers every
-parameter, so the models together cost one mechanism's epsilon.
+jointly to C (the squared per-example norms of the models add up), and one Gaussian draw covers
+every parameter, so the models together cost one mechanism's epsilon.
 
-Each model must be a chain of Dense and Activation layers (nested functional models such as an
-encoder and a decoder are followed in order); the chain's forward pass is checked against the
-model's own output before training.
-
-Randomness: batch sampling and noise come from secret generators seeded from OS entropy
-(``secret_streams``), one independent stream per purpose, never recorded: a published seed must
-not let anyone replay a DP training. Tests inject a generator to make a run reproducible.
+Randomness: batch sampling, noise and the seed state of random layers come from secret
+generators seeded from OS entropy (``secret_streams``), one independent stream per purpose,
+never recorded: a published seed must not let anyone replay a DP training. Tests inject a
+generator to make a run reproducible. ``trainer.train`` is the entry point for callers.
 
 This module imports neither Prefect, MLflow nor polars.
 """
@@ -86,7 +91,6 @@ class DpSgdConfig:
     noise_multiplier: float | None = None
     accountant: Accountant | None = None  # None: RDP for add/remove, PLD for replace-one
     adjacency: Adjacency = "add_remove"
-    pad_to: int = 32  # batch rows are padded to a multiple of this (fewer compiled shapes)
 
     def __post_init__(self):
         if self.accountant is None:
