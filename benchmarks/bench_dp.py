@@ -54,7 +54,7 @@ def sweep(x: np.ndarray, cfg) -> None:
     import keras
 
     from cloakflow.models.autoencoder import build_autoencoder
-    from cloakflow.models.dp_sgd import DpSgdConfig, plan, train_dp
+    from cloakflow.models.training.dp_sgd import DpSgdConfig, plan, train_dp
 
     order = np.random.default_rng(1).permutation(len(x))
     held, fit = x[order[:4000]], x[order[4000:]]
@@ -80,7 +80,7 @@ def membership_demo(x: np.ndarray, rows: int = 200, epochs: int = 200) -> None:
         build_autoencoder,
         train_autoencoder_dp,
     )
-    from cloakflow.models.dp_sgd import DpSgdConfig, plan
+    from cloakflow.models.training.dp_sgd import DpSgdConfig, plan
     from cloakflow.tasks.privacy.attacks import membership_inference, reconstruction_losses
 
     order = np.random.default_rng(0).permutation(len(x))
@@ -120,9 +120,15 @@ def main() -> None:
 
     import keras
 
-    from cloakflow.models.accounting import default_delta, epsilon
     from cloakflow.models.autoencoder import AutoencoderConfig, build_autoencoder
-    from cloakflow.models.dp_sgd import DEFAULT_CLIP_NORM, DpSgd, DpSgdConfig, plan, train_dp
+    from cloakflow.models.training.accounting import default_delta, epsilon
+    from cloakflow.models.training.dp_sgd import (
+        DEFAULT_CLIP_NORM,
+        DpSgd,
+        DpSgdConfig,
+        plan,
+        train_dp,
+    )
 
     x = load_matrix(args.csv)
     n = len(x)

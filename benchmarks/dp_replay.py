@@ -32,7 +32,7 @@ def main() -> None:
     import numpy as np
 
     from cloakflow.models.autoencoder import AutoencoderConfig, train_autoencoders_dp
-    from cloakflow.models.dp_sgd import DpSgdConfig, plan
+    from cloakflow.models.training.dp_sgd import DpSgdConfig, plan
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--trials", type=int, default=10)

@@ -47,6 +47,14 @@ class AutoencoderConfig:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    def training(self):
+        """The loop settings as the trainer seam's ``TrainConfig``."""
+        from cloakflow.models.training.trainer import TrainConfig
+
+        return TrainConfig(epochs=self.epochs, batch_size=self.batch_size,
+                           learning_rate=self.learning_rate,
+                           steps_per_execution=self.steps_per_execution)
+
 
 @dataclass
 class TrainResult:
@@ -229,9 +237,9 @@ def train_autoencoders_dp(
     """Train several autoencoders on the rows of ``x`` with DP-SGD as ONE mechanism.
 
     Every model takes the same Poisson batch at each step; each row's gradient over all the
-    models' parameters is clipped jointly to ``clip_norm`` and one Gaussian draw covers them all
-    (``models.dp_sgd.DpSgd``), so together they spend exactly ``budget`` once. With one member
-    this is plain DP-SGD for one model.
+    models' parameters is clipped jointly to ``clip_norm`` and one Gaussian draw covers them
+    all (``models.training.dp_sgd.DpSgd``), so together they spend exactly ``budget`` once.
+    With one member this is plain DP-SGD for one model.
 
     Unlike ``train_autoencoder`` nothing here looks at the data except the noisy, clipped
     gradient steps the budget accounts for: no validation rows, no early stopping, no restarts
@@ -242,17 +250,18 @@ def train_autoencoders_dp(
         x: float32 matrix scaled to [0, 1] (with public bounds, for the guarantee to hold).
         members: model name -> the column indices of ``x`` it encodes (None: all columns).
         config: architecture, batch size (the expected Poisson batch) and learning rate.
-        budget: ``models.dp_sgd.plan(...)``: sampling rate, steps and sigma.
+        budget: ``models.training.dp_sgd.plan(...)``: sampling rate, steps and sigma.
         clip_norm: C, the bound on each row's gradient over all members' parameters.
         rng: tests only. Without it, initialisation, batch sampling and noise come from secret
-            OS-entropy streams (``models.dp_sgd.secret_streams``) and the run is not
+            OS-entropy streams (``models.training.dp_sgd.secret_streams``) and the run is not
             reproducible, by design: a published seed must not let anyone replay it.
         on_epoch: called as ``on_epoch(epoch, {"loss": ..., "clipped": ...})``.
 
     Returns:
         name -> TrainResult; ``seed`` is None (secret) and ``dp`` holds the spent budget.
     """
-    from cloakflow.models.dp_sgd import secret_streams, train_dp
+    from cloakflow.models.training.dp_sgd import secret_streams
+    from cloakflow.models.training.trainer import train
 
     x = np.ascontiguousarray(x, dtype=np.float32)
     if x.ndim != 2 or len(x) < 2:
@@ -264,8 +273,9 @@ def train_autoencoders_dp(
         public_sample = init_rng.random((1024, width), dtype=np.float32)
         seed = int(init_rng.integers(0, 2**30))
         built[name] = _live_initialisation(public_sample, config, seed)
-    log = train_dp([b[0] for b in built.values()], x, budget, clip_norm,
-                   columns=list(members.values()), rng=train_rng, on_epoch=on_epoch)
+    log = train([b[0] for b in built.values()], x, config.training(), budget=budget,
+                clip_norm=clip_norm, columns=list(members.values()), rng=train_rng,
+                on_epoch=on_epoch)
     dp = {**budget.to_dict(), "clip_norm": clip_norm, "steps_run": log.steps_run,
           "models_in_mechanism": list(members),
           "clipped_share_per_epoch": [round(c, 4) for c in log.clipped_share]}

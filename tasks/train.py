@@ -8,9 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 from prefect import task
 
-from cloakflow.models import accounting as accounting_module
 from cloakflow.models import autoencoder as autoencoder_module
-from cloakflow.models import dp_sgd as dp_sgd_module
 from cloakflow.models.autoencoder import (
     AutoencoderConfig,
     TrainResult,
@@ -19,6 +17,8 @@ from cloakflow.models.autoencoder import (
     train_autoencoder,
     train_autoencoders_dp,
 )
+from cloakflow.models.training import accounting as accounting_module
+from cloakflow.models.training import dp_sgd as dp_sgd_module
 from cloakflow.tasks import tracking
 from cloakflow.tasks.caching import CACHE_EXPIRATION, step_policy
 from cloakflow.tasks.privacy.dp import DpPlan

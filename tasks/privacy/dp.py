@@ -28,8 +28,13 @@ import math
 from dataclasses import dataclass
 from typing import Literal
 
-from cloakflow.models.accounting import ADJACENCY_TEXT, DpBudget, composed_epsilon, epsilon
-from cloakflow.models.dp_sgd import DEFAULT_CLIP_NORM, DpSgdConfig, plan
+from cloakflow.models.training.accounting import (
+    ADJACENCY_TEXT,
+    DpBudget,
+    composed_epsilon,
+    epsilon,
+)
+from cloakflow.models.training.dp_sgd import DEFAULT_CLIP_NORM, DpSgdConfig, plan
 from cloakflow.tasks.release.codes import PSEUDONYMISATION_STATEMENT
 
 Design = Literal["joint", "split"]

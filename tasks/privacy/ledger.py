@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from cloakflow.models.accounting import DpBudget, composed_epsilon
+from cloakflow.models.training.accounting import DpBudget, composed_epsilon
 
 LEDGER_TAG = "cloakflow.dp_ledger"
 LEDGER_ARTIFACT = "dp/ledger_entry.json"

@@ -10,13 +10,13 @@ import keras
 import numpy as np
 import pytest
 
-from cloakflow.models import dp_sgd
 from cloakflow.models.autoencoder import (
     AutoencoderConfig,
     build_autoencoder,
     train_autoencoders_dp,
 )
-from cloakflow.models.dp_sgd import DpSgd, DpSgdConfig, plan, secret_streams
+from cloakflow.models.training import dp_sgd
+from cloakflow.models.training.dp_sgd import DpSgd, DpSgdConfig, plan, secret_streams
 from cloakflow.tasks.privacy import ledger
 from cloakflow.tasks.privacy.dp import dp_section, plan_dp, private_report
 from tests.helpers import release_epsilon_by_dp_accounting
@@ -198,7 +198,7 @@ def test_release_total_recomputed_with_dp_accounting_is_within_the_target(design
 
 
 def test_replace_one_costs_more_than_add_remove_at_the_same_sigma():
-    from cloakflow.models.accounting import epsilon
+    from cloakflow.models.training.accounting import epsilon
 
     add = epsilon(1.03, 256 / 37069, 4344, 1e-6, "pld", adjacency="add_remove").epsilon
     rep = epsilon(1.03, 256 / 37069, 4344, 1e-6, "pld", adjacency="replace_one").epsilon

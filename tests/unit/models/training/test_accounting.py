@@ -7,7 +7,7 @@ import pytest
 from dp_accounting.pld import pld_privacy_accountant
 from dp_accounting.rdp import rdp_privacy_accountant
 
-from cloakflow.models import accounting as A
+from cloakflow.models.training import accounting as A
 
 Q, STEPS, DELTA = 256 / 41188, 1600, 1e-6
 

@@ -13,17 +13,19 @@ from pathlib import Path
 import keras
 import numpy as np
 import pytest
+from dp_sgd_helpers import plain_vs_dp_max_difference
 
-from cloakflow.models import dp_sgd
-from cloakflow.models.accounting import epsilon
 from cloakflow.models.autoencoder import (
     AutoencoderConfig,
     build_autoencoder,
     train_autoencoder_dp,
 )
-from cloakflow.models.dp_sgd import DpSgd, DpSgdConfig, plan, train_dp
+from cloakflow.models.training import dp_sgd
+from cloakflow.models.training.accounting import epsilon
+from cloakflow.models.training.dp_sgd import DpSgd, DpSgdConfig, plan, train_dp
 
-REPO = Path(__file__).resolve().parents[1]
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parents[3]
 
 
 def _data(n: int = 200, d: int = 10, seed: int = 0) -> np.ndarray:
@@ -35,7 +37,7 @@ def _one_row_gradients(model, x: np.ndarray) -> list[np.ndarray]:
     import tensorflow as tf
 
     out = []
-    variables = dp_sgd.chain_variables(dp_sgd.dense_chain(model))
+    variables = dp_sgd.PerExampleGraph(model).variables
     for i in range(len(x)):
         row = x[i:i + 1]
         with tf.GradientTape() as tape:
@@ -61,47 +63,25 @@ def test_ghost_norms_equal_one_row_gradient_norms(model):
 @pytest.mark.parametrize("clip", [0.05, 0.2])
 def test_clipping_bounds_every_per_example_gradient(model, clip):
     x = _data(32)
-    chain = dp_sgd.dense_chain(model)
-    values = [v.value for v in dp_sgd.chain_variables(chain)]
+    graph = dp_sgd.PerExampleGraph(model)
+    values = [v.value for v in graph.variables]
     raw = _one_row_gradients(model, x)
     assert max(np.linalg.norm(g) for g in raw) > clip  # the bound has work to do
     clipped_rows = []
     for i in range(len(x)):  # one row in the batch at a time: its clipped contribution
         mask = np.zeros(len(x), dtype=np.float32)
         mask[i] = 1.0
-        grads, _, _ = dp_sgd.clipped_gradient_sum(chain, values, x, x, mask, clip)
+        grads, _, _ = dp_sgd.clipped_gradient_sum(graph, values, x, x, mask, clip)
         flat = np.concatenate([np.ravel(np.asarray(g)) for g in grads])
         assert np.linalg.norm(flat) <= clip * (1 + 1e-5)
         # same direction as the true gradient, scaled by min(1, C / norm)
         scale = min(1.0, clip / np.linalg.norm(raw[i]))
         np.testing.assert_allclose(flat, raw[i] * scale, rtol=1e-4, atol=1e-7)
         clipped_rows.append(flat)
-    grads, _, _ = dp_sgd.clipped_gradient_sum(chain, values, x, x, np.ones(len(x), np.float32),
+    grads, _, _ = dp_sgd.clipped_gradient_sum(graph, values, x, x, np.ones(len(x), np.float32),
                                               clip)
     batch = np.concatenate([np.ravel(np.asarray(g)) for g in grads])
     np.testing.assert_allclose(batch, np.sum(clipped_rows, axis=0), rtol=1e-4, atol=1e-6)
-
-
-def plain_vs_dp_max_difference() -> float:
-    """Largest weight difference between plain Keras steps and DP-SGD steps with sigma = 0 and
-    C = inf on the same batches (divided by the actual batch size); used on both backends."""
-    x = _data(300, 12, seed=1)
-    cfg = AutoencoderConfig()
-    plain = build_autoencoder(12, cfg, seed=9)[0]
-    private = build_autoencoder(12, cfg, seed=9)[0]
-    start = [w.copy() for w in plain.get_weights()]
-    trainer = DpSgd(private, keras.optimizers.Adam(cfg.learning_rate))
-    rng = np.random.default_rng(2)
-    for _ in range(3):
-        batches = [rng.choice(300, 64, replace=False) for _ in range(5)]
-        for b in batches:
-            plain.train_on_batch(x[b], x[b])
-        zeros = np.zeros((len(batches), sum(trainer.sizes)), dtype=np.float32)
-        trainer.run(x, batches, zeros, math.inf, 0.0, 64.0)
-    trainer.sync()
-    assert not np.allclose(plain.get_weights()[0], start[0])  # training did move the weights
-    return max(float(np.max(np.abs(a - b)))
-               for a, b in zip(plain.get_weights(), private.get_weights(), strict=True))
 
 
 def test_no_noise_no_clipping_reproduces_plain_training():
@@ -178,10 +158,12 @@ def test_poisson_batches_have_the_expected_size():
 
 
 JAX_CHECK = textwrap.dedent("""
+    import sys
     import numpy as np, keras
     from cloakflow.models.autoencoder import AutoencoderConfig, build_autoencoder
-    from cloakflow.models.dp_sgd import DpSgd, DpSgdConfig, plan, train_dp
-    from tests.test_dp_sgd import plain_vs_dp_max_difference
+    from cloakflow.models.training.dp_sgd import DpSgd, DpSgdConfig, plan, train_dp
+    sys.path.insert(0, HELPERS)
+    from dp_sgd_helpers import plain_vs_dp_max_difference
     assert keras.backend.backend() == "jax"
     diff = plain_vs_dp_max_difference()
     x = np.random.default_rng(1).random((300, 12), dtype=np.float32)
@@ -200,7 +182,8 @@ JAX_CHECK = textwrap.dedent("""
 def test_jax_backend_matches_plain_training_and_runs_dp():
     pytest.importorskip("jax")
     env = {**os.environ, "KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu"}
-    proc = subprocess.run([sys.executable, "-c", JAX_CHECK], env=env, capture_output=True,
+    script = JAX_CHECK.replace("HELPERS", repr(str(HERE)))
+    proc = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
                           text=True, cwd=REPO, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     line = next(ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT"))
