@@ -19,12 +19,10 @@ from cloakflow.models.autoencoder import AutoencoderConfig
 from cloakflow.tasks import artifacts, runners, tracking
 from cloakflow.tasks.data.prepare import prepare
 from cloakflow.tasks.data.profile import CodeNoise, DatasetProfile, load_profile
-from cloakflow.tasks.evaluation.utility import evaluate_utility, importance, log_utility
+from cloakflow.tasks.evaluation.utility import Evaluations, log_utility
 from cloakflow.tasks.privacy.attack import attack
-from cloakflow.tasks.privacy.dp import dp_section, plan_dp
-from cloakflow.tasks.privacy.ledger import spend_for_run
-from cloakflow.tasks.privacy.policy import PolicyViolation, policy_outcome
-from cloakflow.tasks.privacy.report import KNOWLEDGE, PrivacyReport, log_report
+from cloakflow.tasks.privacy.dp import release_budget
+from cloakflow.tasks.privacy.gate import gate
 from cloakflow.tasks.release.codes import code_tables
 from cloakflow.tasks.release.kinds import Release
 from cloakflow.tasks.release.manifest import Folds, Source, build_manifest
@@ -108,8 +106,7 @@ def anonymize(params: RunParameters | None = None) -> FlowOutcome:
     profile = load_profile(params.profile_path or params.dataset)
     params = params.model_copy(update={"dataset": profile.name})  # --profile names the dataset
     tracking.configure()
-    flow_run_id = str(flow_run.id) if flow_run.id else "none"
-    timings = tracking.Timings()
+    flow_run_id, timings = str(flow_run.id or "none"), tracking.Timings()
     with tracking.parent_run(profile.name, f"anonymize-{profile.name}", {
             "prefect.flow_run_id": flow_run_id, "cloakflow.dataset": profile.name},
             params.model_dump()) as parent, runners.attack_workers(
@@ -117,25 +114,18 @@ def anonymize(params: RunParameters | None = None) -> FlowOutcome:
         private = params.dp_epsilon is not None
         data = prepare(profile, params.input_path, params.control_fraction, params.seed,
                        parent, timings, public_bounds=private)
-        x, y, slices = data.x, data.y, data.pre.group_slices()
-        dp = dp_release = None
-        if private:
-            dp = plan_dp(params.dp_epsilon, params.dp_delta, params.dp_clip, params.dp_epochs,
-                         len(x), params.batch_size, ["whole", *slices], params.dp_design)
-            dp_release = dp_section(dp, data.pre.bounds_used(), params.dp_report,
-                                    params.dp_epochs)
-            spend_for_run(profile, parent, data.source_sha, data.source_rows, len(x), dp_release)
-
-        # ORIGINAL's evaluations need no model: they run while the autoencoders train
-        evaluate = _evaluations(params, y)
-        evaluate("ORIGINAL", x, data.columns)
+        x, slices = data.x, data.pre.group_slices()
+        dp, dp_release = _dp_budget(params, profile, data, parent) if private else (None, None)
+        evaluate = Evaluations(data.y, engine=params.forest, scheme=params.fold_scheme,
+                               folds=params.folds, seed=params.seed,
+                               importance_rows=params.importance_rows,
+                               refresh=not params.use_cache)
+        evaluate("ORIGINAL", x, data.columns)  # needs no model: runs while the models train
         with timings("train_encode"):
-            config = AutoencoderConfig(epochs=params.epochs, batch_size=params.batch_size,
-                                       validation=params.validation)
-            models, reused = train_models(x, data.columns, slices, config, params.seed, parent,
-                                          dp, refresh=not params.use_cache)
-            # code noise is secret (seed None: OS entropy); noise from the seed could be
-            # subtracted again
+            models, reused = train_models(x, data.columns, slices, AutoencoderConfig(
+                epochs=params.epochs, batch_size=params.batch_size,
+                validation=params.validation), params.seed, parent, dp, not params.use_cache)
+            # code noise is secret (seed None: OS entropy): noise from the seed could be undone
             release = Release("codes", code_tables(models["whole"], {
                 g: models[g] for g in slices}, slices, x.shape[1], _noise(params, profile),
                 None), profile.target.column)
@@ -144,31 +134,21 @@ def anonymize(params: RunParameters | None = None) -> FlowOutcome:
                 evaluate(table.name, table.codes, table.columns,
                          importance=table.name == "GROUP_ENCODED")
             cv, importances, cached = evaluate.results()
-        _report_reused(parent, reused + cached)
         note = (f"{params.folds}-fold {params.fold_scheme} cross-validation (seed {params.seed}),"
-                f" forest engine {params.forest}, {len(y)} training rows")
-        rows, table_md = log_utility(parent, cv, importances, note, timings)
+                f" forest engine {params.forest}, {len(data.y)} training rows")
+        rows, table_md = log_utility(parent, cv, importances, note, timings, reused + cached)
         artifacts.table("utility", profile.name, rows, f"Utility of the release: {note}")
-
-        # after the evaluations, not beside them: attacks and forests competing for two cores
-        # made both slower; each table's attack maths runs in its own worker process
+        # after the evaluations, not beside them (on two cores both got slower); each table's
+        # attack maths runs in its own worker process
         with timings("attacks"):
-            args = (x, data.x_control, data.records(), data.records(control=True), data.pre,
-                    profile, params.seed)
-            futures = {t.name: attack.submit(t, *args) for t in release.tables
-                       if params.privacy_attacks}
+            futures = {t.name: attack.submit(t, x, data.x_control, data.records(), data.records(
+                control=True), data.pre, profile, params.seed) for t in release.tables
+                if params.privacy_attacks}
             releases = {k: f.result() for k, f in futures.items()}
-        report = PrivacyReport(
-            dataset=profile.name, kind=release.kind, sensitive=profile.privacy.sensitive,
-            known_fractions=profile.privacy.known_fractions, seed=params.seed,
-            noise=_noise(params, profile).model_dump(), dp=dp_release,
-            attacker_knowledge=KNOWLEDGE, releases=releases,
-            policy=policy_outcome(releases, profile, params.privacy_attacks, params.accept_risk))
-        summary = log_report(parent, report, profile.name)
-        if report.policy.verdict == "blocked":
-            tracking.log_metrics(parent, {f"time.{k}": v for k, v in timings.items()})
-            raise PolicyViolation(report.policy.crossed, summary)
-
+        report, summary = gate(parent, release.kind, releases, profile, seed=params.seed,
+                               noise=_noise(params, profile).model_dump(), dp=dp_release,
+                               attacked=params.privacy_attacks, accept_risk=params.accept_risk,
+                               timings=timings)
         with timings("publish"):
             manifest = build_manifest(
                 release=release, profile=profile, params=params.model_dump(),
@@ -180,49 +160,20 @@ def anonymize(params: RunParameters | None = None) -> FlowOutcome:
                 dp_plan=dp, dp_release=dp_release)
             folder = publish_release(params.out, release, data.train_frame.get_column(
                 profile.target.column), manifest, parent, note, report.policy.verdict)
-        tracking.log_metrics(parent, {f"time.{k}": v for k, v in timings.items()})
-        tracking.set_tags(parent, {"cloakflow.status": "published", "cloakflow.release": folder})
-        tracking.end_run(parent)
+        tracking.finish_parent(parent, folder, timings)
     get_run_logger().info("release folder: %s", folder)
     return FlowOutcome(release=folder, mlflow_run_id=parent, table_markdown=table_md,
                        privacy_summary=summary)
 
 
-class _Evaluations:
-    """The utility and importance tasks of one run, submitted as views become available."""
-
-    def __init__(self, params: RunParameters, y):
-        refresh = not params.use_cache
-        self._cv_task = evaluate_utility.with_options(refresh_cache=refresh)
-        self._imp_task = importance.with_options(refresh_cache=refresh)
-        self._y = y
-        self._cv_kw = dict(engine=params.forest, scheme=params.fold_scheme, folds=params.folds,
-                           seed=params.seed)
-        self._imp_kw = dict(engine=params.forest, seed=params.seed, rows=params.importance_rows)
-        self.cv, self.imp = {}, {}
-
-    def __call__(self, name: str, x, columns: list[str], importance: bool = True) -> None:
-        self.cv[name] = self._cv_task.submit(name, x, self._y, **self._cv_kw)
-        if importance:
-            self.imp[name] = self._imp_task.submit(name, x, self._y, columns, **self._imp_kw)
-
-    def results(self) -> tuple[dict, dict, list[str]]:
-        """(view -> CV result, view -> importance, the steps reused from the cache)."""
-        cached = [f"utility:{k}" for k, f in self.cv.items() if f.state.name == "Cached"] + [
-            f"importance:{k}" for k, f in self.imp.items() if f.state.name == "Cached"]
-        return ({k: f.result() for k, f in self.cv.items()},
-                {k: f.result() for k, f in self.imp.items()}, cached)
-
-
-def _evaluations(params: RunParameters, y) -> _Evaluations:
-    return _Evaluations(params, y)
-
-
-def _report_reused(parent: str, reused: list[str]) -> None:
-    if reused:
-        print(f"reused from the cache of an earlier identical run: {', '.join(sorted(reused))}",
-              flush=True)
-        tracking.set_tags(parent, {"cloakflow.reused_from_cache": ",".join(sorted(reused))})
+def _dp_budget(params: RunParameters, profile: DatasetProfile, data, parent: str):
+    """The release's DP plan and manifest section, spent in the ledger before training."""
+    return release_budget(
+        params.dp_epsilon, params.dp_delta, params.dp_clip, params.dp_epochs, params.dp_design,
+        params.dp_report, rows=len(data.x), batch_size=params.batch_size,
+        models=["whole", *data.pre.group_slices()], bounds_used=data.pre.bounds_used(),
+        profile=profile, parent=parent, source_sha=data.source_sha,
+        source_rows=data.source_rows)
 
 
 def _noise(params: RunParameters, profile: DatasetProfile) -> CodeNoise:

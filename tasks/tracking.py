@@ -199,3 +199,10 @@ def parent_run(dataset: str, run_name: str, tags: dict[str, str], params: dict[s
                           "cloakflow.error": f"{type(exc).__name__}: {exc}"[:4000]})
         end_run(run_id, "FAILED")
         raise
+
+
+def finish_parent(run_id: str, release: str, timings: dict[str, float]) -> None:
+    """End a flow's parent run after publishing: step timings, status and release folder."""
+    log_metrics(run_id, {f"time.{k}": v for k, v in timings.items()})
+    set_tags(run_id, {"cloakflow.status": "published", "cloakflow.release": release})
+    end_run(run_id)

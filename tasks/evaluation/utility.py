@@ -269,3 +269,31 @@ def importance(name: str, X: np.ndarray, y: np.ndarray, names: list[str], engine
     top = ", ".join(r["feature"] for r in res["ranking"][:3])
     print(f"importance {name}: top features {top} ({time.perf_counter() - t0:.1f}s)", flush=True)
     return res
+
+
+class Evaluations:
+    """The utility and importance tasks of one run, submitted (on the flow's task runner) as
+    views of the table become available; ``results()`` waits for them."""
+
+    def __init__(self, y: np.ndarray, *, engine: Engine, scheme: FoldScheme, folds: int,
+                 seed: int, importance_rows: int, refresh: bool):
+        self._cv_task = evaluate_utility.with_options(refresh_cache=refresh)
+        self._imp_task = importance.with_options(refresh_cache=refresh)
+        self._y = y
+        self._cv_kw = dict(engine=engine, scheme=scheme, folds=folds, seed=seed)
+        self._imp_kw = dict(engine=engine, seed=seed, rows=importance_rows)
+        self.cv: dict = {}
+        self.imp: dict = {}
+
+    def __call__(self, name: str, x: np.ndarray, columns: list[str],
+                 importance: bool = True) -> None:
+        self.cv[name] = self._cv_task.submit(name, x, self._y, **self._cv_kw)
+        if importance:
+            self.imp[name] = self._imp_task.submit(name, x, self._y, columns, **self._imp_kw)
+
+    def results(self) -> tuple[dict, dict, list[str]]:
+        """(view -> CV result, view -> importance, the steps reused from the cache)."""
+        cached = [f"utility:{k}" for k, f in self.cv.items() if f.state.name == "Cached"] + [
+            f"importance:{k}" for k, f in self.imp.items() if f.state.name == "Cached"]
+        return ({k: f.result() for k, f in self.cv.items()},
+                {k: f.result() for k, f in self.imp.items()}, cached)

@@ -337,3 +337,22 @@ def private_report(manifest: dict) -> dict:
                  "risk"),
     }
     return out
+
+
+def release_budget(epsilon: float, delta: float | None, clip: float | None, epochs: int,
+                   design: Design, report: DpReport, *, rows: int, batch_size: int,
+                   models: list[str], bounds_used: dict[str, list[str]], profile,
+                   parent: str, source_sha: str, source_rows: int) -> tuple[DpPlan, dict]:
+    """Plan the release's DP budget over ``models`` (``plan_dp``), write its manifest section
+    (``dp_section``) and spend it in the dataset's privacy ledger before any model trains.
+
+    Raises:
+        DpPlanError: the budget cannot be planned as asked.
+        BudgetExhausted: the run would take the dataset past its lifetime cap.
+    """
+    from cloakflow.tasks.privacy.ledger import spend_for_run
+
+    plan_ = plan_dp(epsilon, delta, clip, epochs, rows, batch_size, models, design)
+    section = dp_section(plan_, bounds_used, report, epochs)
+    spend_for_run(profile, parent, source_sha, source_rows, rows, section)
+    return plan_, section
