@@ -6,7 +6,6 @@ STAMP  := $(VENV)/.installed
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 export GX_ANALYTICS_ENABLED ?= false
 export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
-export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS ?= 90
 export MLFLOW_SERVER_ENABLE_JOB_EXECUTION ?= false
 
 PREFECT_PORT ?= 4200
@@ -41,14 +40,17 @@ lint: setup
 	$(BIN)/ruff check flows tasks models tests benchmarks
 
 # Prefect server (UI at http://127.0.0.1:$(PREFECT_PORT)) and MLflow UI (http://127.0.0.1:$(MLFLOW_PORT)),
-# both on loopback only. Ctrl-C stops both.
+# both on loopback only. Ctrl-C stops both. The UI's API address follows PREFECT_PORT (the
+# server's own default would send the browser to :4200).
 ui: setup
 	@echo "Prefect UI: http://127.0.0.1:$(PREFECT_PORT)  MLflow UI: http://127.0.0.1:$(MLFLOW_PORT)"
-	@echo "Runs show up in this Prefect server when started with PREFECT_API_URL=http://127.0.0.1:$(PREFECT_PORT)/api"
+	@echo "cloakflow run records its runs here by itself$(if $(filter-out 4200,$(PREFECT_PORT)), when started with PREFECT_SERVER_API_PORT=$(PREFECT_PORT),)"
 	@trap 'kill 0' INT TERM EXIT; \
 	$(BIN)/mlflow ui --host 127.0.0.1 --port $(MLFLOW_PORT) \
 	    --backend-store-uri $${MLFLOW_TRACKING_URI:-sqlite:///$(CURDIR)/mlflow.db} & \
-	$(BIN)/prefect server start --host 127.0.0.1 --port $(PREFECT_PORT)
+	PREFECT_SERVER_API_HOST=127.0.0.1 PREFECT_SERVER_API_PORT=$(PREFECT_PORT) \
+	PREFECT_UI_API_URL=http://127.0.0.1:$(PREFECT_PORT)/api \
+	    $(BIN)/prefect server start --host 127.0.0.1 --port $(PREFECT_PORT)
 
 # Work pools and deployments from prefect.yaml, against the server in PREFECT_API_URL.
 deploy: setup

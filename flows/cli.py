@@ -14,9 +14,10 @@ import typing
 
 from pydantic import BaseModel
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
-os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+from cloakflow.tasks import runtime
+
+# defaults (never overriding the user's) and quiet TensorFlow start-up, before any heavy import
+runtime.prepare_cli()
 
 EXIT_BAD_INPUT = 2
 EXIT_POLICY = 3
@@ -98,6 +99,8 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.command in ("run", "frontier"):
+        runtime.choose_prefect_api()  # a running local server, else the temporary one
     if args.command == "run":
         return _run(args)
     if args.command == "frontier":

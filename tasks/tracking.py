@@ -32,6 +32,9 @@ def configure(workdir: str | Path | None = None) -> str:
         base = Path(workdir or os.getcwd()).resolve()
         uri = f"sqlite:///{base / 'mlflow.db'}"
     mlflow.set_tracking_uri(uri)
+    from cloakflow.tasks.runtime import init_mlflow_store
+
+    init_mlflow_store(uri)  # a fresh sqlite store is created once, under a file lock
     return uri
 
 

@@ -1,0 +1,238 @@
+"""Process start-up of the command line: defaults, the Prefect API, store initialisation.
+
+Everything here runs before Prefect, MLflow or TensorFlow is used, and never overrides what the
+user set:
+
+- :func:`set_env_defaults`: settings that make a bare ``cloakflow run`` work as ``make demo``
+  does (no analytics, a temporary-server start-up timeout that survives a loaded 2-core machine,
+  TensorFlow's C++ log level), set with ``os.environ.setdefault`` before the libraries read them;
+- :func:`quiet_tensorflow_import`: drops TensorFlow's, CUDA's and absl's start-up lines
+  (oneDNN notice, "Could not find cuda drivers", "failed call to cuInit", the absl
+  pre-initialisation warning) from stderr; every other line is kept;
+- :func:`choose_prefect_api`: a Prefect server already running locally (``make ui``) gets the
+  runs, found by a quick probe of ``/api/health``; otherwise the temporary server is started
+  once, under a file lock in ``PREFECT_HOME`` so that runs started together do not race on its
+  database migration;
+- :func:`init_mlflow_store`: a sqlite MLflow store is created or migrated by one process at a
+  time, under a file lock beside the database.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import importlib.abc
+import importlib.util
+import os
+import re
+import sys
+import tempfile
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+ENV_DEFAULTS = {
+    "GX_ANALYTICS_ENABLED": "false",
+    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    # Prefect's 20 s default was exceeded on a loaded 2-core machine (first start ~20-26 s)
+    "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120",
+    # hides TensorFlow's C++ INFO and WARNING lines; ERROR lines stay visible
+    "TF_CPP_MIN_LOG_LEVEL": "2",
+    "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
+}
+
+# Start-up noise of TensorFlow, CUDA and absl, one regex per line kind. Nothing else is dropped.
+TF_NOISE = re.compile(
+    r"All log messages before absl::InitializeLog\(\) is called are written to STDERR"
+    r"|oneDNN custom operations are on"
+    r"|Could not find cuda drivers on your machine"
+    r"|failed call to cuInit"
+    r"|Unable to register cu(DNN|FFT|BLAS) factory"
+    r"|This TensorFlow binary is optimized to use available CPU instructions"
+    r"|To enable the following instructions: .* in other operations, rebuild TensorFlow")
+
+PROBE_TIMEOUT_S = 0.5
+_MLFLOW_READY: set[str] = set()
+
+
+def set_env_defaults(env: dict[str, str] | None = None) -> None:
+    """Set :data:`ENV_DEFAULTS` where the user has not (``os.environ`` by default)."""
+    target = os.environ if env is None else env
+    for key, value in ENV_DEFAULTS.items():
+        target.setdefault(key, value)
+
+
+# ----------------------------------------------------------------------------- file locks
+@contextmanager
+def file_lock(path: str | Path) -> Iterator[None]:
+    """An exclusive inter-process lock (``fcntl.flock``) on ``path``, created if missing."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+# ----------------------------------------------------------------------------- TensorFlow
+@contextmanager
+def filtered_stderr(noise: re.Pattern[str] = TF_NOISE) -> Iterator[None]:
+    """Capture file descriptor 2 (C++ writes go there, not to ``sys.stderr``) and replay every
+    captured line that does not match ``noise`` when the block ends."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as tmp:
+        os.dup2(tmp.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            tmp.seek(0)
+            kept = [line for line in tmp.read().decode(errors="replace").splitlines(True)
+                    if not noise.search(line)]
+            if kept:
+                os.write(2, "".join(kept).encode())
+
+
+class _QuietLoader(importlib.abc.Loader):
+    def __init__(self, loader: Any):
+        self._loader = loader
+
+    def create_module(self, spec):
+        return self._loader.create_module(spec)
+
+    def exec_module(self, module) -> None:
+        with filtered_stderr():
+            self._loader.exec_module(module)
+            # CUDA is probed on the first device query ("failed call to cuInit" without a
+            # driver): do it here. Listing physical devices leaves them configurable.
+            try:
+                module.config.list_physical_devices()
+            except Exception:  # noqa: BLE001 - Keras will meet and report the same failure
+                pass
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._loader, name)
+
+
+class _QuietTensorflowFinder(importlib.abc.MetaPathFinder):
+    """Wraps the first import of ``tensorflow`` (in any thread) in :func:`filtered_stderr`."""
+
+    def find_spec(self, fullname, path=None, target=None):
+        if fullname != "tensorflow":
+            return None
+        if self in sys.meta_path:
+            sys.meta_path.remove(self)
+        spec = importlib.util.find_spec(fullname)
+        if spec is not None and spec.loader is not None:
+            spec.loader = _QuietLoader(spec.loader)
+        return spec
+
+
+def quiet_tensorflow_import() -> None:
+    """Drop TensorFlow's start-up lines when it is first imported; a no-op once it is loaded.
+
+    The oneDNN notice and the CUDA driver lines are written by absl before its logging is
+    initialised, so ``TF_CPP_MIN_LOG_LEVEL`` does not hide them; "failed call to cuInit" is an
+    ERROR line, which the level would hide only together with every other C++ error, and
+    ``CUDA_VISIBLE_DEVICES=""`` does not prevent it. ``TF_ENABLE_ONEDNN_OPTS`` is left alone
+    (it changes numerics).
+    """
+    if "tensorflow" in sys.modules:
+        return
+    if not any(isinstance(f, _QuietTensorflowFinder) for f in sys.meta_path):
+        sys.meta_path.insert(0, _QuietTensorflowFinder())
+
+
+# ----------------------------------------------------------------------------- Prefect
+def _healthy(api_url: str, timeout: float = PROBE_TIMEOUT_S) -> bool:
+    try:
+        with urllib.request.urlopen(f"{api_url.rstrip('/')}/health", timeout=timeout) as resp:
+            return resp.status == 200
+    except (OSError, ValueError):
+        return False
+
+
+def local_server_url() -> str:
+    """The API URL a local ``prefect server start`` listens on, from Prefect's settings
+    (``PREFECT_SERVER_API_HOST`` / ``PREFECT_SERVER_API_PORT``, default 127.0.0.1:4200)."""
+    from prefect.settings import get_current_settings
+
+    api = get_current_settings().server.api
+    host = api.host if api.host not in ("", "0.0.0.0", "::") else "127.0.0.1"
+    return f"http://{host}:{api.port}/api"
+
+
+def choose_prefect_api(start_temporary: bool = True) -> str | None:
+    """Decide where this process's flow runs are recorded, and return that API URL.
+
+    1. ``PREFECT_API_URL`` set by the user (environment or Prefect profile): used as is.
+    2. A Prefect server answering ``/api/health`` at :func:`local_server_url` within
+       :data:`PROBE_TIMEOUT_S`: ``PREFECT_API_URL`` is set to it, so the runs show in its UI.
+    3. Otherwise Prefect's temporary server, started here under a lock in ``PREFECT_HOME``
+       (with ``start_temporary``); None is returned.
+    """
+    from prefect.context import refresh_global_settings_context
+    from prefect.settings import get_current_settings
+
+    settings = get_current_settings()
+    if settings.api.url:
+        return settings.api.url
+    url = local_server_url()
+    if _healthy(url):
+        os.environ["PREFECT_API_URL"] = url
+        refresh_global_settings_context()
+        print(f"Prefect: recording this run in the server at {url.removesuffix('/api')}",
+              file=sys.stderr)
+        return url
+    if start_temporary and settings.server.ephemeral.enabled:
+        print(f"Prefect: no server at {url.removesuffix('/api')}; starting a temporary one for "
+              "this run (20-30 s; a running `make ui` server avoids it)", file=sys.stderr)
+        start_temporary_server(settings.home)
+    return None
+
+
+def start_temporary_server(home: str | Path) -> None:
+    """Start Prefect's temporary server for this process, one process at a time per
+    ``PREFECT_HOME``: the first start creates and migrates its database, and two starts at
+    once race on that migration. Later flows in this process reuse the server."""
+    from prefect.server.api.server import SubprocessASGIServer
+
+    with file_lock(Path(home) / ".cloakflow-temporary-server.lock"):
+        SubprocessASGIServer().start()
+
+
+# ----------------------------------------------------------------------------- MLflow
+def sqlite_path(uri: str) -> Path | None:
+    """The database file of a ``sqlite:///`` URI, None for any other store."""
+    if not uri.startswith("sqlite:///"):
+        return None
+    rest = uri.removeprefix("sqlite:///").split("?", 1)[0]
+    return Path(rest if rest.startswith("/") else os.path.abspath(rest)) if rest else None
+
+
+def init_mlflow_store(uri: str) -> None:
+    """Create or migrate the MLflow store at ``uri`` once, under a file lock beside a sqlite
+    database (``<db>.lock``), so that processes opening a fresh store together do not race on
+    its schema migration. Other stores (a tracking server) are left to MLflow."""
+    db = sqlite_path(uri)
+    if db is None or uri in _MLFLOW_READY:
+        return
+    from mlflow.tracking import MlflowClient
+
+    with file_lock(db.with_name(db.name + ".lock")):
+        client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+        client.search_experiments(max_results=1)  # tracking tables
+        client.search_registered_models(max_results=1)  # model registry tables
+    _MLFLOW_READY.add(uri)
+
+
+def prepare_cli() -> None:
+    """Everything the command line needs before it imports Prefect or TensorFlow."""
+    set_env_defaults()
+    quiet_tensorflow_import()
