@@ -1,7 +1,7 @@
 """Start-up cost of a bare ``cloakflow run``: seconds from process start to the flow's first log
 line ("Beginning flow run"), from an environment with no cloakflow/Prefect variables.
 
-    python benchmarks/bench_startup.py [--repeats 3] [--server] [--concurrent 2]
+    python -m benchmarks.bench_startup [--repeats 3] [--server] [--concurrent 2]
 
 --server starts ``prefect server start --host 127.0.0.1 --port 4200`` first (the port the CLI
 probes by default); --concurrent N runs N full runs at once and reports their exit codes.
