@@ -72,3 +72,20 @@ def fast(**kw):
 def releases_of(workdir: Path, dataset: str) -> list[Path]:
     folder = workdir / "releases" / dataset
     return sorted(folder.iterdir()) if folder.exists() else []
+
+
+def jax_result(script: str, helpers: Path) -> list[str]:
+    """Run ``script`` in a fresh interpreter on Keras's jax backend (CPU) with ``HELPERS``
+    replaced by the folder holding helper modules; returns the fields of its ``RESULT`` line."""
+    import subprocess
+    import sys
+
+    import pytest
+
+    pytest.importorskip("jax")
+    env = {**os.environ, "KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu"}
+    proc = subprocess.run([sys.executable, "-c", script.replace("HELPERS", repr(str(helpers)))],
+                          env=env, capture_output=True, text=True,
+                          cwd=Path(__file__).resolve().parents[1], timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return next(ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT")).split()[1:]

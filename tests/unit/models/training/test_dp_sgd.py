@@ -4,9 +4,6 @@ sigma = 0 / C = inf equivalence with plain training, budget planning, both backe
 from __future__ import annotations
 
 import math
-import os
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
@@ -23,6 +20,7 @@ from cloakflow.models.autoencoder import (
 from cloakflow.models.training import dp_sgd
 from cloakflow.models.training.accounting import epsilon
 from cloakflow.models.training.dp_sgd import DpSgd, DpSgdConfig, plan, train_dp
+from tests.helpers import jax_result
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[3]
@@ -180,14 +178,7 @@ JAX_CHECK = textwrap.dedent("""
 
 
 def test_jax_backend_matches_plain_training_and_runs_dp():
-    pytest.importorskip("jax")
-    env = {**os.environ, "KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu"}
-    script = JAX_CHECK.replace("HELPERS", repr(str(HERE)))
-    proc = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
-                          text=True, cwd=REPO, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    line = next(ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT"))
-    diff, norm_diff, steps_run, steps = line.split()[1:]
+    diff, norm_diff, steps_run, steps = jax_result(JAX_CHECK, HERE)
     assert float(diff) < 1e-6 and float(norm_diff) < 1e-5
     assert int(steps_run) == int(steps) == 20
 

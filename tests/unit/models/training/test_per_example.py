@@ -5,9 +5,6 @@ trainer seam plainly and with DP-SGD."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
@@ -19,6 +16,7 @@ from per_example_helpers import batch_noise, data, heads_loss, one_row_norms, va
 from cloakflow.models.training import dp_sgd
 from cloakflow.models.training.dp_sgd import DpSgd, DpSgdConfig, plan
 from cloakflow.models.training.trainer import TrainConfig, train
+from tests.helpers import jax_result
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[3]
@@ -114,12 +112,5 @@ JAX_CHECK = textwrap.dedent("""
 
 
 def test_jax_backend_per_example_norms_and_dp_training():
-    pytest.importorskip("jax")
-    env = {**os.environ, "KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu"}
-    script = JAX_CHECK.replace("HELPERS", repr(str(HERE)))
-    proc = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
-                          text=True, cwd=REPO, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    line = next(ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT"))
-    worst, steps_run, steps, moved = line.split()[1:]
+    worst, steps_run, steps, moved = jax_result(JAX_CHECK, HERE)
     assert float(worst) < 1e-4 and int(steps_run) == int(steps) == 8 and moved == "True"
