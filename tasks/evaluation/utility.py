@@ -219,10 +219,17 @@ def format_table(rows: list[dict[str, Any]]) -> str:
 
 
 def log_utility(parent: str, cv: dict[str, dict], importances: dict[str, dict],
-                fold_note: str, timings: dict[str, float]) -> tuple[list[dict], str]:
+                fold_note: str, timings: dict[str, float],
+                reused: list[str] = ()) -> tuple[list[dict], str]:
     """Log the utility of every view to the MLflow run (metrics, table, JSON, importance
-    plots) and show the table on the flow run's page; returns (table rows, markdown)."""
+    plots; ``reused``: the steps taken from the cache of an earlier identical run, as a tag)
+    and print the table; returns (table rows, markdown)."""
     from cloakflow.tasks import tracking
+
+    if reused:
+        print(f"reused from the cache of an earlier identical run: {', '.join(sorted(reused))}",
+              flush=True)
+        tracking.set_tags(parent, {"cloakflow.reused_from_cache": ",".join(sorted(reused))})
 
     means = {k: v["mean"] for k, v in cv.items()}
     rows = utility_table(means)
@@ -293,7 +300,9 @@ class Evaluations:
 
     def results(self) -> tuple[dict, dict, list[str]]:
         """(view -> CV result, view -> importance, the steps reused from the cache)."""
+        cv = {k: f.result() for k, f in self.cv.items()}
+        imp = {k: f.result() for k, f in self.imp.items()}
+        # states are read after the results: before, a future may still be running
         cached = [f"utility:{k}" for k, f in self.cv.items() if f.state.name == "Cached"] + [
             f"importance:{k}" for k, f in self.imp.items() if f.state.name == "Cached"]
-        return ({k: f.result() for k, f in self.cv.items()},
-                {k: f.result() for k, f in self.imp.items()}, cached)
+        return cv, imp, cached
