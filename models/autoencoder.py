@@ -15,6 +15,7 @@ or a notebook alike.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -169,6 +170,7 @@ def train_autoencoder(
     x = np.ascontiguousarray(x, dtype=np.float32)
     if x.ndim != 2 or len(x) < 2:
         raise ValueError(f"need a 2-D matrix with at least 2 rows, got shape {x.shape}")
+    _quiet_first_trace_per_model()
     best: TrainResult | None = None
     seconds = 0.0
     for attempt in range(config.max_attempts):
@@ -183,6 +185,34 @@ def train_autoencoder(
 
 
 RESTART_STRIDE = 1_000_003
+
+
+class _FirstTracePerModelFilter(logging.Filter):
+    """Drops TensorFlow's "N out of the last M calls to <...multi_step_on_iterator...>
+    triggered tf.function retracing" warning, and nothing else.
+
+    Each model's ``fit`` traces its train and its test function once, on the first epoch, and
+    every later epoch reuses them (tests/unit/models/test_autoencoder.py checks one trace
+    each). But TensorFlow counts traces per Python code object, not per function: the train
+    and test functions of every Keras model are closures of the same
+    ``TensorFlowTrainer._make_function.<locals>.multi_step_on_iterator``, so the flow's five
+    models (the whole table and four feature groups) add up to ten first traces on one
+    counter, which it reports as excessive retracing. That is one compile per model, not a
+    retrace; the warning is noise there. A retrace within one model stays caught by the test.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        return not ("triggered tf.function retracing" in message
+                    and "TensorFlowTrainer._make_function.<locals>.multi_step_on_iterator"
+                    in message)
+
+
+def _quiet_first_trace_per_model() -> None:
+    """Install :class:`_FirstTracePerModelFilter` on the ``tensorflow`` logger, once."""
+    logger = logging.getLogger("tensorflow")
+    if not any(isinstance(f, _FirstTracePerModelFilter) for f in logger.filters):
+        logger.addFilter(_FirstTracePerModelFilter())
 
 
 def _train_once(x: np.ndarray, config: AutoencoderConfig, seed: int,

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import mlflow
+import numpy as np
 from mlflow.tracking import MlflowClient
 
 # Logging a Keras model without explicit requirements makes MLflow infer them (~15 s a model).
@@ -119,11 +120,17 @@ def log_keras_model(run_id: str, model: Any, sample: Any, name: str = "model") -
 
     Pip requirements are explicit (inferring them costs ~15 s a model) and the signature is
     inferred from ``sample`` rows, so the model can be served and checked against its input.
+    The sample's outputs come from a plain (eager) call of the model, not ``model.predict``:
+    ``predict`` builds and traces a ``tf.function`` for the model, which here would serve these
+    few rows once and never again (a trace per logged model, and TensorFlow's "triggered
+    tf.function retracing" warning once five models had been logged).
     """
+    import keras
     import mlflow.keras
     from mlflow.models import infer_signature
 
-    signature = infer_signature(sample, model.predict(sample, verbose=0))
+    outputs = keras.ops.convert_to_numpy(model(np.asarray(sample), training=False))
+    signature = infer_signature(sample, outputs)
     with _resumed(run_id):
         mlflow.keras.log_model(model, name=name, pip_requirements=KERAS_PIP_REQUIREMENTS,
                                signature=signature)
