@@ -53,7 +53,7 @@ class Source(BaseModel):
 class ReleasePolicy(BaseModel):
     """Limits a release must stay within to be published without ``--accept-risk``.
 
-    Every limit is compared with a measured attack result (see ``tasks/attacks.py``); the
+    Every limit is compared with a measured attack result (see ``tasks/privacy/attacks/``); the
     attacker knowledge behind each is stated in the privacy report.
     """
 

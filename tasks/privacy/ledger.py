@@ -49,7 +49,7 @@ def ledger_file(dataset: str) -> Path:
 
 def make_entry(dataset: str, run_id: str, source_sha256: str, source_rows: int,
                training_rows: int, dp: dict) -> dict:
-    """A ledger entry from a manifest-style ``dp`` section (see ``tasks.dp.dp_section``)."""
+    """A ledger entry from a manifest-style ``dp`` section (see ``tasks.privacy.dp.dp_section``)."""
     return {"dataset": dataset, "run_id": run_id,
             "date": datetime.now(UTC).isoformat(timespec="seconds"),
             "source_sha256": source_sha256, "source_rows": source_rows,
