@@ -8,13 +8,13 @@ Orchestration only: each step is a task or plain function in ``tasks/``, the mod
 from __future__ import annotations
 
 import os
-from typing import Literal
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from prefect import flow, get_run_logger
-from pydantic import BaseModel, Field
+from pydantic import BaseModel
 
+from cloakflow.flows.parameters import RunParameters
 from cloakflow.models.autoencoder import AutoencoderConfig
 from cloakflow.tasks import artifacts, runners, tracking
 from cloakflow.tasks.data.prepare import prepare
@@ -28,63 +28,6 @@ from cloakflow.tasks.release.kinds import Release
 from cloakflow.tasks.release.manifest import Folds, Source, build_manifest
 from cloakflow.tasks.release.publish import publish_release
 from cloakflow.tasks.train import train_models
-
-
-class RunParameters(BaseModel):
-    """Parameters of one anonymisation run (shown as a form in the Prefect UI)."""
-
-    dataset: str = Field("bank-marketing", description="profile name in deployments/profiles/")
-    input_path: str | None = Field(None, description="table to read instead of the profile's")
-    profile_path: str | None = Field(None, description="profile YAML instead of the named one")
-    out: str = Field("releases", description="folder that receives <dataset>/<run id>/")
-    seed: int = Field(42, description="seeds the split, the models and the evaluation")
-    epochs: int = Field(100, ge=1, description="most epochs per autoencoder (early stopping)")
-    batch_size: int = Field(256, ge=1)
-    validation: Literal["random", "tail"] = Field(
-        "random", description="autoencoder validation rows: a seeded random 30%, or the last "
-                              "30% as Keras's validation_split (the tutorial's)")
-    folds: int = Field(10, ge=2, description="cross-validation folds")
-    fold_scheme: Literal["stratified-shuffled", "tutorial"] = Field(
-        "stratified-shuffled",
-        description="tutorial = unshuffled folds (on a date-ordered table, a time split)")
-    forest: Literal["lightgbm", "sklearn"] = Field(
-        "lightgbm", description="evaluation forest engine (same model family; see README)")
-    control_fraction: float = Field(
-        0.1, ge=0.0, le=0.5, description="rows held out of training and release (attack control)")
-    importance_rows: int = Field(10_000, ge=0, description="rows scored in permutation importance")
-    use_cache: bool = Field(
-        True, description="reuse finished models and evaluations of an earlier identical run")
-    noise_multiplier: float | None = Field(
-        None, ge=0, description="code noise sd in units of the clip norm (default: profile's)")
-    clip_norm: float | None = Field(
-        None, gt=0, description="L2 bound per code vector (default: profile's; none = median)")
-    privacy_attacks: bool = Field(
-        True, description="run the attack step; without it the policy cannot be checked and "
-                          "the release is published only with accept_risk")
-    accept_risk: str | None = Field(
-        None, description="publish even if the privacy policy is crossed; the reason is "
-                          "recorded in the manifest")
-    dp_epsilon: float | None = Field(
-        None, gt=0, allow_inf_nan=False,
-        description="train every autoencoder with DP-SGD; epsilon is the total for the release, "
-                    "all models together (none = no DP)")
-    dp_delta: float | None = Field(
-        None, gt=0, lt=1, description="delta of the release (default: a power of ten <= "
-                                      "1/(10 n))")
-    dp_clip: float | None = Field(
-        None, gt=0, allow_inf_nan=False,
-        description="per-model per-example gradient clip norm C (default 0.1, chosen on the "
-                    "public bank table)")
-    dp_epochs: int = Field(
-        30, ge=1, description="DP-SGD epochs (fixed: no early stopping under DP)")
-    dp_design: Literal["joint", "split"] = Field(
-        "split", description="split = one DP-SGD mechanism per model, the budget split by PLD "
-                             "composition (measured better); joint = all models one mechanism "
-                             "(jointly clipped, one noise draw)")
-    dp_report: Literal["private", "full"] = Field(
-        "private", description="private = the release holds only DP-covered figures (utility "
-                              "and attack results stay in MLflow); full = everything in the "
-                              "manifest, each private-row figure marked not covered")
 
 
 class FlowOutcome(BaseModel):

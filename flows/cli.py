@@ -75,8 +75,7 @@ def _option_type(annotation):
 
 
 def _parser() -> argparse.ArgumentParser:
-    from cloakflow.flows.anonymize import RunParameters
-    from cloakflow.flows.frontier import FrontierParameters
+    from cloakflow.flows.parameters import FrontierParameters, RunParameters
 
     ap = argparse.ArgumentParser(prog="cloakflow", description=__doc__.split("\n\n")[0])
     sub = ap.add_subparsers(dest="command", required=True)
@@ -99,8 +98,6 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    if args.command in ("run", "frontier"):
-        runtime.choose_prefect_api()  # a running local server, else the temporary one
     if args.command == "run":
         return _run(args)
     if args.command == "frontier":
@@ -115,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
 def _run(args: argparse.Namespace) -> int:
     from pydantic import ValidationError
 
-    from cloakflow.flows.anonymize import RunParameters, anonymize
+    from cloakflow.flows.parameters import RunParameters
     from cloakflow.tasks.data.ingest import IngestError
     from cloakflow.tasks.data.locate import DataNotFoundError
     from cloakflow.tasks.data.preprocess import PreprocessError
@@ -132,6 +129,12 @@ def _run(args: argparse.Namespace) -> int:
                  for e in exc.errors()]
         print("invalid options, nothing was run:\n" + "\n".join(lines), file=sys.stderr)
         return EXIT_BAD_INPUT
+    runtime.choose_prefect_api()  # a running local server, else the temporary one
+    runtime.quiet_expected_errors((DpPlanError, DataValidationError, IngestError,
+                                   PreprocessError, ProfileError, DataNotFoundError,
+                                   PolicyViolation, BudgetExhausted))
+    from cloakflow.flows.anonymize import anonymize
+
     try:
         outcome = anonymize(params)
     except DpPlanError as exc:
@@ -198,7 +201,9 @@ def _budget(args: argparse.Namespace) -> int:
 def _frontier(args: argparse.Namespace) -> int:
     from cloakflow.flows.frontier import FrontierParameters, frontier
 
-    result = frontier(FrontierParameters(**_values(args)))
+    params = FrontierParameters(**_values(args))
+    runtime.choose_prefect_api()
+    result = frontier(params)
     print(result["folder"])
     return 0
 

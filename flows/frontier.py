@@ -11,14 +11,13 @@ import json
 import os
 import time
 from pathlib import Path
-from typing import Literal
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np
 from prefect import flow
-from pydantic import BaseModel, Field
 
+from cloakflow.flows.parameters import FrontierParameters
 from cloakflow.models.autoencoder import AutoencoderConfig
 from cloakflow.tasks import artifacts, runners, tracking
 from cloakflow.tasks.data.prepare import prepare
@@ -36,27 +35,6 @@ from cloakflow.tasks.release.codes import code_tables
 from cloakflow.tasks.train import train as train_task
 
 WITHIN = 0.02  # "inversion within 2 points of the baseline"
-
-
-class FrontierParameters(BaseModel):
-    """Parameters of a frontier sweep (shown as a form in the Prefect UI)."""
-
-    dataset: str = "bank-marketing"
-    input_path: str | None = None
-    profile_path: str | None = None
-    out: str = Field("frontier", description="folder that receives <dataset>/<run id>/")
-    multipliers: list[float] = Field(
-        [0.0, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0], min_length=1,
-        description="code noise sd per coordinate, in units of the clip norm")
-    clip_norm: float | None = Field(None, gt=0, description="none = median code norm")
-    seed: int = 42
-    epochs: int = Field(100, ge=1)
-    batch_size: int = Field(256, ge=1)
-    validation: Literal["random", "tail"] = "random"
-    folds: int = Field(5, ge=2)
-    fold_scheme: Literal["stratified-shuffled", "tutorial"] = "stratified-shuffled"
-    forest: Literal["lightgbm", "sklearn"] = "lightgbm"
-    control_fraction: float = Field(0.1, ge=0.0, le=0.5)
 
 
 def inversion_point(codes: np.ndarray, x: np.ndarray, blocks, sensitive: set[str],

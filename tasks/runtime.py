@@ -34,6 +34,8 @@ from typing import Any
 
 ENV_DEFAULTS = {
     "GX_ANALYTICS_ENABLED": "false",
+    # no download progress bars between the report lines of `cloakflow attack`
+    "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
     "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
     # Prefect's 20 s default was exceeded on a loaded 2-core machine (first start ~20-26 s)
     "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120",
@@ -192,7 +194,8 @@ def choose_prefect_api(start_temporary: bool = True) -> str | None:
         return url
     if start_temporary and settings.server.ephemeral.enabled:
         print(f"Prefect: no server at {url.removesuffix('/api')}; starting a temporary one for "
-              "this run (20-30 s; a running `make ui` server avoids it)", file=sys.stderr)
+              "this run (about 10 s; 20-30 s on a fresh PREFECT_HOME; a running `make ui` "
+              "server avoids it)", file=sys.stderr)
         start_temporary_server(settings.home)
     return None
 
@@ -236,3 +239,29 @@ def prepare_cli() -> None:
     """Everything the command line needs before it imports Prefect or TensorFlow."""
     set_env_defaults()
     quiet_tensorflow_import()
+
+
+class _ExpectedErrors:
+    """A logging filter: a rejected input, a blocked release or a refused budget is reported by
+    the command line in plain words; Prefect's log line of it keeps its message but drops the
+    Python traceback (it points into cloakflow's code, not at the user's table)."""
+
+    def __init__(self, types: tuple[type[BaseException], ...]):
+        self.types = types
+
+    def filter(self, record) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if exc is not None and isinstance(exc, self.types):
+            record.exc_info, record.exc_text = None, None
+        return True
+
+
+def quiet_expected_errors(types: tuple[type[BaseException], ...]) -> None:
+    """Drop the traceback from Prefect's log lines about exceptions of ``types`` (the errors
+    the command line reports itself)."""
+    import logging
+
+    for name in ("prefect.flow_runs", "prefect.task_runs"):
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, _ExpectedErrors) for f in logger.filters):
+            logger.addFilter(_ExpectedErrors(types))

@@ -216,3 +216,8 @@ def finish_parent(run_id: str, release: str, timings: dict[str, float]) -> None:
     log_metrics(run_id, {f"time.{k}": v for k, v in timings.items()})
     set_tags(run_id, {"cloakflow.status": "published", "cloakflow.release": release})
     end_run(run_id)
+
+
+def tracking_uri() -> str:
+    """The MLflow tracking URI this process logs to."""
+    return mlflow.get_tracking_uri()

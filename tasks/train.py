@@ -177,12 +177,15 @@ def fit_and_encode_joint(x: np.ndarray, members: dict[str, list[int] | None],
       cache_policy=step_policy(autoencoder_module, dp_sgd_module, accounting_module,
                                exclude=("parent_run_id",)))
 def train(name: str, x: np.ndarray, columns: list[str], config: AutoencoderConfig, seed: int,
-          parent_run_id: str | None = None, dp: DpPlan | None = None) -> TrainedModel:
+          parent_run_id: str | None = None, dp: DpPlan | None = None,
+          store: str | None = None) -> TrainedModel:
     """Prefect task: one autoencoder; the flow submits the group models in parallel.
 
     Cached on its inputs and the model code: a rerun after a crash reuses a finished model (and
-    the MLflow child run that holds it) instead of training it again. DP runs never read the
-    cache (the flow refreshes it): their randomness is secret, not a function of the inputs.
+    the MLflow child run that holds it) instead of training it again. ``store`` (the MLflow
+    tracking URI) is part of the cache key: a model is reused only where its run can be found.
+    DP runs never read the cache (the flow refreshes it): their randomness is secret, not a
+    function of the inputs.
     """
     return fit_and_encode(name, x, columns, config, seed, parent_run_id, dp=dp)
 
@@ -209,8 +212,10 @@ def train_models(x: np.ndarray, columns: list[str], slices: dict[str, list[int]]
         return joint.result(), []
     # DP training never reads the cache: its randomness is secret, not a function of inputs
     step = train.with_options(refresh_cache=refresh or dp is not None)
-    futures = {"whole": step.submit("whole", x, columns, config, seed, parent, dp=dp)}
+    store = tracking.tracking_uri()
+    futures = {"whole": step.submit("whole", x, columns, config, seed, parent, dp=dp,
+                                    store=store)}
     futures.update({g: step.submit(g, x[:, s], [columns[i] for i in s], config, seed, parent,
-                                   dp=dp) for g, s in slices.items()})
+                                   dp=dp, store=store) for g, s in slices.items()})
     models = {name: f.result() for name, f in futures.items()}
     return models, [f"model:{k}" for k, f in futures.items() if f.state.name == "Cached"]

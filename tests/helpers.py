@@ -63,7 +63,7 @@ def release_epsilon_by_dp_accounting(dp: dict) -> float:
 
 def fast(**kw):
     """Quick run parameters for flow tests (3 epochs, 3 folds)."""
-    from cloakflow.flows.anonymize import RunParameters
+    from cloakflow.flows.parameters import RunParameters
 
     base = dict(epochs=3, folds=3, importance_rows=500, out="releases")
     return RunParameters(**{**base, **kw})

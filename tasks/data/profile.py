@@ -216,6 +216,16 @@ class DatasetProfile(BaseModel):
         return path if path.is_absolute() else EXPECTATIONS_DIR / path
 
 
+def readable(exc: ValidationError) -> str:
+    """A pydantic validation error as one line per problem: where in the YAML, and what."""
+    lines = []
+    for e in exc.errors():
+        where = ".".join(str(p) for p in e["loc"]) or "profile"
+        msg = e["msg"].removeprefix("Value error, ")
+        lines.append(f"{where}: {msg}")
+    return "; ".join(lines)
+
+
 def load_profile(name_or_path: str | Path) -> DatasetProfile:
     """Load and validate a profile by dataset name or by YAML path.
 
@@ -230,7 +240,8 @@ def load_profile(name_or_path: str | Path) -> DatasetProfile:
         path = PROFILES_DIR / f"{name_or_path}.yaml"
     if not path.is_file():
         known = sorted(p.stem for p in PROFILES_DIR.glob("*.yaml"))
-        raise ProfileError(f"no profile at {path} (known datasets: {', '.join(known) or 'none'})")
+        raise ProfileError(f"no profile at {path} (known datasets: {', '.join(known) or 'none'}); "
+                           "give your own with --profile PATH")
     try:
         raw = yaml.safe_load(path.read_text())
     except yaml.YAMLError as exc:
@@ -238,7 +249,7 @@ def load_profile(name_or_path: str | Path) -> DatasetProfile:
     try:
         profile = DatasetProfile.model_validate(raw)
     except ValidationError as exc:
-        raise ProfileError(f"{path}: {exc}") from exc
+        raise ProfileError(f"{path}: {readable(exc)}") from exc
     if profile.expectations is not None and not profile.suite_path().is_file():
         raise ProfileError(f"{path}: expectation suite {profile.suite_path()} does not exist")
     return profile

@@ -6,8 +6,7 @@ from __future__ import annotations
 import pytest
 
 from cloakflow.flows import cli
-from cloakflow.flows.anonymize import RunParameters
-from cloakflow.flows.frontier import FrontierParameters
+from cloakflow.flows.parameters import FrontierParameters, RunParameters
 
 
 @pytest.mark.parametrize(("command", "model"), [("run", RunParameters),
