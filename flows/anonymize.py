@@ -23,6 +23,7 @@ from cloakflow.tasks.evaluation.utility import Evaluations, log_utility
 from cloakflow.tasks.privacy.attack import attack
 from cloakflow.tasks.privacy.dp import release_budget
 from cloakflow.tasks.privacy.gate import gate
+from cloakflow.tasks.privacy.policy import attribute_kinds, expected_coverage
 from cloakflow.tasks.release.codes import code_tables
 from cloakflow.tasks.release.kinds import Release
 from cloakflow.tasks.release.manifest import Folds, Source, build_manifest
@@ -56,7 +57,7 @@ def anonymize(params: RunParameters | None = None) -> FlowOutcome:
             enabled=params.privacy_attacks):
         private = params.dp_epsilon is not None
         data = prepare(profile, params.input_path, params.control_fraction, params.seed,
-                       parent, timings, public_bounds=private)
+                       parent, timings, public_bounds=private, folds=params.folds)
         x, slices = data.x, data.pre.group_slices()
         dp, dp_release = _dp_budget(params, profile, data, parent) if private else (None, None)
         evaluate = Evaluations(data.y, engine=params.forest, scheme=params.fold_scheme,
@@ -78,7 +79,8 @@ def anonymize(params: RunParameters | None = None) -> FlowOutcome:
                          importance=table.name == "GROUP_ENCODED")
             cv, importances, cached = evaluate.results()
         note = (f"{params.folds}-fold {params.fold_scheme} cross-validation (seed {params.seed}),"
-                f" forest engine {params.forest}, {len(data.y)} training rows")
+                f" forest engine {params.forest}, {len(data.y)} training rows"
+                + (f"; {data.utility_warning}" if data.utility_warning else ""))
         rows, table_md = log_utility(parent, cv, importances, note, timings, reused + cached)
         artifacts.table("utility", profile.name, rows, f"Utility of the release: {note}")
         # after the evaluations, not beside them (on two cores both got slower); each table's
@@ -91,7 +93,9 @@ def anonymize(params: RunParameters | None = None) -> FlowOutcome:
         report, summary = gate(parent, release.kind, releases, profile, seed=params.seed,
                                noise=_noise(params, profile).model_dump(), dp=dp_release,
                                attacked=params.privacy_attacks, accept_risk=params.accept_risk,
-                               timings=timings)
+                               timings=timings, expected=expected_coverage(
+                                   profile, attribute_kinds(data.pre), list(models),
+                                   len(data.x_control)))
         with timings("publish"):
             manifest = build_manifest(
                 release=release, profile=profile, params=params.model_dump(),

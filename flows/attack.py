@@ -25,7 +25,7 @@ from cloakflow.tasks.data.preprocess import TablePreprocessor
 from cloakflow.tasks.data.profile import DatasetProfile
 from cloakflow.tasks.data.split import positive_labels, split_rows
 from cloakflow.tasks.privacy.attack import attack_release
-from cloakflow.tasks.privacy.policy import policy_outcome
+from cloakflow.tasks.privacy.policy import attribute_kinds, expected_coverage, policy_outcome
 from cloakflow.tasks.privacy.report import KNOWLEDGE, PrivacyReport, summary_markdown
 from cloakflow.tasks.release.codes import CodePart, CodeTable
 from cloakflow.tasks.release.manifest import Manifest
@@ -125,8 +125,10 @@ def attack_published(release_dir: str | Path, input_path: str | None = None) -> 
         dataset=profile.name, release=str(release_dir), kind=manifest.kind,
         sensitive=profile.privacy.sensitive, known_fractions=profile.privacy.known_fractions,
         seed=seed, noise=report.noise, dp=_release_dp(report), attacker_knowledge=KNOWLEDGE,
-        releases=releases, policy=policy_outcome(releases, profile, attacked=True,
-                                                 accept_risk=report.policy.accepted_risk))
+        releases=releases, policy=policy_outcome(
+            releases, profile, attacked=True, accept_risk=report.policy.accepted_risk,
+            expected=expected_coverage(profile, attribute_kinds(pre), list(manifest.models),
+                                       len(x_control))))
 
 
 def _config(manifest: Manifest) -> AutoencoderConfig:

@@ -117,6 +117,7 @@ def _run(args: argparse.Namespace) -> int:
     from cloakflow.tasks.data.locate import DataNotFoundError
     from cloakflow.tasks.data.preprocess import PreprocessError
     from cloakflow.tasks.data.profile import ProfileError
+    from cloakflow.tasks.data.split import TargetError
     from cloakflow.tasks.data.validate import DataValidationError
     from cloakflow.tasks.privacy.dp import DpPlanError
     from cloakflow.tasks.privacy.ledger import BudgetExhausted
@@ -141,7 +142,7 @@ def _run(args: argparse.Namespace) -> int:
         print(f"\nDP PLAN REJECTED, nothing was trained or published.\n{exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except (DataValidationError, IngestError, PreprocessError, ProfileError,
-            DataNotFoundError) as exc:
+            DataNotFoundError, TargetError) as exc:
         print(f"\nINPUT REJECTED, nothing was published.\n{exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except PolicyViolation as exc:

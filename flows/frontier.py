@@ -74,7 +74,7 @@ def frontier(params: FrontierParameters | None = None) -> dict:
 def _sweep(params: FrontierParameters, profile, parent: str) -> dict:
     timings: dict[str, float] = {}
     data = prepare(profile, params.input_path, params.control_fraction, params.seed, parent,
-                   timings)
+                   timings, folds=params.folds)
     x, y, columns, slices = data.x, data.y, data.columns, data.pre.group_slices()
     config = AutoencoderConfig(epochs=params.epochs, batch_size=params.batch_size,
                                validation=params.validation)

@@ -63,7 +63,11 @@ def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 @pytest.fixture(scope="session")
 def prefect_harness():
     """One temporary Prefect server (real API and database) for all flow tests."""
+    from prefect.logging.configuration import setup_logging
     from prefect.testing.utilities import prefect_test_harness
 
+    # Prefect's console log handler binds to sys.stderr when logging is first set up: do it
+    # here, on the session's stream, not inside a test whose capsys stream is closed after it
+    setup_logging()
     with prefect_test_harness(server_startup_timeout=180):
         yield

@@ -15,7 +15,7 @@ from cloakflow.tasks.data.ingest import ingest
 from cloakflow.tasks.data.locate import locate, sha256_file
 from cloakflow.tasks.data.preprocess import TablePreprocessor
 from cloakflow.tasks.data.profile import DatasetProfile
-from cloakflow.tasks.data.split import positive_labels, split
+from cloakflow.tasks.data.split import check_target, positive_labels, split
 from cloakflow.tasks.data.validate import DataValidationError, validate
 
 
@@ -32,6 +32,7 @@ class Prepared:
     x: np.ndarray
     x_control: np.ndarray
     pre: TablePreprocessor
+    utility_warning: str | None = None
 
     @property
     def columns(self) -> list[str]:
@@ -44,14 +45,19 @@ class Prepared:
 
 
 def prepare(profile: DatasetProfile, input_path: str | None, control_fraction: float, seed: int,
-            parent: str, timings: dict[str, float], public_bounds: bool = False) -> Prepared:
+            parent: str, timings: dict[str, float], public_bounds: bool = False,
+            folds: int | None = None) -> Prepared:
     """locate -> ingest -> validate -> split -> preprocess, logging to the parent MLflow run.
 
     ``public_bounds`` (DP runs): scale and one-hot encode with the profile's public bounds
     where it has them, instead of statistics of the training rows.
 
+    ``folds``: the cross-validation the run will do; the target is checked against it (and the
+    control split) before anything trains.
+
     Raises:
         DataValidationError: the table breaks its expectation suite (nothing is trained).
+        TargetError: the target cannot support the control split or the folds.
     """
     t = time.perf_counter()
     path = locate(profile, input_path)
@@ -71,6 +77,7 @@ def prepare(profile: DatasetProfile, input_path: str | None, control_fraction: f
 
     t = time.perf_counter()
     y_all = positive_labels(frame, profile)
+    warning = check_target(frame, profile, y_all, control_fraction, folds, name)
     train_idx, control_idx = split(y_all, control_fraction, seed)
     train_frame, control_frame = frame[train_idx], frame[control_idx]
     pre = TablePreprocessor(profile, public_bounds=public_bounds).fit(train_frame, name)
@@ -84,5 +91,5 @@ def prepare(profile: DatasetProfile, input_path: str | None, control_fraction: f
           f"{len(control_idx)} control rows", flush=True)
     timings["split_preprocess"] = round(time.perf_counter() - t, 2)
     return Prepared(name, source_sha, frame.height, train_frame, control_frame,
-                    y_all[train_idx], x, x_control, pre)
+                    y_all[train_idx], x, x_control, pre, warning)
 

@@ -9,13 +9,90 @@ from __future__ import annotations
 import numpy as np
 from prefect import task
 
+# fewer positive (or negative) rows per test fold than this and the utility figures are noise
+RELIABLE_PER_FOLD = 10
+_TRUE, _FALSE = {"true", "1", "yes", "t", "y"}, {"false", "0", "no", "f", "n"}
+
+
+class TargetError(ValueError):
+    """The target cannot support the split and the cross-validation asked for."""
+
 
 def positive_labels(frame, profile) -> np.ndarray:
-    """The profile's target as 0/1 (1 = the positive value), one entry per row of ``frame``."""
+    """The profile's target as 0/1 (1 = the positive value), one entry per row of ``frame``.
+
+    A boolean column matches ``positive: true`` and ``positive: "true"`` alike (also
+    yes/no, 1/0, t/f); any other column is compared as text.
+    """
     import polars as pl
 
-    column = frame.get_column(profile.target.column).cast(pl.String)
-    return (column == str(profile.target.positive)).to_numpy().astype(np.int8)
+    column = frame.get_column(profile.target.column)
+    positive = profile.target.positive
+    if column.dtype == pl.Boolean:
+        word = str(positive).strip().lower()
+        if word not in _TRUE | _FALSE:
+            return np.zeros(len(column), dtype=np.int8)  # matches no row: check_target says so
+        return (column == (word in _TRUE)).fill_null(False).to_numpy().astype(np.int8)
+    text = column.cast(pl.String)
+    wanted = str(positive)
+    if wanted.lower() in ("true", "false"):  # a boolean written as text: True/true/TRUE
+        wanted, text = wanted.lower(), text.str.to_lowercase()
+    return (text == wanted).fill_null(False).to_numpy().astype(np.int8)
+
+
+def check_target(frame, profile, y: np.ndarray, control_fraction: float, folds: int | None,
+                 file: str) -> str | None:
+    """Refuse, before any training, a target that cannot support the run.
+
+    Checks: the positive value matches at least one row (else the values present are named);
+    both classes can be stratified into the control split; the training rows hold at least
+    ``folds`` rows of each class for stratified cross-validation.
+
+    Returns:
+        None, or a warning when a test fold would hold fewer than ``RELIABLE_PER_FOLD``
+        positive (or negative) rows: the utility figures are then unreliable.
+
+    Raises:
+        TargetError: naming the file, the target, the counts and the option to change.
+    """
+    target, positive = profile.target.column, profile.target.positive
+    rows, pos = len(y), int(y.sum())
+    neg = rows - pos
+    where = f"{file}, target column {target!r}"
+    if pos == 0:
+        seen = frame.get_column(target).drop_nulls().unique().sort().head(10).to_list()
+        raise TargetError(f"{where}: the positive value {positive!r} (profile target.positive) "
+                          f"matches no row; values present: {seen}")
+    if neg == 0:
+        raise TargetError(f"{where}: every one of the {rows} rows is positive ({positive!r}); "
+                          "a classifier needs both classes")
+    held = control_fraction > 0
+    if held and min(pos, neg) < 2:
+        raise TargetError(
+            f"{where}: {min(pos, neg)} {'positive' if pos < neg else 'negative'} row(s) of "
+            f"{rows}: the stratified control split (--control-fraction {control_fraction:g}) "
+            "needs at least 2 of each class; add rows or run with --control-fraction 0")
+    if held and round(min(pos, neg) * control_fraction) < 1:
+        raise TargetError(
+            f"{where}: {pos} positive and {neg} negative rows: a control split of "
+            f"{control_fraction:g} would hold no {'positive' if pos < neg else 'negative'} row; "
+            "raise --control-fraction or add rows")
+    if folds is None:
+        return None
+    keep = 1 - control_fraction
+    train_pos, train_neg = int(pos * keep), int(neg * keep)
+    if rows * keep < folds or min(train_pos, train_neg) < folds:
+        raise TargetError(
+            f"{where}: about {int(rows * keep)} training rows ({train_pos} positive, "
+            f"{train_neg} negative) after the control split (--control-fraction "
+            f"{control_fraction:g}) cannot fill {folds} stratified folds (--folds {folds}): "
+            f"each class needs at least {folds} rows; lower --folds or add rows")
+    per_fold = min(train_pos, train_neg) / folds
+    if per_fold < RELIABLE_PER_FOLD:
+        scarce = "positive" if train_pos < train_neg else "negative"
+        return (f"unreliable: about {per_fold:.1f} {scarce} rows per test fold (fewer than "
+                f"{RELIABLE_PER_FOLD}); the utility figures vary widely from fold to fold")
+    return None
 
 
 def split_rows(y: np.ndarray, control_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:

@@ -11,12 +11,15 @@ from cloakflow.tasks.privacy.report import KNOWLEDGE, PrivacyReport, log_report
 
 def gate(parent: str, kind: str, releases: dict[str, dict], profile: DatasetProfile, *,
          seed: int, noise: dict, dp: dict | None, attacked: bool, accept_risk: str | None,
-         timings: dict[str, float]) -> tuple[PrivacyReport, str]:
+         timings: dict[str, float],
+         expected: dict[str, list[str]] | None = None) -> tuple[PrivacyReport, str]:
     """Build and log the privacy report of a release; returns (report, markdown summary).
 
     Args:
         releases: released table name -> its attack section (empty when not attacked).
         noise: the code-noise setting; dp: the release's DP section, if any.
+        expected: per limit, what it must cover on this table
+            (``policy.expected_coverage``); a limit that measured none of it is crossed.
 
     Raises:
         PolicyViolation: a limit is crossed (or nothing was attacked) and no risk was
@@ -26,7 +29,7 @@ def gate(parent: str, kind: str, releases: dict[str, dict], profile: DatasetProf
         dataset=profile.name, kind=kind, sensitive=profile.privacy.sensitive,
         known_fractions=profile.privacy.known_fractions, seed=seed, noise=noise, dp=dp,
         attacker_knowledge=KNOWLEDGE, releases=releases,
-        policy=policy_outcome(releases, profile, attacked, accept_risk))
+        policy=policy_outcome(releases, profile, attacked, accept_risk, expected))
     summary = log_report(parent, report, profile.name)
     if report.policy.verdict == "blocked":
         tracking.log_metrics(parent, {f"time.{k}": v for k, v in timings.items()})

@@ -17,35 +17,99 @@ def best_inversion(section: dict, fraction: float = POLICY_FRACTION) -> dict[str
     return strongest({r: run[r] for r in REGRESSORS})
 
 
-def measure_policy(releases: dict[str, dict], profile: DatasetProfile) -> dict[str, dict]:
-    """The policy's four quantities, per release (the worst case over attributes and models)."""
-    sensitive = set(profile.privacy.sensitive)
+def protected_attributes(profile: DatasetProfile) -> list[str]:
+    """The attributes the inversion limits protect: the profile's ``privacy.sensitive``, or
+    every feature when none is declared (an undeclared attribute is not a safe one)."""
+    return list(profile.privacy.sensitive) or list(profile.features)
+
+
+def measure_policy(releases: dict[str, dict],
+                   profile: DatasetProfile) -> tuple[dict[str, dict], dict[str, list[str]]]:
+    """The policy's four quantities per released table (the worst case over attributes and
+    models), and what each limit covered.
+
+    Membership inference is read two-sided: a loss that separates members from non-members in
+    either direction reveals membership, so the figure is max(AUC, 1 - AUC). A quantity with
+    nothing to measure it on is None ("not measured"), never 0.
+
+    Returns:
+        (table -> limit -> value or None, limit -> the attributes or models it covered)
+    """
+    protected = set(protected_attributes(profile))
     out: dict[str, dict] = {}
+    covered: dict[str, list[str]] = {}
     for name, sec in releases.items():
         best = best_inversion(sec)
-        cats = [s["gain"] for a, s in best.items() if a in sensitive and s["kind"] ==
-                "categorical"]
-        nums = [s["r2"] for a, s in best.items() if a in sensitive and s["kind"] == "numeric"]
+        cats = {a: s["gain"] for a, s in best.items() if a in protected
+                and s["kind"] == "categorical"}
+        nums = {a: s["r2"] for a, s in best.items() if a in protected and s["kind"] == "numeric"}
+        membership = {m: max(r["auc"], 1 - r["auc"]) for m, r in sec["membership"].items()}
         reid = sec["reidentification"]
+        qis = reid.get("quasi_identifiers", [])
         out[name] = {
-            "max_inversion_gain": max(cats, default=0.0),
-            "max_inversion_r2": max(nums, default=0.0),
-            "max_membership_auc": max((m["auc"] for m in sec["membership"].values()),
-                                      default=0.5),
-            "max_reidentification": reid["linked"],
+            "max_inversion_gain": max(cats.values()) if cats else None,
+            "max_inversion_r2": max(nums.values()) if nums else None,
+            "max_membership_auc": max(membership.values()) if membership else None,
+            "max_reidentification": reid["linked"] if qis else None,
         }
-    return out
+        for key, names in (("max_inversion_gain", cats), ("max_inversion_r2", nums),
+                           ("max_membership_auc", membership), ("max_reidentification", qis)):
+            covered.setdefault(key, [])
+            covered[key] += [n for n in names if n not in covered[key]]
+    return out, covered
 
 
-def judge(measured: dict[str, dict], policy: ReleasePolicy) -> list[str]:
-    """Every limit a release crosses, as readable sentences (empty when the policy holds)."""
+# what each limit would cover, to tell "nothing of its kind exists" from "not measured"
+_KIND = {"max_inversion_gain": "categorical", "max_inversion_r2": "numeric"}
+
+
+def attribute_kinds(pre) -> dict[str, str]:
+    """Attribute -> ``numeric`` or ``categorical``, from a fitted ``TablePreprocessor``."""
+    return {spec.name: spec.kind for spec, _, _ in pre.column_blocks()}
+
+
+def expected_coverage(profile: DatasetProfile, kinds: dict[str, str], models: list[str],
+                      control_rows: int) -> dict[str, list[str]]:
+    """Per limit, what it must cover on this table: protected attributes of its kind
+    (``kinds``: attribute -> ``numeric``/``categorical``), the models (when there are control
+    rows to compare with), the quasi-identifiers."""
+    protected = protected_attributes(profile)
+    return {"max_inversion_gain": [a for a in protected if kinds.get(a) == "categorical"],
+            "max_inversion_r2": [a for a in protected if kinds.get(a) == "numeric"],
+            "max_membership_auc": list(models) if control_rows else [],
+            "max_reidentification": list(profile.quasi_identifiers)}
+
+
+def judge(measured: dict[str, dict], policy: ReleasePolicy,
+          expected: dict[str, list[str]] | None = None) -> list[str]:
+    """Every limit a release crosses, as readable sentences (empty when the policy holds).
+
+    A limit that measured nothing counts as crossed when something it should cover exists
+    (``expected``); when nothing of its kind exists on the table it is not judged.
+    """
     crossed = []
     for name, values in measured.items():
         for key, value in values.items():
             limit = getattr(policy, key)
-            if value > limit:
+            if value is None:
+                if expected is None or expected.get(key):
+                    what = ", ".join((expected or {}).get(key, [])) or "its attributes"
+                    crossed.append(f"{name}: {key} not measured although {what} should be "
+                                   "covered")
+            elif value > limit:
                 crossed.append(f"{name}: {key} = {value:.4f} exceeds the limit {limit}")
     return crossed
+
+
+def not_measured(measured: dict[str, dict], expected: dict[str, list[str]]) -> list[str]:
+    """The limits that had nothing of their kind to measure on this table."""
+    keys = sorted({k for values in measured.values() for k, v in values.items()
+                   if v is None and not expected.get(k)})
+    why = {"max_inversion_gain": "no protected categorical attribute",
+           "max_inversion_r2": "no protected numeric attribute",
+           "max_membership_auc": "no control rows to compare members with",
+           "max_reidentification": "no quasi-identifiers declared"}
+    return [f"{k}: not measured ({why[k]})" for k in keys]
 
 
 class PolicyViolation(RuntimeError):
@@ -57,15 +121,18 @@ class PolicyViolation(RuntimeError):
 
 
 def policy_outcome(releases: dict[str, dict], profile: DatasetProfile, attacked: bool,
-                   accept_risk: str | None):
-    """The gate: measure, judge, decide. Not attacked counts as crossed (a limit that measured
-    nothing is never a pass); crossed is ``accepted`` with a reason on record, else
+                   accept_risk: str | None, expected: dict[str, list[str]] | None = None):
+    """The gate: measure, judge, decide. Not attacked counts as crossed, and so does a limit
+    that measured nothing although something of its kind exists (``expected``, from
+    ``expected_coverage``); crossed is ``accepted`` with a reason on record, else
     ``blocked``."""
     from cloakflow.tasks.privacy.report import PolicyOutcome
 
     policy = profile.privacy.policy
-    measured = measure_policy(releases, profile)
-    crossed = judge(measured, policy) if attacked else [NOT_ATTACKED]
+    measured, covered = measure_policy(releases, profile)
+    crossed = judge(measured, policy, expected) if attacked else [NOT_ATTACKED]
     verdict = "pass" if not crossed else ("accepted" if accept_risk else "blocked")
     return PolicyOutcome(limits=policy.model_dump(), measured=measured, crossed=crossed,
-                         verdict=verdict, accepted_risk=accept_risk if crossed else None)
+                         verdict=verdict, accepted_risk=accept_risk if crossed else None,
+                         covered=covered,
+                         not_measured=not_measured(measured, expected or {}))

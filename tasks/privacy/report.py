@@ -44,10 +44,12 @@ class PolicyOutcome(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     limits: dict[str, float]
-    measured: dict[str, dict[str, float]]
+    measured: dict[str, dict[str, float | None]]  # None: not measured
     crossed: list[str]
     verdict: Verdict
     accepted_risk: str | None = None
+    covered: dict[str, list[str]] = Field(default_factory=dict)  # limit -> attributes/models
+    not_measured: list[str] = Field(default_factory=list)
 
 
 class PrivacyReport(BaseModel):
@@ -83,6 +85,12 @@ def summary_markdown(report: PrivacyReport) -> str:
                 if report.policy.crossed else "No limit was crossed."), ""]
     if report.policy.accepted_risk:
         lines += [f"Risk accepted on record: \"{report.policy.accepted_risk}\"", ""]
+    if report.policy.covered:
+        lines += ["Limits and what they covered: " + "; ".join(
+            f"{k} <= {report.policy.limits[k]:g} over {', '.join(v) or 'nothing'}"
+            for k, v in report.policy.covered.items()) + ".", ""]
+    if report.policy.not_measured:
+        lines += ["Not measured: " + "; ".join(report.policy.not_measured) + ".", ""]
     dp = report.dp
     if dp:
         bound = dp["membership_bound"]
@@ -130,9 +138,11 @@ def summary_markdown(report: PrivacyReport) -> str:
                       f"{reid['baseline']:.4%}).", ""]
         if sec["membership"]:
             lines += ["Membership inference (reconstruction-loss threshold, training vs control "
-                      "rows): " + "; ".join(f"{m} AUC {v['auc']:.3f}, TPR@1%FPR "
-                                            f"{v['tpr_at_1pct_fpr']:.3f}"
-                                            for m, v in sec["membership"].items()) + ".", ""]
+                      "rows; judged two-sided, max(AUC, 1 - AUC)): " + "; ".join(
+                          f"{m} AUC {v['auc']:.3f}, TPR@1%FPR {v['tpr_at_1pct_fpr']:.3f}"
+                          + (f" (reversed {v['tpr_at_1pct_fpr_reversed']:.3f})"
+                             if "tpr_at_1pct_fpr_reversed" in v else "")
+                          for m, v in sec["membership"].items()) + ".", ""]
         d = sec["dcr"]
         dcr = (f"Distance to closest training record: decoded release median "
                f"{d['release_to_train']['median']:.3f}, 5th pct {d['release_to_train']['p5']:.3f}"
@@ -199,7 +209,8 @@ def log_report(parent: str, report: PrivacyReport, dataset: str) -> str:
     tracking.log_dict(parent, report.model_dump(mode="json"), "privacy/report.json")
     tracking.log_text(parent, summary, "privacy/summary.md")
     tracking.log_metrics(parent, {f"privacy.{r}.{k}": v for r, m in
-                                  report.policy.measured.items() for k, v in m.items()})
+                                  report.policy.measured.items() for k, v in m.items()
+                                  if v is not None})
     tracking.set_tags(parent, {"cloakflow.privacy_verdict": report.policy.verdict})
     if report.releases:
         with tracking.scratch_dir() as tmp:

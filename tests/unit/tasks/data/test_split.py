@@ -23,3 +23,58 @@ def test_zero_fraction_keeps_everything():
 def test_fraction_bounds():
     with pytest.raises(ValueError, match="control_fraction"):
         split_rows(np.zeros(10), 0.9, seed=0)
+
+
+def _profile(positive):
+    from cloakflow.tasks.data.profile import DatasetProfile
+    from tests.helpers import tiny_profile_dict
+
+    return DatasetProfile.model_validate(tiny_profile_dict(
+        target={"column": "label", "positive": positive}))
+
+
+@pytest.mark.parametrize("positive", [True, "true", "True"])
+def test_boolean_target_matches_true_written_either_way(positive):
+    import polars as pl
+
+    from cloakflow.tasks.data.split import positive_labels
+
+    frame = pl.DataFrame({"label": [True, False, None, True]})
+    assert positive_labels(frame, _profile(positive)).tolist() == [1, 0, 0, 1]
+    text = pl.DataFrame({"label": ["true", "false", "true", "false"]})  # booleans read as text
+    assert positive_labels(text, _profile(positive)).tolist() == [1, 0, 1, 0]
+
+
+def _check(labels: list, positive="yes", control=0.1, folds=3):
+    import polars as pl
+
+    from cloakflow.tasks.data.split import check_target, positive_labels
+
+    frame = pl.DataFrame({"label": labels})
+    profile = _profile(positive)
+    return check_target(frame, profile, positive_labels(frame, profile), control, folds,
+                        "t.csv")
+
+
+def test_degenerate_targets_are_refused_before_training_with_the_counts():
+    from cloakflow.tasks.data.split import TargetError
+
+    with pytest.raises(TargetError, match=r"t.csv, target column 'label': the positive value "
+                                          r"'Yes' .*matches no row; values present: \['no', "
+                                          r"'yes'\]"):
+        _check(["yes", "no"] * 20, positive="Yes")
+    with pytest.raises(TargetError, match=r"1 positive row\(s\) of 40: the stratified control "
+                                          r"split .*--control-fraction 0"):
+        _check(["yes"] + ["no"] * 39)
+    with pytest.raises(TargetError, match=r"cannot fill 10 stratified folds \(--folds 10\)"):
+        _check(["yes", "no", "no", "yes", "no", "yes", "no", "no"], control=0.0, folds=10)
+    with pytest.raises(TargetError, match="would hold no positive row"):
+        _check(["yes"] * 3 + ["no"] * 97, control=0.1)
+    with pytest.raises(TargetError, match="every one of the 6 rows is positive"):
+        _check(["yes"] * 6)
+
+
+def test_few_positives_per_fold_are_flagged_unreliable():
+    assert "unreliable: about 3.0 positive rows per test fold" in _check(
+        ["yes"] * 9 + ["no"] * 291, control=0.0, folds=3)
+    assert _check(["yes"] * 100 + ["no"] * 200, control=0.1, folds=3) is None

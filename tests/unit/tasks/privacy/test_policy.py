@@ -1,48 +1,101 @@
-"""One policy gate for the flow and for `cloakflow attack`: the same verdicts everywhere."""
+"""One policy gate for the flow and for `cloakflow attack`: the same verdicts everywhere, limits
+that say what they covered, a limit that measured nothing never a pass, and membership read
+two-sided."""
 
 from __future__ import annotations
 
 from cloakflow.tasks.data.profile import DatasetProfile
-from cloakflow.tasks.privacy.policy import NOT_ATTACKED, policy_outcome
+from cloakflow.tasks.privacy.policy import NOT_ATTACKED, expected_coverage, policy_outcome
 from cloakflow.tasks.privacy.report import KNOWLEDGE, PrivacyReport
 from tests.helpers import tiny_profile_dict
 
+KINDS = {"age": "numeric", "income": "numeric", "city": "categorical", "owns": "categorical"}
 
-def _section(gain: float, auc: float, linked: float) -> dict:
+
+def _section(gain: float, auc: float, linked: float, r2: float = 0.1,
+             city_gain: float = 0.0) -> dict:
     scores = {"owns": {"kind": "categorical", "accuracy": 0.7 + gain, "baseline": 0.7,
-                       "gain": gain}}
+                       "gain": gain},
+              "city": {"kind": "categorical", "accuracy": 0.3 + city_gain, "baseline": 0.3,
+                       "gain": city_gain},
+              "income": {"kind": "numeric", "r2": r2},
+              "age": {"kind": "numeric", "r2": r2}}
     return {"known_plaintext_inversion": {"0.01": {"known_rows": 4, "linear": scores,
                                                    "mlp": scores}},
-            "reidentification": {"linked": linked}, "membership": {"whole": {"auc": auc}}}
+            "reidentification": {"linked": linked, "quasi_identifiers": ["age", "city"]},
+            "membership": {"whole": {"auc": auc}}}
 
 
-def _profile(**limits) -> DatasetProfile:
+def _profile(sensitive=("owns",), **limits) -> DatasetProfile:
     d = tiny_profile_dict()
     d["privacy"]["policy"].update(limits)
+    d["privacy"]["sensitive"] = list(sensitive)
     return DatasetProfile.model_validate(d)
+
+
+def _expected(profile, control_rows=50):
+    return expected_coverage(profile, KINDS, ["whole"], control_rows)
 
 
 def test_verdicts_pass_blocked_accepted_and_not_attacked():
     releases = {"ENCODED": _section(0.2, 0.55, 0.01)}
-    loose = policy_outcome(releases, _profile(), attacked=True, accept_risk=None)
-    assert loose.verdict == "pass" and loose.crossed == []
-    assert loose.measured["ENCODED"]["max_inversion_gain"] == 0.2
+    loose = _profile()
+    passed = policy_outcome(releases, loose, True, None, _expected(loose))
+    assert passed.verdict == "pass" and passed.crossed == []
+    assert passed.measured["ENCODED"]["max_inversion_gain"] == 0.2
+    # the numeric limit had no sensitive numeric to cover: not measured, said so, not judged
+    assert passed.measured["ENCODED"]["max_inversion_r2"] is None
+    assert passed.covered["max_inversion_gain"] == ["owns"]
+    assert passed.not_measured == ["max_inversion_r2: not measured (no protected numeric "
+                                   "attribute)"]
     strict = _profile(max_inversion_gain=0.1)
-    blocked = policy_outcome(releases, strict, attacked=True, accept_risk=None)
+    blocked = policy_outcome(releases, strict, True, None, _expected(strict))
     assert blocked.verdict == "blocked"
     assert blocked.crossed == ["ENCODED: max_inversion_gain = 0.2000 exceeds the limit 0.1"]
-    accepted = policy_outcome(releases, strict, attacked=True, accept_risk="public table")
+    accepted = policy_outcome(releases, strict, True, "public table", _expected(strict))
     assert accepted.verdict == "accepted" and accepted.accepted_risk == "public table"
     # a limit that measured nothing is never a pass
     unchecked = policy_outcome({}, _profile(), attacked=False, accept_risk=None)
     assert unchecked.verdict == "blocked" and unchecked.crossed == [NOT_ATTACKED]
 
 
-def test_report_round_trips_through_json_and_renders():
+def test_membership_far_below_chance_crosses_the_limit():
+    profile = _profile(max_membership_auc=0.6)
+    outcome = policy_outcome({"ENCODED": _section(0.0, 0.02, 0.0)}, profile, True, None,
+                             _expected(profile))
+    assert outcome.measured["ENCODED"]["max_membership_auc"] == 0.98
+    assert outcome.verdict == "blocked"
+    assert outcome.crossed == ["ENCODED: max_membership_auc = 0.9800 exceeds the limit 0.6"]
+
+
+def test_undeclared_sensitive_attributes_are_all_covered():
+    # no privacy.sensitive: a leak of any feature counts, categorical and numeric alike
+    profile = _profile(sensitive=(), max_inversion_gain=0.05, max_inversion_r2=0.25)
+    releases = {"ENCODED": _section(0.0, 0.5, 0.0, r2=0.9, city_gain=0.3)}
+    outcome = policy_outcome(releases, profile, True, None, _expected(profile))
+    assert sorted(outcome.covered["max_inversion_gain"]) == ["city", "owns"]
+    assert sorted(outcome.covered["max_inversion_r2"]) == ["age", "income"]
+    assert outcome.verdict == "blocked" and len(outcome.crossed) == 2
+
+
+def test_no_control_rows_means_membership_not_measured_not_passed():
+    profile = _profile()
+    section = {**_section(0.0, 0.5, 0.0), "membership": {}}
+    # models exist but no control rows: an empty measurement is crossed, never 0.5
+    crossed = policy_outcome({"ENCODED": section}, profile, True, None,
+                             expected_coverage(profile, KINDS, ["whole"], control_rows=50))
+    assert crossed.verdict == "blocked"
+    assert crossed.crossed == ["ENCODED: max_membership_auc not measured although whole "
+                               "should be covered"]
+
+
+def test_report_round_trips_through_json():
     profile = _profile(max_inversion_gain=0.1)
     releases = {"ENCODED": {**_section(0.2, 0.55, 0.01), "models": ["whole"], "noise": {}}}
     report = PrivacyReport(dataset="tiny", sensitive=["owns"], known_fractions=[0.01], seed=1,
                            attacker_knowledge=KNOWLEDGE, releases=releases,
-                           policy=policy_outcome(releases, profile, True, "reason"))
+                           policy=policy_outcome(releases, profile, True, "reason",
+                                                 _expected(profile)))
     again = PrivacyReport.model_validate_json(report.model_dump_json())
     assert again == report and again.policy.verdict == "accepted"
+    assert again.policy.measured["ENCODED"]["max_inversion_r2"] is None
