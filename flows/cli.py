@@ -133,7 +133,7 @@ def _run(args: argparse.Namespace) -> int:
     runtime.choose_prefect_api()  # a running local server, else the temporary one
     runtime.quiet_expected_errors((DpPlanError, DataValidationError, IngestError,
                                    PreprocessError, ProfileError, DataNotFoundError,
-                                   PolicyViolation, BudgetExhausted))
+                                   TargetError, PolicyViolation, BudgetExhausted))
     from cloakflow.flows.anonymize import anonymize
 
     try:
