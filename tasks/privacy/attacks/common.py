@@ -50,6 +50,10 @@ def as_records(pre: TablePreprocessor, matrix: np.ndarray, like: pl.DataFrame) -
             casts.append(pl.col(name).round(0).cast(dtype))
         elif dtype.is_numeric():
             casts.append(pl.col(name).cast(dtype))
+        elif dtype == pl.Boolean:  # categories come back as text: "true" / "false"
+            casts.append(pl.col(name).cast(pl.String).str.to_lowercase()
+                         .replace_strict({"true": True, "false": False}, default=None,
+                                         return_dtype=pl.Boolean))
         else:
             casts.append(pl.col(name).cast(pl.String))
     return frame.with_columns(casts)

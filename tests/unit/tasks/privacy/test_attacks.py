@@ -5,6 +5,7 @@ from __future__ import annotations
 import tracemalloc
 
 import numpy as np
+import polars as pl
 import pytest
 
 from cloakflow.tasks.data.preprocess import TablePreprocessor
@@ -138,3 +139,15 @@ def test_anonymeter_runs_on_records(tiny_profile):
     link = out["linkability"]
     assert 0 <= link["risk"] <= 1 and link["ci"][0] <= link["risk"] <= link["ci"][1]
     assert link["attack_rate"] > link["control_rate"]  # a copy links its own rows
+
+
+def test_decoded_records_keep_boolean_columns_boolean(tiny_profile):
+    # anonymeter compares decoded records with the source rows: a bool column must come back
+    # as bool, not as the text of its categories
+    from cloakflow.tasks.privacy.attacks import as_records
+
+    frame = make_tiny_frame(n=50).with_columns(pl.col("owns") == "yes")
+    pre = TablePreprocessor(tiny_profile).fit(frame, "t.csv")
+    back = as_records(pre, pre.transform(frame, "t.csv"), frame.select(tiny_profile.features))
+    assert back.schema["owns"] == pl.Boolean
+    assert back["owns"].to_list() == frame["owns"].to_list()
