@@ -153,8 +153,9 @@ def summary_markdown(report: PrivacyReport) -> str:
         lines += [dcr + ".", ""]
         a = sec["anonymeter"]
         if a:
-            parts = [f"singling out {a['singling_out']['risk']:.3f} "
-                     f"[{a['singling_out']['ci'][0]:.3f}, {a['singling_out']['ci'][1]:.3f}]"]
+            so = a["singling_out"]
+            parts = [f"singling out {so['risk']:.3f} [{so['ci'][0]:.3f}, {so['ci'][1]:.3f}]"
+                     + (f" ({so['note']})" if so.get("note") else "")]
             if "linkability" in a:
                 parts.append(f"linkability {a['linkability']['risk']:.3f} "
                              f"[{a['linkability']['ci'][0]:.3f}, {a['linkability']['ci'][1]:.3f}]")

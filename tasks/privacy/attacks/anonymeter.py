@@ -41,8 +41,11 @@ def run_anonymeter(ori: pl.DataFrame, syn: pl.DataFrame, control: pl.DataFrame,
     t = time.perf_counter()
     so = SinglingOutEvaluator(ori=o, syn=s, control=c, n_attacks=n, n_cols=3, seed=seed,
                               max_attempts=20 * n).evaluate(mode="multivariate")
-    out["singling_out"] = {**risk(so), "queries": len(so.queries()), "mode": "multivariate, 3 "
-                                                                             "columns"}
+    queries = len(so.queries())
+    out["singling_out"] = {**risk(so), "queries": queries, "mode": "multivariate, 3 columns"}
+    if queries < n:  # anonymeter found fewer singling-out queries than it was asked for
+        out["singling_out"]["note"] = (f"{queries} of {n} queries built: inconclusive (the "
+                                       "risk and its interval rest on fewer attacks)")
     out["seconds"]["singling_out"] = round(time.perf_counter() - t, 2)
     t = time.perf_counter()
     if qis and others:

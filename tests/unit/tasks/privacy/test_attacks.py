@@ -151,3 +151,21 @@ def test_decoded_records_keep_boolean_columns_boolean(tiny_profile):
     back = as_records(pre, pre.transform(frame, "t.csv"), frame.select(tiny_profile.features))
     assert back.schema["owns"] == pl.Boolean
     assert back["owns"].to_list() == frame["owns"].to_list()
+
+
+def test_anonymeter_says_when_singling_out_built_too_few_queries():
+    # every row has many twins: no query can single one out, so a risk of 0 means nothing
+    from cloakflow.tasks.data.profile import DatasetProfile
+    from cloakflow.tasks.privacy.attacks import run_anonymeter
+
+    rng = np.random.default_rng(0)
+    frame = pl.DataFrame({"age": rng.choice([30, 40], 200), "city": rng.choice(["a", "b"], 200),
+                          "income": rng.choice([1.0, 2.0], 200),
+                          "owns": rng.choice(["yes", "no"], 200)})
+    profile = DatasetProfile.model_validate({
+        "name": "twins", "target": {"column": "label", "positive": "yes"},
+        "groups": {"g": ["age", "city", "income", "owns"]}, "quasi_identifiers": ["age", "city"],
+        "privacy": {"sensitive": ["owns"], "anonymeter_attacks": 40}})
+    out = run_anonymeter(frame[:150], frame[:150], frame[150:], profile, seed=0)
+    assert out["singling_out"]["queries"] == 0
+    assert out["singling_out"]["note"].startswith("0 of 40 queries built: inconclusive")
