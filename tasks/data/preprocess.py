@@ -16,6 +16,10 @@ import polars as pl
 
 from cloakflow.tasks.data.profile import DatasetProfile
 
+# a categorical column with at least this share of distinct values is an identifier
+IDENTIFIER_SHARE = 0.9
+IDENTIFIER_MIN_ROWS = 20
+
 
 class PreprocessError(ValueError):
     """A value breaks the profile's rule for nulls or unseen categories."""
@@ -84,11 +88,27 @@ class TablePreprocessor:
             else:
                 values = series.cast(pl.String).drop_nulls()
                 counts = values.value_counts(sort=True)
+                self._check_not_identifier(col, counts.height, len(values), source)
                 spec = ColumnSpec(col, group, "categorical",
                                   categories=sorted(counts.get_column(col).to_list()),
                                   fill=counts.get_column(col)[0])
             self.specs.append(spec)
         return self
+
+    @staticmethod
+    def _check_not_identifier(col: str, distinct: int, rows: int, source: str) -> None:
+        """A categorical column with (nearly) one value per row is an identifier: one-hot
+        encoded it is a row index in disguise, and it would be released in the codes.
+
+        Raises:
+            PreprocessError: naming the column, the counts and the profile keys that decide.
+        """
+        if rows >= IDENTIFIER_MIN_ROWS and distinct >= IDENTIFIER_SHARE * rows:
+            raise PreprocessError(
+                f"{source}: column {col!r}: {distinct} distinct values in {rows} rows (nearly one "
+                "per row): an identifier, not a feature. List it under `identifiers:` in the "
+                "profile (kept out of the features and the release) or under `drop:`, and "
+                "remove it from its group and from quasi_identifiers")
 
     # ------------------------------------------------------------------ forward
     def transform(self, frame: pl.DataFrame, source: str = "<table>",

@@ -160,6 +160,9 @@ class DatasetProfile(BaseModel):
     separator: str = ","
     target: Target
     drop: list[str] = Field(default_factory=list)
+    identifiers: list[str] = Field(
+        default_factory=list, description="identifier columns (one value per row, e.g. a "
+                                          "customer id): kept out of the features and the release")
     groups: dict[str, list[str]] = Field(min_length=1)
     quasi_identifiers: list[str] = Field(default_factory=list)
     missing: Literal["error", "impute"] = "error"
@@ -186,6 +189,10 @@ class DatasetProfile(BaseModel):
         bad = {self.target.column, *self.drop} & set(seen)
         if bad:
             raise ValueError(f"target or dropped columns listed in a group: {sorted(bad)}")
+        ids = set(self.identifiers) & set(seen)
+        if ids:
+            raise ValueError(f"identifiers listed in a group: {sorted(ids)} (an identifier is "
+                             "kept out of the features and the release; remove it from groups)")
         for col, b in self.bounds.items():
             kind = self.columns.get(col)
             if kind is not None and (kind == "numeric") != (b.categories is None):

@@ -6,6 +6,8 @@ the privacy attacks compare training rows against. Both index lists keep the fil
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from prefect import task
 
@@ -72,18 +74,19 @@ def check_target(frame, profile, y: np.ndarray, control_fraction: float, folds: 
             f"{where}: {min(pos, neg)} {'positive' if pos < neg else 'negative'} row(s) of "
             f"{rows}: the stratified control split (--control-fraction {control_fraction:g}) "
             "needs at least 2 of each class; add rows or run with --control-fraction 0")
-    if held and round(min(pos, neg) * control_fraction) < 1:
+    if held and math.ceil(rows * control_fraction) < 2:
         raise TargetError(
-            f"{where}: {pos} positive and {neg} negative rows: a control split of "
-            f"{control_fraction:g} would hold no {'positive' if pos < neg else 'negative'} row; "
-            "raise --control-fraction or add rows")
+            f"{where}: {rows} rows: a control split of {control_fraction:g} holds "
+            f"{math.ceil(rows * control_fraction)} row, and a stratified split needs one row of "
+            "each class; raise --control-fraction, add rows or run with --control-fraction 0")
     if folds is None:
         return None
-    keep = 1 - control_fraction
-    train_pos, train_neg = int(pos * keep), int(neg * keep)
-    if rows * keep < folds or min(train_pos, train_neg) < folds:
+    # the stratified split holds about round(count * fraction) of each class out
+    train_pos = pos - (round(pos * control_fraction) if held else 0)
+    train_neg = neg - (round(neg * control_fraction) if held else 0)
+    if train_pos + train_neg < folds or min(train_pos, train_neg) < folds:
         raise TargetError(
-            f"{where}: about {int(rows * keep)} training rows ({train_pos} positive, "
+            f"{where}: about {train_pos + train_neg} training rows ({train_pos} positive, "
             f"{train_neg} negative) after the control split (--control-fraction "
             f"{control_fraction:g}) cannot fill {folds} stratified folds (--folds {folds}): "
             f"each class needs at least {folds} rows; lower --folds or add rows")

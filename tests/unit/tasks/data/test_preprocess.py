@@ -120,3 +120,27 @@ def test_value_outside_public_categories_is_an_unseen_category(tiny_frame):
 def test_bad_public_bounds_are_rejected(bounds, message):
     with pytest.raises(ValueError, match=message):
         DatasetProfile.model_validate(tiny_profile_dict(bounds=bounds))
+
+
+def test_an_identifier_column_is_refused_as_a_feature():
+    # one distinct value per row: declaring it categorical does not make it a feature
+    import polars as pl
+
+    frame = pl.DataFrame({"cust": [f"C-{i}" for i in range(100)], "age": list(range(100)),
+                          "city": ["a", "b"] * 50, "income": [1.0] * 100,
+                          "owns": ["yes", "no"] * 50, "label": ["yes", "no"] * 50})
+    profile = DatasetProfile.model_validate(tiny_profile_dict(
+        groups={"person": ["cust", "age", "city"], "money": ["income", "owns"]},
+        columns={"cust": "categorical", "age": "numeric", "income": "numeric",
+                 "city": "categorical", "owns": "categorical"}))
+    with pytest.raises(PreprocessError, match=r"t.csv: column 'cust': 100 distinct values in "
+                                              r"100 rows .*`identifiers:`"):
+        TablePreprocessor(profile).fit(frame, "t.csv")
+    # given the identifier role, it is kept out of the features
+    fixed = DatasetProfile.model_validate(tiny_profile_dict(identifiers=["cust"]))
+    assert "cust" not in fixed.features
+    pre = TablePreprocessor(fixed).fit(frame, "t.csv")
+    assert not any(c.startswith("cust") for c in pre.output_columns)
+    with pytest.raises(ValueError, match="identifiers listed in a group: \\['cust'\\]"):
+        DatasetProfile.model_validate(tiny_profile_dict(
+            identifiers=["cust"], groups={"person": ["cust", "age"], "money": ["income"]}))
