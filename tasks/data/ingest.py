@@ -62,9 +62,62 @@ def read_table(path: str | Path, profile: DatasetProfile) -> pl.DataFrame:
     return frame
 
 
+# text that reads as a number written for people: thousands separators or a decimal comma
+_NUMBER_LIKE = r"^[+-]?(\d{1,3}([,.' ]\d{3})*|\d+)([.,]\d+)?$"
+_SEPARATED = r"^[+-]?\d{1,3}([,.' ]\d{3})+([.,]\d+)?$|^[+-]?\d+,\d+$"
+NUMBER_AS_TEXT_SHARE = 0.9
+
+
+def check_columns(frame: pl.DataFrame, profile: DatasetProfile, file: str) -> list[str]:
+    """Refuse feature columns whose content cannot be what the profile will make of them, and
+    return warnings for doubtful ones.
+
+    Refused (``IngestError``): a column with no value in any row; a text column whose values
+    read as numbers written with thousands separators or a decimal comma (it would be one-hot
+    encoded as hundreds of categories, or fail as a number).
+    Warned: a column with a single value (it carries nothing).
+
+    Raises:
+        IngestError: naming the file, the column, what was seen and the profile key that
+            decides.
+    """
+    warnings = []
+    for col in profile.features:
+        if col not in frame.columns:
+            continue  # the validation suite reports missing columns
+        series = frame.get_column(col)
+        if series.null_count() == len(series) and len(series):
+            raise IngestError(
+                f"{file}, column {col!r}: empty in every row ({len(series)} of {len(series)} "
+                "null): it holds no information; list it under `drop:` in the profile and "
+                "remove it from its group")
+        if series.dtype == pl.String and profile.columns.get(col) != "categorical":
+            values = series.drop_nulls()
+            # polars read it as text although it looks numeric: some values carry separators
+            numeric = values.str.contains(_NUMBER_LIKE)
+            separated = values.str.contains(_SEPARATED)
+            share = float(numeric.mean() or 0.0)
+            if share >= NUMBER_AS_TEXT_SHARE and separated.any():
+                example = values.filter(separated).head(1).to_list()[0]
+                declared = profile.columns.get(col)
+                how = f"declared {declared}" if declared else "inferred as categorical"
+                raise IngestError(
+                    f"{file}, column {col!r}: {share:.0%} of its values are numbers written as "
+                    f"text with separators (e.g. {example!r}); {how}, they would be "
+                    "misread. Store the column as plain numbers (12345.67) or, if the text "
+                    "itself is meant, declare it categorical under `columns:`")
+        if series.drop_nulls().n_unique() == 1:
+            warnings.append(f"{file}, column {col!r}: one value in every row; it carries no "
+                            "information (consider `drop:`)")
+    return warnings
+
+
 @task(name="ingest", retries=2, retry_delay_seconds=2, retry_condition_fn=retry_on_io)
 def ingest(path: str, profile: DatasetProfile) -> pl.DataFrame:
-    """Prefect task: read the table; retried on transient I/O errors, never on bad content."""
+    """Prefect task: read the table and check its columns (``check_columns``); retried on
+    transient I/O errors, never on bad content."""
     frame = read_table(path, profile)
     print(f"ingested {path}: {frame.height} rows x {frame.width} columns", flush=True)
+    for warning in check_columns(frame, profile, Path(path).name):
+        print(f"warning: {warning}", flush=True)
     return frame

@@ -62,3 +62,29 @@ def test_wrong_separator_is_explained(tmp_path: Path, tiny_frame, tiny_profile):
 def test_missing_file(tmp_path: Path, tiny_profile):
     with pytest.raises(IngestError, match="no such file"):
         read_table(tmp_path / "absent.csv", tiny_profile)
+
+
+def test_empty_and_number_as_text_columns_are_refused_with_the_way_out():
+    import polars as pl
+
+    from cloakflow.tasks.data.ingest import check_columns
+
+    profile = DatasetProfile.model_validate(tiny_profile_dict())
+    base = {"age": [30, 40, 50, 60], "city": ["a", "b", "a", "b"], "income": [1.0, 2.0, 3.0, 4.0],
+            "owns": ["yes", "no", "no", "yes"], "label": ["yes", "no", "yes", "no"]}
+    assert check_columns(pl.DataFrame(base), profile, "t.csv") == []
+    empty = pl.DataFrame({**base, "income": [None] * 4}, schema_overrides={"income": pl.String})
+    with pytest.raises(IngestError, match=r"t.csv, column 'income': empty in every row \(4 of 4 "
+                                          r"null\).*`drop:`"):
+        check_columns(empty, profile, "t.csv")
+    text = pl.DataFrame({**base, "income": ["12,345.67", "1,234.00", "999,999.10", "2,000.5"]})
+    with pytest.raises(IngestError, match=r"column 'income': 100% of its values are numbers "
+                                          r"written as text with separators \(e.g. '12,345.67'\)"):
+        check_columns(text, profile, "t.csv")
+    comma = pl.DataFrame({**base, "income": ["1,5", "2,25", "3,0", "4,75"]})  # decimal comma
+    with pytest.raises(IngestError, match="numbers written as text"):
+        check_columns(comma, profile, "t.csv")
+    constant = pl.DataFrame({**base, "city": ["a"] * 4})
+    assert check_columns(constant, profile, "t.csv") == [
+        "t.csv, column 'city': one value in every row; it carries no information (consider "
+        "`drop:`)"]
