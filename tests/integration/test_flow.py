@@ -105,6 +105,7 @@ def test_corrupted_input_publishes_nothing(prefect_harness, workdir: Path, bank_
     assert len(children) == 0  # nothing was trained
 
 
+@pytest.mark.slow  # two full flows: make test ARGS="-m slow"
 def test_same_seed_same_release(prefect_harness, workdir: Path, tiny_files):
     csv, profile = tiny_files
     kw = dict(input_path=str(csv), profile_path=str(profile), epochs=2, folds=2,
@@ -142,6 +143,7 @@ def test_cli_reports_bad_input(prefect_harness, workdir: Path, tiny_files, capsy
     assert releases_of(workdir, "tiny") == []
 
 
+@pytest.mark.slow  # the CLI also publishes in test_degenerate_targets and test_concurrent_runs
 def test_cli_prints_release_last(prefect_harness, workdir: Path, tiny_files, capsys):
     from cloakflow.flows.cli import main
 
