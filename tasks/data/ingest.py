@@ -7,6 +7,7 @@ from pathlib import Path
 import polars as pl
 from prefect import task
 
+from cloakflow.tasks.data import kinds
 from cloakflow.tasks.data.profile import DatasetProfile
 from cloakflow.tasks.retry import retry_on_io
 
@@ -21,19 +22,23 @@ def scan_table(path: str | Path, profile: DatasetProfile) -> pl.LazyFrame:
     CSV schema inference reads the whole file (``infer_schema_length=None``): on wide or ordered
     tables a prefix guess is wrong (a decimal first seen after row 100 breaks the scan). Types are
     not forced here, so that a wrongly typed column reaches validation and is reported there by
-    name instead of failing the parser.
+    name instead of failing the parser. ISO 8601 dates and datetimes are parsed as such
+    (``try_parse_dates``); other date text is caught by ``check_columns``.
     """
     path = Path(path)
     if profile.format == "csv":
-        return pl.scan_csv(path, separator=profile.separator, infer_schema_length=None)
+        return pl.scan_csv(path, separator=profile.separator, infer_schema_length=None,
+                           try_parse_dates=True)
     return pl.scan_parquet(path)
 
 
 def read_table(path: str | Path, profile: DatasetProfile) -> pl.DataFrame:
-    """Read the columns the profile needs (and any others it does not drop) into memory.
+    """Read the columns the profile needs (and any others it does not drop) into memory, with
+    text columns declared boolean, date or datetime parsed into those types.
 
     Raises:
-        IngestError: the file is missing, empty, malformed, or has no rows; the message names it.
+        IngestError: the file is missing, empty, malformed, or has no rows, or a declared kind
+            does not parse; the message names it.
     """
     path = Path(path)
     if not path.is_file():
@@ -59,7 +64,13 @@ def read_table(path: str | Path, profile: DatasetProfile) -> pl.DataFrame:
             f"{path}: only one column ({frame.columns[0][:60]!r}) was found; is the separator "
             f"{profile.separator!r} right?"
         )
-    return frame
+    declared = {c: k for c, k in profile.columns.items()
+                if c in frame.columns and k in ("boolean", "date", "datetime", "numeric")}
+    try:
+        return frame.with_columns(kinds.coerce(frame.get_column(c), k, path.name)
+                                  for c, k in declared.items())
+    except kinds.KindError as exc:
+        raise IngestError(str(exc)) from exc
 
 
 # text that reads as a number written for people: thousands separators or a decimal comma
@@ -75,6 +86,9 @@ def check_columns(frame: pl.DataFrame, profile: DatasetProfile, file: str) -> li
     Refused (``IngestError``): a column with no value in any row; a text column whose values
     read as numbers written with thousands separators or a decimal comma (it would be one-hot
     encoded as hundreds of categories, or fail as a number).
+    Refused too: dates written as text in a form not read as dates (``01/02/2024``), unless
+    declared ``date``/``datetime`` (parsed) or ``categorical`` (kept as text); a column type no
+    kind covers (time of day, duration, list, ...).
     Warned: a column with a single value (it carries nothing).
 
     Raises:
@@ -106,6 +120,18 @@ def check_columns(frame: pl.DataFrame, profile: DatasetProfile, file: str) -> li
                     f"text with separators (e.g. {example!r}); {how}, they would be "
                     "misread. Store the column as plain numbers (12345.67) or, if the text "
                     "itself is meant, declare it categorical under `columns:`")
+        declared = profile.columns.get(col)
+        example = kinds.looks_like_date_text(series) if declared is None else None
+        if example is not None:
+            raise IngestError(
+                f"{file}, column {col!r}: dates written as text (e.g. {example!r}), which would "
+                "be one-hot encoded as categories; declare it `date` or `datetime` under "
+                "`columns:` (parsed, then scaled as a number of days or seconds), or "
+                "`categorical` if the text itself is meant, or write ISO 8601 (2024-03-31)")
+        try:
+            kinds.kind_of(series, declared)
+        except kinds.KindError as exc:
+            raise IngestError(f"{file}, {exc}") from exc
         if series.drop_nulls().n_unique() == 1:
             warnings.append(f"{file}, column {col!r}: one value in every row; it carries no "
                             "information (consider `drop:`)")

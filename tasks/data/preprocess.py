@@ -1,5 +1,9 @@
 """One-hot + min-max preprocessing, fitted on training rows only, reversible, serialisable.
 
+Each column is encoded by its kind (``kinds.py``): numeric, date and datetime columns are
+min-max scaled numbers (dates in days, datetimes in seconds), categorical and boolean columns are
+one-hot encoded; ``reverse_transform`` gives decoded rows back in the source types.
+
 Public ``fit`` / ``transform`` / ``reverse_transform`` wrap the per-column work; the fitted state
 is a plain dict (``to_dict`` / ``from_dict``) saved with the run. That state holds category sets
 and min/max of the source table: it is as sensitive as the models and never enters a release.
@@ -14,11 +18,14 @@ from typing import Any, Literal
 import numpy as np
 import polars as pl
 
+from cloakflow.tasks.data import kinds
 from cloakflow.tasks.data.profile import DatasetProfile
 
 # a categorical column with at least this share of distinct values is an identifier
 IDENTIFIER_SHARE = 0.9
 IDENTIFIER_MIN_ROWS = 20
+# an integer column whose name reads as a key (customer_id, AccountNo, record_nr, ...)
+ID_NAME = r"(?i)(^|[_\W])(id|key|no|nr|num|number|code)$|[a-z](Id|ID|No|Nr|Key)$|^(id|key)$"
 
 
 class PreprocessError(ValueError):
@@ -31,16 +38,29 @@ class ColumnSpec:
 
     name: str
     group: str
-    kind: Literal["numeric", "categorical"]
-    minimum: float = 0.0
+    kind: kinds.ColumnKind
+    minimum: float = 0.0  # numeric family: in the kind's unit (kinds.UNIT)
     maximum: float = 1.0
     fill: Any = None
     categories: list[str] = field(default_factory=list)
     bounds: Literal["data", "public"] = "data"  # where minimum/maximum or categories came from
+    dtype: str | None = None  # the source column's polars type (kinds.dtype_name)
+
+    @property
+    def family(self) -> str:
+        """``numeric`` (scaled, regression attacks) or ``categorical`` (one-hot,
+        classification attacks)."""
+        return kinds.FAMILY[self.kind]
+
+    @property
+    def source_dtype(self) -> str:
+        """The source type to decode into (states saved before types were kept: the family's
+        plain type)."""
+        return self.dtype or ("Float64" if self.family == "numeric" else "String")
 
     @property
     def outputs(self) -> list[str]:
-        if self.kind == "numeric":
+        if self.family == "numeric":
             return [self.name]
         return [f"{self.name}_{c}" for c in self.categories]
 
@@ -67,33 +87,80 @@ class TablePreprocessor:
         self.specs = []
         for col, group in self.profile.group_of.items():
             series = frame.get_column(col)
-            kind = self.profile.columns.get(col) or (
-                "numeric" if series.dtype.is_numeric() else "categorical"
-            )
+            try:
+                kind = kinds.kind_of(series, self.profile.columns.get(col))
+            except kinds.KindError as exc:
+                raise PreprocessError(f"{source}: {exc}") from exc
             self._check_nulls(series, source)
+            dtype = kinds.dtype_name(series.dtype)
             public = self.profile.bounds.get(col) if self.public_bounds else None
-            if public is not None:
-                if public.categories is None:
-                    spec = ColumnSpec(col, group, "numeric", minimum=public.min,
-                                      maximum=public.max, fill=(public.min + public.max) / 2,
-                                      bounds="public")
-                else:
-                    spec = ColumnSpec(col, group, "categorical", categories=public.categories,
-                                      fill=public.categories[0], bounds="public")
-            elif kind == "numeric":
-                values = self._as_float(series, source)
-                spec = ColumnSpec(col, group, "numeric",
+            if public is not None and public.origin == "data":
+                public = None  # measured on the table: private, never used as public
+            family = kinds.FAMILY[kind]
+            if kind == "boolean":  # its domain is public by nature
+                spec = ColumnSpec(col, group, kind, categories=["false", "true"],
+                                  fill=self._mode(series), bounds="public", dtype=dtype)
+            elif public is not None and family == "numeric":
+                low, high = public.span(kind)
+                spec = ColumnSpec(col, group, kind, minimum=low, maximum=high,
+                                  fill=(low + high) / 2, bounds="public", dtype=dtype)
+            elif public is not None:
+                spec = ColumnSpec(col, group, kind, categories=public.categories,
+                                  fill=public.categories[0], bounds="public", dtype=dtype)
+            elif family == "numeric":
+                values = self._numbers(series, kind, source)
+                values = values[~np.isnan(values)]
+                if kind == "numeric" and series.dtype.is_integer():
+                    self._check_not_integer_key(series, source)
+                spec = ColumnSpec(col, group, kind,
                                   minimum=float(values.min()), maximum=float(values.max()),
-                                  fill=float(np.median(values)))
+                                  fill=float(np.median(values)), dtype=dtype)
             else:
-                values = series.cast(pl.String).drop_nulls()
+                values = kinds.category_text(series).drop_nulls()
                 counts = values.value_counts(sort=True)
                 self._check_not_identifier(col, counts.height, len(values), source)
-                spec = ColumnSpec(col, group, "categorical",
-                                  categories=sorted(counts.get_column(col).to_list()),
-                                  fill=counts.get_column(col)[0])
+                labels = counts.get_column(col).to_list()
+                order = (lambda v: float(v)) if series.dtype.is_numeric() else None
+                spec = ColumnSpec(col, group, kind, categories=sorted(labels, key=order),
+                                  fill=counts.get_column(col)[0], dtype=dtype)
             self.specs.append(spec)
         return self
+
+    @staticmethod
+    def _mode(series: pl.Series) -> str:
+        values = kinds.category_text(series).drop_nulls()
+        return values.value_counts(sort=True).get_column(series.name)[0] if len(values) \
+            else "false"
+
+    @staticmethod
+    def _check_not_integer_key(series: pl.Series, source: str) -> None:
+        """An integer column with one distinct value per row that reads as a key (its name,
+        a dense run of numbers, or values ascending down the file) is an identifier stored as a
+        number; declaring it numeric does not make it a feature.
+
+        Raises:
+            PreprocessError: naming the column, what was seen and the profile keys.
+        """
+        import re
+
+        values = series.drop_nulls()
+        rows = len(values)
+        if rows < IDENTIFIER_MIN_ROWS or values.n_unique() != rows:
+            return
+        span = float(values.max()) - float(values.min()) + 1
+        reasons = []
+        if re.search(ID_NAME, series.name):
+            reasons.append("its name reads as a key")
+        if span <= 2 * rows:
+            reasons.append(f"its values are a dense run ({values.min()}..{values.max()})")
+        if values.is_sorted() or values.is_sorted(descending=True):
+            reasons.append("its values are sorted down the file")
+        if reasons:
+            raise PreprocessError(
+                f"{source}: column {series.name!r}: {rows} distinct integers in {rows} rows and "
+                f"{' and '.join(reasons)}: an identifier stored as a number, not a feature. "
+                "List it under `identifiers:` in the profile (kept out of the features and the "
+                "release) or under `drop:`, and remove it from its group")
 
     @staticmethod
     def _check_not_identifier(col: str, distinct: int, rows: int, source: str) -> None:
@@ -135,14 +202,15 @@ class TablePreprocessor:
     def _transform_column(self, series: pl.Series, spec: ColumnSpec, source: str,
                           rule: str) -> np.ndarray:
         series = self._check_nulls(series, source, spec)
-        if spec.kind == "numeric":
-            values = self._as_float(series, source)
+        if spec.family == "numeric":
+            values = self._numbers(series, spec.kind, source)
+            values = np.where(np.isnan(values), spec.fill, values)  # nulls: missing=impute
             span = spec.maximum - spec.minimum or 1.0
             scaled = (values - spec.minimum) / span
             if spec.bounds == "public":  # public bounds are a promise: clip what lies outside
                 scaled = np.clip(scaled, 0.0, 1.0)
             return scaled.reshape(-1, 1)
-        values = series.cast(pl.String).to_numpy()
+        values = kinds.category_text(series).fill_null(spec.fill).to_numpy()
         index = {c: i for i, c in enumerate(spec.categories)}
         codes = np.fromiter((index.get(v, -1) for v in values), dtype=np.int64, count=len(values))
         unseen = codes < 0
@@ -161,20 +229,24 @@ class TablePreprocessor:
     def reverse_transform(self, matrix: np.ndarray) -> pl.DataFrame:
         """Map a (possibly reconstructed) matrix back to source columns.
 
-        Numeric columns are unscaled; a categorical block becomes its argmax category.
+        Numeric, date and datetime columns are unscaled, a one-hot block becomes its argmax
+        category; each column comes back in its source type (integers rounded, booleans
+        boolean, dates dates, integer-coded categories integers).
         """
         self._require_fitted()
-        data: dict[str, Any] = {}
-        start = 0
-        for spec in self.specs:
-            width = len(spec.outputs)
-            block = matrix[:, start:start + width]
-            if spec.kind == "numeric":
-                data[spec.name] = block[:, 0] * (spec.maximum - spec.minimum) + spec.minimum
+        columns = []
+        for spec, start, stop in self.column_blocks():
+            block = matrix[:, start:stop]
+            if spec.family == "numeric":
+                values = block[:, 0].astype(np.float64) * (spec.maximum - spec.minimum) \
+                    + spec.minimum
+                columns.append(kinds.from_numbers(spec.name, values, spec.kind,
+                                                  spec.source_dtype))
             else:
-                data[spec.name] = np.asarray(spec.categories, dtype=object)[block.argmax(axis=1)]
-            start += width
-        return pl.DataFrame(data)
+                labels = np.asarray(spec.categories, dtype=object)[block.argmax(axis=1)]
+                columns.append(kinds.from_categories(spec.name, labels, spec.kind,
+                                                     spec.source_dtype))
+        return pl.DataFrame(columns)
 
     # ------------------------------------------------------------------ helpers
     def bounds_used(self) -> dict[str, list[str]]:
@@ -219,23 +291,17 @@ class TablePreprocessor:
                 f"{source}: column {series.name!r}: {nulls} null values (rule missing=error; set "
                 "missing: impute in the profile to fill them from training rows)"
             )
-        if spec is None:  # fitting: statistics are taken over the non-null values
-            return series
-        if series.dtype.is_float():
-            series = series.fill_nan(None)
-        if spec.kind == "numeric":
-            return series.cast(pl.Float64).fill_null(spec.fill)
-        return series.cast(pl.String).fill_null(spec.fill)
+        # fitting takes statistics over the non-null values; transforming fills them (numbers
+        # in _transform_column, categories with the fitted mode)
+        return series.fill_nan(None) if series.dtype.is_float() else series
 
     @staticmethod
-    def _as_float(series: pl.Series, source: str) -> np.ndarray:
+    def _numbers(series: pl.Series, kind: str, source: str) -> np.ndarray:
+        """A numeric-family column as float64 in its kind's unit, nulls as NaN."""
         try:
-            return series.cast(pl.Float64, strict=True).drop_nulls().to_numpy()
-        except pl.exceptions.PolarsError as exc:
-            raise PreprocessError(
-                f"{source}: column {series.name!r} is declared numeric but holds non-numeric "
-                f"values ({series.dtype})"
-            ) from exc
+            return kinds.to_numbers(series, kind)
+        except kinds.KindError as exc:
+            raise PreprocessError(f"{source}: {exc}") from exc
 
     def _require_fitted(self) -> None:
         if not self.specs:

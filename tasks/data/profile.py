@@ -8,6 +8,7 @@ suite.
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 from pathlib import Path
 from typing import Literal
@@ -20,7 +21,7 @@ PROFILES_DIR = Path(
     os.environ.get("CLOAKFLOW_PROFILES_DIR", REPO_ROOT / "deployments" / "profiles"))
 EXPECTATIONS_DIR = REPO_ROOT / "expectations"
 
-ColumnKind = Literal["numeric", "categorical"]
+from cloakflow.tasks.data.kinds import FAMILY, ColumnKind  # noqa: E402
 
 
 class ProfileError(ValueError):
@@ -126,28 +127,57 @@ class PrivacySettings(BaseModel):
 class PublicBounds(BaseModel):
     """Bounds of one column known without looking at the data (a code book, a domain range).
 
-    DP runs scale numeric columns with ``min``/``max`` (values outside are clipped) and one-hot
-    encode categorical ones over ``categories``, so that the preprocessing state carries no
-    information about the training rows. Non-DP runs measure them on the training rows.
+    DP runs scale numeric, date and datetime columns with ``min``/``max`` (values outside are
+    clipped; dates may be written as dates) and one-hot encode categorical ones over
+    ``categories``, so that the preprocessing state carries no information about the training
+    rows. Non-DP runs measure them on the training rows.
+
+    ``origin: data`` marks bounds read off the table (``cloakflow profile`` drafts them so):
+    they are statistics of the private rows, and a DP run never uses them as public; it measures
+    those columns on the training rows and its manifest lists them as not covered by epsilon.
     """
 
     model_config = ConfigDict(extra="forbid")
 
-    min: float | None = None
-    max: float | None = None
+    min: float | dt.datetime | dt.date | None = None
+    max: float | dt.datetime | dt.date | None = None
     categories: list[str] | None = None
+    origin: Literal["public", "data"] = Field(
+        "public", description="public: known without the data (usable by DP runs); data: "
+                              "measured on the table (private, never used as public)")
 
     @model_validator(mode="after")
     def _check(self) -> PublicBounds:
         numeric = self.min is not None or self.max is not None
         if numeric == (self.categories is not None):
             raise ValueError("give either min and max (numeric) or categories (categorical)")
-        if numeric and (self.min is None or self.max is None or not self.min < self.max):
+        if numeric and (self.min is None or self.max is None):
+            raise ValueError(f"need both min and max, got min={self.min} max={self.max}")
+        if numeric and isinstance(self.min, dt.date) != isinstance(self.max, dt.date):
+            raise ValueError("min and max must both be numbers or both dates")
+        if numeric and not self.number(self.min, "datetime") < self.number(self.max, "datetime"):
             raise ValueError(f"need min < max, got min={self.min} max={self.max}")
         if self.categories is not None and (not self.categories
                                             or len(set(self.categories)) != len(self.categories)):
             raise ValueError("categories must be a non-empty list without repeats")
         return self
+
+    @staticmethod
+    def number(value: float | dt.date, kind: str) -> float:
+        """A bound in the unit the column is scaled in: dates as days and datetimes as seconds
+        since 1970-01-01 (UTC when no zone is given), numbers as they are."""
+        if not isinstance(value, dt.date):
+            return float(value)
+        if not isinstance(value, dt.datetime):
+            value = dt.datetime(value.year, value.month, value.day)
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=dt.UTC)
+        seconds = value.timestamp()
+        return seconds / 86400.0 if kind == "date" else seconds
+
+    def span(self, kind: str) -> tuple[float, float]:
+        """(min, max) in the unit of a column of this kind (see ``number``)."""
+        return self.number(self.min, kind), self.number(self.max, kind)  # type: ignore[arg-type]
 
 
 class DatasetProfile(BaseModel):
@@ -195,8 +225,9 @@ class DatasetProfile(BaseModel):
                              "kept out of the features and the release; remove it from groups)")
         for col, b in self.bounds.items():
             kind = self.columns.get(col)
-            if kind is not None and (kind == "numeric") != (b.categories is None):
-                raise ValueError(f"bounds for {col!r} do not match its kind {kind!r}")
+            if kind is not None and (FAMILY[kind] == "numeric") != (b.categories is None):
+                raise ValueError(f"bounds for {col!r} do not match its kind {kind!r} (min/max "
+                                 "for numeric, date, datetime; categories otherwise)")
         for kind, cols in (("quasi_identifiers", self.quasi_identifiers),
                            ("privacy.sensitive", self.privacy.sensitive),
                            ("bounds", list(self.bounds))):

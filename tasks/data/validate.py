@@ -20,6 +20,14 @@ from cloakflow.tasks.data.profile import DatasetProfile
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
 
 NUMERIC_TYPES = ["int8", "int16", "int32", "int64", "Int64", "float32", "float64", "Float64"]
+_UNITS = ("s", "ms", "us", "ns")
+# pandas types a declared kind may arrive as (GX reads the frame through pandas)
+KIND_TYPES = {
+    "numeric": NUMERIC_TYPES,
+    "boolean": ["bool", "boolean"],
+    "date": [f"datetime64[{u}]" for u in _UNITS],
+    "datetime": [f"datetime64[{u}]" for u in _UNITS],  # zoned ones reach GX as UTC
+}
 
 
 @dataclass
@@ -102,9 +110,10 @@ def default_suite(profile: DatasetProfile) -> dict[str, Any]:
         exps.append({"type": "expect_column_to_exist", "kwargs": {"column": col}})
         if profile.missing == "error" or col == profile.target.column:
             exps.append({"type": "expect_column_values_to_not_be_null", "kwargs": {"column": col}})
-        if profile.columns.get(col) == "numeric":
+        types = KIND_TYPES.get(profile.columns.get(col, ""))
+        if types:
             exps.append({"type": "expect_column_values_to_be_in_type_list",
-                         "kwargs": {"column": col, "type_list": NUMERIC_TYPES}})
+                         "kwargs": {"column": col, "type_list": types}})
     return {"name": f"{profile.name}.default", "expectations": exps, "meta": {}}
 
 
@@ -162,6 +171,10 @@ def validate_frame(frame: pl.DataFrame, suite: dict[str, Any], source: str) -> V
             name=suite["name"], expectations=suite["expectations"], meta=suite.get("meta", {})
         )
     )
+    # GX types zoned datetimes value by value and fails them: it sees them as naive UTC
+    zoned = [n for n, t in frame.schema.items() if isinstance(t, pl.Datetime) and t.time_zone]
+    frame = frame.with_columns(pl.col(zoned).dt.convert_time_zone("UTC")
+                               .dt.replace_time_zone(None))
     batch = batch_def.get_batch(batch_parameters={"dataframe": frame.to_pandas()})
     result = batch.validate(gx_suite, result_format="SUMMARY").to_json_dict()
     failures = [_result_failure(r) for r in result["results"] if not r["success"]]

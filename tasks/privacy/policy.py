@@ -65,7 +65,7 @@ _KIND = {"max_inversion_gain": "categorical", "max_inversion_r2": "numeric"}
 
 def attribute_kinds(pre) -> dict[str, str]:
     """Attribute -> ``numeric`` or ``categorical``, from a fitted ``TablePreprocessor``."""
-    return {spec.name: spec.kind for spec, _, _ in pre.column_blocks()}
+    return {spec.name: spec.family for spec, _, _ in pre.column_blocks()}
 
 
 def expected_coverage(profile: DatasetProfile, kinds: dict[str, str], models: list[str],

@@ -24,6 +24,7 @@ def run_anonymeter(ori: pl.DataFrame, syn: pl.DataFrame, control: pl.DataFrame,
 
     logging.getLogger("anonymeter").setLevel(logging.ERROR)
     n = min(profile.privacy.anonymeter_attacks, len(control), len(ori))
+    ori, syn, control = (dates_as_numbers(f) for f in (ori, syn, control))
     o, s, c = ori.to_pandas(), syn.to_pandas(), control.to_pandas()
     qis = list(profile.quasi_identifiers)
     others = [col for col in ori.columns if col not in qis]
@@ -63,6 +64,17 @@ def run_anonymeter(ori: pl.DataFrame, syn: pl.DataFrame, control: pl.DataFrame,
         out["inference"][secret] = {**risk(ev), "aux_cols": aux}
     out["seconds"]["inference"] = round(time.perf_counter() - t, 2)
     return out
+
+
+def dates_as_numbers(frame: pl.DataFrame) -> pl.DataFrame:
+    """Date and datetime columns as numbers (days / seconds since the epoch): anonymeter
+    measures distances on numbers and would compare timestamps as categories."""
+    from cloakflow.tasks.data.kinds import infer_kind, to_numbers
+
+    return frame.with_columns(
+        pl.Series(name, to_numbers(frame.get_column(name), kind))
+        for name, kind in ((n, infer_kind(t)) for n, t in frame.schema.items())
+        if kind in ("date", "datetime"))
 
 
 def profile_kind(frame: pl.DataFrame, column: str) -> str:

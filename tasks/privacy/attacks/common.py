@@ -28,7 +28,7 @@ class Block:
 
 def blocks_of(pre: TablePreprocessor) -> list[Block]:
     """Attribute blocks of a fitted preprocessor."""
-    return [Block(s.name, s.kind, a, b, (s.maximum - s.minimum) or 1.0)
+    return [Block(s.name, s.family, a, b, (s.maximum - s.minimum) or 1.0)
             for s, a, b in pre.column_blocks()]
 
 
@@ -43,17 +43,5 @@ def predict_chunked(fn: Callable[[np.ndarray], np.ndarray], x: np.ndarray,
 def as_records(pre: TablePreprocessor, matrix: np.ndarray, like: pl.DataFrame) -> pl.DataFrame:
     """Map a (reconstructed) matrix back to source records with the source's column types."""
     frame = pre.reverse_transform(matrix)
-    casts = []
-    for name in frame.columns:
-        dtype = like.schema[name]
-        if dtype.is_integer():
-            casts.append(pl.col(name).round(0).cast(dtype))
-        elif dtype.is_numeric():
-            casts.append(pl.col(name).cast(dtype))
-        elif dtype == pl.Boolean:  # categories come back as text: "true" / "false"
-            casts.append(pl.col(name).cast(pl.String).str.to_lowercase()
-                         .replace_strict({"true": True, "false": False}, default=None,
-                                         return_dtype=pl.Boolean))
-        else:
-            casts.append(pl.col(name).cast(pl.String))
-    return frame.with_columns(casts)
+    return frame.with_columns(pl.col(name).cast(like.schema[name]) for name in frame.columns
+                              if frame.schema[name] != like.schema[name])

@@ -1,0 +1,239 @@
+"""Column kinds: what a source column is, how it becomes model input and how it comes back.
+
+Five kinds, declared under ``columns:`` in the profile or inferred from the column's polars type:
+
+========== ======================== ======================= ================================
+kind       inferred from            model input             decoded back to
+========== ======================== ======================= ================================
+numeric    integer, float, decimal  min-max scaled number   the source type (integers rounded)
+categorical text, categorical, enum one-hot over categories the source type (an integer-coded
+           (integers when declared)                         categorical comes back integer)
+boolean    boolean                  one-hot over false/true boolean
+date       date                     days since 1970-01-01,  date
+                                    min-max scaled
+datetime   datetime                 seconds since the       datetime (same unit and zone)
+                                    epoch, min-max scaled
+========== ======================== ======================= ================================
+
+The attacks and the policy see two *families*: ``numeric`` (numeric, date, datetime: regression,
+R^2) and ``categorical`` (categorical, boolean: classification, accuracy gain over the majority).
+
+Text columns declared ``boolean``, ``date`` or ``datetime`` are parsed at ingest (``coerce``);
+a value that does not parse is refused by name. Column types no kind covers (time of day,
+durations, lists, binary) are refused with the column and its type named.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Literal
+
+import numpy as np
+import polars as pl
+
+ColumnKind = Literal["numeric", "categorical", "boolean", "date", "datetime"]
+KINDS: tuple[str, ...] = ("numeric", "categorical", "boolean", "date", "datetime")
+FAMILY: dict[str, str] = {"numeric": "numeric", "date": "numeric", "datetime": "numeric",
+                          "categorical": "categorical", "boolean": "categorical"}
+# unit of the number a kind is scaled in (bounds in the profile are given in it, or as dates)
+UNIT = {"numeric": "source units", "date": "days since 1970-01-01",
+        "datetime": "seconds since 1970-01-01T00:00:00"}
+
+BOOLEAN_TEXT = {"true": True, "false": False, "t": True, "f": False, "yes": True, "no": False,
+                "y": True, "n": False, "1": True, "0": False}
+# dates written as text in a form polars' CSV reader does not parse by itself (day/month order,
+# slashes, dots); ISO 8601 text is parsed at read time
+_DATE_LIKE = r"^\d{1,4}[-/.]\d{1,2}[-/.]\d{1,4}([ T]\d{1,2}:\d{2}(:\d{2}(\.\d+)?)?)?$"
+DATE_TEXT_SHARE = 0.9
+
+
+class KindError(ValueError):
+    """A column's values cannot be read as its declared kind, or no kind covers its type."""
+
+
+def infer_kind(dtype: pl.DataType) -> ColumnKind | None:
+    """The kind a column of this polars type gets when the profile does not declare one.
+
+    Returns:
+        The kind, or ``None`` when no kind covers the type (time of day, duration, list, ...).
+    """
+    if dtype == pl.Boolean:
+        return "boolean"
+    if dtype == pl.Date:
+        return "date"
+    if isinstance(dtype, pl.Datetime):
+        return "datetime"
+    if dtype.is_numeric():
+        return "numeric"
+    if dtype in (pl.String, pl.Categorical) or isinstance(dtype, pl.Enum):
+        return "categorical"
+    return None
+
+
+def kind_of(series: pl.Series, declared: str | None) -> ColumnKind:
+    """The declared kind, else the inferred one.
+
+    Raises:
+        KindError: nothing is declared and no kind covers the column's type.
+    """
+    if declared is not None:
+        return declared  # type: ignore[return-value]
+    kind = infer_kind(series.dtype)
+    if kind is None:
+        raise KindError(f"column {series.name!r}: type {series.dtype} is not a column kind "
+                        f"cloakflow encodes ({', '.join(KINDS)}); convert it, declare its kind "
+                        "under `columns:` or list it under `drop:`")
+    return kind
+
+
+def coerce(series: pl.Series, kind: str | None, where: str) -> pl.Series:
+    """Bring a column to the type its declared kind needs (text booleans and dates parsed).
+
+    Args:
+        series: the column as read.
+        kind: the declared kind, or ``None`` (inferred kinds need no conversion).
+        where: file name for error messages.
+
+    Raises:
+        KindError: values that do not read as the kind, or a type no kind covers; the message
+            names the file, the column, examples and the profile key that decides.
+    """
+    name, dtype = series.name, series.dtype
+    if kind is None:
+        kind_of(series, None)
+        return series
+    if kind == "boolean" and dtype != pl.Boolean:
+        text = series.cast(pl.String).str.strip_chars().str.to_lowercase()
+        bad = text.drop_nulls().filter(~text.drop_nulls().is_in(list(BOOLEAN_TEXT)))
+        if len(bad):
+            raise KindError(
+                f"{where}, column {name!r}: declared boolean (`columns:`) but {len(bad)} values "
+                f"are not true/false, yes/no or 1/0, e.g. {sorted(set(bad.to_list()))[:5]}")
+        return text.replace_strict(BOOLEAN_TEXT, default=None, return_dtype=pl.Boolean)
+    if kind in ("date", "datetime") and dtype == pl.String:
+        return _parse_dates(series, kind, where)
+    if kind == "date" and isinstance(dtype, pl.Datetime):
+        return series.dt.date()
+    if kind == "datetime" and dtype == pl.Date:
+        return series.cast(pl.Datetime("us"))
+    if kind in ("date", "datetime") and not (dtype == pl.Date or isinstance(dtype, pl.Datetime)):
+        raise KindError(f"{where}, column {name!r}: declared {kind} (`columns:`) but holds "
+                        f"{dtype} values")
+    if kind == "numeric" and dtype == pl.Boolean:
+        return series.cast(pl.Int8)
+    if kind == "numeric" and not dtype.is_numeric() and dtype != pl.String:
+        raise KindError(f"{where}, column {name!r}: declared numeric (`columns:`) but holds "
+                        f"{dtype} values; declare its own kind ({', '.join(KINDS)})")
+    return series
+
+
+def _parse_dates(series: pl.Series, kind: str, where: str) -> pl.Series:
+    """Parse text dates with polars' format inference; every non-null value must parse."""
+    text = series.str.strip_chars()
+    try:
+        parsed = (text.str.to_date(strict=False) if kind == "date"
+                  else text.str.to_datetime(strict=False, time_unit="us"))
+    except pl.exceptions.PolarsError:
+        parsed = pl.Series(series.name, [None] * len(series), dtype=pl.Date)
+    failed = text.is_not_null() & parsed.is_null()
+    if failed.any():
+        examples = sorted(set(text.filter(failed).to_list()))[:5]
+        raise KindError(
+            f"{where}, column {series.name!r}: declared {kind} (`columns:`) but "
+            f"{int(failed.sum())} of {text.is_not_null().sum()} values do not read as one "
+            f"format of {kind}s, e.g. {examples}; write them as ISO 8601 (2024-03-31"
+            + (" 14:05:00" if kind == "datetime" else "") + ")")
+    return parsed
+
+
+def looks_like_date_text(series: pl.Series) -> str | None:
+    """An example value if a text column holds dates written as text, else ``None``."""
+    if series.dtype != pl.String:
+        return None
+    values = series.drop_nulls()
+    if not len(values):
+        return None
+    hits = values.str.contains(_DATE_LIKE)
+    if float(hits.mean() or 0.0) >= DATE_TEXT_SHARE:
+        return values.filter(hits).head(1).to_list()[0]
+    return None
+
+
+# ---------------------------------------------------------------- numbers for the models
+def to_numbers(series: pl.Series, kind: str) -> np.ndarray:
+    """A numeric-family column as float64 (dates in days, datetimes in seconds since the epoch);
+    nulls become NaN.
+
+    Raises:
+        KindError: a column declared numeric holds values that are not numbers.
+    """
+    if kind == "date":
+        out = series.cast(pl.Date).cast(pl.Int32).cast(pl.Float64)
+    elif kind == "datetime":
+        out = series.dt.epoch("us").cast(pl.Float64) / 1e6
+    else:
+        try:
+            out = series.cast(pl.Float64, strict=True)
+        except pl.exceptions.PolarsError as exc:
+            raise KindError(f"column {series.name!r} is declared numeric but holds non-numeric "
+                            f"values ({series.dtype})") from exc
+    return out.fill_null(np.nan).to_numpy().astype(np.float64)
+
+
+def from_numbers(name: str, values: np.ndarray, kind: str, dtype: str) -> pl.Series:
+    """Inverse of ``to_numbers``: decoded numbers back to a column of the source type."""
+    values = np.asarray(values, dtype=np.float64)
+    if kind == "date":
+        days = pl.Series(name, np.round(values), nan_to_null=True).cast(pl.Int32)
+        return days.cast(pl.Date)
+    if kind == "datetime":
+        micros = pl.Series(name, np.round(values * 1e6), nan_to_null=True).cast(pl.Int64)
+        return micros.cast(pl.Datetime("us")).cast(parse_dtype(dtype))
+    target = parse_dtype(dtype)
+    series = pl.Series(name, values, nan_to_null=True)
+    if target.is_integer():
+        info = np.iinfo(pl.Series([], dtype=target).to_numpy().dtype)
+        series = series.round(0).clip(info.min, info.max)
+    return series.cast(target if target.is_numeric() else pl.Float64)
+
+
+def from_categories(name: str, labels: np.ndarray, kind: str, dtype: str) -> pl.Series:
+    """Decoded category labels (text) back to a column of the source type: booleans boolean,
+    integer-coded categories integer."""
+    text = pl.Series(name, labels.astype(str), dtype=pl.String)
+    target = parse_dtype(dtype)
+    if kind == "boolean" or target == pl.Boolean:
+        return text.replace_strict({"true": True, "false": False}, default=None,
+                                   return_dtype=pl.Boolean)
+    if target.is_numeric():
+        return text.cast(target, strict=False)
+    return text
+
+
+def category_text(series: pl.Series) -> pl.Series:
+    """Category labels of a column as text (booleans as "true"/"false")."""
+    return series.cast(pl.String)
+
+
+# ---------------------------------------------------------------- source type as plain text
+def dtype_name(dtype: pl.DataType) -> str:
+    """A polars type as text that ``parse_dtype`` reads back (stored in the fitted state)."""
+    if isinstance(dtype, pl.Datetime):
+        return f"Datetime[{dtype.time_unit},{dtype.time_zone or ''}]"
+    if isinstance(dtype, (pl.Categorical, pl.Enum)):
+        return "String"
+    return dtype.base_type().__name__ if hasattr(dtype, "base_type") else str(dtype)
+
+
+_DATETIME = re.compile(r"^Datetime\[(\w+),(.*)\]$")
+
+
+def parse_dtype(name: str) -> pl.DataType:
+    """Inverse of ``dtype_name``."""
+    m = _DATETIME.match(name)
+    if m:
+        return pl.Datetime(m.group(1), m.group(2) or None)  # type: ignore[arg-type]
+    dtype = getattr(pl, name, None)
+    if dtype is None or name == "Decimal":
+        return pl.Float64
+    return dtype()
