@@ -89,6 +89,13 @@ def _parser() -> argparse.ArgumentParser:
     bu.add_argument("dataset", nargs="?", default="bank-marketing")
     bu.add_argument("--profile", dest="profile_path", help="profile YAML (for its dp_cap)")
 
+    pr = sub.add_parser("profile", help="draft a profile from a table (kinds, groups, target, "
+                                        "identifiers) for you to edit")
+    pr.add_argument("table", help="a CSV or Parquet file")
+    pr.add_argument("--out", help="write the draft here (default: print it)")
+    pr.add_argument("--name", help="dataset name (default: from the file name)")
+    pr.add_argument("--separator", help="CSV separator (default: sniffed)")
+
     at = sub.add_parser("attack", help="rerun the privacy attacks on a published release")
     at.add_argument("release_dir", help="releases/<dataset>/<run id>")
     at.add_argument("--input", dest="input_path", help="the source table, if not found by name")
@@ -106,6 +113,8 @@ def main(argv: list[str] | None = None) -> int:
         return _attack(args)
     if args.command == "budget":
         return _budget(args)
+    if args.command == "profile":
+        return _profile(args)
     return 1  # pragma: no cover - argparse enforces the sub-command
 
 
@@ -196,6 +205,29 @@ def _budget(args: argparse.Namespace) -> int:
     if not mirror:
         print("(no MLflow store here: only the ledger file was read; run from the folder "
               "holding mlflow.db or set MLFLOW_TRACKING_URI to include its mirror)")
+    return 0
+
+
+def _profile(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from cloakflow.tasks.data.draft import DraftError, draft_profile
+
+    try:
+        draft = draft_profile(args.table, name=args.name, separator=args.separator)
+    except DraftError as exc:
+        print(f"cannot draft a profile: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    if args.out:
+        Path(args.out).write_text(draft.text)
+        print(f"drafted {args.out} (dataset {draft.profile.name!r}, target "
+              f"{draft.profile.target.column!r}, {len(draft.profile.features)} features in "
+              f"{len(draft.profile.groups)} groups); review it, then: cloakflow run --profile "
+              f"{args.out} --input {args.table}", file=sys.stderr)
+        for note in draft.notes:
+            print(f"  - {note}", file=sys.stderr)
+    else:
+        print(draft.text)
     return 0
 
 

@@ -95,6 +95,9 @@ class TablePreprocessor:
             dtype = kinds.dtype_name(series.dtype)
             public = self.profile.bounds.get(col) if self.public_bounds else None
             if public is not None and public.origin == "data":
+                print(f"warning: bounds of {col!r} are marked origin: data (measured on the "
+                      "table): a DP run does not use them as public; the column is scaled on "
+                      "the training rows and listed as not covered by epsilon", flush=True)
                 public = None  # measured on the table: private, never used as public
             family = kinds.FAMILY[kind]
             if kind == "boolean":  # its domain is public by nature

@@ -1,0 +1,269 @@
+"""Draft a dataset profile from a table (``cloakflow profile INPUT``), for its owner to edit.
+
+The draft proposes a kind per column, feature groups by name prefix (or one group), a target
+and its positive value, identifier and quasi-identifier candidates, and the columns to drop; the
+reasons and doubts are written as comments above the YAML. It is checked against the profile
+contract before it is written, so a draft of a table cloakflow can use runs without edits.
+
+Bounds read off the table are statistics of the private rows: the draft writes them with
+``origin: data``, which DP runs never use as public bounds (see ``profile.PublicBounds``).
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+import yaml
+
+from cloakflow.tasks.data import kinds
+from cloakflow.tasks.data.ingest import _NUMBER_LIKE, _SEPARATED, NUMBER_AS_TEXT_SHARE
+from cloakflow.tasks.data.preprocess import ID_NAME, IDENTIFIER_MIN_ROWS, IDENTIFIER_SHARE
+from cloakflow.tasks.data.profile import DatasetProfile
+
+SEPARATORS = [",", ";", "\t", "|"]
+# names that usually mark the label, and columns an attacker can usually look up elsewhere
+TARGET_NAMES = r"(?i)^(y|target|label|class|outcome|response|result)$|(churn|default|fraud|" \
+               r"readmit|approved|survived|converted|subscribed)"
+QUASI_NAMES = r"(?i)(^age$|_age$|^age_|sex|gender|birth|dob|zip|postcode|postal|region|city|" \
+              r"country|nationality|race|ethnic|marital|occupation|^job$|education)"
+MAX_CATEGORIES = 50  # above this, a categorical column gets a cardinality warning
+BOUND_CATEGORIES = 20  # categories listed as (data) bounds up to this many
+
+
+class DraftError(ValueError):
+    """The table cannot be read, or nothing in it can serve as a target."""
+
+
+@dataclass
+class Draft:
+    """A drafted profile: the YAML text (with comments) and the notes behind it."""
+
+    profile: DatasetProfile
+    text: str
+    notes: list[str] = field(default_factory=list)
+
+
+def sniff_separator(path: Path) -> str:
+    """The CSV separator that splits the first lines into the most, equally many, fields."""
+    lines = [ln for ln in path.read_text(errors="replace").splitlines()[:20] if ln.strip()]
+    if not lines:
+        raise DraftError(f"{path}: file is empty")
+    best, score = ",", (0, 0)
+    for sep in SEPARATORS:
+        counts = [ln.count(sep) for ln in lines]
+        consistent = sum(c == counts[0] for c in counts)
+        if (counts[0], consistent) > score and counts[0] > 0:
+            best, score = sep, (counts[0], consistent)
+    return best
+
+
+def _read(path: Path, fmt: str, separator: str) -> pl.DataFrame:
+    try:
+        if fmt == "parquet":
+            frame = pl.read_parquet(path)
+        else:
+            frame = pl.read_csv(path, separator=separator, infer_schema_length=None,
+                                try_parse_dates=True)
+    except (pl.exceptions.PolarsError, OSError) as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise DraftError(f"{path}: cannot be read as {fmt}: {first}") from exc
+    if frame.height == 0:
+        raise DraftError(f"{path}: the table has a header but no rows")
+    return frame
+
+
+def _value(v: Any) -> Any:
+    """A value as YAML writes it (numpy/polars scalars to plain Python)."""
+    return v.item() if hasattr(v, "item") else v
+
+
+@dataclass
+class _Column:
+    name: str
+    kind: str | None  # None: dropped
+    declare: bool = False  # write the kind under columns: (parsed or not inferable)
+    role: str = "feature"  # feature, drop, identifier
+    notes: list[str] = field(default_factory=list)
+
+
+def _classify(series: pl.Series) -> _Column:
+    """Kind, role and notes of one column, by the same rules ingest and preprocessing apply."""
+    name, rows = series.name, len(series)
+    values = series.drop_nulls()
+    col = _Column(name, kinds.infer_kind(series.dtype))
+    if not len(values):
+        col.role = "drop"
+        col.notes.append(f"{name}: empty in every row ({rows} of {rows} null): dropped")
+        return col
+    if col.kind is None:
+        col.role = "drop"
+        col.notes.append(f"{name}: type {series.dtype} is no column kind: dropped")
+        return col
+    if values.n_unique() == 1:
+        col.role = "drop"
+        col.notes.append(f"{name}: one value in every row ({values[0]!r}): dropped")
+        return col
+    if series.dtype == pl.String:
+        date = kinds.looks_like_date_text(series)
+        numeric = values.str.contains(_NUMBER_LIKE)
+        if date is not None:
+            col.kind = "datetime" if re.search(r"\d:\d", date) else "date"
+            col.declare = True
+            col.notes.append(f"{name}: dates written as text (e.g. {date!r}): declared "
+                             f"{col.kind} (parsed at ingest; check the day/month order)")
+        elif float(numeric.mean() or 0) >= NUMBER_AS_TEXT_SHARE \
+                and values.str.contains(_SEPARATED).any():
+            col.role = "drop"
+            col.notes.append(f"{name}: numbers written as text with separators (e.g. "
+                             f"{values.filter(values.str.contains(_SEPARATED))[0]!r}): dropped;"
+                             " store them as plain numbers and add the column back")
+            return col
+    distinct = values.n_unique()
+    if col.kind == "categorical" and len(values) >= IDENTIFIER_MIN_ROWS \
+            and distinct >= IDENTIFIER_SHARE * len(values):
+        col.role = "identifier"
+        col.notes.append(f"{name}: {distinct} distinct values in {len(values)} rows: an "
+                         "identifier (kept out of the features and the release)")
+    elif series.dtype.is_integer() and len(values) >= IDENTIFIER_MIN_ROWS \
+            and distinct == len(values) and (re.search(ID_NAME, name)
+                                             or values.is_sorted()
+                                             or float(values.max()) - float(values.min())
+                                             < 2 * len(values)):
+        col.role = "identifier"
+        col.notes.append(f"{name}: one distinct integer per row, read as a key: an identifier")
+    elif col.kind == "categorical" and distinct > MAX_CATEGORIES:
+        col.notes.append(f"{name}: {distinct} categories (one model input each); consider "
+                         "grouping rare ones or dropping it")
+    elif series.dtype.is_integer() and distinct <= 10 and len(values) >= 20 * distinct:
+        col.notes.append(f"{name}: integers with {distinct} values: drafted numeric; declare "
+                         "it categorical under columns: if the numbers are codes")
+    return col
+
+
+def _target(frame: pl.DataFrame, cols: dict[str, _Column]) -> tuple[str, Any, list[str]]:
+    """(column, positive value, candidates): two-valued columns without nulls, a label-like
+    name first, else the last; the positive value is the rarer one."""
+    usable = [c for c, col in cols.items() if col.role == "feature"]
+    binary = [c for c in usable if frame.get_column(c).null_count() == 0
+              and frame.get_column(c).n_unique() == 2]
+    pool = binary or [c for c in usable if cols[c].kind == "categorical"
+                      and frame.get_column(c).null_count() == 0
+                      and 2 < frame.get_column(c).n_unique() <= 20]
+    if not pool:
+        raise DraftError("no column can be the target (a column with two values, or a few "
+                         "categories, and no nulls); write `target:` in the profile yourself")
+    named = [c for c in pool if re.search(TARGET_NAMES, c)]
+    column = (named or pool)[-1]
+    counts = frame.get_column(column).value_counts(sort=True)
+    # the rarer of two values; among several categories, the second most frequent
+    positive = counts.get_column(column)[1 if column not in binary else -1]
+    return column, _value(positive), pool
+
+
+def _groups(features: list[str]) -> dict[str, list[str]]:
+    """Groups by name prefix (before the first ``_``, ``.`` or ``-``) shared by two or more
+    columns; the rest form ``other``; one group ``all`` when no prefix is shared."""
+    prefix = {c: re.split(r"[_.\-]", c, maxsplit=1)[0].lower() for c in features}
+    shared = {p for p, n in Counter(prefix.values()).items() if n >= 2}
+    if not shared or (len(shared) == 1 and all(prefix[c] in shared for c in features)):
+        return {"all": list(features)}
+    out: dict[str, list[str]] = {}
+    for c in features:
+        key = prefix[c] if prefix[c] in shared else "other"
+        key = re.sub(r"\W", "_", key)
+        key = key if key.isidentifier() else f"g_{key}"
+        out.setdefault(key, []).append(c)
+    return out
+
+
+def draft_profile(path: str | Path, name: str | None = None,
+                  separator: str | None = None) -> Draft:
+    """Draft a profile for the table at ``path`` (CSV or Parquet).
+
+    Args:
+        path: the table.
+        name: dataset name (default: the file name's stem, made a valid name).
+        separator: CSV separator (default: sniffed from the first lines).
+
+    Returns:
+        The draft, validated against the profile contract.
+
+    Raises:
+        DraftError: the file cannot be read, has no rows, or has no column that can be a
+            target.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DraftError(f"{path}: no such file")
+    if path.stat().st_size == 0:
+        raise DraftError(f"{path}: file is empty")
+    fmt = "parquet" if path.suffix.lower() in {".parquet", ".pq"} else "csv"
+    sep = separator or (sniff_separator(path) if fmt == "csv" else ",")
+    frame = _read(path, fmt, sep)
+    cols = {c: _classify(frame.get_column(c)) for c in frame.columns}
+    target, positive, candidates = _target(frame, cols)
+    features = [c for c, col in cols.items() if col.role == "feature" and c != target]
+    if not features:
+        raise DraftError(f"{path}: no feature column is left besides the target {target!r}")
+    notes = [n for col in cols.values() for n in col.notes if col.name != target]
+    notes.insert(0, f"target {target!r} (positive {positive!r}); candidates: "
+                    f"{', '.join(candidates)}")
+    with_nulls = [c for c in features if frame.get_column(c).null_count()]
+    if with_nulls:
+        notes.append(f"nulls in {', '.join(with_nulls)}: missing: impute (filled from training "
+                     "rows); set missing: error to refuse them instead")
+    quasi = [c for c in features if re.search(QUASI_NAMES, c)]
+    doc: dict[str, Any] = {
+        "name": name or (re.sub(r"[^A-Za-z0-9_.-]", "-", path.stem).strip("-.") or "table"),
+        "format": fmt,
+        **({"separator": sep} if fmt == "csv" else {}),
+        "target": {"column": target, "positive": positive},
+        "drop": [c for c, col in cols.items() if col.role == "drop" and c != target],
+        "identifiers": [c for c, col in cols.items() if col.role == "identifier"
+                        and c != target],
+        "groups": _groups(features),
+        "quasi_identifiers": quasi,
+        "missing": "impute" if with_nulls else "error",
+        "columns": {c: cols[c].kind for c in features},
+        "privacy": {"sensitive": []},
+        "bounds": _bounds(frame, {c: cols[c].kind for c in features}),
+    }
+    if not doc["name"][0].isalnum():
+        doc["name"] = "t" + doc["name"]
+    profile = DatasetProfile.model_validate(doc)
+    return Draft(profile, _text(doc, notes, path), notes)
+
+
+def _bounds(frame: pl.DataFrame, kinds_: dict[str, str]) -> dict[str, dict]:
+    """Ranges and category sets measured on the table, marked ``origin: data``."""
+    out: dict[str, dict] = {}
+    for c, kind in kinds_.items():
+        series = frame.get_column(c).drop_nulls()
+        if kind in ("date", "datetime") and series.dtype == pl.String:
+            series = kinds.coerce(series, kind, "draft")
+        if kinds.FAMILY[kind] == "numeric":
+            low, high = _value(series.min()), _value(series.max())
+            if low != high:
+                out[c] = {"min": low, "max": high, "origin": "data"}
+        elif kind == "categorical":
+            cats = sorted(series.cast(pl.String).unique().to_list())
+            if len(cats) <= BOUND_CATEGORIES:
+                out[c] = {"categories": cats, "origin": "data"}
+    return out
+
+
+def _text(doc: dict[str, Any], notes: list[str], path: Path) -> str:
+    head = [f"# cloakflow profile drafted from {path.name}: review it before use.",
+            "# Notes:", *(f"#  - {n}" for n in notes),
+            "# privacy.sensitive is empty: the inversion limits then cover every non-target",
+            "# column; list the attributes to protect to narrow them.",
+            "# quasi_identifiers are guesses by column name: list what an attacker can look up.",
+            "# bounds were measured on this table (origin: data): DP runs never use them as",
+            "# public; replace them with domain bounds and set origin: public for a DP run.",
+            ""]
+    return "\n".join(head) + yaml.safe_dump(doc, sort_keys=False, allow_unicode=True)

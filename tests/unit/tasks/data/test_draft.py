@@ -1,0 +1,95 @@
+"""`cloakflow profile`: a drafted profile states kinds, groups, target, identifiers and drops,
+is valid, marks measured bounds as data, and runs through ingest and preprocessing unedited."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import numpy as np
+import polars as pl
+import pytest
+import yaml
+
+from cloakflow.tasks.data.draft import DraftError, draft_profile, sniff_separator
+from cloakflow.tasks.data.ingest import check_columns, read_table
+from cloakflow.tasks.data.preprocess import TablePreprocessor
+from cloakflow.tasks.data.profile import load_profile
+
+
+def _table(n: int = 200, seed: int = 0) -> pl.DataFrame:
+    rng = np.random.default_rng(seed)
+    return pl.DataFrame({
+        "patient_ref": [f"P{i:05d}" for i in rng.permutation(n)],
+        "row_no": np.arange(n),
+        "lab_glucose": rng.normal(5.5, 1.0, n).round(2),
+        "lab_sodium": rng.normal(140, 3, n).round(1),
+        "visit_day": [str(dt.date(2024, 1, 1) + dt.timedelta(days=int(d)))
+                      for d in rng.integers(0, 300, n)],
+        "gender": rng.choice(["f", "m", "x"], n).tolist(),
+        "site": ["one"] * n,
+        "notes": [None] * n,
+        "price": [f"{v:,.2f}" for v in rng.uniform(1000, 90000, n)],
+        "relapsed": rng.random(n) < 0.3,
+    }, schema_overrides={"notes": pl.String})
+
+
+def test_draft_names_kinds_groups_target_identifiers_and_drops(tmp_path):
+    path = tmp_path / "clinic visits.csv"
+    _table().write_csv(path, separator=";")
+    draft = draft_profile(path)
+    p = draft.profile
+    assert p.name == "clinic-visits" and p.separator == ";"
+    assert p.target.column == "relapsed" and p.target.positive is True
+    assert set(p.identifiers) == {"patient_ref", "row_no"}
+    assert set(p.drop) == {"site", "notes", "price"}  # constant, empty, number-as-text
+    assert p.groups == {"lab": ["lab_glucose", "lab_sodium"], "other": ["visit_day", "gender"]}
+    assert p.columns["visit_day"] == "date" and p.columns["gender"] == "categorical"
+    assert p.quasi_identifiers == ["gender"]
+    assert all(b.origin == "data" for b in p.bounds.values())
+    assert p.bounds["visit_day"].min >= dt.date(2024, 1, 1)
+    assert "price: numbers written as text with separators" in draft.text
+    # the YAML text is the profile
+    again = yaml.safe_load(draft.text)
+    assert again["target"] == {"column": "relapsed", "positive": True}
+
+
+def test_a_draft_runs_through_ingest_and_preprocessing_unedited(tmp_path):
+    path = tmp_path / "t.parquet"
+    _table().write_parquet(path)
+    out = tmp_path / "t.yaml"
+    out.write_text(draft_profile(path).text)
+    profile = load_profile(out)
+    frame = read_table(path, profile)
+    check_columns(frame, profile, path.name)
+    pre = TablePreprocessor(profile).fit(frame, path.name)
+    assert {s.name for s in pre.specs} == {"lab_glucose", "lab_sodium", "visit_day", "gender"}
+
+
+def test_no_target_candidate_and_unreadable_files_are_refused(tmp_path):
+    path = tmp_path / "t.csv"
+    pl.DataFrame({"a": np.arange(100) * 1.5, "b": np.arange(100) * 0.5}).write_csv(path)
+    with pytest.raises(DraftError, match="no column can be the target"):
+        draft_profile(path)
+    empty = tmp_path / "e.csv"
+    empty.write_text("")
+    with pytest.raises(DraftError, match="e.csv: file is empty"):
+        draft_profile(empty)
+
+
+def test_separator_sniffing(tmp_path):
+    for sep in [",", ";", "\t", "|"]:
+        path = tmp_path / "s.csv"
+        path.write_text(sep.join(["a", "b", "c"]) + "\n" + sep.join(["1", "x,y", "3"]) + "\n")
+        assert sniff_separator(path) == (sep if sep != "," else ",")
+
+
+def test_cli_writes_the_draft_and_says_what_to_run(tmp_path, capsys):
+    from cloakflow.flows.cli import main
+
+    path = tmp_path / "t.csv"
+    _table().write_csv(path)
+    assert main(["profile", str(path), "--out", str(tmp_path / "p.yaml")]) == 0
+    err = capsys.readouterr().err
+    assert "cloakflow run --profile" in err and "row_no: one distinct integer per row" in err
+    assert load_profile(tmp_path / "p.yaml").target.column == "relapsed"
+    assert main(["profile", str(tmp_path / "absent.csv")]) == 2
