@@ -4,6 +4,9 @@
   flow's tasks in a thread pool in the flow's process. The release and model steps exchange
   only plain data (NumPy arrays, weight lists, typed records), so a distributed runner can be
   added here without touching the flows.
+- ``gather(futures, key)``: wait for a flow's parallel tasks and fail fast: the first failure
+  asks the others to stop (``stop_requested(key)``, checked by the training loops after every
+  epoch) and is raised at once, instead of after minutes of training whose result is lost.
 - ``attack_workers()``: the worker processes that run the attack maths (pure NumPy,
   scikit-learn and anonymeter; ``tasks.privacy.attacks.suite``). Threads would serialise that
   work on the interpreter lock, so each release's attacks run in a process of this pool; the
@@ -22,6 +25,44 @@ from typing import Literal
 RunnerKind = Literal["thread"]
 
 _LIMITS: list = []
+_STOPS: set[str] = set()
+_STOPS_LOCK = threading.Lock()
+
+
+class StopRequested(RuntimeError):
+    """Another task of the same run failed; this one stopped early (its work would be lost)."""
+
+
+def stop_requested(key: str | None) -> bool:
+    """Whether the run ``key`` (its MLflow parent run id) asked its tasks to stop."""
+    with _STOPS_LOCK:
+        return key is not None and key in _STOPS
+
+
+def gather(futures: dict, key: str | None) -> dict:
+    """Results of Prefect futures by name; on the first failure, the run's other tasks are
+    asked to stop (see ``stop_requested``), not-yet-started ones are cancelled, and the failure
+    is raised.
+
+    Raises:
+        The first exception a task raised.
+    """
+    from prefect.futures import as_completed
+
+    with _STOPS_LOCK:
+        _STOPS.discard(key or "")
+    try:
+        for future in as_completed(list(futures.values())):
+            future.result()  # raises the task's exception
+    except BaseException:
+        with _STOPS_LOCK:
+            _STOPS.add(key or "")
+        for future in futures.values():
+            wrapped = getattr(future, "wrapped_future", None)
+            if wrapped is not None:
+                wrapped.cancel()
+        raise
+    return {name: f.result() for name, f in futures.items()}
 _POOL: Executor | None = None
 _POOL_LOCK = threading.Lock()
 

@@ -19,7 +19,7 @@ from cloakflow.models.autoencoder import (
 )
 from cloakflow.models.training import accounting as accounting_module
 from cloakflow.models.training import dp_sgd as dp_sgd_module
-from cloakflow.tasks import tracking
+from cloakflow.tasks import runners, tracking
 from cloakflow.tasks.caching import CACHE_EXPIRATION, step_policy
 from cloakflow.tasks.privacy.dp import DpPlan
 
@@ -120,11 +120,17 @@ def _finish(name: str, x: np.ndarray, columns: list[str], config: AutoencoderCon
     return trained
 
 
-def _progress(name: str, config: AutoencoderConfig, dp: DpPlan | None, log_every: int = 10):
+def _progress(name: str, config: AutoencoderConfig, dp: DpPlan | None, log_every: int = 10,
+              run: str | None = None):
+    """The per-epoch callback: progress lines, and a stop when another task of the run
+    ``run`` failed (``runners.gather``)."""
     started = False
 
     def progress(epoch: int, m: dict[str, float]) -> None:
         nonlocal started
+        if runners.stop_requested(run):
+            raise runners.StopRequested(f"[{name}] stopped after epoch {epoch}: another task "
+                                        "of this run failed")
         if epoch == 1 and started:
             print(f"  [{name}] no improvement after the first epoch: restarting from a derived "
                   "seed", flush=True)
@@ -149,7 +155,7 @@ def fit_and_encode(name: str, x: np.ndarray, columns: list[str], config: Autoenc
     the ``split`` design), encode ``x``, and log params, curves, metrics and the model."""
     run_id = _start_child(parent_run_id, name, x, columns, config,
                           seed if dp is None else None, dp)
-    progress = _progress(name, config, dp)
+    progress = _progress(name, config, dp, run=parent_run_id)
     if dp is None:
         result = train_autoencoder(x, config, seed=seed, on_epoch=progress)
     else:  # its own secret streams: independent of every other model's
@@ -217,5 +223,5 @@ def train_models(x: np.ndarray, columns: list[str], slices: dict[str, list[int]]
                                     store=store)}
     futures.update({g: step.submit(g, x[:, s], [columns[i] for i in s], config, seed, parent,
                                    dp=dp, store=store) for g, s in slices.items()})
-    models = {name: f.result() for name, f in futures.items()}
+    models = runners.gather(futures, parent)
     return models, [f"model:{k}" for k, f in futures.items() if f.state.name == "Cached"]
