@@ -123,7 +123,8 @@ def attack_published(release_dir: str | Path, input_path: str | None = None) -> 
         releases = {name: job.result() for name, job in jobs.items()}
     return PrivacyReport(
         dataset=profile.name, release=str(release_dir), kind=manifest.kind,
-        sensitive=profile.privacy.sensitive, known_fractions=profile.privacy.known_fractions,
+        sensitive=profile.privacy.sensitive, identifiers=profile.identifiers,
+        known_fractions=profile.privacy.known_fractions,
         seed=seed, noise=report.noise, dp=_release_dp(report), attacker_knowledge=KNOWLEDGE,
         releases=releases, policy=policy_outcome(
             releases, profile, attacked=True, accept_risk=report.policy.accepted_risk,

@@ -27,6 +27,7 @@ def gate(parent: str, kind: str, releases: dict[str, dict], profile: DatasetProf
     """
     report = PrivacyReport(
         dataset=profile.name, kind=kind, sensitive=profile.privacy.sensitive,
+        identifiers=profile.identifiers,
         known_fractions=profile.privacy.known_fractions, seed=seed, noise=noise, dp=dp,
         attacker_knowledge=KNOWLEDGE, releases=releases,
         policy=policy_outcome(releases, profile, attacked, accept_risk, expected))

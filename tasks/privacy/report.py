@@ -65,6 +65,7 @@ class PrivacyReport(BaseModel):
     release: str | None = None  # the folder, when re-attacked after publishing
     kind: str = "codes"
     sensitive: list[str]
+    identifiers: list[str] = Field(default_factory=list)  # kept out of features and release
     known_fractions: list[float]
     seed: int
     noise: dict[str, Any] | None = None
@@ -91,6 +92,9 @@ def summary_markdown(report: PrivacyReport) -> str:
             for k, v in report.policy.covered.items()) + ".", ""]
     if report.policy.not_measured:
         lines += ["Not measured: " + "; ".join(report.policy.not_measured) + ".", ""]
+    if report.identifiers:
+        lines += ["Identifier columns, kept out of the features and the release: "
+                  + ", ".join(report.identifiers) + ".", ""]
     dp = report.dp
     if dp:
         bound = dp["membership_bound"]

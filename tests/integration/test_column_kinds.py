@@ -27,6 +27,7 @@ def _table(n: int = 400, seed: int = 3) -> pl.DataFrame:
     born = rng.integers(0, 60 * 365, n)
     risk = rng.integers(1, 5, n)
     return pl.DataFrame({
+        "patient_id": [f"PT-{i:06d}" for i in rng.permutation(900_000)[:n]],
         "born": pl.Series([dt.date(1940, 1, 1) + dt.timedelta(days=int(d)) for d in born],
                           dtype=pl.Date),
         "admitted": pl.Series([dt.datetime(2023, 1, 1) + dt.timedelta(minutes=int(m))
@@ -51,6 +52,7 @@ def test_every_column_kind_runs_end_to_end_from_parquet(prefect_harness, workdir
         "groups": {"person": ["born", "insured", "ward"],
                    "stay": ["admitted", "risk_class", "stay_days"]},
         "columns": {"risk_class": "categorical"},
+        "identifiers": ["patient_id"],
         "quasi_identifiers": ["born", "ward"],
         "privacy": {"anonymeter_attacks": 30},  # default policy, nothing declared sensitive
     }))
@@ -70,8 +72,11 @@ def test_every_column_kind_runs_end_to_end_from_parquet(prefect_harness, workdir
     covered = policy["covered"]
     assert set(covered["max_inversion_r2"]) == {"born", "admitted", "stay_days"}
     assert set(covered["max_inversion_gain"]) == {"insured", "risk_class", "ward"}
-    assert "singling_out" in section["anonymeter"]  # ran on decoded dates and booleans
+    assert "singling_out" in section["anonymeter"]
+    assert ("Identifier columns, kept out of the features and the release: patient_id."
+            in outcome.privacy_summary)  # ran on decoded dates and booleans
     files = manifest["files"]
     codes = pl.read_parquet(Path(outcome.release) / files["encoded"]["file"])
     assert len(codes) == len(frame) - manifest["control_rows"]
     assert not set(frame.columns[:-1]) & set(codes.columns)  # codes, not source columns
+    assert not any("patient_id" in c["name"] for c in manifest["columns"])

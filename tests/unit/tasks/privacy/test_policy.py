@@ -92,10 +92,12 @@ def test_no_control_rows_means_membership_not_measured_not_passed():
 def test_report_round_trips_through_json():
     profile = _profile(max_inversion_gain=0.1)
     releases = {"ENCODED": {**_section(0.2, 0.55, 0.01), "models": ["whole"], "noise": {}}}
-    report = PrivacyReport(dataset="tiny", sensitive=["owns"], known_fractions=[0.01], seed=1,
+    report = PrivacyReport(dataset="tiny", sensitive=["owns"], identifiers=["customer_id"],
+                           known_fractions=[0.01], seed=1,
                            attacker_knowledge=KNOWLEDGE, releases=releases,
                            policy=policy_outcome(releases, profile, True, "reason",
                                                  _expected(profile)))
     again = PrivacyReport.model_validate_json(report.model_dump_json())
     assert again == report and again.policy.verdict == "accepted"
+    assert again.identifiers == ["customer_id"]
     assert again.policy.measured["ENCODED"]["max_inversion_r2"] is None
