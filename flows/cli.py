@@ -140,9 +140,9 @@ def _run(args: argparse.Namespace) -> int:
         print("invalid options, nothing was run:\n" + "\n".join(lines), file=sys.stderr)
         return EXIT_BAD_INPUT
     runtime.choose_prefect_api()  # a running local server, else the temporary one
-    runtime.quiet_expected_errors((DpPlanError, DataValidationError, IngestError,
-                                   PreprocessError, ProfileError, DataNotFoundError,
-                                   TargetError, PolicyViolation, BudgetExhausted))
+    rejected = (DataValidationError, IngestError, PreprocessError, ProfileError,
+                DataNotFoundError, TargetError)  # input errors: exit 2, "INPUT REJECTED"
+    runtime.quiet_expected_errors((DpPlanError, PolicyViolation, BudgetExhausted, *rejected))
     from cloakflow.flows.anonymize import anonymize
 
     try:
@@ -150,8 +150,7 @@ def _run(args: argparse.Namespace) -> int:
     except DpPlanError as exc:
         print(f"\nDP PLAN REJECTED, nothing was trained or published.\n{exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    except (DataValidationError, IngestError, PreprocessError, ProfileError,
-            DataNotFoundError, TargetError) as exc:
+    except rejected as exc:
         print(f"\nINPUT REJECTED, nothing was published.\n{exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except PolicyViolation as exc:

@@ -54,11 +54,11 @@ class TrainedModel:
         return autoencoder_from_weights(len(self.columns), self.config, self.weights)
 
 
-def summarise(result: TrainResult, code_size: int, run_id: str | None) -> dict:
-    """The manifest's figures for one trained model."""
+def summarise(result: TrainResult, inputs: int, code_size: int, run_id: str | None) -> dict:
+    """The manifest's figures for one trained model (``inputs``: its input columns)."""
     val = result.best_val_loss
     out = {
-        "inputs": None,
+        "inputs": int(inputs),
         "code_size": int(code_size),
         "epochs_run": result.epochs_run,
         "best_epoch": result.best_epoch,
@@ -99,7 +99,7 @@ def _finish(name: str, x: np.ndarray, columns: list[str], config: AutoencoderCon
             result: TrainResult, run_id: str | None) -> TrainedModel:
     """Encode ``x``, print a one-line summary, log curves, metrics and the model."""
     codes = encode(result.encoder, x)
-    s = {**summarise(result, codes.shape[1], run_id), "inputs": len(columns)}
+    s = summarise(result, len(columns), codes.shape[1], run_id)
     trained = TrainedModel(name, columns, config, result.autoencoder.get_weights(), codes,
                            dict(result.history), s, run_id)
     if result.dp is None:

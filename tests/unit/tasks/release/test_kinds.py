@@ -20,7 +20,7 @@ def _trained(name: str, x: np.ndarray, cols: list[int]) -> TrainedModel:
     r = train_autoencoder(x[:, cols], config, seed=1)
     codes = encode(r.encoder, x[:, cols])
     return TrainedModel(name, [f"c{i}" for i in cols], config, r.autoencoder.get_weights(),
-                        codes, r.history, summarise(r, codes.shape[1], None), None)
+                        codes, r.history, summarise(r, len(cols), codes.shape[1], None), None)
 
 
 def test_code_tables_cross_process_boundaries_and_rebuild_the_same_models():
