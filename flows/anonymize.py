@@ -28,7 +28,7 @@ from cloakflow.tasks.release.codes import code_tables
 from cloakflow.tasks.release.kinds import Release
 from cloakflow.tasks.release.manifest import Folds, Source, build_manifest
 from cloakflow.tasks.release.publish import publish_release
-from cloakflow.tasks.train import train_models
+from cloakflow.tasks.train import model_heads, train_models
 
 
 class FlowOutcome(BaseModel):
@@ -57,7 +57,8 @@ def anonymize(params: RunParameters | None = None) -> FlowOutcome:
             enabled=params.privacy_attacks):
         private = params.dp_epsilon is not None
         data = prepare(profile, params.input_path, params.control_fraction, params.seed,
-                       parent, timings, public_bounds=private, folds=params.folds)
+                       parent, timings, public_bounds=private, folds=params.folds,
+                       numeric=_numeric_scaling(params))
         x, slices = data.x, data.pre.group_slices()
         dp, dp_release = _dp_budget(params, profile, data, parent) if private else (None, None)
         evaluate = Evaluations(data.y, engine=params.forest, scheme=params.fold_scheme,
@@ -68,7 +69,8 @@ def anonymize(params: RunParameters | None = None) -> FlowOutcome:
         with timings("train_encode"):
             models, reused = train_models(x, data.columns, slices, AutoencoderConfig(
                 epochs=params.epochs, batch_size=params.batch_size,
-                validation=params.validation), params.seed, parent, dp, not params.use_cache)
+                validation=params.validation, architecture=params.architecture), params.seed,
+                parent, dp, not params.use_cache, heads=model_heads(data.pre))
             # code noise is secret (seed None: OS entropy): noise from the seed could be undone
             release = Release("codes", code_tables(models["whole"], {
                 g: models[g] for g in slices}, slices, x.shape[1], _noise(params, profile),
@@ -121,6 +123,13 @@ def _dp_budget(params: RunParameters, profile: DatasetProfile, data, parent: str
         models=["whole", *data.pre.group_slices()], bounds_used=data.pre.bounds_used(),
         profile=profile, parent=parent, source_sha=data.source_sha,
         source_rows=data.source_rows)
+
+
+def _numeric_scaling(params: RunParameters) -> str:
+    """Quantile scaling for the ``kinds`` architecture; min-max for the tutorial's and for DP
+    runs (quantile knots are statistics of the private rows)."""
+    return "quantile" if params.architecture == "kinds" and params.dp_epsilon is None \
+        else "minmax"
 
 
 def _noise(params: RunParameters, profile: DatasetProfile) -> CodeNoise:

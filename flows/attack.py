@@ -109,8 +109,8 @@ def attack_published(release_dir: str | Path, input_path: str | None = None) -> 
                 if gap > 1e-3:
                     raise ReleaseMismatch(f"{name}/{m}: the model's codes differ from the "
                                           f"released ones by {gap:.3g}: wrong model or source")
-            parts.append(CodePart(m, _config(manifest), ae.get_weights(), start, start + width,
-                                  feats))
+            parts.append(CodePart(m, _config(manifest, pre, m), ae.get_weights(), start,
+                                  start + width, feats))
             start += width
         noise = report.releases.get(name, {}).get("noise") or {
             m: {"multiplier": multiplier} for m in models}
@@ -132,11 +132,14 @@ def attack_published(release_dir: str | Path, input_path: str | None = None) -> 
                                        len(x_control))))
 
 
-def _config(manifest: Manifest) -> AutoencoderConfig:
-    """The autoencoder settings of the run (architecture widths come from the weights)."""
+def _config(manifest: Manifest, pre: TablePreprocessor, model: str) -> AutoencoderConfig:
+    """The autoencoder settings of the run's model ``model`` (widths come from the weights,
+    the output heads from the preprocessing state)."""
     p = manifest.parameters
     return AutoencoderConfig(epochs=p["epochs"], batch_size=p["batch_size"],
-                             validation=p.get("validation", "random"))
+                             validation=p.get("validation", "random"),
+                             architecture=p.get("architecture", "tutorial"),
+                             heads=pre.heads(None if model == "whole" else model))
 
 
 def _release_dp(report: PrivacyReport) -> dict | None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from dataclasses import replace
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -32,6 +33,7 @@ from cloakflow.tasks.privacy.attacks import (
     strongest,
 )
 from cloakflow.tasks.release.codes import code_tables
+from cloakflow.tasks.train import model_heads
 from cloakflow.tasks.train import train as train_task
 
 WITHIN = 0.02  # "inversion within 2 points of the baseline"
@@ -74,16 +76,20 @@ def frontier(params: FrontierParameters | None = None) -> dict:
 def _sweep(params: FrontierParameters, profile, parent: str) -> dict:
     timings: dict[str, float] = {}
     data = prepare(profile, params.input_path, params.control_fraction, params.seed, parent,
-                   timings, folds=params.folds)
+                   timings, folds=params.folds,
+                   numeric="quantile" if params.architecture == "kinds" else "minmax")
     x, y, columns, slices = data.x, data.y, data.columns, data.pre.group_slices()
     config = AutoencoderConfig(epochs=params.epochs, batch_size=params.batch_size,
-                               validation=params.validation)
+                               validation=params.validation, architecture=params.architecture)
+    heads = model_heads(data.pre)
     eval_kw = dict(engine=params.forest, scheme=params.fold_scheme, folds=params.folds,
                    seed=params.seed)
     original = evaluate_utility.submit("ORIGINAL", x, y, **eval_kw)
-    whole = train_task.submit("whole", x, columns, config, params.seed, parent)
-    groups = {g: train_task.submit(g, x[:, s], [columns[i] for i in s], config, params.seed,
-                                   parent) for g, s in slices.items()}
+    whole = train_task.submit("whole", x, columns, replace(config, heads=heads["whole"]),
+                              params.seed, parent)
+    groups = {g: train_task.submit(g, x[:, s], [columns[i] for i in s],
+                                   replace(config, heads=heads[g]), params.seed, parent)
+              for g, s in slices.items()}
     whole_model = whole.result()
     group_models = {g: f.result() for g, f in groups.items()}
     blocks = blocks_of(data.pre)

@@ -1,9 +1,17 @@
 """Tabular autoencoder in backend-agnostic Keras 3, and a reproducible training loop.
 
-The default architecture is the tutorial's: ReLU on the input, Dense(3n/4), ReLU, Dense(n/2)
-bottleneck (the code, linear), ReLU, Dense(3n/4), ReLU, Dense(n, relu); Adam, MSE, batch 256,
-up to 100 epochs, 30% validation rows, early stopping on validation loss (min_delta 1e-4,
-patience 5, best weights restored).
+Two architectures (``AutoencoderConfig.architecture``):
+
+- ``tutorial``: ReLU on the input, Dense(3n/4), ReLU, Dense(n/2) bottleneck (the code, linear),
+  ReLU, Dense(3n/4), ReLU, Dense(n, relu); one MSE over every output.
+- ``kinds``: code = Dense(c)(x) + Dense(c)(Dense(h, relu)(x)) (a linear path beside a ReLU
+  layer), decoder [c, Dense(h, relu)(c)], then one head per source column (``models.heads``:
+  linear + squared error for a numeric, softmax + cross-entropy for a category block), the
+  code width c set by ``heads.code_size`` (one dimension per numeric, log2 k per k-category
+  column) so that no group is starved, and no output can die.
+
+Both: Adam, batch 256, up to 100 epochs, 30% validation rows, early stopping on validation loss
+(min_delta 1e-4, patience 5, best weights restored).
 
 Reproducibility without process-global seeding: every layer gets its own seeded initializer and
 every epoch's row order comes from a ``numpy.random.Generator`` owned by the call, so several
@@ -18,15 +26,23 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
+
+from cloakflow.models.heads import NUMERIC, Head, as_heads, code_size, hidden_size
 
 
 @dataclass(frozen=True)
 class AutoencoderConfig:
-    """Architecture and training settings (defaults: the tutorial's)."""
+    """Architecture and training settings (defaults: the tutorial's).
 
+    ``heads``: the output blocks, ``((family, width), ...)`` in column order, for the ``kinds``
+    architecture (``models.heads``); without them every column is one numeric head.
+    """
+
+    architecture: str = "tutorial"  # or "kinds"
+    heads: tuple = ()
     hidden_ratio: float = 0.75
     code_ratio: float = 0.5
     epochs: int = 100
@@ -43,7 +59,22 @@ class AutoencoderConfig:
 
     def sizes(self, n_inputs: int) -> tuple[int, int]:
         """Hidden and code widths for ``n_inputs`` columns (at least 1 each)."""
+        if self.architecture == "kinds":
+            heads = self.output_heads(n_inputs)
+            return hidden_size(heads), code_size(heads)
         return max(int(self.hidden_ratio * n_inputs), 1), max(int(self.code_ratio * n_inputs), 1)
+
+    def output_heads(self, n_inputs: int) -> tuple[Head, ...]:
+        """The output heads (``kinds``); one numeric head per column when none were given.
+
+        Raises:
+            ValueError: the heads do not cover ``n_inputs`` columns.
+        """
+        heads = as_heads(self.heads) or tuple(Head(NUMERIC, 1) for _ in range(n_inputs))
+        if sum(h.width for h in heads) != n_inputs:
+            raise ValueError(f"output heads cover {sum(h.width for h in heads)} columns, the "
+                             f"input has {n_inputs}")
+        return heads
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -97,6 +128,11 @@ def build_autoencoder(n_inputs: int, config: AutoencoderConfig, seed: int):
     import keras
     from keras import layers
 
+    if config.architecture == "kinds":
+        return _build_kinds(n_inputs, config, seed)
+    if config.architecture != "tutorial":
+        raise ValueError(f"architecture must be 'tutorial' or 'kinds', not "
+                         f"{config.architecture!r}")
     hidden, code = config.sizes(n_inputs)
 
     def dense(units: int, i: int, activation: str | None = None, name: str | None = None):
@@ -125,6 +161,37 @@ def build_autoencoder(n_inputs: int, config: AutoencoderConfig, seed: int):
     )
     return autoencoder, encoder, decoder
 
+
+def _build_kinds(n_inputs: int, config: AutoencoderConfig, seed: int):
+    """The ``kinds`` architecture: per-kind heads and losses (``models.heads``)."""
+    import keras
+    from keras import layers
+
+    from cloakflow.models.heads import output_layer, per_example_loss
+
+    heads = config.output_heads(n_inputs)
+    hidden, code = config.sizes(n_inputs)
+
+    def dense(units: int, i: int, activation: str | None = None, name: str | None = None):
+        return layers.Dense(units, activation=activation, name=name,
+                            kernel_initializer=keras.initializers.GlorotUniform(seed=seed + i))
+
+    # each half: a ReLU layer beside a linear path (a linear autoencoder, PCA-like, is
+    # reachable from the first steps; the ReLU layer adds what is not linear)
+    inputs = keras.Input(shape=(n_inputs,), name="features")
+    codes = layers.Add(name="code")([dense(code, 1)(inputs),
+                                     dense(code, 3)(dense(hidden, 0, "relu")(inputs))])
+    encoder = keras.Model(inputs, codes, name="encoder")
+    code_in = keras.Input(shape=(code,), name="code_in")
+    both = layers.Concatenate()([code_in, dense(hidden, 2, "relu")(code_in)])
+    outputs = output_layer(both, heads, seed)
+    decoder = keras.Model(code_in, outputs, name="decoder")
+    autoencoder = keras.Model(inputs, decoder(encoder(inputs)), name="autoencoder")
+    loss = per_example_loss(heads)
+    autoencoder.compile(optimizer=keras.optimizers.Adam(learning_rate=config.learning_rate),
+                        loss=loss, steps_per_execution=config.steps_per_execution)
+    autoencoder.per_example_loss = loss  # the DP-SGD seam scores rows with it
+    return autoencoder, encoder, decoder
 
 
 def autoencoder_from_weights(n_inputs: int, config: AutoencoderConfig,
@@ -263,6 +330,7 @@ def train_autoencoders_dp(
     clip_norm: float,
     rng: np.random.Generator | None = None,
     on_epoch: EpochCallback | None = None,
+    heads: dict[str, tuple] | None = None,
 ) -> dict[str, TrainResult]:
     """Train several autoencoders on the rows of ``x`` with DP-SGD as ONE mechanism.
 
@@ -286,6 +354,7 @@ def train_autoencoders_dp(
             OS-entropy streams (``models.training.dp_sgd.secret_streams``) and the run is not
             reproducible, by design: a published seed must not let anyone replay it.
         on_epoch: called as ``on_epoch(epoch, {"loss": ..., "clipped": ...})``.
+        heads: member name -> its output heads (``kinds`` architecture).
 
     Returns:
         name -> TrainResult; ``seed`` is None (secret) and ``dp`` holds the spent budget.
@@ -302,7 +371,8 @@ def train_autoencoders_dp(
         width = x.shape[1] if cols is None else len(cols)
         public_sample = init_rng.random((1024, width), dtype=np.float32)
         seed = int(init_rng.integers(0, 2**30))
-        built[name] = _live_initialisation(public_sample, config, seed)
+        member = replace(config, heads=tuple((heads or {}).get(name, config.heads)))
+        built[name] = _live_initialisation(public_sample, member, seed)
     log = train([b[0] for b in built.values()], x, config.training(), budget=budget,
                 clip_norm=clip_norm, columns=list(members.values()), rng=train_rng,
                 on_epoch=on_epoch)
@@ -337,6 +407,8 @@ def _live_initialisation(x: np.ndarray, config: AutoencoderConfig, seed: int):
     draws are rejected (derived seeds ``seed + k * RESTART_STRIDE + 1``); after
     ``config.max_init_draws`` draws the draw with the most live units is used.
     """
+    if config.architecture == "kinds":  # linear and softmax heads: no output can die
+        return build_autoencoder(x.shape[1], config, seed)
     sample = x[: min(len(x), 4096)]
     best, best_live = None, -1
     for draw in range(config.max_init_draws):

@@ -137,7 +137,8 @@ def log_keras_model(run_id: str, model: Any, sample: Any, name: str = "model") -
 
 
 def load_keras_model(run_id: str, name: str = "autoencoder") -> Any:
-    """Load the Keras model logged as ``name`` in run ``run_id``."""
+    """Load the Keras model logged as ``name`` in run ``run_id``, uncompiled (for inference
+    and its weights: the ``kinds`` architecture's loss is a closure over its heads)."""
     import mlflow.keras
 
     run = MlflowClient().get_run(run_id)
@@ -146,7 +147,8 @@ def load_keras_model(run_id: str, name: str = "autoencoder") -> Any:
     found = [m for m in found if m.name == name]
     if not found:
         raise LookupError(f"MLflow run {run_id} holds no logged model named {name!r}")
-    return mlflow.keras.load_model(f"models:/{found[0].model_id}")
+    return mlflow.keras.load_model(f"models:/{found[0].model_id}",
+                                   load_model_kwargs={"compile": False})
 
 
 def load_text(run_id: str, artifact_file: str) -> str:

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from prefect import task
 
 from cloakflow.models import autoencoder as autoencoder_module
+from cloakflow.models import heads as heads_module
 from cloakflow.models.autoencoder import (
     AutoencoderConfig,
     TrainResult,
@@ -54,10 +55,12 @@ class TrainedModel:
         return autoencoder_from_weights(len(self.columns), self.config, self.weights)
 
 
-def summarise(result: TrainResult, inputs: int, code_size: int, run_id: str | None) -> dict:
+def summarise(result: TrainResult, inputs: int, code_size: int, run_id: str | None,
+              architecture: str = "tutorial") -> dict:
     """The manifest's figures for one trained model (``inputs``: its input columns)."""
     val = result.best_val_loss
     out = {
+        "architecture": architecture,
         "inputs": int(inputs),
         "code_size": int(code_size),
         "epochs_run": result.epochs_run,
@@ -99,7 +102,7 @@ def _finish(name: str, x: np.ndarray, columns: list[str], config: AutoencoderCon
             result: TrainResult, run_id: str | None) -> TrainedModel:
     """Encode ``x``, print a one-line summary, log curves, metrics and the model."""
     codes = encode(result.encoder, x)
-    s = summarise(result, len(columns), codes.shape[1], run_id)
+    s = summarise(result, len(columns), codes.shape[1], run_id, config.architecture)
     trained = TrainedModel(name, columns, config, result.autoencoder.get_weights(), codes,
                            dict(result.history), s, run_id)
     if result.dp is None:
@@ -166,21 +169,24 @@ def fit_and_encode(name: str, x: np.ndarray, columns: list[str], config: Autoenc
 
 def fit_and_encode_joint(x: np.ndarray, members: dict[str, list[int] | None],
                          columns: list[str], config: AutoencoderConfig,
-                         parent_run_id: str | None, dp: DpPlan) -> dict[str, TrainedModel]:
+                         parent_run_id: str | None, dp: DpPlan,
+                         heads: dict[str, tuple] | None = None) -> dict[str, TrainedModel]:
     """Train every model in ``members`` (name -> column indices of ``x``, None = all) as one
     joint DP-SGD mechanism, encode, log each model to its own child run."""
     names = {n: columns if c is None else [columns[i] for i in c] for n, c in members.items()}
     views = {n: x if c is None else x[:, c] for n, c in members.items()}
-    run_ids = {n: _start_child(parent_run_id, n, views[n], names[n], config, None, dp)
+    configs = {n: replace(config, heads=tuple((heads or {}).get(n, ()))) for n in members}
+    run_ids = {n: _start_child(parent_run_id, n, views[n], names[n], configs[n], None, dp)
                for n in members}
     results = train_autoencoders_dp(x, members, config, dp.mechanism, dp.clip_norm,
-                                    on_epoch=_progress("joint", config, dp))
-    return {n: _finish(n, views[n], names[n], config, results[n], run_ids[n])
+                                    on_epoch=_progress("joint", config, dp), heads=heads)
+    return {n: _finish(n, views[n], names[n], configs[n], results[n], run_ids[n])
             for n in members}
 
 
 @task(name="train-autoencoder", persist_result=True, cache_expiration=CACHE_EXPIRATION,
-      cache_policy=step_policy(autoencoder_module, dp_sgd_module, accounting_module,
+      cache_policy=step_policy(autoencoder_module, heads_module, dp_sgd_module,
+                               accounting_module,
                                exclude=("parent_run_id",)))
 def train(name: str, x: np.ndarray, columns: list[str], config: AutoencoderConfig, seed: int,
           parent_run_id: str | None = None, dp: DpPlan | None = None,
@@ -199,29 +205,45 @@ def train(name: str, x: np.ndarray, columns: list[str], config: AutoencoderConfi
 @task(name="train-autoencoders-dp-joint")
 def train_joint(x: np.ndarray, members: dict[str, list[int] | None], columns: list[str],
                 config: AutoencoderConfig, parent_run_id: str | None,
-                dp: DpPlan) -> dict[str, TrainedModel]:
+                dp: DpPlan, heads: dict[str, tuple] | None = None) -> dict[str, TrainedModel]:
     """Prefect task: every autoencoder as one joint DP-SGD mechanism (never cached)."""
-    return fit_and_encode_joint(x, members, columns, config, parent_run_id, dp)
+    return fit_and_encode_joint(x, members, columns, config, parent_run_id, dp, heads)
+
+
+def model_heads(pre) -> dict[str, tuple]:
+    """Output heads of the whole-table model and of each group's, from a fitted
+    ``TablePreprocessor``."""
+    return {"whole": pre.heads(), **{g: pre.heads(g) for g in pre.profile.groups}}
 
 
 def train_models(x: np.ndarray, columns: list[str], slices: dict[str, list[int]],
                  config: AutoencoderConfig, seed: int, parent: str, dp: DpPlan | None,
-                 refresh: bool) -> tuple[dict[str, TrainedModel], list[str]]:
+                 refresh: bool, heads: dict[str, tuple] | None = None,
+                 ) -> tuple[dict[str, TrainedModel], list[str]]:
     """Submit the whole-table model and one model per feature group (in parallel, on the
     flow's task runner) and wait for them; the joint DP design is one task.
+
+    ``heads``: model name (``whole`` and each group) -> its output heads, for the ``kinds``
+    architecture (``TablePreprocessor.heads``).
 
     Returns:
         (model name -> TrainedModel, ``whole`` first; the names reused from the cache).
     """
+    heads = heads or {}
+
+    def cfg(name: str) -> AutoencoderConfig:
+        return replace(config, heads=tuple(heads.get(name, ())))
+
     if dp is not None and dp.design == "joint":
-        joint = train_joint.submit(x, {"whole": None, **slices}, columns, config, parent, dp)
+        joint = train_joint.submit(x, {"whole": None, **slices}, columns, config, parent, dp,
+                                   heads)
         return joint.result(), []
     # DP training never reads the cache: its randomness is secret, not a function of inputs
     step = train.with_options(refresh_cache=refresh or dp is not None)
     store = tracking.tracking_uri()
-    futures = {"whole": step.submit("whole", x, columns, config, seed, parent, dp=dp,
+    futures = {"whole": step.submit("whole", x, columns, cfg("whole"), seed, parent, dp=dp,
                                     store=store)}
-    futures.update({g: step.submit(g, x[:, s], [columns[i] for i in s], config, seed, parent,
+    futures.update({g: step.submit(g, x[:, s], [columns[i] for i in s], cfg(g), seed, parent,
                                    dp=dp, store=store) for g, s in slices.items()})
     models = runners.gather(futures, parent)
     return models, [f"model:{k}" for k, f in futures.items() if f.state.name == "Cached"]

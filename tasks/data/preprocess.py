@@ -28,6 +28,29 @@ IDENTIFIER_MIN_ROWS = 20
 ID_NAME = r"(?i)(^|[_\W])(id|key|no|nr|num|number|code)$|[a-z](Id|ID|No|Nr|Key)$|^(id|key)$"
 
 
+QUANTILE_KNOTS = 1000
+
+
+def _quantile_knots(values: np.ndarray) -> list[float]:
+    """Quantiles of a column's training values at evenly spaced levels (scikit-learn's
+    ``QuantileTransformer``, every row used)."""
+    from sklearn.preprocessing import QuantileTransformer
+
+    qt = QuantileTransformer(n_quantiles=min(QUANTILE_KNOTS, len(values)),
+                             subsample=None).fit(values.reshape(-1, 1))
+    return [float(v) for v in qt.quantiles_[:, 0]]
+
+
+def _to_quantile(values: np.ndarray, knots: np.ndarray) -> np.ndarray:
+    """Values to [0, 1] through the knots' piecewise-linear CDF; ties (a value repeated over
+    several knots) map to the middle of their levels, as scikit-learn's transform does by
+    interpolating both ways and averaging."""
+    levels = np.linspace(0, 1, len(knots))
+    up = np.interp(values, knots, levels)
+    down = -np.interp(-values, -knots[::-1], -levels[::-1])
+    return 0.5 * (up + down)
+
+
 class PreprocessError(ValueError):
     """A value breaks the profile's rule for nulls or unseen categories."""
 
@@ -45,6 +68,8 @@ class ColumnSpec:
     categories: list[str] = field(default_factory=list)
     bounds: Literal["data", "public"] = "data"  # where minimum/maximum or categories came from
     dtype: str | None = None  # the source column's polars type (kinds.dtype_name)
+    transform: Literal["minmax", "quantile"] = "minmax"  # numeric family
+    knots: list[float] = field(default_factory=list)  # quantile: source-unit quantiles
 
     @property
     def family(self) -> str:
@@ -70,11 +95,20 @@ class TablePreprocessor:
 
     Args:
         profile: the dataset profile (groups, column kinds, missing/unseen rules).
+        public_bounds: DP runs: scale with the profile's public bounds where it has them.
+        numeric: ``minmax`` (the tutorial's scaling) or ``quantile``: each numeric-family
+            column mapped through its empirical CDF on the training rows (up to
+            ``QUANTILE_KNOTS`` quantiles fitted with scikit-learn's ``QuantileTransformer``,
+            interpolated as it does) to [0, 1], so a skewed or heavy-tailed column is spread
+            evenly instead of squeezed near 0. Columns with public bounds stay min-max (knots
+            are statistics of the rows).
     """
 
-    def __init__(self, profile: DatasetProfile, public_bounds: bool = False):
+    def __init__(self, profile: DatasetProfile, public_bounds: bool = False,
+                 numeric: Literal["minmax", "quantile"] = "minmax"):
         self.profile = profile
         self.public_bounds = public_bounds
+        self.numeric = numeric
         self.specs: list[ColumnSpec] = []
 
     # ------------------------------------------------------------------ fitting
@@ -118,6 +152,8 @@ class TablePreprocessor:
                 spec = ColumnSpec(col, group, kind,
                                   minimum=float(values.min()), maximum=float(values.max()),
                                   fill=float(np.median(values)), dtype=dtype)
+                if self.numeric == "quantile":
+                    spec.transform, spec.knots = "quantile", _quantile_knots(values)
             else:
                 values = kinds.category_text(series).drop_nulls()
                 counts = values.value_counts(sort=True)
@@ -208,6 +244,8 @@ class TablePreprocessor:
         if spec.family == "numeric":
             values = self._numbers(series, spec.kind, source)
             values = np.where(np.isnan(values), spec.fill, values)  # nulls: missing=impute
+            if spec.transform == "quantile":
+                return _to_quantile(values, np.asarray(spec.knots)).reshape(-1, 1)
             span = spec.maximum - spec.minimum or 1.0
             scaled = (values - spec.minimum) / span
             if spec.bounds == "public":  # public bounds are a promise: clip what lies outside
@@ -241,8 +279,12 @@ class TablePreprocessor:
         for spec, start, stop in self.column_blocks():
             block = matrix[:, start:stop]
             if spec.family == "numeric":
-                values = block[:, 0].astype(np.float64) * (spec.maximum - spec.minimum) \
-                    + spec.minimum
+                values = block[:, 0].astype(np.float64)
+                if spec.transform == "quantile":
+                    knots = np.asarray(spec.knots)
+                    values = np.interp(values, np.linspace(0, 1, len(knots)), knots)
+                else:
+                    values = values * (spec.maximum - spec.minimum) + spec.minimum
                 columns.append(kinds.from_numbers(spec.name, values, spec.kind,
                                                   spec.source_dtype))
             else:
@@ -270,6 +312,12 @@ class TablePreprocessor:
             out.append((spec, start, start + len(spec.outputs)))
             start += len(spec.outputs)
         return out
+
+    def heads(self, group: str | None = None) -> tuple[tuple[str, int], ...]:
+        """Output heads ``((family, width), ...)`` of every column, or of one group's columns,
+        in matrix order (``models.heads``: one per source column)."""
+        return tuple((s.family, len(s.outputs)) for s in self.specs
+                     if group is None or s.group == group)
 
     def group_slices(self) -> dict[str, list[int]]:
         """Output column indices of each feature group."""

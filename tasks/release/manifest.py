@@ -50,6 +50,7 @@ class ModelEntry(_Record):
     """One model behind the release (figures on private rows absent under a private DP
     report)."""
 
+    architecture: str = "tutorial"  # models.autoencoder: tutorial or kinds
     inputs: int
     code_size: int
     epochs_run: int
