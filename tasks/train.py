@@ -15,9 +15,11 @@ from cloakflow.models.autoencoder import (
     TrainResult,
     autoencoder_from_weights,
     encode,
+    reconstruct,
     train_autoencoder,
     train_autoencoders_dp,
 )
+from cloakflow.models.heads import dead_outputs
 from cloakflow.models.training import accounting as accounting_module
 from cloakflow.models.training import dp_sgd as dp_sgd_module
 from cloakflow.tasks import runners, tracking
@@ -103,6 +105,8 @@ def _finish(name: str, x: np.ndarray, columns: list[str], config: AutoencoderCon
     """Encode ``x``, print a one-line summary, log curves, metrics and the model."""
     codes = encode(result.encoder, x)
     s = summarise(result, len(columns), codes.shape[1], run_id, config.architecture)
+    if result.dp is None:  # outputs that never move on the training rows (a private figure)
+        s["dead_outputs"] = dead_outputs(reconstruct(result.autoencoder, x[:4096]))
     trained = TrainedModel(name, columns, config, result.autoencoder.get_weights(), codes,
                            dict(result.history), s, run_id)
     if result.dp is None:

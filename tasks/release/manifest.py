@@ -51,6 +51,7 @@ class ModelEntry(_Record):
     report)."""
 
     architecture: str = "tutorial"  # models.autoencoder: tutorial or kinds
+    dead_outputs: int | None = None  # output units constant on the training rows (non-DP)
     inputs: int
     code_size: int
     epochs_run: int
