@@ -67,8 +67,8 @@ def _read(path: Path, fmt: str, separator: str) -> pl.DataFrame:
         if fmt == "parquet":
             frame = pl.read_parquet(path)
         else:
-            frame = pl.read_csv(path, separator=separator, infer_schema_length=None,
-                                try_parse_dates=True)
+            frame = kinds.parse_iso_text(
+                pl.read_csv(path, separator=separator, infer_schema_length=None), skip=set())
     except (pl.exceptions.PolarsError, OSError) as exc:
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise DraftError(f"{path}: cannot be read as {fmt}: {first}") from exc
@@ -89,6 +89,7 @@ class _Column:
     declare: bool = False  # write the kind under columns: (parsed or not inferable)
     role: str = "feature"  # feature, drop, identifier
     notes: list[str] = field(default_factory=list)
+    date_format: str | None = None
 
 
 def _classify(series: pl.Series) -> _Column:
@@ -114,8 +115,23 @@ def _classify(series: pl.Series) -> _Column:
         if date is not None:
             col.kind = "datetime" if re.search(r"\d:\d", date) else "date"
             col.declare = True
-            col.notes.append(f"{name}: dates written as text (e.g. {date!r}): declared "
-                             f"{col.kind} (parsed at ingest; check the day/month order)")
+            try:
+                col.date_format = kinds.date_text_format(series, col.kind, "draft")
+                col.notes.append(f"{name}: dates written as text (e.g. {date!r}): declared "
+                                 f"{col.kind}, read as {col.date_format!r} (date_formats:)")
+            except kinds.KindError as exc:
+                fits = re.findall(r"'(%[^']+)'", str(exc))
+                if "ambiguous" in str(exc) and fits:
+                    col.date_format = fits[0]
+                    col.notes.append(
+                        f"{name}: AMBIGUOUS dates written as text (e.g. {date!r}): every day "
+                        f"is 12 or less, so day first and month first both read; drafted "
+                        f"{fits[0]!r}: CHECK it (date_formats:), or month and day are swapped")
+                else:
+                    col.role = "drop"
+                    col.notes.append(f"{name}: dates written as text (e.g. {date!r}) in no "
+                                     "format recognised: dropped; write them as ISO 8601")
+                    return col
         elif float(numeric.mean() or 0) >= NUMBER_AS_TEXT_SHARE \
                 and values.str.contains(_SEPARATED).any():
             col.role = "drop"
@@ -140,8 +156,9 @@ def _classify(series: pl.Series) -> _Column:
         col.notes.append(f"{name}: {distinct} categories (one model input each); consider "
                          "grouping rare ones or dropping it")
     elif series.dtype.is_integer() and distinct <= 10 and len(values) >= 20 * distinct:
-        col.notes.append(f"{name}: integers with {distinct} values: drafted numeric; declare "
-                         "it categorical under columns: if the numbers are codes")
+        col.notes.append(f"{name}: integers with {distinct} values: drafted numeric; if the "
+                         "numbers are codes, declare it categorical under columns: and give "
+                         "its bounds as categories: [...] (or remove them)")
     return col
 
 
@@ -205,6 +222,13 @@ def draft_profile(path: str | Path, name: str | None = None,
     fmt = "parquet" if path.suffix.lower() in {".parquet", ".pq"} else "csv"
     sep = separator or (sniff_separator(path) if fmt == "csv" else ",")
     frame = _read(path, fmt, sep)
+    try:
+        return _draft(path, frame, fmt, sep, name)
+    except kinds.KindError as exc:
+        raise DraftError(f"{path}: {exc}") from exc
+
+
+def _draft(path: Path, frame: pl.DataFrame, fmt: str, sep: str, name: str | None) -> Draft:
     cols = {c: _classify(frame.get_column(c)) for c in frame.columns}
     target, positive, candidates = _target(frame, cols)
     features = [c for c, col in cols.items() if col.role == "feature" and c != target]
@@ -230,8 +254,11 @@ def draft_profile(path: str | Path, name: str | None = None,
         "quasi_identifiers": quasi,
         "missing": "impute" if with_nulls else "error",
         "columns": {c: cols[c].kind for c in features},
+        **({"date_formats": formats} if (formats := {
+            c: cols[c].date_format for c in features if cols[c].date_format}) else {}),
         "privacy": {"sensitive": []},
-        "bounds": _bounds(frame, {c: cols[c].kind for c in features}),
+        "bounds": _bounds(frame, {c: cols[c].kind for c in features},
+                          {c: cols[c].date_format for c in features}),
     }
     if not doc["name"][0].isalnum():
         doc["name"] = "t" + doc["name"]
@@ -239,13 +266,14 @@ def draft_profile(path: str | Path, name: str | None = None,
     return Draft(profile, _text(doc, notes, path), notes)
 
 
-def _bounds(frame: pl.DataFrame, kinds_: dict[str, str]) -> dict[str, dict]:
+def _bounds(frame: pl.DataFrame, kinds_: dict[str, str],
+            formats: dict[str, str | None]) -> dict[str, dict]:
     """Ranges and category sets measured on the table, marked ``origin: data``."""
     out: dict[str, dict] = {}
     for c, kind in kinds_.items():
         series = frame.get_column(c).drop_nulls()
         if kind in ("date", "datetime") and series.dtype == pl.String:
-            series = kinds.coerce(series, kind, "draft")
+            series = kinds.parse_dates(series, kind, formats.get(c), "draft")
         if kinds.FAMILY[kind] == "numeric":
             low, high = _value(series.min()), _value(series.max())
             if low != high:

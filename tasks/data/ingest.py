@@ -22,13 +22,12 @@ def scan_table(path: str | Path, profile: DatasetProfile) -> pl.LazyFrame:
     CSV schema inference reads the whole file (``infer_schema_length=None``): on wide or ordered
     tables a prefix guess is wrong (a decimal first seen after row 100 breaks the scan). Types are
     not forced here, so that a wrongly typed column reaches validation and is reported there by
-    name instead of failing the parser. ISO 8601 dates and datetimes are parsed as such
-    (``try_parse_dates``); other date text is caught by ``check_columns``.
+    name instead of failing the parser. Dates are parsed after reading (``read_table``): ISO
+    8601 text by itself, other forms only when declared.
     """
     path = Path(path)
     if profile.format == "csv":
-        return pl.scan_csv(path, separator=profile.separator, infer_schema_length=None,
-                           try_parse_dates=True)
+        return pl.scan_csv(path, separator=profile.separator, infer_schema_length=None)
     return pl.scan_parquet(path)
 
 
@@ -66,9 +65,11 @@ def read_table(path: str | Path, profile: DatasetProfile) -> pl.DataFrame:
         )
     declared = {c: k for c, k in profile.columns.items()
                 if c in frame.columns and k in ("boolean", "date", "datetime", "numeric")}
+    frame = kinds.parse_iso_text(frame, skip=set(profile.columns))
     try:
-        return frame.with_columns(kinds.coerce(frame.get_column(c), k, path.name)
-                                  for c, k in declared.items())
+        return frame.with_columns(
+            kinds.coerce(frame.get_column(c), k, path.name, profile.date_formats.get(c))
+            for c, k in declared.items())
     except kinds.KindError as exc:
         raise IngestError(str(exc)) from exc
 

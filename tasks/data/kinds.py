@@ -86,13 +86,17 @@ def kind_of(series: pl.Series, declared: str | None) -> ColumnKind:
     return kind
 
 
-def coerce(series: pl.Series, kind: str | None, where: str) -> pl.Series:
+def coerce(series: pl.Series, kind: str | None, where: str,
+           date_format: str | None = None) -> pl.Series:
     """Bring a column to the type its declared kind needs (text booleans and dates parsed).
 
     Args:
         series: the column as read.
         kind: the declared kind, or ``None`` (inferred kinds need no conversion).
         where: file name for error messages.
+        date_format: strftime format of a date/datetime column written as text
+            (``date_formats:`` in the profile); without it ISO 8601 is read, or the one
+            day/month order that reads every value (``date_text_format``).
 
     Raises:
         KindError: values that do not read as the kind, or a type no kind covers; the message
@@ -111,7 +115,8 @@ def coerce(series: pl.Series, kind: str | None, where: str) -> pl.Series:
                 f"are not true/false, yes/no or 1/0, e.g. {sorted(set(bad.to_list()))[:5]}")
         return text.replace_strict(BOOLEAN_TEXT, default=None, return_dtype=pl.Boolean)
     if kind in ("date", "datetime") and dtype == pl.String:
-        return _parse_dates(series, kind, where)
+        fmt = date_format or date_text_format(series, kind, where)
+        return parse_dates(series, kind, fmt, where)
     if kind == "date" and isinstance(dtype, pl.Datetime):
         return series.dt.date()
     if kind == "datetime" and dtype == pl.Date:
@@ -127,23 +132,70 @@ def coerce(series: pl.Series, kind: str | None, where: str) -> pl.Series:
     return series
 
 
-def _parse_dates(series: pl.Series, kind: str, where: str) -> pl.Series:
-    """Parse text dates with polars' format inference; every non-null value must parse."""
+ISO_DATE = r"^\d{4}-\d{2}-\d{2}$"
+ISO_DATETIME = r"^\d{4}-\d{2}-\d{2}[ T]\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2})?$"
+_TIMES = ["", " %H:%M", " %H:%M:%S"]
+
+
+def parse_dates(series: pl.Series, kind: str, fmt: str | None, where: str) -> pl.Series:
+    """Parse text dates with ``fmt`` (None: ISO 8601); every non-null value must parse.
+
+    Raises:
+        KindError: naming the values that do not read.
+    """
     text = series.str.strip_chars()
     try:
-        parsed = (text.str.to_date(strict=False) if kind == "date"
-                  else text.str.to_datetime(strict=False, time_unit="us"))
+        if kind == "date":
+            parsed = text.str.to_date(fmt, strict=False)
+        else:
+            parsed = text.str.to_datetime(fmt, strict=False, time_unit="us")
     except pl.exceptions.PolarsError:
         parsed = pl.Series(series.name, [None] * len(series), dtype=pl.Date)
     failed = text.is_not_null() & parsed.is_null()
     if failed.any():
         examples = sorted(set(text.filter(failed).to_list()))[:5]
         raise KindError(
-            f"{where}, column {series.name!r}: declared {kind} (`columns:`) but "
-            f"{int(failed.sum())} of {text.is_not_null().sum()} values do not read as one "
-            f"format of {kind}s, e.g. {examples}; write them as ISO 8601 (2024-03-31"
-            + (" 14:05:00" if kind == "datetime" else "") + ")")
+            f"{where}, column {series.name!r}: {int(failed.sum())} of "
+            f"{int(text.is_not_null().sum())} values do not read as {kind}s in the format "
+            f"{fmt or 'ISO 8601'!r}, e.g. {examples}; give the column's format under "
+            "`date_formats:` (e.g. '%m/%d/%Y') or write ISO 8601 (2024-03-31)")
     return parsed
+
+
+def date_text_format(series: pl.Series, kind: str, where: str) -> str | None:
+    """The format of a text date column: None for ISO 8601, else the single day/month order
+    (day first or month first, separators / - .) that reads every value.
+
+    Raises:
+        KindError: both orders read every value (every day is 12 or less: ambiguous), or
+            neither does; the message says what to write under ``date_formats:``.
+    """
+    values = series.drop_nulls().str.strip_chars()
+    iso = values.str.contains(ISO_DATE) | values.str.contains(ISO_DATETIME)
+    if float(iso.mean() or 0.0) >= 0.5:  # ISO but for some bad values: name those
+        return None
+    fits = []
+    for order in ("%d{s}%m{s}%Y", "%m{s}%d{s}%Y"):
+        for sep in "/-.":
+            for t in _TIMES if kind == "datetime" else [""]:
+                fmt = order.format(s=sep) + t
+                read = (values.str.to_date(fmt, strict=False) if kind == "date"
+                        else values.str.to_datetime(fmt, strict=False, time_unit="us"))
+                if read.null_count() == 0:
+                    fits.append(fmt)
+    example = values.head(1).to_list()
+    if len(fits) == 1:
+        return fits[0]
+    if len(fits) > 1:
+        raise KindError(
+            f"{where}, column {series.name!r}: dates written as text (e.g. {example}) read "
+            f"both day first and month first (every day is 12 or less): ambiguous. Give the "
+            f"format under `date_formats:`, e.g. {{{series.name}: '{fits[0]}'}} or "
+            f"'{fits[1]}'")
+    raise KindError(
+        f"{where}, column {series.name!r}: dates written as text (e.g. {example}) in no "
+        "format cloakflow recognises (ISO 8601, or day/month/year or month/day/year); give "
+        "the format under `date_formats:` (strftime, e.g. '%d %b %Y')")
 
 
 def looks_like_date_text(series: pl.Series) -> str | None:
@@ -157,6 +209,28 @@ def looks_like_date_text(series: pl.Series) -> str | None:
     if float(hits.mean() or 0.0) >= DATE_TEXT_SHARE:
         return values.filter(hits).head(1).to_list()[0]
     return None
+
+
+def parse_iso_text(frame: pl.DataFrame, skip: set[str]) -> pl.DataFrame:
+    """Text columns whose every value is an ISO 8601 date (or datetime) parsed as such; other
+    date text stays text (``check_columns`` refuses it unless its kind is declared)."""
+    out = []
+    for name, dtype in frame.schema.items():
+        if dtype != pl.String or name in skip:
+            continue
+        values = frame.get_column(name).drop_nulls().str.strip_chars()
+        if not len(values):
+            continue
+        if values.str.contains(ISO_DATE).all():
+            parsed = frame.get_column(name).str.strip_chars().str.to_date(strict=False)
+        elif values.str.contains(ISO_DATETIME).all():
+            parsed = frame.get_column(name).str.strip_chars().str.to_datetime(
+                strict=False, time_unit="us")
+        else:
+            continue
+        if parsed.null_count() == frame.get_column(name).null_count():
+            out.append(parsed)
+    return frame.with_columns(out) if out else frame
 
 
 # ---------------------------------------------------------------- numbers for the models

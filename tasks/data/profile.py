@@ -14,7 +14,14 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 PROFILES_DIR = Path(
@@ -141,10 +148,20 @@ class PublicBounds(BaseModel):
 
     min: float | dt.datetime | dt.date | None = None
     max: float | dt.datetime | dt.date | None = None
-    categories: list[str] | None = None
+    categories: list[str] | None = None  # numbers and booleans are read as their text
     origin: Literal["public", "data"] = Field(
         "public", description="public: known without the data (usable by DP runs); data: "
                               "measured on the table (private, never used as public)")
+
+    @field_validator("categories", mode="before")
+    @classmethod
+    def _as_text(cls, value):
+        """Integer codes (``[1, 2, 3]``) and booleans name categories as their text does."""
+        if isinstance(value, list):
+            return [str(v).lower() if isinstance(v, bool) else
+                    (str(int(v)) if isinstance(v, float) and v.is_integer() else str(v))
+                    for v in value]
+        return value
 
     @model_validator(mode="after")
     def _check(self) -> PublicBounds:
@@ -198,6 +215,9 @@ class DatasetProfile(BaseModel):
     missing: Literal["error", "impute"] = "error"
     unseen: Literal["error", "ignore"] = "error"
     columns: dict[str, ColumnKind] = Field(default_factory=dict)
+    date_formats: dict[str, str] = Field(
+        default_factory=dict, description="strftime format of a date/datetime column written "
+                                          "as text other than ISO 8601, e.g. '%m/%d/%Y'")
     expectations: str | None = None
     source: Source | None = None
     privacy: PrivacySettings = Field(default_factory=PrivacySettings)
@@ -226,14 +246,21 @@ class DatasetProfile(BaseModel):
         for col, b in self.bounds.items():
             kind = self.columns.get(col)
             if kind is not None and (FAMILY[kind] == "numeric") != (b.categories is None):
-                raise ValueError(f"bounds for {col!r} do not match its kind {kind!r} (min/max "
-                                 "for numeric, date, datetime; categories otherwise)")
+                want = ("min and max" if FAMILY[kind] == "numeric"
+                        else "categories: [...] (integer codes may be written as numbers)")
+                raise ValueError(f"bounds for {col!r} do not match its kind {kind!r}: give "
+                                 f"{want}, or remove its bounds")
+        for col in self.date_formats:
+            if self.columns.get(col) not in ("date", "datetime"):
+                raise ValueError(f"date_formats names {col!r}: declare it date or datetime "
+                                 "under columns:")
         for kind, cols in (("quasi_identifiers", self.quasi_identifiers),
                            ("privacy.sensitive", self.privacy.sensitive),
                            ("bounds", list(self.bounds))):
             unknown = sorted(set(cols) - set(seen))
             if unknown:
-                raise ValueError(f"{kind} names columns that are in no group: {unknown}")
+                raise ValueError(f"{kind} names columns that are in no group: {unknown}"
+                                 + _near(unknown, list(seen)))
         return self
 
     @property
@@ -252,6 +279,15 @@ class DatasetProfile(BaseModel):
             return None
         path = Path(self.expectations)
         return path if path.is_absolute() else EXPECTATIONS_DIR / path
+
+
+def _near(names: list[str], known: list[str]) -> str:
+    """" (did you mean ...?)" for names close to a known one (typos), else ""."""
+    import difflib
+
+    hints = [f"{n!r} ~ {m[0]!r}" for n in names
+             if (m := difflib.get_close_matches(n, known, n=1, cutoff=0.75))]
+    return f" (a typo? close names in the groups: {', '.join(hints)})" if hints else ""
 
 
 def readable(exc: ValidationError) -> str:

@@ -6,6 +6,7 @@ gets a suite built from its declared columns (presence, types, not-null, target 
 
 from __future__ import annotations
 
+import difflib
 import json
 import os
 from dataclasses import dataclass, field
@@ -182,6 +183,11 @@ def validate_frame(frame: pl.DataFrame, suite: dict[str, Any], source: str) -> V
     missing = {f.column for f in failures if f.expectation == "expect_column_to_exist"}
     failures = [f for f in failures
                 if f.expectation == "expect_column_to_exist" or f.column not in missing]
+    for f in failures:  # a typo in the profile or a renamed column: name the near ones
+        if f.expectation == "expect_column_to_exist" and f.column and not f.error:
+            near = difflib.get_close_matches(f.column, frame.columns, n=2, cutoff=0.75)
+            if near:
+                f.error = f"the table has {', '.join(map(repr, near))}: a typo?"
     return ValidationReport(source=source, suite=suite["name"],
                             evaluated=len(result["results"]),
                             passed=sum(r["success"] for r in result["results"]),

@@ -86,6 +86,26 @@ def test_text_columns_declared_boolean_or_date_are_parsed_at_ingest(tmp_path):
     assert isinstance(frame.schema["when"], pl.Datetime)
 
 
+@pytest.mark.parametrize("text, fmt, outcome", [
+    (["12/31/2023", "01/02/2024"], None, dt.date(2023, 12, 31)),  # only month first reads
+    (["31/12/2023", "01/02/2024"], None, dt.date(2023, 12, 31)),  # only day first reads
+    (["05/06/2024", "01/02/2024"], None, "ambiguous"),  # both read: refused
+    (["05/06/2024", "01/02/2024"], "%m/%d/%Y", dt.date(2024, 5, 6)),  # date_formats decides
+    (["2024-06-05", "x"], None, "do not read"),
+])
+def test_declared_date_text_is_read_in_its_one_order_or_refused(tmp_path, text, fmt, outcome):
+    path = tmp_path / "t.csv"
+    pl.DataFrame({"day": text, "y": ["a", "b"]}).write_csv(path)
+    prof = _profile(groups={"g": ["day"]}, columns={"day": "date"},
+                    date_formats={"day": fmt} if fmt else {})
+    if isinstance(outcome, str):
+        with pytest.raises(IngestError, match=rf"t.csv, column 'day': .*{outcome}.*"
+                                              r"`date_formats:`"):
+            read_table(path, prof)
+    else:
+        assert read_table(path, prof)["day"][0] == outcome
+
+
 def test_iso_dates_in_a_csv_are_read_as_dates_without_a_declaration(tmp_path):
     path = tmp_path / "t.csv"
     pl.DataFrame({"day": ["2024-01-31", "2024-02-01"], "y": ["a", "b"]}).write_csv(path)
@@ -95,7 +115,8 @@ def test_iso_dates_in_a_csv_are_read_as_dates_without_a_declaration(tmp_path):
 
 @pytest.mark.parametrize("text, declared, message", [
     ("maybe", "boolean", r"t.csv, column 'c': declared boolean .* e.g. \['maybe'\]"),
-    ("not a day", "date", r"t.csv, column 'c': declared date .* e.g. \['not a day'\]"),
+    ("not a day", "date", r"t.csv, column 'c': 1 of 2 values do not read as dates in the "
+                          r"format 'ISO 8601', e.g. \['not a day'\]"),
 ])
 def test_values_that_do_not_read_as_the_declared_kind_are_refused(tmp_path, text, declared,
                                                                    message):
@@ -184,3 +205,26 @@ def test_unit_conversions_are_inverse():
     assert kinds.to_numbers(back, "date")[1] == 19000.0
     assert kinds.parse_dtype(kinds.dtype_name(pl.Datetime("ns", "Europe/Paris"))) \
         == pl.Datetime("ns", "Europe/Paris")
+
+
+def test_typos_are_named_with_the_near_column():
+    from pydantic import ValidationError
+
+    from cloakflow.tasks.data.profile import readable
+
+    with pytest.raises(ValidationError) as info:
+        _profile(groups={"g": ["pay_bonsu", "amount"]}, bounds={"pay_bonus": {"min": 0,
+                                                                             "max": 1}})
+    assert "close names in the groups: 'pay_bonus' ~ 'pay_bonsu'" in readable(info.value)
+    frame = _kinds_frame(n=20)
+    prof = _profile(groups={"g": ["amont", "visits"]})
+    report = validate_frame(frame, default_suite(prof), "t.parquet")
+    assert "column 'amont': expect_column_to_exist() failed; the table has 'amount': a typo?" \
+        in report.text()
+
+
+def test_integer_codes_may_be_written_as_numbers_in_bounds():
+    prof = _profile(bounds={"grade": {"categories": [1, 2, 3, 5]}})
+    assert prof.bounds["grade"].categories == ["1", "2", "3", "5"]
+    pre = TablePreprocessor(prof, public_bounds=True).fit(_kinds_frame(), "t")
+    assert {s.name: s.bounds for s in pre.specs}["grade"] == "public"
