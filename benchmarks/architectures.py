@@ -30,6 +30,7 @@ written under --work.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import statistics
@@ -191,6 +192,7 @@ def read_release(release: Path) -> dict:
     measured = ((m.get("privacy") or {}).get("policy") or {}).get("measured") or {}
     return {
         "release": str(release),
+        "code_version": m.get("code_version"),
         "test_roc_auc": {v: auc.get(v) for v in VIEWS},
         "models": {k: {f: v.get(f) for f in ("architecture", "code_size", "inputs",
                                                "dead_outputs", "seconds", "epochs_run")}
@@ -205,6 +207,18 @@ def read_release(release: Path) -> dict:
         "folds_note": (m.get("folds") or {}).get("note") if isinstance(m.get("folds"), dict)
         else None,
     }
+
+
+def code_state() -> dict:
+    """HEAD and a hash of the uncommitted diff: the CLI runs whatever the checkout holds now."""
+    def git(*a: str) -> str:
+        return subprocess.run(["git", "-C", str(REPO), *a], capture_output=True,
+                              text=True).stdout
+    others = ["--", ".", ":!benchmarks/architectures.py"]  # this script's own edits aside
+    diff = git("diff", "HEAD", *others)
+    return {"head": git("rev-parse", "--short", "HEAD").strip(),
+            "dirty": git("diff", "--name-only", "HEAD", *others).split(),
+            "diff_sha": hashlib.sha256(diff.encode()).hexdigest()[:12] if diff else None}
 
 
 def run_one(table: str, arch: str, seed: int, args, inputs: dict, env: dict, work: Path) -> dict:
@@ -229,6 +243,7 @@ def run_one(table: str, arch: str, seed: int, args, inputs: dict, env: dict, wor
     log = work / "logs" / f"{table}-{arch}-s{seed}"
     log.parent.mkdir(parents=True, exist_ok=True)
     load = os.getloadavg()[0]
+    state = code_state()
     print(f"$ {' '.join(cmd)}   [load {load:.2f}, {datetime.now(UTC):%H:%M:%S} UTC]", flush=True)
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
@@ -237,7 +252,7 @@ def run_one(table: str, arch: str, seed: int, args, inputs: dict, env: dict, wor
     log.with_suffix(".err").write_text(proc.stderr)
     rec = {"table": table, "arch": arch, "seed": seed, "folds": folds, "epochs": args.epochs,
            "attacks": not skip, "rc": proc.returncode, "wall_s": round(wall, 1),
-           "load_at_start": round(load, 2), "cmd": cmd,
+           "load_at_start": round(load, 2), "cmd": cmd, "code": state,
            "started": datetime.now(UTC).isoformat(timespec="seconds")}
     release = release_dir(proc.stdout) if proc.returncode == 0 else None
     if release is None:

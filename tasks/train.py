@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -22,6 +21,7 @@ from cloakflow.models.autoencoder import (
 from cloakflow.models.heads import dead_outputs
 from cloakflow.models.training import accounting as accounting_module
 from cloakflow.models.training import dp_sgd as dp_sgd_module
+from cloakflow.models.training.dp_sgd import epoch_ends
 from cloakflow.tasks import runners, tracking
 from cloakflow.tasks.caching import CACHE_EXPIRATION, step_policy
 from cloakflow.tasks.privacy.dp import DpPlan
@@ -148,7 +148,7 @@ def _progress(name: str, config: AutoencoderConfig, dp: DpPlan | None, log_every
                       f"val_loss {m['val_loss']:.5f}", flush=True)
             else:
                 mech = dp.mechanism
-                epochs = math.ceil(mech.steps / max(round(1 / mech.sampling_rate), 1))
+                epochs = len(epoch_ends(mech.steps, mech.sampling_rate))
                 print(f"  [{name}] DP-SGD epoch {epoch}/{epochs}: loss "
                       f"{m['loss']:.5f}, {m['clipped']:.0%} of gradients clipped", flush=True)
 

@@ -111,6 +111,17 @@ class DpSgdConfig:
             raise ValueError("delta must be in (0, 1)")
 
 
+def epoch_ends(steps: int, q: float) -> list[int]:
+    """The step after which each epoch ends when ``steps`` steps at sampling rate ``q`` are
+    logged as epochs of 1/q steps: epoch e ends at step round(e / q) (at least one step each,
+    the last at ``steps``). A plan of E epochs has ``round(E / q)`` steps, so E epochs."""
+    ends, e = [], 1
+    while not ends or ends[-1] < steps:
+        ends.append(min(max(int(round(e / q)), (ends[-1] if ends else 0) + 1), steps))
+        e += 1
+    return ends
+
+
 def plan(rows: int, batch_size: int, epochs: int, dp: DpSgdConfig,
          runs: int = 1) -> DpBudget:
     """Sampling rate, steps and sigma of a run, and the epsilon it will spend.
@@ -685,13 +696,13 @@ def train_dp(models, x: np.ndarray, budget: DpBudget, clip_norm: float, *,
     total_params = sum(trainer.sizes)
     noise_std = budget.noise_multiplier * clip_norm if budget.noise_multiplier > 0 else 0.0
     denominator = q * n
-    per_epoch = max(int(round(1 / q)), 1)
+    ends = epoch_ends(budget.steps, q)
     log = DpTrainLog(budget, clip_norm)
     start = epoch_start = time.perf_counter()
     done = 0
-    while done < budget.steps:
-        # one epoch (the last may be shorter), in chunks of steps_per_execution steps
-        epoch_steps = min(per_epoch, budget.steps - done)
+    for end in ends:
+        # one epoch (1/q steps in expectation), in chunks of steps_per_execution steps
+        epoch_steps = end - done
         loss = clipped = 0.0
         rows_seen = 0
         for first in range(0, epoch_steps, steps_per_execution):

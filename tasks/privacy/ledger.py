@@ -210,7 +210,8 @@ def summary(dataset: str, cap: dict | None = None, include_mlflow: bool = True) 
                  f"runs' own epsilons would say {spent.basic_epsilon:.4g} at delta "
                  f"{sum(e['delta'] for e in recorded):.3g})")
     if cap is None:
-        lines.append("no lifetime cap known (give --profile with privacy.dp_cap to check one)")
+        lines.append("no lifetime cap known (set privacy.dp_cap in the profile, and give it "
+                     "with --profile, to check one)")
     if cap:
         state = (f"within it (epsilon {cap['epsilon'] - spent.epsilon:.4g} below; composition "
                  "is not additive, so a next run's share is what the cap check computes)"

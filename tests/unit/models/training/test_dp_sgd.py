@@ -209,3 +209,12 @@ def test_dp_sgd_defeats_membership_inference_that_works_without_it(bank_sample):
                                    rng=np.random.default_rng(1)).autoencoder
     assert auc(plain) > 0.65
     assert auc(private) < 0.58
+
+
+@pytest.mark.parametrize("rows, batch, epochs", [(810, 256, 30), (1000, 100, 3), (37069, 256, 30),
+                                                 (7, 5, 2)])
+def test_a_plan_of_e_epochs_is_logged_as_e_epochs(rows, batch, epochs):
+    budget = plan(rows, batch, epochs, DpSgdConfig(noise_multiplier=1.0))
+    ends = dp_sgd.epoch_ends(budget.steps, budget.sampling_rate)
+    assert len(ends) == epochs and ends[-1] == budget.steps
+    assert all(b > a for a, b in zip([0, *ends], ends, strict=False))
