@@ -154,10 +154,17 @@ def _run(args: argparse.Namespace) -> int:
         print(f"\nINPUT REJECTED, nothing was published.\n{exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except PolicyViolation as exc:
+        skipped = not params.privacy_attacks
         print(f"\nRELEASE BLOCKED by the privacy policy, nothing was published.\n{exc}\n"
-              "Add noise (--noise, or privacy.noise in the profile; `cloakflow frontier` shows "
-              "the trade-off) or publish anyway with --accept-risk \"reason\".",
-              file=sys.stderr)
+              + ("Run the attacks (drop --skip-attacks) " if skipped else
+                 "Add noise (--noise, or privacy.noise in the profile; `cloakflow frontier` "
+                 "shows the trade-off) ")
+              + "or publish anyway with --accept-risk \"reason\".", file=sys.stderr)
+        if params.dp_epsilon is not None:
+            print(f"This DP run already spent epsilon {params.dp_epsilon:g} of the dataset's "
+                  "privacy budget (its ledger, `cloakflow budget`): training looked at the "
+                  "rows. Rerunning, with --accept-risk or not, spends it again.",
+                  file=sys.stderr)
         return EXIT_POLICY
     except BudgetExhausted as exc:
         print(f"\nRUN REFUSED by the dataset's privacy budget, nothing was trained or "

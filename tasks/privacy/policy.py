@@ -7,8 +7,8 @@ from __future__ import annotations
 from cloakflow.tasks.data.profile import DatasetProfile, ReleasePolicy
 from cloakflow.tasks.privacy.attacks import POLICY_FRACTION, REGRESSORS, strongest
 
-NOT_ATTACKED = ("no privacy attacks were run (privacy_attacks=False): the policy cannot be "
-                "checked")
+NOT_ATTACKED = ("no privacy attacks were run (--skip-attacks, privacy_attacks=False): the "
+                "policy cannot be checked")
 
 
 def best_inversion(section: dict, fraction: float = POLICY_FRACTION) -> dict[str, dict]:
