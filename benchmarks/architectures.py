@@ -23,7 +23,7 @@ Reads each release's manifest.json and prints per run and, per table and archite
 over seeds: test ROC AUC per view (ORIGINAL, ENCODED, GROUP_ENCODED), the gap ORIGINAL minus each
 view, the largest ``dead_outputs`` over the models, the p = 1% inversion gain and R² the gate uses
 (``privacy.policy.measured``) when attacks ran, and the flow's wall time with the ratio
-kinds / tutorial. Every run is appended to WORK/runs.jsonl; results.md and results.json are
+kinds / tutorial. Every run is appended to WORK/runs.jsonl; results-<tables>.md and .json are
 written under --work.
 """
 
@@ -354,6 +354,9 @@ def main() -> None:
     ap.add_argument("--work", default="/tmp/arch-bench")
     ap.add_argument("--temporary-server", action="store_true",
                     help="no shared Prefect server: every run starts Prefect's temporary one")
+    ap.add_argument("--report-only", action="store_true",
+                    help="run nothing: summarize the runs of --tables recorded in WORK/runs.jsonl "
+                         "(e.g. after an interrupted benchmark)")
     args = ap.parse_args()
 
     tables = [t.strip() for t in args.tables.split(",") if t.strip()]
@@ -362,6 +365,11 @@ def main() -> None:
         ap.error(f"unknown tables {sorted(unknown)}")
     work = Path(args.work).resolve()
     work.mkdir(parents=True, exist_ok=True)
+    if args.report_only:
+        with open(work / "runs.jsonl") as fh:
+            recorded = [json.loads(line) for line in fh if line.strip()]
+        report(args, tables, [r for r in recorded if r["table"] in tables], work)
+        return
     inputs = {t: write_table(t, work) for t in tables if t in GENERATED}
 
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "TF_CPP_MIN_LOG_LEVEL": "2",
@@ -389,10 +397,13 @@ def main() -> None:
         if server is not None:
             server.terminate()
             server.wait(timeout=60)
+    report(args, tables, runs, work)
 
+
+def report(args, tables: list[str], runs: list[dict], work: Path) -> None:
     md, summary = summarize(runs, tables)
     lines = [f"# Architectures benchmark {datetime.now(UTC):%Y-%m-%d %H:%M} UTC", "",
-             f"tables {', '.join(tables)}; seeds 1..{args.seeds}; folds "
+             f"tables {', '.join(tables)}; seeds {sorted({r['seed'] for r in runs})}; folds "
              f"{args.folds or 'bank 10, generated 5'}; epochs {args.epochs or 'CLI default'}; "
              f"attacks on generated tables: {not args.skip_attacks_for_generated}; "
              f"{os.cpu_count()} CPUs", "", "## Per run", ""]
@@ -400,8 +411,9 @@ def main() -> None:
     lines += ["", "## Medians over seeds (gap = ORIGINAL - view, per seed, then median)", "", md]
     text = "\n".join(lines) + "\n"
     print("\n" + text)
-    (work / "results.md").write_text(text)
-    (work / "results.json").write_text(json.dumps({"runs": runs, "summary": summary}, indent=1))
+    stem = work / f"results-{'-'.join(tables)}"
+    stem.with_suffix(".md").write_text(text)
+    stem.with_suffix(".json").write_text(json.dumps({"runs": runs, "summary": summary}, indent=1))
     print(f"results in {work}")
 
 
