@@ -125,7 +125,7 @@ def _run(args: argparse.Namespace) -> int:
     from cloakflow.tasks.data.ingest import IngestError
     from cloakflow.tasks.data.locate import DataNotFoundError
     from cloakflow.tasks.data.preprocess import PreprocessError
-    from cloakflow.tasks.data.profile import ProfileError
+    from cloakflow.tasks.data.profile import ProfileError, load_profile
     from cloakflow.tasks.data.split import TargetError
     from cloakflow.tasks.data.validate import DataValidationError
     from cloakflow.tasks.privacy.dp import DpPlanError
@@ -138,6 +138,11 @@ def _run(args: argparse.Namespace) -> int:
         lines = [f"  {_flag(str(e['loc'][0]))}: {e['msg']} (got {e['input']!r})"
                  for e in exc.errors()]
         print("invalid options, nothing was run:\n" + "\n".join(lines), file=sys.stderr)
+        return EXIT_BAD_INPUT
+    try:  # a broken profile is reported before any server starts
+        load_profile(params.profile_path or params.dataset)
+    except ProfileError as exc:
+        print(f"\nINPUT REJECTED, nothing was run.\n{exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     runtime.choose_prefect_api()  # a running local server, else the temporary one
     rejected = (DataValidationError, IngestError, PreprocessError, ProfileError,

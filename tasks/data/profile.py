@@ -250,6 +250,11 @@ class DatasetProfile(BaseModel):
                         else "categories: [...] (integer codes may be written as numbers)")
                 raise ValueError(f"bounds for {col!r} do not match its kind {kind!r}: give "
                                  f"{want}, or remove its bounds")
+        elsewhere = {self.target.column, *self.drop, *self.identifiers}
+        stray = sorted(set(self.columns) - set(seen) - elsewhere)
+        if stray:  # most often a typo in groups: the declared name is the right one
+            raise ValueError(f"columns names {stray} but no group lists them"
+                             + _near(stray, list(seen)))
         for col in self.date_formats:
             if self.columns.get(col) not in ("date", "datetime"):
                 raise ValueError(f"date_formats names {col!r}: declare it date or datetime "

@@ -44,3 +44,18 @@ def test_bad_choice_and_bad_value_are_refused(capsys):
     assert "--epochs: Input should be greater than or equal to 1" in err
     assert cli.main(["run", "--noise", "-1"]) == cli.EXIT_BAD_INPUT
     assert "--noise:" in capsys.readouterr().err
+
+
+def test_a_broken_profile_is_refused_before_any_server_starts(tmp_path, capsys):
+    import time
+
+    from cloakflow.flows.cli import main
+
+    bad = tmp_path / "p.yaml"
+    bad.write_text("name: t\ntarget: {column: y, positive: 1}\ngroups: {g: [a_typo, b]}\n"
+                   "columns: {a_type: numeric}\n")
+    t = time.perf_counter()
+    assert main(["run", "--profile", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert "INPUT REJECTED, nothing was run" in err and "'a_type' ~ 'a_typo'" in err
+    assert time.perf_counter() - t < 10  # no Prefect server was started for it

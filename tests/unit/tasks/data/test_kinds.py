@@ -213,11 +213,11 @@ def test_typos_are_named_with_the_near_column():
     from cloakflow.tasks.data.profile import readable
 
     with pytest.raises(ValidationError) as info:
-        _profile(groups={"g": ["pay_bonsu", "amount"]}, bounds={"pay_bonus": {"min": 0,
-                                                                             "max": 1}})
+        _profile(groups={"g": ["pay_bonsu", "amount"]}, columns={},
+                 bounds={"pay_bonus": {"min": 0, "max": 1}})
     assert "close names in the groups: 'pay_bonus' ~ 'pay_bonsu'" in readable(info.value)
     frame = _kinds_frame(n=20)
-    prof = _profile(groups={"g": ["amont", "visits"]})
+    prof = _profile(groups={"g": ["amont", "visits"]}, columns={})
     report = validate_frame(frame, default_suite(prof), "t.parquet")
     assert "column 'amont': expect_column_to_exist() failed; the table has 'amount': a typo?" \
         in report.text()
@@ -228,3 +228,14 @@ def test_integer_codes_may_be_written_as_numbers_in_bounds():
     assert prof.bounds["grade"].categories == ["1", "2", "3", "5"]
     pre = TablePreprocessor(prof, public_bounds=True).fit(_kinds_frame(), "t")
     assert {s.name: s.bounds for s in pre.specs}["grade"] == "public"
+
+
+def test_a_group_typo_is_caught_by_the_columns_it_no_longer_matches():
+    from pydantic import ValidationError
+
+    from cloakflow.tasks.data.profile import readable
+
+    with pytest.raises(ValidationError) as info:
+        _profile(groups={"g": ["lab_glucoes", "amount"]}, columns={"lab_glucose": "numeric"})
+    assert ("columns names ['lab_glucose'] but no group lists them (a typo? close names in "
+            "the groups: 'lab_glucose' ~ 'lab_glucoes')") in readable(info.value)
