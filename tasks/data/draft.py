@@ -126,7 +126,8 @@ def _classify(series: pl.Series) -> _Column:
                     col.notes.append(
                         f"{name}: AMBIGUOUS dates written as text (e.g. {date!r}): every day "
                         f"is 12 or less, so day first and month first both read; drafted "
-                        f"{fits[0]!r}: CHECK it (date_formats:), or month and day are swapped")
+                        f"{fits[0]!r}: CHECK it (date_formats:), or month and day are swapped; "
+                        "its bounds were read with this guess: change them with it")
                 else:
                     col.role = "drop"
                     col.notes.append(f"{name}: dates written as text (e.g. {date!r}) in no "
