@@ -17,7 +17,7 @@ from pydantic import BaseModel
 from cloakflow.flows.parameters import RunParameters
 from cloakflow.models.autoencoder import AutoencoderConfig
 from cloakflow.tasks import artifacts, runners, tracking
-from cloakflow.tasks.data.prepare import prepare
+from cloakflow.tasks.data.prepare import numeric_scaling, prepare
 from cloakflow.tasks.data.profile import CodeNoise, DatasetProfile, load_profile
 from cloakflow.tasks.evaluation.utility import Evaluations, log_utility
 from cloakflow.tasks.privacy.attack import attack
@@ -70,7 +70,7 @@ def anonymize(params: RunParameters | None = None) -> FlowOutcome:
             models, reused = train_models(x, data.columns, slices, AutoencoderConfig(
                 epochs=params.epochs, batch_size=params.batch_size,
                 validation=params.validation, architecture=params.architecture), params.seed,
-                parent, dp, not params.use_cache, heads=model_heads(data.pre))
+                parent, dp, not params.use_cache, heads=model_heads(data.pre, params.architecture))
             # code noise is secret (seed None: OS entropy): noise from the seed could be undone
             release = Release("codes", code_tables(models["whole"], {
                 g: models[g] for g in slices}, slices, x.shape[1], _noise(params, profile),
@@ -126,10 +126,7 @@ def _dp_budget(params: RunParameters, profile: DatasetProfile, data, parent: str
 
 
 def _numeric_scaling(params: RunParameters) -> str:
-    """Quantile scaling for the ``kinds`` architecture; min-max for the tutorial's and for DP
-    runs (quantile knots are statistics of the private rows)."""
-    return "quantile" if params.architecture == "kinds" and params.dp_epsilon is None \
-        else "minmax"
+    return numeric_scaling(params.architecture, private=params.dp_epsilon is not None)
 
 
 def _noise(params: RunParameters, profile: DatasetProfile) -> CodeNoise:

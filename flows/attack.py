@@ -139,7 +139,8 @@ def _config(manifest: Manifest, pre: TablePreprocessor, model: str) -> Autoencod
     return AutoencoderConfig(epochs=p["epochs"], batch_size=p["batch_size"],
                              validation=p.get("validation", "random"),
                              architecture=p.get("architecture", "tutorial"),
-                             heads=pre.heads(None if model == "whole" else model))
+                             heads=pre.heads(None if model == "whole" else model)
+                             if p.get("architecture") == "kinds" else ())
 
 
 def _release_dp(report: PrivacyReport) -> dict | None:

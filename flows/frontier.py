@@ -21,7 +21,7 @@ from prefect import flow
 from cloakflow.flows.parameters import FrontierParameters
 from cloakflow.models.autoencoder import AutoencoderConfig
 from cloakflow.tasks import artifacts, runners, tracking
-from cloakflow.tasks.data.prepare import prepare
+from cloakflow.tasks.data.prepare import numeric_scaling, prepare
 from cloakflow.tasks.data.profile import CodeNoise, load_profile
 from cloakflow.tasks.evaluation.utility import evaluate_utility
 from cloakflow.tasks.plots import figure
@@ -77,21 +77,22 @@ def _sweep(params: FrontierParameters, profile, parent: str) -> dict:
     timings: dict[str, float] = {}
     data = prepare(profile, params.input_path, params.control_fraction, params.seed, parent,
                    timings, folds=params.folds,
-                   numeric="quantile" if params.architecture == "kinds" else "minmax")
+                   numeric=numeric_scaling(params.architecture))
     x, y, columns, slices = data.x, data.y, data.columns, data.pre.group_slices()
     config = AutoencoderConfig(epochs=params.epochs, batch_size=params.batch_size,
                                validation=params.validation, architecture=params.architecture)
-    heads = model_heads(data.pre)
+    heads = model_heads(data.pre, params.architecture)
     eval_kw = dict(engine=params.forest, scheme=params.fold_scheme, folds=params.folds,
                    seed=params.seed)
     original = evaluate_utility.submit("ORIGINAL", x, y, **eval_kw)
-    whole = train_task.submit("whole", x, columns, replace(config, heads=heads["whole"]),
-                              params.seed, parent)
-    groups = {g: train_task.submit(g, x[:, s], [columns[i] for i in s],
-                                   replace(config, heads=heads[g]), params.seed, parent)
-              for g, s in slices.items()}
-    whole_model = whole.result()
-    group_models = {g: f.result() for g, f in groups.items()}
+    futures = {name: train_task.submit(name, x if name == "whole" else x[:, slices[name]],
+                                       columns if name == "whole" else
+                                       [columns[i] for i in slices[name]],
+                                       replace(config, heads=heads.get(name, ())), params.seed,
+                                       parent) for name in ["whole", *slices]}
+    models = runners.gather(futures, parent)
+    whole_model = models["whole"]
+    group_models = {g: models[g] for g in slices}
     blocks = blocks_of(data.pre)
     sensitive = set(profile.privacy.sensitive)
 

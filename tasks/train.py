@@ -214,9 +214,11 @@ def train_joint(x: np.ndarray, members: dict[str, list[int] | None], columns: li
     return fit_and_encode_joint(x, members, columns, config, parent_run_id, dp, heads)
 
 
-def model_heads(pre) -> dict[str, tuple]:
+def model_heads(pre, architecture: str = "kinds") -> dict[str, tuple]:
     """Output heads of the whole-table model and of each group's, from a fitted
-    ``TablePreprocessor``."""
+    ``TablePreprocessor`` (none for the tutorial's architecture, which has one output)."""
+    if architecture != "kinds":
+        return {}
     return {"whole": pre.heads(), **{g: pre.heads(g) for g in pre.profile.groups}}
 
 
@@ -235,8 +237,9 @@ def train_models(x: np.ndarray, columns: list[str], slices: dict[str, list[int]]
     """
     heads = heads or {}
 
-    def cfg(name: str) -> AutoencoderConfig:
-        return replace(config, heads=tuple(heads.get(name, ())))
+    def cfg(name: str) -> AutoencoderConfig:  # heads shape only the kinds architecture
+        return replace(config, heads=tuple(heads.get(name, ()))
+                       if config.architecture == "kinds" else ())
 
     if dp is not None and dp.design == "joint":
         joint = train_joint.submit(x, {"whole": None, **slices}, columns, config, parent, dp,

@@ -22,7 +22,11 @@ import yaml
 
 from cloakflow.tasks.data import kinds
 from cloakflow.tasks.data.ingest import _NUMBER_LIKE, _SEPARATED, NUMBER_AS_TEXT_SHARE
-from cloakflow.tasks.data.preprocess import ID_NAME, IDENTIFIER_MIN_ROWS, IDENTIFIER_SHARE
+from cloakflow.tasks.data.preprocess import (
+    IDENTIFIER_MIN_ROWS,
+    IDENTIFIER_SHARE,
+    integer_key_reasons,
+)
 from cloakflow.tasks.data.profile import DatasetProfile
 
 SEPARATORS = [",", ";", "\t", "|"]
@@ -79,7 +83,10 @@ def _read(path: Path, fmt: str, separator: str) -> pl.DataFrame:
 
 def _value(v: Any) -> Any:
     """A value as YAML writes it (numpy/polars scalars to plain Python)."""
-    return v.item() if hasattr(v, "item") else v
+    from decimal import Decimal
+
+    v = v.item() if hasattr(v, "item") else v
+    return float(v) if isinstance(v, Decimal) else v
 
 
 @dataclass
@@ -146,13 +153,10 @@ def _classify(series: pl.Series) -> _Column:
         col.role = "identifier"
         col.notes.append(f"{name}: {distinct} distinct values in {len(values)} rows: an "
                          "identifier (kept out of the features and the release)")
-    elif series.dtype.is_integer() and len(values) >= IDENTIFIER_MIN_ROWS \
-            and distinct == len(values) and (re.search(ID_NAME, name)
-                                             or values.is_sorted()
-                                             or float(values.max()) - float(values.min())
-                                             < 2 * len(values)):
+    elif reasons := integer_key_reasons(series):
         col.role = "identifier"
-        col.notes.append(f"{name}: one distinct integer per row, read as a key: an identifier")
+        col.notes.append(f"{name}: one distinct integer per row and {' and '.join(reasons)}: "
+                         "an identifier")
     elif col.kind == "categorical" and distinct > MAX_CATEGORIES:
         col.notes.append(f"{name}: {distinct} categories (one model input each); consider "
                          "grouping rare ones or dropping it")
@@ -238,7 +242,8 @@ def _draft(path: Path, frame: pl.DataFrame, fmt: str, sep: str, name: str | None
     notes = [n for col in cols.values() for n in col.notes if col.name != target]
     notes.insert(0, f"target {target!r} (positive {positive!r}); candidates: "
                     f"{', '.join(candidates)}")
-    with_nulls = [c for c in features if frame.get_column(c).null_count()]
+    with_nulls = [c for c in features if frame.get_column(c).null_count()
+                  or (frame.schema[c].is_float() and frame.get_column(c).is_nan().any())]
     if with_nulls:
         notes.append(f"nulls in {', '.join(with_nulls)}: missing: impute (filled from training "
                      "rows); set missing: error to refuse them instead")

@@ -35,9 +35,6 @@ ColumnKind = Literal["numeric", "categorical", "boolean", "date", "datetime"]
 KINDS: tuple[str, ...] = ("numeric", "categorical", "boolean", "date", "datetime")
 FAMILY: dict[str, str] = {"numeric": "numeric", "date": "numeric", "datetime": "numeric",
                           "categorical": "categorical", "boolean": "categorical"}
-# unit of the number a kind is scaled in (bounds in the profile are given in it, or as dates)
-UNIT = {"numeric": "source units", "date": "days since 1970-01-01",
-        "datetime": "seconds since 1970-01-01T00:00:00"}
 
 BOOLEAN_TEXT = {"true": True, "false": False, "t": True, "f": False, "yes": True, "no": False,
                 "y": True, "n": False, "1": True, "0": False}
@@ -107,7 +104,7 @@ def coerce(series: pl.Series, kind: str | None, where: str,
         kind_of(series, None)
         return series
     if kind == "boolean" and dtype != pl.Boolean:
-        text = series.cast(pl.String).str.strip_chars().str.to_lowercase()
+        text = category_text(series).str.strip_chars().str.to_lowercase()
         bad = text.drop_nulls().filter(~text.drop_nulls().is_in(list(BOOLEAN_TEXT)))
         if len(bad):
             raise KindError(
@@ -145,7 +142,9 @@ def parse_dates(series: pl.Series, kind: str, fmt: str | None, where: str) -> pl
     """
     text = series.str.strip_chars()
     try:
-        if kind == "date":
+        if kind == "date" and fmt is None and text.str.contains(ISO_DATETIME).any():
+            parsed = text.str.to_datetime(strict=False, time_unit="us").dt.date()
+        elif kind == "date":
             parsed = text.str.to_date(fmt, strict=False)
         else:
             parsed = text.str.to_datetime(fmt, strict=False, time_unit="us")
@@ -171,9 +170,16 @@ def date_text_format(series: pl.Series, kind: str, where: str) -> str | None:
             neither does; the message says what to write under ``date_formats:``.
     """
     values = series.drop_nulls().str.strip_chars()
+    if not len(values):
+        return None  # empty: check_columns names it
     iso = values.str.contains(ISO_DATE) | values.str.contains(ISO_DATETIME)
     if float(iso.mean() or 0.0) >= 0.5:  # ISO but for some bad values: name those
         return None
+    if not values.str.contains(r"(^|\D)\d{4}(\D|$)").all():
+        raise KindError(
+            f"{where}, column {series.name!r}: dates written as text with two-digit years "
+            f"(e.g. {values.head(1).to_list()}): give the format under `date_formats:` "
+            "(e.g. '%d/%m/%y', read as 1969-2068) or write four-digit years")
     fits = []
     for order in ("%d{s}%m{s}%Y", "%m{s}%d{s}%Y"):
         for sep in "/-.":
@@ -285,7 +291,13 @@ def from_categories(name: str, labels: np.ndarray, kind: str, dtype: str) -> pl.
 
 
 def category_text(series: pl.Series) -> pl.Series:
-    """Category labels of a column as text (booleans as "true"/"false")."""
+    """Category labels of a column as text: booleans as "true"/"false", whole-number floats as
+    integers ("1", not "1.0", as the profile's bounds write them)."""
+    if series.dtype.is_float():
+        whole = series.is_finite() & (series == series.round(0))
+        return (pl.select(pl.when(whole).then(series.cast(pl.Int64, strict=False)
+                                              .cast(pl.String))
+                          .otherwise(series.cast(pl.String))).to_series().alias(series.name))
     return series.cast(pl.String)
 
 

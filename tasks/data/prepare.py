@@ -44,6 +44,12 @@ class Prepared:
         return frame.select(self.pre.profile.features)
 
 
+def numeric_scaling(architecture: str, private: bool = False) -> str:
+    """Quantile scaling for the ``kinds`` architecture; min-max for the tutorial's and for DP
+    runs (quantile knots are statistics of the private rows)."""
+    return "quantile" if architecture == "kinds" and not private else "minmax"
+
+
 def prepare(profile: DatasetProfile, input_path: str | None, control_fraction: float, seed: int,
             parent: str, timings: dict[str, float], public_bounds: bool = False,
             folds: int | None = None, numeric: str = "minmax") -> Prepared:

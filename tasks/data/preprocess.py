@@ -11,6 +11,7 @@ and min/max of the source table: it is as sensitive as the models and never ente
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -25,10 +26,32 @@ from cloakflow.tasks.data.profile import DatasetProfile
 IDENTIFIER_SHARE = 0.9
 IDENTIFIER_MIN_ROWS = 20
 # an integer column whose name reads as a key (customer_id, AccountNo, record_nr, ...)
-ID_NAME = r"(?i)(^|[_\W])(id|key|no|nr|num|number|code)$|[a-z](Id|ID|No|Nr|Key)$|^(id|key)$"
+ID_NAME = (r"(^|[_\W])(id|Id|ID|key|Key|KEY|no|No|NO|nr|Nr|NR|num|Num|NUM|number|Number|"
+           r"NUMBER|code|Code|CODE)$|[a-z](Id|ID|No|Nr|Key)$")
 
 
 QUANTILE_KNOTS = 1000
+
+
+def integer_key_reasons(series: pl.Series) -> list[str]:
+    """Why an integer column reads as a key, or ``[]``: one distinct value per row (from
+    ``IDENTIFIER_MIN_ROWS`` rows) and a key-like name (``customer_id``, ``AccountNo``) or a
+    dense run of numbers (range under twice the rows); values sorted down the file are named
+    as a further sign, never alone (a table may be sorted by a measure)."""
+    import re
+
+    values = series.drop_nulls()
+    rows = len(values)
+    if not series.dtype.is_integer() or rows < IDENTIFIER_MIN_ROWS or values.n_unique() != rows:
+        return []
+    reasons = []
+    if re.search(ID_NAME, series.name):
+        reasons.append("its name reads as a key")
+    if float(values.max()) - float(values.min()) + 1 <= 2 * rows:
+        reasons.append(f"its values are a dense run ({values.min()}..{values.max()})")
+    if reasons and (values.is_sorted() or values.is_sorted(descending=True)):
+        reasons.append("its values are sorted down the file")
+    return reasons
 
 
 def _quantile_knots(values: np.ndarray) -> list[float]:
@@ -62,7 +85,7 @@ class ColumnSpec:
     name: str
     group: str
     kind: kinds.ColumnKind
-    minimum: float = 0.0  # numeric family: in the kind's unit (kinds.UNIT)
+    minimum: float = 0.0  # numeric family: in the kind's unit (dates days, datetimes seconds)
     maximum: float = 1.0
     fill: Any = None
     categories: list[str] = field(default_factory=list)
@@ -138,6 +161,9 @@ class TablePreprocessor:
                 spec = ColumnSpec(col, group, kind, categories=["false", "true"],
                                   fill=self._mode(series), bounds="public", dtype=dtype)
             elif public is not None and family == "numeric":
+                if isinstance(public.min, dt.date) and kind == "numeric":
+                    raise PreprocessError(f"{source}: column {col!r}: its bounds are dates but "
+                                          "the column is numeric; give numbers")
                 low, high = public.span(kind)
                 spec = ColumnSpec(col, group, kind, minimum=low, maximum=high,
                                   fill=(low + high) / 2, bounds="public", dtype=dtype)
@@ -173,28 +199,15 @@ class TablePreprocessor:
 
     @staticmethod
     def _check_not_integer_key(series: pl.Series, source: str) -> None:
-        """An integer column with one distinct value per row that reads as a key (its name,
-        a dense run of numbers, or values ascending down the file) is an identifier stored as a
-        number; declaring it numeric does not make it a feature.
+        """An integer column that reads as a key (``integer_key_reasons``) is an identifier
+        stored as a number; declaring it numeric does not make it a feature.
 
         Raises:
             PreprocessError: naming the column, what was seen and the profile keys.
         """
-        import re
-
-        values = series.drop_nulls()
-        rows = len(values)
-        if rows < IDENTIFIER_MIN_ROWS or values.n_unique() != rows:
-            return
-        span = float(values.max()) - float(values.min()) + 1
-        reasons = []
-        if re.search(ID_NAME, series.name):
-            reasons.append("its name reads as a key")
-        if span <= 2 * rows:
-            reasons.append(f"its values are a dense run ({values.min()}..{values.max()})")
-        if values.is_sorted() or values.is_sorted(descending=True):
-            reasons.append("its values are sorted down the file")
+        reasons = integer_key_reasons(series)
         if reasons:
+            rows = series.drop_nulls().len()
             raise PreprocessError(
                 f"{source}: column {series.name!r}: {rows} distinct integers in {rows} rows and "
                 f"{' and '.join(reasons)}: an identifier stored as a number, not a feature. "

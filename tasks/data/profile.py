@@ -245,6 +245,10 @@ class DatasetProfile(BaseModel):
                              "kept out of the features and the release; remove it from groups)")
         for col, b in self.bounds.items():
             kind = self.columns.get(col)
+            if isinstance(b.min, dt.date) and kind is not None \
+                    and kind not in ("date", "datetime"):
+                raise ValueError(f"bounds for {col!r} are dates: declare it date or datetime "
+                                 "under columns:, or give numbers")
             if kind is not None and (FAMILY[kind] == "numeric") != (b.categories is None):
                 want = ("min and max" if FAMILY[kind] == "numeric"
                         else "categories: [...] (integer codes may be written as numbers)")

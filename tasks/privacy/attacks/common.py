@@ -24,11 +24,20 @@ class Block:
     start: int
     stop: int
     span: float = 1.0  # max - min of a numeric column (to report errors in original units)
+    knots: tuple[float, ...] = ()  # quantile-scaled column: its knots (errors unscaled by them)
+
+    def original_units(self, v: np.ndarray) -> np.ndarray:
+        """Model-scale values of a numeric block in the column's own units, up to its minimum
+        (differences of them are errors in original units)."""
+        if self.knots:
+            return np.interp(v, np.linspace(0, 1, len(self.knots)), np.asarray(self.knots))
+        return v * self.span
 
 
 def blocks_of(pre: TablePreprocessor) -> list[Block]:
     """Attribute blocks of a fitted preprocessor."""
-    return [Block(s.name, s.family, a, b, (s.maximum - s.minimum) or 1.0)
+    return [Block(s.name, s.family, a, b, (s.maximum - s.minimum) or 1.0,
+                  tuple(s.knots) if s.transform == "quantile" else ())
             for s, a, b in pre.column_blocks()]
 
 

@@ -40,10 +40,11 @@ def score_reconstruction(x_true: np.ndarray, x_hat: np.ndarray,
             out[b.name]["gain"] = out[b.name]["accuracy"] - out[b.name]["baseline"]
         else:
             tv, hv = t[:, 0].astype(np.float64), h[:, 0].astype(np.float64)
-            out[b.name] = {"kind": "numeric",
+            to, ho = b.original_units(tv), b.original_units(hv)
+            out[b.name] = {"kind": "numeric",  # R^2 on the model's scale (min-max or quantile)
                            "r2": float(r2_score(tv, hv)) if np.ptp(tv) > 0 else 0.0,
-                           "mae": float(np.abs(tv - hv).mean() * b.span),
-                           "baseline_mae": float(np.abs(tv - np.median(tv)).mean() * b.span)}
+                           "mae": float(np.abs(to - ho).mean()),
+                           "baseline_mae": float(np.abs(to - np.median(to)).mean())}
     return out
 
 

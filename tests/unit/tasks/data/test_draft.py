@@ -93,3 +93,18 @@ def test_cli_writes_the_draft_and_says_what_to_run(tmp_path, capsys):
     assert "cloakflow run --profile" in err and "row_no: one distinct integer per row" in err
     assert load_profile(tmp_path / "p.yaml").target.column == "relapsed"
     assert main(["profile", str(tmp_path / "absent.csv")]) == 2
+
+
+def test_decimal_columns_and_nan_floats_are_drafted(tmp_path):
+    from decimal import Decimal
+
+    n = 60
+    frame = pl.DataFrame({
+        "price": pl.Series([Decimal(f"{i}.50") for i in range(n)], dtype=pl.Decimal(10, 2)),
+        "score": [float("nan") if i % 7 == 0 else i * 0.5 for i in range(n)],
+        "churn": ["yes", "no", "no"] * 20})
+    path = tmp_path / "d.parquet"
+    frame.write_parquet(path)
+    draft = draft_profile(path)
+    assert draft.profile.missing == "impute"  # NaN counts as missing
+    assert draft.profile.bounds["price"].max == 59.5

@@ -239,3 +239,53 @@ def test_a_group_typo_is_caught_by_the_columns_it_no_longer_matches():
         _profile(groups={"g": ["lab_glucoes", "amount"]}, columns={"lab_glucose": "numeric"})
     assert ("columns names ['lab_glucose'] but no group lists them (a typo? close names in "
             "the groups: 'lab_glucose' ~ 'lab_glucoes')") in readable(info.value)
+
+
+@pytest.mark.parametrize("name", ["amount_paid", "valid", "turkey", "casino"])
+def test_ordinary_names_are_not_read_as_keys(name):
+    rng = np.random.default_rng(3)
+    frame = pl.DataFrame({name: rng.permutation(900_000)[:60] + 1000, "y": ["a", "b"] * 30})
+    pre = TablePreprocessor(_profile(groups={"g": [name]}, columns={name: "numeric"}))
+    assert pre.fit(frame, "t").specs[0].kind == "numeric"
+
+
+def test_sorted_alone_is_no_key():
+    # a table sorted by a measure: unique, sorted, but neither dense nor named like a key
+    frame = pl.DataFrame({"income": sorted(np.random.default_rng(4).permutation(90_000)[:60]
+                                           + 10_000), "y": ["a", "b"] * 30})
+    pre = TablePreprocessor(_profile(groups={"g": ["income"]}, columns={})).fit(frame, "t")
+    assert pre.specs[0].kind == "numeric"
+
+
+def test_two_digit_years_empty_dates_and_iso_datetimes_declared_date(tmp_path):
+    path = tmp_path / "t.csv"
+    pl.DataFrame({"day": ["01/02/24", "13/02/24"], "y": ["a", "b"]}).write_csv(path)
+    prof = _profile(groups={"g": ["day"]}, columns={"day": "date"})
+    with pytest.raises(IngestError, match="two-digit years .*`date_formats:`"):
+        read_table(path, prof)
+    pl.DataFrame({"day": [None, None], "y": ["a", "b"]},
+                 schema_overrides={"day": pl.String}).write_csv(path)
+    frame = read_table(path, prof)
+    with pytest.raises(IngestError, match="column 'day': empty in every row"):
+        check_columns(frame, prof, "t.csv")
+    pl.DataFrame({"day": ["2024-01-31 10:00:00", "2024-02-01 11:30:00"],
+                  "y": ["a", "b"]}).write_csv(path)
+    assert read_table(path, prof)["day"].to_list() == [dt.date(2024, 1, 31),
+                                                       dt.date(2024, 2, 1)]
+
+
+def test_whole_number_floats_name_their_categories_as_integers():
+    frame = pl.DataFrame({"code": [1.0, 2.0, 1.0, 3.0] * 10, "y": ["a", "b"] * 20})
+    prof = _profile(groups={"g": ["code"]}, columns={"code": "categorical"},
+                    bounds={"code": {"categories": [1, 2, 3]}})
+    pre = TablePreprocessor(prof, public_bounds=True).fit(frame, "t")
+    x = pre.transform(frame, "t")
+    assert x.sum(axis=1).min() == 1.0  # every row found its category
+    assert pre.reverse_transform(x)["code"].to_list() == frame["code"].to_list()
+    assert kinds.coerce(pl.Series("f", [1.0, 0.0]), "boolean", "t").to_list() == [True, False]
+
+
+def test_date_bounds_on_a_declared_numeric_are_refused():
+    with pytest.raises(ValueError, match="bounds for 'amount' are dates"):
+        _profile(columns={"amount": "numeric"},
+                 bounds={"amount": {"min": dt.date(2020, 1, 1), "max": dt.date(2021, 1, 1)}})

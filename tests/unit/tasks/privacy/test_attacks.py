@@ -169,3 +169,19 @@ def test_anonymeter_says_when_singling_out_built_too_few_queries():
     out = run_anonymeter(frame[:150], frame[:150], frame[150:], profile, seed=0)
     assert out["singling_out"]["queries"] == 0
     assert out["singling_out"]["note"].startswith("0 of 40 queries built: inconclusive")
+
+
+def test_inversion_errors_are_in_original_units_under_quantile_scaling(tiny_profile):
+    from cloakflow.tasks.privacy.attacks import blocks_of
+    from cloakflow.tasks.privacy.attacks.inversion import score_reconstruction
+
+    frame = make_tiny_frame(n=300)
+    pre = TablePreprocessor(tiny_profile, numeric="quantile").fit(frame, "t.csv")
+    x = pre.transform(frame, "t.csv")
+    x_hat = x.copy()
+    col = pre.output_columns.index("income")
+    x_hat[:, col] = np.clip(x_hat[:, col] + 0.05, 0, 1)
+    got = score_reconstruction(x, x_hat, blocks_of(pre))["income"]["mae"]
+    decoded = pre.reverse_transform(x_hat)["income"].to_numpy()
+    want = np.abs(decoded - pre.reverse_transform(x)["income"].to_numpy()).mean()
+    assert got == pytest.approx(want, rel=1e-4)
