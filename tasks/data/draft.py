@@ -6,7 +6,7 @@ reasons and doubts are written as comments above the YAML. It is checked against
 contract before it is written, so a draft of a table cloakflow can use runs without edits.
 
 Bounds read off the table are statistics of the private rows: the draft writes them with
-``origin: data``, which DP runs never use as public bounds (see ``profile.PublicBounds``).
+``origin: data``, which DP runs refuse as public bounds (see ``profile.PublicBounds``).
 """
 
 from __future__ import annotations
@@ -297,7 +297,7 @@ def _text(doc: dict[str, Any], notes: list[str], path: Path) -> str:
             "# privacy.sensitive is empty: the inversion limits then cover every non-target",
             "# column; list the attributes to protect to narrow them.",
             "# quasi_identifiers are guesses by column name: list what an attacker can look up.",
-            "# bounds were measured on this table (origin: data): DP runs never use them as",
-            "# public; replace them with domain bounds and set origin: public for a DP run.",
+            "# bounds were measured on this table (origin: data): a DP run refuses them as",
+            "# public; replace them with domain bounds (origin: public) or remove them first.",
             ""]
     return "\n".join(head) + yaml.safe_dump(doc, sort_keys=False, allow_unicode=True)

@@ -140,8 +140,21 @@ class TablePreprocessor:
 
         With ``public_bounds``, a column that has bounds in the profile takes them instead (fill
         value: the midpoint, or the first listed category): nothing about it is measured.
+
+        Raises:
+            PreprocessError: with ``public_bounds``, bounds marked ``origin: data`` (measured on
+                the table) are refused rather than used as public.
         """
         self.specs = []
+        measured = [c for c, b in self.profile.bounds.items() if b.origin == "data"]
+        if self.public_bounds and measured:
+            raise PreprocessError(
+                f"{source}: the profile's bounds of {measured} are marked origin: data "
+                "(measured on the table, e.g. by `cloakflow profile`): they are statistics of "
+                "the private rows, and a DP run cannot use them as public bounds. Replace them "
+                "with bounds known without the data (a code book, a domain range) and set "
+                "origin: public, or remove them (the column is then scaled on the training "
+                "rows and the manifest lists it as not covered by epsilon)")
         for col, group in self.profile.group_of.items():
             series = frame.get_column(col)
             try:
@@ -151,11 +164,6 @@ class TablePreprocessor:
             self._check_nulls(series, source)
             dtype = kinds.dtype_name(series.dtype)
             public = self.profile.bounds.get(col) if self.public_bounds else None
-            if public is not None and public.origin == "data":
-                print(f"warning: bounds of {col!r} are marked origin: data (measured on the "
-                      "table): a DP run does not use them as public; the column is scaled on "
-                      "the training rows and listed as not covered by epsilon", flush=True)
-                public = None  # measured on the table: private, never used as public
             family = kinds.FAMILY[kind]
             if kind == "boolean":  # its domain is public by nature
                 spec = ColumnSpec(col, group, kind, categories=["false", "true"],

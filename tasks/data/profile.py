@@ -140,8 +140,8 @@ class PublicBounds(BaseModel):
     rows. Non-DP runs measure them on the training rows.
 
     ``origin: data`` marks bounds read off the table (``cloakflow profile`` drafts them so):
-    they are statistics of the private rows, and a DP run never uses them as public; it measures
-    those columns on the training rows and its manifest lists them as not covered by epsilon.
+    they are statistics of the private rows, and a DP run refuses them as public bounds
+    (``TablePreprocessor.fit``) until they are replaced by public ones or removed.
     """
 
     model_config = ConfigDict(extra="forbid")

@@ -179,16 +179,19 @@ def test_default_suite_checks_each_declared_kind_type():
 
 def test_public_date_bounds_scale_dates_and_data_bounds_are_never_public():
     frame = _kinds_frame()
-    prof = _profile(bounds={"opened": {"min": dt.date(1980, 1, 1), "max": dt.date(2030, 1, 1)},
-                            "amount": {"min": 0, "max": 900, "origin": "data"}})
-    pre = TablePreprocessor(prof, public_bounds=True).fit(frame, "t")
+    dates = {"opened": {"min": dt.date(1980, 1, 1), "max": dt.date(2030, 1, 1)}}
+    pre = TablePreprocessor(_profile(bounds=dates), public_bounds=True).fit(frame, "t")
     spec = {s.name: s for s in pre.specs}
     assert spec["opened"].bounds == "public"
     assert spec["opened"].minimum == (dt.date(1980, 1, 1) - dt.date(1970, 1, 1)).days
-    # measured on the table (origin: data): a DP run measures the column and says so
-    assert spec["amount"].bounds == "data"
-    assert spec["amount"].maximum == float(frame["amount"].max())
     assert "amount" in pre.bounds_used()["data"] and "member" in pre.bounds_used()["public"]
+    # measured on the table (origin: data): a DP run refuses them as public bounds
+    drafted = _profile(bounds={**dates, "amount": {"min": 0, "max": 900, "origin": "data"}})
+    with pytest.raises(PreprocessError, match=r"bounds of \['amount'\] are marked origin: "
+                                              r"data .* cannot use them as public"):
+        TablePreprocessor(drafted, public_bounds=True).fit(frame, "t")
+    # a run without DP measures on the training rows anyway: nothing to refuse
+    assert TablePreprocessor(drafted).fit(frame, "t").specs[0].bounds == "data"
 
 
 def test_date_bounds_must_match_their_kind():
