@@ -30,7 +30,7 @@ from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 
-from cloakflow.models.heads import NUMERIC, Head, as_heads, code_size, hidden_size
+from cloakflow.models.heads import NUMERIC, Head, as_heads, code_size, hidden_size, total_width
 
 
 @dataclass(frozen=True)
@@ -71,9 +71,9 @@ class AutoencoderConfig:
             ValueError: the heads do not cover ``n_inputs`` columns.
         """
         heads = as_heads(self.heads) or tuple(Head(NUMERIC, 1) for _ in range(n_inputs))
-        if sum(h.width for h in heads) != n_inputs:
-            raise ValueError(f"output heads cover {sum(h.width for h in heads)} columns, the "
-                             f"input has {n_inputs}")
+        if total_width(heads) != n_inputs:
+            raise ValueError(f"output heads cover {total_width(heads)} columns, the input has "
+                             f"{n_inputs}")
         return heads
 
     def to_dict(self) -> dict:

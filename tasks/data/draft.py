@@ -93,7 +93,6 @@ def _value(v: Any) -> Any:
 class _Column:
     name: str
     kind: str | None  # None: dropped
-    declare: bool = False  # write the kind under columns: (parsed or not inferable)
     role: str = "feature"  # feature, drop, identifier
     notes: list[str] = field(default_factory=list)
     date_format: str | None = None
@@ -121,25 +120,29 @@ def _classify(series: pl.Series) -> _Column:
         numeric = values.str.contains(_NUMBER_LIKE)
         if date is not None:
             col.kind = "datetime" if re.search(r"\d:\d", date) else "date"
-            col.declare = True
             try:
-                col.date_format = kinds.date_text_format(series, col.kind, "draft")
+                fits = kinds.date_text_formats(series, col.kind, "draft")
+            except kinds.KindError:  # two-digit years
+                fits = []
+            if fits is None:  # ISO 8601 text: read as it is
+                col.notes.append(f"{name}: ISO 8601 dates written as text: declared {col.kind}")
+            elif len(fits) == 1:
+                col.date_format = fits[0]
                 col.notes.append(f"{name}: dates written as text (e.g. {date!r}): declared "
                                  f"{col.kind}, read as {col.date_format!r} (date_formats:)")
-            except kinds.KindError as exc:
-                fits = re.findall(r"'(%[^']+)'", str(exc))
-                if "ambiguous" in str(exc) and fits:
-                    col.date_format = fits[0]
-                    col.notes.append(
-                        f"{name}: AMBIGUOUS dates written as text (e.g. {date!r}): every day "
-                        f"is 12 or less, so day first and month first both read; drafted "
-                        f"{fits[0]!r}: CHECK it (date_formats:), or month and day are swapped; "
-                        "its bounds were read with this guess: change them with it")
-                else:
-                    col.role = "drop"
-                    col.notes.append(f"{name}: dates written as text (e.g. {date!r}) in no "
-                                     "format recognised: dropped; write them as ISO 8601")
-                    return col
+            elif fits:
+                col.date_format = fits[0]
+                col.notes.append(
+                    f"{name}: AMBIGUOUS dates written as text (e.g. {date!r}): every day is 12 "
+                    f"or less, so day first and month first both read; drafted {fits[0]!r}: "
+                    "CHECK it (date_formats:), or month and day are swapped; its bounds were "
+                    "read with this guess: change them with it")
+            else:
+                col.role = "drop"
+                col.notes.append(f"{name}: dates written as text (e.g. {date!r}) in no format "
+                                 "recognised (or with two-digit years): dropped; write them as "
+                                 "ISO 8601")
+                return col
         elif float(numeric.mean() or 0) >= NUMBER_AS_TEXT_SHARE \
                 and values.str.contains(_SEPARATED).any():
             col.role = "drop"

@@ -161,19 +161,18 @@ def parse_dates(series: pl.Series, kind: str, fmt: str | None, where: str) -> pl
     return parsed
 
 
-def date_text_format(series: pl.Series, kind: str, where: str) -> str | None:
-    """The format of a text date column: None for ISO 8601, else the single day/month order
-    (day first or month first, separators / - .) that reads every value.
+def date_text_formats(series: pl.Series, kind: str, where: str) -> list[str] | None:
+    """The formats a text date column may be in: None for ISO 8601 (or no value), else the
+    day/month orders (day first or month first, separators / - .) that read every value.
 
     Raises:
-        KindError: both orders read every value (every day is 12 or less: ambiguous), or
-            neither does; the message says what to write under ``date_formats:``.
+        KindError: two-digit years (``%Y`` would read "24" as the year 24).
     """
     values = series.drop_nulls().str.strip_chars()
     if not len(values):
         return None  # empty: check_columns names it
     iso = values.str.contains(ISO_DATE) | values.str.contains(ISO_DATETIME)
-    if float(iso.mean() or 0.0) >= 0.5:  # ISO but for some bad values: name those
+    if float(iso.mean() or 0.0) >= 0.5:  # ISO but for some bad values: parse_dates names them
         return None
     if not values.str.contains(r"(^|\D)\d{4}(\D|$)").all():
         raise KindError(
@@ -189,7 +188,22 @@ def date_text_format(series: pl.Series, kind: str, where: str) -> str | None:
                         else values.str.to_datetime(fmt, strict=False, time_unit="us"))
                 if read.null_count() == 0:
                     fits.append(fmt)
-    example = values.head(1).to_list()
+    return fits
+
+
+def date_text_format(series: pl.Series, kind: str, where: str) -> str | None:
+    """The format of a text date column: None for ISO 8601, else the single day/month order
+    that reads every value (``date_text_formats``).
+
+    Raises:
+        KindError: both orders read every value (every day is 12 or less: ambiguous), neither
+            does, or the years have two digits; the message says what to write under
+            ``date_formats:``.
+    """
+    fits = date_text_formats(series, kind, where)
+    if fits is None:
+        return None
+    example = series.drop_nulls().str.strip_chars().head(1).to_list()
     if len(fits) == 1:
         return fits[0]
     if len(fits) > 1:
