@@ -290,12 +290,16 @@ class DatasetProfile(BaseModel):
         return path if path.is_absolute() else EXPECTATIONS_DIR / path
 
 
-def _near(names: list[str], known: list[str]) -> str:
-    """" (did you mean ...?)" for names close to a known one (typos), else ""."""
+def near_names(name: str, known: list[str], n: int = 1) -> list[str]:
+    """Names in ``known`` close enough to ``name`` to be what a typo meant (difflib)."""
     import difflib
 
-    hints = [f"{n!r} ~ {m[0]!r}" for n in names
-             if (m := difflib.get_close_matches(n, known, n=1, cutoff=0.75))]
+    return difflib.get_close_matches(name, known, n=n, cutoff=0.75)
+
+
+def _near(names: list[str], known: list[str]) -> str:
+    """" (a typo? ...)" for names close to a known one, else ""."""
+    hints = [f"{n!r} ~ {m[0]!r}" for n in names if (m := near_names(n, known))]
     return f" (a typo? close names in the groups: {', '.join(hints)})" if hints else ""
 
 

@@ -6,7 +6,6 @@ gets a suite built from its declared columns (presence, types, not-null, target 
 
 from __future__ import annotations
 
-import difflib
 import json
 import os
 from dataclasses import dataclass, field
@@ -16,7 +15,7 @@ from typing import Any
 import polars as pl
 from prefect import task
 
-from cloakflow.tasks.data.profile import DatasetProfile
+from cloakflow.tasks.data.profile import DatasetProfile, near_names
 
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
 
@@ -185,7 +184,7 @@ def validate_frame(frame: pl.DataFrame, suite: dict[str, Any], source: str) -> V
                 if f.expectation == "expect_column_to_exist" or f.column not in missing]
     for f in failures:  # a typo in the profile or a renamed column: name the near ones
         if f.expectation == "expect_column_to_exist" and f.column and not f.error:
-            near = difflib.get_close_matches(f.column, frame.columns, n=2, cutoff=0.75)
+            near = near_names(f.column, frame.columns, n=2)
             if near:
                 f.error = f"the table has {', '.join(map(repr, near))}: a typo?"
     return ValidationReport(source=source, suite=suite["name"],
