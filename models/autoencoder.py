@@ -5,10 +5,11 @@ Two architectures (``AutoencoderConfig.architecture``):
 - ``tutorial``: ReLU on the input, Dense(3n/4), ReLU, Dense(n/2) bottleneck (the code, linear),
   ReLU, Dense(3n/4), ReLU, Dense(n, relu); one MSE over every output.
 - ``kinds``: code = Dense(c)(x) + Dense(c)(Dense(h, relu)(x)) (a linear path beside a ReLU
-  layer), decoder [c, Dense(h, relu)(c)], then one head per source column (``models.heads``:
-  linear + squared error for a numeric, softmax + cross-entropy for a category block), the
-  code width c set by ``heads.code_size`` (one dimension per numeric, log2 k per k-category
-  column) so that no group is starved, and no output can die.
+  layer); the code is a run of blocks, one per source column (one dimension per numeric,
+  ceil(log2 k) per k-category column: ``heads.block_sizes``, so that no group is starved), and
+  the decoder reads column j from block j only (``heads.column_decoder``) through one head per
+  column (linear + squared error for a numeric, softmax + cross-entropy for a category block),
+  so no output can die and the code's axes follow the source columns.
 
 Both: Adam, batch 256, up to 100 epochs, 30% validation rows, early stopping on validation loss
 (min_delta 1e-4, patience 5, best weights restored).
@@ -167,7 +168,7 @@ def _build_kinds(n_inputs: int, config: AutoencoderConfig, seed: int):
     import keras
     from keras import layers
 
-    from cloakflow.models.heads import output_layer, per_example_loss
+    from cloakflow.models.heads import column_aligned_kernel, column_decoder, per_example_loss
 
     heads = config.output_heads(n_inputs)
     hidden, code = config.sizes(n_inputs)
@@ -176,15 +177,18 @@ def _build_kinds(n_inputs: int, config: AutoencoderConfig, seed: int):
         return layers.Dense(units, activation=activation, name=name,
                             kernel_initializer=keras.initializers.GlorotUniform(seed=seed + i))
 
-    # each half: a ReLU layer beside a linear path (a linear autoencoder, PCA-like, is
-    # reachable from the first steps; the ReLU layer adds what is not linear)
+    # the encoder: a ReLU layer beside a linear path (a linear autoencoder, PCA-like, is
+    # reachable from the first steps; the ReLU layer adds what is not linear); the decoder
+    # reads each column from its own block of the code
     inputs = keras.Input(shape=(n_inputs,), name="features")
-    codes = layers.Add(name="code")([dense(code, 1)(inputs),
-                                     dense(code, 3)(dense(hidden, 0, "relu")(inputs))])
+    linear = dense(code, 1, name="linear_path")
+    nonlinear = layers.Dense(code, kernel_initializer="zeros", name="nonlinear_path")
+    codes = layers.Add(name="code")([linear(inputs),
+                                     nonlinear(dense(hidden, 0, "relu")(inputs))])
+    linear.kernel.assign(column_aligned_kernel(heads))
     encoder = keras.Model(inputs, codes, name="encoder")
     code_in = keras.Input(shape=(code,), name="code_in")
-    both = layers.Concatenate()([code_in, dense(hidden, 2, "relu")(code_in)])
-    outputs = output_layer(both, heads, seed)
+    outputs = column_decoder(code_in, heads, seed)
     decoder = keras.Model(code_in, outputs, name="decoder")
     autoencoder = keras.Model(inputs, decoder(encoder(inputs)), name="autoencoder")
     loss = per_example_loss(heads)

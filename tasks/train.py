@@ -106,7 +106,8 @@ def _finish(name: str, x: np.ndarray, columns: list[str], config: AutoencoderCon
     codes = encode(result.encoder, x)
     s = summarise(result, len(columns), codes.shape[1], run_id, config.architecture)
     if result.dp is None:  # outputs that never move on the training rows (a private figure)
-        s["dead_outputs"] = dead_outputs(reconstruct(result.autoencoder, x[:4096]))
+        sample = x[:4096]
+        s["dead_outputs"] = dead_outputs(reconstruct(result.autoencoder, sample), sample)
     trained = TrainedModel(name, columns, config, result.autoencoder.get_weights(), codes,
                            dict(result.history), s, run_id)
     if result.dp is None:
