@@ -58,7 +58,7 @@ def anonymize(params: RunParameters | None = None) -> FlowOutcome:
         private = params.dp_epsilon is not None
         data = prepare(profile, params.input_path, params.control_fraction, params.seed,
                        parent, timings, public_bounds=private, folds=params.folds,
-                       numeric=_numeric_scaling(params))
+                       numeric=numeric_scaling(params.architecture))
         x, slices = data.x, data.pre.group_slices()
         dp, dp_release = _dp_budget(params, profile, data, parent) if private else (None, None)
         evaluate = Evaluations(data.y, engine=params.forest, scheme=params.fold_scheme,
@@ -124,9 +124,6 @@ def _dp_budget(params: RunParameters, profile: DatasetProfile, data, parent: str
         profile=profile, parent=parent, source_sha=data.source_sha,
         source_rows=data.source_rows)
 
-
-def _numeric_scaling(params: RunParameters) -> str:
-    return numeric_scaling(params.architecture, private=params.dp_epsilon is not None)
 
 
 def _noise(params: RunParameters, profile: DatasetProfile) -> CodeNoise:

@@ -44,10 +44,11 @@ class Prepared:
         return frame.select(self.pre.profile.features)
 
 
-def numeric_scaling(architecture: str, private: bool = False) -> str:
-    """Quantile scaling for the ``kinds`` architecture; min-max for the tutorial's and for DP
-    runs (quantile knots are statistics of the private rows)."""
-    return "quantile" if architecture == "kinds" and not private else "minmax"
+def numeric_scaling(architecture: str) -> str:
+    """Quantile scaling for the ``kinds`` architecture, min-max for the tutorial's. In a DP run
+    (``public_bounds``) a column with public bounds is scaled from the profile's public
+    ``knots`` or, without them, min-max over its bounds (``TablePreprocessor``)."""
+    return "quantile" if architecture == "kinds" else "minmax"
 
 
 def prepare(profile: DatasetProfile, input_path: str | None, control_fraction: float, seed: int,

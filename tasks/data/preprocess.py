@@ -123,8 +123,10 @@ class TablePreprocessor:
             column mapped through its empirical CDF on the training rows (up to
             ``QUANTILE_KNOTS`` quantiles fitted with scikit-learn's ``QuantileTransformer``,
             interpolated as it does) to [0, 1], so a skewed or heavy-tailed column is spread
-            evenly instead of squeezed near 0. Columns with public bounds stay min-max (knots
-            are statistics of the rows).
+            evenly instead of squeezed near 0. With ``public_bounds``, a column with public
+            bounds takes its public ``knots`` (the profile's published quantiles) or, without
+            them, stays min-max over its bounds: knots fitted on the rows are statistics of
+            them.
     """
 
     def __init__(self, profile: DatasetProfile, public_bounds: bool = False,
@@ -175,6 +177,8 @@ class TablePreprocessor:
                 low, high = public.span(kind)
                 spec = ColumnSpec(col, group, kind, minimum=low, maximum=high,
                                   fill=(low + high) / 2, bounds="public", dtype=dtype)
+                if self.numeric == "quantile" and public.knots:
+                    spec.transform, spec.knots = "quantile", public.knot_values(kind)
             elif public is not None:
                 spec = ColumnSpec(col, group, kind, categories=public.categories,
                                   fill=public.categories[0], bounds="public", dtype=dtype)
@@ -316,10 +320,13 @@ class TablePreprocessor:
 
     # ------------------------------------------------------------------ helpers
     def bounds_used(self) -> dict[str, list[str]]:
-        """Columns whose scaling/categories came from the profile's public bounds or the data."""
-        out: dict[str, list[str]] = {"public": [], "data": []}
+        """Columns whose scaling/categories came from the profile's public bounds or the data;
+        ``public_knots``: those of the public ones scaled through the profile's public knots."""
+        out: dict[str, list[str]] = {"public": [], "data": [], "public_knots": []}
         for spec in self.specs:
             out[spec.bounds].append(spec.name)
+            if spec.bounds == "public" and spec.transform == "quantile":
+                out["public_knots"].append(spec.name)
         return out
 
     @property

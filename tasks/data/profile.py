@@ -149,6 +149,11 @@ class PublicBounds(BaseModel):
     min: float | dt.datetime | dt.date | None = None
     max: float | dt.datetime | dt.date | None = None
     categories: list[str] | None = None  # numbers and booleans are read as their text
+    knots: list[float | dt.datetime | dt.date] | None = Field(
+        None, description="public quantiles of a numeric, date or datetime column at evenly "
+                          "spaced levels strictly inside (0, 1), ascending, within [min, max] "
+                          "(e.g. published quartiles [q25, q50, q75] or deciles): the quantile "
+                          "scaling of a DP run then comes from them, not from the rows")
     origin: Literal["public", "data"] = Field(
         "public", description="public: known without the data (usable by DP runs); data: "
                               "measured on the table (private, never used as public)")
@@ -174,10 +179,26 @@ class PublicBounds(BaseModel):
             raise ValueError("min and max must both be numbers or both dates")
         if numeric and not self.number(self.min, "datetime") < self.number(self.max, "datetime"):
             raise ValueError(f"need min < max, got min={self.min} max={self.max}")
+        if self.knots is not None:
+            if not numeric:
+                raise ValueError("knots need min and max (a numeric, date or datetime column)")
+            if not self.knots:
+                raise ValueError("knots must be a non-empty list (or left out)")
+            if any(isinstance(k, dt.date) != isinstance(self.min, dt.date) for k in self.knots):
+                raise ValueError("knots must be numbers or dates as min and max are")
+            values = [self.number(v, "datetime") for v in [self.min, *self.knots, self.max]]
+            if any(b < a for a, b in zip(values, values[1:], strict=False)):
+                raise ValueError(f"knots must ascend and lie within [min, max], got min="
+                                 f"{self.min} knots={self.knots} max={self.max}")
         if self.categories is not None and (not self.categories
                                             or len(set(self.categories)) != len(self.categories)):
             raise ValueError("categories must be a non-empty list without repeats")
         return self
+
+    def knot_values(self, kind: str) -> list[float]:
+        """``[min, *knots, max]`` in the column's scaled unit (see :meth:`number`): the knots
+        of a quantile transform at evenly spaced levels 0, 1/(m+1), ..., 1."""
+        return [self.number(v, kind) for v in [self.min, *(self.knots or []), self.max]]
 
     @staticmethod
     def number(value: float | dt.date, kind: str) -> float:

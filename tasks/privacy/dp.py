@@ -225,12 +225,14 @@ def dp_section(plan_: DpPlan, bounds_used: dict[str, list[str]], mode: DpReport,
     data_cols = bounds_used.get("data", [])
     preprocessing = {
         "public_bounds": bounds_used.get("public", []),
+        "public_quantile_knots": bounds_used.get("public_knots", []),
         "measured_on_data": data_cols,
         "statement": ("all scaling bounds and category sets come from the profile's public "
                       "bounds" if not data_cols else
-                      f"columns {', '.join(data_cols)} were scaled with bounds or category sets "
-                      "measured on the training rows: those statistics are NOT covered by the "
-                      "DP guarantee (give public bounds in the profile)")}
+                      f"columns {', '.join(data_cols)} were scaled with bounds, quantile "
+                      "knots or category sets measured on the training rows: those statistics "
+                      "are NOT covered by the DP guarantee (give public bounds in the "
+                      "profile)")}
     how = (f"as one joint DP-SGD mechanism (the same Poisson batch for all {k} models each "
            f"step, each row's gradient over all their parameters clipped to "
            f"{plan_.clip_norm:.4g}, one Gaussian draw for all)" if plan_.design == "joint" else

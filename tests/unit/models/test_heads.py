@@ -16,7 +16,14 @@ from cloakflow.models.autoencoder import (
     reconstruct,
     train_autoencoder,
 )
-from cloakflow.models.heads import Head, code_size, dead_outputs, per_example_loss
+from cloakflow.models.heads import (
+    Head,
+    block_sizes,
+    code_size,
+    column_aligned_kernel,
+    dead_outputs,
+    per_example_loss,
+)
 
 HEADS = (("numeric", 1), ("numeric", 1), ("categorical", 12), ("categorical", 2))
 
@@ -117,3 +124,65 @@ def test_group_codes_keep_a_skewed_numeric_that_drives_the_target():
         scores["ORIGINAL"] = cross_validate_forest(x, y, folds=3, seed=1,
                                                    n_estimators=100)["mean"]["test_roc_auc"]
     assert scores["ORIGINAL"] - scores["kinds"] <= 0.02, scores
+
+
+def test_column_aligned_start_is_a_lossless_per_column_code():
+    # numerics copied to their own dimension; a 12-level column's level i written as the
+    # 4 binary digits of i; the boolean's 2 levels as 1 digit
+    heads = Head("numeric", 1), Head("numeric", 1), Head("categorical", 12), \
+        Head("categorical", 2)
+    assert block_sizes(heads) == [1, 1, 4, 1]
+    kernel = column_aligned_kernel(heads)
+    assert kernel.shape == (16, 7)
+    x, _ = _table(200)
+    code = x @ kernel
+    np.testing.assert_array_equal(code[:, :2], x[:, :2])
+    level = x[:, 2:14].argmax(axis=1)
+    np.testing.assert_array_equal(code[:, 2:6] @ (2 ** np.arange(4)), level)
+    np.testing.assert_array_equal(code[:, 6], x[:, 15])
+    # the built model starts there: its linear path holds the kernel, the ReLU path adds 0
+    _, enc, _ = build_autoencoder(16, AutoencoderConfig(architecture="kinds", heads=heads), 0)
+    np.testing.assert_allclose(encode(enc, x), code + enc.get_layer("linear_path").bias.numpy(),
+                               atol=1e-6)
+
+
+def test_each_column_is_decoded_from_its_own_block():
+    # changing column j's code block moves only column j's outputs
+    cfg = AutoencoderConfig(architecture="kinds", heads=HEADS)
+    _, _, dec = build_autoencoder(16, cfg, seed=0)
+    code = np.random.default_rng(0).normal(size=(5, 7)).astype(np.float32)
+    moved = code.copy()
+    moved[:, 2:6] += 1.0  # the 12-level column's block
+    delta = np.abs(np.asarray(dec(moved)) - np.asarray(dec(code))).max(axis=0)
+    assert (delta[2:14] > 0).any() and (delta[:2] == 0).all() and (delta[14:] == 0).all()
+
+
+def test_a_constant_column_is_not_a_dead_output():
+    target = np.array([[0.0, 1.0, 0.2], [0.0, 1.0, 0.9]], dtype=np.float32)
+    out = np.array([[1e-9, 0.99, 0.5], [1e-9, 0.99, 0.5]], dtype=np.float32)
+    assert dead_outputs(out) == 3  # every unit constant
+    assert dead_outputs(out, target) == 1  # only the third: its column moves, it does not
+
+
+def test_saved_model_loads_in_a_fresh_process(tmp_path):
+    import subprocess
+    import sys
+
+    cfg = AutoencoderConfig(architecture="kinds", heads=HEADS)
+    ae, _, _ = build_autoencoder(16, cfg, seed=0)
+    path = tmp_path / "ae.keras"
+    ae.save(path)
+    x, _ = _table(4)
+    np.save(tmp_path / "x.npy", x)
+    np.save(tmp_path / "y.npy", np.asarray(ae(x)))
+    script = ("import numpy as np, keras\n"
+              "from cloakflow.models.heads import custom_layers\n"
+              "custom_layers()\n"
+              f"m = keras.models.load_model({str(path)!r}, compile=False)\n"
+              f"d = np.abs(np.asarray(m(np.load({str(tmp_path / 'x.npy')!r}))) - "
+              f"np.load({str(tmp_path / 'y.npy')!r})).max()\n"
+              "print('diff', d)\n")
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                         timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert float(out.stdout.split("diff")[-1]) < 1e-6

@@ -87,7 +87,8 @@ BOUNDS = {"age": {"min": 0, "max": 50}, "city": {"categories": ["north", "south"
 def test_public_bounds_replace_data_statistics(tiny_frame):
     profile = DatasetProfile.model_validate(tiny_profile_dict(bounds=BOUNDS))
     pre = TablePreprocessor(profile, public_bounds=True).fit(tiny_frame)
-    assert pre.bounds_used() == {"public": ["age", "city"], "data": ["income", "owns"]}
+    assert pre.bounds_used() == {"public": ["age", "city"], "data": ["income", "owns"],
+                                 "public_knots": []}
     x = pre.transform(tiny_frame)
     cols = pre.output_columns
     age = x[:, cols.index("age")]
@@ -145,3 +146,34 @@ def test_an_identifier_column_is_refused_as_a_feature():
     with pytest.raises(ValueError, match="identifiers listed in a group: \\['cust'\\]"):
         DatasetProfile.model_validate(tiny_profile_dict(
             identifiers=["cust"], groups={"person": ["cust", "age"], "money": ["income"]}))
+
+
+def test_public_knots_give_a_dp_run_quantile_scaling(tiny_frame):
+    # quartiles known without the data: the transform is the piecewise-linear CDF through
+    # [min, q25, q50, q75, max] at levels 0, .25, .5, .75, 1; nothing is measured on the rows
+    bounds = {**BOUNDS, "age": {"min": 0, "max": 100, "knots": [20, 30, 50]}}
+    profile = DatasetProfile.model_validate(tiny_profile_dict(bounds=bounds))
+    pre = TablePreprocessor(profile, public_bounds=True, numeric="quantile").fit(tiny_frame)
+    age = next(s for s in pre.specs if s.name == "age")
+    assert age.transform == "quantile" and age.knots == [0.0, 20.0, 30.0, 50.0, 100.0]
+    assert pre.bounds_used()["public_knots"] == ["age"]
+    x = pre.transform(tiny_frame)
+    source = tiny_frame["age"].to_numpy().astype(float)
+    expected = np.interp(source, [0, 20, 30, 50, 100], [0, 0.25, 0.5, 0.75, 1])
+    np.testing.assert_allclose(x[:, pre.output_columns.index("age")], expected, rtol=1e-6)
+    # min-max over the bounds when the run scales min-max, and in non-DP runs the rows' knots
+    minmax = TablePreprocessor(profile, public_bounds=True).fit(tiny_frame)
+    assert next(s for s in minmax.specs if s.name == "age").transform == "minmax"
+    plain = TablePreprocessor(profile, numeric="quantile").fit(tiny_frame)
+    assert next(s for s in plain.specs if s.name == "age").knots[0] == source.min()
+
+
+@pytest.mark.parametrize("bad, message", [
+    ({"min": 0, "max": 100, "knots": [30, 20]}, "knots must ascend"),
+    ({"min": 0, "max": 100, "knots": [50, 120]}, "within \\[min, max\\]"),
+    ({"categories": ["a", "b"], "knots": [1]}, "knots need min and max"),
+    ({"min": 0, "max": 100, "knots": []}, "non-empty"),
+])
+def test_bad_public_knots_are_refused(bad, message):
+    with pytest.raises(ValueError, match=message):
+        DatasetProfile.model_validate(tiny_profile_dict(bounds={"age": bad}))
