@@ -12,7 +12,8 @@ Two architectures (``AutoencoderConfig.architecture``):
   so no output can die and the code's axes follow the source columns.
 
 Both: Adam, batch 256, up to 100 epochs, 30% validation rows, early stopping on validation loss
-(min_delta 1e-4, patience 5, best weights restored).
+(patience 5, best weights restored; min_delta 1e-4 for the tutorial's, 1e-3 per column for
+``kinds``: ``AutoencoderConfig.stopping_delta``).
 
 Reproducibility without process-global seeding: every layer gets its own seeded initializer and
 every epoch's row order comes from a ``numpy.random.Generator`` owned by the call, so several
@@ -52,7 +53,7 @@ class AutoencoderConfig:
     validation_fraction: float = 0.3
     validation: str = "random"  # or "tail": the last rows, as Keras's validation_split
     patience: int = 5
-    min_delta: float = 1e-4
+    min_delta: float | None = None  # None: 1e-4 (tutorial), 1e-3 nats per column (kinds)
     steps_per_execution: int = 32
     validation_batch_size: int = 4096
     max_attempts: int = 3
@@ -64,6 +65,19 @@ class AutoencoderConfig:
             heads = self.output_heads(n_inputs)
             return hidden_size(heads), code_size(heads)
         return max(int(self.hidden_ratio * n_inputs), 1), max(int(self.code_ratio * n_inputs), 1)
+
+    def stopping_delta(self, n_inputs: int) -> float:
+        """The smallest val_loss improvement that counts for early stopping: ``min_delta`` if
+        given; else the tutorial's 1e-4 (its loss is the mean squared error over outputs), or
+        for ``kinds`` 1e-3 per source column (its loss is summed over columns, in nats per
+        row for a category): on the bank table that stops the whole-table model after about
+        20 epochs instead of 60, with the same codes' ROC AUC (a code that starts lossless
+        only needs its decoder learnt)."""
+        if self.min_delta is not None:
+            return self.min_delta
+        if self.architecture == "kinds":
+            return 1e-3 * len(self.output_heads(n_inputs))
+        return 1e-4
 
     def output_heads(self, n_inputs: int) -> tuple[Head, ...]:
         """The output heads (``kinds``); one numeric head per column when none were given.
@@ -301,6 +315,7 @@ def _train_once(x: np.ndarray, config: AutoencoderConfig, seed: int,
     autoencoder, encoder, decoder = _live_initialisation(x_fit, config, seed)
     history: dict[str, list[float]] = {"loss": [], "val_loss": []}
     best, best_epoch, best_weights, waited = np.inf, 0, None, 0
+    delta = config.stopping_delta(x.shape[1])
     start = time.perf_counter()
     for epoch in range(1, config.epochs + 1):
         batch = x_fit[rng.permutation(len(x_fit))]
@@ -312,7 +327,7 @@ def _train_once(x: np.ndarray, config: AutoencoderConfig, seed: int,
             history[k].append(v)
         if on_epoch is not None:
             on_epoch(epoch, metrics)
-        if metrics["val_loss"] < best - config.min_delta:
+        if metrics["val_loss"] < best - delta:
             best, best_epoch, best_weights, waited = metrics["val_loss"], epoch, \
                 autoencoder.get_weights(), 0
         else:

@@ -249,6 +249,9 @@ class PerExampleGraph:
                             "Keras model")
         walk(model)
         self.index = {id(layer): k for k, layer in enumerate(self.dense)}
+        # Dense kernels constrained to within-block connections (``models.heads``'s
+        # ``BlockConnectivity``): (input membership, output membership) one-hot matrices
+        self.blocks = [_block_members(layer) for layer in self.dense]
         self.variables = list(model.trainable_variables)
         self.other_variables = [v for layer in self.others for v in layer.trainable_variables]
         covered = {id(v) for v in self.other_variables}
@@ -309,6 +312,18 @@ class PerExampleGraph:
         return out, inputs, [scope.get_current_value(v) for v in self.state]
 
 
+def _block_members(layer):
+    """(input, output) one-hot block membership of a Dense layer whose kernel constraint keeps
+    only within-block connections (it has ``blocks()``), else None."""
+    blocks = getattr(layer.kernel_constraint, "blocks", None)
+    if blocks is None:
+        return None
+    inputs, outputs = (np.asarray(b) for b in blocks())
+    ids = np.union1d(inputs, outputs)
+    return ((inputs[:, None] == ids[None, :]).astype(np.float32),
+            (outputs[:, None] == ids[None, :]).astype(np.float32))
+
+
 def _backend_module():
     import keras
 
@@ -361,10 +376,16 @@ def per_example_pass(graph: PerExampleGraph, values: list, x, y, mask, loss_fn: 
     grads_z, per_example_grads, (inputs, total, new_state) = backend.probe_gradients(
         losses, probes, others)
     squared = 0.0
-    for layer, a, g in zip(graph.dense, inputs, grads_z, strict=True):
+    for layer, blocks, a, g in zip(graph.dense, graph.blocks, inputs, grads_z, strict=True):
         g2 = ops.sum(ops.square(g), axis=1)
-        squared = squared + g2 * (ops.sum(ops.square(a), axis=1)
-                                  + (1.0 if layer.use_bias else 0.0))
+        if blocks is None:
+            squared = squared + g2 * (ops.sum(ops.square(a), axis=1)
+                                      + (1.0 if layer.use_bias else 0.0))
+        else:  # only the kept entries: sum over blocks of |a_block|^2 |g_block|^2
+            rows, cols = (ops.cast(m, a.dtype) for m in blocks)
+            kernel = ops.sum(ops.matmul(ops.square(a), rows) * ops.matmul(ops.square(g), cols),
+                             axis=1)
+            squared = squared + kernel + (g2 if layer.use_bias else 0.0)
     for g in per_example_grads:
         squared = squared + ops.sum(ops.reshape(ops.square(g), (batch, -1)), axis=1)
     return (graph, inputs, grads_z, per_example_grads), squared, total, new_state
@@ -376,9 +397,13 @@ def _clipped_sum(pieces, factor) -> list:
 
     graph, inputs, grads_z, per_example_grads = pieces
     grads = {}
-    for layer, a, g in zip(graph.dense, inputs, grads_z, strict=True):
+    for layer, blocks, a, g in zip(graph.dense, graph.blocks, inputs, grads_z, strict=True):
         scaled = g * factor[:, None]
         grads[id(layer.kernel)] = ops.matmul(ops.transpose(a), scaled)
+        if blocks is not None:  # the entries the constraint removes carry no gradient
+            rows, cols = (ops.cast(m, a.dtype) for m in blocks)
+            grads[id(layer.kernel)] = grads[id(layer.kernel)] * ops.matmul(
+                rows, ops.transpose(cols))
         if layer.use_bias:
             grads[id(layer.bias)] = ops.sum(scaled, axis=0)
     for v, g in zip(graph.other_variables, per_example_grads, strict=True):

@@ -94,6 +94,10 @@ def test_kinds_model_trains_through_the_dp_sgd_seam():
     assert out["g"].encoder.output_shape == (None, 4)
     assert np.isfinite(out["whole"].history["loss"]).all()
     assert out["whole"].dp["steps_run"] == budget.steps
+    for layer in out["whole"].decoder.layers:  # DP steps keep the decoder column by column
+        if getattr(layer, "kernel_constraint", None) is not None:
+            off = 1.0 - np.asarray(layer.kernel_constraint.mask())
+            assert np.abs(layer.kernel.numpy() * off).max() == 0.0
 
 
 def test_group_codes_keep_a_skewed_numeric_that_drives_the_target():
@@ -186,3 +190,44 @@ def test_saved_model_loads_in_a_fresh_process(tmp_path):
                          timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     assert float(out.stdout.split("diff")[-1]) < 1e-6
+
+
+def test_dp_clips_the_gradient_of_the_kept_kernel_entries_exactly():
+    # per-example norms of the block-connected decoder = one-row gradients with the entries
+    # the constraint removes left out; a DP step keeps those entries at zero
+    import keras
+
+    from cloakflow.models.training.dp_sgd import DpSgd
+
+    cfg = AutoencoderConfig(architecture="kinds", heads=HEADS)
+    ae, _, dec = build_autoencoder(16, cfg, seed=0)
+    x, _ = _table(12)
+    loss = per_example_loss(HEADS)
+    norms = DpSgd(ae, keras.optimizers.SGD(0.1)).per_example_norms(x)
+    masks = {id(v): np.asarray(layer.kernel_constraint.mask())
+             for layer in dec.layers if getattr(layer, "kernel_constraint", None) is not None
+             for v in [layer.kernel]}
+    assert len(masks) == 2
+    expected = []
+    for i in range(len(x)):
+        row = x[i:i + 1]
+        if keras.backend.backend() == "tensorflow":
+            import tensorflow as tf
+
+            with tf.GradientTape() as tape:
+                value = tf.reduce_sum(loss(row, ae(row)))
+            grads = tape.gradient(value, ae.trainable_variables)
+        else:
+            pytest.skip("reference gradients written for the tensorflow backend")
+        total = 0.0
+        for v, g in zip(ae.trainable_variables, grads, strict=True):
+            g = np.asarray(g) * masks.get(id(v), 1.0)
+            total += float(np.sum(g ** 2))
+        expected.append(np.sqrt(total))
+    np.testing.assert_allclose(norms, expected, rtol=1e-4)
+    budget_free = train_autoencoder(x, AutoencoderConfig(architecture="kinds", heads=HEADS,
+                                                         epochs=2), seed=0)
+    for layer in budget_free.decoder.layers:
+        if getattr(layer, "kernel_constraint", None) is not None:
+            off = 1.0 - np.asarray(layer.kernel_constraint.mask())
+            assert np.abs(layer.kernel.numpy() * off).max() == 0.0
