@@ -1,0 +1,39 @@
+"""DCR share, DCR ratio, exact copies and NNDR: fresh rows from the true distribution score as
+new data does; copied or jittered training rows are caught."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from cloakflow.tasks.privacy.attacks.synthetic import distance_privacy
+
+
+def _rows(n: int, rng: np.random.Generator) -> np.ndarray:
+    onehot = np.eye(4)[rng.integers(0, 4, n)]
+    return np.hstack([rng.random((n, 3)), onehot])
+
+
+def test_fresh_rows_look_like_new_data_and_copies_are_caught():
+    rng = np.random.default_rng(0)
+    train, control, fresh = _rows(3000, rng), _rows(1000, rng), _rows(1000, rng)
+    honest = distance_privacy(fresh, train, control)
+    assert honest["dcr_share"] == pytest.approx(0.5, abs=0.05)
+    assert honest["dcr_ratio"] == pytest.approx(1.0, abs=0.1)
+    assert honest["exact_copies"] == 0.0 and honest["exact_copies_control"] == 0.0
+    copies = train[rng.choice(3000, 1000, replace=False)]
+    leaked = distance_privacy(copies, train, control)
+    assert leaked["exact_copies"] == 1.0 and leaked["dcr_ratio"] < 1e-6
+    assert leaked["dcr_share"] > 0.6  # a copy beats the control rows unless its twin is not
+    #                                   in the subsample the share compares with
+    jitter = copies + rng.normal(0, 0.005, copies.shape)
+    near = distance_privacy(jitter, train, control)
+    assert near["exact_copies"] == 0.0 and near["nndr_median"] < honest["nndr_median"] / 2
+
+
+def test_bad_shapes_are_refused():
+    rng = np.random.default_rng(0)
+    with pytest.raises(ValueError, match="widths differ"):
+        distance_privacy(_rows(5, rng), _rows(5, rng)[:, :3], _rows(5, rng))
+    with pytest.raises(ValueError, match="need synthetic"):
+        distance_privacy(np.zeros((0, 7)), _rows(5, rng), _rows(5, rng))
