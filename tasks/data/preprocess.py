@@ -54,6 +54,17 @@ def integer_key_reasons(series: pl.Series) -> list[str]:
     return reasons
 
 
+TARGET_GROUP = "target"  # the target's group when a synthesizer models it (with_target)
+
+
+def _null_mask(series: pl.Series) -> np.ndarray:
+    """True where a value is null (or NaN in a float column), shape (rows,)."""
+    mask = series.is_null()
+    if series.dtype.is_float():
+        mask = mask | series.is_nan().fill_null(False)
+    return mask.to_numpy()
+
+
 def _quantile_knots(values: np.ndarray) -> list[float]:
     """Quantiles of a column's training values at evenly spaced levels (scikit-learn's
     ``QuantileTransformer``, every row used)."""
@@ -93,6 +104,7 @@ class ColumnSpec:
     dtype: str | None = None  # the source column's polars type (kinds.dtype_name)
     transform: Literal["minmax", "quantile"] = "minmax"  # numeric family
     knots: list[float] = field(default_factory=list)  # quantile: source-unit quantiles
+    missing_of: str | None = None  # a missing-value flag: the column whose nulls it marks
 
     @property
     def family(self) -> str:
@@ -108,6 +120,8 @@ class ColumnSpec:
 
     @property
     def outputs(self) -> list[str]:
+        if self.missing_of is not None:
+            return [f"{self.missing_of}:missing_{c}" for c in self.categories]
         if self.family == "numeric":
             return [self.name]
         return [f"{self.name}_{c}" for c in self.categories]
@@ -127,14 +141,33 @@ class TablePreprocessor:
             bounds takes its public ``knots`` (the profile's published quantiles) or, without
             them, stays min-max over its bounds: knots fitted on the rows are statistics of
             them.
+        with_target: also encode the target column (group ``TARGET_GROUP``), as a synthesizer
+            that models whole rows needs.
+        missing_state: a column with nulls in the training rows gets a companion flag
+            ``<column>:missing`` (a boolean block right after it; the value itself is filled
+            as ``missing: impute`` does), and ``reverse_transform`` writes a null wherever the
+            flag is set: missing values are modelled as their own state, not imputed away.
+            The profile's ``missing: error`` still refuses nulls.
     """
 
     def __init__(self, profile: DatasetProfile, public_bounds: bool = False,
-                 numeric: Literal["minmax", "quantile"] = "minmax"):
+                 numeric: Literal["minmax", "quantile"] = "minmax",
+                 with_target: bool = False, missing_state: bool = False):
         self.profile = profile
         self.public_bounds = public_bounds
         self.numeric = numeric
+        self.with_target = with_target
+        self.missing_state = missing_state
         self.specs: list[ColumnSpec] = []
+
+    def modelled(self) -> dict[str, str]:
+        """Source column -> group of every column encoded: the feature groups' columns and,
+        with ``with_target``, the target in a group of its own, ``TARGET_GROUP`` (a
+        synthesizer models the whole row, label included)."""
+        out = dict(self.profile.group_of)
+        if self.with_target:
+            out[self.profile.target.column] = TARGET_GROUP
+        return out
 
     # ------------------------------------------------------------------ fitting
     def fit(self, frame: pl.DataFrame, source: str = "<table>") -> TablePreprocessor:
@@ -157,7 +190,7 @@ class TablePreprocessor:
                 "with bounds known without the data (a code book, a domain range) and set "
                 "origin: public, or remove them (the column is then scaled on the training "
                 "rows and the manifest lists it as not covered by epsilon)")
-        for col, group in self.profile.group_of.items():
+        for col, group in self.modelled().items():
             series = frame.get_column(col)
             try:
                 kind = kinds.kind_of(series, self.profile.columns.get(col))
@@ -201,6 +234,11 @@ class TablePreprocessor:
                 spec = ColumnSpec(col, group, kind, categories=sorted(labels, key=order),
                                   fill=counts.get_column(col)[0], dtype=dtype)
             self.specs.append(spec)
+            if self.missing_state and _null_mask(series).any():
+                self.specs.append(ColumnSpec(f"{col}:missing", group, "boolean",
+                                             categories=["false", "true"], fill="false",
+                                             bounds="public", dtype="Boolean",
+                                             missing_of=col))
         return self
 
     @staticmethod
@@ -259,12 +297,16 @@ class TablePreprocessor:
         """
         self._require_fitted()
         rule = unseen or self.profile.unseen
-        blocks = [self._transform_column(frame.get_column(s.name), s, source, rule)
+        blocks = [self._transform_column(frame.get_column(s.missing_of or s.name), s, source,
+                                         rule)
                   for s in self.specs]
         return np.hstack(blocks).astype(np.float32, copy=False)
 
     def _transform_column(self, series: pl.Series, spec: ColumnSpec, source: str,
                           rule: str) -> np.ndarray:
+        if spec.missing_of is not None:  # one-hot [present, missing]
+            missing = _null_mask(series)
+            return np.column_stack([~missing, missing]).astype(np.float32)
         series = self._check_nulls(series, source, spec)
         if spec.family == "numeric":
             values = self._numbers(series, spec.kind, source)
@@ -300,9 +342,12 @@ class TablePreprocessor:
         boolean, dates dates, integer-coded categories integers).
         """
         self._require_fitted()
-        columns = []
+        columns, missing = [], {}
         for spec, start, stop in self.column_blocks():
             block = matrix[:, start:stop]
+            if spec.missing_of is not None:
+                missing[spec.missing_of] = block.argmax(axis=1) == 1
+                continue
             if spec.family == "numeric":
                 values = block[:, 0].astype(np.float64)
                 if spec.transform == "quantile":
@@ -316,7 +361,12 @@ class TablePreprocessor:
                 labels = np.asarray(spec.categories, dtype=object)[block.argmax(axis=1)]
                 columns.append(kinds.from_categories(spec.name, labels, spec.kind,
                                                      spec.source_dtype))
-        return pl.DataFrame(columns)
+        frame = pl.DataFrame(columns)
+        if missing:  # a missing-value flag set: the value is null
+            frame = frame.with_columns(
+                pl.when(pl.Series(mask)).then(None).otherwise(pl.col(name)).alias(name)
+                for name, mask in missing.items())
+        return frame
 
     # ------------------------------------------------------------------ helpers
     def bounds_used(self) -> dict[str, list[str]]:
@@ -349,7 +399,7 @@ class TablePreprocessor:
 
     def group_slices(self) -> dict[str, list[int]]:
         """Output column indices of each feature group."""
-        out: dict[str, list[int]] = {g: [] for g in self.profile.groups}
+        out: dict[str, list[int]] = {g: [] for g in dict.fromkeys(self.modelled().values())}
         i = 0
         for spec in self.specs:
             for _ in spec.outputs:
@@ -389,6 +439,7 @@ class TablePreprocessor:
     # ------------------------------------------------------------------ persistence
     def to_dict(self) -> dict[str, Any]:
         return {"profile": self.profile.model_dump(mode="json"),
+                "with_target": self.with_target, "missing_state": self.missing_state,
                 "columns": [s.__dict__ for s in self.specs]}
 
     def to_json(self) -> str:
@@ -396,6 +447,8 @@ class TablePreprocessor:
 
     @classmethod
     def from_dict(cls, state: dict[str, Any]) -> TablePreprocessor:
-        pre = cls(DatasetProfile.model_validate(state["profile"]))
+        pre = cls(DatasetProfile.model_validate(state["profile"]),
+                  with_target=state.get("with_target", False),
+                  missing_state=state.get("missing_state", False))
         pre.specs = [ColumnSpec(**s) for s in state["columns"]]
         return pre

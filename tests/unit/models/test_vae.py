@@ -13,25 +13,27 @@ from cloakflow.tasks.data.profile import DatasetProfile
 
 
 def _mixture(n: int, seed: int = 0) -> pl.DataFrame:
-    """A bimodal, skewed numeric whose mode is set by a 3-level category, and a label that
-    depends on the category."""
+    """A bimodal, skewed numeric whose mode is set by a 3-level category and which is missing
+    in a fifth of the "b" rows, and a label that depends on the category."""
     rng = np.random.default_rng(seed)
     kind = rng.choice(["a", "b", "c"], n, p=[0.5, 0.3, 0.2])
     amount = np.where(kind == "a", rng.normal(10, 1, n), rng.lognormal(4, 0.3, n))
     label = np.where(rng.random(n) < np.where(kind == "c", 0.8, 0.1), "yes", "no")
-    return pl.DataFrame({"kind": kind, "amount": amount, "label": label,
-                         "unused": rng.choice(["p", "q"], n)})
+    frame = pl.DataFrame({"kind": kind, "amount": amount, "label": label})
+    gone = (kind == "b") & (rng.random(n) < 0.2)
+    return frame.with_columns(pl.when(pl.Series(gone)).then(None).otherwise(pl.col("amount"))
+                              .alias("amount"))
 
 
-# the condition is a feature column here (the flow will model its target the same way)
 PROFILE = DatasetProfile.model_validate({
-    "name": "mix", "target": {"column": "unused", "positive": "p"},
-    "groups": {"all": ["kind", "amount", "label"]}})
+    "name": "mix", "target": {"column": "label", "positive": "yes"}, "missing": "impute",
+    "groups": {"all": ["kind", "amount"]}})
 
 
 def _prepared(n: int):
     frame = _mixture(n)
-    pre = TablePreprocessor(PROFILE, numeric="quantile").fit(frame)
+    pre = TablePreprocessor(PROFILE, numeric="quantile", with_target=True,
+                            missing_state=True).fit(frame)
     return frame, pre, pre.transform(frame)
 
 
@@ -45,6 +47,7 @@ def test_vae_recovers_a_known_mixture():
     frame, pre, x = _prepared(4000)
     heads = pre.heads()
     label = [s.name for s in pre.specs].index("label")
+    assert [s.name for s in pre.specs] == ["kind", "amount", "amount:missing", "label"]
     cfg = VaeConfig(heads=heads, condition=label, hidden=(64, 64), epochs=60, batch_size=128)
     result = train_vae(x, cfg, seed=1)
     assert np.isfinite(result.history["loss"]).all()
@@ -54,9 +57,15 @@ def test_vae_recovers_a_known_mixture():
     condition = np.where(np.random.default_rng(2).random(4000) < labels.mean(), yes, 1 - yes)
     synth = pre.reverse_transform(result.vae.sample(4000, np.random.default_rng(3), condition))
     # marginals: the bimodal amount (TV over 20 bins) and the category shares
-    bins = np.quantile(frame["amount"].to_numpy(), np.linspace(0, 1, 21))
+    real_amount = frame["amount"].drop_nulls().to_numpy()
+    bins = np.quantile(real_amount, np.linspace(0, 1, 21))
     bins[0], bins[-1] = -np.inf, np.inf
-    assert _tv(frame["amount"].to_numpy(), synth["amount"].to_numpy(), bins) < 0.1
+    assert _tv(real_amount, synth["amount"].drop_nulls().to_numpy(), bins) < 0.1
+    # missing values are a state of their own: about as many, and mostly in the "b" rows
+    # (all of the real ones are; "b" is 30% of the rows)
+    assert synth["amount"].null_count() / 4000 == pytest.approx(
+        frame["amount"].null_count() / 4000, abs=0.02)
+    assert synth.filter(pl.col("amount").is_null())["kind"].eq("b").mean() > 0.5
     real = frame["kind"].value_counts(normalize=True).sort("kind")["proportion"].to_numpy()
     got = synth["kind"].value_counts(normalize=True).sort("kind")["proportion"].to_numpy()
     assert np.abs(real - got).max() < 0.06
@@ -88,7 +97,7 @@ def test_model_space_is_normal_scores_of_the_cdf_values():
     xm = to_model_space(x, pre.heads())
     amount = pre.output_columns.index("amount")
     assert abs(float(np.mean(xm[:, amount]))) < 0.1 and 0.8 < float(np.std(xm[:, amount])) < 1.2
-    onehot = [i for i, c in enumerate(pre.output_columns) if c != "amount"]
+    onehot = [i for i, c in enumerate(pre.output_columns) if c != "amount"]  # flags included
     np.testing.assert_array_equal(xm[:, onehot], x[:, onehot])
 
 
@@ -96,7 +105,7 @@ def test_vae_trains_through_the_dp_sgd_seam():
     from cloakflow.models.training.dp_sgd import DpSgdConfig, plan
 
     _, pre, x = _prepared(600)
-    cfg = VaeConfig(heads=pre.heads(), condition=2, hidden=(16,), epochs=2, batch_size=60)
+    cfg = VaeConfig(heads=pre.heads(), condition=3, hidden=(16,), epochs=2, batch_size=60)
     budget = plan(len(x), 60, 2, DpSgdConfig(target_epsilon=3.0, delta=1e-5))
     result = train_vae(x, cfg, budget=budget, clip_norm=1.0, rng=np.random.default_rng(0))
     assert result.seed is None and result.log.steps_run == budget.steps

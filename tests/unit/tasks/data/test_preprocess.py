@@ -177,3 +177,30 @@ def test_public_knots_give_a_dp_run_quantile_scaling(tiny_frame):
 def test_bad_public_knots_are_refused(bad, message):
     with pytest.raises(ValueError, match=message):
         DatasetProfile.model_validate(tiny_profile_dict(bounds={"age": bad}))
+
+
+def test_synthesis_mode_models_the_target_and_missing_values_as_a_state(tiny_frame):
+    # a synthesizer models whole rows: the target is a column, and a null comes back as a null
+    profile = DatasetProfile.model_validate(tiny_profile_dict(missing="impute"))
+    holes = tiny_frame.with_columns(
+        pl.when(pl.int_range(pl.len()) % 4 == 0).then(None).otherwise(pl.col("income"))
+        .alias("income"),
+        pl.when(pl.int_range(pl.len()) % 5 == 0).then(None).otherwise(pl.col("city"))
+        .alias("city"))
+    pre = TablePreprocessor(profile, numeric="quantile", with_target=True,
+                            missing_state=True).fit(holes)
+    names = [s.name for s in pre.specs]
+    target = profile.target.column
+    assert target in names and "income:missing" in names and "city:missing" in names
+    assert "age:missing" not in names  # no nulls there: no flag
+    assert "income:missing_true" in pre.output_columns
+    x = pre.transform(holes)
+    back = pre.reverse_transform(x)
+    assert back.columns == [s.name for s in pre.specs if s.missing_of is None]
+    assert back["income"].null_count() == holes["income"].null_count()
+    assert back["city"].null_count() == holes["city"].null_count()
+    assert back[target].to_list() == holes[target].cast(back[target].dtype).to_list()
+    assert len(pre.heads()) == len(pre.specs)  # one head per block, flags included
+    again = TablePreprocessor.from_dict(pre.to_dict())
+    np.testing.assert_array_equal(again.transform(holes), x)
+    assert "target" in pre.group_slices()
