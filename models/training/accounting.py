@@ -126,12 +126,27 @@ def _quiet():
         log.setLevel(level)
 
 
+def histogram_event(noise_multiplier: float):
+    """The dp-accounting event of one Gaussian-mechanism histogram (counts of a categorical
+    column, each row in one cell): N(0, sigma^2) noise on every count, sigma = noise_multiplier
+    (adding or removing a row moves one count by 1; under replace-one dp-accounting takes
+    sensitivity 2, above the true sqrt(2), so the figure stays an upper bound)."""
+    import dp_accounting
+
+    if noise_multiplier <= 0:
+        raise ValueError("noise_multiplier must be positive for a finite epsilon")
+    return dp_accounting.GaussianDpEvent(noise_multiplier)
+
+
 def epsilon(noise_multiplier: float, sampling_rate: float, steps: int, delta: float,
             accountant: Accountant = "rdp", sampling: Sampling = "poisson",
-            adjacency: Adjacency = "add_remove") -> DpBudget:
-    """The epsilon spent at ``delta`` by ``steps`` steps."""
+            adjacency: Adjacency = "add_remove", extra_events: tuple = ()) -> DpBudget:
+    """The epsilon spent at ``delta`` by ``steps`` steps, composed with ``extra_events`` (other
+    mechanisms on the same rows, e.g. a ``histogram_event``)."""
     acc = make_accountant(accountant, adjacency)
     acc.compose(dp_event(noise_multiplier, sampling_rate, steps, sampling))
+    for event in extra_events:
+        acc.compose(event)
     with _quiet():
         spent = float(acc.get_epsilon(delta))
     return DpBudget(spent, delta, noise_multiplier, sampling_rate, steps,
@@ -156,9 +171,15 @@ def composed_epsilon(mechanisms: list[DpBudget], delta: float,
 
 def noise_multiplier_for(target_epsilon: float, delta: float, sampling_rate: float, steps: int,
                          accountant: Accountant = "rdp", sampling: Sampling = "poisson",
-                         tol: float = 1e-4, adjacency: Adjacency = "add_remove") -> DpBudget:
-    """The smallest sigma whose run spends at most ``target_epsilon`` at ``delta``."""
+                         tol: float = 1e-4, adjacency: Adjacency = "add_remove",
+                         extra_events: tuple = ()) -> DpBudget:
+    """The smallest sigma whose run, composed with ``extra_events``, spends at most
+    ``target_epsilon`` at ``delta`` (the returned budget's epsilon is the composed total)."""
     import dp_accounting
+
+    def event(s):
+        run = dp_event(s, sampling_rate, steps, sampling)
+        return dp_accounting.ComposedDpEvent([run, *extra_events]) if extra_events else run
 
     if target_epsilon <= 0:
         raise ValueError("target_epsilon must be positive")
@@ -167,15 +188,39 @@ def noise_multiplier_for(target_epsilon: float, delta: float, sampling_rate: flo
         with _quiet():
             sigma = dp_accounting.calibrate_dp_mechanism(
                 lambda: make_accountant(accountant, adjacency),
-                lambda s: dp_event(s, sampling_rate, steps, sampling),
-                target_epsilon, delta,
+                event, target_epsilon, delta,
                 bracket_interval=dp_accounting.ExplicitBracketInterval(low, high), tol=tol)
     except (ValueError, RuntimeError) as exc:
         raise ValueError(f"no noise multiplier in [{low}, {high}] spends epsilon "
                          f"{target_epsilon} at delta {delta} over {steps} steps with q = "
                          f"{sampling_rate:.4g} ({accountant}, {sampling}, {adjacency}): "
                          f"{exc}") from exc
-    return epsilon(float(sigma), sampling_rate, steps, delta, accountant, sampling, adjacency)
+    return epsilon(float(sigma), sampling_rate, steps, delta, accountant, sampling, adjacency,
+                   extra_events)
+
+
+def histogram_noise_for(target_epsilon: float, delta: float,
+                        adjacency: Adjacency = "replace_one", tol: float = 1e-4) -> float:
+    """The smallest sigma of a Gaussian histogram (``histogram_event``) that alone spends at
+    most ``target_epsilon`` at ``delta`` (PLD accountant).
+
+    Raises:
+        ValueError: no sigma in [0.25, 1e5] does (below 0.25 the PLD grid outgrows memory).
+    """
+    import dp_accounting
+
+    if target_epsilon <= 0:
+        raise ValueError("target_epsilon must be positive")
+    try:
+        with _quiet():
+            return float(dp_accounting.calibrate_dp_mechanism(
+                lambda: make_accountant("pld", adjacency), histogram_event, target_epsilon,
+                delta, bracket_interval=dp_accounting.ExplicitBracketInterval(
+                    SIGMA_RANGE["pld"][0], 1e5),
+                tol=tol))
+    except (ValueError, RuntimeError) as exc:
+        raise ValueError(f"no histogram noise spends epsilon {target_epsilon} at delta "
+                         f"{delta}: {exc}") from exc
 
 
 def accountants_for(adjacency: Adjacency) -> tuple[Accountant, ...]:
