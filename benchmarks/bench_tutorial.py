@@ -105,6 +105,7 @@ def run_flow(csv: str, args, out: Path, env: dict[str, str], name: str,
            "--control-fraction", "0", "--fold-scheme", args.scheme, "--folds", str(args.folds),
            "--seed", str(args.seed), "--epochs", str(args.epochs), "--forest", forest,
            "--validation", validation,
+           "--architecture", "tutorial",  # the tutorial's model, whatever the flow's default
            "--out", str(out / "releases"), "--no-cache",  # time the work, not a cache hit
            # the reference runs no attacks: compare like with like (bench_attacks.py times them)
            "--skip-attacks", "--accept-risk", "benchmark against the tutorial's script"]

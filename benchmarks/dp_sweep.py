@@ -2,7 +2,7 @@
 """Utility and measured privacy of DP-SGD releases across epsilons, against a non-private run.
 
     python -m benchmarks.dp_sweep [--epsilons 1,3,8] [--dp-epochs 30] [--csv PATH]
-        [--rows N] [--folds 10] [--out benchmarks/reports]
+        [--rows N] [--folds 10] [--architecture tutorial|kinds] [--out benchmarks/reports]
 
 Runs the main flow (attacks on, ``--accept-risk`` with the reason below) once without DP and
 once per epsilon with ``dp_epsilon`` set, same seed and split, then collects from each
@@ -40,6 +40,7 @@ def run_one(dp_epsilon: float | None, args, input_path: str) -> dict:
     params = RunParameters(input_path=input_path, seed=args.seed, folds=args.folds,
                            dp_epsilon=dp_epsilon, dp_epochs=args.dp_epochs,
                            dp_design=args.design, dp_report="full",
+                           architecture=args.architecture,
                            accept_risk=REASON, out=args.releases, use_cache=False)
     t = time.perf_counter()
     outcome = anonymize(params)
@@ -135,6 +136,8 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--epsilons", default="1,3,8")
     ap.add_argument("--dp-epochs", type=int, default=30)
+    ap.add_argument("--architecture", choices=["tutorial", "kinds"], default="tutorial",
+                    help="autoencoder architecture (the recorded sweeps used tutorial)")
     ap.add_argument("--design", choices=["joint", "split"], default="joint",
                     help="how the release budget is spent across the models")
     ap.add_argument("--csv", help="default: the profile's file in CLOAKFLOW_DATA_DIR")

@@ -125,7 +125,6 @@ def _dp_budget(params: RunParameters, profile: DatasetProfile, data, parent: str
         source_rows=data.source_rows)
 
 
-
 def _noise(params: RunParameters, profile: DatasetProfile) -> CodeNoise:
     """The profile's code noise, with the run's overrides."""
     update = {k: v for k, v in (("multiplier", params.noise_multiplier),

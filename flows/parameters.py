@@ -26,9 +26,9 @@ class RunParameters(BaseModel):
         "random", description="autoencoder validation rows: a seeded random 30%, or the last "
                               "30% as Keras's validation_split (the tutorial's)")
     architecture: Literal["tutorial", "kinds"] = Field(
-        "tutorial", description="autoencoder: the tutorial's (ReLU, one MSE, code n/2) or kinds "
-                                "(quantile-scaled numerics, one head and loss per column kind, "
-                                "code sizes by rule)")
+        "kinds", description="autoencoder: kinds (quantile-scaled numerics, one code block, "
+                             "head and loss per column) or the tutorial's (ReLU, one MSE, "
+                             "code n/2)")
     folds: int = Field(10, ge=2, description="cross-validation folds")
     fold_scheme: Literal["stratified-shuffled", "tutorial"] = Field(
         "stratified-shuffled",
@@ -88,7 +88,7 @@ class FrontierParameters(BaseModel):
     epochs: int = Field(100, ge=1)
     batch_size: int = Field(256, ge=1)
     validation: Literal["random", "tail"] = "random"
-    architecture: Literal["tutorial", "kinds"] = "tutorial"
+    architecture: Literal["tutorial", "kinds"] = "kinds"
     folds: int = Field(5, ge=2)
     fold_scheme: Literal["stratified-shuffled", "tutorial"] = "stratified-shuffled"
     forest: Literal["lightgbm", "sklearn"] = "lightgbm"

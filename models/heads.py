@@ -67,11 +67,16 @@ def hidden_size(heads: Sequence[Head]) -> int:
     return max(total_width(heads), 2 * code_size(heads), 8)
 
 
+def column_hidden(head: Head) -> int:
+    """Width of a column's own decoder layer: 2 k, between 8 and 64 (a numeric: 8)."""
+    return max(8, min(2 * head.width, 64))
+
+
 def column_decoder(code_in, heads: Sequence[Head], seed: int):
     """The decoder's output, one column at a time: column j is decoded from its own block of
     the code only (``block_sizes``, in column order), as ``head_j([block_j, relu(W_j block_j)])``
-    with W_j of width h_j = max(8, 2 k_j) and a head per kind (linear for a numeric, softmax
-    for a category block).
+    with W_j of width ``column_hidden`` (2 k_j, between 8 and 64) and a head per kind (linear
+    for a numeric, softmax for a category block).
 
     The encoder still sees the whole row, but since nothing but column j reads block j, each
     block is pushed to carry its own column: the code's axes line up with the source columns
@@ -102,7 +107,7 @@ def column_decoder(code_in, heads: Sequence[Head], seed: int):
     made = custom_layers()
     ids = np.arange(len(heads))
     code_blocks = np.repeat(ids, block_sizes(heads))
-    hidden_blocks = np.repeat(ids, [max(8, 2 * h.width) for h in heads])
+    hidden_blocks = np.repeat(ids, [column_hidden(h) for h in heads])
     out_blocks = np.repeat(ids, [h.width for h in heads])
 
     def connected(units, rows, cols, i, activation, name):
@@ -202,8 +207,8 @@ def custom_layers() -> dict:
     @keras.saving.register_keras_serializable(package="cloakflow")
     class HeadActivation(keras.layers.Layer):
         """Per-head output activation over a (batch, total_width) tensor of logits: identity
-        for a numeric column, a softmax within each category block (logits clipped to
-        [-30, 30] so one shared exponential cannot overflow or underflow a whole block)."""
+        for a numeric column, a softmax within each category block (each block's largest
+        logit subtracted first, so no block can overflow or underflow)."""
 
         def __init__(self, heads: list, **kwargs):
             super().__init__(**kwargs)
@@ -211,17 +216,18 @@ def custom_layers() -> dict:
             parsed = as_heads(self.heads)
             width = total_width(parsed)
             member = np.zeros((width, len(parsed)), dtype="float32")
-            categorical = np.zeros((width,), dtype="float32")
             for j, (h, start) in enumerate(zip(parsed, _starts(parsed), strict=True)):
                 member[start:start + h.width, j] = 1.0
-                if h.family != NUMERIC:
-                    categorical[start:start + h.width] = 1.0
-            self._member, self._categorical = member, categorical
+            self._member, self._categorical = member, categorical_mask(parsed)
+            self._ids = member.argmax(axis=1).astype("int32")  # each output's block
 
         def call(self, logits):
             member = ops.cast(self._member, logits.dtype)
             categorical = ops.cast(self._categorical, logits.dtype)
-            e = ops.exp(ops.clip(logits, -30.0, 30.0))
+            block_max = ops.segment_max(ops.transpose(logits), self._ids,
+                                        num_segments=len(self.heads))
+            shift = ops.stop_gradient(ops.transpose(ops.take(block_max, self._ids, axis=0)))
+            e = ops.exp(logits - shift)  # the block's largest is exp(0) = 1: no 0 / 0
             per_block = ops.matmul(ops.matmul(e, member), ops.transpose(member))
             return categorical * (e / per_block) + (1.0 - categorical) * logits
 
@@ -236,14 +242,10 @@ def per_example_loss(heads: Sequence[Head]):
     """``loss(y, out) -> (batch,)``: squared error summed over numeric columns plus
     cross-entropy summed over category blocks (backend-agnostic ``keras.ops``, computed over
     the whole row at once with a constant mask of the category columns)."""
-    import numpy as np
     from keras import ops
 
     heads = as_heads(heads)
-    categorical = np.zeros((total_width(heads),), dtype="float32")
-    for h, start in zip(heads, _starts(heads), strict=True):
-        if h.family == CATEGORICAL:
-            categorical[start:start + h.width] = 1.0
+    categorical = categorical_mask(heads)
     numeric = 1.0 - categorical
     eps = 1e-7
 
@@ -253,6 +255,17 @@ def per_example_loss(heads: Sequence[Head]):
         return squared + cross
 
     return loss
+
+
+def categorical_mask(heads: Sequence[Head]):
+    """1.0 at every output of a category block, 0.0 at numerics, shape (total_width,)."""
+    import numpy as np
+
+    mask = np.zeros((total_width(heads),), dtype="float32")
+    for h, start in zip(heads, _starts(heads), strict=True):
+        if h.family == CATEGORICAL:
+            mask[start:start + h.width] = 1.0
+    return mask
 
 
 def _starts(heads: Sequence[Head]) -> list[int]:

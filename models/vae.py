@@ -84,7 +84,8 @@ class VaeConfig:
 
     @property
     def latent_size(self) -> int:
-        """``latent``, or by rule one dimension per modelled column, between 8 and 64."""
+        """``latent``, or by rule one dimension per column of the matrix (the condition
+        included), between 8 and 64."""
         if self.latent:
             return self.latent
         return int(min(64, max(8, len(self.output_heads))))
@@ -303,7 +304,8 @@ def build_vae(config: VaeConfig, seed: int) -> Vae:
     decoder = keras.Model(dec_inputs if len(dec_inputs) > 1 else z_in, out, name="vae_decoder")
 
     enc_mu, enc_logvar = encoder(x_in)
-    z = _sampling_layer()(seed + 9973, name="reparameterise")([enc_mu, enc_logvar])
+    z = custom_layers()["Reparameterise"](seed + 9973, name="reparameterise")(
+        [enc_mu, enc_logvar])
     if cfg.condition is not None:
         start = lay.starts[cfg.condition]
         cond = head_layers()["CodeBlock"](start, start + heads[cfg.condition].width,

@@ -141,9 +141,9 @@ def load_keras_model(run_id: str, name: str = "autoencoder") -> Any:
     and its weights: the ``kinds`` architecture's loss is a closure over its heads)."""
     import mlflow.keras
 
-    from cloakflow.models.heads import custom_layers
+    from cloakflow.models.vae import custom_layers
 
-    custom_layers()  # registers the layers of the kinds architecture before loading
+    custom_layers()  # registers the kinds architecture's and the VAE's layers before loading
     run = MlflowClient().get_run(run_id)
     found = MlflowClient().search_logged_models(
         [run.info.experiment_id], filter_string=f"source_run_id = '{run_id}'")

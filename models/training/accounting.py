@@ -199,8 +199,8 @@ def noise_multiplier_for(target_epsilon: float, delta: float, sampling_rate: flo
                    extra_events)
 
 
-def histogram_noise_for(target_epsilon: float, delta: float,
-                        adjacency: Adjacency = "replace_one", tol: float = 1e-4) -> float:
+def histogram_noise_for(target_epsilon: float, delta: float, *, adjacency: Adjacency,
+                        tol: float = 1e-4) -> float:
     """The smallest sigma of a Gaussian histogram (``histogram_event``) that alone spends at
     most ``target_epsilon`` at ``delta`` (PLD accountant).
 

@@ -321,7 +321,8 @@ def _block_members(layer):
     inputs, outputs = (np.asarray(b) for b in blocks())
     ids = np.union1d(inputs, outputs)
     return ((inputs[:, None] == ids[None, :]).astype(np.float32),
-            (outputs[:, None] == ids[None, :]).astype(np.float32))
+            (outputs[:, None] == ids[None, :]).astype(np.float32),
+            layer.kernel_constraint.mask())
 
 
 def _backend_module():
@@ -382,7 +383,7 @@ def per_example_pass(graph: PerExampleGraph, values: list, x, y, mask, loss_fn: 
             squared = squared + g2 * (ops.sum(ops.square(a), axis=1)
                                       + (1.0 if layer.use_bias else 0.0))
         else:  # only the kept entries: sum over blocks of |a_block|^2 |g_block|^2
-            rows, cols = (ops.cast(m, a.dtype) for m in blocks)
+            rows, cols = (ops.cast(m, a.dtype) for m in blocks[:2])
             kernel = ops.sum(ops.matmul(ops.square(a), rows) * ops.matmul(ops.square(g), cols),
                              axis=1)
             squared = squared + kernel + (g2 if layer.use_bias else 0.0)
@@ -401,9 +402,7 @@ def _clipped_sum(pieces, factor) -> list:
         scaled = g * factor[:, None]
         grads[id(layer.kernel)] = ops.matmul(ops.transpose(a), scaled)
         if blocks is not None:  # the entries the constraint removes carry no gradient
-            rows, cols = (ops.cast(m, a.dtype) for m in blocks)
-            grads[id(layer.kernel)] = grads[id(layer.kernel)] * ops.matmul(
-                rows, ops.transpose(cols))
+            grads[id(layer.kernel)] = grads[id(layer.kernel)] * ops.cast(blocks[2], a.dtype)
         if layer.use_bias:
             grads[id(layer.bias)] = ops.sum(scaled, axis=0)
     for v, g in zip(graph.other_variables, per_example_grads, strict=True):

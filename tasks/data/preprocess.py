@@ -139,7 +139,8 @@ class TablePreprocessor:
             interpolated as it does) to [0, 1], so a skewed or heavy-tailed column is spread
             evenly instead of squeezed near 0. With ``public_bounds``, a column with public
             bounds takes its public ``knots`` (the profile's published quantiles) or, without
-            them, stays min-max over its bounds: knots fitted on the rows are statistics of
+            them, stays min-max over its bounds, and a column without public bounds is min-max
+            scaled on the rows: knots fitted on the rows would be up to 1,000 statistics of
             them.
         with_target: also encode the target column (group ``TARGET_GROUP``), as a synthesizer
             that models whole rows needs.
@@ -212,6 +213,8 @@ class TablePreprocessor:
                                   fill=(low + high) / 2, bounds="public", dtype=dtype)
                 if self.numeric == "quantile" and public.knots:
                     spec.transform, spec.knots = "quantile", public.knot_values(kind)
+                    spec.fill = float(np.interp(0.5, np.linspace(0, 1, len(spec.knots)),
+                                                spec.knots))  # the public median
             elif public is not None:
                 spec = ColumnSpec(col, group, kind, categories=public.categories,
                                   fill=public.categories[0], bounds="public", dtype=dtype)
@@ -223,7 +226,9 @@ class TablePreprocessor:
                 spec = ColumnSpec(col, group, kind,
                                   minimum=float(values.min()), maximum=float(values.max()),
                                   fill=float(np.median(values)), dtype=dtype)
-                if self.numeric == "quantile":
+                # a DP run measuring a column (no public bounds) takes min/max, never up to
+                # 1,000 quantiles of the private rows
+                if self.numeric == "quantile" and not self.public_bounds:
                     spec.transform, spec.knots = "quantile", _quantile_knots(values)
             else:
                 values = kinds.category_text(series).drop_nulls()
@@ -235,9 +240,10 @@ class TablePreprocessor:
                                   fill=counts.get_column(col)[0], dtype=dtype)
             self.specs.append(spec)
             if self.missing_state and _null_mask(series).any():
+                # whether the flag exists was read off the rows: a data statistic
                 self.specs.append(ColumnSpec(f"{col}:missing", group, "boolean",
                                              categories=["false", "true"], fill="false",
-                                             bounds="public", dtype="Boolean",
+                                             bounds="data", dtype="Boolean",
                                              missing_of=col))
         return self
 
@@ -410,9 +416,7 @@ class TablePreprocessor:
     def _check_nulls(self, series: pl.Series, source: str,
                      spec: ColumnSpec | None = None) -> pl.Series:
         """Apply the profile's missing rule; ``spec`` (fitted state) supplies the fill value."""
-        nulls = series.null_count()
-        if series.dtype.is_float():
-            nulls += int(series.is_nan().sum() or 0)
+        nulls = int(_null_mask(series).sum())
         if not nulls:
             return series
         if self.profile.missing == "error":

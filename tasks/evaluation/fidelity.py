@@ -38,13 +38,19 @@ class Discretiser:
     top: dict[str, list[str]]
 
     @classmethod
-    def fit(cls, train: pl.DataFrame, bins: int = BINS, top: int = TOP) -> Discretiser:
-        """Raises ValueError for an empty table."""
+    def fit(cls, train: pl.DataFrame, bins: int = BINS, top: int = TOP,
+            categorical: tuple[str, ...] = ()) -> Discretiser:
+        """Cells from the training rows; ``categorical`` names numeric-typed columns that are
+        categories (integer codes, the profile's kinds), which get top values, not bins.
+
+        Raises:
+            ValueError: an empty table.
+        """
         if train.height == 0:
             raise ValueError("cannot fit cells on an empty table")
         edges, tops = {}, {}
         for name in train.columns:
-            values = _numbers(train.get_column(name))
+            values = None if name in categorical else _numbers(train.get_column(name))
             if values is not None:
                 finite = values[~np.isnan(values)]
                 qs = np.quantile(finite, np.linspace(0, 1, bins + 1)[1:-1]) if len(finite) \
@@ -135,17 +141,23 @@ def accuracy(train: pl.DataFrame, other: pl.DataFrame, discretiser: Discretiser,
 
 
 def fidelity_report(train: pl.DataFrame, synthetic: pl.DataFrame, control: pl.DataFrame,
-                    seed: int = 0) -> dict:
+                    seed: int = 0, categorical: tuple[str, ...] = ()) -> dict:
     """Univariate, bivariate and three-way accuracy of the synthetic rows and, beside each, of
     the control rows (the holdout maximum); both against the training rows, on the columns the
-    three tables share.
+    three tables share. TVD between samples grows as they shrink, so the synthetic rows are
+    subsampled (``seed``) to the control rows' count when there are more of them.
+
+    Args:
+        categorical: numeric-typed columns that are categories (see ``Discretiser.fit``).
 
     Raises:
         ValueError: a table is empty.
     """
     shared = [c for c in train.columns if c in synthetic.columns and c in control.columns]
     train, synthetic, control = (f.select(shared) for f in (train, synthetic, control))
-    disc = Discretiser.fit(train)
+    if synthetic.height > control.height > 0:
+        synthetic = synthetic.sample(control.height, seed=seed)
+    disc = Discretiser.fit(train, categorical=tuple(categorical))
     out = {}
     for k, name in ((1, "univariate"), (2, "bivariate"), (3, "three_way")):
         syn = accuracy(train, synthetic, disc, k, seed=seed)

@@ -231,3 +231,16 @@ def test_dp_clips_the_gradient_of_the_kept_kernel_entries_exactly():
         if getattr(layer, "kernel_constraint", None) is not None:
             off = 1.0 - np.asarray(layer.kernel_constraint.mask())
             assert np.abs(layer.kernel.numpy() * off).max() == 0.0
+
+
+def test_head_activation_is_a_stable_softmax_per_block():
+    from cloakflow.models.heads import custom_layers
+
+    act = custom_layers()["HeadActivation"]([["numeric", 1], ["categorical", 2],
+                                             ["categorical", 3]])
+    logits = np.array([[7.5, 40.0, 35.0, -200.0, -210.0, -190.0]], dtype=np.float32)
+    out = np.asarray(act(logits))[0]
+    assert out[0] == 7.5  # a numeric passes through
+    np.testing.assert_allclose(out[1:3], np.exp([5, 0]) / np.exp([5, 0]).sum(), rtol=1e-5)
+    np.testing.assert_allclose(out[3:], np.exp([-10, -20, 0]) / np.exp([-10, -20, 0]).sum(),
+                               rtol=1e-5)

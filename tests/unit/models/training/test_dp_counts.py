@@ -22,7 +22,7 @@ def test_noisy_shares_are_a_distribution_near_the_truth():
 
 def test_histogram_composes_into_the_release_budget():
     delta, q, steps = 1e-6, 0.01, 500
-    sigma_h = accounting.histogram_noise_for(0.1, delta)
+    sigma_h = accounting.histogram_noise_for(0.1, delta, adjacency="replace_one")
     alone = accounting.epsilon(sigma_h, 1.0, 1, delta, "pld", adjacency="replace_one")
     assert sigma_h > 1.0
     hist = accounting.histogram_event(sigma_h)

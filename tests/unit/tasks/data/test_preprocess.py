@@ -157,6 +157,9 @@ def test_public_knots_give_a_dp_run_quantile_scaling(tiny_frame):
     age = next(s for s in pre.specs if s.name == "age")
     assert age.transform == "quantile" and age.knots == [0.0, 20.0, 30.0, 50.0, 100.0]
     assert pre.bounds_used()["public_knots"] == ["age"]
+    assert age.fill == pytest.approx(30.0)  # the public median, not the rows'
+    # a column without public bounds is measured min-max, never through the rows' quantiles
+    assert next(s for s in pre.specs if s.name == "income").transform == "minmax"
     x = pre.transform(tiny_frame)
     source = tiny_frame["age"].to_numpy().astype(float)
     expected = np.interp(source, [0, 20, 30, 50, 100], [0, 0.25, 0.5, 0.75, 1])

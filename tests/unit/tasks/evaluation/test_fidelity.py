@@ -65,3 +65,11 @@ def test_sampling_caps_the_column_sets():
     train = pl.DataFrame({f"c{i}": np.arange(50) % (i + 2) for i in range(8)})
     out = accuracy(train, train, Discretiser.fit(train), k=3, max_sets=10)
     assert out["sets"] == 10 and out["accuracy"] == 1.0
+
+
+def test_integer_codes_declared_categorical_get_cells_of_their_own():
+    train = pl.DataFrame({"code": [1, 2, 3, 1, 2, 3, 1, 2]})
+    as_numbers = Discretiser.fit(train, bins=2)
+    as_codes = Discretiser.fit(train, categorical=("code",))
+    assert "code" in as_numbers.edges and as_codes.top["code"] == ["1", "2", "3"]
+    assert as_codes.cells(pl.DataFrame({"code": [3, 9]}))["code"].tolist() == [2, OTHER]

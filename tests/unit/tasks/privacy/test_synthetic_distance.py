@@ -23,7 +23,7 @@ def test_fresh_rows_look_like_new_data_and_copies_are_caught():
     assert honest["exact_copies"] == 0.0 and honest["exact_copies_control"] == 0.0
     copies = train[rng.choice(3000, 1000, replace=False)]
     leaked = distance_privacy(copies, train, control)
-    assert leaked["exact_copies"] == 1.0 and leaked["dcr_ratio"] < 1e-6
+    assert leaked["exact_copies"] == 1.0 and leaked["dcr_ratio"] < 1e-3
     assert leaked["dcr_share"] > 0.6  # a copy beats the control rows unless its twin is not
     #                                   in the subsample the share compares with
     jitter = copies + rng.normal(0, 0.005, copies.shape)
