@@ -8,7 +8,7 @@ import polars as pl
 from prefect import task
 
 from cloakflow.tasks.data import kinds
-from cloakflow.tasks.data.profile import DatasetProfile
+from cloakflow.tasks.data.profile import DatasetProfile, near_names
 from cloakflow.tasks.retry import retry_on_io
 
 
@@ -87,9 +87,10 @@ def check_columns(frame: pl.DataFrame, profile: DatasetProfile, file: str) -> li
     Refused (``IngestError``): a column with no value in any row; a text column whose values
     read as numbers written with thousands separators or a decimal comma (it would be one-hot
     encoded as hundreds of categories, or fail as a number).
-    Refused too: dates written as text in a form not read as dates (``01/02/2024``), unless
-    declared ``date``/``datetime`` (parsed) or ``categorical`` (kept as text); a column type no
-    kind covers (time of day, duration, list, ...).
+    Refused too: ``identifiers:`` naming a column the table does not have (the privacy report
+    would claim it was kept out); dates written as text in a form not read as dates
+    (``01/02/2024``), unless declared ``date``/``datetime`` (parsed) or ``categorical`` (kept
+    as text); a column type no kind covers (time of day, duration, list, ...).
     Warned: a column with a single value (it carries nothing).
 
     Raises:
@@ -97,6 +98,13 @@ def check_columns(frame: pl.DataFrame, profile: DatasetProfile, file: str) -> li
             decides.
     """
     warnings = []
+    absent = [c for c in profile.identifiers if c not in frame.columns]
+    if absent:  # the privacy report would claim a column kept out that does not exist
+        hints = [f"{c!r} ~ {m[0]!r}" for c in absent if (m := near_names(c, frame.columns))]
+        raise IngestError(
+            f"{file}: `identifiers:` names {absent}, which the table does not have"
+            + (f" (a typo? {', '.join(hints)})" if hints else "")
+            + "; list the table's own identifier columns there")
     for col in profile.features:
         if col not in frame.columns:
             continue  # the validation suite reports missing columns

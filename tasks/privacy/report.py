@@ -28,7 +28,7 @@ KNOWLEDGE = {
                   "row's reconstruction loss is below a threshold (training rows vs held-out "
                   "control rows)",
     "dcr": "decoded released rows (leaked decoder, snapped to valid source values) and control "
-           "rows, each against its closest training row, in the preprocessed space (min-max "
+           "rows, each against its closest training row, in the preprocessed space (scaled "
            "numerics, one-hot categories), over all rows",
     "anonymeter": "anonymeter's singling-out, linkability and inference evaluators with the "
                   "leaked-decoder view as the released records, training rows as originals and "

@@ -88,3 +88,17 @@ def test_empty_and_number_as_text_columns_are_refused_with_the_way_out():
     assert check_columns(constant, profile, "t.csv") == [
         "t.csv, column 'city': one value in every row; it carries no information (consider "
         "`drop:`)"]
+
+
+def test_identifiers_the_table_does_not_have_are_refused_with_a_hint():
+    import polars as pl
+
+    from cloakflow.tasks.data.ingest import check_columns
+
+    profile = DatasetProfile.model_validate(tiny_profile_dict(identifiers=["claimid"]))
+    frame = pl.DataFrame({"claim_id": [1, 2], "age": [30, 40], "city": ["a", "b"],
+                          "income": [1.0, 2.0], "owns": ["yes", "no"], "label": ["yes", "no"]})
+    with pytest.raises(IngestError, match=r"t.csv: `identifiers:` names \['claimid'\], which "
+                                          r"the table does not have \(a typo\? 'claimid' ~ "
+                                          r"'claim_id'\)"):
+        check_columns(frame, profile, "t.csv")
