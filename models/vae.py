@@ -97,9 +97,7 @@ class VaeConfig:
         """The loop settings as the trainer seam's ``TrainConfig``."""
         from cloakflow.models.training.trainer import TrainConfig
 
-        return TrainConfig(epochs=self.epochs, batch_size=self.batch_size,
-                           learning_rate=self.learning_rate,
-                           steps_per_execution=self.steps_per_execution)
+        return TrainConfig.of(self)
 
 
 @dataclass(frozen=True)

@@ -52,6 +52,14 @@ class TrainConfig:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    @classmethod
+    def of(cls, settings) -> TrainConfig:
+        """The loop settings of a model config that carries ``epochs``, ``batch_size``,
+        ``learning_rate`` and ``steps_per_execution`` (``AutoencoderConfig``, ``VaeConfig``)."""
+        return cls(epochs=settings.epochs, batch_size=settings.batch_size,
+                   learning_rate=settings.learning_rate,
+                   steps_per_execution=settings.steps_per_execution)
+
 
 def _optimizers(models: list, config: TrainConfig, optimizers):
     import keras

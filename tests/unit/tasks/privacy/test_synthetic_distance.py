@@ -37,3 +37,20 @@ def test_bad_shapes_are_refused():
         distance_privacy(_rows(5, rng), _rows(5, rng)[:, :3], _rows(5, rng))
     with pytest.raises(ValueError, match="need synthetic"):
         distance_privacy(np.zeros((0, 7)), _rows(5, rng), _rows(5, rng))
+
+
+def test_membership_attacks_catch_a_memorising_synthesizer():
+    from cloakflow.tasks.privacy.attacks.synthetic import membership_of_synthetic
+
+    rng = np.random.default_rng(1)
+    train, control = _rows(2000, rng), _rows(2000, rng)
+    fresh = _rows(2000, rng)
+    honest = membership_of_synthetic(fresh, train, control)
+    assert 0.4 < honest["auc"] < 0.6 and honest["tpr_at_1pct_fpr"] < 0.05
+    # memorising: jittered copies of the training rows
+    leaky = train + rng.normal(0, 0.01, train.shape)
+    caught = membership_of_synthetic(leaky, train, control)
+    assert caught["auc"] > 0.9 and caught["tpr_at_1pct_fpr"] > 0.2
+    assert caught["distance"]["auc"] > 0.9 and caught["members"] == 1000
+    with pytest.raises(ValueError, match="at least 20 control rows"):
+        membership_of_synthetic(fresh, train, control[:10])
