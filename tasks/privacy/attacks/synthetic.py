@@ -6,8 +6,8 @@ Rows are compared in the preprocessor's space (categories one-hot, numbers scale
 Euclidean distance; nearest neighbours come from scikit-learn's ``NearestNeighbors``.
 
 - **DCR share** (Platzer & Reutterer 2021): for each synthetic row, is its closest training row
-  nearer than its closest control row? The training rows are subsampled to the control rows'
-  count, so a synthesizer that samples fresh rows from the true distribution scores 0.5 (ties
+  nearer than its closest control row? The larger of the two sets is subsampled to the other's
+  size, so a synthesizer that samples fresh rows from the true distribution scores 0.5 (ties
   count half); above 0.5 the rows sit nearer the training rows than new data would.
 - **DCR ratio**: median distance of synthetic rows to their closest training row over the same
   for control rows; below 1 the synthetic rows are closer to the training rows than new data is.
@@ -72,9 +72,11 @@ def distance_privacy(synthetic: np.ndarray, train: np.ndarray, control: np.ndarr
     syn, ctl = cap(synthetic), cap(control)
     to_train = _neighbours(syn, train, 2)
     ctl_to_train = _neighbours(ctl, train, 1)[:, 0]
-    sample = train[np.sort(rng.choice(len(train), min(len(control), len(train)), False))]
+    size = min(len(control), len(train))  # equal sizes: 0.5 is what new data scores
+    sample = train[np.sort(rng.choice(len(train), size, False))]
+    holdout = control[np.sort(rng.choice(len(control), size, False))]
     d_train = _neighbours(syn, sample, 1)[:, 0]
-    d_control = _neighbours(syn, control, 1)[:, 0]
+    d_control = _neighbours(syn, holdout, 1)[:, 0]
     share = float(np.mean(d_train < d_control) + 0.5 * np.mean(d_train == d_control))
     nearest = to_train[:, 0]
     ratio = float(np.median(nearest) / max(np.median(ctl_to_train), 1e-12))

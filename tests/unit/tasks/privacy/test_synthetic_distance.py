@@ -54,3 +54,10 @@ def test_membership_attacks_catch_a_memorising_synthesizer():
     assert caught["distance"]["auc"] > 0.9 and caught["members"] == 1000
     with pytest.raises(ValueError, match="at least 20 control rows"):
         membership_of_synthetic(fresh, train, control[:10])
+
+
+def test_dcr_share_compares_equal_sized_sets():
+    # fewer training rows than control rows: still 0.5 for fresh rows
+    rng = np.random.default_rng(3)
+    train, control, fresh = _rows(300, rng), _rows(3000, rng), _rows(1000, rng)
+    assert distance_privacy(fresh, train, control)["dcr_share"] == pytest.approx(0.5, abs=0.06)
