@@ -70,6 +70,7 @@ def main() -> None:
     label = names.index(target)
     spec = pre.specs[label]
     yes = spec.categories.index(str(profile.target.positive))
+    label_cols = slice(*pre.column_blocks()[label][1:])  # the label's one-hot block
     cfg = VaeConfig(heads=pre.heads(), condition=label, epochs=args.epochs,
                     batch_size=args.batch_size)
     rows = args.rows or frame.height
@@ -92,7 +93,7 @@ def main() -> None:
             args.dp_epsilon, delta, q, steps, "rdp",
             extra_events=(accounting.histogram_event(hist_sigma),))
         result = train_vae(x_train, cfg, budget=budget, clip_norm=DEFAULT_CLIP_NORM)
-        counts = x_train[:, pre.column_blocks()[label][1]:pre.column_blocks()[label][2]].sum(0)
+        counts = x_train[:, label_cols].sum(0)
         rate = float(noisy_distribution(counts, hist_sigma)[yes])
         dp_note = (f"DP eps {budget.epsilon:.3f} at delta {delta:g} (add/remove, RDP), "
                    f"sigma {budget.noise_multiplier:.3f}, histogram sigma {hist_sigma:.1f}")
@@ -106,7 +107,6 @@ def main() -> None:
              if not c.startswith(f"{target}_")]
     fid = fidelity_report(train.select(synthetic.columns), synthetic,
                           test.select(synthetic.columns), seed=args.seed)
-    label_cols = slice(*pre.column_blocks()[label][1:])
 
     def labels(x):
         return (x[:, label_cols].argmax(axis=1) == yes).astype(int)

@@ -216,7 +216,7 @@ def custom_layers() -> dict:
             parsed = as_heads(self.heads)
             width = total_width(parsed)
             member = np.zeros((width, len(parsed)), dtype="float32")
-            for j, (h, start) in enumerate(zip(parsed, _starts(parsed), strict=True)):
+            for j, (h, start) in enumerate(zip(parsed, starts(parsed), strict=True)):
                 member[start:start + h.width, j] = 1.0
             self._member, self._categorical = member, categorical_mask(parsed)
             self._ids = member.argmax(axis=1).astype("int32")  # each output's block
@@ -262,13 +262,14 @@ def categorical_mask(heads: Sequence[Head]):
     import numpy as np
 
     mask = np.zeros((total_width(heads),), dtype="float32")
-    for h, start in zip(heads, _starts(heads), strict=True):
+    for h, start in zip(heads, starts(heads), strict=True):
         if h.family == CATEGORICAL:
             mask[start:start + h.width] = 1.0
     return mask
 
 
-def _starts(heads: Sequence[Head]) -> list[int]:
+def starts(heads: Sequence[Head]) -> list[int]:
+    """Where each head's block begins in the matrix."""
     out, s = [], 0
     for h in heads:
         out.append(s)

@@ -37,7 +37,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from cloakflow.models.heads import NUMERIC, Head, as_heads
+from cloakflow.models.heads import NUMERIC, Head, as_heads, starts, total_width
 
 PROBIT_CLIP = 1e-4  # CDF values are clipped to [c, 1 - c] before the probit (|score| <= 3.72)
 MIN_LOG_SIGMA = -7.0  # a numeric head's log standard deviation is kept above this
@@ -113,10 +113,6 @@ class _Layout:
 
 @functools.cache
 def _layout(heads: tuple[Head, ...], condition: int | None) -> _Layout:
-    starts, s = [], 0
-    for h in heads:
-        starts.append(s)
-        s += h.width
     outputs, o, modelled = [], 0, []
     for i, h in enumerate(heads):
         if i == condition:
@@ -125,7 +121,7 @@ def _layout(heads: tuple[Head, ...], condition: int | None) -> _Layout:
         outputs.append((o, o + size))
         modelled.append(i)
         o += size
-    return _Layout(tuple(starts), tuple(outputs), tuple(modelled), s, o)
+    return _Layout(tuple(starts(heads)), tuple(outputs), tuple(modelled), total_width(heads), o)
 
 
 def to_model_space(x: np.ndarray, heads: Sequence[Head]) -> np.ndarray:
