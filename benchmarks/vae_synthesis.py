@@ -46,7 +46,7 @@ def main() -> None:
 
     from cloakflow.models.vae import VaeConfig, train_vae
     from cloakflow.tasks.data.ingest import read_table
-    from cloakflow.tasks.data.preprocess import TablePreprocessor
+    from cloakflow.tasks.data.preprocess import DISCRETE_LEVELS, TablePreprocessor
     from cloakflow.tasks.data.profile import load_profile
     from cloakflow.tasks.evaluation.fidelity import fidelity_report
     from cloakflow.tasks.evaluation.tstr import tstr
@@ -63,7 +63,8 @@ def main() -> None:
                                            stratify=y_all, random_state=42)
     train, test = frame[np.sort(train_idx)], frame[np.sort(test_idx)]
     pre = TablePreprocessor(profile, numeric="quantile", with_target=True,
-                            missing_state=True, public_bounds=args.dp_epsilon is not None)
+                            missing_state=True, public_bounds=args.dp_epsilon is not None,
+                            discrete_levels=DISCRETE_LEVELS)
     pre.fit(train, "train")
     x_train, x_test = pre.transform(train, "train"), pre.transform(test, "test", "ignore")
     names = [s.name for s in pre.specs]

@@ -31,6 +31,10 @@ ID_NAME = (r"(^|[_\W])(id|Id|ID|key|Key|KEY|no|No|NO|nr|Nr|NR|num|Num|NUM|number
 
 
 QUANTILE_KNOTS = 1000
+# a numeric column with at most this many distinct values, each seen on average in at least
+# DISCRETE_MIN_ROWS training rows, is a discrete numeric (``discrete_levels``)
+DISCRETE_LEVELS = 32
+DISCRETE_MIN_ROWS = 50
 
 
 def integer_key_reasons(series: pl.Series) -> list[str]:
@@ -105,6 +109,7 @@ class ColumnSpec:
     transform: Literal["minmax", "quantile"] = "minmax"  # numeric family
     knots: list[float] = field(default_factory=list)  # quantile: source-unit quantiles
     missing_of: str | None = None  # a missing-value flag: the column whose nulls it marks
+    discrete: bool = False  # a numeric column modelled as categories of its values
 
     @property
     def family(self) -> str:
@@ -149,12 +154,23 @@ class TablePreprocessor:
             as ``missing: impute`` does), and ``reverse_transform`` writes a null wherever the
             flag is set: missing values are modelled as their own state, not imputed away.
             The profile's ``missing: error`` still refuses nulls.
+        discrete_levels: a numeric column (kind ``numeric``, not dates) with at most this many
+            distinct training values, each seen on average in ``DISCRETE_MIN_ROWS`` rows or
+            more, is encoded as a one-hot block over its values (``ColumnSpec.discrete``) and
+            decoded back to numbers of its source type: a rate published per quarter, a code
+            like 999, a small count keep their exact values and their point masses, which a
+            density over a continuous scale smears. 0 (the default, as the codes use) turns
+            this off. With ``public_bounds`` the value list is data, so the rule is not
+            applied; there a numeric column whose public bounds list ``categories`` (the
+            values it can take, known without the data) is discrete over them.
     """
 
     def __init__(self, profile: DatasetProfile, public_bounds: bool = False,
                  numeric: Literal["minmax", "quantile"] = "minmax",
-                 with_target: bool = False, missing_state: bool = False):
+                 with_target: bool = False, missing_state: bool = False,
+                 discrete_levels: int = 0):
         self.profile = profile
+        self.discrete_levels = discrete_levels
         self.public_bounds = public_bounds
         self.numeric = numeric
         self.with_target = with_target
@@ -204,6 +220,10 @@ class TablePreprocessor:
             if kind == "boolean":  # its domain is public by nature
                 spec = ColumnSpec(col, group, kind, categories=["false", "true"],
                                   fill=self._mode(series), bounds="public", dtype=dtype)
+            elif public is not None and family == "numeric" and public.categories:
+                spec = ColumnSpec(col, group, "categorical", categories=public.categories,
+                                  fill=public.categories[0], bounds="public", dtype=dtype,
+                                  discrete=True)
             elif public is not None and family == "numeric":
                 if isinstance(public.min, dt.date) and kind == "numeric":
                     raise PreprocessError(f"{source}: column {col!r}: its bounds are dates but "
@@ -218,6 +238,12 @@ class TablePreprocessor:
             elif public is not None:
                 spec = ColumnSpec(col, group, kind, categories=public.categories,
                                   fill=public.categories[0], bounds="public", dtype=dtype)
+            elif family == "numeric" and self._is_discrete(series, kind):
+                labels = kinds.category_text(series).drop_nulls()
+                counts = labels.value_counts(sort=True)
+                spec = ColumnSpec(col, group, "categorical", fill=counts.get_column(col)[0],
+                                  categories=sorted(counts.get_column(col).to_list(),
+                                                    key=float), dtype=dtype, discrete=True)
             elif family == "numeric":
                 values = self._numbers(series, kind, source)
                 values = values[~np.isnan(values)]
@@ -246,6 +272,17 @@ class TablePreprocessor:
                                              bounds="data", dtype="Boolean",
                                              missing_of=col))
         return self
+
+    def _is_discrete(self, series: pl.Series, kind: str) -> bool:
+        """Whether a numeric column without public bounds is a discrete numeric
+        (``discrete_levels``); never in a DP run, where the value list would be data."""
+        if not self.discrete_levels or self.public_bounds or kind != "numeric":
+            return False
+        present = series.drop_nulls()
+        if series.dtype.is_float():
+            present = present.filter(present.is_finite())
+        levels = present.n_unique()
+        return 0 < levels <= self.discrete_levels and len(present) >= DISCRETE_MIN_ROWS * levels
 
     @staticmethod
     def _mode(series: pl.Series) -> str:
@@ -444,7 +481,7 @@ class TablePreprocessor:
     def to_dict(self) -> dict[str, Any]:
         return {"profile": self.profile.model_dump(mode="json"),
                 "with_target": self.with_target, "missing_state": self.missing_state,
-                "columns": [s.__dict__ for s in self.specs]}
+                "discrete_levels": self.discrete_levels, "columns": [s.__dict__ for s in self.specs]}
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=1, default=str)
@@ -453,6 +490,7 @@ class TablePreprocessor:
     def from_dict(cls, state: dict[str, Any]) -> TablePreprocessor:
         pre = cls(DatasetProfile.model_validate(state["profile"]),
                   with_target=state.get("with_target", False),
-                  missing_state=state.get("missing_state", False))
+                  missing_state=state.get("missing_state", False),
+                  discrete_levels=state.get("discrete_levels", 0))
         pre.specs = [ColumnSpec(**s) for s in state["columns"]]
         return pre

@@ -131,6 +131,14 @@ class PrivacySettings(BaseModel):
         return self
 
 
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
 class PublicBounds(BaseModel):
     """Bounds of one column known without looking at the data (a code book, a domain range).
 
@@ -270,11 +278,21 @@ class DatasetProfile(BaseModel):
                     and kind not in ("date", "datetime"):
                 raise ValueError(f"bounds for {col!r} are dates: declare it date or datetime "
                                  "under columns:, or give numbers")
-            if kind is not None and (FAMILY[kind] == "numeric") != (b.categories is None):
-                want = ("min and max" if FAMILY[kind] == "numeric"
+            # a numeric column may list its values instead (a discrete numeric: a rate
+            # published per quarter, a code book of integer codes)
+            listed = b.categories is not None and kind != "numeric"
+            if kind is not None and (FAMILY[kind] == "numeric") == listed:
+                want = ("min and max, or categories: [...] (the values a numeric column "
+                        "takes)" if kind == "numeric" else "min and max"
+                        if FAMILY[kind] == "numeric"
                         else "categories: [...] (integer codes may be written as numbers)")
                 raise ValueError(f"bounds for {col!r} do not match its kind {kind!r}: give "
                                  f"{want}, or remove its bounds")
+            if kind == "numeric" and b.categories is not None:
+                words = [c for c in b.categories if not _is_number(c)]
+                if words:
+                    raise ValueError(f"bounds for {col!r} do not match its kind 'numeric': "
+                                     f"its categories {words[:5]} are not numbers")
         elsewhere = {self.target.column, *self.drop, *self.identifiers}
         stray = sorted(set(self.columns) - set(seen) - elsewhere)
         if stray:  # most often a typo in groups: the declared name is the right one

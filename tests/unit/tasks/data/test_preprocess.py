@@ -207,3 +207,52 @@ def test_synthesis_mode_models_the_target_and_missing_values_as_a_state(tiny_fra
     again = TablePreprocessor.from_dict(pre.to_dict())
     np.testing.assert_array_equal(again.transform(holes), x)
     assert "target" in pre.group_slices()
+
+
+def _discrete_table(rows: int = 2_000) -> tuple[DatasetProfile, pl.DataFrame]:
+    rng = np.random.default_rng(3)
+    frame = pl.DataFrame({
+        "rate": rng.choice([-1.8, -0.1, 1.1, 1.4], rows),  # a published quarterly rate
+        "days": np.where(rng.random(rows) < 0.9, 999, rng.integers(0, 20, rows)),  # code 999
+        "amount": rng.lognormal(3, 1, rows),  # continuous
+        "label": rng.choice(["a", "b"], rows)})
+    profile = DatasetProfile.model_validate({
+        "name": "discrete", "target": {"column": "label", "positive": "b"},
+        "groups": {"g": ["rate", "days", "amount"]},
+        "columns": {"rate": "numeric", "days": "numeric", "amount": "numeric"},
+        "bounds": {"rate": {"categories": [-1.8, -0.1, 1.1, 1.4, 2.0]},
+                   "days": {"min": 0, "max": 999}, "amount": {"min": 0, "max": 1e4}}})
+    return profile, frame
+
+
+def test_discrete_numerics_are_categories_of_their_values_and_decode_exactly():
+    profile, frame = _discrete_table()
+    pre = TablePreprocessor(profile, numeric="quantile", discrete_levels=32).fit(frame)
+    spec = {s.name: s for s in pre.specs}
+    assert spec["rate"].discrete and spec["rate"].family == "categorical"
+    assert spec["rate"].categories == ["-1.8", "-0.1", "1.1", "1.4"]
+    assert spec["days"].discrete and "999" in spec["days"].categories  # 21 levels
+    assert not spec["amount"].discrete and spec["amount"].transform == "quantile"
+    back = pre.reverse_transform(pre.transform(frame))
+    assert back["rate"].dtype == pl.Float64 and back["days"].dtype == pl.Int64
+    assert back["rate"].to_list() == frame["rate"].to_list()  # exact values, not interpolated
+    assert back["days"].to_list() == frame["days"].to_list()
+    # off by default (the codes): the same columns stay numbers
+    assert all(not s.discrete for s in TablePreprocessor(profile).fit(frame).specs)
+    # too few rows per level: a continuous-looking column is not made discrete
+    small = TablePreprocessor(profile, discrete_levels=32).fit(frame.head(60))
+    assert not {s.name: s for s in small.specs}["days"].discrete
+    again = TablePreprocessor.from_dict(pre.to_dict())
+    assert again.discrete_levels == 32 and again.specs == pre.specs
+
+
+def test_a_dp_run_takes_discrete_values_only_from_public_bounds():
+    profile, frame = _discrete_table()
+    pre = TablePreprocessor(profile, public_bounds=True, numeric="quantile",
+                            discrete_levels=32).fit(frame)
+    spec = {s.name: s for s in pre.specs}
+    # public value list (one value the rows never show): discrete over it
+    assert spec["rate"].discrete and spec["rate"].bounds == "public"
+    assert spec["rate"].categories == ["-1.8", "-0.1", "1.1", "1.4", "2"]
+    # no public value list: the rows' 21 values are data, so the column stays a number
+    assert not spec["days"].discrete and spec["days"].bounds == "public"
