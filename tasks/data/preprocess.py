@@ -481,7 +481,8 @@ class TablePreprocessor:
     def to_dict(self) -> dict[str, Any]:
         return {"profile": self.profile.model_dump(mode="json"),
                 "with_target": self.with_target, "missing_state": self.missing_state,
-                "discrete_levels": self.discrete_levels, "columns": [s.__dict__ for s in self.specs]}
+                "discrete_levels": self.discrete_levels,
+                "columns": [s.__dict__ for s in self.specs]}
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=1, default=str)
