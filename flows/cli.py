@@ -1,6 +1,6 @@
-"""Command line: ``cloakflow run [DATASET] [options]``.
+"""Command line: ``cloakflow run [DATASET] [options]``, ``cloakflow synthesize [DATASET]``.
 
-Runs the anonymisation flow, prints the utility table and, as its last line, the release folder.
+Runs a release flow, prints its results and, as its last line, the release folder.
 Bad input exits with status 2 and a report naming the file, column and rule.
 """
 
@@ -75,12 +75,20 @@ def _option_type(annotation):
 
 
 def _parser() -> argparse.ArgumentParser:
-    from cloakflow.flows.parameters import FrontierParameters, RunParameters
+    from cloakflow.flows.parameters import (
+        FrontierParameters,
+        RunParameters,
+        SynthesizeParameters,
+    )
 
     ap = argparse.ArgumentParser(prog="cloakflow", description=__doc__.split("\n\n")[0])
     sub = ap.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="encode a table, evaluate it and publish the release")
     add_model_options(run, RunParameters)
+    sy = sub.add_parser("synthesize", help="train a generator (a VAE, optionally DP end to "
+                                           "end), publish synthetic rows with their "
+                                           "evaluation and privacy report")
+    add_model_options(sy, SynthesizeParameters)
     fr = sub.add_parser("frontier", help="sweep code-noise scales: utility vs inversion")
     add_model_options(fr, FrontierParameters)
 
@@ -107,6 +115,8 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "run":
         return _run(args)
+    if args.command == "synthesize":
+        return _synthesize(args)
     if args.command == "frontier":
         return _frontier(args)
     if args.command == "attack":
@@ -119,9 +129,67 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from cloakflow.flows.parameters import RunParameters
+
+    params = _parameters(RunParameters, args)
+    if isinstance(params, int):
+        return params
+
+    def call():
+        from cloakflow.flows.anonymize import anonymize
+
+        return anonymize(params)
+
+    outcome = _execute(params, call, "Add noise (--noise, or privacy.noise in the profile; "
+                                     "`cloakflow frontier` shows the trade-off) ")
+    if isinstance(outcome, int):
+        return outcome
+    print(f"\nUtility ({params.folds}-fold {params.fold_scheme}, forest {params.forest}):")
+    print(outcome.table_markdown)
+    print(f"MLflow run: {outcome.mlflow_run_id}")
+    print(outcome.release)
+    return 0
+
+
+def _synthesize(args: argparse.Namespace) -> int:
+    from cloakflow.flows.parameters import SynthesizeParameters
+
+    params = _parameters(SynthesizeParameters, args)
+    if isinstance(params, int):
+        return params
+
+    def call():
+        from cloakflow.flows.synthesize import synthesize
+
+        return synthesize(params)
+
+    outcome = _execute(params, call, "Train with DP (--dp-epsilon), fewer epochs or more "
+                                     "rows, ")
+    if isinstance(outcome, int):
+        return outcome
+    print("\n" + outcome.report_markdown)
+    print(f"MLflow run: {outcome.mlflow_run_id}")
+    print(outcome.release)
+    return 0
+
+
+def _parameters(model: type[BaseModel], args: argparse.Namespace):
+    """The flow's parameter model from the options, or exit status 2 with the errors."""
     from pydantic import ValidationError
 
-    from cloakflow.flows.parameters import RunParameters
+    try:
+        return model(**_values(args))
+    except ValidationError as exc:
+        lines = [f"  {_flag(str(e['loc'][0]))}: {e['msg']} (got {e['input']!r})"
+                 for e in exc.errors()]
+        print("invalid options, nothing was run:\n" + "\n".join(lines), file=sys.stderr)
+        return EXIT_BAD_INPUT
+
+
+def _execute(params, call, remedy: str):
+    """Run a release flow (``call``) with the command line's error handling: the flow's
+    outcome, or the exit status after a report on stderr (2: bad input or DP plan, 3: policy
+    or budget)."""
     from cloakflow.tasks.data.ingest import IngestError
     from cloakflow.tasks.data.locate import DataNotFoundError
     from cloakflow.tasks.data.preprocess import PreprocessError
@@ -132,13 +200,6 @@ def _run(args: argparse.Namespace) -> int:
     from cloakflow.tasks.privacy.ledger import BudgetExhausted
     from cloakflow.tasks.privacy.policy import PolicyViolation
 
-    try:
-        params = RunParameters(**_values(args))
-    except ValidationError as exc:
-        lines = [f"  {_flag(str(e['loc'][0]))}: {e['msg']} (got {e['input']!r})"
-                 for e in exc.errors()]
-        print("invalid options, nothing was run:\n" + "\n".join(lines), file=sys.stderr)
-        return EXIT_BAD_INPUT
     try:  # a broken profile is reported before any server starts
         load_profile(params.profile_path or params.dataset)
     except ProfileError as exc:
@@ -148,10 +209,8 @@ def _run(args: argparse.Namespace) -> int:
     rejected = (DataValidationError, IngestError, PreprocessError, ProfileError,
                 DataNotFoundError, TargetError)  # input errors: exit 2, "INPUT REJECTED"
     runtime.quiet_expected_errors((DpPlanError, PolicyViolation, BudgetExhausted, *rejected))
-    from cloakflow.flows.anonymize import anonymize
-
     try:
-        outcome = anonymize(params)
+        return call()
     except DpPlanError as exc:
         print(f"\nDP PLAN REJECTED, nothing was trained or published.\n{exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
@@ -161,9 +220,7 @@ def _run(args: argparse.Namespace) -> int:
     except PolicyViolation as exc:
         skipped = not params.privacy_attacks
         print(f"\nRELEASE BLOCKED by the privacy policy, nothing was published.\n{exc}\n"
-              + ("Run the attacks (drop --skip-attacks) " if skipped else
-                 "Add noise (--noise, or privacy.noise in the profile; `cloakflow frontier` "
-                 "shows the trade-off) ")
+              + ("Run the attacks (drop --skip-attacks) " if skipped else remedy)
               + "or publish anyway with --accept-risk \"reason\".", file=sys.stderr)
         if params.dp_epsilon is not None:
             print(f"This DP run already spent epsilon {params.dp_epsilon:g} of the dataset's "
@@ -177,11 +234,6 @@ def _run(args: argparse.Namespace) -> int:
               f"{' --profile ' + params.profile_path if params.profile_path else ''}` lists "
               "what was spent.", file=sys.stderr)
         return EXIT_POLICY
-    print(f"\nUtility ({params.folds}-fold {params.fold_scheme}, forest {params.forest}):")
-    print(outcome.table_markdown)
-    print(f"MLflow run: {outcome.mlflow_run_id}")
-    print(outcome.release)
-    return 0
 
 
 def _flag(name: str) -> str:

@@ -73,6 +73,54 @@ class RunParameters(BaseModel):
                               "manifest, each private-row figure marked not covered")
 
 
+class SynthesizeParameters(BaseModel):
+    """Parameters of one synthetic release (shown as a form in the Prefect UI)."""
+
+    dataset: str = Field("bank-marketing", description="profile name in deployments/profiles/")
+    input_path: str | None = Field(None, description="table to read instead of the profile's")
+    profile_path: str | None = Field(None, description="profile YAML instead of the named one")
+    out: str = Field("releases", description="folder that receives <dataset>/<run id>/")
+    model: Literal["vae"] = Field("vae", description="the generator: vae (a conditional "
+                                                     "tabular VAE)")
+    rows: int | None = Field(
+        None, ge=1, description="synthetic rows to publish (default: as many as the training "
+                                "rows; under DP their DP count)")
+    condition: str | None = Field(
+        None, description="COLUMN=VALUE: condition the VAE on this categorical column and "
+                          "give every row this value (default: conditioned on the target, "
+                          "labels drawn at the training rate or its DP estimate)")
+    seed: int = Field(42, description="seeds the split, non-DP training, sampling and the "
+                                      "evaluation")
+    epochs: int = Field(30, ge=1, description="VAE epochs (fixed; no early stopping)")
+    batch_size: int = Field(500, ge=1, description="rows per step (non-DP)")
+    latent: int = Field(0, ge=0, description="latent dimensions (0: one per column, 8 to 64)")
+    control_fraction: float = Field(
+        0.2, ge=0.0, le=0.5, description="rows held out of training: the evaluation's and "
+                                         "the attacks' control rows")
+    privacy_attacks: bool = Field(
+        True, description="run the attacks; without them the policy cannot be checked and "
+                          "the release is published only with accept_risk")
+    accept_risk: str | None = Field(
+        None, description="publish even if the privacy policy is crossed; the reason is "
+                          "recorded in the manifest")
+    dp_epsilon: float | None = Field(
+        None, gt=0, allow_inf_nan=False,
+        description="differentially private end to end: epsilon for everything that reads "
+                    "the rows (histogram and DP-SGD); needs public bounds for every column")
+    dp_delta: float | None = Field(
+        None, gt=0, lt=1, description="delta (default 1e-6, public: not derived from the row "
+                                      "count)")
+    dp_clip: float | None = Field(None, gt=0, allow_inf_nan=False,
+                                  description="per-row gradient clip norm C (default 0.1)")
+    dp_epochs: int = Field(30, ge=1, description="DP-SGD epochs (steps = epochs / q)")
+    dp_sampling_rate: float = Field(
+        0.01, gt=0, le=1, description="DP-SGD Poisson sampling rate q (public, so that the "
+                                      "row count is not published)")
+    dp_report: Literal["private", "full"] = Field(
+        "private", description="private = evaluation and attack figures stay in MLflow; full "
+                               "= in the manifest too, marked not covered by epsilon")
+
+
 class FrontierParameters(BaseModel):
     """Parameters of a frontier sweep (shown as a form in the Prefect UI)."""
 

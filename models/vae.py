@@ -367,7 +367,7 @@ class VaeResult:
 
 def train_vae(x: np.ndarray, config: VaeConfig, seed: int = 0, *, budget=None,
               clip_norm: float | None = None, rng: np.random.Generator | None = None,
-              on_epoch=None) -> VaeResult:
+              on_epoch=None, expected_batch: float | None = None) -> VaeResult:
     """Train a VAE on the preprocessed rows ``x`` through the trainer seam.
 
     Plain (``budget`` None): ``config.epochs`` epochs of shuffled minibatches, row order and
@@ -383,6 +383,8 @@ def train_vae(x: np.ndarray, config: VaeConfig, seed: int = 0, *, budget=None,
         budget, clip_norm: DP-SGD's plan and the per-row gradient bound C.
         on_epoch: ``on_epoch(epoch, {"loss": ..., "clipped": ...})``, loss = mean negative
             ELBO per row (nats).
+        expected_batch: DP with a private row count: the public divisor of the noisy gradient
+            sum (``dp_sgd.train_dp``; default q * n).
 
     Raises:
         ValueError: ``x`` does not match the heads' width, or is not a 2-D matrix with rows.
@@ -405,5 +407,6 @@ def train_vae(x: np.ndarray, config: VaeConfig, seed: int = 0, *, budget=None,
     init_rng, train_rng = secret_streams(2, rng)
     vae = build_vae(config, int(init_rng.integers(0, 2**30)))
     log = train(vae.model, xm, config.training(), budget=budget, clip_norm=clip_norm,
-                loss_fn=vae.per_example_loss(), rng=train_rng, on_epoch=on_epoch)
+                loss_fn=vae.per_example_loss(), rng=train_rng, on_epoch=on_epoch,
+                expected_batch=expected_batch)
     return VaeResult(vae, log, None)

@@ -119,7 +119,8 @@ def log_keras_model(run_id: str, model: Any, sample: Any, name: str = "model") -
     """Log a Keras 3 model into a run with ``mlflow.keras``.
 
     Pip requirements are explicit (inferring them costs ~15 s a model) and the signature is
-    inferred from ``sample`` rows, so the model can be served and checked against its input.
+    inferred from ``sample`` rows, so the model can be served and checked against its input
+    (a list of arrays, one per input, for a model with several inputs: logged unsigned).
     The sample's outputs come from a plain (eager) call of the model, not ``model.predict``:
     ``predict`` builds and traces a ``tf.function`` for the model, which here would serve these
     few rows once and never again (a trace per logged model, and TensorFlow's "triggered
@@ -129,8 +130,12 @@ def log_keras_model(run_id: str, model: Any, sample: Any, name: str = "model") -
     import mlflow.keras
     from mlflow.models import infer_signature
 
-    outputs = keras.ops.convert_to_numpy(model(np.asarray(sample), training=False))
-    signature = infer_signature(sample, outputs)
+    if isinstance(sample, (list, tuple)):  # several inputs (a conditional decoder: z, label)
+        model([np.asarray(s) for s in sample], training=False)  # checks that it runs
+        signature = None  # MLflow's signatures describe one input tensor or a named frame
+    else:
+        outputs = keras.ops.convert_to_numpy(model(np.asarray(sample), training=False))
+        signature = infer_signature(sample, outputs)
     with _resumed(run_id):
         mlflow.keras.log_model(model, name=name, pip_requirements=KERAS_PIP_REQUIREMENTS,
                                signature=signature)

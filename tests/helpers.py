@@ -40,20 +40,24 @@ def tiny_profile_dict(**overrides) -> dict:
         # a policy every release passes: tests about blocking set their own limits
         "privacy": {"sensitive": ["owns"], "anonymeter_attacks": 30,
                     "policy": {"max_inversion_gain": 1.0, "max_inversion_r2": 1.0,
-                               "max_membership_auc": 1.0, "max_reidentification": 1.0}},
+                               "max_membership_auc": 1.0, "max_reidentification": 1.0,
+                               "max_dcr_share": 1.0, "max_exact_copy_excess": 1.0,
+                               "max_membership_tpr": 1.0}},
     }
     d.update(overrides)
     return d
 
 
-def release_epsilon_by_dp_accounting(dp: dict) -> float:
+def release_epsilon_by_dp_accounting(dp: dict, adjacency: str = "replace_one") -> float:
     """The release total from a manifest's ``dp`` numbers, with dp-accounting called directly
-    (PLD, replace-one), independently of cloakflow's own accounting code."""
+    (PLD; replace-one, or ``add_remove``), independently of cloakflow's own accounting code.
+    A mechanism with one step at q = 1 is a plain Gaussian mechanism (a DP histogram)."""
     import dp_accounting
     from dp_accounting.pld import pld_privacy_accountant
 
-    acc = pld_privacy_accountant.PLDAccountant(
-        neighboring_relation=dp_accounting.NeighboringRelation.REPLACE_ONE)
+    relation = {"replace_one": dp_accounting.NeighboringRelation.REPLACE_ONE,
+                "add_remove": dp_accounting.NeighboringRelation.ADD_OR_REMOVE_ONE}[adjacency]
+    acc = pld_privacy_accountant.PLDAccountant(neighboring_relation=relation)
     for m in dp["mechanisms"]:
         acc.compose(dp_accounting.SelfComposedDpEvent(dp_accounting.PoissonSampledDpEvent(
             m["sampling_rate"], dp_accounting.GaussianDpEvent(m["noise_multiplier"])),

@@ -18,9 +18,9 @@ import numpy as np
 from cloakflow.models.training.dp_sgd import secret_streams
 
 
-def noisy_distribution(counts: np.ndarray, noise_multiplier: float,
-                       rng: np.random.Generator | None = None) -> np.ndarray:
-    """The category shares from Gaussian-noised counts.
+def noisy_counts(counts: np.ndarray, noise_multiplier: float,
+                 rng: np.random.Generator | None = None) -> np.ndarray:
+    """Gaussian-noised counts over a public domain, clipped at 0 (post-processing).
 
     Args:
         counts: rows per category over a public domain, shape (k,).
@@ -28,7 +28,8 @@ def noisy_distribution(counts: np.ndarray, noise_multiplier: float,
         rng: tests only; without it the noise comes from OS entropy (``secret_streams``).
 
     Returns:
-        shares, shape (k,), non-negative, summing to 1 (uniform if every noisy count is <= 0).
+        noisy counts, shape (k,), float64, non-negative; their sum is a DP estimate of the
+        row count.
 
     Raises:
         ValueError: no categories, negative counts or a non-positive sigma.
@@ -39,6 +40,21 @@ def noisy_distribution(counts: np.ndarray, noise_multiplier: float,
     if not noise_multiplier > 0:
         raise ValueError("noise_multiplier must be positive")
     (stream,) = secret_streams(1, rng)
-    noisy = np.clip(counts + stream.normal(0.0, noise_multiplier, len(counts)), 0.0, None)
+    return np.clip(counts + stream.normal(0.0, noise_multiplier, len(counts)), 0.0, None)
+
+
+def shares(noisy: np.ndarray) -> np.ndarray:
+    """Noisy counts normalised to shares summing to 1 (uniform if every count is 0)."""
     total = noisy.sum()
-    return noisy / total if total > 0 else np.full(len(counts), 1.0 / len(counts))
+    return noisy / total if total > 0 else np.full(len(noisy), 1.0 / len(noisy))
+
+
+def noisy_distribution(counts: np.ndarray, noise_multiplier: float,
+                       rng: np.random.Generator | None = None) -> np.ndarray:
+    """The category shares from Gaussian-noised counts (``noisy_counts``, then ``shares``);
+    shape (k,), non-negative, summing to 1.
+
+    Raises:
+        ValueError: no categories, negative counts or a non-positive sigma.
+    """
+    return shares(noisy_counts(counts, noise_multiplier, rng))

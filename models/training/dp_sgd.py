@@ -672,14 +672,14 @@ def train_dp(models, x: np.ndarray, budget: DpBudget, clip_norm: float, *,
              loss_fn: Callable | list | None = None, rng: np.random.Generator | None = None,
              pad_to: int = 32, steps_per_execution: int = 32,
              on_epoch: Callable[[int, dict[str, float]], None] | None = None,
-             optimizers=None) -> DpTrainLog:
+             optimizers=None, expected_batch: float | None = None) -> DpTrainLog:
     """Train ``models`` with DP-SGD (Abadi et al. 2016) for exactly ``budget.steps`` steps of
     one mechanism.
 
     Batches are Poisson samples with rate ``budget.sampling_rate``; each row's gradient over all
     models' parameters is clipped to ``clip_norm``; the noise has standard deviation
     ``budget.noise_multiplier * clip_norm`` on every parameter; the update is divided by the
-    expected batch size q * n.
+    expected batch size q * n, or by ``expected_batch``.
 
     Args:
         models: one Keras model or a list sharing the mechanism (see ``DpSgd``).
@@ -698,6 +698,9 @@ def train_dp(models, x: np.ndarray, budget: DpBudget, clip_norm: float, *,
         on_epoch: ``on_epoch(epoch, {"loss": mean per-row loss of the epoch's batches,
             "clipped": share of rows whose gradient norm exceeded C})``, every 1/q steps and
             after the last.
+        expected_batch: the divisor of the noisy gradient sum, when the row count n is private
+            (add/remove adjacency): a public number (e.g. q times a DP count of the rows), so
+            that the update is not a function of n itself. None: q * n (n public).
 
     Raises:
         ValueError: the budget is not for Poisson sampling, or steps_per_execution < 1.
@@ -719,7 +722,9 @@ def train_dp(models, x: np.ndarray, budget: DpBudget, clip_norm: float, *,
         trainer.reseed(state_rng)
     total_params = sum(trainer.sizes)
     noise_std = budget.noise_multiplier * clip_norm if budget.noise_multiplier > 0 else 0.0
-    denominator = q * n
+    denominator = expected_batch if expected_batch is not None else q * n
+    if denominator <= 0:
+        raise ValueError(f"the expected batch size must be positive, got {denominator}")
     ends = epoch_ends(budget.steps, q)
     log = DpTrainLog(budget, clip_norm)
     start = epoch_start = time.perf_counter()

@@ -74,7 +74,8 @@ def train(models, x: np.ndarray, config: TrainConfig, *, budget: DpBudget | None
           clip_norm: float | None = None, columns: list | None = None,
           targets: list | None = None, loss_fn: Callable | list | None = None,
           optimizers=None, seed: int = 0, rng: np.random.Generator | None = None,
-          on_epoch: Callable[[int, dict[str, float]], None] | None = None) -> TrainLog:
+          on_epoch: Callable[[int, dict[str, float]], None] | None = None,
+          expected_batch: float | None = None) -> TrainLog:
     """Train ``models`` on the rows of ``x``, plainly or with DP-SGD.
 
     Args:
@@ -97,6 +98,8 @@ def train(models, x: np.ndarray, config: TrainConfig, *, budget: DpBudget | None
         rng: DP runs, tests only: see ``dp_sgd.train_dp`` (without it every DP random draw
             comes from secret OS-entropy streams).
         on_epoch: ``on_epoch(epoch, {"loss": ..., "clipped": ...})`` after every epoch.
+        expected_batch: DP runs with a private row count: the public divisor of the noisy
+            gradient sum (``dp_sgd.train_dp``).
 
     Returns:
         The run's log; steps_run equals ``budget.steps`` under DP.
@@ -116,7 +119,7 @@ def train(models, x: np.ndarray, config: TrainConfig, *, budget: DpBudget | None
         return train_dp(models, x, budget, clip_norm, columns=columns, targets=targets,
                         loss_fn=loss_fn, rng=rng, pad_to=config.pad_to,
                         steps_per_execution=config.steps_per_execution, on_epoch=on_epoch,
-                        optimizers=optimizers)
+                        optimizers=optimizers, expected_batch=expected_batch)
     return _train_plain(models, x, config, columns, targets, loss_fn, optimizers, seed,
                         on_epoch)
 

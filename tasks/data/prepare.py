@@ -53,13 +53,16 @@ def numeric_scaling(architecture: str) -> str:
 
 def prepare(profile: DatasetProfile, input_path: str | None, control_fraction: float, seed: int,
             parent: str, timings: dict[str, float], public_bounds: bool = False,
-            folds: int | None = None, numeric: str = "minmax") -> Prepared:
+            folds: int | None = None, numeric: str = "minmax",
+            options: dict | None = None) -> Prepared:
     """locate -> ingest -> validate -> split -> preprocess, logging to the parent MLflow run.
 
     ``public_bounds`` (DP runs): scale and one-hot encode with the profile's public bounds
     where it has them, instead of statistics of the training rows.
 
-    ``numeric``: the numeric scaling (``minmax`` or ``quantile``, see ``TablePreprocessor``).
+    ``numeric``: the numeric scaling (``minmax`` or ``quantile``, see ``TablePreprocessor``);
+    ``options``: further ``TablePreprocessor`` arguments (a synthesizer's ``with_target``,
+    ``missing_state``, ``discrete_levels``).
 
     ``folds``: the cross-validation the run will do; the target is checked against it (and the
     control split) before anything trains.
@@ -90,7 +93,7 @@ def prepare(profile: DatasetProfile, input_path: str | None, control_fraction: f
     train_idx, control_idx = split(y_all, control_fraction, seed)
     train_frame, control_frame = frame[train_idx], frame[control_idx]
     pre = TablePreprocessor(profile, public_bounds=public_bounds,
-                            numeric=numeric).fit(train_frame, name)
+                            numeric=numeric, **(options or {})).fit(train_frame, name)
     x = pre.transform(train_frame, name)
     # control rows are never trained on; a category seen only there encodes as zeros
     x_control = pre.transform(control_frame, name, unseen="ignore")

@@ -153,7 +153,9 @@ class TablePreprocessor:
             ``<column>:missing`` (a boolean block right after it; the value itself is filled
             as ``missing: impute`` does), and ``reverse_transform`` writes a null wherever the
             flag is set: missing values are modelled as their own state, not imputed away.
-            The profile's ``missing: error`` still refuses nulls.
+            The profile's ``missing: error`` still refuses nulls. With ``public_bounds``
+            which columns get a flag is not read off the rows: every column does when the
+            profile says ``missing: impute``.
         discrete_levels: a numeric column (kind ``numeric``, not dates) with at most this many
             distinct training values, each seen on average in ``DISCRETE_MIN_ROWS`` rows or
             more, is encoded as a one-hot block over its values (``ColumnSpec.discrete``) and
@@ -265,12 +267,15 @@ class TablePreprocessor:
                 spec = ColumnSpec(col, group, kind, categories=sorted(labels, key=order),
                                   fill=counts.get_column(col)[0], dtype=dtype)
             self.specs.append(spec)
-            if self.missing_state and _null_mask(series).any():
-                # whether the flag exists was read off the rows: a data statistic
+            # whether a column has a missing flag: in a DP run decided by the profile alone
+            # (every column may be null under missing: impute), else read off the rows
+            flagged = (self.profile.missing == "impute" if self.public_bounds
+                       else bool(_null_mask(series).any()))
+            if self.missing_state and flagged:
                 self.specs.append(ColumnSpec(f"{col}:missing", group, "boolean",
                                              categories=["false", "true"], fill="false",
-                                             bounds="data", dtype="Boolean",
-                                             missing_of=col))
+                                             bounds="public" if self.public_bounds else "data",
+                                             dtype="Boolean", missing_of=col))
         return self
 
     def _is_discrete(self, series: pl.Series, kind: str) -> bool:

@@ -79,6 +79,17 @@ class ReleasePolicy(BaseModel):
     max_reidentification: float = Field(
         0.01, ge=0, le=1, description="largest share of target rows linked to their own "
                                       "released row after the p = 1% inversion")
+    # synthetic releases (the codes' limits above that apply to them: max_membership_auc)
+    max_dcr_share: float = Field(
+        0.6, ge=0.5, le=1, description="synthetic rows: largest share closer to a training row "
+                                       "than to a control row (0.5: no closer to the rows "
+                                       "trained on than to unseen ones)")
+    max_exact_copy_excess: float = Field(
+        0.01, ge=0, le=1, description="synthetic rows: largest share that copy a training row "
+                                      "exactly, minus the control rows' own share")
+    max_membership_tpr: float = Field(
+        0.05, ge=0, le=1, description="synthetic rows: largest membership-inference TPR at 1% "
+                                      "FPR (distance and density-ratio attacks)")
 
 
 class CodeNoise(BaseModel):
@@ -305,7 +316,9 @@ class DatasetProfile(BaseModel):
         for kind, cols in (("quasi_identifiers", self.quasi_identifiers),
                            ("privacy.sensitive", self.privacy.sensitive),
                            ("bounds", list(self.bounds))):
-            unknown = sorted(set(cols) - set(seen))
+            # the target may have bounds too: a synthetic release models it
+            allowed = set(seen) | ({self.target.column} if kind == "bounds" else set())
+            unknown = sorted(set(cols) - allowed)
             if unknown:
                 raise ValueError(f"{kind} names columns that are in no group: {unknown}"
                                  + _near(unknown, list(seen)))

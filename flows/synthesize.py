@@ -1,0 +1,192 @@
+"""The synthetic-release flow: ingest -> validate -> split -> preprocess -> (DP histogram) ->
+VAE (plain or DP-SGD) -> sample rows -> evaluate and attack against the control rows -> policy
+gate -> publish ``synthetic.parquet`` with its manifest, every step logged to one MLflow run.
+
+Orchestration only: the model is ``models/vae.py``, the release's evaluation and gate
+``tasks/release/synthetic.py``, the DP plan ``tasks/privacy/dp_synthetic.py``.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import json
+
+import numpy as np
+from prefect import flow, get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+from pydantic import BaseModel
+
+from cloakflow.flows.parameters import SynthesizeParameters
+from cloakflow.tasks import artifacts, tracking
+from cloakflow.tasks.data.prepare import prepare
+from cloakflow.tasks.data.preprocess import DISCRETE_LEVELS
+from cloakflow.tasks.data.profile import load_profile
+from cloakflow.tasks.privacy.policy import PolicyViolation
+from cloakflow.tasks.release import synthetic as syn
+
+
+class SynthesisOutcome(BaseModel):
+    """What a synthesize run returns: the release folder and the report."""
+
+    release: str
+    mlflow_run_id: str
+    report_markdown: str
+    verdict: str
+
+
+@task(name="train-vae", cache_policy=NO_CACHE)
+def train_vae_task(x: np.ndarray, config, seed: int, parent: str, plan=None,
+                   expected_batch: float | None = None):
+    """Prefect task: train the VAE (plain, or DP-SGD with ``plan``), printing each epoch and
+    logging the loss (mean negative ELBO per row, nats) to the MLflow run."""
+    from cloakflow.models.vae import train_vae
+
+    total = plan.epochs if plan is not None else config.epochs
+
+    def on_epoch(epoch: int, metrics: dict) -> None:
+        print(f"VAE epoch {epoch}/{total}: loss {metrics['loss']:.4f}"
+              + (f", clipped {metrics['clipped']:.2f}" if plan is not None else ""), flush=True)
+        tracking.log_metrics(parent, {"vae.loss": metrics["loss"]}, step=epoch)
+
+    if plan is None:
+        return train_vae(x, config, seed=seed, on_epoch=on_epoch)
+    return train_vae(x, config, budget=plan.sgd, clip_norm=plan.clip_norm,
+                     on_epoch=on_epoch, expected_batch=expected_batch)
+
+
+@task(name="evaluate-synthetic", cache_policy=NO_CACHE)
+def evaluate_task(**kwargs) -> dict:
+    """Prefect task: ``tasks.release.synthetic.evaluate``."""
+    return syn.evaluate(**kwargs)
+
+
+@flow(name="synthesize", log_prints=True)
+def synthesize(params: SynthesizeParameters | None = None) -> SynthesisOutcome:
+    """Train a generator on a sensitive table, sample synthetic rows, measure their fidelity,
+    utility and privacy against held-out rows, gate them on the profile's policy and publish."""
+    from prefect.runtime import flow_run
+
+    from cloakflow.models.training.dp_counts import noisy_counts, shares
+    from cloakflow.models.vae import VaeConfig
+    from cloakflow.tasks.privacy import dp_synthetic as dps
+    from cloakflow.tasks.release.manifest import Source
+    from cloakflow.tasks.release.publish import write_release
+
+    params = params or SynthesizeParameters()
+    profile = load_profile(params.profile_path or params.dataset)
+    params = params.model_copy(update={"dataset": profile.name})
+    private = params.dp_epsilon is not None
+    tracking.configure()
+    flow_run_id, timings = str(flow_run.id or "none"), tracking.Timings()
+    with tracking.parent_run(profile.name, f"synthesize-{profile.name}", {
+            "prefect.flow_run_id": flow_run_id, "cloakflow.dataset": profile.name,
+            "cloakflow.kind": "synthetic"}, params.model_dump()) as parent:
+        data = prepare(profile, params.input_path, params.control_fraction, params.seed,
+                       parent, timings, public_bounds=private, numeric="quantile",
+                       options={"with_target": True, "missing_state": True,
+                                "discrete_levels": DISCRETE_LEVELS})
+        pre, source = data.pre, data.source_name
+        cond = syn.parse_condition(params.condition, pre, source)
+        counts = data.x[:, syn.block(pre, cond.index)].sum(axis=0)
+        dp_release = None
+        plan = None
+        if private:
+            dps.require_public_bounds(pre.specs, source)  # before the (slow) plan
+            plan = dps.plan_synthesis_dp(params.dp_epsilon, params.dp_delta, params.dp_clip,
+                                         params.dp_epochs, params.dp_sampling_rate)
+            dp_release = dps.dp_section(plan, pre.bounds_used(), params.dp_report)
+            from cloakflow.tasks.privacy.ledger import spend_for_run
+
+            spend_for_run(profile, parent, data.source_sha, data.source_rows, len(data.x),
+                          dp_release)
+            noisy = noisy_counts(counts, plan.histogram_sigma)
+            label_shares, estimate = shares(noisy), max(1.0, float(noisy.sum()))
+        else:
+            label_shares, estimate = counts / counts.sum(), float(len(data.x))
+        rows = params.rows or int(round(estimate))
+        config = VaeConfig(heads=pre.heads(), condition=cond.index, latent=params.latent,
+                           epochs=params.epochs, batch_size=params.batch_size)
+        with timings("train"):
+            result = train_vae_task(data.x, config, params.seed, parent, plan,
+                                    params.dp_sampling_rate * estimate if private else None)
+        with timings("sample"):
+            rng = np.random.default_rng([params.seed, 1])
+            conditions = syn.draw_conditions(rows, cond, label_shares, rng)
+            x_syn = result.vae.sample(rows, rng, conditions)
+            columns = [c for c in data.train_frame.columns if c in pre.modelled()]
+            frame = pre.reverse_transform(x_syn).select(columns)
+            print(f"sampled {rows} synthetic rows", flush=True)
+        with timings("evaluate"):
+            evaluation = evaluate_task(
+                pre=pre, profile=profile, x_syn=x_syn, x_train=data.x,
+                x_control=data.x_control, synthetic=frame, train=data.train_frame,
+                control=data.control_frame, seed=params.seed,
+                attacks=params.privacy_attacks)
+        gate = syn.judge(evaluation, profile, params.privacy_attacks, params.accept_risk)
+        report = syn.report_markdown(profile.name, evaluation, gate, rows=rows,
+                                     model=params.model, dp=dp_release, condition=cond)
+        _log_report(parent, profile.name, evaluation, gate, report, data.train_frame.select(
+            columns), frame, tuple(s.name for s in pre.specs if s.discrete))
+        if gate["verdict"] == "blocked":
+            tracking.log_metrics(parent, {f"time.{k}": v for k, v in timings.items()})
+            raise PolicyViolation(gate["crossed"], report)
+        with timings("publish"):
+            tracking.log_text(parent, json.dumps(config.to_dict(), default=str),
+                              "model/vae_config.json")
+            tracking.log_keras_model(parent, result.vae.decoder, _decoder_sample(
+                result.vae, conditions[:5]), name="vae_decoder")
+            manifest = syn.manifest(
+                profile=profile, params=params.model_dump(), source=Source(
+                    file=source, sha256=None if private else data.source_sha),
+                parent=parent, flow_run_id=flow_run_id, rows=rows, frame=frame, config=config,
+                train_log=result.log, training_rows=len(data.x),
+                control_rows=len(data.x_control), condition=cond, evaluation=evaluation,
+                gate=gate, dp=dp_release,
+                nullable={s.missing_of for s in pre.specs if s.missing_of})
+            folder = str(write_release(params.out, profile.name, parent,
+                                       {"synthetic": frame}, manifest))
+            tracking.log_dict(parent, manifest, "release/manifest.json")
+            print(f"published {folder}", flush=True)
+            artifacts.markdown("synthetic-release", profile.name,
+                               f"# Release `{folder}`\n\n{report}", "Published synthetic rows")
+        tracking.finish_parent(parent, folder, timings)
+    get_run_logger().info("release folder: %s", folder)
+    return SynthesisOutcome(release=folder, mlflow_run_id=parent, report_markdown=report,
+                            verdict=gate["verdict"])
+
+
+def _decoder_sample(vae, conditions: np.ndarray) -> list[np.ndarray] | np.ndarray:
+    """A few decoder inputs (latent draws and condition one-hots) for the logged signature."""
+    cfg = vae.config
+    z = np.random.default_rng(0).standard_normal((len(conditions), cfg.latent_size))
+    if cfg.condition is None:
+        return z.astype(np.float32)
+    k = cfg.output_heads[cfg.condition].width
+    return [z.astype(np.float32), np.eye(k, dtype=np.float32)[conditions]]
+
+
+def _log_report(parent: str, dataset: str, evaluation: dict, gate: dict, report: str,
+                train, frame, discrete: tuple[str, ...]) -> None:
+    """The report JSON, markdown and plots to the MLflow run and the Prefect flow run."""
+    with tracking.scratch_dir() as tmp:
+        columns = syn.plot_columns(train, frame, f"{tmp}/columns.png")
+        heat, mean_diff = syn.plot_associations(train, frame, f"{tmp}/associations.png",
+                                                categorical=discrete)
+        for path in (columns, heat):
+            tracking.log_file(parent, path, "report")
+    evaluation.setdefault("fidelity", {})["association_difference_mean"] = mean_diff
+    tracking.log_dict(parent, {"evaluation": evaluation, "gate": gate}, "report/report.json")
+    tracking.log_text(parent, report, "report/report.md")
+    fid, ts = evaluation["fidelity"], evaluation["tstr"]
+    metrics = {f"fidelity.{k}": fid[k]["synthetic"] for k in ("univariate", "bivariate",
+                                                              "three_way")}
+    metrics.update({f"tstr.{k}": ts[k]["tstr"] for k in ("forest", "lightgbm") if k in ts})
+    metrics.update({f"privacy.{k}": v for k, v in gate["measured"].items() if v is not None})
+    tracking.log_metrics(parent, metrics)
+    artifacts.markdown("synthetic-report", dataset, report, "Synthetic release report")
+
+
+__all__ = ["synthesize", "SynthesizeParameters", "SynthesisOutcome"]

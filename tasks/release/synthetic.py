@@ -1,0 +1,423 @@
+"""The synthetic release: what the ``synthesize`` flow trains, samples, measures and judges.
+
+Prefect-free except for the task wrappers at the end. The steps:
+
+- ``Conditioning``: which column the VAE is conditioned on (the target, or the column of
+  ``--condition COLUMN=VALUE``) and, with a value, the one category every row gets.
+- ``evaluate``: fidelity (``tasks.evaluation.fidelity``), TSTR beside TRTR
+  (``tasks.evaluation.tstr``), distances and membership inference built for synthetic data
+  (``tasks.privacy.attacks.synthetic``) and anonymeter, all against the control rows that were
+  never trained on.
+- ``judge``: the profile's policy limits for synthetic rows (DCR share, exact copies over the
+  control rows' own rate, membership AUC and TPR at 1% FPR).
+- ``report_markdown`` and ``plot_columns`` / ``plot_associations``: the one-page report and its
+  figures.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import polars as pl
+
+from cloakflow.tasks.data.preprocess import PreprocessError, TablePreprocessor
+from cloakflow.tasks.data.profile import DatasetProfile
+
+SYNTHETIC_LIMITS = ("max_dcr_share", "max_exact_copy_excess", "max_membership_auc",
+                    "max_membership_tpr")
+
+
+@dataclass(frozen=True)
+class Conditioning:
+    """The column the VAE is conditioned on.
+
+    Attributes:
+        column: its name; index: its position in ``TablePreprocessor.specs``.
+        categories: its categories (training domain or public bounds), as text.
+        fixed: the category index every synthetic row gets (``--condition``), or None to draw
+            conditions from the (DP) distribution.
+    """
+
+    column: str
+    index: int
+    categories: tuple[str, ...]
+    fixed: int | None = None
+
+    @property
+    def value(self) -> str | None:
+        return None if self.fixed is None else self.categories[self.fixed]
+
+
+def parse_condition(text: str | None, pre: TablePreprocessor, source: str) -> Conditioning:
+    """``COLUMN=VALUE`` (or None: the target, no fixed value) as a ``Conditioning``.
+
+    Raises:
+        PreprocessError: malformed text, a column that is not modelled or not categorical, or a
+            value outside its categories; the message names the column and what is allowed.
+    """
+    target = pre.profile.target.column
+    column, value = target, None
+    if text is not None:
+        column, sep, value = text.partition("=")
+        column, value = column.strip(), value.strip()
+        if not sep or not column or not value:
+            raise PreprocessError(f"--condition {text!r}: write COLUMN=VALUE, e.g. "
+                                  f"{target}={pre.profile.target.positive}")
+    specs = {s.name: (i, s) for i, s in enumerate(pre.specs) if s.missing_of is None}
+    if column not in specs:
+        raise PreprocessError(f"{source}: --condition names column {column!r}, which the "
+                              f"profile does not model; modelled columns: {sorted(specs)}")
+    i, spec = specs[column]
+    if spec.family != "categorical":
+        raise PreprocessError(f"{source}: --condition column {column!r} is {spec.kind}: the "
+                              "VAE can be conditioned on a categorical or boolean column only")
+    fixed = None
+    if value is not None:
+        if value not in spec.categories:
+            raise PreprocessError(
+                f"{source}: --condition {column}={value}: {value!r} is not a category of "
+                f"{column!r} (rule: training domain or public bounds); its categories: "
+                f"{spec.categories[:20]}")
+        fixed = spec.categories.index(value)
+    return Conditioning(column, i, tuple(spec.categories), fixed)
+
+
+def block(pre: TablePreprocessor, index: int) -> slice:
+    """The output columns of spec ``index``."""
+    _, start, stop = pre.column_blocks()[index]
+    return slice(start, stop)
+
+
+def draw_conditions(rows: int, cond: Conditioning, shares: np.ndarray,
+                    rng: np.random.Generator) -> np.ndarray:
+    """Each synthetic row's condition index: the fixed value, or drawn from ``shares``."""
+    if cond.fixed is not None:
+        return np.full(rows, cond.fixed, dtype=np.int64)
+    return rng.choice(len(shares), size=rows, p=shares)
+
+
+def positive_labels(x: np.ndarray, pre: TablePreprocessor) -> np.ndarray:
+    """1 where the target's one-hot block holds the profile's positive label, shape (rows,)."""
+    target = pre.profile.target
+    i = next(i for i, s in enumerate(pre.specs) if s.name == target.column)
+    spec = pre.specs[i]
+    return (x[:, block(pre, i)].argmax(axis=1)
+            == spec.categories.index(str(target.positive))).astype(int)
+
+
+def feature_columns(pre: TablePreprocessor) -> np.ndarray:
+    """Indices of the matrix columns that are not the target's (the TSTR features)."""
+    target = pre.profile.target.column
+    return np.array([j for s, a, b in pre.column_blocks() if s.name != target
+                     and s.missing_of != target for j in range(a, b)])
+
+
+def evaluate(pre: TablePreprocessor, profile: DatasetProfile, *, x_syn: np.ndarray,
+             x_train: np.ndarray, x_control: np.ndarray, synthetic: pl.DataFrame,
+             train: pl.DataFrame, control: pl.DataFrame, seed: int, attacks: bool) -> dict:
+    """Every figure of a synthetic release, against the control rows (never trained on).
+
+    Args:
+        x_syn, x_train, x_control: the three tables in the preprocessor's space.
+        synthetic, train, control: the same as source columns (decoded synthetic rows).
+        attacks: run the privacy attacks (distances, membership, anonymeter).
+
+    Returns:
+        ``{"fidelity": ..., "tstr": ..., "privacy": {...} (absent without attacks)}``.
+    """
+    from cloakflow.tasks.evaluation.fidelity import fidelity_report
+    from cloakflow.tasks.evaluation.tstr import tstr
+
+    columns = synthetic.columns
+    discrete = tuple(s.name for s in pre.specs if s.discrete)
+    out: dict = {}
+    print("evaluating: fidelity (1 - TVD of discretised distributions)", flush=True)
+    out["fidelity"] = fidelity_report(train.select(columns), synthetic,
+                                      control.select(columns), seed=seed, categorical=discrete)
+    y_syn, y_train, y_control = (positive_labels(m, pre) for m in (x_syn, x_train, x_control))
+    if len(set(y_control)) == 2 and len(set(y_syn)) == 2 and len(set(y_train)) == 2:
+        print("evaluating: TSTR and TRTR (forest, LightGBM) on the control rows", flush=True)
+        f = feature_columns(pre)
+        out["tstr"] = tstr(x_syn[:, f], y_syn, x_train[:, f], y_train, x_control[:, f],
+                           y_control, seed=seed)
+    else:
+        out["tstr"] = {"skipped": "a table lacks one of the two labels (a fixed --condition on "
+                                  "the target, or too few control rows)"}
+    if attacks:
+        out["privacy"] = attack(pre, profile, x_syn, x_train, x_control, synthetic, train,
+                                control, seed)
+    return out
+
+
+def attack(pre, profile, x_syn, x_train, x_control, synthetic, train, control, seed) -> dict:
+    """Distances to closest records, membership inference and anonymeter's three risks."""
+    from cloakflow.tasks.privacy.attacks.anonymeter import run_anonymeter
+    from cloakflow.tasks.privacy.attacks.synthetic import (
+        distance_privacy,
+        membership_of_synthetic,
+    )
+
+    print("attacking: distances to closest records, exact copies", flush=True)
+    out = {"distance": distance_privacy(x_syn, x_train, x_control, seed=seed)}
+    if len(x_control) >= 20:
+        print("attacking: membership inference (distance, DOMIAS density ratio)", flush=True)
+        out["membership"] = membership_of_synthetic(x_syn, x_train, x_control, seed=seed)
+    features = [c for c in profile.features if c in synthetic.columns]
+    if len(control) >= 10:
+        print("attacking: anonymeter singling out, linkability, inference", flush=True)
+        out["anonymeter"] = run_anonymeter(train.select(features), synthetic.select(features),
+                                           control.select(features), profile, seed)
+    return out
+
+
+def measure(evaluation: dict) -> dict[str, float | None]:
+    """The policy's quantities of a synthetic release (None: not measured). Membership AUC is
+    read two-sided, max(AUC, 1 - AUC)."""
+    privacy = evaluation.get("privacy", {})
+    dist, mia = privacy.get("distance"), privacy.get("membership")
+    return {
+        "max_dcr_share": dist["dcr_share"] if dist else None,
+        "max_exact_copy_excess": (max(0.0, dist["exact_copies"] - dist["exact_copies_control"])
+                                  if dist else None),
+        "max_membership_auc": max(mia["auc"], 1 - mia["auc"]) if mia else None,
+        "max_membership_tpr": mia["tpr_at_1pct_fpr"] if mia else None,
+    }
+
+
+def judge(evaluation: dict, profile: DatasetProfile, attacked: bool,
+          accept_risk: str | None) -> dict:
+    """The gate of a synthetic release: measured values, crossed limits, verdict.
+
+    A limit that measured nothing is crossed (there were control rows to measure it on, or
+    there should have been); not attacked is crossed. Crossed is ``accepted`` with a reason
+    on record, else ``blocked``.
+    """
+    from cloakflow.tasks.privacy.policy import NOT_ATTACKED
+
+    policy = profile.privacy.policy
+    measured = measure(evaluation)
+    crossed = []
+    if not attacked:
+        crossed.append(NOT_ATTACKED)
+    else:
+        for key, value in measured.items():
+            limit = getattr(policy, key)
+            if value is None:
+                crossed.append(f"synthetic: {key} not measured (too few control rows)")
+            elif value > limit:
+                crossed.append(f"synthetic: {key} = {value:.4f} exceeds the limit {limit}")
+    verdict = "pass" if not crossed else ("accepted" if accept_risk else "blocked")
+    return {"limits": {k: getattr(policy, k) for k in SYNTHETIC_LIMITS}, "measured": measured,
+            "crossed": crossed, "verdict": verdict,
+            "accepted_risk": accept_risk if crossed else None}
+
+
+def _fmt(value, digits: int = 3) -> str:
+    return "—" if value is None else f"{value:.{digits}f}"
+
+
+def report_markdown(dataset: str, evaluation: dict, gate: dict, *, rows: int, model: str,
+                    dp: dict | None, condition: Conditioning) -> str:
+    """The one-page report of a synthetic release (markdown)."""
+    lines = [f"# Synthetic release of `{dataset}`", "",
+             f"{rows} rows from the {model.upper()}, conditioned on `{condition.column}`"
+             + (f" = `{condition.value}` for every row" if condition.value else "") + "; "
+             + (f"(ε = {dp['epsilon']:.3g}, δ = {dp['delta']:g})-DP end to end "
+                "(add/remove one row)." if dp else "not differentially private."), ""]
+    fid = evaluation["fidelity"]
+    lines += ["## Fidelity (1 − total variation distance, against the training rows)", "",
+              "| | synthetic | control rows (holdout maximum) |", "|---|---|---|"]
+    lines += [f"| {k.replace('_', '-')} | {fid[k]['synthetic']:.3f} | "
+              f"{fid[k]['holdout_maximum']:.3f} |" for k in ("univariate", "bivariate",
+                                                             "three_way")]
+    worst = ", ".join(f"{n} {v:.2f}" for n, v in fid["bivariate"]["worst"][:3])
+    lines += ["", f"Weakest pairs: {worst}.", ""]
+    ts = evaluation["tstr"]
+    if "skipped" in ts:
+        lines += ["## Utility", "", f"TSTR skipped: {ts['skipped']}.", ""]
+    else:
+        lines += ["## Utility (ROC AUC on the control rows)", "",
+                  "| learner | train on synthetic (TSTR) | train on real (TRTR) |",
+                  "|---|---|---|"]
+        lines += [f"| {k} | {ts[k]['tstr']:.4f} | {ts[k]['trtr']:.4f} |"
+                  for k in ("forest", "lightgbm")]
+        pr = ts["positive_rate"]
+        lines += ["", f"Positive rate: synthetic {pr['synthetic']:.3f}, training "
+                      f"{pr['training']:.3f}.", ""]
+    privacy = evaluation.get("privacy")
+    lines += ["## Privacy", ""]
+    if privacy:
+        d = privacy["distance"]
+        lines += [f"- DCR share {d['dcr_share']:.3f} (0.5 ideal), DCR ratio "
+                  f"{d['dcr_ratio']:.2f}, exact copies {d['exact_copies']:.2%} (control rows' "
+                  f"own rate {d['exact_copies_control']:.2%}), NNDR median "
+                  f"{d['nndr_median']:.2f}."]
+        if "membership" in privacy:
+            m = privacy["membership"]
+            lines += [f"- Membership inference ({m['strongest']} strongest): AUC "
+                      f"{m['auc']:.3f}, TPR at 1% FPR {m['tpr_at_1pct_fpr']:.3f} "
+                      f"({m['members']} members, {m['non_members']} non-members)."]
+        if "anonymeter" in privacy:
+            a = privacy["anonymeter"]
+            risks = [f"{k.replace('_', ' ')} {a[k]['risk']:.3f}"
+                     for k in ("singling_out", "linkability") if k in a]
+            risks += [f"inference of {k} {v['risk']:.3f}"
+                      for k, v in a.get("inference", {}).items()]
+            lines += [f"- anonymeter risks (0 = none beyond the control rows' baseline): "
+                      f"{', '.join(risks) or 'none run'}."]
+    else:
+        lines += ["- Not attacked (--skip-attacks)."]
+    lines += ["", f"**Policy verdict: {gate['verdict']}**"
+              + (f" (accepted risk: {gate['accepted_risk']})" if gate["accepted_risk"] else ""),
+              ""]
+    lines += [f"- {c}" for c in gate["crossed"]] or ["- every limit holds"]
+    lines += ["", "| limit | measured | allowed |", "|---|---|---|"]
+    lines += [f"| {k} | {_fmt(gate['measured'][k], 4)} | {gate['limits'][k]} |"
+              for k in SYNTHETIC_LIMITS]
+    return "\n".join(lines) + "\n"
+
+
+def plot_columns(train: pl.DataFrame, synthetic: pl.DataFrame, path: str,
+                 max_columns: int = 24) -> str:
+    """Per column, the training rows' distribution beside the synthetic rows' (shares of rows:
+    histograms on shared bins for numbers, the 12 most frequent categories otherwise)."""
+    from cloakflow.tasks.plots import figure
+
+    columns = synthetic.columns[:max_columns]
+    cols = 4
+    rows = -(-len(columns) // cols)
+    with figure(path, rows, cols, size=(4 * cols, 2.6 * rows)) as axes:
+        for ax in axes.flat[len(columns):]:
+            ax.axis("off")
+        for ax, name in zip(axes.flat, columns, strict=False):
+            real, syn = train.get_column(name), synthetic.get_column(name)
+            if real.dtype.is_numeric() and real.drop_nulls().n_unique() > 20:
+                a = real.drop_nulls().cast(pl.Float64).to_numpy()
+                b = syn.drop_nulls().cast(pl.Float64).to_numpy()
+                bins = np.unique(np.quantile(a, np.linspace(0, 1, 31)))
+                if len(bins) < 3:
+                    bins = 30
+                ax.hist(a, bins=bins, density=True, alpha=0.5, label="training")
+                ax.hist(b, bins=bins, density=True, alpha=0.5, label="synthetic")
+            else:
+                rt = real.cast(pl.String).fill_null("(null)").value_counts(normalize=True)
+                st = syn.cast(pl.String).fill_null("(null)").value_counts(normalize=True)
+                top = rt.sort("proportion", descending=True).get_column(name).head(12)
+                rs = dict(zip(rt[name], rt["proportion"], strict=True))
+                ss = dict(zip(st[name], st["proportion"], strict=True))
+                pos = np.arange(len(top))
+                ax.bar(pos - 0.2, [rs.get(v, 0) for v in top], 0.4, label="training")
+                ax.bar(pos + 0.2, [ss.get(v, 0) for v in top], 0.4, label="synthetic")
+                ax.set_xticks(pos, [str(v)[:10] for v in top], rotation=60, fontsize=6)
+            ax.set_title(name, fontsize=8)
+            ax.tick_params(labelsize=6)
+        axes.flat[0].legend(fontsize=6)
+    return path
+
+
+def associations(frame: pl.DataFrame, disc) -> np.ndarray:
+    """Cramér's V of every pair of discretised columns (scipy), shape (k, k)."""
+    from scipy.stats.contingency import association, crosstab
+
+    cells = disc.cells(frame)
+    names = list(cells)
+    k = len(names)
+    out = np.eye(k)
+    for i in range(k):
+        for j in range(i + 1, k):
+            table = crosstab(cells[names[i]], cells[names[j]]).count
+            keep_r, keep_c = table.sum(1) > 0, table.sum(0) > 0
+            table = table[keep_r][:, keep_c]
+            v = association(table, method="cramer") if min(table.shape) > 1 else 0.0
+            out[i, j] = out[j, i] = v
+    return out
+
+
+def plot_associations(train: pl.DataFrame, synthetic: pl.DataFrame, path: str,
+                      categorical: tuple[str, ...] = ()) -> tuple[str, float]:
+    """Heatmap of |Cramér's V (synthetic) - Cramér's V (training)| over every pair of columns
+    (numbers discretised as in the fidelity report); returns (path, mean difference)."""
+    from cloakflow.tasks.evaluation.fidelity import Discretiser
+    from cloakflow.tasks.plots import figure
+
+    disc = Discretiser.fit(train, categorical=categorical)
+    real, syn = associations(train, disc), associations(synthetic.select(train.columns), disc)
+    diff = np.abs(syn - real)
+    names = list(disc.cells(train.head(1)))
+    with figure(path, size=(7, 6)) as axes:
+        ax = axes[0, 0]
+        im = ax.imshow(diff, vmin=0, vmax=max(0.3, float(diff.max())), cmap="magma_r")
+        ax.set_xticks(range(len(names)), names, rotation=90, fontsize=6)
+        ax.set_yticks(range(len(names)), names, fontsize=6)
+        ax.set_title("|Cramér's V synthetic − training| per column pair", fontsize=9)
+        ax.figure.colorbar(im, ax=ax, shrink=0.8)
+    k = len(names)
+    mean = float(diff[np.triu_indices(k, 1)].mean()) if k > 1 else 0.0
+    return path, mean
+
+
+def manifest(*, profile: DatasetProfile, params: dict, source, parent: str, flow_run_id: str,
+             rows: int, frame: pl.DataFrame, config, train_log, training_rows: int,
+             control_rows: int, condition: Conditioning, evaluation: dict, gate: dict,
+             dp: dict | None, nullable: set[str]) -> dict:
+    """The manifest of a synthetic release (JSON-ready).
+
+    Under DP with ``dp_report = private`` every figure computed on the private rows (row
+    counts, evaluation, attack results, the gate's measured values, losses and times) is left
+    out: they stay in the MLflow run, and the manifest says so. ``nullable``: the columns
+    modelled with a missing-value state (their synthetic values may be null).
+    """
+    import mlflow
+
+    from cloakflow.tasks.privacy.dp_synthetic import SYNTHETIC_STATEMENT
+    from cloakflow.tasks.release.publish import code_version
+
+    private = dp is not None and params.get("dp_report") == "private"
+    model = {"kind": params["model"], "config": config.to_dict(),
+             "epochs_run": train_log.epochs_run,
+             "seed": None if dp else params["seed"]}
+    if not private:
+        history = dict(train_log.history).get("loss", [])
+        model.update({"final_loss": history[-1] if history else None,
+                      "seconds": round(train_log.seconds, 2)})
+    statement = SYNTHETIC_STATEMENT + (" " + dp["statement"] if dp else
+                                       " The model was trained without differential privacy: "
+                                       "no formal guarantee is claimed, only the measured "
+                                       "privacy figures.")
+    out = {
+        "dataset": profile.name, "kind": "synthetic", "model": model,
+        "source": source.model_dump(exclude_none=True), "profile": profile.model_dump(
+            mode="json"), "rows": rows, "label": profile.target.column,
+        "condition": {"column": condition.column, "value": condition.value,
+                      "distribution": "fixed value" if condition.value else (
+                          "DP histogram (Gaussian mechanism)" if dp else
+                          "the training rows' shares")},
+        "seed": params["seed"], "parameters": params,
+        "columns": [{"name": c, "dtype": str(frame.schema[c]), "nullable": c in nullable}
+                    for c in frame.columns],
+        "mlflow": {"tracking_uri": mlflow.get_tracking_uri(), "run_id": parent,
+                   "experiment": f"cloakflow/{profile.name}", "model": "vae_decoder"},
+        "prefect_flow_run_id": flow_run_id, "code_version": code_version(),
+        "row_order": "rows are drawn independently from the model; their order means nothing",
+        "privacy": {"statement": statement, "model_in_release": False},
+        "dp": dp,
+    }
+    if private:
+        out["parameters"] = {**params, "accept_risk": "given; in the MLflow run only"} \
+            if params.get("accept_risk") else params
+        out["split"] = {"control_fraction": params["control_fraction"], "seed": params["seed"],
+                        "rows": "private (in the MLflow run only)"}
+        out["evaluation"] = "in the MLflow run only (dp.report = private)"
+        out["privacy"]["gate"] = ("the policy was checked on figures computed on private rows; "
+                                  "its measured values and decision are in the MLflow run only")
+    else:
+        out["split"] = {"training_rows": training_rows, "control_rows": control_rows,
+                        "control_fraction": params["control_fraction"], "seed": params["seed"],
+                        "stratified_on": profile.target.column}
+        out["evaluation"] = evaluation
+        out["privacy"].update({"verdict": gate["verdict"], "policy": gate})
+        if dp:
+            out["evaluation_note"] = ("evaluation and gate figures are computed on private "
+                                      "training and control rows: NOT covered by epsilon")
+    return out

@@ -1,0 +1,66 @@
+import numpy as np
+import polars as pl
+import pytest
+
+from cloakflow.tasks.data.preprocess import TablePreprocessor
+from cloakflow.tasks.data.profile import DatasetProfile
+from cloakflow.tasks.privacy.dp import DpPlanError
+from cloakflow.tasks.privacy.dp_synthetic import (
+    DEFAULT_DELTA,
+    HISTOGRAM_SHARE,
+    dp_section,
+    plan_synthesis_dp,
+    require_public_bounds,
+)
+from tests.helpers import release_epsilon_by_dp_accounting, tiny_profile_dict
+
+
+def test_the_plan_spends_at_most_the_budget_for_everything_that_reads_the_rows():
+    plan = plan_synthesis_dp(2.0, None, None, epochs=3, sampling_rate=0.02)
+    assert plan.delta == DEFAULT_DELTA  # public, not from the row count
+    assert plan.sgd.steps == 150 and plan.sgd.sampling_rate == 0.02
+    section = dp_section(plan, {"public": ["a"], "data": []}, "private")
+    # recomputed with dp-accounting directly from what the manifest publishes
+    total = release_epsilon_by_dp_accounting(section, "add_remove")
+    assert total <= 2.0 and section["epsilon"] == pytest.approx(total, rel=1e-3)
+    assert plan.histogram_epsilon == pytest.approx(HISTOGRAM_SHARE * 2.0, rel=0.01)
+    assert plan.sgd.epsilon < 2.0 < plan.sgd.epsilon + plan.histogram_epsilon + 0.2
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"epsilon": 0.0}, "positive finite"), ({"epsilon": float("inf")}, "positive finite"),
+    ({"delta": 1.5}, "dp-delta"), ({"sampling_rate": 0.0}, "sampling-rate"),
+])
+def test_bad_dp_settings_are_refused(kwargs, message):
+    args = {"epsilon": 1.0, "delta": None, "clip_norm": None, "epochs": 1,
+            "sampling_rate": 0.01, **kwargs}
+    with pytest.raises(DpPlanError, match=message):
+        plan_synthesis_dp(**args)
+
+
+def test_a_dp_synthesizer_reads_no_statistic_off_the_rows(tiny_frame: pl.DataFrame):
+    bounds = {"age": {"min": 0, "max": 120}, "income": {"min": 0, "max": 300},
+              "city": {"categories": ["north", "south", "east", "west"]},
+              "owns": {"categories": ["no", "yes"]}, "label": {"categories": ["no", "yes"]}}
+    profile = DatasetProfile.model_validate(tiny_profile_dict(bounds=bounds, missing="impute"))
+    pre = TablePreprocessor(profile, public_bounds=True, numeric="quantile", with_target=True,
+                            missing_state=True, discrete_levels=32)
+    fitted = pre.fit(tiny_frame)
+    require_public_bounds(fitted.specs, "tiny.csv")  # nothing measured: accepted
+    # the fitted state is the same whatever the rows: it is a function of the profile alone
+    other = tiny_frame.with_columns(pl.col("income") * 0 + 7, pl.col("city").replace(
+        {"west": "north"}))
+    again = TablePreprocessor(profile, public_bounds=True, numeric="quantile",
+                              with_target=True, missing_state=True,
+                              discrete_levels=32).fit(other)
+    assert again.specs == fitted.specs
+    # every column has a missing flag under missing: impute (not read off the rows)
+    assert sum(s.missing_of is not None for s in fitted.specs) == 5
+    # without bounds for a column: refused, naming it
+    partial = DatasetProfile.model_validate(tiny_profile_dict(
+        bounds={k: v for k, v in bounds.items() if k != "age"}))
+    loose = TablePreprocessor(partial, public_bounds=True, numeric="quantile",
+                              with_target=True).fit(tiny_frame)
+    with pytest.raises(DpPlanError, match=r"tiny.csv.*\['age'\]"):
+        require_public_bounds(loose.specs, "tiny.csv")
+    assert np.isfinite(fitted.transform(tiny_frame)).all()
