@@ -36,6 +36,7 @@ def test_prefect_yaml_deploys(prefect_harness, tmp_path: Path):
         gpu = client.read_deployment_by_name("anonymize/bank-marketing-gpu")
         sweep = client.read_deployment_by_name("privacy-frontier/bank-marketing-frontier")
         dp = client.read_deployment_by_name("anonymize/bank-marketing-dp")
+        synthetic = client.read_deployment_by_name("synthesize/bank-marketing-synthetic")
     assert daily.work_pool_name == "cpu" and gpu.work_pool_name == "gpu"
     assert [s.schedule.cron for s in daily.schedules] == ["0 3 * * *"]
     assert gpu.schedules == [] and dp.schedules == []
@@ -53,3 +54,8 @@ def test_prefect_yaml_deploys(prefect_harness, tmp_path: Path):
             "noise_multiplier", "dp_epsilon", "dp_delta", "dp_clip", "dp_epochs", "dp_design",
             "dp_report"} <= set(props)
     assert props["fold_scheme"]["enum"] == ["stratified-shuffled", "tutorial"]
+    assert synthetic.work_pool_name == "cpu" and synthetic.schedules == []
+    assert synthetic.parameters["params"]["dp_epsilon"] == 3.0
+    form = synthetic.parameter_openapi_schema["definitions"]["SynthesizeParameters"]
+    assert {"rows", "condition", "model", "dp_epsilon", "dp_sampling_rate",
+            "accept_risk"} <= set(form["properties"])
