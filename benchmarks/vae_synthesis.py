@@ -2,31 +2,42 @@
 """Benchmark: the tabular VAE (``models/vae.py``) as a synthesizer of the bank table, on the
 synthetic-data anchors' protocol (issue "Synthetic data release with a tabular VAE").
 
-    python -m benchmarks.vae_synthesis [--epochs 100] [--rows N] [--dp-epsilon E] [--seed 0]
+    python -m benchmarks.vae_synthesis [--epochs 30] [--dp-epsilon E] [--seed 0]
+        [--save DIR] [--external NAME=FILE ...] [--json FILE]
 
 Protocol: the UCI Bank Marketing table (``$CLOAKFLOW_DATA_DIR/bank-additional-full.csv``,
 ``duration`` dropped by the profile), split by scikit-learn ``train_test_split(arange(n),
-test_size=0.2, stratify=y, random_state=42)`` in file order; the VAE (conditional on ``y``,
-quantile-scaled numerics, missing values as a state) trains on the 80%; as many synthetic rows
-as the table has are sampled with the label drawn at the training rate (a non-private run) or
-from a DP histogram (``--dp-epsilon``; its cost is composed into E). Printed, per run:
+test_size=0.2, stratify=y, random_state=42)`` in file order; the VAE trains on the 80% exactly
+as ``cloakflow synthesize`` does (conditional on ``y``, quantile-scaled numerics, discrete
+numerics as categories, missing values as a state; under ``--dp-epsilon`` the product's DP plan:
+public bounds only, a DP histogram of ``y`` and DP-SGD at the public sampling rate, composed by
+PLD under add/remove); as many synthetic rows as the table has (41,188) are sampled with the
+label drawn at the training rate or from the DP histogram.
 
-- fit wall and CPU seconds (``time.process_time``, this process), seconds per epoch;
+Every synthetic table (the VAE's, and each ``--external`` one, e.g. SDV TVAE's rows written by
+``benchmarks/sdv_reference.py``) goes through one harness. Printed per table:
+
+- fit wall and CPU seconds (``time.process_time``, all threads of this process), s per epoch;
 - fidelity: univariate, bivariate and three-way accuracy (1 - TVD, ``tasks/evaluation/fidelity``)
   against the 80%, beside the same for the 20% (the holdout maximum);
-- TSTR ROC AUC on the 20% with the tutorial's forest (500 trees, depth 2) and LightGBM,
-  beside train-on-real;
+- TSTR ROC AUC on the 20% with the tutorial's forest (500 trees, depth 2) and LightGBM, beside
+  train-on-real; the synthetic positive rate;
 - DCR ratio, DCR share, exact copies (and the holdout's own rate), membership inference
-  (distance and DOMIAS density ratio: AUC, TPR at 1% FPR), the synthetic positive rate.
+  (distance and DOMIAS density ratio: AUC, TPR at 1% FPR).
 
-SDMetrics' QualityReport and SDV's TVAE (the anchors' other columns) are not run here yet.
+TSTR, distances and membership are computed in one evaluation space for every table (quantile-
+scaled numerics and one-hot categories fitted on the 80%), not in a model's own space.
+SDMetrics' QualityReport needs SDV's environment: ``--save DIR`` writes ``vae*.parquet`` for
+``benchmarks/sdv_reference.py --quality-only``.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -35,25 +46,27 @@ DATA_DIR = os.environ.get("CLOAKFLOW_DATA_DIR", "/work/shared/data")
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--epochs", type=int, default=100)
-    ap.add_argument("--batch-size", type=int, default=500)
+    ap.add_argument("--epochs", type=int, default=30, help="VAE epochs (DP: DP-SGD epochs)")
+    ap.add_argument("--batch-size", type=int, default=500, help="non-DP rows per step")
     ap.add_argument("--rows", type=int, default=None, help="synthetic rows (default: n)")
     ap.add_argument("--dp-epsilon", type=float, default=None)
+    ap.add_argument("--dp-sampling-rate", type=float, default=None,
+                    help="DP-SGD Poisson rate (default: the product's)")
+    ap.add_argument("--no-dp-knots", action="store_true",
+                    help="DP: min-max over public bounds instead of DP quantile knots")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--skip-vae", action="store_true", help="evaluate --external tables only")
+    ap.add_argument("--save", help="folder for the VAE's synthetic rows (parquet)")
+    ap.add_argument("--external", nargs="*", default=[], help="NAME=FILE synthetic tables")
+    ap.add_argument("--json", help="append the figures as one JSON line per table here")
     args = ap.parse_args()
 
+    import polars as pl
     from sklearn.model_selection import train_test_split
 
-    from cloakflow.models.vae import VaeConfig, train_vae
     from cloakflow.tasks.data.ingest import read_table
-    from cloakflow.tasks.data.preprocess import DISCRETE_LEVELS, TablePreprocessor
+    from cloakflow.tasks.data.preprocess import TablePreprocessor
     from cloakflow.tasks.data.profile import load_profile
-    from cloakflow.tasks.evaluation.fidelity import fidelity_report
-    from cloakflow.tasks.evaluation.tstr import tstr
-    from cloakflow.tasks.privacy.attacks.synthetic import (
-        distance_privacy,
-        membership_of_synthetic,
-    )
 
     profile = load_profile("bank-marketing")
     frame = read_table(f"{DATA_DIR}/bank-additional-full.csv", profile)
@@ -62,79 +75,120 @@ def main() -> None:
     train_idx, test_idx = train_test_split(np.arange(frame.height), test_size=0.2,
                                            stratify=y_all, random_state=42)
     train, test = frame[np.sort(train_idx)], frame[np.sort(test_idx)]
-    pre = TablePreprocessor(profile, numeric="quantile", with_target=True,
-                            missing_state=True, public_bounds=args.dp_epsilon is not None,
-                            discrete_levels=DISCRETE_LEVELS)
+    evaluation = TablePreprocessor(profile, numeric="quantile", with_target=True).fit(train)
+    tables: dict[str, tuple[pl.DataFrame, dict]] = {}
+    if not args.skip_vae:
+        synthetic, fit = _fit_vae(args, profile, train, frame.height)
+        name = "vae" if args.dp_epsilon is None else f"vae-dp-eps{args.dp_epsilon:g}"
+        tables[name] = (synthetic, fit)
+        if args.save:
+            Path(args.save).mkdir(parents=True, exist_ok=True)
+            synthetic.write_parquet(Path(args.save) / f"{name}.parquet")
+    for spec in args.external:
+        name, _, path = spec.partition("=")
+        tables[name] = (pl.read_parquet(path).select(train.columns).cast(train.schema), {})
+    for name, (synthetic, fit) in tables.items():
+        figures = {"table": name, **fit, **_evaluate(evaluation, profile, train, test,
+                                                     synthetic, args.seed)}
+        _print(figures)
+        if args.json:
+            with open(args.json, "a") as fh:
+                fh.write(json.dumps(figures, default=float) + "\n")
+
+
+def _fit_vae(args, profile, train, n_rows: int):
+    """Train the VAE as the synthesize flow does; (synthetic rows, fit figures)."""
+    from cloakflow.models.training.dp_counts import noisy_counts, shares
+    from cloakflow.models.vae import VaeConfig, train_vae
+    from cloakflow.tasks.data.preprocess import DISCRETE_LEVELS, TablePreprocessor
+    from cloakflow.tasks.privacy import dp_synthetic as dps
+    from cloakflow.tasks.release.synthetic import block, draw_conditions, parse_condition
+
+    private = args.dp_epsilon is not None
+    pre = TablePreprocessor(profile, numeric="quantile", with_target=True, missing_state=True,
+                            public_bounds=private, discrete_levels=DISCRETE_LEVELS)
     pre.fit(train, "train")
-    x_train, x_test = pre.transform(train, "train"), pre.transform(test, "test", "ignore")
-    names = [s.name for s in pre.specs]
-    label = names.index(target)
-    spec = pre.specs[label]
-    yes = spec.categories.index(str(profile.target.positive))
-    label_cols = slice(*pre.column_blocks()[label][1:])  # the label's one-hot block
-    cfg = VaeConfig(heads=pre.heads(), condition=label, epochs=args.epochs,
+    x = pre.transform(train, "train")
+    cond = parse_condition(None, pre, "train")
+    counts = x[:, block(pre, cond.index)].sum(axis=0)
+    cfg = VaeConfig(heads=pre.heads(), condition=cond.index, epochs=args.epochs,
                     batch_size=args.batch_size)
-    rows = args.rows or frame.height
-    start, cpu = time.perf_counter(), time.process_time()
-    if args.dp_epsilon is None:
-        result = train_vae(x_train, cfg, seed=args.seed)
-        rate = float((train[target].cast(str) == spec.categories[yes]).mean())
-        dp_note = "non-private"
+    start, cpu = time.perf_counter(), time.process_time()  # DP: the plan and knots included
+    if not private:
+        result = train_vae(x, cfg, seed=args.seed)
+        label_shares, note = counts / counts.sum(), "non-private"
     else:
-        from cloakflow.models.training import accounting
-        from cloakflow.models.training.dp_counts import noisy_distribution
-        from cloakflow.models.training.dp_sgd import DEFAULT_CLIP_NORM
-
-        delta = accounting.default_delta(len(x_train))
-        q = args.batch_size / len(x_train)
-        steps = int(args.epochs / q)
-        hist_sigma = accounting.histogram_noise_for(0.05 * args.dp_epsilon, delta,
-                                                    adjacency="add_remove")
-        budget = accounting.noise_multiplier_for(
-            args.dp_epsilon, delta, q, steps, "rdp",
-            extra_events=(accounting.histogram_event(hist_sigma),))
-        result = train_vae(x_train, cfg, budget=budget, clip_norm=DEFAULT_CLIP_NORM)
-        counts = x_train[:, label_cols].sum(0)
-        rate = float(noisy_distribution(counts, hist_sigma)[yes])
-        dp_note = (f"DP eps {budget.epsilon:.3f} at delta {delta:g} (add/remove, RDP), "
-                   f"sigma {budget.noise_multiplier:.3f}, histogram sigma {hist_sigma:.1f}")
+        dps.require_public_bounds(pre.specs, "train")
+        q = args.dp_sampling_rate or dps.DEFAULT_SAMPLING_RATE
+        plan = dps.plan_synthesis_dp(args.dp_epsilon, None, None, args.epochs, q,
+                                     () if args.no_dp_knots else dps.knot_columns(pre.specs))
+        if plan.knot_columns:
+            pre = dps.refit_with_knots(pre, train, dps.dp_quantile_knots(train, pre, plan))
+            x = pre.transform(train, "train")
+        noisy = noisy_counts(counts, plan.histogram_sigma)
+        label_shares = shares(noisy)
+        result = train_vae(x, cfg, budget=plan.sgd, clip_norm=plan.clip_norm,
+                           expected_batch=q * max(1.0, float(noisy.sum())))
+        note = (f"DP eps {plan.total_epsilon:.3f} at delta {plan.delta:g} (add/remove, PLD), "
+                f"DP knots for {len(plan.knot_columns)} columns, "
+                f"sigma {plan.sgd.noise_multiplier:.3f}, q {q:g}, {plan.sgd.steps} steps, "
+                f"histogram sigma {plan.histogram_sigma:.1f}")
     fit_wall, fit_cpu = time.perf_counter() - start, time.process_time() - cpu
+    rows = args.rows or n_rows
     rng = np.random.default_rng(args.seed + 1)
-    condition = np.where(rng.random(rows) < rate, yes, 1 - yes)
-    x_syn = result.vae.sample(rows, rng, condition)
-    synthetic = pre.reverse_transform(x_syn)
-
-    feats = [i for i, c in enumerate(pre.output_columns)
-             if not c.startswith(f"{target}_")]
-    fid = fidelity_report(train.select(synthetic.columns), synthetic,
-                          test.select(synthetic.columns), seed=args.seed)
-
-    def labels(x):
-        return (x[:, label_cols].argmax(axis=1) == yes).astype(int)
-
-    ts = tstr(x_syn[:, feats], labels(x_syn), x_train[:, feats], labels(x_train),
-              x_test[:, feats], labels(x_test), seed=42)
-    dist = distance_privacy(x_syn, x_train, x_test, seed=args.seed)
-    mia = membership_of_synthetic(x_syn, x_train, x_test, seed=args.seed)
+    x_syn = result.vae.sample(rows, rng, draw_conditions(rows, cond, label_shares, rng))
+    synthetic = pre.reverse_transform(x_syn).select(train.columns)
     epochs = len(result.history["loss"])
-    print(f"VAE {dp_note}: {epochs} epochs, fit {fit_wall:.0f} s wall, {fit_cpu:.0f} CPU s "
-          f"({fit_wall / max(epochs, 1):.2f} s/epoch); final loss "
-          f"{result.history['loss'][-1]:.3f}")
-    for k in ("univariate", "bivariate", "three_way"):
-        f = fid[k]
-        print(f"  {k} accuracy {f['synthetic']:.3f} (holdout maximum {f['holdout_maximum']:.3f})"
-              f"; worst {f['worst'][:2]}")
+    return synthetic, {"model": note, "epochs": epochs, "fit_wall_s": round(fit_wall, 1),
+                       "fit_cpu_s": round(fit_cpu, 1),
+                       "s_per_epoch": round(fit_wall / max(epochs, 1), 2),
+                       "final_loss": result.history["loss"][-1]}
+
+
+def _evaluate(pre, profile, train, test, synthetic, seed: int) -> dict:
+    from cloakflow.tasks.evaluation.fidelity import fidelity_report
+    from cloakflow.tasks.evaluation.tstr import tstr
+    from cloakflow.tasks.privacy.attacks.synthetic import (
+        distance_privacy,
+        membership_of_synthetic,
+    )
+    from cloakflow.tasks.release.synthetic import feature_columns, positive_labels
+
+    fid = fidelity_report(train, synthetic, test, seed=seed)
+    x_syn, x_train, x_test = (pre.transform(f, "eval", "ignore")
+                              for f in (synthetic, train, test))
+    f = feature_columns(pre)
+    ts = tstr(x_syn[:, f], positive_labels(x_syn, pre), x_train[:, f],
+              positive_labels(x_train, pre), x_test[:, f], positive_labels(x_test, pre), seed=42)
+    dist = distance_privacy(x_syn, x_train, x_test, seed=seed)
+    mia = membership_of_synthetic(x_syn, x_train, x_test, seed=seed)
+    return {"fidelity": {k: {"synthetic": v["synthetic"], "holdout_maximum":
+                             v["holdout_maximum"], "worst": v["worst"][:2]}
+                         for k, v in fid.items()},
+            "tstr": ts, "distance": dist,
+            "membership": {k: mia[k] for k in ("distance", "density_ratio")}}
+
+
+def _print(r: dict) -> None:
+    print(f"== {r['table']}" + (f": {r['model']}, {r['epochs']} epochs, fit {r['fit_wall_s']:.0f}"
+                               f" s wall, {r['fit_cpu_s']:.0f} CPU s ({r['s_per_epoch']} s/epoch)"
+                               if "model" in r else " (external)"))
+    for k, f in r["fidelity"].items():
+        print(f"  {k} accuracy {f['synthetic']:.3f} (holdout maximum "
+              f"{f['holdout_maximum']:.3f}); worst {f['worst']}")
+    ts = r["tstr"]
     print(f"  TSTR ROC AUC forest {ts['forest']['tstr']:.4f} (real {ts['forest']['trtr']:.4f}),"
           f" lightgbm {ts['lightgbm']['tstr']:.4f} (real {ts['lightgbm']['trtr']:.4f}); "
           f"positive rate synthetic {ts['positive_rate']['synthetic']:.3f}, training "
           f"{ts['positive_rate']['training']:.3f}")
-    print(f"  DCR ratio {dist['dcr_ratio']:.2f}, DCR share {dist['dcr_share']:.3f}, exact "
-          f"copies {dist['exact_copies']:.2%} (holdout {dist['exact_copies_control']:.2%}), "
-          f"NNDR median {dist['nndr_median']:.2f}")
-    print(f"  membership: distance AUC {mia['distance']['auc']:.3f} TPR@1%FPR "
-          f"{mia['distance']['tpr_at_1pct_fpr']:.3f}; density ratio AUC "
-          f"{mia['density_ratio']['auc']:.3f} TPR@1%FPR "
-          f"{mia['density_ratio']['tpr_at_1pct_fpr']:.3f}")
+    d, m = r["distance"], r["membership"]
+    print(f"  DCR ratio {d['dcr_ratio']:.2f}, DCR share {d['dcr_share']:.3f}, exact copies "
+          f"{d['exact_copies']:.2%} (holdout {d['exact_copies_control']:.2%}), NNDR median "
+          f"{d['nndr_median']:.2f}")
+    print(f"  membership: distance AUC {m['distance']['auc']:.3f} TPR@1%FPR "
+          f"{m['distance']['tpr_at_1pct_fpr']:.3f}; density ratio AUC "
+          f"{m['density_ratio']['auc']:.3f} TPR@1%FPR {m['density_ratio']['tpr_at_1pct_fpr']:.3f}",
+          flush=True)
 
 
 if __name__ == "__main__":

@@ -96,12 +96,22 @@ def synthesize(params: SynthesizeParameters | None = None) -> SynthesisOutcome:
         if private:
             dps.require_public_bounds(pre.specs, source)  # before the (slow) plan
             plan = dps.plan_synthesis_dp(params.dp_epsilon, params.dp_delta, params.dp_clip,
-                                         params.dp_epochs, params.dp_sampling_rate)
-            dp_release = dps.dp_section(plan, pre.bounds_used(), params.dp_report)
+                                         params.dp_epochs, params.dp_sampling_rate,
+                                         dps.knot_columns(pre.specs))
             from cloakflow.tasks.privacy.ledger import spend_for_run
 
+            # spent before any DP mechanism reads the rows (the section is filled in after
+            # the knots: only the column lists change)
+            dp_release = dps.dp_section(plan, pre.bounds_used(), params.dp_report)
             spend_for_run(profile, parent, data.source_sha, data.source_rows, len(data.x),
                           dp_release)
+            if plan.knot_columns:
+                pre = dps.refit_with_knots(pre, data.train_frame, dps.dp_quantile_knots(
+                    data.train_frame, pre, plan), source)
+                data.pre, data.x = pre, pre.transform(data.train_frame, source)
+                data.x_control = pre.transform(data.control_frame, source, unseen="ignore")
+                tracking.log_text(parent, pre.to_json(), "preprocessing/state.json")
+                dp_release = dps.dp_section(plan, pre.bounds_used(), params.dp_report)
             noisy = noisy_counts(counts, plan.histogram_sigma)
             label_shares, estimate = shares(noisy), max(1.0, float(noisy.sum()))
         else:

@@ -104,7 +104,9 @@ class ColumnSpec:
     maximum: float = 1.0
     fill: Any = None
     categories: list[str] = field(default_factory=list)
-    bounds: Literal["data", "public"] = "data"  # where minimum/maximum or categories came from
+    # where minimum/maximum or categories came from; "dp": public bounds with quantile knots
+    # measured by a DP mechanism (a synthetic release's DP plan)
+    bounds: Literal["data", "public", "dp"] = "data"
     dtype: str | None = None  # the source column's polars type (kinds.dtype_name)
     transform: Literal["minmax", "quantile"] = "minmax"  # numeric family
     knots: list[float] = field(default_factory=list)  # quantile: source-unit quantiles
@@ -165,13 +167,17 @@ class TablePreprocessor:
             this off. With ``public_bounds`` the value list is data, so the rule is not
             applied; there a numeric column whose public bounds list ``categories`` (the
             values it can take, known without the data) is discrete over them.
+        dp_knots: with ``public_bounds`` and quantile scaling, quantile knots measured by a
+            DP mechanism (``tasks.privacy.dp_synthetic.dp_quantile_knots``) for columns whose
+            public bounds have min and max but no knots (``ColumnSpec.bounds == "dp"``).
     """
 
     def __init__(self, profile: DatasetProfile, public_bounds: bool = False,
                  numeric: Literal["minmax", "quantile"] = "minmax",
                  with_target: bool = False, missing_state: bool = False,
-                 discrete_levels: int = 0):
+                 discrete_levels: int = 0, dp_knots: dict[str, list[float]] | None = None):
         self.profile = profile
+        self.dp_knots = dp_knots or {}
         self.discrete_levels = discrete_levels
         self.public_bounds = public_bounds
         self.numeric = numeric
@@ -235,8 +241,12 @@ class TablePreprocessor:
                                   fill=(low + high) / 2, bounds="public", dtype=dtype)
                 if self.numeric == "quantile" and public.knots:
                     spec.transform, spec.knots = "quantile", public.knot_values(kind)
+                elif self.numeric == "quantile" and col in self.dp_knots:
+                    spec.transform, spec.knots = "quantile", list(self.dp_knots[col])
+                    spec.bounds = "dp"
+                if spec.transform == "quantile":  # the public (or DP) median
                     spec.fill = float(np.interp(0.5, np.linspace(0, 1, len(spec.knots)),
-                                                spec.knots))  # the public median
+                                                spec.knots))
             elif public is not None:
                 spec = ColumnSpec(col, group, kind, categories=public.categories,
                                   fill=public.categories[0], bounds="public", dtype=dtype)
@@ -419,9 +429,15 @@ class TablePreprocessor:
     # ------------------------------------------------------------------ helpers
     def bounds_used(self) -> dict[str, list[str]]:
         """Columns whose scaling/categories came from the profile's public bounds or the data;
-        ``public_knots``: those of the public ones scaled through the profile's public knots."""
-        out: dict[str, list[str]] = {"public": [], "data": [], "public_knots": []}
+        ``public_knots``: those of the public ones scaled through the profile's public knots;
+        ``dp_knots``: those scaled through knots measured by a DP mechanism."""
+        out: dict[str, list[str]] = {"public": [], "data": [], "public_knots": [],
+                                     "dp_knots": []}
         for spec in self.specs:
+            if spec.bounds == "dp":  # public min/max, knots from a DP mechanism
+                out["public"].append(spec.name)
+                out["dp_knots"].append(spec.name)
+                continue
             out[spec.bounds].append(spec.name)
             if spec.bounds == "public" and spec.transform == "quantile":
                 out["public_knots"].append(spec.name)

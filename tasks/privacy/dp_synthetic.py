@@ -5,10 +5,13 @@ A synthetic release chooses its own row count, so the row count n can stay priva
 guarantee is stated for **adding or removing one training row** (dp-accounting's PLD
 accountant, add/remove neighbouring relation). Nothing published is a function of the exact n:
 
-1. **Preprocessing** reads no row: every modelled column takes its scaling, quantile knots,
-   category or value list from the profile's public bounds (``TablePreprocessor`` with
-   ``public_bounds``); a column without public bounds is refused before anything runs
-   (``require_public_bounds``), and missing-value flags follow the profile's ``missing`` rule.
+1. **Preprocessing** takes every column's range, category or value list from the profile's
+   public bounds (``TablePreprocessor`` with ``public_bounds``); a column without public bounds
+   is refused before anything runs (``require_public_bounds``), and missing-value flags follow
+   the profile's ``missing`` rule. A numeric column with public min and max but no public knots
+   gets **DP quantile knots** (``dp_quantile_knots``): one Gaussian mechanism over a histogram
+   of each such column on ``KNOT_GRID`` equal bins of its public range (each row in one bin per
+   column: L2 sensitivity sqrt(k) for k columns), sized to cost about ``KNOT_SHARE`` of E.
 2. **One Gaussian histogram** (``models.training.dp_counts``) of the conditioning column's
    categories (sigma ``histogram_sigma``, sized to cost about ``HISTOGRAM_SHARE`` of E on its
    own). It gives the label distribution used to sample conditions and, summed, a DP estimate
@@ -44,6 +47,10 @@ from cloakflow.tasks.privacy.dp import DpPlanError, hyperparameter_statement, me
 ADJACENCY = "add_remove"
 ACCOUNTANT = "pld"
 HISTOGRAM_SHARE = 0.05  # the label histogram alone costs about this share of E
+KNOT_SHARE = 0.10  # the numeric columns' histograms (DP quantile knots) about this share
+KNOT_GRID = 200  # equal bins over a column's public range
+KNOT_LEVELS = 1000  # quantile levels of the DP knots (as the non-DP fitting uses)
+KNOT_THRESHOLD = 3.0  # noisy bin counts under this many sigmas are set to 0 (post-processing)
 DEFAULT_DELTA = 1e-6  # public: below 1 / (10 n) for tables under 100,000 rows
 DEFAULT_SAMPLING_RATE = 0.01
 DEFAULT_DP_EPOCHS = 30
@@ -67,7 +74,17 @@ class SynthesisDpPlan:
     histogram_epsilon: float  # the histogram alone at delta
     clip_norm: float
     epochs: int
-    total_epsilon: float  # histogram and DP-SGD composed (PLD, add/remove)
+    total_epsilon: float  # every mechanism composed (PLD, add/remove)
+    knot_columns: tuple[str, ...] = ()  # columns given DP quantile knots
+    knot_sigma: float | None = None  # noise sd per bin count of the knot histograms
+    knot_epsilon: float = 0.0  # the knot histograms alone at delta
+
+    @property
+    def knot_multiplier(self) -> float | None:
+        """The knot histograms as one Gaussian mechanism of sensitivity 1: sigma / sqrt(k)."""
+        if not self.knot_columns:
+            return None
+        return self.knot_sigma / math.sqrt(len(self.knot_columns))
 
     def mechanisms(self) -> list[dict]:
         """The ledger's and the manifest's list of mechanisms (the histogram as one Gaussian
@@ -80,13 +97,21 @@ class SynthesisDpPlan:
             {"models": ["condition histogram"], "noise_multiplier": self.histogram_sigma,
              "sampling_rate": 1.0, "sampling": "poisson", "steps": 1, "clip_norm": 1.0,
              "epsilon": round(self.histogram_epsilon, 6), "delta": self.delta},
-        ]
+        ] + ([{"models": ["quantile knots: " + ", ".join(self.knot_columns)],
+               "noise_multiplier": self.knot_multiplier, "sampling_rate": 1.0,
+               "sampling": "poisson", "steps": 1,
+               "clip_norm": math.sqrt(len(self.knot_columns)),
+               "noise_per_count": self.knot_sigma,
+               "epsilon": round(self.knot_epsilon, 6), "delta": self.delta}]
+             if self.knot_columns else [])
 
 
 def plan_synthesis_dp(epsilon: float, delta: float | None, clip_norm: float | None,
-                      epochs: int, sampling_rate: float) -> SynthesisDpPlan:
-    """Solve the histogram's and DP-SGD's noise so that together they spend at most
-    ``epsilon`` at ``delta`` (add/remove, PLD); print the plan.
+                      epochs: int, sampling_rate: float,
+                      knot_columns: tuple[str, ...] = ()) -> SynthesisDpPlan:
+    """Solve the histograms' and DP-SGD's noise so that together they spend at most
+    ``epsilon`` at ``delta`` (add/remove, PLD); print the plan. ``knot_columns``: the numeric
+    columns that get DP quantile knots (``knot_columns``).
 
     Raises:
         DpPlanError: a bad epsilon, delta or sampling rate, or no sigma reaches the target.
@@ -103,22 +128,85 @@ def plan_synthesis_dp(epsilon: float, delta: float | None, clip_norm: float | No
     try:
         hist_sigma = accounting.histogram_noise_for(HISTOGRAM_SHARE * epsilon, delta,
                                                     adjacency=ADJACENCY)
+        events = [accounting.histogram_event(hist_sigma)]
+        knot_multiplier = None
+        if knot_columns:
+            knot_multiplier = accounting.histogram_noise_for(KNOT_SHARE * epsilon, delta,
+                                                             adjacency=ADJACENCY)
+            events.append(accounting.histogram_event(knot_multiplier))
         total = accounting.noise_multiplier_for(
             epsilon, delta, sampling_rate, steps, ACCOUNTANT, adjacency=ADJACENCY,
-            extra_events=(accounting.histogram_event(hist_sigma),))
+            extra_events=tuple(events))
     except ValueError as exc:
         raise DpPlanError(f"cannot spend epsilon {epsilon} at delta {delta:g} over {epochs} "
                           f"epochs at sampling rate {sampling_rate}: {exc}") from exc
     sgd = accounting.epsilon(total.noise_multiplier, sampling_rate, steps, delta, ACCOUNTANT,
                              adjacency=ADJACENCY)
     hist_alone = _histogram_epsilon(hist_sigma, delta)
+    knots = {}
+    if knot_columns:
+        knots = {"knot_columns": tuple(knot_columns),
+                 "knot_sigma": knot_multiplier * math.sqrt(len(knot_columns)),
+                 "knot_epsilon": _histogram_epsilon(knot_multiplier, delta)}
     plan = SynthesisDpPlan(epsilon, delta, sgd, hist_sigma, hist_alone, clip, epochs,
-                           total.epsilon)
+                           total.epsilon, **knots)
     print(f"DP plan: release epsilon {plan.total_epsilon:.4g} <= {epsilon} at delta {delta:g} "
           f"(add/remove one row, PLD): condition histogram sigma {hist_sigma:.2f} (epsilon "
-          f"{hist_alone:.3g} alone), DP-SGD sigma {sgd.noise_multiplier:.4f}, q "
-          f"{sampling_rate:g}, {steps} steps ({epochs} epochs), clip {clip:g}", flush=True)
+          f"{hist_alone:.3g} alone)"
+          + (f", quantile knots of {len(knot_columns)} columns sigma {plan.knot_sigma:.1f} "
+             f"per count (epsilon {plan.knot_epsilon:.3g} alone)" if knot_columns else "")
+          + f", DP-SGD sigma {sgd.noise_multiplier:.4f}, q {sampling_rate:g}, {steps} steps "
+          f"({epochs} epochs), clip {clip:g}", flush=True)
     return plan
+
+
+def knot_columns(specs) -> tuple[str, ...]:
+    """The numeric-family columns of a DP-fitted preprocessor (``public_bounds``) scaled
+    min-max over public bounds: they get DP quantile knots."""
+    return tuple(s.name for s in specs if s.family == "numeric" and s.bounds == "public"
+                 and s.transform == "minmax" and s.missing_of is None)
+
+
+def dp_quantile_knots(frame, pre, plan: SynthesisDpPlan,
+                      rng=None) -> dict[str, list[float]]:
+    """DP quantile knots of ``plan.knot_columns`` (Gaussian mechanism, secret noise).
+
+    Per column: values (nulls left out, others clipped to the public range) counted in
+    ``KNOT_GRID`` equal bins of the public [min, max]; N(0, knot_sigma^2) added to every count
+    (one row moves one count per column by 1: L2 sensitivity sqrt(k), accounted as one
+    Gaussian of multiplier knot_sigma / sqrt(k)); post-processing: counts under
+    ``KNOT_THRESHOLD`` sigmas set to 0, mass spread evenly within its bin, the CDF inverted at
+    ``KNOT_LEVELS`` levels. A column whose noisy counts are all 0 keeps min-max knots (a
+    straight line over its range).
+
+    Returns:
+        column -> ascending knots in the column's unit (days for dates, seconds for datetimes).
+    """
+    import numpy as np
+
+    from cloakflow.models.training.dp_sgd import secret_streams
+    from cloakflow.tasks.data import kinds
+
+    (stream,) = secret_streams(1, rng)
+    specs = {s.name: s for s in pre.specs}
+    out = {}
+    levels = np.linspace(0.0, 1.0, KNOT_LEVELS)
+    for col in plan.knot_columns:
+        spec = specs[col]
+        values = kinds.to_numbers(frame.get_column(col), spec.kind)
+        values = np.clip(values[~np.isnan(values)], spec.minimum, spec.maximum)
+        edges = np.linspace(spec.minimum, spec.maximum, KNOT_GRID + 1)
+        counts, _ = np.histogram(values, bins=edges)
+        noisy = counts + stream.normal(0.0, plan.knot_sigma, len(counts))
+        noisy[noisy < KNOT_THRESHOLD * plan.knot_sigma] = 0.0
+        if noisy.sum() <= 0:
+            out[col] = list(np.interp(levels, [0.0, 1.0], [spec.minimum, spec.maximum]))
+            continue
+        cdf = np.concatenate([[0.0], np.cumsum(noisy) / noisy.sum()])
+        # the inverse of the piecewise-linear CDF; flat stretches (empty bins) are skipped
+        keep = np.concatenate([[True], np.diff(cdf) > 0])
+        out[col] = [float(v) for v in np.interp(levels, cdf[keep], edges[keep])]
+    return out
 
 
 def _histogram_epsilon(sigma: float, delta: float) -> float:
@@ -134,7 +222,7 @@ def require_public_bounds(pre_specs, source: str) -> None:
     Raises:
         DpPlanError: naming every column without public bounds and what to add.
     """
-    missing = [s.name for s in pre_specs if s.bounds != "public"]
+    missing = [s.name for s in pre_specs if s.bounds not in ("public", "dp")]
     if missing:
         raise DpPlanError(
             f"{source}: a DP synthetic release needs public bounds for every modelled column "
@@ -154,30 +242,38 @@ def dp_section(plan: SynthesisDpPlan, bounds_used: dict[str, list[str]], mode: s
         f"The synthetic rows are ({plan.total_epsilon:.3g}, {plan.delta:g})-differentially "
         f"private with respect to {ADJACENCY_TEXT[ADJACENCY]} of the training rows: every "
         "step that read them is covered - the conditioning column's Gaussian histogram "
-        f"(sigma {plan.histogram_sigma:.3g}) and DP-SGD on the VAE (Poisson sampling q = "
+        f"(sigma {plan.histogram_sigma:.3g}), "
+        + (f"the Gaussian histograms behind the quantile knots of {len(plan.knot_columns)} "
+           f"numeric columns (sigma {plan.knot_sigma:.3g} per count) "
+           if plan.knot_columns else "")
+        + f"and DP-SGD on the VAE (Poisson sampling q = "
         f"{b.sampling_rate:g}, noise multiplier {b.noise_multiplier:.4g}, clip norm "
         f"{plan.clip_norm:g}, {b.steps} steps), composed by dp-accounting's PLD accountant; "
-        "the preprocessing used only the profile's public bounds. Sampling rows from the "
+        "otherwise the preprocessing used only the profile's public bounds. Sampling rows "
+        "from the "
         "model is post-processing. Not covered: the release's evaluation (fidelity, TSTR and "
         f"attack results on private training and control rows; {where}) and the gate's "
         "decision that let it be published. "
-        + hyperparameter_statement(plan.clip_norm, plan.epochs).replace(
-            "DP epochs (30)", f"DP epochs ({DEFAULT_DP_EPOCHS})"))
+        + hyperparameter_statement(plan.clip_norm, plan.epochs))
     return {
         "epsilon": round(plan.total_epsilon, 6), "delta": plan.delta,
         "target_epsilon": plan.target_epsilon, "design": "synthesis",
         "adjacency": ADJACENCY, "accountant": ACCOUNTANT,
         "mechanisms": plan.mechanisms(),
         "split": {"condition_histogram": round(plan.histogram_epsilon, 6),
+                  "quantile_knots": round(plan.knot_epsilon, 6),
                   "dp_sgd": round(b.epsilon, 6),
                   "note": "each mechanism's epsilon alone at delta; composed they spend "
                           "'epsilon' (less than the sum)"},
         "membership_bound": membership_bound(plan.total_epsilon, plan.delta),
         "preprocessing": {"public_bounds": bounds_used.get("public", []),
                           "public_quantile_knots": bounds_used.get("public_knots", []),
+                          "dp_quantile_knots": bounds_used.get("dp_knots", []),
                           "measured_on_data": bounds_used.get("data", []),
-                          "statement": "every scaling bound, quantile knot, category and value "
-                                       "list comes from the profile's public bounds"},
+                          "statement": "every scaling range, category and value list comes "
+                                       "from the profile's public bounds; quantile knots from "
+                                       "the profile or, for dp_quantile_knots, from a Gaussian "
+                                       "histogram charged to epsilon"},
         "row_count": "private: the synthetic row count is chosen (default: the histogram's DP "
                      "count), and DP-SGD divides by q times that count, not by n",
         "randomness": "histogram noise, batch sampling, gradient noise, initialisation and the "
@@ -187,3 +283,14 @@ def dp_section(plan: SynthesisDpPlan, bounds_used: dict[str, list[str]], mode: s
         "report": mode,
         "statement": statement,
     }
+
+
+def refit_with_knots(pre, frame, knots: dict[str, list[float]], source: str = "<table>"):
+    """``pre`` (a ``TablePreprocessor`` fitted with ``public_bounds``) fitted again on
+    ``frame`` with the DP quantile knots ``knots`` (``dp_quantile_knots``)."""
+    from cloakflow.tasks.data.preprocess import TablePreprocessor
+
+    return TablePreprocessor(pre.profile, public_bounds=True, numeric=pre.numeric,
+                             with_target=pre.with_target, missing_state=pre.missing_state,
+                             discrete_levels=pre.discrete_levels,
+                             dp_knots=knots).fit(frame, source)

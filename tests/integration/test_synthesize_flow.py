@@ -88,10 +88,12 @@ def test_dp_synthetic_release_spends_one_budget_end_to_end(prefect_harness, work
     dp = manifest["dp"]
     assert dp["adjacency"] == "add_remove" and dp["delta"] == 1e-6
     # everything that read the rows: the histogram and DP-SGD, composed
-    assert [m["models"] for m in dp["mechanisms"]] == [["vae"], ["condition histogram"]]
+    assert [m["models"] for m in dp["mechanisms"]] == [
+        ["vae"], ["condition histogram"], ["quantile knots: income, age"]]
     total = release_epsilon_by_dp_accounting(dp, "add_remove")
     assert total <= 2.0 and dp["epsilon"] == pytest.approx(total, rel=1e-3)
     assert dp["preprocessing"]["measured_on_data"] == []
+    assert sorted(dp["preprocessing"]["dp_quantile_knots"]) == ["age", "income"]
     assert "(2, 1e-06)-differentially private" in manifest["privacy"]["statement"]
     # private report: no figure computed on the private rows, no exact row count
     assert manifest["evaluation"].startswith("in the MLflow run only")

@@ -64,3 +64,44 @@ def test_a_dp_synthesizer_reads_no_statistic_off_the_rows(tiny_frame: pl.DataFra
     with pytest.raises(DpPlanError, match=r"tiny.csv.*\['age'\]"):
         require_public_bounds(loose.specs, "tiny.csv")
     assert np.isfinite(fitted.transform(tiny_frame)).all()
+
+
+def test_dp_quantile_knots_follow_point_masses_and_are_charged_to_the_budget():
+    from cloakflow.tasks.privacy.dp_synthetic import (
+        dp_quantile_knots,
+        knot_columns,
+        refit_with_knots,
+    )
+
+    rng = np.random.default_rng(0)
+    rows = 20_000
+    frame = pl.DataFrame({
+        "rate": rng.choice([-1.8, 1.1, 1.4], rows, p=[0.2, 0.3, 0.5]),  # three point masses
+        "amount": rng.lognormal(3, 0.5, rows), "label": rng.choice(["a", "b"], rows)})
+    profile = DatasetProfile.model_validate({
+        "name": "knots", "target": {"column": "label", "positive": "b"},
+        "groups": {"g": ["rate", "amount"]},
+        "columns": {"rate": "numeric", "amount": "numeric"},
+        "bounds": {"rate": {"min": -5, "max": 5}, "amount": {"min": 0, "max": 500},
+                   "label": {"categories": ["a", "b"]}}})
+    pre = TablePreprocessor(profile, public_bounds=True, numeric="quantile",
+                            with_target=True).fit(frame)
+    assert knot_columns(pre.specs) == ("rate", "amount")
+    plan = plan_synthesis_dp(3.0, None, None, epochs=1, sampling_rate=0.05,
+                             knot_columns=knot_columns(pre.specs))
+    section = dp_section(plan, pre.bounds_used(), "private")
+    assert [m["models"][0].split(":")[0] for m in section["mechanisms"]] == [
+        "vae", "condition histogram", "quantile knots"]
+    assert release_epsilon_by_dp_accounting(section, "add_remove") <= 3.0
+    knots = dp_quantile_knots(frame, pre, plan, rng=np.random.default_rng(1))
+    refit = refit_with_knots(pre, frame, knots)
+    spec = {s.name: s for s in refit.specs}
+    assert spec["rate"].bounds == "dp" and spec["rate"].transform == "quantile"
+    assert refit.bounds_used()["dp_knots"] == ["rate", "amount"]
+    # decoded values sit at the point masses (within one bin of the public range, 0.05)
+    back = refit.reverse_transform(refit.transform(frame))["rate"].to_numpy()
+    assert np.abs(back - frame["rate"].to_numpy()).max() < 0.05
+    # the amount's quantiles are close to the true ones
+    true = np.quantile(frame["amount"].to_numpy(), [0.1, 0.5, 0.9])
+    dp = np.interp([0.1, 0.5, 0.9], np.linspace(0, 1, len(knots["amount"])), knots["amount"])
+    assert np.allclose(dp, true, rtol=0.05)
