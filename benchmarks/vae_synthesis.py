@@ -48,6 +48,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--epochs", type=int, default=30, help="VAE epochs (DP: DP-SGD epochs)")
     ap.add_argument("--batch-size", type=int, default=500, help="non-DP rows per step")
+    ap.add_argument("--hidden", default="128,128", help="encoder widths, comma-separated")
+    ap.add_argument("--latent", type=int, default=0, help="latent size (0: the rule)")
     ap.add_argument("--rows", type=int, default=None, help="synthetic rows (default: n)")
     ap.add_argument("--dp-epsilon", type=float, default=None)
     ap.add_argument("--dp-sampling-rate", type=float, default=None,
@@ -112,7 +114,8 @@ def _fit_vae(args, profile, train, n_rows: int):
     cond = parse_condition(None, pre, "train")
     counts = x[:, block(pre, cond.index)].sum(axis=0)
     cfg = VaeConfig(heads=pre.heads(), condition=cond.index, epochs=args.epochs,
-                    batch_size=args.batch_size)
+                    batch_size=args.batch_size, latent=args.latent,
+                    hidden=tuple(int(h) for h in args.hidden.split(",")))
     start, cpu = time.perf_counter(), time.process_time()  # DP: the plan and knots included
     if not private:
         result = train_vae(x, cfg, seed=args.seed)

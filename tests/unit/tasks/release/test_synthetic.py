@@ -1,0 +1,63 @@
+import numpy as np
+import polars as pl
+
+from cloakflow.tasks.data.profile import DatasetProfile
+from cloakflow.tasks.release.synthetic import (
+    associations,
+    draw_conditions,
+    judge,
+    parse_condition,
+)
+from tests.helpers import tiny_profile_dict
+
+
+def _evaluation(share=0.5, copies=0.02, control_copies=0.015, auc=0.45, tpr=0.01):
+    return {"privacy": {
+        "distance": {"dcr_share": share, "exact_copies": copies,
+                     "exact_copies_control": control_copies},
+        "membership": {"auc": auc, "tpr_at_1pct_fpr": tpr}}}
+
+
+def test_the_gate_judges_synthetic_limits_two_sided_and_over_the_control_rate():
+    profile = DatasetProfile.model_validate(tiny_profile_dict(privacy={
+        "sensitive": ["owns"], "policy": {"max_dcr_share": 0.6, "max_membership_auc": 0.6,
+                                          "max_exact_copy_excess": 0.01,
+                                          "max_membership_tpr": 0.05}}))
+    ok = judge(_evaluation(), profile, attacked=True, accept_risk=None)
+    assert ok["verdict"] == "pass" and ok["crossed"] == []
+    assert ok["measured"]["max_membership_auc"] == 0.55  # max(AUC, 1 - AUC)
+    assert abs(ok["measured"]["max_exact_copy_excess"] - 0.005) < 1e-12
+    bad = judge(_evaluation(share=0.7, auc=0.3, tpr=0.2), profile, True, None)
+    assert bad["verdict"] == "blocked" and len(bad["crossed"]) == 3
+    accepted = judge(_evaluation(share=0.7), profile, True, "owner's reason")
+    assert accepted["verdict"] == "accepted" and accepted["accepted_risk"] == "owner's reason"
+    unmeasured = judge({"privacy": {"distance": _evaluation()["privacy"]["distance"]}},
+                       profile, True, None)
+    assert any("not measured" in c for c in unmeasured["crossed"])
+    assert judge({}, profile, attacked=False, accept_risk=None)["verdict"] == "blocked"
+
+
+def test_conditions_are_fixed_or_drawn_from_the_shares(tiny_frame):
+    from cloakflow.tasks.data.preprocess import TablePreprocessor
+
+    profile = DatasetProfile.model_validate(tiny_profile_dict())
+    pre = TablePreprocessor(profile, with_target=True).fit(tiny_frame)
+    target = parse_condition(None, pre, "tiny.csv")
+    assert target.column == "label" and target.fixed is None
+    fixed = parse_condition("city = east", pre, "tiny.csv")
+    assert fixed.value == "east"
+    rng = np.random.default_rng(0)
+    assert set(draw_conditions(50, fixed, np.array([1.0]), rng)) == {fixed.fixed}
+    drawn = draw_conditions(20_000, target, np.array([0.8, 0.2]), rng)
+    assert abs(drawn.mean() - 0.2) < 0.01
+
+
+def test_associations_are_cramers_v_of_the_discretised_columns():
+    from cloakflow.tasks.evaluation.fidelity import Discretiser
+
+    rng = np.random.default_rng(0)
+    a = rng.choice(["x", "y", "z"], 3000)
+    frame = pl.DataFrame({"a": a, "copy": a, "noise": rng.choice(["p", "q"], 3000)})
+    v = associations(frame, Discretiser.fit(frame))
+    assert v.shape == (3, 3) and np.allclose(np.diag(v), 1)
+    assert v[0, 1] > 0.99 and v[0, 2] < 0.05
