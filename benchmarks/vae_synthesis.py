@@ -61,6 +61,7 @@ def main() -> None:
     ap.add_argument("--save", help="folder for the VAE's synthetic rows (parquet)")
     ap.add_argument("--external", nargs="*", default=[], help="NAME=FILE synthetic tables")
     ap.add_argument("--json", help="append the figures as one JSON line per table here")
+    ap.add_argument("--tag", default="", help="suffix of the VAE table's name and file")
     args = ap.parse_args()
 
     import polars as pl
@@ -81,7 +82,8 @@ def main() -> None:
     tables: dict[str, tuple[pl.DataFrame, dict]] = {}
     if not args.skip_vae:
         synthetic, fit = _fit_vae(args, profile, train, frame.height)
-        name = "vae" if args.dp_epsilon is None else f"vae-dp-eps{args.dp_epsilon:g}"
+        name = ("vae" if args.dp_epsilon is None else f"vae-dp-eps{args.dp_epsilon:g}") + \
+            (f"-{args.tag}" if args.tag else "")
         tables[name] = (synthetic, fit)
         if args.save:
             Path(args.save).mkdir(parents=True, exist_ok=True)
@@ -125,10 +127,11 @@ def _fit_vae(args, profile, train, n_rows: int):
         q = args.dp_sampling_rate or dps.DEFAULT_SAMPLING_RATE
         plan = dps.plan_synthesis_dp(args.dp_epsilon, None, None, args.epochs, q,
                                      () if args.no_dp_knots else dps.knot_columns(pre.specs))
-        if plan.knot_columns:
-            pre = dps.refit_with_knots(pre, train, dps.dp_quantile_knots(train, pre, plan))
-            x = pre.transform(train, "train")
         noisy = noisy_counts(counts, plan.histogram_sigma)
+        if plan.knot_columns:
+            knots, _ = dps.dp_quantile_knots(train, pre, plan, max(1.0, float(noisy.sum())))
+            pre = dps.refit_with_knots(pre, train, knots)
+            x = pre.transform(train, "train")
         label_shares = shares(noisy)
         result = train_vae(x, cfg, budget=plan.sgd, clip_norm=plan.clip_norm,
                            expected_batch=q * max(1.0, float(noisy.sum())))

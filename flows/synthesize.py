@@ -105,15 +105,15 @@ def synthesize(params: SynthesizeParameters | None = None) -> SynthesisOutcome:
             dp_release = dps.dp_section(plan, pre.bounds_used(), params.dp_report)
             spend_for_run(profile, parent, data.source_sha, data.source_rows, len(data.x),
                           dp_release)
-            if plan.knot_columns:
-                pre = dps.refit_with_knots(pre, data.train_frame, dps.dp_quantile_knots(
-                    data.train_frame, pre, plan), source)
+            noisy = noisy_counts(counts, plan.histogram_sigma)
+            label_shares, estimate = shares(noisy), max(1.0, float(noisy.sum()))
+            if plan.knot_columns:  # their bin count follows the DP row count
+                knots, info = dps.dp_quantile_knots(data.train_frame, pre, plan, estimate)
+                pre = dps.refit_with_knots(pre, data.train_frame, knots, source)
                 data.pre, data.x = pre, pre.transform(data.train_frame, source)
                 data.x_control = pre.transform(data.control_frame, source, unseen="ignore")
                 tracking.log_text(parent, pre.to_json(), "preprocessing/state.json")
-                dp_release = dps.dp_section(plan, pre.bounds_used(), params.dp_report)
-            noisy = noisy_counts(counts, plan.histogram_sigma)
-            label_shares, estimate = shares(noisy), max(1.0, float(noisy.sum()))
+                dp_release = dps.dp_section(plan, pre.bounds_used(), params.dp_report, info)
         else:
             label_shares, estimate = counts / counts.sum(), float(len(data.x))
         rows = params.rows or int(round(estimate))
@@ -126,6 +126,7 @@ def synthesize(params: SynthesizeParameters | None = None) -> SynthesisOutcome:
             rng = np.random.default_rng([params.seed, 1])
             conditions = syn.draw_conditions(rows, cond, label_shares, rng)
             x_syn = result.vae.sample(rows, rng, conditions)
+            syn.keep_condition(x_syn, pre, cond)
             columns = [c for c in data.train_frame.columns if c in pre.modelled()]
             frame = pre.reverse_transform(x_syn).select(columns)
             print(f"sampled {rows} synthetic rows", flush=True)

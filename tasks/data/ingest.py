@@ -51,10 +51,14 @@ def read_table(path: str | Path, profile: DatasetProfile) -> pl.DataFrame:
         frame = lazy.select(keep).collect()
     except (pl.exceptions.PolarsError, OSError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        other = "parquet" if profile.format == "csv" else "csv"
+        hint = (f" (the file name says {other}: set `format: {other}` in the profile)"
+                if path.suffix.lower().lstrip(".") in {other, "pq" if other == "parquet"
+                                                       else other} else "")
         raise IngestError(
             f"{path}: cannot be read as {profile.format}"
             + (f" with separator {profile.separator!r}" if profile.format == "csv" else "")
-            + f": {first}"
+            + f": {first}{hint}"
         ) from exc
     if frame.height == 0:
         raise IngestError(f"{path}: the table has a header but no rows")

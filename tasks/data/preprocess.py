@@ -156,8 +156,8 @@ class TablePreprocessor:
             as ``missing: impute`` does), and ``reverse_transform`` writes a null wherever the
             flag is set: missing values are modelled as their own state, not imputed away.
             The profile's ``missing: error`` still refuses nulls. With ``public_bounds``
-            which columns get a flag is not read off the rows: every column does when the
-            profile says ``missing: impute``.
+            which columns get a flag is not read off the rows: those the profile lists as
+            ``nullable`` do. The target never gets one.
         discrete_levels: a numeric column (kind ``numeric``, not dates) with at most this many
             distinct training values, each seen on average in ``DISCRETE_MIN_ROWS`` rows or
             more, is encoded as a one-hot block over its values (``ColumnSpec.discrete``) and
@@ -278,9 +278,10 @@ class TablePreprocessor:
                                   fill=counts.get_column(col)[0], dtype=dtype)
             self.specs.append(spec)
             # whether a column has a missing flag: in a DP run decided by the profile alone
-            # (every column may be null under missing: impute), else read off the rows
-            flagged = (self.profile.missing == "impute" if self.public_bounds
-                       else bool(_null_mask(series).any()))
+            # (its public `nullable` list), else read off the rows; never the target
+            flagged = col != self.profile.target.column and (
+                col in self.profile.nullable if self.public_bounds
+                else bool(_null_mask(series).any()))
             if self.missing_state and flagged:
                 self.specs.append(ColumnSpec(f"{col}:missing", group, "boolean",
                                              categories=["false", "true"], fill="false",

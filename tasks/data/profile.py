@@ -253,6 +253,11 @@ class DatasetProfile(BaseModel):
     groups: dict[str, list[str]] = Field(min_length=1)
     quasi_identifiers: list[str] = Field(default_factory=list)
     missing: Literal["error", "impute"] = "error"
+    nullable: list[str] = Field(
+        default_factory=list,
+        description="feature columns that may hold nulls, known without the data: a DP "
+                    "synthetic release models missing values only for these (other nulls are "
+                    "imputed with the public fill value)")
     unseen: Literal["error", "ignore"] = "error"
     columns: dict[str, ColumnKind] = Field(default_factory=dict)
     date_formats: dict[str, str] = Field(
@@ -315,6 +320,7 @@ class DatasetProfile(BaseModel):
                                  "under columns:")
         for kind, cols in (("quasi_identifiers", self.quasi_identifiers),
                            ("privacy.sensitive", self.privacy.sensitive),
+                           ("nullable", self.nullable),
                            ("bounds", list(self.bounds))):
             # the target may have bounds too: a synthetic release models it
             allowed = set(seen) | ({self.target.column} if kind == "bounds" else set())

@@ -10,8 +10,9 @@ accountant, add/remove neighbouring relation). Nothing published is a function o
    is refused before anything runs (``require_public_bounds``), and missing-value flags follow
    the profile's ``missing`` rule. A numeric column with public min and max but no public knots
    gets **DP quantile knots** (``dp_quantile_knots``): one Gaussian mechanism over a histogram
-   of each such column on ``KNOT_GRID`` equal bins of its public range (each row in one bin per
-   column: L2 sensitivity sqrt(k) for k columns), sized to cost about ``KNOT_SHARE`` of E.
+   of each such column on equal bins of its public range (each row in one bin per column: L2
+   sensitivity sqrt(k) for k columns), sized to cost about ``KNOT_SHARE`` of E; the bin count
+   follows the DP row count of step 2 (``knot_bins``).
 2. **One Gaussian histogram** (``models.training.dp_counts``) of the conditioning column's
    categories (sigma ``histogram_sigma``, sized to cost about ``HISTOGRAM_SHARE`` of E on its
    own). It gives the label distribution used to sample conditions and, summed, a DP estimate
@@ -48,9 +49,11 @@ ADJACENCY = "add_remove"
 ACCOUNTANT = "pld"
 HISTOGRAM_SHARE = 0.05  # the label histogram alone costs about this share of E
 KNOT_SHARE = 0.10  # the numeric columns' histograms (DP quantile knots) about this share
-KNOT_GRID = 200  # equal bins over a column's public range
+KNOT_GRID = 200  # at most this many equal bins over a column's public range
+KNOT_MIN_BINS = 10
+KNOT_ROWS_PER_SIGMA = 10.0  # bins: the DP row count over this many noise sds (see below)
 KNOT_LEVELS = 1000  # quantile levels of the DP knots (as the non-DP fitting uses)
-KNOT_THRESHOLD = 3.0  # noisy bin counts under this many sigmas are set to 0 (post-processing)
+KNOT_THRESHOLD = 2.0  # noisy bin counts under this many sigmas are set to 0 (post-processing)
 DEFAULT_DELTA = 1e-6  # public: below 1 / (10 n) for tables under 100,000 rows
 DEFAULT_SAMPLING_RATE = 0.01
 DEFAULT_DP_EPOCHS = 30
@@ -167,20 +170,32 @@ def knot_columns(specs) -> tuple[str, ...]:
                  and s.transform == "minmax" and s.missing_of is None)
 
 
-def dp_quantile_knots(frame, pre, plan: SynthesisDpPlan,
-                      rng=None) -> dict[str, list[float]]:
+def knot_bins(rows_estimate: float, knot_sigma: float) -> int:
+    """Bins per column of the knot histograms: ``rows_estimate`` (a DP count, e.g. the
+    condition histogram's sum) over ``KNOT_ROWS_PER_SIGMA`` noise sds, between
+    ``KNOT_MIN_BINS`` and ``KNOT_GRID``: a small table or a small epsilon gets coarser bins, so
+    that its bins are not lost under the noise. The bin count costs nothing (the sensitivity
+    is the same for any grid); it is chosen from a DP output, so it is post-processing."""
+    return int(min(KNOT_GRID, max(KNOT_MIN_BINS, rows_estimate / (KNOT_ROWS_PER_SIGMA
+                                                                   * knot_sigma))))
+
+
+def dp_quantile_knots(frame, pre, plan: SynthesisDpPlan, rows_estimate: float,
+                      rng=None) -> tuple[dict[str, list[float]], dict[str, dict]]:
     """DP quantile knots of ``plan.knot_columns`` (Gaussian mechanism, secret noise).
 
     Per column: values (nulls left out, others clipped to the public range) counted in
-    ``KNOT_GRID`` equal bins of the public [min, max]; N(0, knot_sigma^2) added to every count
-    (one row moves one count per column by 1: L2 sensitivity sqrt(k), accounted as one
-    Gaussian of multiplier knot_sigma / sqrt(k)); post-processing: counts under
-    ``KNOT_THRESHOLD`` sigmas set to 0, mass spread evenly within its bin, the CDF inverted at
-    ``KNOT_LEVELS`` levels. A column whose noisy counts are all 0 keeps min-max knots (a
-    straight line over its range).
+    ``knot_bins(rows_estimate, knot_sigma)`` equal bins of the public [min, max];
+    N(0, knot_sigma^2) added to every count (one row moves one count per column by 1: L2
+    sensitivity sqrt(k), accounted as one Gaussian of multiplier knot_sigma / sqrt(k));
+    post-processing: counts under ``KNOT_THRESHOLD`` sigmas set to 0, mass spread evenly within
+    its bin, the CDF inverted at ``KNOT_LEVELS`` levels. A column whose noisy counts are all 0
+    keeps min-max knots (a straight line over its range). A column with fewer than 3 bins kept
+    is printed as a warning: its synthetic values are coarse.
 
     Returns:
-        column -> ascending knots in the column's unit (days for dates, seconds for datetimes).
+        (column -> ascending knots in the column's unit (days for dates, seconds for
+        datetimes), column -> {"bins", "kept"}: both DP outputs, publishable).
     """
     import numpy as np
 
@@ -189,24 +204,32 @@ def dp_quantile_knots(frame, pre, plan: SynthesisDpPlan,
 
     (stream,) = secret_streams(1, rng)
     specs = {s.name: s for s in pre.specs}
-    out = {}
+    out, info = {}, {}
     levels = np.linspace(0.0, 1.0, KNOT_LEVELS)
+    bins = knot_bins(rows_estimate, plan.knot_sigma)
     for col in plan.knot_columns:
         spec = specs[col]
         values = kinds.to_numbers(frame.get_column(col), spec.kind)
         values = np.clip(values[~np.isnan(values)], spec.minimum, spec.maximum)
-        edges = np.linspace(spec.minimum, spec.maximum, KNOT_GRID + 1)
+        edges = np.linspace(spec.minimum, spec.maximum, bins + 1)
         counts, _ = np.histogram(values, bins=edges)
         noisy = counts + stream.normal(0.0, plan.knot_sigma, len(counts))
         noisy[noisy < KNOT_THRESHOLD * plan.knot_sigma] = 0.0
-        if noisy.sum() <= 0:
+        kept = int((noisy > 0).sum())
+        info[col] = {"bins": bins, "kept": kept}
+        if kept < 3:
+            print(f"WARNING: column {col!r}: its DP quantile knots rest on {kept} of {bins} "
+                  "bins of its public range (the rest fell under the noise), so its synthetic "
+                  f"values are coarse; give public knots (bounds.{col}.knots) or a tighter "
+                  "public range in the profile", flush=True)
+        if kept == 0:
             out[col] = list(np.interp(levels, [0.0, 1.0], [spec.minimum, spec.maximum]))
             continue
         cdf = np.concatenate([[0.0], np.cumsum(noisy) / noisy.sum()])
         # the inverse of the piecewise-linear CDF; flat stretches (empty bins) are skipped
         keep = np.concatenate([[True], np.diff(cdf) > 0])
         out[col] = [float(v) for v in np.interp(levels, cdf[keep], edges[keep])]
-    return out
+    return out, info
 
 
 def _histogram_epsilon(sigma: float, delta: float) -> float:
@@ -233,8 +256,10 @@ def require_public_bounds(pre_specs, source: str) -> None:
             "the profile's groups")
 
 
-def dp_section(plan: SynthesisDpPlan, bounds_used: dict[str, list[str]], mode: str) -> dict:
-    """The manifest's ``dp`` section of a synthetic release (also the ledger's entry)."""
+def dp_section(plan: SynthesisDpPlan, bounds_used: dict[str, list[str]], mode: str,
+               knot_info: dict[str, dict] | None = None) -> dict:
+    """The manifest's ``dp`` section of a synthetic release (also the ledger's entry);
+    ``knot_info``: the DP knots' bins per column (``dp_quantile_knots``)."""
     b = plan.sgd
     where = "kept out of this release (MLflow run only)" if mode == "private" else \
         "kept in this manifest, marked not covered"
@@ -269,6 +294,7 @@ def dp_section(plan: SynthesisDpPlan, bounds_used: dict[str, list[str]], mode: s
         "preprocessing": {"public_bounds": bounds_used.get("public", []),
                           "public_quantile_knots": bounds_used.get("public_knots", []),
                           "dp_quantile_knots": bounds_used.get("dp_knots", []),
+                          "dp_quantile_knot_bins": knot_info or {},
                           "measured_on_data": bounds_used.get("data", []),
                           "statement": "every scaling range, category and value list comes "
                                        "from the profile's public bounds; quantile knots from "

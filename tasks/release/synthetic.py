@@ -97,6 +97,16 @@ def draw_conditions(rows: int, cond: Conditioning, shares: np.ndarray,
     return rng.choice(len(shares), size=rows, p=shares)
 
 
+def keep_condition(x_syn: np.ndarray, pre: TablePreprocessor, cond: Conditioning) -> None:
+    """The condition column of every synthetic row is given, so never missing: its
+    missing-value flag (if the column has one) is set to present, in place."""
+    for i, spec in enumerate(pre.specs):
+        if spec.missing_of == cond.column:
+            flag = block(pre, i)
+            x_syn[:, flag] = 0.0
+            x_syn[:, flag.start] = 1.0  # categories ["false", "true"]: not missing
+
+
 def positive_labels(x: np.ndarray, pre: TablePreprocessor) -> np.ndarray:
     """1 where the target's one-hot block holds the profile's positive label, shape (rows,)."""
     target = pre.profile.target

@@ -42,7 +42,8 @@ def test_a_dp_synthesizer_reads_no_statistic_off_the_rows(tiny_frame: pl.DataFra
     bounds = {"age": {"min": 0, "max": 120}, "income": {"min": 0, "max": 300},
               "city": {"categories": ["north", "south", "east", "west"]},
               "owns": {"categories": ["no", "yes"]}, "label": {"categories": ["no", "yes"]}}
-    profile = DatasetProfile.model_validate(tiny_profile_dict(bounds=bounds, missing="impute"))
+    profile = DatasetProfile.model_validate(tiny_profile_dict(bounds=bounds, missing="impute",
+                                                              nullable=["income", "city"]))
     pre = TablePreprocessor(profile, public_bounds=True, numeric="quantile", with_target=True,
                             missing_state=True, discrete_levels=32)
     fitted = pre.fit(tiny_frame)
@@ -54,8 +55,8 @@ def test_a_dp_synthesizer_reads_no_statistic_off_the_rows(tiny_frame: pl.DataFra
                               with_target=True, missing_state=True,
                               discrete_levels=32).fit(other)
     assert again.specs == fitted.specs
-    # every column has a missing flag under missing: impute (not read off the rows)
-    assert sum(s.missing_of is not None for s in fitted.specs) == 5
+    # missing flags for the public nullable list only (not read off the rows; no nulls here)
+    assert sorted(s.missing_of for s in fitted.specs if s.missing_of) == ["city", "income"]
     # without bounds for a column: refused, naming it
     partial = DatasetProfile.model_validate(tiny_profile_dict(
         bounds={k: v for k, v in bounds.items() if k != "age"}))
@@ -93,15 +94,29 @@ def test_dp_quantile_knots_follow_point_masses_and_are_charged_to_the_budget():
     assert [m["models"][0].split(":")[0] for m in section["mechanisms"]] == [
         "vae", "condition histogram", "quantile knots"]
     assert release_epsilon_by_dp_accounting(section, "add_remove") <= 3.0
-    knots = dp_quantile_knots(frame, pre, plan, rng=np.random.default_rng(1))
+    knots, info = dp_quantile_knots(frame, pre, plan, rows, rng=np.random.default_rng(1))
+    from cloakflow.tasks.privacy.dp_synthetic import knot_bins
+
+    # the three point masses, and at most a few empty bins whose noise passed 2 sigma
+    assert info["rate"]["bins"] == knot_bins(rows, plan.knot_sigma)
+    assert 3 <= info["rate"]["kept"] <= 8
     refit = refit_with_knots(pre, frame, knots)
     spec = {s.name: s for s in refit.specs}
     assert spec["rate"].bounds == "dp" and spec["rate"].transform == "quantile"
     assert refit.bounds_used()["dp_knots"] == ["rate", "amount"]
-    # decoded values sit at the point masses (within one bin of the public range, 0.05)
+    # decoded values sit at the point masses (within one bin of the public range)
+    width = 10 / info["rate"]["bins"]
     back = refit.reverse_transform(refit.transform(frame))["rate"].to_numpy()
-    assert np.abs(back - frame["rate"].to_numpy()).max() < 0.05
+    assert np.abs(back - frame["rate"].to_numpy()).max() < width
     # the amount's quantiles are close to the true ones
     true = np.quantile(frame["amount"].to_numpy(), [0.1, 0.5, 0.9])
     dp = np.interp([0.1, 0.5, 0.9], np.linspace(0, 1, len(knots["amount"])), knots["amount"])
     assert np.allclose(dp, true, rtol=0.05)
+
+
+def test_knot_bins_follow_the_dp_row_count_so_small_tables_keep_their_tails():
+    from cloakflow.tasks.privacy.dp_synthetic import KNOT_GRID, KNOT_MIN_BINS, knot_bins
+
+    assert knot_bins(33_000, 15.0) == KNOT_GRID
+    assert knot_bins(33_000, 110.0) == 30
+    assert knot_bins(2_400, 32.0) == KNOT_MIN_BINS
