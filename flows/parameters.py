@@ -86,9 +86,10 @@ class SynthesizeParameters(BaseModel):
         None, ge=1, description="synthetic rows to publish (default: as many as the training "
                                 "rows; under DP their DP count)")
     condition: str | None = Field(
-        None, description="COLUMN=VALUE: condition the VAE on this categorical column and "
-                          "give every row this value (default: conditioned on the target, "
-                          "labels drawn at the training rate or its DP estimate)")
+        None, description="COLUMN=VALUE: condition the VAE on this categorical, boolean or "
+                          "discrete numeric column and give every row this value (default: "
+                          "conditioned on the target, labels drawn at the training rate or "
+                          "its DP estimate)")
     seed: int = Field(42, description="seeds the split, non-DP training, sampling and the "
                                       "evaluation")
     epochs: int = Field(30, ge=1, description="VAE epochs (fixed; no early stopping)")

@@ -135,7 +135,7 @@ def synthesize(params: SynthesizeParameters | None = None) -> SynthesisOutcome:
                 pre=pre, profile=profile, x_syn=x_syn, x_train=data.x,
                 x_control=data.x_control, synthetic=frame, train=data.train_frame,
                 control=data.control_frame, seed=params.seed,
-                attacks=params.privacy_attacks)
+                attacks=params.privacy_attacks, condition=cond)
         gate = syn.judge(evaluation, profile, params.privacy_attacks, params.accept_risk)
         report = syn.report_markdown(profile.name, evaluation, gate, rows=rows,
                                      model=params.model, dp=dp_release, condition=cond)
@@ -188,12 +188,13 @@ def _log_report(parent: str, dataset: str, evaluation: dict, gate: dict, report:
                                                 categorical=discrete)
         for path in (columns, heat):
             tracking.log_file(parent, path, "report")
-    evaluation.setdefault("fidelity", {})["association_difference_mean"] = mean_diff
+    if "skipped" not in evaluation["fidelity"]:
+        evaluation["fidelity"]["association_difference_mean"] = mean_diff
     tracking.log_dict(parent, {"evaluation": evaluation, "gate": gate}, "report/report.json")
     tracking.log_text(parent, report, "report/report.md")
     fid, ts = evaluation["fidelity"], evaluation["tstr"]
     metrics = {f"fidelity.{k}": fid[k]["synthetic"] for k in ("univariate", "bivariate",
-                                                              "three_way")}
+                                                              "three_way") if k in fid}
     metrics.update({f"tstr.{k}": ts[k]["tstr"] for k in ("forest", "lightgbm") if k in ts})
     metrics.update({f"privacy.{k}": v for k, v in gate["measured"].items() if v is not None})
     tracking.log_metrics(parent, metrics)

@@ -213,8 +213,9 @@ class TablePreprocessor:
                 "(measured on the table, e.g. by `cloakflow profile`): they are statistics of "
                 "the private rows, and a DP run cannot use them as public bounds. Replace them "
                 "with bounds known without the data (a code book, a domain range) and set "
-                "origin: public, or remove them (the column is then scaled on the training "
-                "rows and the manifest lists it as not covered by epsilon)")
+                "origin: public, or remove them (`cloakflow run` then scales the column on "
+                "the training rows and lists it as not covered by epsilon; a DP "
+                "`cloakflow synthesize` needs public bounds for every column)")
         for col, group in self.modelled().items():
             series = frame.get_column(col)
             try:

@@ -234,6 +234,9 @@ def spend_for_run(profile, parent: str, source_sha: str, source_rows: int, rows:
     entry = make_entry(profile.name, parent, source_sha, source_rows, rows, dp_release)
     after, path = spend(dp_release, cap.model_dump() if cap else None, entry, parent)
     at = "the cap's delta" if cap else "the sum of the runs' deltas"
+    if dp_release.get("adjacency") == "add_remove":
+        at += ("; the ledger composes every run under replace-one, an upper bound for this "
+               "add/remove run, so its figure is larger than the run's own")
     print(f"privacy ledger {path}: this run spends epsilon {dp_release['epsilon']:.4g} at delta "
           f"{dp_release['delta']:g}; all {after.runs} run(s) on this dataset composed: epsilon "
           f"{after.epsilon:.4g} at delta {after.delta:.3g} ({at})", flush=True)

@@ -59,6 +59,9 @@ def write_release(out_dir: str | Path, dataset: str, release_id: str,
         manifest = {**manifest, "files": files,
                     "created_at": datetime.now(UTC).isoformat(timespec="seconds")}
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1, default=str) + "\n")
+        umask = os.umask(0)
+        os.umask(umask)
+        tmp.chmod(0o777 & ~umask)  # mkdtemp's folder is private (0700); a release is shared
         os.replace(tmp, final)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

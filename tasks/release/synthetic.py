@@ -70,8 +70,9 @@ def parse_condition(text: str | None, pre: TablePreprocessor, source: str) -> Co
                               f"profile does not model; modelled columns: {sorted(specs)}")
     i, spec = specs[column]
     if spec.family != "categorical":
-        raise PreprocessError(f"{source}: --condition column {column!r} is {spec.kind}: the "
-                              "VAE can be conditioned on a categorical or boolean column only")
+        raise PreprocessError(f"{source}: --condition column {column!r} is a continuous "
+                              f"{spec.kind} column: the VAE can be conditioned on a categorical,"
+                              " boolean or discrete numeric column only")
     fixed = None
     if value is not None:
         if value not in spec.categories:
@@ -125,23 +126,40 @@ def feature_columns(pre: TablePreprocessor) -> np.ndarray:
 
 def evaluate(pre: TablePreprocessor, profile: DatasetProfile, *, x_syn: np.ndarray,
              x_train: np.ndarray, x_control: np.ndarray, synthetic: pl.DataFrame,
-             train: pl.DataFrame, control: pl.DataFrame, seed: int, attacks: bool) -> dict:
+             train: pl.DataFrame, control: pl.DataFrame, seed: int, attacks: bool,
+             condition: Conditioning | None = None) -> dict:
     """Every figure of a synthetic release, against the control rows (never trained on).
 
     Args:
         x_syn, x_train, x_control: the three tables in the preprocessor's space.
         synthetic, train, control: the same as source columns (decoded synthetic rows).
         attacks: run the privacy attacks (distances, membership, anonymeter).
+        condition: with a fixed value, the real rows compared with are those with that value
+            (the synthetic rows stand for that subpopulation).
 
     Returns:
-        ``{"fidelity": ..., "tstr": ..., "privacy": {...} (absent without attacks)}``.
+        ``{"fidelity": ..., "tstr": ..., "privacy": {...} (absent without attacks),
+        "compared_with": ...}``.
     """
     from cloakflow.tasks.evaluation.fidelity import fidelity_report
     from cloakflow.tasks.evaluation.tstr import tstr
 
+    out: dict = {"compared_with": "all training and control rows"}
+    if condition is not None and condition.fixed is not None:
+        where = block(pre, condition.index)
+        keep_t = x_train[:, where].argmax(axis=1) == condition.fixed
+        keep_c = x_control[:, where].argmax(axis=1) == condition.fixed
+        x_train, train = x_train[keep_t], train.filter(pl.Series(keep_t))
+        x_control, control = x_control[keep_c], control.filter(pl.Series(keep_c))
+        out["compared_with"] = (f"the rows with {condition.column} = {condition.value}: "
+                                f"{len(x_train)} training, {len(x_control)} control")
+        print(f"evaluating against {out['compared_with']}", flush=True)
+        if min(len(x_train), len(x_control)) < 2:
+            out["fidelity"] = {"skipped": "too few real rows with the condition's value"}
+            out["tstr"] = {"skipped": "too few real rows with the condition's value"}
+            return out
     columns = synthetic.columns
     discrete = tuple(s.name for s in pre.specs if s.discrete)
-    out: dict = {}
     print("evaluating: fidelity (1 - TVD of discretised distributions)", flush=True)
     out["fidelity"] = fidelity_report(train.select(columns), synthetic,
                                       control.select(columns), seed=seed, categorical=discrete)
@@ -236,13 +254,17 @@ def report_markdown(dataset: str, evaluation: dict, gate: dict, *, rows: int, mo
              + (f"(ε = {dp['epsilon']:.3g}, δ = {dp['delta']:g})-DP end to end "
                 "(add/remove one row)." if dp else "not differentially private."), ""]
     fid = evaluation["fidelity"]
-    lines += ["## Fidelity (1 − total variation distance, against the training rows)", "",
-              "| | synthetic | control rows (holdout maximum) |", "|---|---|---|"]
-    lines += [f"| {k.replace('_', '-')} | {fid[k]['synthetic']:.3f} | "
-              f"{fid[k]['holdout_maximum']:.3f} |" for k in ("univariate", "bivariate",
-                                                             "three_way")]
-    worst = ", ".join(f"{n} {v:.2f}" for n, v in fid["bivariate"]["worst"][:3])
-    lines += ["", f"Weakest pairs: {worst}.", ""]
+    lines += [f"Compared with {evaluation.get('compared_with', 'all real rows')}.", ""]
+    if "skipped" in fid:
+        lines += ["## Fidelity", "", f"Skipped: {fid['skipped']}.", ""]
+    else:
+        lines += ["## Fidelity (1 − total variation distance, against the training rows)", "",
+                  "| | synthetic | control rows (holdout maximum) |", "|---|---|---|"]
+        lines += [f"| {k.replace('_', '-')} | {fid[k]['synthetic']:.3f} | "
+                  f"{fid[k]['holdout_maximum']:.3f} |" for k in ("univariate", "bivariate",
+                                                                 "three_way")]
+        worst = ", ".join(f"{n} {v:.2f}" for n, v in fid["bivariate"]["worst"][:3])
+        lines += ["", f"Weakest pairs: {worst}.", ""]
     ts = evaluation["tstr"]
     if "skipped" in ts:
         lines += ["## Utility", "", f"TSTR skipped: {ts['skipped']}.", ""]
@@ -285,6 +307,8 @@ def report_markdown(dataset: str, evaluation: dict, gate: dict, *, rows: int, mo
     lines += ["", "| limit | measured | allowed |", "|---|---|---|"]
     lines += [f"| {k} | {_fmt(gate['measured'][k], 4)} | {gate['limits'][k]} |"
               for k in SYNTHETIC_LIMITS]
+    lines += ["", "Membership AUC is judged two-sided, max(AUC, 1 − AUC): an attack that "
+                  "ranks members low reveals them as well."]
     return "\n".join(lines) + "\n"
 
 

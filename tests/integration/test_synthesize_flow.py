@@ -78,8 +78,11 @@ def test_bank_sample_synthetic_release_end_to_end(prefect_harness, workdir: Path
 def test_dp_synthetic_release_spends_one_budget_end_to_end(prefect_harness, workdir: Path,
                                                            tiny_files, capsys):
     csv, _ = tiny_files
-    profile = _profile(workdir, bounds=BOUNDS)
-    rc, out, err = _cli(capsys, ["synthesize", "tiny", "--input", str(csv), "--profile",
+    holes = workdir / "holes.csv"  # income null in every 5th row
+    pl.read_csv(csv).with_columns(pl.when(pl.int_range(pl.len()) % 5 == 0).then(None)
+                                  .otherwise(pl.col("income")).alias("income")).write_csv(holes)
+    profile = _profile(workdir, bounds=BOUNDS, missing="impute", nullable=["income"])
+    rc, out, err = _cli(capsys, ["synthesize", "tiny", "--input", str(holes), "--profile",
                                  str(profile), "--dp-epsilon", "2", "--dp-epochs", "2",
                                  "--dp-sampling-rate", "0.05", "--rows", "300"])
     assert rc == 0, err
@@ -100,7 +103,11 @@ def test_dp_synthetic_release_spends_one_budget_end_to_end(prefect_harness, work
     assert manifest["split"]["rows"].startswith("private")
     assert "sha256" not in manifest["source"] and manifest["model"]["seed"] is None
     assert "final_loss" not in manifest["model"]
-    assert manifest["rows"] == 300 and pl.read_parquet(release / "synthetic.parquet").height == 300
+    rows = pl.read_parquet(release / "synthetic.parquet")
+    assert manifest["rows"] == 300 and rows.height == 300
+    # missing values only where the profile's public nullable list allows them
+    assert {c["name"] for c in manifest["columns"] if c["nullable"]} == {"income"}
+    assert all(rows[c].null_count() == 0 for c in rows.columns if c != "income")
     ledger = (workdir / "ledger" / "tiny.jsonl").read_text().splitlines()
     assert len(ledger) == 1 and json.loads(ledger[0])["adjacency"] == "add_remove"
 
@@ -130,9 +137,11 @@ def test_condition_fixes_a_column_and_bad_conditions_name_the_rule(
     manifest = json.loads((release / "manifest.json").read_text())
     assert manifest["condition"] == {"column": "city", "value": "north",
                                      "distribution": "fixed value"}
+    # the figures compare the rows with the real rows of that subpopulation
+    assert manifest["evaluation"]["compared_with"].startswith("the rows with city = north")
     assert manifest["privacy"]["verdict"] == "accepted"  # not attacked: accepted risk
     for bad, message in (("city=moon", "'moon' is not a category of 'city'"),
-                         ("income=3", "'income' is numeric"),
+                         ("income=3", "'income' is a continuous numeric"),
                          ("colour=red", "does not model"), ("city", "COLUMN=VALUE")):
         rc, _, err = _cli(capsys, base + ["--condition", bad])
         assert rc == 2 and "INPUT REJECTED" in err and message in err, (bad, err)
