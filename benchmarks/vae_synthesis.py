@@ -115,12 +115,14 @@ def _fit_vae(args, profile, train, n_rows: int):
     x = pre.transform(train, "train")
     cond = parse_condition(None, pre, "train")
     counts = x[:, block(pre, cond.index)].sum(axis=0)
-    cfg = VaeConfig(heads=pre.heads(), condition=cond.index, epochs=args.epochs,
-                    batch_size=args.batch_size, latent=args.latent,
-                    hidden=tuple(int(h) for h in args.hidden.split(",")))
+
+    def config(pre) -> VaeConfig:  # after DP values, a discrete numeric is a one-hot block
+        return VaeConfig(heads=pre.heads(), condition=cond.index, epochs=args.epochs,
+                         batch_size=args.batch_size, latent=args.latent,
+                         hidden=tuple(int(h) for h in args.hidden.split(",")))
     start, cpu = time.perf_counter(), time.process_time()  # DP: the plan and knots included
     if not private:
-        result = train_vae(x, cfg, seed=args.seed)
+        result = train_vae(x, config(pre), seed=args.seed)
         label_shares, note = counts / counts.sum(), "non-private"
     else:
         dps.require_public_bounds(pre.specs, "train")
@@ -129,11 +131,12 @@ def _fit_vae(args, profile, train, n_rows: int):
                                      () if args.no_dp_knots else dps.knot_columns(pre.specs))
         noisy = noisy_counts(counts, plan.histogram_sigma)
         if plan.knot_columns:
-            knots, _ = dps.dp_quantile_knots(train, pre, plan, max(1.0, float(noisy.sum())))
-            pre = dps.refit_with_knots(pre, train, knots)
+            knots, values, _ = dps.dp_quantile_knots(train, pre, plan,
+                                                     max(1.0, float(noisy.sum())))
+            pre = dps.refit_with_knots(pre, train, knots, values)
             x = pre.transform(train, "train")
         label_shares = shares(noisy)
-        result = train_vae(x, cfg, budget=plan.sgd, clip_norm=plan.clip_norm,
+        result = train_vae(x, config(pre), budget=plan.sgd, clip_norm=plan.clip_norm,
                            expected_batch=q * max(1.0, float(noisy.sum())))
         note = (f"DP eps {plan.total_epsilon:.3f} at delta {plan.delta:g} (add/remove, PLD), "
                 f"DP knots for {len(plan.knot_columns)} columns, "

@@ -108,8 +108,9 @@ def synthesize(params: SynthesizeParameters | None = None) -> SynthesisOutcome:
             noisy = noisy_counts(counts, plan.histogram_sigma)
             label_shares, estimate = shares(noisy), max(1.0, float(noisy.sum()))
             if plan.knot_columns:  # their bin count follows the DP row count
-                knots, info = dps.dp_quantile_knots(data.train_frame, pre, plan, estimate)
-                pre = dps.refit_with_knots(pre, data.train_frame, knots, source)
+                knots, values, info = dps.dp_quantile_knots(data.train_frame, pre, plan,
+                                                            estimate)
+                pre = dps.refit_with_knots(pre, data.train_frame, knots, values, source)
                 data.pre, data.x = pre, pre.transform(data.train_frame, source)
                 data.x_control = pre.transform(data.control_frame, source, unseen="ignore")
                 tracking.log_text(parent, pre.to_json(), "preprocessing/state.json")

@@ -112,6 +112,8 @@ class ColumnSpec:
     knots: list[float] = field(default_factory=list)  # quantile: source-unit quantiles
     missing_of: str | None = None  # a missing-value flag: the column whose nulls it marks
     discrete: bool = False  # a numeric column modelled as categories of its values
+    values: list[float] = field(default_factory=list)  # discrete from DP bins: each category's
+    # number (a kept bin's centre); a value maps to the nearest
 
     @property
     def family(self) -> str:
@@ -170,14 +172,19 @@ class TablePreprocessor:
         dp_knots: with ``public_bounds`` and quantile scaling, quantile knots measured by a
             DP mechanism (``tasks.privacy.dp_synthetic.dp_quantile_knots``) for columns whose
             public bounds have min and max but no knots (``ColumnSpec.bounds == "dp"``).
+        dp_values: likewise, a discrete numeric's values measured by a DP mechanism (the
+            centres of the histogram bins that stood above the noise): the column becomes a
+            one-hot block over them, a value mapping to the nearest one.
     """
 
     def __init__(self, profile: DatasetProfile, public_bounds: bool = False,
                  numeric: Literal["minmax", "quantile"] = "minmax",
                  with_target: bool = False, missing_state: bool = False,
-                 discrete_levels: int = 0, dp_knots: dict[str, list[float]] | None = None):
+                 discrete_levels: int = 0, dp_knots: dict[str, list[float]] | None = None,
+                 dp_values: dict[str, list[float]] | None = None):
         self.profile = profile
         self.dp_knots = dp_knots or {}
+        self.dp_values = dp_values or {}
         self.discrete_levels = discrete_levels
         self.public_bounds = public_bounds
         self.numeric = numeric
@@ -233,6 +240,11 @@ class TablePreprocessor:
                 spec = ColumnSpec(col, group, "categorical", categories=public.categories,
                                   fill=public.categories[0], bounds="public", dtype=dtype,
                                   discrete=True)
+            elif public is not None and family == "numeric" and col in self.dp_values:
+                values = sorted(self.dp_values[col])
+                spec = ColumnSpec(col, group, "categorical", categories=[
+                    f"{v:.6g}" for v in values], fill=f"{values[len(values) // 2]:.6g}",
+                    bounds="dp", dtype=dtype, discrete=True, values=values)
             elif public is not None and family == "numeric":
                 if isinstance(public.min, dt.date) and kind == "numeric":
                     raise PreprocessError(f"{source}: column {col!r}: its bounds are dates but "
@@ -368,6 +380,14 @@ class TablePreprocessor:
             missing = _null_mask(series)
             return np.column_stack([~missing, missing]).astype(np.float32)
         series = self._check_nulls(series, source, spec)
+        if spec.values:  # discrete over DP values: the nearest one
+            numbers = self._numbers(series, "numeric", source)
+            grid = np.asarray(spec.values)
+            numbers = np.where(np.isnan(numbers), float(spec.fill), numbers)
+            mid = (grid[1:] + grid[:-1]) / 2
+            out = np.zeros((len(numbers), len(grid)), dtype=np.float32)
+            out[np.arange(len(numbers)), np.searchsorted(mid, numbers)] = 1.0
+            return out
         if spec.family == "numeric":
             values = self._numbers(series, spec.kind, source)
             values = np.where(np.isnan(values), spec.fill, values)  # nulls: missing=impute
@@ -417,6 +437,9 @@ class TablePreprocessor:
                     values = values * (spec.maximum - spec.minimum) + spec.minimum
                 columns.append(kinds.from_numbers(spec.name, values, spec.kind,
                                                   spec.source_dtype))
+            elif spec.values:  # discrete over DP values: back to numbers
+                columns.append(kinds.from_numbers(spec.name, np.asarray(spec.values)[
+                    block.argmax(axis=1)], "numeric", spec.source_dtype))
             else:
                 labels = np.asarray(spec.categories, dtype=object)[block.argmax(axis=1)]
                 columns.append(kinds.from_categories(spec.name, labels, spec.kind,
@@ -432,13 +455,14 @@ class TablePreprocessor:
     def bounds_used(self) -> dict[str, list[str]]:
         """Columns whose scaling/categories came from the profile's public bounds or the data;
         ``public_knots``: those of the public ones scaled through the profile's public knots;
-        ``dp_knots``: those scaled through knots measured by a DP mechanism."""
+        ``dp_knots`` / ``dp_values``: those scaled through knots, or made discrete over values,
+        measured by a DP mechanism."""
         out: dict[str, list[str]] = {"public": [], "data": [], "public_knots": [],
-                                     "dp_knots": []}
+                                     "dp_knots": [], "dp_values": []}
         for spec in self.specs:
-            if spec.bounds == "dp":  # public min/max, knots from a DP mechanism
+            if spec.bounds == "dp":  # public min/max, knots or values from a DP mechanism
                 out["public"].append(spec.name)
-                out["dp_knots"].append(spec.name)
+                out["dp_values" if spec.values else "dp_knots"].append(spec.name)
                 continue
             out[spec.bounds].append(spec.name)
             if spec.bounds == "public" and spec.transform == "quantile":

@@ -55,7 +55,7 @@ class Discretiser:
                 finite = values[~np.isnan(values)]
                 qs = np.quantile(finite, np.linspace(0, 1, bins + 1)[1:-1]) if len(finite) \
                     else np.array([])
-                edges[name] = np.unique(qs)
+                edges[name] = _between_values(np.unique(qs), np.unique(finite))
             else:
                 counts = _text(train.get_column(name)).drop_nulls().value_counts(sort=True)
                 tops[name] = counts.get_column(name).head(top).to_list()
@@ -84,6 +84,18 @@ class Discretiser:
                                  for v in text.to_list()), dtype=np.int64, count=len(text))
             out[name] = codes
         return out
+
+
+def _between_values(qs: np.ndarray, distinct: np.ndarray) -> np.ndarray:
+    """Quantile edges moved to the midpoint between the training values on either side, so
+    that no edge sits on a value: a column with point masses (a rate published per quarter,
+    a code like 999) would otherwise put a value and one a rounding error away (a DP value
+    list's, a float's) in different cells."""
+    if not len(qs) or len(distinct) < 2:
+        return qs
+    # the first training value above the edge (an edge on the largest value: the gap below it)
+    i = np.clip(np.searchsorted(distinct, qs, side="right"), 1, len(distinct) - 1)
+    return np.unique((distinct[i - 1] + distinct[i]) / 2)
 
 
 def _numbers(series: pl.Series) -> np.ndarray | None:

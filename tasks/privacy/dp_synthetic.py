@@ -181,7 +181,8 @@ def knot_bins(rows_estimate: float, knot_sigma: float) -> int:
 
 
 def dp_quantile_knots(frame, pre, plan: SynthesisDpPlan, rows_estimate: float,
-                      rng=None) -> tuple[dict[str, list[float]], dict[str, dict]]:
+                      rng=None) -> tuple[dict[str, list[float]], dict[str, list[float]],
+                                         dict[str, dict]]:
     """DP quantile knots of ``plan.knot_columns`` (Gaussian mechanism, secret noise).
 
     Per column: values (nulls left out, others clipped to the public range) counted in
@@ -193,9 +194,17 @@ def dp_quantile_knots(frame, pre, plan: SynthesisDpPlan, rows_estimate: float,
     keeps min-max knots (a straight line over its range). A column with fewer than 3 bins kept
     is printed as a warning: its synthetic values are coarse.
 
+    A **discrete numeric** (kind ``numeric``, the preprocessor's ``discrete_levels`` on) whose
+    mass stands in few, isolated bins (kept bins at most ``discrete_levels`` and at most a
+    quarter of the bins, in at least half as many separate stretches as bins: a rate published
+    per quarter, a code like 999, not a continuous hump in a wide range) gets a DP value list
+    instead of knots: the kept bins' centres (the public min or max for an end bin, where codes
+    and counts pile up; whole numbers for an integer column).
+
     Returns:
         (column -> ascending knots in the column's unit (days for dates, seconds for
-        datetimes), column -> {"bins", "kept"}: both DP outputs, publishable).
+        datetimes), column -> DP values of a discrete numeric, column -> {"bins", "kept",
+        "discrete"}: all DP outputs, publishable).
     """
     import numpy as np
 
@@ -204,7 +213,7 @@ def dp_quantile_knots(frame, pre, plan: SynthesisDpPlan, rows_estimate: float,
 
     (stream,) = secret_streams(1, rng)
     specs = {s.name: s for s in pre.specs}
-    out, info = {}, {}
+    out, discrete, info = {}, {}, {}
     levels = np.linspace(0.0, 1.0, KNOT_LEVELS)
     bins = knot_bins(rows_estimate, plan.knot_sigma)
     for col in plan.knot_columns:
@@ -216,7 +225,19 @@ def dp_quantile_knots(frame, pre, plan: SynthesisDpPlan, rows_estimate: float,
         noisy = counts + stream.normal(0.0, plan.knot_sigma, len(counts))
         noisy[noisy < KNOT_THRESHOLD * plan.knot_sigma] = 0.0
         kept = int((noisy > 0).sum())
-        info[col] = {"bins": bins, "kept": kept}
+        info[col] = {"bins": bins, "kept": kept, "discrete": False}
+        occupied = noisy > 0
+        runs = int(occupied[0]) + int((occupied[1:] & ~occupied[:-1]).sum())  # kept stretches
+        if spec.kind == "numeric" and 0 < kept <= min(pre.discrete_levels, bins // 4) \
+                and runs >= kept / 2:  # isolated spikes, not a continuous hump
+            centres = (edges[1:] + edges[:-1]) / 2
+            centres[0], centres[-1] = spec.minimum, spec.maximum
+            values = centres[noisy > 0]
+            if kinds.parse_dtype(spec.source_dtype).is_integer():
+                values = np.round(values)
+            discrete[col] = sorted({float(v) for v in values})
+            info[col]["discrete"] = True
+            continue
         if kept < 3:
             print(f"WARNING: column {col!r}: its DP quantile knots rest on {kept} of {bins} "
                   "bins of its public range (the rest fell under the noise), so its synthetic "
@@ -229,7 +250,7 @@ def dp_quantile_knots(frame, pre, plan: SynthesisDpPlan, rows_estimate: float,
         # the inverse of the piecewise-linear CDF; flat stretches (empty bins) are skipped
         keep = np.concatenate([[True], np.diff(cdf) > 0])
         out[col] = [float(v) for v in np.interp(levels, cdf[keep], edges[keep])]
-    return out, info
+    return out, discrete, info
 
 
 def _histogram_epsilon(sigma: float, delta: float) -> float:
@@ -294,6 +315,7 @@ def dp_section(plan: SynthesisDpPlan, bounds_used: dict[str, list[str]], mode: s
         "preprocessing": {"public_bounds": bounds_used.get("public", []),
                           "public_quantile_knots": bounds_used.get("public_knots", []),
                           "dp_quantile_knots": bounds_used.get("dp_knots", []),
+                          "dp_value_lists": bounds_used.get("dp_values", []),
                           "dp_quantile_knot_bins": knot_info or {},
                           "measured_on_data": bounds_used.get("data", []),
                           "statement": "every scaling range, category and value list comes "
@@ -311,12 +333,13 @@ def dp_section(plan: SynthesisDpPlan, bounds_used: dict[str, list[str]], mode: s
     }
 
 
-def refit_with_knots(pre, frame, knots: dict[str, list[float]], source: str = "<table>"):
+def refit_with_knots(pre, frame, knots: dict[str, list[float]],
+                     values: dict[str, list[float]] | None = None, source: str = "<table>"):
     """``pre`` (a ``TablePreprocessor`` fitted with ``public_bounds``) fitted again on
-    ``frame`` with the DP quantile knots ``knots`` (``dp_quantile_knots``)."""
+    ``frame`` with the DP quantile knots and value lists of ``dp_quantile_knots``."""
     from cloakflow.tasks.data.preprocess import TablePreprocessor
 
     return TablePreprocessor(pre.profile, public_bounds=True, numeric=pre.numeric,
                              with_target=pre.with_target, missing_state=pre.missing_state,
-                             discrete_levels=pre.discrete_levels,
-                             dp_knots=knots).fit(frame, source)
+                             discrete_levels=pre.discrete_levels, dp_knots=knots,
+                             dp_values=values).fit(frame, source)

@@ -88,7 +88,8 @@ def test_public_bounds_replace_data_statistics(tiny_frame):
     profile = DatasetProfile.model_validate(tiny_profile_dict(bounds=BOUNDS))
     pre = TablePreprocessor(profile, public_bounds=True).fit(tiny_frame)
     assert pre.bounds_used() == {"public": ["age", "city"], "data": ["income", "owns"],
-                                 "public_knots": [], "dp_knots": []}
+                                 "public_knots": [], "dp_knots": [],
+                                 "dp_values": []}
     x = pre.transform(tiny_frame)
     cols = pre.output_columns
     age = x[:, cols.index("age")]

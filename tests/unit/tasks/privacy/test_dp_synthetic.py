@@ -94,7 +94,9 @@ def test_dp_quantile_knots_follow_point_masses_and_are_charged_to_the_budget():
     assert [m["models"][0].split(":")[0] for m in section["mechanisms"]] == [
         "vae", "condition histogram", "quantile knots"]
     assert release_epsilon_by_dp_accounting(section, "add_remove") <= 3.0
-    knots, info = dp_quantile_knots(frame, pre, plan, rows, rng=np.random.default_rng(1))
+    knots, values, info = dp_quantile_knots(frame, pre, plan, rows,
+                                            rng=np.random.default_rng(1))
+    assert values == {}  # discrete_levels off: knots only
     from cloakflow.tasks.privacy.dp_synthetic import knot_bins
 
     # the three point masses, and at most a few empty bins whose noise passed 2 sigma
@@ -120,3 +122,40 @@ def test_knot_bins_follow_the_dp_row_count_so_small_tables_keep_their_tails():
     assert knot_bins(33_000, 15.0) == KNOT_GRID
     assert knot_bins(33_000, 110.0) == 30
     assert knot_bins(2_400, 32.0) == KNOT_MIN_BINS
+
+
+def test_a_discrete_numeric_gets_a_dp_value_list_and_decodes_near_its_values():
+    from cloakflow.tasks.privacy.dp_synthetic import (
+        dp_quantile_knots,
+        knot_columns,
+        refit_with_knots,
+    )
+
+    rng = np.random.default_rng(0)
+    rows = 20_000
+    frame = pl.DataFrame({
+        "rate": rng.choice([-1.8, 1.1, 1.4], rows, p=[0.2, 0.3, 0.5]),
+        "days": np.where(rng.random(rows) < 0.9, 999, rng.integers(0, 20, rows)),
+        "amount": rng.lognormal(3, 0.5, rows), "label": rng.choice(["a", "b"], rows)})
+    profile = DatasetProfile.model_validate({
+        "name": "values", "target": {"column": "label", "positive": "b"},
+        "groups": {"g": ["rate", "days", "amount"]},
+        "columns": {"rate": "numeric", "days": "numeric", "amount": "numeric"},
+        "bounds": {"rate": {"min": -5, "max": 5}, "days": {"min": 0, "max": 999},
+                   "amount": {"min": 0, "max": 500}, "label": {"categories": ["a", "b"]}}})
+    pre = TablePreprocessor(profile, public_bounds=True, numeric="quantile", with_target=True,
+                            discrete_levels=32).fit(frame)
+    plan = plan_synthesis_dp(3.0, None, None, epochs=1, sampling_rate=0.05,
+                             knot_columns=knot_columns(pre.specs))
+    knots, values, info = dp_quantile_knots(frame, pre, plan, rows,
+                                            rng=np.random.default_rng(1))
+    assert set(values) == {"rate", "days"} and set(knots) == {"amount"}
+    assert 999.0 in values["days"]  # the end bin takes the public max: the code survives
+    refit = refit_with_knots(pre, frame, knots, values)
+    spec = {s.name: s for s in refit.specs}
+    assert spec["rate"].discrete and spec["rate"].bounds == "dp"
+    assert refit.bounds_used()["dp_values"] == ["rate", "days"]
+    back = refit.reverse_transform(refit.transform(frame))
+    width = 10 / info["rate"]["bins"]
+    assert np.abs(back["rate"].to_numpy() - frame["rate"].to_numpy()).max() <= width
+    assert back["days"].dtype == pl.Int64 and (back["days"] == 999).mean() > 0.85
