@@ -2,7 +2,7 @@
 """Benchmark: the tabular VAE (``models/vae.py``) as a synthesizer of the bank table, on the
 synthetic-data anchors' protocol (issue "Synthetic data release with a tabular VAE").
 
-    python -m benchmarks.vae_synthesis [--epochs 30] [--dp-epsilon E] [--seed 0]
+    python -m benchmarks.vae_synthesis [--epochs 60] [--dp-epsilon E [--dp-epochs 30]] [--seed 0]
         [--save DIR] [--external NAME=FILE ...] [--json FILE]
 
 Protocol: the UCI Bank Marketing table (``$CLOAKFLOW_DATA_DIR/bank-additional-full.csv``,
@@ -46,7 +46,8 @@ DATA_DIR = os.environ.get("CLOAKFLOW_DATA_DIR", "/work/shared/data")
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--epochs", type=int, default=30, help="VAE epochs (DP: DP-SGD epochs)")
+    ap.add_argument("--epochs", type=int, default=60, help="non-DP VAE epochs")
+    ap.add_argument("--dp-epochs", type=int, default=30, help="DP-SGD epochs")
     ap.add_argument("--batch-size", type=int, default=500, help="non-DP rows per step")
     ap.add_argument("--hidden", default="128,128", help="encoder widths, comma-separated")
     ap.add_argument("--latent", type=int, default=0, help="latent size (0: the rule)")
@@ -83,7 +84,7 @@ def main() -> None:
     if not args.skip_vae:
         synthetic, fit = _fit_vae(args, profile, train, frame.height)
         name = ("vae" if args.dp_epsilon is None else f"vae-dp-eps{args.dp_epsilon:g}") + \
-            (f"-{args.tag}" if args.tag else "")
+            (f"-{args.tag}" if args.tag else "") + (f"-seed{args.seed}" if args.seed else "")
         tables[name] = (synthetic, fit)
         if args.save:
             Path(args.save).mkdir(parents=True, exist_ok=True)
@@ -127,7 +128,7 @@ def _fit_vae(args, profile, train, n_rows: int):
     else:
         dps.require_public_bounds(pre.specs, "train")
         q = args.dp_sampling_rate or dps.DEFAULT_SAMPLING_RATE
-        plan = dps.plan_synthesis_dp(args.dp_epsilon, None, None, args.epochs, q,
+        plan = dps.plan_synthesis_dp(args.dp_epsilon, None, None, args.dp_epochs, q,
                                      () if args.no_dp_knots else dps.knot_columns(pre.specs))
         noisy = noisy_counts(counts, plan.histogram_sigma)
         if plan.knot_columns:

@@ -92,7 +92,7 @@ class SynthesizeParameters(BaseModel):
                           "its DP estimate)")
     seed: int = Field(42, description="seeds the split, non-DP training, sampling and the "
                                       "evaluation")
-    epochs: int = Field(30, ge=1, description="VAE epochs (fixed; no early stopping)")
+    epochs: int = Field(60, ge=1, description="VAE epochs (fixed; no early stopping)")
     batch_size: int = Field(500, ge=1, description="rows per step (non-DP)")
     latent: int = Field(0, ge=0, description="latent dimensions (0: one per column, 8 to 64)")
     control_fraction: float = Field(

@@ -136,7 +136,7 @@ def test_a_discrete_numeric_gets_a_dp_value_list_and_decodes_near_its_values():
     frame = pl.DataFrame({
         "rate": rng.choice([-1.8, 1.1, 1.4], rows, p=[0.2, 0.3, 0.5]),
         "days": np.where(rng.random(rows) < 0.9, 999, rng.integers(0, 20, rows)),
-        "amount": rng.lognormal(3, 0.5, rows), "label": rng.choice(["a", "b"], rows)})
+        "amount": rng.lognormal(4, 0.8, rows), "label": rng.choice(["a", "b"], rows)})
     profile = DatasetProfile.model_validate({
         "name": "values", "target": {"column": "label", "positive": "b"},
         "groups": {"g": ["rate", "days", "amount"]},
