@@ -53,6 +53,7 @@ KNOT_GRID = 200  # at most this many equal bins over a column's public range
 KNOT_MIN_BINS = 10
 KNOT_ROWS_PER_SIGMA = 10.0  # bins: the DP row count over this many noise sds (see below)
 KNOT_LEVELS = 1000  # quantile levels of the DP knots (as the non-DP fitting uses)
+VALUE_LIST_MIN_BINS = 20  # coarser bins (a small table, a small epsilon): knots only
 KNOT_THRESHOLD = 2.0  # noisy bin counts under this many sigmas are set to 0 (post-processing)
 DEFAULT_DELTA = 1e-6  # public: below 1 / (10 n) for tables under 100,000 rows
 DEFAULT_SAMPLING_RATE = 0.01
@@ -196,7 +197,8 @@ def dp_quantile_knots(frame, pre, plan: SynthesisDpPlan, rows_estimate: float,
 
     A numeric column (kind ``numeric``, the preprocessor's ``discrete_levels`` on) whose mass
     stands in few bins (kept bins at most ``discrete_levels`` and at most a quarter of the
-    bins: a rate published per quarter, a code like 999, a count) gets a DP value list instead
+    bins, of at least ``VALUE_LIST_MIN_BINS``: a rate published per quarter, a code like 999,
+    a count) gets a DP value list instead
     of knots: the kept bins' centres (the public min or max for an end bin, where codes and
     counts pile up; whole numbers for an integer column). The VAE models such a column as
     categories, which keeps its point masses and their dependencies far better than a density
@@ -229,7 +231,8 @@ def dp_quantile_knots(frame, pre, plan: SynthesisDpPlan, rows_estimate: float,
         noisy[noisy < KNOT_THRESHOLD * plan.knot_sigma] = 0.0
         kept = int((noisy > 0).sum())
         info[col] = {"bins": bins, "kept": kept, "discrete": False}
-        if spec.kind == "numeric" and 0 < kept <= min(pre.discrete_levels, bins // 4):
+        if spec.kind == "numeric" and bins >= VALUE_LIST_MIN_BINS \
+                and 0 < kept <= min(pre.discrete_levels, bins // 4):
             centres = (edges[1:] + edges[:-1]) / 2
             centres[0], centres[-1] = spec.minimum, spec.maximum
             values = centres[noisy > 0]
