@@ -126,7 +126,7 @@ def _fit_vae(args, profile, train, n_rows: int):
         result = train_vae(x, config(pre), seed=args.seed)
         label_shares, note = counts / counts.sum(), "non-private"
     else:
-        dps.require_public_bounds(pre.specs, "train")
+        dps.require_public_bounds(pre.specs, "train", profile)
         q = args.dp_sampling_rate or dps.DEFAULT_SAMPLING_RATE
         plan = dps.plan_synthesis_dp(args.dp_epsilon, None, None, args.dp_epochs, q,
                                      () if args.no_dp_knots else dps.knot_columns(pre.specs))

@@ -94,7 +94,7 @@ def synthesize(params: SynthesizeParameters | None = None) -> SynthesisOutcome:
         dp_release = None
         plan = None
         if private:
-            dps.require_public_bounds(pre.specs, source)  # before the (slow) plan
+            dps.require_public_bounds(pre.specs, source, profile)  # before the (slow) plan
             plan = dps.plan_synthesis_dp(params.dp_epsilon, params.dp_delta, params.dp_clip,
                                          params.dp_epochs, params.dp_sampling_rate,
                                          dps.knot_columns(pre.specs))

@@ -304,6 +304,12 @@ def from_categories(name: str, labels: np.ndarray, kind: str, dtype: str) -> pl.
     return text
 
 
+# A DP fit publishes each kind in a fixed type: whether a numeric column holds integers or a
+# code column is numeric is read off the rows (one row with 3.5 makes a column Float64).
+PUBLIC_DTYPE = {"numeric": "Float64", "categorical": "String", "boolean": "Boolean",
+                "date": "Date"}
+
+
 def category_text(series: pl.Series) -> pl.Series:
     """Category labels of a column as text: booleans as "true"/"false", whole-number floats as
     integers ("1", not "1.0", as the profile's bounds write them)."""

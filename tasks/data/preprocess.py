@@ -233,9 +233,12 @@ class TablePreprocessor:
             dtype = kinds.dtype_name(series.dtype)
             public = self.profile.bounds.get(col) if self.public_bounds else None
             family = kinds.FAMILY[kind]
-            if kind == "boolean":  # its domain is public by nature
+            if self.public_bounds:  # a DP fit: the source type is the declared kind's,
+                dtype = kinds.PUBLIC_DTYPE.get(kind, dtype)  # not one read off the rows
+            if kind == "boolean":  # its domain is public by nature; DP: a public fill
                 spec = ColumnSpec(col, group, kind, categories=["false", "true"],
-                                  fill=self._mode(series), bounds="public", dtype=dtype)
+                                  fill="false" if self.public_bounds else self._mode(series),
+                                  bounds="public", dtype=dtype)
             elif public is not None and family == "numeric" and public.categories:
                 spec = ColumnSpec(col, group, "categorical", categories=public.categories,
                                   fill=public.categories[0], bounds="public", dtype=dtype,
@@ -243,7 +246,7 @@ class TablePreprocessor:
             elif public is not None and family == "numeric" and col in self.dp_values:
                 values = sorted(self.dp_values[col])
                 spec = ColumnSpec(col, group, "categorical", categories=[
-                    f"{v:.6g}" for v in values], fill=f"{values[len(values) // 2]:.6g}",
+                    f"{v:.12g}" for v in values], fill=f"{values[len(values) // 2]:.12g}",
                     bounds="dp", dtype=dtype, discrete=True, values=values)
             elif public is not None and family == "numeric":
                 if isinstance(public.min, dt.date) and kind == "numeric":

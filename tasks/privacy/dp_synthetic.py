@@ -23,9 +23,11 @@ accountant, add/remove neighbouring relation). Nothing published is a function o
    noise sigma * C, a fixed number of steps epochs / q: no early stopping, validation or
    checkpoint choice on private rows.
 
-The noise multipliers, q and the step count are all fixed before any row is read, so the two
-mechanisms compose non-adaptively; sigma of DP-SGD is solved so that both composed spend at
-most E at delta. delta is public (``DEFAULT_DELTA``, or the owner's): a default derived from n
+The noise multipliers, q and the step count are all fixed before any row is read; the knots'
+bin count, the value lists and DP-SGD's divisor are chosen from earlier DP outputs, which
+changes no mechanism's privacy-loss distribution (each is a Gaussian of fixed sensitivity and
+sigma), so the PLD composition of the three mechanisms holds under this adaptive choice.
+sigma of DP-SGD is solved so that all of them composed spend at most E at delta. delta is public (``DEFAULT_DELTA``, or the owner's): a default derived from n
 would itself be a statistic of the rows.
 
 Not covered: the evaluation of the release (fidelity, TSTR, attack results) computes on private
@@ -249,11 +251,23 @@ def dp_quantile_knots(frame, pre, plan: SynthesisDpPlan, rows_estimate: float,
         if kept == 0:
             out[col] = list(np.interp(levels, [0.0, 1.0], [spec.minimum, spec.maximum]))
             continue
-        cdf = np.concatenate([[0.0], np.cumsum(noisy) / noisy.sum()])
-        # the inverse of the piecewise-linear CDF; flat stretches (empty bins) are skipped
-        keep = np.concatenate([[True], np.diff(cdf) > 0])
-        out[col] = [float(v) for v in np.interp(levels, cdf[keep], edges[keep])]
+        out[col] = _inverse_cdf(noisy, edges, levels)
     return out, discrete, info
+
+
+def _inverse_cdf(counts, edges, levels) -> list[float]:
+    """Quantiles at ``levels`` of a histogram whose mass is spread evenly within each bin
+    (empty bins hold none: no quantile falls inside them)."""
+    import numpy as np
+
+    cdf = np.concatenate([[0.0], np.cumsum(counts) / counts.sum()])
+    # the bin of each level: the first bin whose cumulative share reaches it (never empty)
+    j = np.clip(np.searchsorted(cdf[1:], levels, side="left"), 0, len(counts) - 1)
+    first = int(np.flatnonzero(counts > 0)[0])
+    j = np.maximum(j, first)  # level 0: the first bin holding mass
+    mass = counts[j] / counts.sum()
+    frac = np.clip((levels - cdf[j]) / np.where(mass > 0, mass, 1.0), 0.0, 1.0)
+    return [float(v) for v in edges[j] + frac * (edges[j + 1] - edges[j])]
 
 
 def _histogram_epsilon(sigma: float, delta: float) -> float:
@@ -262,13 +276,25 @@ def _histogram_epsilon(sigma: float, delta: float) -> float:
     return float(acc.get_epsilon(delta))
 
 
-def require_public_bounds(pre_specs, source: str) -> None:
+def require_public_bounds(pre_specs, source: str, profile=None) -> None:
     """A DP synthetic release reads no statistic off the rows: every modelled column must
-    take its scaling or categories from the profile's public bounds.
+    take its scaling or categories from the profile's public bounds, and (with ``profile``)
+    its kind from the profile's ``columns:`` (an inferred kind is read off the rows).
 
     Raises:
-        DpPlanError: naming every column without public bounds and what to add.
+        DpPlanError: naming every column without public bounds or a declared kind, and what
+            to add.
     """
+    if profile is not None:
+        undeclared = [s.name for s in pre_specs
+                      if s.missing_of is None and s.name not in profile.columns]
+        if undeclared:
+            raise DpPlanError(
+                f"{source}: a DP synthetic release needs the kind of every modelled column "
+                f"declared under `columns:` in the profile (rule: declared kinds); "
+                f"{undeclared} are inferred from the rows, and an inferred kind or type is a "
+                "statistic of them. Declare each as numeric, categorical, boolean, date or "
+                "datetime (the target too)")
     missing = [s.name for s in pre_specs if s.bounds not in ("public", "dp")]
     if missing:
         raise DpPlanError(

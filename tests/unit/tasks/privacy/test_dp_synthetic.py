@@ -158,4 +158,5 @@ def test_a_discrete_numeric_gets_a_dp_value_list_and_decodes_near_its_values():
     back = refit.reverse_transform(refit.transform(frame))
     width = 10 / info["rate"]["bins"]
     assert np.abs(back["rate"].to_numpy() - frame["rate"].to_numpy()).max() <= width
-    assert back["days"].dtype == pl.Int64 and (back["days"] == 999).mean() > 0.85
+    # a DP fit publishes numbers as Float64: an integer type would be read off the rows
+    assert back["days"].dtype == pl.Float64 and (back["days"] == 999).mean() > 0.85
