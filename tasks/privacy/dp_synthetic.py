@@ -27,8 +27,9 @@ The noise multipliers, q and the step count are all fixed before any row is read
 bin count, the value lists and DP-SGD's divisor are chosen from earlier DP outputs, which
 changes no mechanism's privacy-loss distribution (each is a Gaussian of fixed sensitivity and
 sigma), so the PLD composition of the three mechanisms holds under this adaptive choice.
-sigma of DP-SGD is solved so that all of them composed spend at most E at delta. delta is public (``DEFAULT_DELTA``, or the owner's): a default derived from n
-would itself be a statistic of the rows.
+sigma of DP-SGD is solved so that all of them composed spend at most E at delta. delta is
+public (``DEFAULT_DELTA``, or the owner's): a default derived from n would itself be a
+statistic of the rows.
 
 Not covered: the evaluation of the release (fidelity, TSTR, attack results) computes on private
 training and control rows; under ``dp_report = private`` those figures stay in the MLflow run,
