@@ -96,8 +96,9 @@ class SynthesizeParameters(BaseModel):
     batch_size: int = Field(500, ge=1, description="rows per step (non-DP)")
     latent: int = Field(0, ge=0, description="latent dimensions (0: one per column, 8 to 64)")
     control_fraction: float = Field(
-        0.2, ge=0.0, le=0.5, description="rows held out of training: the evaluation's and "
-                                         "the attacks' control rows")
+        0.2, ge=0.05, le=0.5, description="rows held out of training: the evaluation's and "
+                                          "the attacks' control rows (DP: each row on a "
+                                          "secret coin)")
     privacy_attacks: bool = Field(
         True, description="run the attacks; without them the policy cannot be checked and "
                           "the release is published only with accept_risk")

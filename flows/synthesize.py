@@ -87,7 +87,7 @@ def synthesize(params: SynthesizeParameters | None = None) -> SynthesisOutcome:
         data = prepare(profile, params.input_path, params.control_fraction, params.seed,
                        parent, timings, public_bounds=private, numeric="quantile",
                        options={"with_target": True, "missing_state": True,
-                                "discrete_levels": DISCRETE_LEVELS})
+                                "discrete_levels": DISCRETE_LEVELS}, secret_split=private)
         pre, source = data.pre, data.source_name
         cond = syn.parse_condition(params.condition, pre, source)
         counts = data.x[:, syn.block(pre, cond.index)].sum(axis=0)
@@ -141,7 +141,7 @@ def synthesize(params: SynthesizeParameters | None = None) -> SynthesisOutcome:
         report = syn.report_markdown(profile.name, evaluation, gate, rows=rows,
                                      model=params.model, dp=dp_release, condition=cond)
         _log_report(parent, profile.name, evaluation, gate, report, data.train_frame.select(
-            columns), frame, tuple(s.name for s in pre.specs if s.discrete))
+            columns), frame, syn.exact_discrete(pre))
         if gate["verdict"] == "blocked":
             tracking.log_metrics(parent, {f"time.{k}": v for k, v in timings.items()})
             raise PolicyViolation(gate["crossed"], report)

@@ -54,7 +54,7 @@ def numeric_scaling(architecture: str) -> str:
 def prepare(profile: DatasetProfile, input_path: str | None, control_fraction: float, seed: int,
             parent: str, timings: dict[str, float], public_bounds: bool = False,
             folds: int | None = None, numeric: str = "minmax",
-            options: dict | None = None) -> Prepared:
+            options: dict | None = None, secret_split: bool = False) -> Prepared:
     """locate -> ingest -> validate -> split -> preprocess, logging to the parent MLflow run.
 
     ``public_bounds`` (DP runs): scale and one-hot encode with the profile's public bounds
@@ -62,7 +62,8 @@ def prepare(profile: DatasetProfile, input_path: str | None, control_fraction: f
 
     ``numeric``: the numeric scaling (``minmax`` or ``quantile``, see ``TablePreprocessor``);
     ``options``: further ``TablePreprocessor`` arguments (a synthesizer's ``with_target``,
-    ``missing_state``, ``discrete_levels``).
+    ``missing_state``, ``discrete_levels``); ``secret_split``: a DP synthetic release's
+    control split, per-row coins from OS entropy (``split.split_rows``), not the seed.
 
     ``folds``: the cross-validation the run will do; the target is checked against it (and the
     control split) before anything trains.
@@ -90,7 +91,7 @@ def prepare(profile: DatasetProfile, input_path: str | None, control_fraction: f
     t = time.perf_counter()
     y_all = positive_labels(frame, profile)
     warning = check_target(frame, profile, y_all, control_fraction, folds, name)
-    train_idx, control_idx = split(y_all, control_fraction, seed)
+    train_idx, control_idx = split(y_all, control_fraction, None if secret_split else seed)
     train_frame, control_frame = frame[train_idx], frame[control_idx]
     pre = TablePreprocessor(profile, public_bounds=public_bounds,
                             numeric=numeric, **(options or {})).fit(train_frame, name)

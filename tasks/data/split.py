@@ -98,19 +98,26 @@ def check_target(frame, profile, y: np.ndarray, control_fraction: float, folds: 
     return None
 
 
-def split_rows(y: np.ndarray, control_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+def split_rows(y: np.ndarray, control_fraction: float,
+               seed: int | None) -> tuple[np.ndarray, np.ndarray]:
     """Return sorted (train, control) row indices.
 
     Args:
         y: target labels (used for stratification).
         control_fraction: share of rows held out, in [0, 0.5]; 0 keeps every row for training.
-        seed: the split's seed.
+        seed: the split's seed; None: a DP run's secret split, each row a control row with
+            probability ``control_fraction`` on its own coin from OS entropy, so that adding
+            or removing a source row changes the training rows by at most that row (a seeded
+            shuffle of all rows would move many).
     """
     if not 0.0 <= control_fraction <= 0.5:
         raise ValueError(f"control_fraction must be in [0, 0.5], got {control_fraction}")
     idx = np.arange(len(y))
     if control_fraction == 0:
         return idx, idx[:0]
+    if seed is None:
+        control = np.random.default_rng().random(len(y)) < control_fraction  # secret
+        return idx[~control], idx[control]
     from sklearn.model_selection import train_test_split
 
     train, control = train_test_split(idx, test_size=control_fraction, stratify=y,
@@ -119,9 +126,10 @@ def split_rows(y: np.ndarray, control_fraction: float, seed: int) -> tuple[np.nd
 
 
 @task(name="split")
-def split(y: np.ndarray, control_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+def split(y: np.ndarray, control_fraction: float,
+          seed: int | None) -> tuple[np.ndarray, np.ndarray]:
     """Prefect task wrapper of :func:`split_rows`."""
     train, control = split_rows(y, control_fraction, seed)
-    print(f"split: {len(train)} training rows, {len(control)} control rows (seed {seed})",
-          flush=True)
+    print(f"split: {len(train)} training rows, {len(control)} control rows "
+          + (f"(seed {seed})" if seed is not None else "(secret per-row coins)"), flush=True)
     return train, control

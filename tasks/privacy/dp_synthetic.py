@@ -34,8 +34,9 @@ statistic of the rows.
 Not covered: the evaluation of the release (fidelity, TSTR, attack results) computes on private
 training and control rows; under ``dp_report = private`` those figures stay in the MLflow run,
 and the release's existence tells that the gate passed or the owner accepted the risk. The
-control split is a seeded random share of the source rows; the guarantee is for the training
-rows.
+control split is secret too (each source row on its own coin, ``split.split_rows``): adding or
+removing a source row changes the training rows by at most that row, so the guarantee holds
+for the source table.
 """
 
 from __future__ import annotations
@@ -226,7 +227,7 @@ def dp_quantile_knots(frame, pre, plan: SynthesisDpPlan, rows_estimate: float,
     bins = knot_bins(rows_estimate, plan.knot_sigma)
     for col in plan.knot_columns:
         spec = specs[col]
-        values = kinds.to_numbers(frame.get_column(col), spec.kind)
+        values = pre._numbers(frame.get_column(col), spec.kind, "<training rows>")
         values = np.clip(values[~np.isnan(values)], spec.minimum, spec.maximum)
         edges = np.linspace(spec.minimum, spec.maximum, bins + 1)
         counts, _ = np.histogram(values, bins=edges)
@@ -312,8 +313,10 @@ def dp_section(plan: SynthesisDpPlan, bounds_used: dict[str, list[str]], mode: s
     """The manifest's ``dp`` section of a synthetic release (also the ledger's entry);
     ``knot_info``: the DP knots' bins per column (``dp_quantile_knots``)."""
     b = plan.sgd
-    where = "kept out of this release (MLflow run only)" if mode == "private" else \
-        "kept in this manifest, marked not covered"
+    where = ("kept out of this release (with the owner: the MLflow run, the Prefect flow "
+             "run's artifacts, the command's output)" if mode == "private" else
+             "in this manifest too, with the exact split row counts, the final loss and the "
+             "training time, all not covered")
     statement = (
         f"The synthetic rows are ({plan.total_epsilon:.3g}, {plan.delta:g})-differentially "
         f"private with respect to {ADJACENCY_TEXT[ADJACENCY]} of the training rows: every "
@@ -329,7 +332,8 @@ def dp_section(plan: SynthesisDpPlan, bounds_used: dict[str, list[str]], mode: s
         "from the "
         "model is post-processing. Not covered: the release's evaluation (fidelity, TSTR and "
         f"attack results on private training and control rows; {where}) and the gate's "
-        "decision that let it be published. "
+        "decision, made on those figures, that let it be published. The guarantee holds for "
+        "the source rows too: each row joined the training rows on its own secret coin. "
         + hyperparameter_statement(plan.clip_norm, plan.epochs))
     return {
         "epsilon": round(plan.total_epsilon, 6), "delta": plan.delta,

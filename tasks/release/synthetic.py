@@ -109,12 +109,29 @@ def keep_condition(x_syn: np.ndarray, pre: TablePreprocessor, cond: Conditioning
 
 
 def positive_labels(x: np.ndarray, pre: TablePreprocessor) -> np.ndarray:
-    """1 where the target's one-hot block holds the profile's positive label, shape (rows,)."""
+    """1 where the target's one-hot block holds the profile's positive label, shape (rows,)
+    (a boolean target's positive written true/yes/1 alike, as ``split.positive_labels``)."""
+    from cloakflow.tasks.data.split import _TRUE
+
     target = pre.profile.target
     i = next(i for i, s in enumerate(pre.specs) if s.name == target.column)
     spec = pre.specs[i]
-    return (x[:, block(pre, i)].argmax(axis=1)
-            == spec.categories.index(str(target.positive))).astype(int)
+    wanted = str(target.positive)
+    if spec.kind == "boolean":
+        wanted = "true" if wanted.strip().lower() in _TRUE else "false"
+    elif wanted not in spec.categories and wanted.lower() in spec.categories:
+        wanted = wanted.lower()
+    if wanted not in spec.categories:
+        return np.zeros(len(x), dtype=int)  # matches no row (check_target refused earlier)
+    cells = x[:, block(pre, i)]
+    return ((cells.argmax(axis=1) == spec.categories.index(wanted))
+            & (cells.max(axis=1) > 0)).astype(int)
+
+
+def exact_discrete(pre: TablePreprocessor) -> tuple[str, ...]:
+    """Numeric columns modelled as categories of their exact training values (compared as
+    categories in fidelity); DP value lists are approximate values, compared as numbers."""
+    return tuple(s.name for s in pre.specs if s.discrete and not s.values)
 
 
 def feature_columns(pre: TablePreprocessor) -> np.ndarray:
@@ -147,8 +164,8 @@ def evaluate(pre: TablePreprocessor, profile: DatasetProfile, *, x_syn: np.ndarr
     out: dict = {"compared_with": "all training and control rows"}
     if condition is not None and condition.fixed is not None:
         where = block(pre, condition.index)
-        keep_t = x_train[:, where].argmax(axis=1) == condition.fixed
-        keep_c = x_control[:, where].argmax(axis=1) == condition.fixed
+        keep_t, keep_c = (x[:, where.start + condition.fixed] == 1.0 for x in (x_train,
+                                                                               x_control))
         x_train, train = x_train[keep_t], train.filter(pl.Series(keep_t))
         x_control, control = x_control[keep_c], control.filter(pl.Series(keep_c))
         out["compared_with"] = (f"the rows with {condition.column} = {condition.value}: "
@@ -159,7 +176,7 @@ def evaluate(pre: TablePreprocessor, profile: DatasetProfile, *, x_syn: np.ndarr
             out["tstr"] = {"skipped": "too few real rows with the condition's value"}
             return out
     columns = synthetic.columns
-    discrete = tuple(s.name for s in pre.specs if s.discrete)
+    discrete = exact_discrete(pre)
     print("evaluating: fidelity (1 - TVD of discretised distributions)", flush=True)
     out["fidelity"] = fidelity_report(train.select(columns), synthetic,
                                       control.select(columns), seed=seed, categorical=discrete)
@@ -252,7 +269,9 @@ def report_markdown(dataset: str, evaluation: dict, gate: dict, *, rows: int, mo
              f"{rows} rows from the {model.upper()}, conditioned on `{condition.column}`"
              + (f" = `{condition.value}` for every row" if condition.value else "") + "; "
              + (f"(ε = {dp['epsilon']:.3g}, δ = {dp['delta']:g})-DP end to end "
-                "(add/remove one row)." if dp else "not differentially private."), ""]
+                "(add/remove one row); this report and the gate's decision are computed on "
+                "private rows and are not covered." if dp else
+                "not differentially private."), ""]
     fid = evaluation["fidelity"]
     lines += [f"Compared with {evaluation.get('compared_with', 'all real rows')}.", ""]
     if "skipped" in fid:
@@ -410,7 +429,11 @@ def manifest(*, profile: DatasetProfile, params: dict, source, parent: str, flow
     private = dp is not None and params.get("dp_report") == "private"
     model = {"kind": params["model"], "config": config.to_dict(),
              "epochs_run": train_log.epochs_run,
-             "seed": None if dp else params["seed"]}
+             "seed": None if dp else params["seed"],
+             "training": ("DP-SGD as dp.mechanisms states (dp_epochs, Poisson rate q); "
+                          "config.epochs and config.batch_size were not used" if dp else
+                          "plain minibatch training: config.epochs epochs of "
+                          "config.batch_size rows")}
     if not private:
         history = dict(train_log.history).get("loss", [])
         model.update({"final_loss": history[-1] if history else None,

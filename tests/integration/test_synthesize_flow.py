@@ -32,8 +32,11 @@ def _cli(capsys, args: list[str]) -> tuple[int, str, str]:
 
 
 def _profile(folder: Path, **overrides) -> Path:
+    """The tiny profile with every kind declared, the target's too (a DP run needs them)."""
+    d = tiny_profile_dict(**overrides)
+    d["columns"] = {**d["columns"], "label": "categorical"}
     path = folder / "tiny-synth.yaml"
-    path.write_text(yaml.safe_dump(tiny_profile_dict(**overrides)))
+    path.write_text(yaml.safe_dump(d))
     return path
 
 
@@ -102,12 +105,14 @@ def test_dp_synthetic_release_spends_one_budget_end_to_end(prefect_harness, work
     assert manifest["evaluation"].startswith("in the MLflow run only")
     assert manifest["split"]["rows"].startswith("private")
     assert "sha256" not in manifest["source"] and manifest["model"]["seed"] is None
+    assert "secret coin" in dp["statement"]  # the control split is not the seed's
     assert "final_loss" not in manifest["model"]
     rows = pl.read_parquet(release / "synthetic.parquet")
     assert manifest["rows"] == 300 and rows.height == 300
     # missing values only where the profile's public nullable list allows them
     assert {c["name"] for c in manifest["columns"] if c["nullable"]} == {"income"}
     assert all(rows[c].null_count() == 0 for c in rows.columns if c != "income")
+    assert rows["age"].dtype == pl.Float64  # a DP release's numbers: a fixed type
     ledger = (workdir / "ledger" / "tiny.jsonl").read_text().splitlines()
     assert len(ledger) == 1 and json.loads(ledger[0])["adjacency"] == "add_remove"
 
@@ -175,4 +180,16 @@ def test_bad_input_publishes_no_synthetic_rows(prefect_harness, workdir: Path, t
     rc, _, err = _cli(capsys, ["synthesize", "tiny", "--input", str(broken), "--profile",
                                str(profile), "--epochs", "2"])
     assert rc == 2 and "INPUT REJECTED" in err and "income" in err and "broken.csv" in err
+    assert releases_of(workdir, "tiny") == []
+
+
+def test_dp_synthesis_refuses_kinds_read_off_the_rows(prefect_harness, workdir: Path,
+                                                      tiny_files, capsys):
+    csv, _ = tiny_files
+    d = tiny_profile_dict(bounds=BOUNDS)  # label's kind not declared: inferred from the rows
+    profile = workdir / "undeclared.yaml"
+    profile.write_text(yaml.safe_dump(d))
+    rc, _, err = _cli(capsys, ["synthesize", "tiny", "--input", str(csv), "--profile",
+                               str(profile), "--dp-epsilon", "2"])
+    assert rc == 2 and "declared kinds" in err and "['label']" in err
     assert releases_of(workdir, "tiny") == []
