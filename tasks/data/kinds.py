@@ -304,10 +304,10 @@ def from_categories(name: str, labels: np.ndarray, kind: str, dtype: str) -> pl.
     return text
 
 
-# A DP fit publishes each kind in a fixed type: whether a numeric column holds integers or a
-# code column is numeric is read off the rows (one row with 3.5 makes a column Float64).
-PUBLIC_DTYPE = {"numeric": "Float64", "categorical": "String", "boolean": "Boolean",
-                "date": "Date"}
+# A DP fit publishes these kinds in a fixed type: whether a numeric column holds integers is
+# read off the rows (one row with 3.5 makes a column Float64). A categorical column keeps its
+# source type: its values must be the public categories, which pin it.
+PUBLIC_DTYPE = {"numeric": "Float64", "boolean": "Boolean", "date": "Date"}
 
 
 def category_text(series: pl.Series) -> pl.Series:
