@@ -117,6 +117,7 @@ def test_dp_synthetic_release_spends_one_budget_end_to_end(prefect_harness, work
     assert len(ledger) == 1 and json.loads(ledger[0])["adjacency"] == "add_remove"
 
 
+@pytest.mark.slow  # require_public_bounds is unit-tested (test_dp_synthetic.py)
 def test_dp_synthesis_without_public_bounds_is_refused_before_anything_is_spent(
         prefect_harness, workdir: Path, tiny_files, capsys):
     csv, _ = tiny_files
@@ -153,6 +154,7 @@ def test_condition_fixes_a_column_and_bad_conditions_name_the_rule(
     assert len(releases_of(workdir, "tiny")) == 1
 
 
+@pytest.mark.slow  # the synthetic gate is unit-tested (tests/unit/tasks/release)
 def test_gate_blocks_a_synthetic_release_past_its_limits(prefect_harness, workdir: Path,
                                                          tiny_files, capsys):
     csv, _ = tiny_files
