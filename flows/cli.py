@@ -131,19 +131,12 @@ def main(argv: list[str] | None = None) -> int:
 def _run(args: argparse.Namespace) -> int:
     from cloakflow.flows.parameters import RunParameters
 
-    params = _parameters(RunParameters, args)
-    if isinstance(params, int):
-        return params
-
-    def call():
-        from cloakflow.flows.anonymize import anonymize
-
-        return anonymize(params)
-
-    outcome = _execute(params, call, "Add noise (--noise, or privacy.noise in the profile; "
-                                     "`cloakflow frontier` shows the trade-off) ")
-    if isinstance(outcome, int):
-        return outcome
+    ran = _release_run(args, RunParameters, "anonymize",
+                       "Add noise (--noise, or privacy.noise in the profile; `cloakflow "
+                       "frontier` shows the trade-off) ")
+    if isinstance(ran, int):
+        return ran
+    params, outcome = ran
     print(f"\nUtility ({params.folds}-fold {params.fold_scheme}, forest {params.forest}):")
     print(outcome.table_markdown)
     print(f"MLflow run: {outcome.mlflow_run_id}")
@@ -154,23 +147,31 @@ def _run(args: argparse.Namespace) -> int:
 def _synthesize(args: argparse.Namespace) -> int:
     from cloakflow.flows.parameters import SynthesizeParameters
 
-    params = _parameters(SynthesizeParameters, args)
-    if isinstance(params, int):
-        return params
-
-    def call():
-        from cloakflow.flows.synthesize import synthesize
-
-        return synthesize(params)
-
-    outcome = _execute(params, call, "Train with DP (--dp-epsilon), fewer epochs or more "
-                                     "rows, ")
-    if isinstance(outcome, int):
-        return outcome
+    ran = _release_run(args, SynthesizeParameters, "synthesize",
+                       "Train with DP (--dp-epsilon), fewer epochs or more rows, ")
+    if isinstance(ran, int):
+        return ran
+    _, outcome = ran
     print("\n" + outcome.report_markdown)
     print(f"MLflow run: {outcome.mlflow_run_id}")
     print(outcome.release)
     return 0
+
+
+def _release_run(args: argparse.Namespace, model: type[BaseModel], flow: str, remedy: str):
+    """Parameters from the options, then the release flow ``cloakflow.flows.<flow>.<flow>``
+    with the command line's error handling: ``(params, outcome)``, or an exit status."""
+    params = _parameters(model, args)
+    if isinstance(params, int):
+        return params
+
+    def call():
+        import importlib
+
+        return getattr(importlib.import_module(f"cloakflow.flows.{flow}"), flow)(params)
+
+    outcome = _execute(params, call, remedy)
+    return outcome if isinstance(outcome, int) else (params, outcome)
 
 
 def _parameters(model: type[BaseModel], args: argparse.Namespace):

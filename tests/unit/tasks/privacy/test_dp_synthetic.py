@@ -67,6 +67,26 @@ def test_a_dp_synthesizer_reads_no_statistic_off_the_rows(tiny_frame: pl.DataFra
     assert np.isfinite(fitted.transform(tiny_frame)).all()
 
 
+def _rate_table(rows: int, amount: tuple[float, float],
+                days: bool = False) -> tuple[pl.DataFrame, DatasetProfile]:
+    """A rate with three point masses, a lognormal amount (``amount``: mu, sigma), optionally
+    a day count that is mostly the code 999, and a label; public ranges for all."""
+    rng = np.random.default_rng(0)
+    columns = {"rate": rng.choice([-1.8, 1.1, 1.4], rows, p=[0.2, 0.3, 0.5])}
+    bounds = {"rate": {"min": -5, "max": 5}}
+    if days:
+        columns["days"] = np.where(rng.random(rows) < 0.9, 999, rng.integers(0, 20, rows))
+        bounds["days"] = {"min": 0, "max": 999}
+    columns["amount"] = rng.lognormal(*amount, rows)
+    bounds.update(amount={"min": 0, "max": 500}, label={"categories": ["a", "b"]})
+    frame = pl.DataFrame({**columns, "label": rng.choice(["a", "b"], rows)})
+    names = list(columns)
+    profile = DatasetProfile.model_validate({
+        "name": "rates", "target": {"column": "label", "positive": "b"},
+        "groups": {"g": names}, "columns": {c: "numeric" for c in names}, "bounds": bounds})
+    return frame, profile
+
+
 def test_dp_quantile_knots_follow_point_masses_and_are_charged_to_the_budget():
     from cloakflow.tasks.privacy.dp_synthetic import (
         dp_quantile_knots,
@@ -74,17 +94,8 @@ def test_dp_quantile_knots_follow_point_masses_and_are_charged_to_the_budget():
         refit_with_knots,
     )
 
-    rng = np.random.default_rng(0)
     rows = 20_000
-    frame = pl.DataFrame({
-        "rate": rng.choice([-1.8, 1.1, 1.4], rows, p=[0.2, 0.3, 0.5]),  # three point masses
-        "amount": rng.lognormal(3, 0.5, rows), "label": rng.choice(["a", "b"], rows)})
-    profile = DatasetProfile.model_validate({
-        "name": "knots", "target": {"column": "label", "positive": "b"},
-        "groups": {"g": ["rate", "amount"]},
-        "columns": {"rate": "numeric", "amount": "numeric"},
-        "bounds": {"rate": {"min": -5, "max": 5}, "amount": {"min": 0, "max": 500},
-                   "label": {"categories": ["a", "b"]}}})
+    frame, profile = _rate_table(rows, amount=(3, 0.5))
     pre = TablePreprocessor(profile, public_bounds=True, numeric="quantile",
                             with_target=True).fit(frame)
     assert knot_columns(pre.specs) == ("rate", "amount")
@@ -131,18 +142,8 @@ def test_a_discrete_numeric_gets_a_dp_value_list_and_decodes_near_its_values():
         refit_with_knots,
     )
 
-    rng = np.random.default_rng(0)
     rows = 20_000
-    frame = pl.DataFrame({
-        "rate": rng.choice([-1.8, 1.1, 1.4], rows, p=[0.2, 0.3, 0.5]),
-        "days": np.where(rng.random(rows) < 0.9, 999, rng.integers(0, 20, rows)),
-        "amount": rng.lognormal(4, 0.8, rows), "label": rng.choice(["a", "b"], rows)})
-    profile = DatasetProfile.model_validate({
-        "name": "values", "target": {"column": "label", "positive": "b"},
-        "groups": {"g": ["rate", "days", "amount"]},
-        "columns": {"rate": "numeric", "days": "numeric", "amount": "numeric"},
-        "bounds": {"rate": {"min": -5, "max": 5}, "days": {"min": 0, "max": 999},
-                   "amount": {"min": 0, "max": 500}, "label": {"categories": ["a", "b"]}}})
+    frame, profile = _rate_table(rows, amount=(4, 0.8), days=True)
     pre = TablePreprocessor(profile, public_bounds=True, numeric="quantile", with_target=True,
                             discrete_levels=32).fit(frame)
     plan = plan_synthesis_dp(3.0, None, None, epochs=1, sampling_rate=0.05,
