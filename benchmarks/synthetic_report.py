@@ -30,7 +30,9 @@ def load(results: str, quality_dir: str) -> list[dict]:
         if "DP eps" in r.get("model", "") and "DP knots" not in r["model"]:
             r["table"] += "-noknots"  # runs made before DP quantile knots existed
         q = Path(quality_dir) / f"{r['table']}.quality.json"
-        r["quality"] = json.loads(q.read_text()) if q.is_file() else None
+        # SDMetrics' own file where benchmarks/sdv_reference.py scored the rows, else the
+        # harness' figure (the same definitions)
+        r["quality"] = json.loads(q.read_text()) if q.is_file() else r.get("quality")
         m = re.search(r"DP eps ([\d.]+)", r.get("model", ""))
         r["epsilon"] = float(m.group(1)) if m else None
         r["group"] = re.sub(r"-seed\d+$", "", r["table"])

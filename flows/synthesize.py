@@ -196,6 +196,10 @@ def _log_report(parent: str, dataset: str, evaluation: dict, gate: dict, report:
     fid, ts = evaluation["fidelity"], evaluation["tstr"]
     metrics = {f"fidelity.{k}": fid[k]["synthetic"] for k in ("univariate", "bivariate",
                                                               "three_way") if k in fid}
+    if "quality" in fid:
+        metrics.update({f"fidelity.quality.{k}": v for k, v in fid["quality"]["synthetic"].items()
+                        if k in ("score", "column_shapes", "column_pair_trends")
+                        and v is not None})
     metrics.update({f"tstr.{k}": ts[k]["tstr"] for k in ("forest", "lightgbm") if k in ts})
     metrics.update({f"privacy.{k}": v for k, v in gate["measured"].items() if v is not None})
     tracking.log_metrics(parent, metrics)

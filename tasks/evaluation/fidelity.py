@@ -13,6 +13,18 @@ The same figure for real control rows that were never trained on is the *holdout
 synthesizer that only sampled fresh rows from the true distribution would score about that, so
 synthetic accuracy is read against it, not against 1.
 
+``quality_report`` adds the two properties of SDMetrics' ``QualityReport`` (DataCebo,
+sdmetrics 0.32): *column shapes* (KSComplement = 1 - the two-sample Kolmogorov-Smirnov statistic
+for numbers, dates and datetimes; TVComplement = 1 - TVD of category frequencies for categories
+and booleans; nulls dropped) and *column pair trends* (CorrelationSimilarity = 1 - |r_real -
+r_synthetic| / 2 of Pearson's r for two number-like columns, nulls dropped; ContingencySimilarity
+= 1 - TVD of the two-way table otherwise, numbers in 10 equal-width bins of each table's own
+range as that report bins them; a pair counts only when the real rows' |r| > 0.5 or Cramér's
+V > 0.3, that report's default thresholds), and their mean as the score. SDMetrics itself cannot
+be installed beside this stack (it requires pandas < 3), so the definitions are computed here
+with SciPy's ``ks_2samp``, ``pearsonr`` and ``contingency.association``; the benchmark checks
+them against SDMetrics on the same rows (equal to 1e-11 on 13 tables).
+
 This module imports neither Prefect nor MLflow.
 """
 
@@ -23,6 +35,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import polars as pl
+from scipy import stats
 
 BINS = 10
 TOP = 10
@@ -156,7 +169,8 @@ def fidelity_report(train: pl.DataFrame, synthetic: pl.DataFrame, control: pl.Da
                     seed: int = 0, categorical: tuple[str, ...] = ()) -> dict:
     """Univariate, bivariate and three-way accuracy of the synthetic rows and, beside each, of
     the control rows (the holdout maximum); both against the training rows, on the columns the
-    three tables share. TVD between samples grows as they shrink, so the synthetic rows are
+    three tables share. ``"quality"`` holds ``quality_report`` of both against the training
+    rows, the same way. TVD between samples grows as they shrink, so the synthetic rows are
     subsampled (``seed``) to the control rows' count when there are more of them.
 
     Args:
@@ -177,4 +191,146 @@ def fidelity_report(train: pl.DataFrame, synthetic: pl.DataFrame, control: pl.Da
         out[name] = {"synthetic": syn["accuracy"], "holdout_maximum": hold["accuracy"],
                      "sets": syn["sets"],
                      "worst": sorted(syn["per_set"].items(), key=lambda kv: kv[1])[:5]}
+    categorical = tuple(categorical)
+    out["quality"] = {"synthetic": quality_report(train, synthetic, categorical),
+                      "holdout": quality_report(train, control, categorical),
+                      "follows": "SDMetrics 0.32 QualityReport (default thresholds), "
+                                 "computed with SciPy"}
     return out
+
+
+QUALITY_BINS = 10  # SDMetrics ContingencySimilarity's num_discrete_bins
+# SDMetrics 0.32 QualityReport's defaults: a pair counts toward column pair trends only when the
+# real rows' |Pearson r| exceeds 0.5 (two number-like columns) or their Cramér's V exceeds 0.3
+REAL_CORRELATION_THRESHOLD = 0.5
+REAL_ASSOCIATION_THRESHOLD = 0.3
+
+
+@dataclass(frozen=True)
+class _Scored:
+    """One column of both tables as the quality measures read it: numbers (NaN for a null)
+    for a number-like column, else None; cell codes for contingency tables (SDMetrics' bins for
+    numbers, one code per category, nulls included)."""
+
+    real_numbers: np.ndarray | None
+    synthetic_numbers: np.ndarray | None
+    real_cells: np.ndarray
+    synthetic_cells: np.ndarray
+
+
+def _score_column(real: pl.Series, synthetic: pl.Series, categorical: bool) -> _Scored:
+    rn = None if categorical else _numbers(real)
+    if rn is not None:
+        sn = _numbers(synthetic)
+        if sn is None:
+            raise ValueError(f"column {real.name!r} is {real.dtype} in the real rows but "
+                             f"{synthetic.dtype} in the synthetic rows")
+        return _Scored(rn, sn, *_equal_width_cells(rn, sn))
+    rn, sn = _numbers(real), _numbers(synthetic)
+    if rn is not None and sn is not None:  # integer codes: 1 and 1.0 are one category
+        both = np.concatenate([rn, sn])
+        codes = np.unique(np.nan_to_num(both, nan=np.inf), return_inverse=True)[1].ravel()
+        codes = np.where(np.isnan(both), -1, codes).astype(np.int64)
+    else:
+        both = pl.concat([_text(real), _text(synthetic)]).cast(pl.Categorical).to_physical()
+        codes = both.fill_null(-1).cast(pl.Int64).to_numpy()
+    return _Scored(None, None, codes[:len(real)], codes[len(real):])
+
+
+def _equal_width_cells(real: np.ndarray, synthetic: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """SDMetrics 0.32 QualityReport's discretisation for contingency tables: each table in
+    ``QUALITY_BINS`` equal-width bins over *its own* range (``np.histogram_bin_edges`` then
+    ``np.digitize``, as that report does; a null lands beside the maximum). Binning each table
+    on its own range is that report's choice, kept so the score compares with published ones."""
+    def cells(values: np.ndarray) -> np.ndarray:
+        finite = values[~np.isnan(values)]
+        if not len(finite):
+            return np.zeros(len(values), np.int64)
+        return np.digitize(values, np.histogram_bin_edges(finite, bins=QUALITY_BINS)) \
+            .astype(np.int64)
+    return cells(real), cells(synthetic)
+
+
+def _shape(col: _Scored) -> float | None:
+    """KSComplement of a number-like column, TVComplement of a category; nulls dropped."""
+    if col.real_numbers is not None:
+        a = col.real_numbers[~np.isnan(col.real_numbers)]
+        b = col.synthetic_numbers[~np.isnan(col.synthetic_numbers)]
+        if not len(a) or not len(b):
+            return None
+        return 1.0 - float(stats.ks_2samp(a, b).statistic)
+    a, b = col.real_cells[col.real_cells >= 0], col.synthetic_cells[col.synthetic_cells >= 0]
+    if not len(a) or not len(b):
+        return None
+    return 1.0 - total_variation(a[:, None], b[:, None])
+
+
+def _pair_trend(one: _Scored, two: _Scored) -> tuple[float, bool] | None:
+    """(pair trend, whether the real pair is associated enough to count toward the score) of
+    two columns; None where it cannot be scored (a constant column)."""
+    if one.real_numbers is not None and two.real_numbers is not None:
+        rs = []
+        for x, y in ((one.real_numbers, two.real_numbers),
+                     (one.synthetic_numbers, two.synthetic_numbers)):
+            keep = ~(np.isnan(x) | np.isnan(y))
+            x, y = x[keep], y[keep]
+            if len(x) < 2 or np.ptp(x) == 0 or np.ptp(y) == 0:
+                return None
+            rs.append(float(stats.pearsonr(x, y).statistic))
+        return 1.0 - abs(rs[0] - rs[1]) / 2.0, abs(rs[0]) > REAL_CORRELATION_THRESHOLD
+    # cell codes (a null is -1) shifted to >= 0, then one integer per two-way cell
+    shift = [min(c.real_cells.min(initial=0), c.synthetic_cells.min(initial=0)) for c in (one, two)]
+    width = [max(c.real_cells.max(initial=0), c.synthetic_cells.max(initial=0)) - low + 1
+             for c, low in zip((one, two), shift, strict=True)]
+    size = width[0] * width[1]
+    counts = [np.bincount((a - shift[0]) * width[1] + (b - shift[1]), minlength=size)
+              for a, b in ((one.real_cells, two.real_cells),
+                           (one.synthetic_cells, two.synthetic_cells))]
+    tvd = 0.5 * float(np.abs(counts[0] / counts[0].sum() - counts[1] / counts[1].sum()).sum())
+    table = counts[0].reshape(width)
+    table = table[table.sum(axis=1) > 0][:, table.sum(axis=0) > 0]
+    associated = min(table.shape) >= 2 and \
+        float(stats.contingency.association(table, method="cramer")) > REAL_ASSOCIATION_THRESHOLD
+    return 1.0 - tvd, associated
+
+
+def quality_report(real: pl.DataFrame, synthetic: pl.DataFrame,
+                   categorical: tuple[str, ...] = ()) -> dict:
+    """SDMetrics-style quality of ``synthetic`` against ``real`` (see the module docstring).
+
+    Args:
+        real: the reference rows (the synthesizer's training rows, as SDMetrics is used).
+        synthetic: rows to score, on the columns both tables have.
+        categorical: numeric-typed columns that are categories (scored as categories).
+
+    Returns:
+        ``{"score", "column_shapes", "column_pair_trends"}`` in [0, 1] (None where no column
+        or pair could be scored), ``"columns"``/``"pairs"`` (how many were scored; a pair counts
+        only when the real rows' association passes SDMetrics' default thresholds,
+        ``"pairs_below_threshold"`` the others), and the five lowest of each
+        (``"worst_shapes"``, ``"worst_pairs"``).
+
+    Raises:
+        ValueError: a table is empty.
+    """
+    if real.height == 0 or synthetic.height == 0:
+        raise ValueError("quality needs rows in both tables")
+    shared = [c for c in real.columns if c in synthetic.columns]
+    columns = {c: _score_column(real.get_column(c), synthetic.get_column(c), c in categorical)
+               for c in shared}
+    shapes = {c: _shape(col) for c, col in columns.items()}
+    shapes = {c: v for c, v in shapes.items() if v is not None}
+    pairs, unassociated = {}, 0
+    for a, b in itertools.combinations(shared, 2):
+        trend = _pair_trend(columns[a], columns[b])
+        if trend is not None and trend[1]:
+            pairs[f"{a}|{b}"] = trend[0]
+        unassociated += trend is not None and not trend[1]
+    shape = float(np.mean(list(shapes.values()))) if shapes else None
+    trend = float(np.mean(list(pairs.values()))) if pairs else None
+    parts = [v for v in (shape, trend) if v is not None]
+    return {"score": float(np.mean(parts)) if parts else None,
+            "column_shapes": shape, "column_pair_trends": trend,
+            "columns": len(shapes), "pairs": len(pairs), "pairs_below_threshold": unassociated,
+            "worst_shapes": sorted(shapes.items(), key=lambda kv: kv[1])[:5],
+            "worst_pairs": sorted(pairs.items(), key=lambda kv: kv[1])[:5]}

@@ -262,6 +262,10 @@ def _fmt(value, digits: int = 3) -> str:
     return "—" if value is None else f"{value:.{digits}f}"
 
 
+def _fmt(value: float | None) -> str:
+    return "–" if value is None else f"{value:.3f}"
+
+
 def report_markdown(dataset: str, evaluation: dict, gate: dict, *, rows: int, model: str,
                     dp: dict | None, condition: Conditioning) -> str:
     """The one-page report of a synthetic release (markdown)."""
@@ -282,8 +286,19 @@ def report_markdown(dataset: str, evaluation: dict, gate: dict, *, rows: int, mo
         lines += [f"| {k.replace('_', '-')} | {fid[k]['synthetic']:.3f} | "
                   f"{fid[k]['holdout_maximum']:.3f} |" for k in ("univariate", "bivariate",
                                                                  "three_way")]
+        quality = fid.get("quality")
+        if quality:
+            syn, hold = quality["synthetic"], quality["holdout"]
+            lines += [f"| SDMetrics-style quality | {_fmt(syn['score'])} | "
+                      f"{_fmt(hold['score'])} |",
+                      f"| column shapes | {_fmt(syn['column_shapes'])} | "
+                      f"{_fmt(hold['column_shapes'])} |",
+                      f"| column pair trends ({syn['pairs']} associated pairs) | "
+                      f"{_fmt(syn['column_pair_trends'])} | "
+                      f"{_fmt(hold['column_pair_trends'])} |"]
         worst = ", ".join(f"{n} {v:.2f}" for n, v in fid["bivariate"]["worst"][:3])
-        lines += ["", f"Weakest pairs: {worst}.", ""]
+        lines += ["", f"Weakest pairs: {worst}. Quality follows {quality['follows']}."
+                  if quality else f"Weakest pairs: {worst}.", ""]
     ts = evaluation["tstr"]
     if "skipped" in ts:
         lines += ["## Utility", "", f"TSTR skipped: {ts['skipped']}.", ""]

@@ -13,6 +13,7 @@ from cloakflow.tasks.evaluation.fidelity import (
     Discretiser,
     accuracy,
     fidelity_report,
+    quality_report,
     total_variation,
 )
 
@@ -83,3 +84,42 @@ def test_point_masses_a_rounding_error_away_stay_in_their_cells():
     nudged = pl.DataFrame({"rate": rate + rng.choice([-1e-6, 1e-6, 0.02], 5000)})
     disc = Discretiser.fit(train)
     assert accuracy(train, nudged, disc, 1)["accuracy"] > 0.99
+
+
+def test_quality_follows_the_sdmetrics_definitions_on_hand_computed_tables():
+    real = pl.DataFrame({"x": [1.0, 2.0, 3.0, 4.0], "y": [2.0, 4.0, 6.0, 8.0],
+                         "c": ["a", "a", "b", "b"]})
+    # x shifted by one value: KS statistic 1/4; y reversed against x: r = -1 instead of 1;
+    # c: frequencies (3/4, 1/4) against (1/2, 1/2), TVD 1/4
+    synthetic = pl.DataFrame({"x": [2.0, 3.0, 4.0, 5.0], "y": [8.0, 6.0, 4.0, 2.0],
+                              "c": ["a", "a", "a", "b"]})
+    q = quality_report(real, synthetic)
+    assert q["column_shapes"] == pytest.approx(((1 - 0.25) + 1.0 + (1 - 0.25)) / 3)
+    pairs = dict(q["worst_pairs"])
+    assert pairs["x|y"] == pytest.approx(1 - abs(1 - (-1)) / 2)  # CorrelationSimilarity
+    # contingency x|c, each table in 10 equal-width bins of its own range: real cells
+    # (1,a)(4,a)(7,b)(11,b), synthetic (1,a)(4,a)(7,a)(11,b): TVD 1/2 (1/4 + 1/4)
+    assert pairs["x|c"] == pytest.approx(1 - 0.25)
+    assert q["score"] == pytest.approx((q["column_shapes"] + q["column_pair_trends"]) / 2)
+    assert quality_report(real, real)["score"] == pytest.approx(1.0)
+
+
+def test_quality_counts_only_pairs_associated_in_the_real_rows():
+    rng = np.random.default_rng(0)
+    n = 3000
+    x = rng.normal(size=n)
+    real = pl.DataFrame({"x": x, "y": x + 0.3 * rng.normal(size=n),  # r about 0.96
+                         "noise": rng.normal(size=n)})  # |r| about 0 with both
+    q = quality_report(real, real.with_columns(pl.col("noise").shuffle(seed=1)))
+    assert q["pairs"] == 1 and q["pairs_below_threshold"] == 2
+    assert q["column_pair_trends"] == pytest.approx(1.0)
+    assert [p for p, _ in q["worst_pairs"]] == ["x|y"]
+
+
+def test_fidelity_report_carries_quality_for_synthetic_and_control_rows():
+    train, control = _table(2000, 0), _table(2000, 1)
+    report = fidelity_report(train, control, control)
+    quality = report["quality"]
+    assert quality["synthetic"]["score"] == pytest.approx(quality["holdout"]["score"])
+    assert 0.9 < quality["holdout"]["column_shapes"] <= 1.0
+    assert "SDMetrics" in quality["follows"]
