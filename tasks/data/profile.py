@@ -322,8 +322,9 @@ class DatasetProfile(BaseModel):
                            ("privacy.sensitive", self.privacy.sensitive),
                            ("nullable", self.nullable),
                            ("bounds", list(self.bounds))):
-            # the target may have bounds too: a synthetic release models it
-            allowed = set(seen) | ({self.target.column} if kind == "bounds" else set())
+            # the target may have bounds and be sensitive too: a synthetic release models it
+            allowed = set(seen) | ({self.target.column}
+                                   if kind in ("bounds", "privacy.sensitive") else set())
             unknown = sorted(set(cols) - allowed)
             if unknown:
                 raise ValueError(f"{kind} names columns that are in no group: {unknown}"

@@ -19,8 +19,10 @@ def best_inversion(section: dict, fraction: float = POLICY_FRACTION) -> dict[str
 
 def protected_attributes(profile: DatasetProfile) -> list[str]:
     """The attributes the inversion limits protect: the profile's ``privacy.sensitive``, or
-    every feature when none is declared (an undeclared attribute is not a safe one)."""
-    return list(profile.privacy.sensitive) or list(profile.features)
+    every feature when none is declared (an undeclared attribute is not a safe one). A sensitive
+    target is left out: a codes release publishes the label column beside the codes."""
+    sensitive = [c for c in profile.privacy.sensitive if c != profile.target.column]
+    return sensitive or list(profile.features)
 
 
 def measure_policy(releases: dict[str, dict],

@@ -208,7 +208,8 @@ def attack(pre, profile, x_syn, x_train, x_control, synthetic, train, control, s
     if len(x_control) >= 20:
         print("attacking: membership inference (distance, DOMIAS density ratio)", flush=True)
         out["membership"] = membership_of_synthetic(x_syn, x_train, x_control, seed=seed)
-    features = [c for c in profile.features if c in synthetic.columns]
+    # the released rows hold the target too: anonymeter sees it (and infers it if sensitive)
+    features = [c for c in [*profile.features, profile.target.column] if c in synthetic.columns]
     if len(control) >= 10:
         print("attacking: anonymeter singling out, linkability, inference", flush=True)
         out["anonymeter"] = run_anonymeter(train.select(features), synthetic.select(features),

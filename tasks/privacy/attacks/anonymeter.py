@@ -56,7 +56,7 @@ def run_anonymeter(ori: pl.DataFrame, syn: pl.DataFrame, control: pl.DataFrame,
     out["seconds"]["linkability"] = round(time.perf_counter() - t, 2)
     t = time.perf_counter()
     out["inference"] = {}
-    for secret in profile.privacy.sensitive:
+    for secret in (c for c in profile.privacy.sensitive if c in ori.columns):
         aux = [q for q in qis if q != secret] or [col for col in others if col != secret]
         ev = InferenceEvaluator(ori=o, syn=s, control=c, aux_cols=aux, secret=secret,
                                 regression=profile_kind(ori, secret) == "numeric",

@@ -52,3 +52,29 @@ def test_missing_suite_file_is_an_error(tmp_path: Path):
 def test_features_follow_group_order():
     p = DatasetProfile.model_validate(tiny_profile_dict())
     assert p.features == ["age", "city", "income", "owns"]
+
+
+def test_a_sensitive_target_is_attacked_in_synthetic_rows_not_in_codes():
+    import numpy as np
+    import polars as pl
+
+    from cloakflow.tasks.privacy.attacks.anonymeter import run_anonymeter
+    from cloakflow.tasks.privacy.policy import protected_attributes
+
+    profile = DatasetProfile.model_validate(
+        tiny_profile_dict(privacy={"sensitive": ["owns", "label"], "anonymeter_attacks": 20}))
+    # a codes release publishes the label beside the codes: the inversion limits skip it
+    assert protected_attributes(profile) == ["owns"]
+    rng = np.random.default_rng(0)
+
+    def rows(n):
+        return pl.DataFrame({"age": rng.integers(20, 70, n), "city": rng.choice(["a", "b"], n),
+                             "income": rng.normal(50, 10, n), "owns": rng.choice(["y", "n"], n),
+                             "label": rng.choice(["yes", "no"], n)})
+    risks = run_anonymeter(rows(200), rows(200), rows(100), profile, seed=0)
+    assert set(risks["inference"]) == {"owns", "label"}
+    # without the label among the released columns (a codes release's decoded features) it is
+    # not attacked there
+    no_label = run_anonymeter(*(f.drop("label") for f in (rows(200), rows(200), rows(100))),
+                              profile, seed=0)
+    assert set(no_label["inference"]) == {"owns"}
