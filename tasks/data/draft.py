@@ -23,6 +23,7 @@ import yaml
 from cloakflow.tasks.data import kinds
 from cloakflow.tasks.data.ingest import _NUMBER_LIKE, _SEPARATED, NUMBER_AS_TEXT_SHARE
 from cloakflow.tasks.data.preprocess import (
+    DISCRETE_LEVELS,
     IDENTIFIER_MIN_ROWS,
     IDENTIFIER_SHARE,
     integer_key_reasons,
@@ -262,6 +263,7 @@ def _draft(path: Path, frame: pl.DataFrame, fmt: str, sep: str, name: str | None
         "groups": _groups(features),
         "quasi_identifiers": quasi,
         "missing": "impute" if with_nulls else "error",
+        "nullable": with_nulls,
         "columns": {c: cols[c].kind for c in features},
         **({"date_formats": formats} if (formats := {
             c: cols[c].date_format for c in features if cols[c].date_format}) else {}),
@@ -277,13 +279,19 @@ def _draft(path: Path, frame: pl.DataFrame, fmt: str, sep: str, name: str | None
 
 def _bounds(frame: pl.DataFrame, kinds_: dict[str, str],
             formats: dict[str, str | None]) -> dict[str, dict]:
-    """Ranges and category sets measured on the table, marked ``origin: data``."""
+    """Ranges, category sets and the value lists of numeric columns with at most
+    ``DISCRETE_LEVELS`` values, measured on the table, marked ``origin: data``."""
     out: dict[str, dict] = {}
     for c, kind in kinds_.items():
         series = frame.get_column(c).drop_nulls()
         if kind in ("date", "datetime") and series.dtype == pl.String:
             series = kinds.parse_dates(series, kind, formats.get(c), "draft")
-        if kinds.FAMILY[kind] == "numeric":
+        if kind == "numeric" and series.dtype.is_numeric() and \
+                1 < series.n_unique() <= DISCRETE_LEVELS:
+            # few values: the list a synthetic release models exactly (a value list)
+            out[c] = {"categories": sorted(_value(v) for v in series.unique().to_list()),
+                      "origin": "data"}
+        elif kinds.FAMILY[kind] == "numeric":
             low, high = _value(series.min()), _value(series.max())
             if low != high:
                 out[c] = {"min": low, "max": high, "origin": "data"}
@@ -302,5 +310,7 @@ def _text(doc: dict[str, Any], notes: list[str], path: Path) -> str:
             "# quasi_identifiers are guesses by column name: list what an attacker can look up.",
             "# bounds were measured on this table (origin: data): a DP run refuses them as",
             "# public; replace them with domain bounds (origin: public) or remove them first.",
+            "# nullable lists the columns with nulls in this table: a DP synthetic run takes it as",
+            "# public knowledge; keep only columns known to be optional without looking.",
             ""]
     return "\n".join(head) + yaml.safe_dump(doc, sort_keys=False, allow_unicode=True)

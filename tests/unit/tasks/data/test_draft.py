@@ -108,3 +108,23 @@ def test_decimal_columns_and_nan_floats_are_drafted(tmp_path):
     draft = draft_profile(path)
     assert draft.profile.missing == "impute"  # NaN counts as missing
     assert draft.profile.bounds["price"].max == 59.5
+
+
+def test_nullable_columns_and_few_valued_numerics_are_drafted(tmp_path):
+    rng = np.random.default_rng(0)
+    n = 300
+    frame = pl.DataFrame({
+        "visits": rng.integers(0, 6, n),  # six values: a value list
+        "weight": rng.normal(70, 10, n).round(1),
+        "referrer": [None if i % 5 == 0 else str(v) for i, v in
+                     enumerate(rng.choice(["gp", "er"], n))],
+        "churn": rng.choice(["yes", "no"], n)})
+    path = tmp_path / "v.parquet"
+    frame.write_parquet(path)
+    draft = draft_profile(path)
+    p = draft.profile
+    assert p.nullable == ["referrer"]
+    assert p.bounds["visits"].categories == [str(v) for v in range(6)]
+    assert p.bounds["visits"].origin == "data"
+    assert p.bounds["weight"].min is not None and p.bounds["weight"].categories is None
+    assert "nullable lists the columns with nulls" in draft.text
