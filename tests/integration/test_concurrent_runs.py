@@ -19,6 +19,7 @@ NOISE = ("absl::InitializeLog", "oneDNN custom operations", "Could not find cuda
          "failed call to cuInit")
 
 
+@pytest.mark.slow  # three CLI processes on two cores, ~90 s: run with make test ARGS="-m slow"
 def test_three_cli_runs_at_once_on_fresh_stores(tmp_path: Path, process_groups):
     csv, prof = tmp_path / "tiny.csv", tmp_path / "tiny.yaml"
     make_tiny_frame(n=300).write_csv(csv)

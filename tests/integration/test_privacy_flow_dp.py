@@ -101,6 +101,8 @@ def test_dp_run_spends_one_budget_keeps_private_figures_out_and_records_it(
     assert run_id in text and "lifetime cap" in text
 
 
+@pytest.mark.slow  # the DP flow runs end to end above; the split design's accounting and
+# independence are unit tests (tests/unit/tasks/privacy/test_dp_release.py)
 def test_split_design_with_full_report(prefect_harness, workdir: Path, tiny_files, capsys):
     csv, _ = tiny_files
     profile = _profile(workdir)
