@@ -1,0 +1,167 @@
+"""A data holder's warm training service: one long-running process per holder that loads the
+holder's table once (ingest, validation, shared-schema encoding), keeps TensorFlow and the
+models in memory, and serves the holder's ClientApp over an authenticated loopback socket.
+
+Why: Flower's deployment engine starts a fresh ``flwr-clientapp`` process for every message.
+A ClientApp that imported TensorFlow and re-read its table would pay that start-up (tens of
+seconds here) every round; the ClientApp (``client_app.py``) therefore imports only Flower and
+NumPy and forwards each message here, so a round costs the message passing plus the local
+training. The rows never leave this process: only weights, the shared schema's fingerprint and
+aggregate figures are returned.
+
+    python -m cloakflow.federated.worker --profile P --input FILE --holder NAME
+        --address 127.0.0.1:PORT --key-file FILE [--ready-file FILE]
+
+Requests (``multiprocessing.connection`` with an HMAC key, pickled dicts):
+``{"op": "query", "config": {...}}`` -> the schema fingerprint, schema and the initial weights
+from the public seed; ``{"op": "train", "arrays": {...}, "config": {...}}`` -> new arrays and
+metrics; ``{"op": "codes", "arrays": {...}, "config": {...}}`` -> the holder's rows encoded by
+the global models; ``{"op": "stop"}``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+import traceback
+from multiprocessing.connection import Listener
+from pathlib import Path
+
+
+def _address(text: str) -> tuple[str, int]:
+    host, _, port = text.rpartition(":")
+    if host not in ("127.0.0.1", "localhost"):
+        raise SystemExit(f"the worker listens on loopback only, not {host!r}")
+    return "127.0.0.1", int(port)
+
+
+class Holder:
+    """The holder's table, its DP plan and its training state across rounds."""
+
+    def __init__(self, profile_ref: str, input_path: str, name: str):
+        from cloakflow.federated import task
+        from cloakflow.tasks.data.profile import load_profile
+
+        self.task = task
+        self.name = name
+        self.profile = load_profile(profile_ref)
+        self.data = task.load_holder(self.profile, input_path)
+        self.dp_total = None
+        self.dp_round = None
+        self.dp_rounds = 0  # rounds trained under the DP plan
+        self.rng = None  # tests only: an injected generator (never in the flow)
+
+    def query(self, config: dict) -> dict:
+        schema = self.data.schema
+        weights = self.task.initial_weights(self.data.pre, config, int(config.get("seed", 0)))
+        return {"fingerprint": self.task.fingerprint(schema), "schema": schema,
+                "holder": self.name, "arrays": self.task.to_arrays(weights)}
+
+    def _plan(self, config: dict) -> None:
+        if self.dp_total is None:
+            self.dp_total, self.dp_round = self.task.dp_plan(self.data.rows, config)
+            print(f"[{self.name}] DP-SGD planned: sigma {self.dp_total.noise_multiplier:.4f}, "
+                  f"q {self.dp_total.sampling_rate:.5f}, {self.dp_round.steps} steps per round, "
+                  f"epsilon {self.dp_total.epsilon:.4f} over all rounds", flush=True)
+
+    def train(self, arrays: dict, config: dict) -> dict:
+        dp = float(config.get("dp-epsilon", 0) or 0) > 0
+        weights = self.task.from_arrays(arrays)
+        if dp:
+            self._plan(config)
+            if self.dp_rounds >= int(config["num-server-rounds"]):
+                raise RuntimeError("the holder's DP budget covers no further round")
+        weight = self.task.holder_weight(self.data.rows, config)
+        new, metrics = self.task.local_train(
+            self.data, weights, config, round_budget=self.dp_round if dp else None,
+            rng=self.rng, seed=int(config.get("seed", 0)) + int(config.get("server-round", 0)))
+        metrics["weight"] = weight
+        if dp:
+            self.dp_rounds += 1
+            metrics.update(self.dp_figures())
+        else:
+            metrics["rows"] = self.data.rows  # private to DP runs only
+        return {"arrays": self.task.to_arrays(new), "metrics": metrics}
+
+    def dp_figures(self) -> dict:
+        """This holder's spend so far: every round ran ``dp_round``'s steps at one sigma."""
+        from cloakflow.models.training.accounting import epsilon
+
+        b = self.dp_total
+        spent = epsilon(b.noise_multiplier, b.sampling_rate, self.dp_round.steps *
+                        self.dp_rounds, b.delta, accountant="pld", adjacency="replace_one")
+        return {"dp-epsilon-spent": spent.epsilon, "dp-delta": b.delta,
+                "dp-sigma": b.noise_multiplier, "dp-sampling-rate": b.sampling_rate,
+                "dp-steps": self.dp_round.steps * self.dp_rounds}
+
+    def codes(self, arrays: dict, config: dict) -> dict:
+        weights = self.task.from_arrays(arrays)
+        return {"codes": self.task.codes_of(self.data, weights, config),
+                "rows": self.data.rows}
+
+
+def serve(holder: Holder, address: tuple[str, int], key: bytes,
+          ready_file: str | None = None) -> None:
+    """Answer requests until ``stop``; an error in one request is returned, not fatal."""
+    with Listener(address, authkey=key) as listener:
+        if ready_file:
+            Path(ready_file).write_text(json.dumps({"pid": os.getpid(), "rows": holder.data.rows,
+                                                    "address": f"{address[0]}:{address[1]}"}))
+        print(f"[{holder.name}] ready on {address[0]}:{address[1]} "
+              f"({holder.data.rows} rows)", flush=True)
+        while True:
+            with listener.accept() as conn:
+                request = conn.recv()
+                op = request.get("op")
+                if op == "stop":
+                    conn.send({"ok": True})
+                    return
+                t = time.perf_counter()
+                try:
+                    if op == "query":
+                        reply = holder.query(request.get("config", {}))
+                    elif op == "train":
+                        reply = holder.train(request["arrays"], request.get("config", {}))
+                    elif op == "codes":
+                        reply = holder.codes(request["arrays"], request.get("config", {}))
+                    else:
+                        raise ValueError(f"unknown request {op!r}")
+                    reply["seconds"] = time.perf_counter() - t
+                except Exception as exc:  # reported to the ClientApp, which fails the round
+                    traceback.print_exc()
+                    reply = {"error": f"{type(exc).__name__}: {exc}"}
+                conn.send(reply)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--profile", required=True)
+    ap.add_argument("--input", required=True)
+    ap.add_argument("--holder", required=True)
+    ap.add_argument("--address", required=True)
+    ap.add_argument("--key-file", required=True)
+    ap.add_argument("--ready-file")
+    ap.add_argument("--error-file")
+    args = ap.parse_args(argv)
+    from cloakflow.tasks import runtime
+
+    runtime.set_env_defaults()
+    runtime.quiet_tensorflow_import()
+    key = Path(args.key_file).read_bytes()
+    try:
+        holder = Holder(args.profile, args.input, args.holder)
+    except Exception as exc:  # a holder with a bad table is refused with the readable error
+        message = f"holder {args.holder!r} ({args.input}): {exc}"
+        if args.error_file:
+            Path(args.error_file).write_text(message)
+        print(message, file=sys.stderr, flush=True)
+        return 2
+    serve(holder, _address(args.address), key, args.ready_file)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
