@@ -29,7 +29,7 @@ from flwr.serverapp.strategy import FedAvg
 app = ServerApp()
 
 SETTINGS = ("num-server-rounds", "local-epochs", "batch-size", "learning-rate", "seed",
-            "dp-epsilon", "dp-delta", "dp-clip", "weighting", "declared-size")
+            "dp-epsilon", "dp-delta", "dp-clip", "weighting", "declared-size", "run-name")
 
 
 class FederationError(RuntimeError):

@@ -16,7 +16,8 @@ Requests (``multiprocessing.connection`` with an HMAC key, pickled dicts):
 ``{"op": "query", "config": {...}}`` -> the schema fingerprint, schema and the initial weights
 from the public seed; ``{"op": "train", "arrays": {...}, "config": {...}}`` -> new arrays and
 metrics; ``{"op": "codes", "arrays": {...}, "config": {...}}`` -> the holder's rows encoded by
-the global models; ``{"op": "stop"}``.
+the global models; ``{"op": "report", "config": {...}}`` -> the holder's DP section and
+ledger totals; ``{"op": "stop"}``.
 """
 
 from __future__ import annotations
@@ -48,13 +49,19 @@ class Holder:
         self.task = task
         self.name = name
         self.profile = load_profile(profile_ref)
+        self.input_path = input_path
         self.data = task.load_holder(self.profile, input_path)
+        self.ledger: dict = {}
         self.dp_total = None
         self.dp_round = None
         self.dp_rounds = 0  # rounds trained under the DP plan
         self.rng = None  # tests only: an injected generator (never in the flow)
 
     def query(self, config: dict) -> dict:
+        """Before round 1: the schema fingerprint, the initial weights from the public seed,
+        and (DP) the holder's plan and ledger entry, so no round pays for planning."""
+        if float(config.get("dp-epsilon", 0) or 0) > 0:
+            self._plan(config)
         schema = self.data.schema
         weights = self.task.initial_weights(self.data.pre, config, int(config.get("seed", 0)))
         return {"fingerprint": self.task.fingerprint(schema), "schema": schema,
@@ -63,6 +70,7 @@ class Holder:
     def _plan(self, config: dict) -> None:
         if self.dp_total is None:
             self.dp_total, self.dp_round = self.task.dp_plan(self.data.rows, config)
+            self._spend(config)
             print(f"[{self.name}] DP-SGD planned: sigma {self.dp_total.noise_multiplier:.4f}, "
                   f"q {self.dp_total.sampling_rate:.5f}, {self.dp_round.steps} steps per round, "
                   f"epsilon {self.dp_total.epsilon:.4f} over all rounds", flush=True)
@@ -86,6 +94,45 @@ class Holder:
             metrics["rows"] = self.data.rows  # private to DP runs only
         return {"arrays": self.task.to_arrays(new), "metrics": metrics}
 
+    def dp_section(self, config: dict) -> dict:
+        """The holder's whole DP-SGD run as one mechanism (all its models, every round), in
+        the manifest's ``dp`` shape (``tasks.privacy.dp.dp_section``)."""
+        from cloakflow.models.training.accounting import epsilon
+
+        b, rounds = self.dp_total, int(config["num-server-rounds"])
+        steps = self.dp_round.steps * rounds
+        run = epsilon(b.noise_multiplier, b.sampling_rate, steps, b.delta, accountant="pld",
+                      adjacency="replace_one")
+        k = len(self.task.members(self.data.pre))
+        mechanism = {"models": list(self.task.members(self.data.pre)),
+                     "noise_multiplier": b.noise_multiplier, "sampling_rate": b.sampling_rate,
+                     "sampling": "poisson", "steps": steps,
+                     "clip_norm": float(config["dp-clip"]) * k ** 0.5,
+                     "epsilon": run.epsilon, "delta": b.delta}
+        return {"design": "joint", "adjacency": "replace_one", "accountant": "pld",
+                "epsilon": run.epsilon, "delta": b.delta, "mechanisms": [mechanism]}
+
+    def _spend(self, config: dict) -> None:
+        """Record the whole run's spend in the holder's ledger (dataset ``<profile>@<holder>``)
+        before any DP step reads its rows; refuse past the profile's lifetime cap.
+
+        Raises:
+            BudgetExhausted: the holder's ledger would pass ``privacy.dp_cap``.
+        """
+        from cloakflow.tasks.data.locate import sha256_file
+        from cloakflow.tasks.privacy import ledger
+
+        dp = self.dp_section(config)
+        cap = self.profile.privacy.dp_cap
+        entry = ledger.make_entry(f"{self.profile.name}@{self.name}", str(config.get(
+            "run-name", "federated")), sha256_file(Path(self.input_path)), self.data.rows,
+            self.data.rows, dp)
+        after, path = ledger.spend(dp, cap.model_dump() if cap else None, entry)
+        self.ledger = {"file": str(path), "total_epsilon": after.epsilon,
+                       "total_delta": after.delta, "runs": after.runs}
+        print(f"[{self.name}] privacy ledger {path}: this run spends epsilon "
+              f"{dp['epsilon']:.4g} at delta {dp['delta']:g}", flush=True)
+
     def dp_figures(self) -> dict:
         """This holder's spend so far: every round ran ``dp_round``'s steps at one sigma."""
         from cloakflow.models.training.accounting import epsilon
@@ -96,6 +143,13 @@ class Holder:
         return {"dp-epsilon-spent": spent.epsilon, "dp-delta": b.delta,
                 "dp-sigma": b.noise_multiplier, "dp-sampling-rate": b.sampling_rate,
                 "dp-steps": self.dp_round.steps * self.dp_rounds}
+
+    def report(self, config: dict) -> dict:
+        """What the holder publishes about its run: its DP section (None without DP) and its
+        ledger's totals; the row count only without DP."""
+        dp = self.dp_section(config) if self.dp_total is not None else None
+        return {"holder": self.name, "dp": dp, "ledger": self.ledger,
+                "rows": None if dp else self.data.rows, "dp_rounds": self.dp_rounds}
 
     def codes(self, arrays: dict, config: dict) -> dict:
         weights = self.task.from_arrays(arrays)
@@ -125,6 +179,8 @@ def serve(holder: Holder, address: tuple[str, int], key: bytes,
                         reply = holder.query(request.get("config", {}))
                     elif op == "train":
                         reply = holder.train(request["arrays"], request.get("config", {}))
+                    elif op == "report":
+                        reply = holder.report(request.get("config", {}))
                     elif op == "codes":
                         reply = holder.codes(request["arrays"], request.get("config", {}))
                     else:

@@ -61,14 +61,15 @@ def add_model_options(parser: argparse.ArgumentParser, model: type[BaseModel]) -
 
 def _option_type(annotation):
     """(argparse type, choices) of a field annotation: int, float, str, a Literal, a list of
-    floats (comma-separated), optionally ``| None``."""
+    floats or strings (comma-separated), optionally ``| None``."""
     args = [a for a in typing.get_args(annotation) if a is not type(None)]
     if typing.get_origin(annotation) in (typing.Union, types.UnionType) and len(args) == 1:
         annotation = args[0]
     if typing.get_origin(annotation) is typing.Literal:
         return str, list(typing.get_args(annotation))
     if typing.get_origin(annotation) is list:
-        return (lambda text: [float(v) for v in text.split(",") if v.strip()]), None
+        item = (typing.get_args(annotation) or (float,))[0]
+        return (lambda text: [item(v.strip()) for v in text.split(",") if v.strip()]), None
     if annotation in (int, float, str):
         return annotation, None
     raise TypeError(f"no command-line form for a parameter of type {annotation!r}")
@@ -76,6 +77,7 @@ def _option_type(annotation):
 
 def _parser() -> argparse.ArgumentParser:
     from cloakflow.flows.parameters import (
+        FederateParameters,
         FrontierParameters,
         RunParameters,
         SynthesizeParameters,
@@ -89,6 +91,9 @@ def _parser() -> argparse.ArgumentParser:
                                            "end), publish synthetic rows with their "
                                            "evaluation and privacy report")
     add_model_options(sy, SynthesizeParameters)
+    fe = sub.add_parser("federate", help="train the codes autoencoders across data holders "
+                        "with Flower (FedAvg; optionally DP-SGD per holder)")
+    add_model_options(fe, FederateParameters)
     fr = sub.add_parser("frontier", help="sweep code-noise scales: utility vs inversion")
     add_model_options(fr, FrontierParameters)
 
@@ -119,6 +124,8 @@ def main(argv: list[str] | None = None) -> int:
         return _synthesize(args)
     if args.command == "frontier":
         return _frontier(args)
+    if args.command == "federate":
+        return _federate(args)
     if args.command == "attack":
         return _attack(args)
     if args.command == "budget":
@@ -209,9 +216,17 @@ def _execute(params, call, remedy: str):
     runtime.choose_prefect_api()  # a running local server, else the temporary one
     rejected = (DataValidationError, IngestError, PreprocessError, ProfileError,
                 DataNotFoundError, TargetError)  # input errors: exit 2, "INPUT REJECTED"
-    runtime.quiet_expected_errors((DpPlanError, PolicyViolation, BudgetExhausted, *rejected))
+    from cloakflow.federated.task import SchemaMismatch
+    from cloakflow.tasks.federation import FederationFailed
+
+    runtime.quiet_expected_errors((DpPlanError, PolicyViolation, BudgetExhausted,
+                                   FederationFailed, SchemaMismatch, *rejected))
     try:
         return call()
+    except (FederationFailed, SchemaMismatch) as exc:
+        print(f"\nFEDERATION FAILED, nothing was published; every process of the run was "
+              f"stopped.\n{exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
     except DpPlanError as exc:
         print(f"\nDP PLAN REJECTED, nothing was trained or published.\n{exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
@@ -292,6 +307,26 @@ def _profile(args: argparse.Namespace) -> int:
             print(f"  - {note}", file=sys.stderr)
     else:
         print(draft.text)
+    return 0
+
+
+def _federate(args: argparse.Namespace) -> int:
+    from cloakflow.flows.parameters import FederateParameters
+
+    params = _parameters(FederateParameters, args)
+    if isinstance(params, int):
+        return params
+
+    def call():
+        from cloakflow.flows.federate import federate
+
+        return federate(params)
+
+    outcome = _execute(params, call, "")
+    if isinstance(outcome, int):
+        return outcome
+    print(f"MLflow run: {outcome.mlflow_run_id}")
+    print(outcome.folder)
     return 0
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 
 
 class RunParameters(BaseModel):
@@ -121,6 +121,55 @@ class SynthesizeParameters(BaseModel):
     dp_report: Literal["private", "full"] = Field(
         "private", description="private = evaluation and attack figures stay in MLflow; full "
                                "= in the manifest too, marked not covered by epsilon")
+
+
+class FederateParameters(BaseModel):
+    """Parameters of one federated training run (shown as a form in the Prefect UI)."""
+
+    dataset: str = Field("bank-marketing", description="profile name in deployments/profiles/")
+    input_path: str | None = Field(
+        None, description="one table to partition into --clients holders (a demo; default: "
+                          "the profile's table)")
+    profile_path: str | None = Field(None, description="profile YAML instead of the named one")
+    holders: list[str] | None = Field(
+        None, description="FILE1,FILE2,...: each holder's own table (instead of a partition)")
+    partition: str = Field(
+        "random", description="how one table is split into holders: random (IID) or "
+                              "by=COLUMN (sorted by the column: a skewed, non-IID split)")
+    clients: int = Field(3, ge=2, le=16, description="holders when partitioning one table")
+    out: str = Field("federated", description="folder that receives <dataset>/<run id>/")
+    rounds: int = Field(5, ge=1, description="FedAvg rounds")
+    local_epochs: int = Field(2, ge=1, description="epochs each holder trains per round")
+    batch_size: int = Field(256, ge=1, description="rows per step (under DP the expected "
+                                                   "Poisson batch)")
+    learning_rate: float = Field(1e-3, gt=0, description="Adam's learning rate, per holder")
+    seed: int = Field(42, description="seeds the partition, the initial global weights and "
+                                      "non-DP training")
+    weighting: Literal["examples", "uniform", "declared"] | None = Field(
+        None, description="FedAvg weights: examples (row counts; non-DP only), uniform "
+                          "(default under DP)")
+    dp_epsilon: float | None = Field(
+        None, gt=0, allow_inf_nan=False,
+        description="DP-SGD on every holder: epsilon per holder over all its models and "
+                    "rounds (none = no DP); needs public bounds (as every federation does)")
+    dp_delta: float | None = Field(
+        None, gt=0, lt=1, description="delta per holder (default: a power of ten <= "
+                                      "1/(10 n) of its rows)")
+    dp_clip: float = Field(0.1, gt=0, allow_inf_nan=False,
+                           description="per-model clip norm C (joint clip C*sqrt(models))")
+    timeout: float = Field(1800.0, gt=0, description="seconds before the run is stopped")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> FederateParameters:
+        if self.dp_epsilon is not None and self.weighting == "examples":
+            raise ValueError("under DP a holder's row count is private: weighting must be "
+                             "uniform or declared")
+        if self.holders and self.partition != "random":
+            raise ValueError("partition splits one table for a demo; with holders each file "
+                             "is a holder's table")
+        if self.holders is not None and len(self.holders) < 2:
+            raise ValueError("a federation needs at least 2 holder files")
+        return self
 
 
 class FrontierParameters(BaseModel):

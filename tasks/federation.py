@@ -88,6 +88,10 @@ class Federation:
     control: str = ""
 
     def __enter__(self) -> Federation:
+        self.folder = Path(self.folder).resolve()  # the processes run in it
+        self.holders = {n: str(Path(p).resolve()) for n, p in self.holders.items()}
+        if Path(self.profile).suffix in (".yaml", ".yml"):
+            self.profile = str(Path(self.profile).resolve())
         self.folder.mkdir(parents=True, exist_ok=True)
         (self.folder / "logs").mkdir(exist_ok=True)
         self.home = self.folder / "flwr-home"

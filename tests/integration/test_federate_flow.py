@@ -1,0 +1,140 @@
+"""Integration: federated training on Flower's deployment engine — a real SuperLink, one
+SuperNode and one warm worker per holder as processes on 127.0.0.1 — under the Prefect
+harness with sqlite MLflow and GX; every process stops after success, after a killed holder
+and after a refused table."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+import yaml
+from mlflow.tracking import MlflowClient
+
+from tests.helpers import make_tiny_frame, tiny_profile_dict
+
+pytestmark = pytest.mark.integration
+
+BOUNDS = {"age": {"min": 0, "max": 120}, "income": {"min": 0, "max": 1000},
+          "city": {"categories": ["north", "south", "east", "west"]},
+          "owns": {"categories": ["yes", "no"]}}
+
+
+def _holders(folder: Path, n: int = 2, rows: int = 300) -> tuple[list[str], Path]:
+    files = []
+    for i in range(n):
+        path = folder / f"site{i + 1}.csv"
+        make_tiny_frame(rows, seed=10 + i).write_csv(path)
+        files.append(str(path))
+    profile = folder / "tiny-fed.yaml"
+    profile.write_text(yaml.safe_dump(tiny_profile_dict(bounds=BOUNDS)))
+    return files, profile
+
+
+def _processes_of(folder: Path) -> list[int]:
+    """Processes whose command line or Flower home points into ``folder`` (the workers,
+    SuperLink, SuperNodes and the per-message ClientApp processes they spawn)."""
+    mark, found = str(folder.resolve()), []
+    for pid in (int(p) for p in os.listdir("/proc") if p.isdigit()):
+        try:
+            cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+            env = Path(f"/proc/{pid}/environ").read_bytes().decode(errors="replace")
+        except OSError:
+            continue
+        if pid != os.getpid() and (mark in cmd or f"FLWR_HOME={mark}" in env):
+            found.append(pid)
+    return found
+
+
+def test_federate_flow_trains_across_holders_and_stops_every_process(
+        prefect_harness, workdir: Path):
+    from cloakflow.flows.federate import FederateParameters, federate
+
+    files, profile = _holders(workdir)
+    outcome = federate(FederateParameters(
+        profile_path=str(profile), holders=files, rounds=2, local_epochs=1, batch_size=64,
+        learning_rate=0.01, out=str(workdir / "federated"), timeout=600))
+    folder = Path(outcome.folder)
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert manifest["kind"] == "federated-model" and manifest["rounds"] == 2
+    assert [h["holder"] for h in manifest["holders"]] == ["site1", "site2"]
+    assert [h["rows"] for h in manifest["holders"]] == [300, 300]  # non-DP: FedAvg by rows
+    assert manifest["weighting"] == "examples" and manifest["dp_statement"] is None
+    rounds = [json.loads(line) for line in (folder / "rounds.jsonl").read_text().splitlines()]
+    assert [r["round"] for r in rounds] == [1, 2]
+    assert all(len(r["holders"]) == 2 and r["wall_seconds"] > r["slowest_training_seconds"]
+               for r in rounds)
+    # the global weights: every model of the codes release, all layers
+    weights = np.load(folder / "global.npz")
+    assert {k.split("/")[0] for k in weights.files} == {"whole", "person", "money"}
+    # streamed per round to MLflow
+    client = MlflowClient()
+    history = client.get_metric_history(outcome.mlflow_run_id, "round.wall_seconds")
+    assert sorted(m.step for m in history) == [1, 2]
+    assert client.get_run(outcome.mlflow_run_id).info.status == "FINISHED"
+    assert _processes_of(folder) == []
+
+
+def test_a_killed_holder_fails_the_run_and_no_process_remains(tmp_path: Path, monkeypatch):
+    from cloakflow.tasks.federation import Federation, FederationFailed
+
+    monkeypatch.setenv("CLOAKFLOW_LEDGER_DIR", str(tmp_path / "ledger"))
+    files, profile = _holders(tmp_path)
+    folder = tmp_path / "run"
+    config = {"num-server-rounds": 4, "local-epochs": 1, "batch-size": 64,
+              "learning-rate": 0.01, "seed": 0, "dp-epsilon": 0.0, "dp-delta": 0.0,
+              "dp-clip": 0.1, "weighting": "examples", "declared-size": 0.0,
+              "run-name": "test", "timeout": 300.0}
+    with pytest.raises(FederationFailed) as err:
+        with Federation(folder, str(profile), {"a": files[0], "b": files[1]}) as fed:
+            fed.start_workers()
+            fed.start_flower()
+            victim = next(p for p in fed.procs if p.name == "worker-b").popen.pid
+
+            def kill_after_first(line: dict) -> None:
+                if line["round"] == 1:
+                    os.kill(victim, signal.SIGKILL)
+            fed.run(config, on_round=kill_after_first, timeout=300)
+    assert "worker-b" in str(err.value) or "holder" in str(err.value)
+    assert _processes_of(folder) == []
+
+
+def test_a_holder_outside_the_shared_schema_is_refused_before_training(
+        prefect_harness, workdir: Path, capsys):
+    from cloakflow.flows.cli import main
+
+    files, profile = _holders(workdir)
+    frame = pl.read_csv(files[1]).with_columns(pl.lit("mars").alias("city"))
+    frame.write_csv(files[1])
+    rc = main(["federate", "--profile", str(profile), "--holders", ",".join(files),
+               "--rounds", "1", "--out", str(workdir / "federated")])
+    err = capsys.readouterr().err
+    assert rc == 2
+    assert "FEDERATION FAILED" in err and "site2" in err and "city" in err and "mars" in err
+    assert _processes_of(workdir) == []
+
+
+@pytest.mark.slow  # DP planning on every holder: ~90 s; the DP composition is unit-tested
+def test_dp_federation_spends_each_holders_budget_and_records_it(prefect_harness,
+                                                                  workdir: Path):
+    from cloakflow.flows.federate import FederateParameters, federate
+    from cloakflow.tasks.privacy.ledger import entries
+    from tests.helpers import release_epsilon_by_dp_accounting
+
+    files, profile = _holders(workdir)
+    outcome = federate(FederateParameters(
+        profile_path=str(profile), holders=files, rounds=2, local_epochs=1, batch_size=64,
+        learning_rate=0.01, dp_epsilon=3.0, out=str(workdir / "federated"), timeout=600))
+    manifest = json.loads((Path(outcome.folder) / "manifest.json").read_text())
+    assert manifest["weighting"] == "uniform" and "replacing" in manifest["dp_statement"]
+    for holder in manifest["holders"]:
+        assert "rows" not in holder  # a private count under DP
+        assert release_epsilon_by_dp_accounting(holder["dp"]) <= 3.0
+        assert [e["run_id"] for e in entries(f"tiny@{holder['holder']}",
+                                             include_mlflow=False)] == [outcome.mlflow_run_id]
+    assert _processes_of(Path(outcome.folder)) == []

@@ -1,0 +1,167 @@
+"""Federated training's holder logic (Flower-free) and Flower's FedAvg aggregation as the
+server app configures it: shared schema, local training, weighting, DP over rounds."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+from flwr.app import Array, ArrayRecord, MetricRecord, RecordDict
+from flwr.serverapp.strategy.strategy_utils import aggregate_arrayrecords
+
+from cloakflow.federated import task
+from cloakflow.tasks.data.profile import DatasetProfile
+from tests.helpers import make_tiny_frame, release_epsilon_by_dp_accounting, tiny_profile_dict
+
+# public bounds for every feature: the shared schema
+BOUNDS = {"age": {"min": 0, "max": 120}, "income": {"min": 0, "max": 1000},
+          "city": {"categories": ["north", "south", "east", "west"]},
+          "owns": {"categories": ["yes", "no"]}}
+SETTINGS = {"num-server-rounds": 3, "local-epochs": 1, "batch-size": 64,
+            "learning-rate": 0.01, "seed": 0, "dp-clip": 0.1}
+
+
+def _profile(**overrides) -> DatasetProfile:
+    return DatasetProfile.model_validate(tiny_profile_dict(bounds=BOUNDS, **overrides))
+
+
+def _holder(tmp_path: Path, name: str, frame: pl.DataFrame, profile=None) -> task.HolderData:
+    path = tmp_path / f"{name}.csv"
+    frame.write_csv(path)
+    return task.load_holder(profile or _profile(), path)
+
+
+def _record(arrays: dict, weight: float) -> RecordDict:
+    return RecordDict({"arrays": ArrayRecord({k: Array(v) for k, v in arrays.items()}),
+                       "metrics": MetricRecord({"weight": weight})})
+
+
+def test_holders_share_one_schema_whatever_their_rows(tmp_path):
+    a = _holder(tmp_path, "a", make_tiny_frame(300, seed=1))
+    # a skewed holder: one city only, incomes in a narrow range; same encoding all the same
+    skewed = make_tiny_frame(300, seed=2).with_columns(pl.lit("north").alias("city"),
+                                                       (pl.col("income") / 10).round(2))
+    b = _holder(tmp_path, "b", skewed)
+    assert task.fingerprint(a.schema) == task.fingerprint(b.schema)
+    assert a.x.shape[1] == b.x.shape[1]
+    assert b.x[:, [i for i, c in enumerate(b.pre.output_columns) if c.startswith("city")]] \
+        .sum(axis=0).tolist() == [300.0, 0.0, 0.0, 0.0]
+
+
+@pytest.mark.parametrize("change, words", [
+    (lambda f: f.with_columns(pl.lit("mars").alias("city")), ["a.csv", "city", "mars"]),
+    (lambda f: f.with_columns((pl.col("income") + 5000).alias("income")),
+     ["a.csv", "income", "outside the shared public bounds", "rule: shared schema"]),
+])
+def test_a_table_outside_the_shared_schema_is_refused_by_file_column_and_rule(
+        tmp_path, change, words):
+    with pytest.raises(task.SchemaMismatch) as err:
+        _holder(tmp_path, "a", change(make_tiny_frame(100)))
+    assert all(w in str(err.value) for w in words), str(err.value)
+
+
+def test_features_without_public_bounds_are_refused(tmp_path):
+    profile = DatasetProfile.model_validate(tiny_profile_dict(bounds={
+        k: v for k, v in BOUNDS.items() if k != "income"}))
+    with pytest.raises(task.SchemaMismatch, match=r"\['income'\] have none"):
+        _holder(tmp_path, "a", make_tiny_frame(100), profile)
+
+
+def test_fedavg_of_identical_holders_equals_local_training(tmp_path):
+    frame = make_tiny_frame(256, seed=3)
+    a, b = _holder(tmp_path, "a", frame), _holder(tmp_path, "b", frame)
+    start = task.initial_weights(a.pre, SETTINGS, seed=0)
+    local, _ = task.local_train(a, start, SETTINGS, seed=7)
+    new_a, _ = task.local_train(a, start, SETTINGS, seed=7)
+    new_b, _ = task.local_train(b, start, SETTINGS, seed=7)
+    records = [_record(task.to_arrays(w), task.holder_weight(h.rows, SETTINGS))
+               for w, h in ((new_a, a), (new_b, b))]
+    averaged = task.from_arrays({k: v.numpy() for k, v in
+                                 aggregate_arrayrecords(records, "weight").items()})
+    for name in local:
+        for got, want in zip(averaged[name], local[name], strict=True):
+            np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+        assert any(not np.allclose(w, s) for w, s in zip(local[name], start[name],
+                                                          strict=True))
+
+
+def test_fedavg_weighs_holders_by_their_weight():
+    a = {"m/0": np.zeros((2, 2), np.float32)}
+    b = {"m/0": np.full((2, 2), 4.0, np.float32)}
+    by_rows = aggregate_arrayrecords([_record(a, 100.0), _record(b, 300.0)], "weight")
+    np.testing.assert_allclose(by_rows["m/0"].numpy(), 3.0)  # (0 * 100 + 4 * 300) / 400
+    uniform = aggregate_arrayrecords([_record(a, 1.0), _record(b, 1.0)], "weight")
+    np.testing.assert_allclose(uniform["m/0"].numpy(), 2.0)
+
+
+def test_holder_weights_keep_dp_counts_private():
+    assert task.holder_weight(500, {"weighting": "examples"}) == 500.0
+    assert task.holder_weight(500, {"weighting": "uniform", "dp-epsilon": 3}) == 1.0
+    assert task.holder_weight(500, {"weighting": "declared", "declared-size": 1000,
+                                    "dp-epsilon": 3}) == 1000.0
+    with pytest.raises(ValueError, match="private"):
+        task.holder_weight(500, {"weighting": "examples", "dp-epsilon": 3})
+
+
+@pytest.mark.parametrize("epsilon", [3.0])
+def test_dp_over_all_rounds_stays_within_each_holders_budget_and_its_ledger(
+        tmp_path, monkeypatch, epsilon):
+    import yaml
+
+    from cloakflow.federated.worker import Holder
+    from cloakflow.tasks.privacy.ledger import BudgetExhausted, entries
+
+    monkeypatch.setenv("CLOAKFLOW_LEDGER_DIR", str(tmp_path / "ledger"))
+    d = tiny_profile_dict(bounds=BOUNDS)
+    # 400 rows: each run's delta is 1e-4; the cap fits one run, not two
+    d["privacy"]["dp_cap"] = {"epsilon": 1.01 * epsilon, "delta": 2e-4}
+    profile = tmp_path / "tiny.yaml"
+    profile.write_text(yaml.safe_dump(d))
+    csv = tmp_path / "a.csv"
+    make_tiny_frame(400, seed=5).write_csv(csv)
+    settings = {**SETTINGS, "dp-epsilon": epsilon, "weighting": "uniform", "run-name": "r1"}
+    holder = Holder(str(profile), str(csv), "a")
+    holder.query(settings)  # plans and records the whole run before any round
+    dp = holder.report(settings)["dp"]
+    # all models, all rounds: one mechanism per holder, recomputed with dp-accounting
+    assert dp["mechanisms"][0]["steps"] == 3 * holder.dp_round.steps
+    assert release_epsilon_by_dp_accounting(dp) <= epsilon
+    assert [e["run_id"] for e in entries("tiny@a", include_mlflow=False)] == ["r1"]
+    # the same holder again would pass its lifetime cap: refused before training
+    with pytest.raises(BudgetExhausted, match="dp_cap"):
+        Holder(str(profile), str(csv), "a").query(settings)
+    # another holder's rows have a ledger of their own
+    Holder(str(profile), str(csv), "b").query(settings)
+
+
+def test_local_dp_training_runs_the_planned_steps_and_returns_weights(tmp_path):
+    holder = _holder(tmp_path, "a", make_tiny_frame(400, seed=4))
+    settings = {**SETTINGS, "dp-epsilon": 3.0}
+    total, one_round = task.dp_plan(holder.rows, settings)
+    start = task.initial_weights(holder.pre, settings, seed=0)
+    new, metrics = task.local_train(holder, start, settings, round_budget=one_round,
+                                    rng=np.random.default_rng(0))
+    assert metrics["steps"] == one_round.steps == total.steps // 3
+    assert set(new) == {"whole", "person", "money"}
+    codes = task.codes_of(holder, new, settings)
+    assert codes["whole"].shape[0] == 400
+
+
+def test_partitions_are_disjoint_complete_and_by_column_skewed():
+    from cloakflow.flows.federate import PartitionError, partition
+
+    frame = make_tiny_frame(301, seed=6)
+    parts = partition(frame, 3, "random", seed=0)
+    assert sorted(np.concatenate(parts).tolist()) == list(range(301))
+    by_city = partition(frame, 4, "by=city", seed=0)
+    cities = [set(frame["city"].to_numpy()[p]) for p in by_city]
+    assert sum(len(c) for c in cities) <= 7  # sorted by city: each holder sees few cities
+    by_income = partition(frame, 2, "by=income", seed=0)
+    assert frame["income"].to_numpy()[by_income[0]].max() <= \
+        frame["income"].to_numpy()[by_income[1]].min()
+    with pytest.raises(PartitionError, match="no column 'town'"):
+        partition(frame, 2, "by=town", seed=0)
+    with pytest.raises(PartitionError, match="at least 2"):
+        partition(frame, 1, "random", seed=0)
