@@ -14,7 +14,7 @@ DATASET ?= bank-marketing
 ARGS    ?=
 
 DEMO_REASON ?= demo run on the public UCI Bank Marketing table
-.PHONY: setup demo test lint ui deploy benchmark clean
+.PHONY: setup demo federate test lint ui deploy benchmark clean
 
 setup: $(STAMP)
 
@@ -32,6 +32,11 @@ $(STAMP): requirements.lock pyproject.toml
 # the demo publishes it anyway on the public table and records why in the manifest.
 demo: setup
 	$(BIN)/cloakflow run $(DATASET) --accept-risk "$(DEMO_REASON)" $(ARGS)
+
+# Federated training on the bank table split into 3 holders, at random and by a column (skewed)
+federate: setup
+	$(BIN)/cloakflow federate $(DATASET) --clients 3 --partition random --rounds 3 $(ARGS)
+	$(BIN)/cloakflow federate $(DATASET) --clients 3 --partition by=euribor3m --rounds 3 $(ARGS)
 
 test: setup
 	$(BIN)/python -m pytest $(ARGS)

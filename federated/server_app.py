@@ -10,8 +10,9 @@
    1, or a size the holder declares public, under DP, where counts are private).
 3. **Output** in ``output-dir`` (run config): ``rounds.jsonl`` (one line per round, written as
    the round ends: wall seconds, each holder's loss, training seconds and DP spend),
-   ``global.npz`` (the final weights, ``model/index`` keys), ``result.json`` (settings, schema
-   fingerprint, holders, timings) — or ``error.txt`` if the run fails.
+   ``global.npz`` (the final weights, ``model/index`` keys; with ``save-rounds`` also
+   ``global-round<r>.npz`` after every round, round 0 the initial weights), ``result.json``
+   (settings, schema fingerprint, holders, timings) — or ``error.txt`` if the run fails.
 """
 
 from __future__ import annotations
@@ -113,9 +114,10 @@ class RoundLog:
     """Writes ``rounds.jsonl`` as rounds end; FedAvg calls ``aggregate`` with the round's
     replies and ``evaluate`` after each round (and once before the first)."""
 
-    def __init__(self, path: Path, holders: int):
+    def __init__(self, path: Path, holders: int, save_rounds: bool = False):
         self.path = path
         self.holders = holders
+        self.save_rounds = save_rounds  # global weights after every round (benchmarks)
         self.round = 0
         self.marks: list[float] = []
         self.replies: dict[int, list[dict]] = {}
@@ -138,6 +140,9 @@ class RoundLog:
     def evaluate(self, server_round: int, arrays: ArrayRecord) -> MetricRecord | None:
         now = time.time()
         self.marks.append(now)
+        if self.save_rounds:
+            np.savez(self.path.parent / f"global-round{server_round}.npz",
+                     **{k: v.numpy() for k, v in arrays.items()})
         if server_round >= 1:
             rows = self.replies.get(server_round, [])
             wall = now - self.marks[-2]
@@ -172,7 +177,7 @@ def _run(grid: Grid, cfg, out: Path) -> None:
     t0 = time.time()
     nodes = _wait_for_nodes(grid, holders, timeout)
     initial, agreed = agree_on_schema(grid, nodes, settings, timeout)
-    log = RoundLog(out / "rounds.jsonl", holders)
+    log = RoundLog(out / "rounds.jsonl", holders, bool(cfg.get("save-rounds", False)))
     strategy = FedAvg(fraction_train=1.0, fraction_evaluate=0.0, min_train_nodes=holders,
                       min_evaluate_nodes=0, min_available_nodes=holders,
                       weighted_by_key="weight", train_metrics_aggr_fn=log.aggregate)

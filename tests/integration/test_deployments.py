@@ -37,6 +37,7 @@ def test_prefect_yaml_deploys(prefect_harness, tmp_path: Path):
         sweep = client.read_deployment_by_name("privacy-frontier/bank-marketing-frontier")
         dp = client.read_deployment_by_name("anonymize/bank-marketing-dp")
         synthetic = client.read_deployment_by_name("synthesize/bank-marketing-synthetic")
+        federated = client.read_deployment_by_name("federate/bank-marketing-federated")
     assert daily.work_pool_name == "cpu" and gpu.work_pool_name == "gpu"
     assert [s.schedule.cron for s in daily.schedules] == ["0 3 * * *"]
     assert gpu.schedules == [] and dp.schedules == []
@@ -59,3 +60,7 @@ def test_prefect_yaml_deploys(prefect_harness, tmp_path: Path):
     form = synthetic.parameter_openapi_schema["definitions"]["SynthesizeParameters"]
     assert {"rows", "condition", "model", "dp_epsilon", "dp_sampling_rate",
             "accept_risk"} <= set(form["properties"])
+    assert federated.work_pool_name == "cpu" and federated.parameters["params"]["clients"] == 3
+    form = federated.parameter_openapi_schema["definitions"]["FederateParameters"]
+    assert {"holders", "partition", "clients", "rounds", "local_epochs", "weighting",
+            "dp_epsilon"} <= set(form["properties"])
