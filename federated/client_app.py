@@ -50,8 +50,12 @@ def _record(arrays: dict[str, np.ndarray]) -> ArrayRecord:
     return ArrayRecord({k: Array(np.asarray(v)) for k, v in arrays.items()})
 
 
-def _config(msg: Message) -> dict:
-    return dict(msg.content["config"]) if "config" in msg.content else {}
+def _config(msg: Message, context: Context) -> dict:
+    """The server's config; a size this holder declared public (node config) joins it."""
+    config = dict(msg.content["config"]) if "config" in msg.content else {}
+    if "declared-size" in context.node_config:
+        config["declared-size"] = float(context.node_config["declared-size"])
+    return config
 
 
 def _metrics(values: dict) -> MetricRecord:
@@ -61,7 +65,7 @@ def _metrics(values: dict) -> MetricRecord:
 
 @app.query()
 def query(msg: Message, context: Context) -> Message:
-    reply = _ask(context, {"op": "query", "config": _config(msg)})
+    reply = _ask(context, {"op": "query", "config": _config(msg, context)})
     import json
 
     content = RecordDict({
@@ -75,7 +79,7 @@ def query(msg: Message, context: Context) -> Message:
 @app.train()
 def train(msg: Message, context: Context) -> Message:
     reply = _ask(context, {"op": "train", "arrays": _arrays(msg.content["arrays"]),
-                           "config": _config(msg)})
+                           "config": _config(msg, context)})
     metrics = {**reply["metrics"], "worker-seconds": reply["seconds"]}
     return Message(RecordDict({"arrays": _record(reply["arrays"]),
                                "metrics": _metrics(metrics)}), reply_to=msg)

@@ -302,7 +302,8 @@ def _profile(args: argparse.Namespace) -> int:
         print(f"drafted {args.out} (dataset {draft.profile.name!r}, target "
               f"{draft.profile.target.column!r}, {len(draft.profile.features)} features in "
               f"{len(draft.profile.groups)} groups); review it, then: cloakflow run --profile "
-              f"{args.out} --input {args.table}", file=sys.stderr)
+              f"{args.out} --input {args.table}  (codes), or cloakflow synthesize --profile "
+              f"{args.out} --input {args.table}  (synthetic rows)", file=sys.stderr)
         for note in draft.notes:
             print(f"  - {note}", file=sys.stderr)
     else:

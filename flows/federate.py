@@ -153,8 +153,10 @@ def federate(params: FederateParameters | None = None) -> FederationOutcome:
         print(f"federation of {len(files)} holders: {', '.join(files)}; {params.rounds} rounds "
               f"x {params.local_epochs} local epochs" + (f", DP epsilon {params.dp_epsilon} "
                                                           "per holder" if dp else ""), flush=True)
+        declared = dict(zip(files, params.declared_sizes, strict=True)) \
+            if weighting == "declared" else None
         with Federation(folder / "processes", params.profile_path or profile.name,
-                        files) as fed:
+                        files, declared=declared) as fed:
             fed.start_workers()
             print("holders loaded their tables; starting the SuperLink and SuperNodes",
                   flush=True)

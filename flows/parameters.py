@@ -147,7 +147,10 @@ class FederateParameters(BaseModel):
                                       "non-DP training")
     weighting: Literal["examples", "uniform", "declared"] | None = Field(
         None, description="FedAvg weights: examples (row counts; non-DP only), uniform "
-                          "(default under DP)")
+                          "(default under DP), declared (--declared-sizes)")
+    declared_sizes: list[float] | None = Field(
+        None, description="N1,N2,...: each holder's size declared public, in holder order "
+                          "(for --weighting declared)")
     dp_epsilon: float | None = Field(
         None, gt=0, allow_inf_nan=False,
         description="DP-SGD on every holder: epsilon per holder over all its models and "
@@ -169,6 +172,12 @@ class FederateParameters(BaseModel):
                              "is a holder's table")
         if self.holders is not None and len(self.holders) < 2:
             raise ValueError("a federation needs at least 2 holder files")
+        if self.weighting == "declared":
+            count = len(self.holders) if self.holders else self.clients
+            if not self.declared_sizes or len(self.declared_sizes) != count or \
+                    min(self.declared_sizes) <= 0:
+                raise ValueError(f"weighting declared needs {count} positive declared_sizes, "
+                                 "one per holder")
         return self
 
 

@@ -83,6 +83,7 @@ class Federation:
     folder: Path
     profile: str  # a dataset name or a profile path, as every holder's worker loads it
     holders: dict[str, str]  # holder name -> its table's path
+    declared: dict[str, float] | None = None  # holder -> size declared public (FedAvg weight)
     env: dict[str, str] = field(default_factory=lambda: dict(os.environ))
     procs: list[Proc] = field(default_factory=list)
     control: str = ""
@@ -196,6 +197,8 @@ class Federation:
             "--disable-runtime-dependency-installation"])
         for name, worker in self.workers.items():
             node = f'worker="{worker}" key-file="{self.key}" holder="{name}"'
+            if self.declared:
+                node += f" declared-size={float(self.declared[name])!r}"
             self._start(f"supernode-{name}", [
                 _bin("flower-supernode"), "--insecure", "--superlink", fleet,
                 "--clientappio-api-address", f"{LOOPBACK}:{free_port()}",

@@ -264,7 +264,9 @@ def _draft(path: Path, frame: pl.DataFrame, fmt: str, sep: str, name: str | None
         "quasi_identifiers": quasi,
         "missing": "impute" if with_nulls else "error",
         "nullable": with_nulls,
-        "columns": {c: cols[c].kind for c in features},
+        # the target's kind too: a DP synthetic release models it and needs it declared
+        "columns": {**{c: cols[c].kind for c in features},
+                    target: "boolean" if frame.schema[target] == pl.Boolean else "categorical"},
         **({"date_formats": formats} if (formats := {
             c: cols[c].date_format for c in features if cols[c].date_format}) else {}),
         "privacy": {"sensitive": []},

@@ -407,6 +407,12 @@ class TablePreprocessor:
         unseen = codes < 0
         if unseen.any() and rule == "error":
             examples = sorted(set(values[unseen].tolist()))[:5]
+            if spec.bounds == "public":
+                raise PreprocessError(
+                    f"{source}: column {spec.name!r}: {int(unseen.sum())} rows have categories "
+                    f"outside the profile's public bounds (rule: public bounds, bounds."
+                    f"{spec.name}.categories), e.g. {examples}; add them to the list if they "
+                    "are valid values")
             raise PreprocessError(
                 f"{source}: column {spec.name!r}: {int(unseen.sum())} rows have categories not "
                 f"seen in training (rule unseen=error), e.g. {examples}"

@@ -331,6 +331,17 @@ class DatasetProfile(BaseModel):
                                  + _near(unknown, list(seen)))
         return self
 
+    def public_dump(self) -> dict:
+        """The profile as a release manifest may show it: bounds marked ``origin: data`` (read
+        off the private rows) are left out and their columns listed under
+        ``bounds_omitted_measured_on_data``."""
+        out = self.model_dump(mode="json")
+        measured = sorted(c for c, b in self.bounds.items() if b.origin == "data")
+        out["bounds"] = {c: b for c, b in out["bounds"].items() if c not in measured}
+        if measured:
+            out["bounds_omitted_measured_on_data"] = measured
+        return out
+
     @property
     def features(self) -> list[str]:
         """Feature columns in group order."""

@@ -121,6 +121,11 @@ def _numbers(series: pl.Series) -> np.ndarray | None:
 
 
 def _text(series: pl.Series) -> pl.Series:
+    """A column's values as category labels; numbers through Float64, so that an integer
+    column and its Float64 copy (a DP release publishes numbers as Float64) name the value 0
+    alike ("0.0"), not "0" against "0.0"."""
+    if series.dtype.is_numeric():
+        series = series.cast(pl.Float64)
     return series.cast(pl.String)
 
 

@@ -158,7 +158,7 @@ def build_manifest(*, release, profile, params: dict[str, Any], source: Source,
     seed = params["seed"]
     out = {
         "dataset": profile.name, "kind": release.kind, "source": source.model_dump(),
-        "profile": profile.model_dump(mode="json"),
+        "profile": profile.public_dump(),
         "rows": int(len(release.tables[0].codes)), "control_rows": control_rows,
         "label": profile.target.column, "seed": seed, "parameters": params,
         "folds": folds.model_dump(), "utility": utility,

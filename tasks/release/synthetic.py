@@ -24,6 +24,7 @@ import polars as pl
 from cloakflow.tasks.data.preprocess import PreprocessError, TablePreprocessor
 from cloakflow.tasks.data.profile import DatasetProfile
 
+SMALL_CONTROL = 200  # control rows below which the report calls its figures rough
 SYNTHETIC_LIMITS = ("max_dcr_share", "max_exact_copy_excess", "max_membership_auc",
                     "max_membership_tpr")
 
@@ -171,10 +172,17 @@ def evaluate(pre: TablePreprocessor, profile: DatasetProfile, *, x_syn: np.ndarr
         out["compared_with"] = (f"the rows with {condition.column} = {condition.value}: "
                                 f"{len(x_train)} training, {len(x_control)} control")
         print(f"evaluating against {out['compared_with']}", flush=True)
-        if min(len(x_train), len(x_control)) < 2:
-            out["fidelity"] = {"skipped": "too few real rows with the condition's value"}
-            out["tstr"] = {"skipped": "too few real rows with the condition's value"}
-            return out
+    if len(x_control) < SMALL_CONTROL:
+        out["small_sample"] = (
+            f"only {len(x_control)} control rows (fewer than {SMALL_CONTROL}): TSTR, "
+            "fidelity and the attacks' rates rest on few rows and can land anywhere near "
+            "chance; read them as rough")
+        print(f"warning: {out['small_sample']}", flush=True)
+    if condition is not None and condition.fixed is not None and \
+            min(len(x_train), len(x_control)) < 2:
+        out["fidelity"] = {"skipped": "too few real rows with the condition's value"}
+        out["tstr"] = {"skipped": "too few real rows with the condition's value"}
+        return out
     columns = synthetic.columns
     discrete = exact_discrete(pre)
     print("evaluating: fidelity (1 - TVD of discretised distributions)", flush=True)
@@ -263,10 +271,6 @@ def _fmt(value, digits: int = 3) -> str:
     return "—" if value is None else f"{value:.{digits}f}"
 
 
-def _fmt(value: float | None) -> str:
-    return "–" if value is None else f"{value:.3f}"
-
-
 def report_markdown(dataset: str, evaluation: dict, gate: dict, *, rows: int, model: str,
                     dp: dict | None, condition: Conditioning) -> str:
     """The one-page report of a synthetic release (markdown)."""
@@ -279,6 +283,8 @@ def report_markdown(dataset: str, evaluation: dict, gate: dict, *, rows: int, mo
                 "not differentially private."), ""]
     fid = evaluation["fidelity"]
     lines += [f"Compared with {evaluation.get('compared_with', 'all real rows')}.", ""]
+    if evaluation.get("small_sample"):
+        lines += [f"**Unreliable figures:** {evaluation['small_sample']}", ""]
     if "skipped" in fid:
         lines += ["## Fidelity", "", f"Skipped: {fid['skipped']}.", ""]
     else:
@@ -298,8 +304,12 @@ def report_markdown(dataset: str, evaluation: dict, gate: dict, *, rows: int, mo
                       f"{_fmt(syn['column_pair_trends'])} | "
                       f"{_fmt(hold['column_pair_trends'])} |"]
         worst = ", ".join(f"{n} {v:.2f}" for n, v in fid["bivariate"]["worst"][:3])
-        lines += ["", f"Weakest pairs: {worst}. Quality follows {quality['follows']}."
-                  if quality else f"Weakest pairs: {worst}.", ""]
+        lines += ["", f"Weakest pairs by bivariate accuracy: {worst}."]
+        if quality:
+            q_worst = ", ".join(f"{n} {v:.2f}" for n, v in quality["synthetic"]["worst_pairs"][:3])
+            lines += [f"The quality rows follow {quality['follows']}; its weakest pairs: "
+                      f"{q_worst or 'none scored'}."]
+        lines.append("")
     ts = evaluation["tstr"]
     if "skipped" in ts:
         lines += ["## Utility", "", f"TSTR skipped: {ts['skipped']}.", ""]
@@ -333,6 +343,11 @@ def report_markdown(dataset: str, evaluation: dict, gate: dict, *, rows: int, mo
                       for k, v in a.get("inference", {}).items()]
             lines += [f"- anonymeter risks (0 = none beyond the control rows' baseline): "
                       f"{', '.join(risks) or 'none run'}."]
+            lines += [f"  - {k.replace('_', ' ')}: {a[k]['note']}"
+                      for k in ("singling_out", "linkability") if a.get(k, {}).get("note")]
+            if not a.get("inference"):
+                lines += ["  - no inference attack: the profile lists no `privacy.sensitive` "
+                          "attribute"]
     else:
         lines += ["- Not attacked (--skip-attacks)."]
     lines += ["", f"**Policy verdict: {gate['verdict']}**"
@@ -361,6 +376,9 @@ def plot_columns(train: pl.DataFrame, synthetic: pl.DataFrame, path: str,
             ax.axis("off")
         for ax, name in zip(axes.flat, columns, strict=False):
             real, syn = train.get_column(name), synthetic.get_column(name)
+            if real.dtype.is_temporal() and syn.dtype.is_temporal():  # dates as numbers
+                real, syn = (c.dt.epoch("s") if c.dtype != pl.Date else c.cast(pl.Int64)
+                             for c in (real, syn))
             if real.dtype.is_numeric() and real.drop_nulls().n_unique() > 20:
                 a = real.drop_nulls().cast(pl.Float64).to_numpy()
                 b = syn.drop_nulls().cast(pl.Float64).to_numpy()
@@ -370,6 +388,10 @@ def plot_columns(train: pl.DataFrame, synthetic: pl.DataFrame, path: str,
                 ax.hist(a, bins=bins, density=True, alpha=0.5, label="training")
                 ax.hist(b, bins=bins, density=True, alpha=0.5, label="synthetic")
             else:
+                # numbers through Float64: an integer column and a DP release's Float64
+                # copy name their values alike
+                real, syn = (c.cast(pl.Float64) if c.dtype.is_numeric() else c
+                             for c in (real, syn))
                 rt = real.cast(pl.String).fill_null("(null)").value_counts(normalize=True)
                 st = syn.cast(pl.String).fill_null("(null)").value_counts(normalize=True)
                 top = rt.sort("proportion", descending=True).get_column(name).head(12)
@@ -460,8 +482,8 @@ def manifest(*, profile: DatasetProfile, params: dict, source, parent: str, flow
                                        "privacy figures.")
     out = {
         "dataset": profile.name, "kind": "synthetic", "model": model,
-        "source": source.model_dump(exclude_none=True), "profile": profile.model_dump(
-            mode="json"), "rows": rows, "label": profile.target.column,
+        "source": source.model_dump(exclude_none=True), "profile": profile.public_dump(),
+        "rows": rows, "label": profile.target.column,
         "condition": {"column": condition.column, "value": condition.value,
                       "distribution": "fixed value" if condition.value else (
                           "DP histogram (Gaussian mechanism)" if dp else

@@ -3,10 +3,12 @@ import polars as pl
 
 from cloakflow.tasks.data.profile import DatasetProfile
 from cloakflow.tasks.release.synthetic import (
+    Conditioning,
     associations,
     draw_conditions,
     judge,
     parse_condition,
+    report_markdown,
 )
 from tests.helpers import tiny_profile_dict
 
@@ -61,3 +63,29 @@ def test_associations_are_cramers_v_of_the_discretised_columns():
     v = associations(frame, Discretiser.fit(frame))
     assert v.shape == (3, 3) and np.allclose(np.diag(v), 1)
     assert v[0, 1] > 0.99 and v[0, 2] < 0.05
+
+
+def test_the_report_shows_quality_notes_and_small_sample_warnings(tiny_frame):
+    from cloakflow.tasks.evaluation.fidelity import fidelity_report
+
+    profile = DatasetProfile.model_validate(tiny_profile_dict())
+    train, control = tiny_frame[:300], tiny_frame[300:]
+    evaluation = {
+        "compared_with": "all training and control rows",
+        "small_sample": "only 100 control rows (fewer than 200): read them as rough",
+        "fidelity": fidelity_report(train, control, control),
+        "tstr": {"skipped": "test"},
+        "privacy": {**_evaluation()["privacy"],
+                    "distance": {"dcr_share": 0.5, "dcr_ratio": 1.2, "exact_copies": 0.0,
+                                 "exact_copies_control": 0.0, "nndr_median": 0.9},
+                    "anonymeter": {"singling_out": {"risk": 0.06, "note": "22 of 300 queries "
+                                                    "built: inconclusive"}, "inference": {}}}}
+    evaluation["privacy"]["membership"].update(strongest="distance", members=10, non_members=10)
+    gate = judge(evaluation, profile, attacked=True, accept_risk=None)
+    text = report_markdown("tiny", evaluation, gate, rows=100, model="vae", dp=None,
+                           condition=Conditioning("label", 0, ("no", "yes")))
+    assert "| SDMetrics-style quality |" in text and "column pair trends" in text
+    assert "**Unreliable figures:** only 100 control rows" in text
+    assert "singling out: 22 of 300 queries built: inconclusive" in text
+    assert "no inference attack" in text
+    assert f"| max_dcr_share | {0.5:.4f} |" in text
