@@ -138,8 +138,12 @@ def _as_number(value, kind: str) -> float:
     return float(kinds.to_numbers(pl.Series([value]), kind)[0])
 
 
-def load_holder(profile: DatasetProfile, path: str | Path) -> HolderData:
-    """Ingest, validate and encode one holder's table with the shared schema.
+def load_holder(profile: DatasetProfile, path: str | Path, control_fraction: float = 0.0,
+                seed: int = 0) -> HolderData:
+    """Ingest, validate and encode one holder's table with the shared schema; with
+    ``control_fraction`` the holder keeps that stratified share of its rows out of training
+    (split as ``cloakflow run`` splits with the same seed), the control rows its own release's
+    attacks need.
 
     Raises:
         FileNotFoundError: no such file.
@@ -157,6 +161,11 @@ def load_holder(profile: DatasetProfile, path: str | Path) -> HolderData:
     report = validate.fn(frame, profile, path.name)
     if not report.success:
         raise DataValidationError(report)
+    if control_fraction > 0:
+        from cloakflow.tasks.data.split import positive_labels, split_rows
+
+        train_idx, _ = split_rows(positive_labels(frame, profile), control_fraction, seed)
+        frame = frame[train_idx]
     pre = shared_preprocessor(profile, frame, path.name)
     try:
         x = pre.transform(frame, path.name)

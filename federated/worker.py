@@ -11,6 +11,7 @@ aggregate figures are returned.
 
     python -m cloakflow.federated.worker --profile P --input FILE --holder NAME
         --address 127.0.0.1:PORT --key-file FILE [--ready-file FILE]
+        [--control-fraction F --seed S]
 
 Requests (``multiprocessing.connection`` with an HMAC key, pickled dicts):
 ``{"op": "query", "config": {...}}`` -> the schema fingerprint, schema and the initial weights
@@ -42,7 +43,8 @@ def _address(text: str) -> tuple[str, int]:
 class Holder:
     """The holder's table, its DP plan and its training state across rounds."""
 
-    def __init__(self, profile_ref: str, input_path: str, name: str):
+    def __init__(self, profile_ref: str, input_path: str, name: str,
+                 control_fraction: float = 0.0, seed: int = 0):
         from cloakflow.federated import task
         from cloakflow.tasks.data.profile import load_profile
 
@@ -50,7 +52,7 @@ class Holder:
         self.name = name
         self.profile = load_profile(profile_ref)
         self.input_path = input_path
-        self.data = task.load_holder(self.profile, input_path)
+        self.data = task.load_holder(self.profile, input_path, control_fraction, seed)
         self.ledger: dict = {}
         self.dp_total = None
         self.dp_round = None
@@ -201,6 +203,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--key-file", required=True)
     ap.add_argument("--ready-file")
     ap.add_argument("--error-file")
+    ap.add_argument("--control-fraction", type=float, default=0.0,
+                    help="share of the holder's rows kept out of training (its release's "
+                         "control rows)")
+    ap.add_argument("--seed", type=int, default=0, help="seeds that split")
     args = ap.parse_args(argv)
     from cloakflow.tasks import runtime
 
@@ -208,7 +214,8 @@ def main(argv: list[str] | None = None) -> int:
     runtime.quiet_tensorflow_import()
     key = Path(args.key_file).read_bytes()
     try:
-        holder = Holder(args.profile, args.input, args.holder)
+        holder = Holder(args.profile, args.input, args.holder, args.control_fraction,
+                        args.seed)
     except Exception as exc:  # a holder with a bad table is refused with the readable error
         message = f"holder {args.holder!r} ({args.input}): {exc}"
         if args.error_file:

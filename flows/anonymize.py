@@ -28,7 +28,7 @@ from cloakflow.tasks.release.codes import code_tables
 from cloakflow.tasks.release.kinds import Release
 from cloakflow.tasks.release.manifest import Folds, Source, build_manifest
 from cloakflow.tasks.release.publish import publish_release
-from cloakflow.tasks.train import model_heads, train_models
+from cloakflow.tasks.train import model_heads, models_from_federation, train_models
 
 
 class FlowOutcome(BaseModel):
@@ -56,8 +56,9 @@ def anonymize(params: RunParameters | None = None) -> FlowOutcome:
             params.model_dump()) as parent, runners.attack_workers(
             enabled=params.privacy_attacks):
         private = params.dp_epsilon is not None
+        federated = params.models_from is not None  # a holder's release: the shared schema
         data = prepare(profile, params.input_path, params.control_fraction, params.seed,
-                       parent, timings, public_bounds=private, folds=params.folds,
+                       parent, timings, public_bounds=private or federated, folds=params.folds,
                        numeric=numeric_scaling(params.architecture))
         x, slices = data.x, data.pre.group_slices()
         dp, dp_release = _dp_budget(params, profile, data, parent) if private else (None, None)
@@ -66,11 +67,21 @@ def anonymize(params: RunParameters | None = None) -> FlowOutcome:
                                importance_rows=params.importance_rows,
                                refresh=not params.use_cache)
         evaluate("ORIGINAL", x, data.columns)  # needs no model: runs while the models train
+        federation = None
         with timings("train_encode"):
-            models, reused = train_models(x, data.columns, slices, AutoencoderConfig(
-                epochs=params.epochs, batch_size=params.batch_size,
-                validation=params.validation, architecture=params.architecture), params.seed,
-                parent, dp, not params.use_cache, heads=model_heads(data.pre, params.architecture))
+            if federated:  # nothing trains here: the federation's global models encode x
+                models, federation = models_from_federation(
+                    params.models_from, params.holder, data.pre, x, data.columns, slices)
+                reused = []
+                print(f"encoded with the global models of federation {params.models_from} "
+                      f"({federation['rounds']} rounds, holders "
+                      f"{', '.join(federation['holders'])})", flush=True)
+            else:
+                models, reused = train_models(x, data.columns, slices, AutoencoderConfig(
+                    epochs=params.epochs, batch_size=params.batch_size,
+                    validation=params.validation, architecture=params.architecture),
+                    params.seed, parent, dp, not params.use_cache,
+                    heads=model_heads(data.pre, params.architecture))
             # code noise is secret (seed None: OS entropy): noise from the seed could be undone
             release = Release("codes", code_tables(models["whole"], {
                 g: models[g] for g in slices}, slices, x.shape[1], _noise(params, profile),
@@ -106,7 +117,7 @@ def anonymize(params: RunParameters | None = None) -> FlowOutcome:
                 utility=rows, folds=Folds(scheme=params.fold_scheme, k=params.folds,
                                           forest=params.forest, note=note),
                 control_rows=len(data.x_control), report=report, reused=sorted(reused + cached),
-                dp_plan=dp, dp_release=dp_release)
+                dp_plan=dp, dp_release=dp_release, federation=federation)
             folder = publish_release(params.out, release, data.train_frame.get_column(
                 profile.target.column), manifest, parent, note, report.policy.verdict)
         tracking.finish_parent(parent, folder, timings)

@@ -31,7 +31,9 @@ FLAG_NAMES = {"input_path": "--input", "profile_path": "--profile",
 SWITCHES = {"use_cache": ("--no-cache", "recompute every step instead of reusing an identical "
                                         "earlier run's"),
             "privacy_attacks": ("--skip-attacks", "skip the attack step (the release then "
-                                                  "needs --accept-risk)")}
+                                                  "needs --accept-risk)"),
+            "release": ("--no-release", "train only: no holder encodes its rows and publishes "
+                                        "a release")}
 POSITIONAL = "dataset"
 
 
@@ -214,8 +216,11 @@ def _execute(params, call, remedy: str):
         print(f"\nINPUT REJECTED, nothing was run.\n{exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     runtime.choose_prefect_api()  # a running local server, else the temporary one
+    from cloakflow.tasks.train import FederationMismatch
+
+    # input errors: exit 2, "INPUT REJECTED"
     rejected = (DataValidationError, IngestError, PreprocessError, ProfileError,
-                DataNotFoundError, TargetError)  # input errors: exit 2, "INPUT REJECTED"
+                DataNotFoundError, TargetError, FederationMismatch)
     from cloakflow.federated.task import SchemaMismatch
     from cloakflow.tasks.federation import FederationFailed
 
@@ -326,6 +331,9 @@ def _federate(args: argparse.Namespace) -> int:
     outcome = _execute(params, call, "")
     if isinstance(outcome, int):
         return outcome
+    for r in outcome.releases:
+        print(f"holder {r['holder']}: release {r['verdict']}"
+              + (f" -> {r['release']}" if r.get("release") else ""))
     print(f"MLflow run: {outcome.mlflow_run_id}")
     print(outcome.folder)
     return 0

@@ -41,6 +41,7 @@ class FederationOutcome(BaseModel):
     mlflow_run_id: str
     rounds: list[dict]
     holders: list[dict]
+    releases: list[dict] = []
 
 
 def partition(frame: pl.DataFrame, clients: int, how: str, seed: int,
@@ -156,7 +157,8 @@ def federate(params: FederateParameters | None = None) -> FederationOutcome:
         declared = dict(zip(files, params.declared_sizes, strict=True)) \
             if weighting == "declared" else None
         with Federation(folder / "processes", params.profile_path or profile.name,
-                        files, declared=declared) as fed:
+                        files, declared=declared, control_fraction=params.control_fraction,
+                        seed=params.seed) as fed:
             fed.start_workers()
             print("holders loaded their tables; starting the SuperLink and SuperNodes",
                   flush=True)
@@ -174,12 +176,48 @@ def federate(params: FederateParameters | None = None) -> FederationOutcome:
         tracking.log_dict(parent, manifest, "federation/manifest.json")
         tracking.log_file(parent, weights_file, "federation")
         overhead = [r["overhead_seconds"] for r in rounds]
+        releases = _holder_releases(params, profile, files, folder) if params.release else []
+        if releases:
+            (folder / "releases.json").write_text(json.dumps(releases, indent=1))
+            tracking.log_dict(parent, releases, "federation/releases.json")
+        manifest["releases"] = releases
         summary = _summary(profile.name, manifest, overhead)
         artifacts.markdown("federation", profile.name, summary, "Federated training")
         tracking.finish_parent(parent, str(folder), {})
     get_run_logger().info("federation folder: %s", folder)
     return FederationOutcome(folder=str(folder), mlflow_run_id=parent, rounds=rounds,
-                             holders=manifest["holders"])
+                             holders=manifest["holders"], releases=releases)
+
+
+def _holder_releases(params: FederateParameters, profile: DatasetProfile,
+                     files: dict[str, str], folder: Path) -> list[dict]:
+    """Each holder encodes its own rows with the global models and publishes its own codes
+    release through the evaluation, attacks and gate (the ``anonymize`` flow with
+    ``models_from``, as a holder would run ``cloakflow run --models-from``). A release the
+    gate blocks is recorded as blocked; the others still run."""
+    from cloakflow.flows.anonymize import anonymize
+    from cloakflow.flows.parameters import RunParameters
+    from cloakflow.tasks.privacy.policy import PolicyViolation
+
+    out = []
+    for holder, path in files.items():
+        print(f"holder {holder}: its own codes release with the global models", flush=True)
+        run = RunParameters(
+            dataset=profile.name, profile_path=params.profile_path, input_path=path,
+            models_from=str(folder), holder=holder, seed=params.seed,
+            control_fraction=params.control_fraction, out=params.out, folds=params.folds,
+            importance_rows=params.importance_rows, accept_risk=params.accept_risk)
+        try:
+            outcome = anonymize(run)
+            out.append({"holder": holder, "verdict": json.loads(
+                (Path(outcome.release) / "manifest.json").read_text())["privacy"]["verdict"],
+                "release": outcome.release, "mlflow_run_id": outcome.mlflow_run_id})
+        except PolicyViolation as exc:
+            print(f"holder {holder}: release blocked by the privacy policy ({exc.crossed}); "
+                  "nothing published for it (--accept-risk publishes it anyway)", flush=True)
+            out.append({"holder": holder, "verdict": "blocked", "release": None,
+                        "crossed": list(exc.crossed)})
+    return out
 
 
 def _manifest(params, profile, result, rounds, reports, weighting, parent, flow_run_id) -> dict:
@@ -208,6 +246,7 @@ def _manifest(params, profile, result, rounds, reports, weighting, parent, flow_
             "engine": "Flower deployment engine: SuperLink + one SuperNode per holder on "
                       "127.0.0.1, one warm worker per holder",
             "settings": result["settings"], "schema_fingerprint": result["fingerprint"],
+            "control_fraction": params.control_fraction,
             "rounds": result["rounds"], "holders": holders,
             "models": ["whole", *profile.groups],
             "dp_statement": statement,
@@ -225,6 +264,9 @@ def _summary(dataset: str, manifest: dict, overhead: list[float]) -> str:
               f"| {r['overhead_seconds']:.1f} |" for r in manifest["round_seconds"]]
     if overhead:
         lines += ["", f"Median round overhead: {float(np.median(overhead)):.1f} s."]
+    for r in manifest.get("releases", []):
+        lines.append(f"- `{r['holder']}`'s release: {r['verdict']}"
+                     + (f" ({r['release']})" if r.get("release") else ""))
     for h in manifest["holders"]:
         if h["dp"]:
             lines.append(f"- `{h['holder']}`: epsilon {h['dp']['epsilon']:.4g}, delta "

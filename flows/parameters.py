@@ -71,6 +71,22 @@ class RunParameters(BaseModel):
         "private", description="private = the release holds only DP-covered figures (utility "
                               "and attack results stay in MLflow); full = everything in the "
                               "manifest, each private-row figure marked not covered")
+    models_from: str | None = Field(
+        None, description="a federation folder (cloakflow federate): encode with its global "
+                          "models instead of training (a holder's own release)")
+    holder: str | None = Field(None, description="with models_from: this table's holder name "
+                                                 "in the federation")
+
+    @model_validator(mode="after")
+    def _federated(self) -> RunParameters:
+        if self.models_from is not None:
+            if self.dp_epsilon is not None:
+                raise ValueError("models_from encodes with a federation's models: nothing is "
+                                 "trained here, so there is no DP-SGD to run (the federation's "
+                                 "--dp-epsilon is what protects each holder)")
+            if self.architecture != "kinds":
+                raise ValueError("a federation's models have the kinds architecture")
+        return self
 
 
 class SynthesizeParameters(BaseModel):
@@ -161,6 +177,18 @@ class FederateParameters(BaseModel):
     dp_clip: float = Field(0.1, gt=0, allow_inf_nan=False,
                            description="per-model clip norm C (joint clip C*sqrt(models))")
     timeout: float = Field(1800.0, gt=0, description="seconds before the run is stopped")
+    control_fraction: float = Field(
+        0.1, ge=0.0, le=0.5, description="each holder's rows kept out of training: its own "
+                                         "release's control rows (attacks)")
+    release: bool = Field(
+        True, description="then each holder encodes its rows with the global models and "
+                          "publishes its own codes release (evaluation, attacks, gate)")
+    accept_risk: str | None = Field(
+        None, description="holders' releases: publish even if the policy is crossed (reason "
+                          "recorded)")
+    folds: int = Field(10, ge=2, description="holders' releases: cross-validation folds")
+    importance_rows: int = Field(10_000, ge=0,
+                                 description="holders' releases: rows in permutation importance")
 
     @model_validator(mode="after")
     def _consistent(self) -> FederateParameters:

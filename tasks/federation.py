@@ -84,6 +84,8 @@ class Federation:
     profile: str  # a dataset name or a profile path, as every holder's worker loads it
     holders: dict[str, str]  # holder name -> its table's path
     declared: dict[str, float] | None = None  # holder -> size declared public (FedAvg weight)
+    control_fraction: float = 0.0  # each holder's rows kept out of training (its release's)
+    seed: int = 0  # seeds that split
     env: dict[str, str] = field(default_factory=lambda: dict(os.environ))
     procs: list[Proc] = field(default_factory=list)
     control: str = ""
@@ -164,7 +166,8 @@ class Federation:
                 sys.executable, "-m", "cloakflow.federated.worker", "--profile", self.profile,
                 "--input", str(path), "--holder", name, "--address", address,
                 "--key-file", str(key), "--ready-file", str(ready[name]),
-                "--error-file", str(error)])
+                "--error-file", str(error), "--control-fraction", str(self.control_fraction),
+                "--seed", str(self.seed)])
             addresses[name] = address
         deadline = time.monotonic() + READY_TIMEOUT_S
         waiting = set(self.holders)

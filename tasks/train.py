@@ -255,3 +255,70 @@ def train_models(x: np.ndarray, columns: list[str], slices: dict[str, list[int]]
                                    dp=dp, store=store) for g, s in slices.items()})
     models = runners.gather(futures, parent)
     return models, [f"model:{k}" for k, f in futures.items() if f.state.name == "Cached"]
+
+
+class FederationMismatch(ValueError):
+    """A federation's global models do not fit this table or run (the message says why)."""
+
+
+def models_from_federation(folder: str, holder: str | None, pre, x: np.ndarray,
+                           columns: list[str], slices: dict[str, list[int]]
+                           ) -> tuple[dict[str, TrainedModel], dict]:
+    """The global models of a federated run (``cloakflow federate``'s folder: ``manifest.json``
+    and ``global.npz``) as this run's trained models, each encoding ``x``: a holder encodes
+    its own rows with them instead of training.
+
+    Returns:
+        (model name -> TrainedModel, ``whole`` first; the manifest's ``federation`` section:
+        the run, rounds, holders, and this holder's DP section if the federation was DP).
+
+    Raises:
+        FederationMismatch: no such federation or holder, or this table's shared-schema
+            encoding differs from the federation's (its fingerprint).
+    """
+    import json
+    from pathlib import Path
+
+    from cloakflow.federated import task as fed
+
+    root = Path(folder)
+    if not (root / "manifest.json").is_file() or not (root / "global.npz").is_file():
+        raise FederationMismatch(f"{folder}: not a federation folder (no manifest.json and "
+                                 "global.npz; give the folder `cloakflow federate` printed)")
+    manifest = json.loads((root / "manifest.json").read_text())
+    names = [h["holder"] for h in manifest["holders"]]
+    if holder is not None and holder not in names:
+        raise FederationMismatch(f"{folder}: no holder {holder!r} in this federation "
+                                 f"(holders: {', '.join(names)})")
+    mine = fed.fingerprint(fed.schema_of(pre))
+    if mine != manifest["schema_fingerprint"]:
+        raise FederationMismatch(
+            f"{folder}: this table's shared-schema encoding differs from the federation's "
+            "(rule: shared schema): use the profile the federation used, with the same "
+            "public bounds")
+    weights = fed.from_arrays(dict(np.load(root / "global.npz")))
+    settings = manifest["settings"]
+    configs = fed.model_configs(pre, settings)
+    epochs = int(settings["num-server-rounds"]) * int(settings["local-epochs"])
+    entry = next((h for h in manifest["holders"] if h["holder"] == holder), None)
+    models = {}
+    for name in ["whole", *slices]:
+        cols = None if name == "whole" else slices[name]
+        width = x.shape[1] if cols is None else len(cols)
+        _, encoder, _ = autoencoder_from_weights(width, configs[name], weights[name])
+        codes = encode(encoder, x if cols is None else x[:, cols])
+        summary = {"architecture": fed.ARCHITECTURE, "inputs": width,
+                   "code_size": int(codes.shape[1]), "epochs_run": epochs,
+                   "best_epoch": epochs, "attempts": 1, "init_seed": None,
+                   "mlflow_run_id": None}
+        if entry and entry.get("dp"):
+            summary["dp"] = entry["dp"]
+        models[name] = TrainedModel(name, columns if cols is None else
+                                    [columns[i] for i in cols], configs[name], weights[name],
+                                    codes, {}, summary, None)
+    federation = {"folder": str(root), "mlflow_run_id": manifest["mlflow_run_id"],
+                  "strategy": manifest["strategy"], "rounds": manifest["rounds"],
+                  "holders": names, "this_holder": holder,
+                  "dp": entry.get("dp") if entry else None,
+                  "statement": manifest.get("dp_statement")}
+    return models, federation

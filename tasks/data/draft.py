@@ -270,7 +270,10 @@ def _draft(path: Path, frame: pl.DataFrame, fmt: str, sep: str, name: str | None
         **({"date_formats": formats} if (formats := {
             c: cols[c].date_format for c in features if cols[c].date_format}) else {}),
         "privacy": {"sensitive": []},
-        "bounds": _bounds(frame, {c: cols[c].kind for c in features},
+        # the target's categories too (a DP synthetic release needs them public)
+        "bounds": _bounds(frame, {**{c: cols[c].kind for c in features},
+                                  target: "boolean" if frame.schema[target] == pl.Boolean
+                                  else "categorical"},
                           {c: cols[c].date_format for c in features}),
     }
     if not doc["name"][0].isalnum():

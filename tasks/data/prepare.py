@@ -99,11 +99,14 @@ def prepare(profile: DatasetProfile, input_path: str | None, control_fraction: f
     # control rows are never trained on; a category seen only there encodes as zeros
     x_control = pre.transform(control_frame, name, unseen="ignore")
     tracking.log_text(parent, pre.to_json(), "preprocessing/state.json")
-    kinds = {s.name: {"kind": s.kind, "declared": s.name in profile.columns} for s in pre.specs}
+    kinds = {s.name: {"kind": "numeric" if s.discrete else s.kind,
+                      "declared": s.name in profile.columns,
+                      **({"modelled": f"as {len(s.categories)} values"} if s.discrete else {})}
+             for s in pre.specs}
     tracking.log_dict(parent, kinds, "preprocessing/kinds.json")
     print("column kinds: " + ", ".join(
-        f"{c} {k['kind']}" + ("" if k["declared"] else " (inferred)") for c, k in kinds.items()),
-        flush=True)
+        f"{c} {k['kind']}" + (f" (discrete, {k['modelled']})" if "modelled" in k else "")
+        + ("" if k["declared"] else " (inferred)") for c, k in kinds.items()), flush=True)
     slices = pre.group_slices()
     print(f"preprocessed: {x.shape[0]} rows x {x.shape[1]} columns "
           f"({', '.join(f'{g}: {len(s)}' for g, s in slices.items())}); "

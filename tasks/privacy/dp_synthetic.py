@@ -298,6 +298,14 @@ def require_public_bounds(pre_specs, source: str, profile=None) -> None:
                 "statistic of them. Declare each as numeric, categorical, boolean, date or "
                 "datetime (the target too)")
     missing = [s.name for s in pre_specs if s.bounds not in ("public", "dp")]
+    target = profile.target.column if profile is not None else None
+    if target in missing:
+        raise DpPlanError(
+            f"{source}: a DP synthetic release needs the target's categories as public bounds "
+            f"(rule: public bounds): add `bounds: {{{target}: {{categories: [...]}}}}` to the "
+            "profile, listing the values it can take (origin: public)"
+            + (f"; {sorted(set(missing) - {target})} lack public bounds too"
+               if len(missing) > 1 else ""))
     if missing:
         raise DpPlanError(
             f"{source}: a DP synthetic release needs public bounds for every modelled column "
@@ -359,9 +367,9 @@ def dp_section(plan: SynthesisDpPlan, bounds_used: dict[str, list[str]], mode: s
         "row_count": "private: the synthetic row count is chosen (default: the histogram's DP "
                      "count), and DP-SGD divides by q times that count, not by n",
         "randomness": "histogram noise, batch sampling, gradient noise, initialisation and the "
-                      "VAE's reparameterisation noise from OS entropy, never recorded; the "
-                      "public seed drives only the control split, the evaluation and the "
-                      "sampling of rows from the trained model",
+                      "VAE's reparameterisation noise, and the control split (a secret coin "
+                      "per row), from OS entropy, never recorded; the public seed drives only "
+                      "the evaluation and the sampling of rows from the trained model",
         "report": mode,
         "statement": statement,
     }

@@ -109,6 +109,7 @@ class Manifest(_Record):
     code_version: str
     privacy: PrivacySection
     dp: dict[str, Any] | None = None
+    federation: dict[str, Any] | None = None  # models from a federated run (cloakflow federate)
     reused_from_cache: list[str] = []
     columns: list[ColumnEntry] = []
     files: dict[str, FileEntry] | None = None  # set by publish
@@ -140,7 +141,7 @@ def build_manifest(*, release, profile, params: dict[str, Any], source: Source,
                    parent: str, flow_run_id: str, models: dict[str, dict],
                    utility: list[dict[str, Any]], folds: Folds, control_rows: int,
                    report: PrivacyReport, reused: list[str], dp_plan=None,
-                   dp_release: dict | None = None) -> Manifest:
+                   dp_release: dict | None = None, federation: dict | None = None) -> Manifest:
     """Assemble the manifest of ``release`` (a ``tasks.release.kinds.Release``).
 
     Args:
@@ -176,6 +177,8 @@ def build_manifest(*, release, profile, params: dict[str, Any], source: Source,
                     "report": report.model_dump(mode="json")},
         "dp": dp_release, "reused_from_cache": reused, "columns": release.column_entries(),
     }
+    if federation is not None:
+        out["federation"] = federation
     if dp_plan is not None:
         for name, m in out["models"].items():
             m["dp"] = {**model_dp(dp_plan, name), **{k: m["dp"][k] for k in (

@@ -300,7 +300,8 @@ def report_markdown(dataset: str, evaluation: dict, gate: dict, *, rows: int, mo
                       f"{_fmt(hold['score'])} |",
                       f"| column shapes | {_fmt(syn['column_shapes'])} | "
                       f"{_fmt(hold['column_shapes'])} |",
-                      f"| column pair trends ({syn['pairs']} associated pairs) | "
+                      f"| column pair trends ({syn['pairs']} associated "
+                      f"pair{'s' * (syn['pairs'] != 1)}) | "
                       f"{_fmt(syn['column_pair_trends'])} | "
                       f"{_fmt(hold['column_pair_trends'])} |"]
         worst = ", ".join(f"{n} {v:.2f}" for n, v in fid["bivariate"]["worst"][:3])

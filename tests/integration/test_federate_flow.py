@@ -58,12 +58,14 @@ def test_federate_flow_trains_across_holders_and_stops_every_process(
     files, profile = _holders(workdir)
     outcome = federate(FederateParameters(
         profile_path=str(profile), holders=files, rounds=2, local_epochs=1, batch_size=64,
-        learning_rate=0.01, out=str(workdir / "federated"), timeout=600))
+        learning_rate=0.01, out=str(workdir / "federated"), timeout=600, folds=2,
+        importance_rows=0))
     folder = Path(outcome.folder)
     manifest = json.loads((folder / "manifest.json").read_text())
     assert manifest["kind"] == "federated-model" and manifest["rounds"] == 2
     assert [h["holder"] for h in manifest["holders"]] == ["site1", "site2"]
-    assert [h["rows"] for h in manifest["holders"]] == [300, 300]  # non-DP: FedAvg by rows
+    # non-DP: FedAvg by rows; each holder trains on 270, 30 stay out as its release's control rows
+    assert [h["rows"] for h in manifest["holders"]] == [270, 270]
     assert manifest["weighting"] == "examples" and manifest["dp_statement"] is None
     rounds = [json.loads(line) for line in (folder / "rounds.jsonl").read_text().splitlines()]
     assert [r["round"] for r in rounds] == [1, 2]
@@ -78,8 +80,28 @@ def test_federate_flow_trains_across_holders_and_stops_every_process(
     assert sorted(m.step for m in history) == [1, 2]
     assert client.get_run(outcome.mlflow_run_id).info.status == "FINISHED"
     assert _processes_of(folder) == []
+    # then each holder published its own codes release with the global models: its own
+    # rows, its own control split, the same evaluation, attacks and gate
+    assert [r["holder"] for r in outcome.releases] == ["site1", "site2"]
+    for r, n in zip(outcome.releases, (300, 300), strict=True):
+        assert r["verdict"] == "pass"
+        release = json.loads((Path(r["release"]) / "manifest.json").read_text())
+        assert release["federation"]["this_holder"] == r["holder"]
+        assert release["federation"]["folder"] == str(folder)
+        assert release["rows"] + release["control_rows"] == n
+        assert release["models"]["whole"]["epochs_run"] == 2
+        assert "GROUP_ENCODED" in release["privacy"]["report"]["releases"]
+    # a holder whose table encodes differently cannot use the federation's models
+    from cloakflow.flows.cli import main
+
+    other = workdir / "other.yaml"
+    other.write_text(yaml.safe_dump(tiny_profile_dict(bounds={
+        **BOUNDS, "income": {"min": 0, "max": 5000}})))
+    assert main(["run", "--profile", str(other), "--input", files[0], "--models-from",
+                 str(folder), "--holder", "site1", "--folds", "2"]) == 2
 
 
+@pytest.mark.slow  # ~40 s: a second federation; the flow test above checks the clean stop
 def test_a_killed_holder_fails_the_run_and_no_process_remains(tmp_path: Path, monkeypatch):
     from cloakflow.tasks.federation import Federation, FederationFailed
 

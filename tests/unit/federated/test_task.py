@@ -73,8 +73,8 @@ def test_fedavg_of_identical_holders_equals_local_training(tmp_path):
     frame = make_tiny_frame(256, seed=3)
     a, b = _holder(tmp_path, "a", frame), _holder(tmp_path, "b", frame)
     start = task.initial_weights(a.pre, SETTINGS, seed=0)
-    local, _ = task.local_train(a, start, SETTINGS, seed=7)
-    new_a, _ = task.local_train(a, start, SETTINGS, seed=7)
+    local, _ = task.local_train(a, start, SETTINGS, seed=7)  # also holder a's update
+    new_a = local
     new_b, _ = task.local_train(b, start, SETTINGS, seed=7)
     records = [_record(task.to_arrays(w), task.holder_weight(h.rows, SETTINGS))
                for w, h in ((new_a, a), (new_b, b))]

@@ -100,6 +100,7 @@ def test_kinds_model_trains_through_the_dp_sgd_seam():
             assert np.abs(layer.kernel.numpy() * off).max() == 0.0
 
 
+@pytest.mark.slow  # ~25 s of training; the kinds architecture runs in every flow test
 def test_group_codes_keep_a_skewed_numeric_that_drives_the_target():
     # target depends only on a skewed numeric inside a three-column group: the kinds codes
     # (quantile scaling, 3 code dimensions) keep it; ORIGINAL is the forest on the source

@@ -111,6 +111,7 @@ JAX_CHECK = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow  # ~20 s (jax start-up); test_dp_sgd.py runs DP-SGD on jax in CI
 def test_jax_backend_per_example_norms_and_dp_training():
     worst, steps_run, steps, moved = jax_result(JAX_CHECK, HERE)
     assert float(worst) < 1e-4 and int(steps_run) == int(steps) == 8 and moved == "True"

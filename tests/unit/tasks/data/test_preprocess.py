@@ -103,11 +103,11 @@ def test_public_bounds_replace_data_statistics(tiny_frame):
     assert state.bounds_used() == pre.bounds_used()
 
 
-def test_value_outside_public_categories_is_an_unseen_category(tiny_frame):
+def test_value_outside_public_categories_is_named_against_the_public_bounds(tiny_frame):
     bounds = {"city": {"categories": ["north", "south"]}}
     profile = DatasetProfile.model_validate(tiny_profile_dict(bounds=bounds))
     pre = TablePreprocessor(profile, public_bounds=True)
-    with pytest.raises(PreprocessError, match="'city'.*unseen=error"):
+    with pytest.raises(PreprocessError, match="'city'.*outside the profile's public bounds"):
         pre.fit(tiny_frame, "tiny.csv").transform(tiny_frame, "tiny.csv")
 
 
