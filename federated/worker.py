@@ -129,7 +129,9 @@ class Holder:
         entry = ledger.make_entry(f"{self.profile.name}@{self.name}", str(config.get(
             "run-name", "federated")), sha256_file(Path(self.input_path)), self.data.rows,
             self.data.rows, dp)
-        after, path = ledger.spend(dp, cap.model_dump() if cap else None, entry)
+        # the holder's own ledger file: its MLflow mirror is the coordinator's, not the holder's
+        after, path = ledger.spend(dp, cap.model_dump() if cap else None, entry,
+                                   include_mlflow=False)
         self.ledger = {"file": str(path), "total_epsilon": after.epsilon,
                        "total_delta": after.delta, "runs": after.runs}
         print(f"[{self.name}] privacy ledger {path}: this run spends epsilon "

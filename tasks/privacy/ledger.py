@@ -143,14 +143,15 @@ def total(entries_: list[dict], delta: float | None = None) -> Spent:
     return Spent(eps, delta, len(entries_), sum(e["epsilon"] for e in entries_))
 
 
-def check_cap(dataset: str, planned: dict, cap: dict | None) -> Spent:
+def check_cap(dataset: str, planned: dict, cap: dict | None,
+              include_mlflow: bool = True) -> Spent:
     """The total after ``planned`` (a ``dp`` section) would run; refuse past the cap.
 
     Raises:
         BudgetExhausted: the recorded runs plus this one would spend more than
             ``cap["epsilon"]`` at ``cap["delta"]``.
     """
-    recorded = entries(dataset)
+    recorded = entries(dataset, include_mlflow)
     draft = {"mechanisms": planned["mechanisms"], "delta": planned["delta"],
              "epsilon": planned["epsilon"]}
     after = total(recorded + [draft], cap["delta"] if cap else None)
@@ -179,7 +180,7 @@ def _locked(dataset: str):
 
 
 def spend(planned: dict, cap: dict | None, entry: dict,
-          parent_run_id: str | None = None) -> tuple[Spent, Path]:
+          parent_run_id: str | None = None, include_mlflow: bool = True) -> tuple[Spent, Path]:
     """Check the cap and record ``entry`` under one lock, so that two concurrent runs cannot
     both pass a cap that only one of them fits.
 
@@ -187,7 +188,7 @@ def spend(planned: dict, cap: dict | None, entry: dict,
         BudgetExhausted: see ``check_cap``; nothing is recorded then.
     """
     with _locked(entry["dataset"]):
-        after = check_cap(entry["dataset"], planned, cap)
+        after = check_cap(entry["dataset"], planned, cap, include_mlflow)
         return after, append(entry, parent_run_id)
 
 
