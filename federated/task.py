@@ -12,7 +12,8 @@ models), and hands back weights and the weight its update carries in FedAvg.
 Under DP (``--dp-epsilon E``) each holder plans its own DP-SGD so that all rounds × local steps
 composed (PLD, replace-one adjacency, the holder's row count public to itself) spend at most E
 on its rows; its randomness comes from OS entropy, never from a published seed. FedAvg then
-weighs holders uniformly (or by a size each declares public), never by their private counts.
+weighs holders uniformly (or by a size each declares), not by their row counts (which the
+replace-one accounting nonetheless treats as public: q = batch / n reveals n).
 
 Raises, from the loading steps: ``SchemaMismatch`` (a holder's table cannot be encoded with
 the shared schema), ``DataValidationError`` (it breaks the expectation suite), and the ingest
@@ -300,7 +301,7 @@ def holder_weight(rows: int, settings: dict) -> float:
     dp = float(settings.get("dp-epsilon", 0) or 0) > 0
     if how == "examples":
         if dp:
-            raise ValueError("under DP a holder's row count is private: weigh holders "
+            raise ValueError("under DP holders are weighed independently of their rows: weigh "
                              "uniformly or by a declared public size")
         return float(rows)
     if how == "uniform":

@@ -62,6 +62,7 @@ class Holder:
     def query(self, config: dict) -> dict:
         """Before round 1: the schema fingerprint, the initial weights from the public seed,
         and (DP) the holder's plan and ledger entry, so no round pays for planning."""
+        self._check_plan(config)
         if float(config.get("dp-epsilon", 0) or 0) > 0:
             self._plan(config)
         schema = self.data.schema
@@ -69,10 +70,27 @@ class Holder:
         return {"fingerprint": self.task.fingerprint(schema), "schema": schema,
                 "holder": self.name, "arrays": self.task.to_arrays(weights)}
 
+    PLANNED = ("dp-epsilon", "dp-delta", "dp-clip", "num-server-rounds", "local-epochs",
+               "batch-size")
+
     def _plan(self, config: dict) -> None:
+        """Plan the holder's DP-SGD once and record it in its ledger; the plan then binds:
+        later requests must carry the same DP settings and rounds."""
         if self.dp_total is None:
-            self.dp_total, self.dp_round = self.task.dp_plan(self.data.rows, config)
-            self._spend(config)
+            total, one = self.task.dp_plan(self.data.rows, config)
+            self._spend(config, total, one)  # raises past the cap: then nothing is planned
+            self.dp_total, self.dp_round = total, one
+            self.planned = {k: config.get(k) for k in self.PLANNED}
+
+    def _check_plan(self, config: dict) -> None:
+        """Refuse a request that would change what the ledger recorded (the server cannot
+        turn the holder's DP off, loosen it or add rounds)."""
+        if self.dp_total is None:
+            return
+        changed = [k for k in self.PLANNED if config.get(k) != self.planned[k]]
+        if changed:
+            raise RuntimeError(f"refused: the request changes {changed} from the holder's "
+                               "recorded DP plan")
             print(f"[{self.name}] DP-SGD planned: sigma {self.dp_total.noise_multiplier:.4f}, "
                   f"q {self.dp_total.sampling_rate:.5f}, {self.dp_round.steps} steps per round, "
                   f"epsilon {self.dp_total.epsilon:.4f} over all rounds", flush=True)
@@ -80,9 +98,10 @@ class Holder:
     def train(self, arrays: dict, config: dict) -> dict:
         dp = float(config.get("dp-epsilon", 0) or 0) > 0
         weights = self.task.from_arrays(arrays)
+        self._check_plan(config)
         if dp:
             self._plan(config)
-            if self.dp_rounds >= int(config["num-server-rounds"]):
+            if self.dp_rounds >= int(self.planned["num-server-rounds"]):
                 raise RuntimeError("the holder's DP budget covers no further round")
         weight = self.task.holder_weight(self.data.rows, config)
         new, metrics = self.task.local_train(
@@ -96,13 +115,13 @@ class Holder:
             metrics["rows"] = self.data.rows  # private to DP runs only
         return {"arrays": self.task.to_arrays(new), "metrics": metrics}
 
-    def dp_section(self, config: dict) -> dict:
+    def dp_section(self, config: dict, total=None, one=None) -> dict:
         """The holder's whole DP-SGD run as one mechanism (all its models, every round), in
         the manifest's ``dp`` shape (``tasks.privacy.dp.dp_section``)."""
         from cloakflow.models.training.accounting import epsilon
 
-        b, rounds = self.dp_total, int(config["num-server-rounds"])
-        steps = self.dp_round.steps * rounds
+        b, rounds = total or self.dp_total, int(config["num-server-rounds"])
+        steps = (one or self.dp_round).steps * rounds
         run = epsilon(b.noise_multiplier, b.sampling_rate, steps, b.delta, accountant="pld",
                       adjacency="replace_one")
         k = len(self.task.members(self.data.pre))
@@ -114,7 +133,7 @@ class Holder:
         return {"design": "joint", "adjacency": "replace_one", "accountant": "pld",
                 "epsilon": run.epsilon, "delta": b.delta, "mechanisms": [mechanism]}
 
-    def _spend(self, config: dict) -> None:
+    def _spend(self, config: dict, total, one) -> None:
         """Record the whole run's spend in the holder's ledger (dataset ``<profile>@<holder>``)
         before any DP step reads its rows; refuse past the profile's lifetime cap.
 
@@ -124,7 +143,7 @@ class Holder:
         from cloakflow.tasks.data.locate import sha256_file
         from cloakflow.tasks.privacy import ledger
 
-        dp = self.dp_section(config)
+        dp = self.dp_section(config, total, one)
         cap = self.profile.privacy.dp_cap
         entry = ledger.make_entry(f"{self.profile.name}@{self.name}", str(config.get(
             "run-name", "federated")), sha256_file(Path(self.input_path)), self.data.rows,
@@ -164,16 +183,27 @@ class Holder:
 def serve(holder: Holder, address: tuple[str, int], key: bytes,
           ready_file: str | None = None) -> None:
     """Answer requests until ``stop``; an error in one request is returned, not fatal."""
+    from multiprocessing import AuthenticationError
+
     with Listener(address, authkey=key) as listener:
-        if ready_file:
-            Path(ready_file).write_text(json.dumps({"pid": os.getpid(), "rows": holder.data.rows,
-                                                    "address": f"{address[0]}:{address[1]}"}))
-        print(f"[{holder.name}] ready on {address[0]}:{address[1]} "
-              f"({holder.data.rows} rows)", flush=True)
+        host, port = listener.address  # port 0: the OS chose a free one
+        if ready_file:  # written whole, then renamed: a reader never sees half of it
+            tmp = Path(f"{ready_file}.tmp")
+            tmp.write_text(json.dumps({"pid": os.getpid(), "address": f"{host}:{port}"}))
+            tmp.replace(ready_file)
+        print(f"[{holder.name}] ready on {host}:{port}", flush=True)
         while True:
-            with listener.accept() as conn:
-                request = conn.recv()
-                op = request.get("op")
+            try:
+                conn = listener.accept()
+            except (AuthenticationError, EOFError, OSError) as exc:  # a bad client, not us
+                print(f"[{holder.name}] refused a connection: {exc!r}", flush=True)
+                continue
+            with conn:
+                try:
+                    request = conn.recv()
+                except (EOFError, OSError):
+                    continue
+                op = request.get("op") if isinstance(request, dict) else None
                 if op == "stop":
                     conn.send({"ok": True})
                     return
@@ -193,7 +223,10 @@ def serve(holder: Holder, address: tuple[str, int], key: bytes,
                 except Exception as exc:  # reported to the ClientApp, which fails the round
                     traceback.print_exc()
                     reply = {"error": f"{type(exc).__name__}: {exc}"}
-                conn.send(reply)
+                try:
+                    conn.send(reply)
+                except (OSError, EOFError):
+                    print(f"[{holder.name}] the client left before the reply", flush=True)
 
 
 def main(argv: list[str] | None = None) -> int:

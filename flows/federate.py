@@ -217,6 +217,11 @@ def _holder_releases(params: FederateParameters, profile: DatasetProfile,
                   "nothing published for it (--accept-risk publishes it anyway)", flush=True)
             out.append({"holder": holder, "verdict": "blocked", "release": None,
                         "crossed": list(exc.crossed)})
+        except Exception as exc:  # one holder's failure must not stop the others' releases
+            print(f"holder {holder}: release failed, nothing published for it: "
+                  f"{type(exc).__name__}: {exc}", flush=True)
+            out.append({"holder": holder, "verdict": "failed", "release": None,
+                        "error": f"{type(exc).__name__}: {exc}"})
     return out
 
 
@@ -234,11 +239,11 @@ def _manifest(params, profile, result, rounds, reports, weighting, parent, flow_
             "update the server saw from that holder (its clipped, noised local training over "
             "all rounds), are (epsilon, delta)-differentially private with respect to replacing "
             "one of that holder's rows, with the holder's (epsilon, delta) below, composed over "
-            "all its models and rounds (PLD, replace-one, the holder's row count known to "
-            "itself). Holders are weighed "
-            + ("uniformly" if weighting == "uniform" else "by declared public sizes")
-            + " in FedAvg, so no private count reaches the server. The per-round losses and "
-            "timings here are computed on private rows and are not covered.")
+            "all its models and rounds (PLD, replace-one adjacency with the holder's row count "
+            "public: q, the step count and delta in its DP section reveal it). Holders are "
+            "weighed " + ("uniformly" if weighting == "uniform" else "by declared sizes")
+            + " in FedAvg. The per-round losses and timings here are computed on private rows "
+            "and are not covered.")
     return {"kind": "federated-model", "dataset": profile.name,
             "created": datetime.now(UTC).isoformat(timespec="seconds"),
             "mlflow_run_id": parent, "prefect_flow_run_id": flow_run_id,

@@ -80,6 +80,9 @@ class RunParameters(BaseModel):
     @model_validator(mode="after")
     def _federated(self) -> RunParameters:
         if self.models_from is not None:
+            if not self.holder:
+                raise ValueError("models_from needs holder: this table's holder name in the "
+                                 "federation (its manifest lists them)")
             if self.dp_epsilon is not None:
                 raise ValueError("models_from encodes with a federation's models: nothing is "
                                  "trained here, so there is no DP-SGD to run (the federation's "
@@ -153,7 +156,7 @@ class FederateParameters(BaseModel):
         "random", description="how one table is split into holders: random (IID) or "
                               "by=COLUMN (sorted by the column: a skewed, non-IID split)")
     clients: int = Field(3, ge=2, le=16, description="holders when partitioning one table")
-    out: str = Field("federated", description="folder that receives <dataset>/<run id>/")
+    out: str = Field("federated-runs", description="folder that receives <dataset>/<run id>/")
     rounds: int = Field(5, ge=1, description="FedAvg rounds")
     local_epochs: int = Field(2, ge=1, description="epochs each holder trains per round")
     batch_size: int = Field(256, ge=1, description="rows per step (under DP the expected "
@@ -193,8 +196,8 @@ class FederateParameters(BaseModel):
     @model_validator(mode="after")
     def _consistent(self) -> FederateParameters:
         if self.dp_epsilon is not None and self.weighting == "examples":
-            raise ValueError("under DP a holder's row count is private: weighting must be "
-                             "uniform or declared")
+            raise ValueError("under DP holders are weighed independently of their rows: "
+                             "weighting must be uniform or declared")
         if self.holders and self.partition != "random":
             raise ValueError("partition splits one table for a demo; with holders each file "
                              "is a holder's table")

@@ -154,12 +154,13 @@ class Federation:
             FederationFailed: a holder's table was refused (the worker's readable error).
         """
         key = self.folder / "worker.key"
-        key.write_bytes(secrets.token_bytes(32))
-        key.chmod(0o600)
+        fd = os.open(key, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # never readable by others
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(secrets.token_bytes(32))
         self.key = key
         addresses, ready = {}, {}
         for name, path in self.holders.items():
-            address = f"{LOOPBACK}:{free_port()}"
+            address = f"{LOOPBACK}:0"  # the worker binds a free port and reports it when ready
             ready[name] = self.folder / f"{name}.ready"
             error = self.folder / f"{name}.error"
             self._start(f"worker-{name}", [
@@ -177,6 +178,10 @@ class Federation:
                 if error.exists():
                     raise FederationFailed(error.read_text())
                 if ready[name].exists():
+                    try:
+                        addresses[name] = json.loads(ready[name].read_text())["address"]
+                    except (ValueError, KeyError):
+                        continue  # being written: read it again
                     waiting.discard(name)
             proc = next((p for p in self.procs if p.popen.poll() is not None), None)
             if proc is not None and waiting:
@@ -246,8 +251,8 @@ class Federation:
         rounds = out / "rounds.jsonl"
         try:
             while True:
-                if rounds.exists():
-                    lines = rounds.read_text().splitlines()
+                if rounds.exists():  # complete lines only: the last may be half written
+                    lines = rounds.read_text().split("\n")[:-1]
                     for line in lines[seen:]:
                         if on_round:
                             on_round(json.loads(line))
@@ -260,7 +265,10 @@ class Federation:
                     raise FederationFailed(f"the run did not finish within {timeout:.0f} s")
                 time.sleep(1.0)
         except BaseException:
-            self._flwr("stop", str(run_id), "federation", timeout=30)
+            try:  # the original error matters more than a failed stop
+                self._flwr("stop", str(run_id), "federation", timeout=30)
+            except (FederationFailed, subprocess.SubprocessError, OSError):
+                pass
             raise
         if rounds.exists():  # rounds written between the last read and the end
             for line in rounds.read_text().splitlines()[seen:]:

@@ -262,7 +262,8 @@ class FederationMismatch(ValueError):
 
 
 def models_from_federation(folder: str, holder: str | None, pre, x: np.ndarray,
-                           columns: list[str], slices: dict[str, list[int]]
+                           columns: list[str], slices: dict[str, list[int]],
+                           seed: int | None = None, control_fraction: float | None = None,
                            ) -> tuple[dict[str, TrainedModel], dict]:
     """The global models of a federated run (``cloakflow federate``'s folder: ``manifest.json``
     and ``global.npz``) as this run's trained models, each encoding ``x``: a holder encodes
@@ -290,6 +291,19 @@ def models_from_federation(folder: str, holder: str | None, pre, x: np.ndarray,
     if holder is not None and holder not in names:
         raise FederationMismatch(f"{folder}: no holder {holder!r} in this federation "
                                  f"(holders: {', '.join(names)})")
+    # the release's control rows must be the rows the holder kept out of federated training
+    wanted = {"seed": manifest["settings"].get("seed"),
+              "control_fraction": manifest.get("control_fraction")}
+    given = {"seed": seed, "control_fraction": control_fraction}
+    differ = [k for k in wanted if given[k] is not None and wanted[k] is not None
+              and float(given[k]) != float(wanted[k])]
+    if differ:
+        mine_ = ", ".join(f"{k} {given[k]}" for k in differ)
+        theirs = ", ".join(f"{k} {wanted[k]}" for k in differ)
+        raise FederationMismatch(
+            f"{folder}: this run's {mine_} differ from the federation's ({theirs}): the "
+            "release's control rows would include rows the models trained on; rerun with the "
+            "federation's --seed and --control-fraction")
     mine = fed.fingerprint(fed.schema_of(pre))
     if mine != manifest["schema_fingerprint"]:
         raise FederationMismatch(

@@ -101,7 +101,7 @@ def test_holder_weights_keep_dp_counts_private():
     assert task.holder_weight(500, {"weighting": "uniform", "dp-epsilon": 3}) == 1.0
     assert task.holder_weight(500, {"weighting": "declared", "declared-size": 1000,
                                     "dp-epsilon": 3}) == 1000.0
-    with pytest.raises(ValueError, match="private"):
+    with pytest.raises(ValueError, match="independently of their rows"):
         task.holder_weight(500, {"weighting": "examples", "dp-epsilon": 3})
 
 
@@ -129,6 +129,11 @@ def test_dp_over_all_rounds_stays_within_each_holders_budget_and_its_ledger(
     assert dp["mechanisms"][0]["steps"] == 3 * holder.dp_round.steps
     assert release_epsilon_by_dp_accounting(dp) <= epsilon
     assert [e["run_id"] for e in entries("tiny@a", include_mlflow=False)] == ["r1"]
+    # the plan binds: the server can neither turn the holder's DP off nor add rounds
+    arrays = holder.query(settings)["arrays"]
+    for change in ({"dp-epsilon": 0.0}, {"num-server-rounds": 30}, {"dp-clip": 1.0}):
+        with pytest.raises(RuntimeError, match="refused"):
+            holder.train(arrays, {**settings, **change, "server-round": 1})
     # the same holder again would pass its lifetime cap: refused before training
     with pytest.raises(BudgetExhausted, match="dp_cap"):
         Holder(str(profile), str(csv), "a").query(settings)
