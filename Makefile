@@ -35,8 +35,10 @@ demo: setup
 
 # Federated training on the bank table split into 3 holders, at random and by a column (skewed)
 federate: setup
-	$(BIN)/cloakflow federate $(DATASET) --clients 3 --partition random --rounds 3 $(ARGS)
-	$(BIN)/cloakflow federate $(DATASET) --clients 3 --partition by=euribor3m --rounds 3 $(ARGS)
+	$(BIN)/cloakflow federate $(DATASET) --clients 3 --partition random --rounds 3 \
+	    --accept-risk "$(DEMO_REASON)" $(ARGS)
+	$(BIN)/cloakflow federate $(DATASET) --clients 3 --partition by=euribor3m --rounds 3 \
+	    --accept-risk "$(DEMO_REASON)" $(ARGS)
 
 test: setup
 	$(BIN)/python -m pytest $(ARGS)
