@@ -25,7 +25,7 @@ BOUNDS = {"age": {"min": 0, "max": 120}, "income": {"min": 0, "max": 1000},
           "owns": {"categories": ["yes", "no"]}}
 
 
-def _holders(folder: Path, n: int = 2, rows: int = 300) -> tuple[list[str], Path]:
+def _holders(folder: Path, n: int = 2, rows: int = 200) -> tuple[list[str], Path]:
     files = []
     for i in range(n):
         path = folder / f"site{i + 1}.csv"
@@ -64,8 +64,8 @@ def test_federate_flow_trains_across_holders_and_stops_every_process(
     manifest = json.loads((folder / "manifest.json").read_text())
     assert manifest["kind"] == "federated-model" and manifest["rounds"] == 2
     assert [h["holder"] for h in manifest["holders"]] == ["site1", "site2"]
-    # non-DP: FedAvg by rows; each holder trains on 270, 30 stay out as its release's control rows
-    assert [h["rows"] for h in manifest["holders"]] == [270, 270]
+    # non-DP: FedAvg by rows; each holder trains on 180, 20 stay out as its release's control rows
+    assert [h["rows"] for h in manifest["holders"]] == [180, 180]
     assert manifest["weighting"] == "examples" and manifest["dp_statement"] is None
     rounds = [json.loads(line) for line in (folder / "rounds.jsonl").read_text().splitlines()]
     assert [r["round"] for r in rounds] == [1, 2]
@@ -83,7 +83,7 @@ def test_federate_flow_trains_across_holders_and_stops_every_process(
     # then each holder published its own codes release with the global models: its own
     # rows, its own control split, the same evaluation, attacks and gate
     assert [r["holder"] for r in outcome.releases] == ["site1", "site2"]
-    for r, n in zip(outcome.releases, (300, 300), strict=True):
+    for r, n in zip(outcome.releases, (200, 200), strict=True):
         assert r["verdict"] == "pass"
         release = json.loads((Path(r["release"]) / "manifest.json").read_text())
         assert release["federation"]["this_holder"] == r["holder"]

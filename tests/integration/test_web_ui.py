@@ -58,6 +58,8 @@ def page_text(dom: str) -> str:
 
 @pytest.mark.skipif(CHROMIUM is None, reason="chromium is not on PATH (apt-get install -y "
                     "chromium; .ci/run installs it when run as root)")
+# ~2.5 min (two servers, a worker, Chromium): test_deployments checks deployments and UI forms
+@pytest.mark.slow
 def test_prefect_and_mlflow_uis_show_a_deployed_run(tmp_path: Path, process_groups):
     sample = DATA_DIR / "bank-additional.csv"
     if not sample.is_file():

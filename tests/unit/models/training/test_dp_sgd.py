@@ -183,6 +183,7 @@ def test_jax_backend_matches_plain_training_and_runs_dp():
     assert int(steps_run) == int(steps) == 20
 
 
+@pytest.mark.slow  # ~30 s of training; DP-SGD's step and accounting are unit-tested above
 def test_dp_sgd_defeats_membership_inference_that_works_without_it(bank_sample):
     """200 rows of the bank sample, 200 epochs: the plain model memorises its rows and the
     loss-threshold attack finds them; the DP-SGD model at epsilon 1 does not let it."""

@@ -87,6 +87,7 @@ def _rate_table(rows: int, amount: tuple[float, float],
     return frame, profile
 
 
+@pytest.mark.slow  # ~25 s; the DP synthetic flow test runs the knots end to end
 def test_dp_quantile_knots_follow_point_masses_and_are_charged_to_the_budget():
     from cloakflow.tasks.privacy.dp_synthetic import (
         dp_quantile_knots,
@@ -135,6 +136,7 @@ def test_knot_bins_follow_the_dp_row_count_so_small_tables_keep_their_tails():
     assert knot_bins(2_400, 32.0) == KNOT_MIN_BINS
 
 
+@pytest.mark.slow  # ~25 s; the DP synthetic flow test runs the value lists end to end
 def test_a_discrete_numeric_gets_a_dp_value_list_and_decodes_near_its_values():
     from cloakflow.tasks.privacy.dp_synthetic import (
         dp_quantile_knots,

@@ -2,6 +2,7 @@
 DP-SGD lowers what they find."""
 
 import numpy as np
+import pytest
 
 from cloakflow.models.training import accounting
 from cloakflow.models.vae import VaeConfig, train_vae
@@ -24,6 +25,8 @@ def _attacked(result, train, control) -> tuple[float, float]:
     return share, auc
 
 
+# ~30 s of training (500 epochs); the synthetic gate is unit-tested in tests/unit/tasks/release
+@pytest.mark.slow
 def test_memorisation_is_caught_by_dcr_share_and_membership_and_dp_lowers_it():
     rng = np.random.default_rng(0)
     train, control = _table(rng, ROWS), _table(rng, ROWS)
