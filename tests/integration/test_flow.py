@@ -160,6 +160,9 @@ def test_cli_prints_release_last(prefect_harness, workdir: Path, tiny_files, cap
     assert manifest["folds"]["scheme"] == "tutorial" and manifest["folds"]["forest"] == "sklearn"
 
 
+# three runs, ~70 s: the default suite sees the cache at work in test_privacy_flow.py (the
+# accepted run reuses the blocked run's models)
+@pytest.mark.slow
 def test_rerun_after_a_crash_reuses_finished_steps(prefect_harness, workdir: Path, tiny_files):
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId

@@ -60,6 +60,7 @@ def test_same_seed_same_weights_different_seed_differs(data):
     assert not np.allclose(encode(a.encoder, data), encode(c.encoder, data))
 
 
+@pytest.mark.slow  # ~13 s; same-seed reproducibility is tested above
 def test_parallel_threads_stay_reproducible(data):
     from concurrent.futures import ThreadPoolExecutor
 
