@@ -99,9 +99,6 @@ def test_federate_flow_trains_across_holders_and_stops_every_process(
         **BOUNDS, "income": {"min": 0, "max": 5000}})))
     assert main(["run", "--profile", str(other), "--input", files[0], "--models-from",
                  str(folder), "--holder", "site1", "--folds", "2"]) == 2
-    # nor with another control split than the rows the holder kept out of training
-    assert main(["run", "--profile", str(profile), "--input", files[0], "--models-from",
-                 str(folder), "--holder", "site1", "--folds", "2", "--seed", "7"]) == 2
 
 
 @pytest.mark.slow  # ~40 s: a second federation; the flow test above checks the clean stop

@@ -77,6 +77,8 @@ def test_default_policy_blocks_then_accept_risk_publishes(prefect_harness, workd
             assert measured[name][key] == pytest.approx(value, abs=1e-6), key
 
 
+# two runs, ~25 s: the gate's unattacked case is unit-tested (tests/unit/tasks/privacy)
+@pytest.mark.slow
 def test_skipping_attacks_needs_accept_risk(prefect_harness, workdir: Path, tiny_files):
     csv, profile = tiny_files
     kw = dict(input_path=str(csv), profile_path=str(profile), epochs=2, folds=2,
@@ -90,6 +92,8 @@ def test_skipping_attacks_needs_accept_risk(prefect_harness, workdir: Path, tiny
     assert manifest["privacy"]["report"]["releases"] == {}
 
 
+# two runs, ~45 s: the frontier flow test applies code noise end to end in the default suite
+@pytest.mark.slow
 def test_noise_is_applied_and_recorded(prefect_harness, workdir: Path, tiny_files):
     import polars as pl
 

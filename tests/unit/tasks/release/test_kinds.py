@@ -7,6 +7,7 @@ import pickle
 
 import numpy as np
 import polars as pl
+import pytest
 
 from cloakflow.models.autoencoder import AutoencoderConfig, encode, train_autoencoder
 from cloakflow.tasks.data.profile import CodeNoise
@@ -23,6 +24,8 @@ def _trained(name: str, x: np.ndarray, cols: list[int]) -> TrainedModel:
                         codes, r.history, summarise(r, len(cols), codes.shape[1], None), None)
 
 
+# ~25 s (a fresh process imports TensorFlow); every flow test moves code tables between tasks
+@pytest.mark.slow
 def test_code_tables_cross_process_boundaries_and_rebuild_the_same_models():
     x = np.random.default_rng(0).random((120, 6), dtype=np.float32)
     slices = {"a": [0, 1, 2], "b": [3, 4, 5]}
