@@ -121,22 +121,13 @@ def check_within_bounds(profile: DatasetProfile, frame: pl.DataFrame, source: st
             continue
         kind = profile.columns.get(col, "numeric")
         values = kinds.to_numbers(frame.get_column(col), kind)
-        low, high = (kinds.to_numbers(pl.Series([v]), kind)[0] if isinstance(v, str) else
-                     _as_number(v, kind) for v in (b.min, b.max))
+        low, high = b.span(kind)  # in the kind's unit, as preprocessing reads them
         outside = int(np.sum((values < low) | (values > high)))
         if outside:
             raise SchemaMismatch(
                 f"{source}: column {col!r}: {outside} values outside the shared public bounds "
                 f"[{b.min}, {b.max}] (rule: shared schema); widen the bounds in the profile "
                 "for every holder, or correct the rows")
-
-
-def _as_number(value, kind: str) -> float:
-    from cloakflow.tasks.data import kinds
-
-    if isinstance(value, (int, float)):
-        return float(value)
-    return float(kinds.to_numbers(pl.Series([value]), kind)[0])
 
 
 def load_holder(profile: DatasetProfile, path: str | Path, control_fraction: float = 0.0,
@@ -279,19 +270,6 @@ def local_train(holder: HolderData, weights: dict[str, list[np.ndarray]], settin
     new = {name: m.get_weights() for name, m in zip(configs, models, strict=True)}
     return new, {"train-loss": float(loss), "train-seconds": seconds,
                  "steps": int(log.steps_run)}
-
-
-def reconstruction_loss(holder: HolderData, weights: dict[str, list[np.ndarray]],
-                        settings: dict) -> float:
-    """The whole-table model's mean per-row loss on the holder's rows (a private figure)."""
-    cfg = model_configs(holder.pre, settings)["whole"]
-    ae = build_autoencoder(len(holder.pre.output_columns), cfg, seed=0)[0]
-    ae.set_weights(weights["whole"])
-    from cloakflow.models.training.dp_sgd import model_loss
-
-    loss = model_loss(ae)
-    out = ae.predict(holder.x, batch_size=8192, verbose=0)
-    return float(np.mean(np.asarray(loss(holder.x, out))))
 
 
 def holder_weight(rows: int, settings: dict) -> float:
