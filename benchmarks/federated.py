@@ -19,8 +19,9 @@ round and at the end. Printed and written (JSON, markdown, one PNG of loss and R
 round): ROC AUCs, the holders' training loss per round, wall time per round, the slowest
 holder's training time and the round overhead (their difference; median over rounds), and the
 centralised run's time. Under ``--dp-epsilon`` every holder spends epsilon on its own rows over
-all rounds (replace-one, PLD) and the centralised run spends it on all rows; holders are
-weighed uniformly.
+all rounds (add/remove, PLD: a DP row count and DP-SGD at the public ``--dp-sampling-rate``)
+and the centralised run spends it on all rows with the same plan; holders are weighed
+uniformly.
 """
 
 from __future__ import annotations
@@ -44,9 +45,12 @@ DATA_DIR = os.environ.get("CLOAKFLOW_DATA_DIR", "/work/shared/data")
 def _settings(args, rounds: int, local_epochs: int) -> dict:
     dp = args.dp_epsilon is not None
     return {"num-server-rounds": rounds, "local-epochs": local_epochs,
+            "strategy": args.strategy,
+            "proximal-mu": args.proximal_mu if args.strategy == "fedprox" else 0.0,
             "batch-size": args.batch_size, "learning-rate": args.learning_rate,
             "seed": args.seed, "dp-epsilon": args.dp_epsilon or 0.0, "dp-delta": 0.0,
-            "dp-clip": 0.1, "weighting": "uniform" if dp else "examples",
+            "dp-clip": 0.1, "dp-sampling-rate": args.dp_sampling_rate,
+            "weighting": "uniform" if dp else "examples",
             "declared-size": 0.0, "run-name": "benchmark", "timeout": 3600.0,
             "save-rounds": True}
 
@@ -119,11 +123,12 @@ def centralised(args, profile, y, work: Path) -> dict:
     total_epochs = args.rounds * args.local_epochs
     settings = _settings(args, 1, total_epochs)
     start = task.initial_weights(holder.pre, settings, args.seed)
-    budget = None
-    if args.dp_epsilon is not None:
-        budget = task.dp_plan(holder.rows, settings)[1]
+    plan = dp_rows = None
+    if args.dp_epsilon is not None:  # the same plan as a holder's: one round of every epoch
+        plan = task.dp_plan(settings, len(task.members(holder.pre)))
+        dp_rows = task.dp_count(holder.rows, plan)
     t0 = time.perf_counter()
-    weights, metrics = task.local_train(holder, start, settings, round_budget=budget,
+    weights, metrics = task.local_train(holder, start, settings, plan=plan, dp_rows=dp_rows,
                                         seed=args.seed)
     seconds = time.perf_counter() - t0
     roc = _roc(task.codes_of(holder, weights, settings), list(profile.groups), y, args.folds,
@@ -179,6 +184,9 @@ def main() -> None:
     ap.add_argument("--learning-rate", type=float, default=1e-3)
     ap.add_argument("--partitions", default="random,by=euribor3m")
     ap.add_argument("--dp-epsilon", type=float, default=None)
+    ap.add_argument("--dp-sampling-rate", type=float, default=0.02)
+    ap.add_argument("--strategy", choices=("fedavg", "fedprox"), default="fedavg")
+    ap.add_argument("--proximal-mu", type=float, default=0.1)
     ap.add_argument("--folds", type=int, default=5)
     ap.add_argument("--eval-rounds", default="1,2,5",
                     help="rounds whose pooled codes are cross-validated (and the last)")
@@ -201,6 +209,9 @@ def main() -> None:
     result = {"date": datetime.now(UTC).isoformat(timespec="seconds"), "rows": frame.height,
               "holders": args.holders, "rounds": args.rounds, "local_epochs": args.local_epochs,
               "batch_size": args.batch_size, "dp_epsilon": args.dp_epsilon,
+              "dp_sampling_rate": args.dp_sampling_rate if args.dp_epsilon else None,
+              "strategy": args.strategy,
+              "proximal_mu": args.proximal_mu if args.strategy == "fedprox" else None,
               "folds": args.folds, "federated": []}
     with tempfile.TemporaryDirectory(prefix="cloakflow-fed-bench-") as tmp:
         work = Path(tmp)

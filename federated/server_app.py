@@ -4,10 +4,10 @@
    its encoding (``task.schema_of``: columns, kinds, one-hot blocks, public bounds) and for the
    initial weights built from the public seed; one differing fingerprint stops the run before
    any training, naming the holders that differ.
-2. **FedAvg** (McMahan et al. 2017, Flower's ``FedAvg`` strategy) for ``num-server-rounds``
-   rounds: every holder trains ``local-epochs`` from the global weights, the server averages the
+2. **FedAvg** (McMahan et al. 2017, Flower's ``FedAvg`` strategy; or ``FedProx``, Li et al.
+   2020, with ``strategy = "fedprox"`` and ``proximal-mu``) for ``num-server-rounds`` rounds: every holder trains ``local-epochs`` from the global weights, the server averages the
    returned weights, each weighted by the holder's ``weight`` metric (its row count without DP;
-   1, or a size the holder declares public, under DP, where counts are private).
+   under DP, where counts are private: 1, a size the holder declares public, or its DP count).
 3. **Output** in ``output-dir`` (run config): ``rounds.jsonl`` (one line per round, written as
    the round ends: wall seconds, each holder's loss, training seconds and DP spend),
    ``global.npz`` (the final weights, ``model/index`` keys; with ``save-rounds`` also
@@ -25,12 +25,13 @@ from pathlib import Path
 import numpy as np
 from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict
 from flwr.serverapp import Grid, ServerApp
-from flwr.serverapp.strategy import FedAvg
+from flwr.serverapp.strategy import FedAvg, FedProx
 
 app = ServerApp()
 
 SETTINGS = ("num-server-rounds", "local-epochs", "batch-size", "learning-rate", "seed",
-            "dp-epsilon", "dp-delta", "dp-clip", "weighting", "declared-size", "run-name")
+            "strategy", "proximal-mu",
+            "dp-epsilon", "dp-delta", "dp-clip", "dp-sampling-rate", "weighting", "declared-size", "run-name")
 
 
 class FederationError(RuntimeError):
@@ -156,6 +157,21 @@ class RoundLog:
         return None
 
 
+def make_strategy(cfg, holders: int, log: RoundLog) -> FedAvg:
+    """Flower's FedAvg, or FedProx (Li et al. 2020) with ``proximal-mu`` (sent to every holder
+    in the train config; the holder adds mu * (w - w_global) to each local step's gradient):
+    every holder trains every round, updates averaged by the ``weight`` metric."""
+    kw = dict(fraction_train=1.0, fraction_evaluate=0.0, min_train_nodes=holders,
+              min_evaluate_nodes=0, min_available_nodes=holders, weighted_by_key="weight",
+              train_metrics_aggr_fn=log.aggregate)
+    name = str(cfg.get("strategy", "fedavg"))
+    if name == "fedprox":
+        return FedProx(proximal_mu=float(cfg.get("proximal-mu", 0.0)), **kw)
+    if name != "fedavg":
+        raise FederationError(f"unknown strategy {name!r}: fedavg or fedprox")
+    return FedAvg(**kw)
+
+
 @app.main()
 def main(grid: Grid, context: Context) -> None:
     cfg = context.run_config
@@ -178,9 +194,7 @@ def _run(grid: Grid, cfg, out: Path) -> None:
     nodes = _wait_for_nodes(grid, holders, timeout)
     initial, agreed = agree_on_schema(grid, nodes, settings, timeout)
     log = RoundLog(out / "rounds.jsonl", holders, bool(cfg.get("save-rounds", False)))
-    strategy = FedAvg(fraction_train=1.0, fraction_evaluate=0.0, min_train_nodes=holders,
-                      min_evaluate_nodes=0, min_available_nodes=holders,
-                      weighted_by_key="weight", train_metrics_aggr_fn=log.aggregate)
+    strategy = make_strategy(cfg, holders, log)
     t1 = time.time()
     result = strategy.start(grid=grid, initial_arrays=initial,
                             num_rounds=int(cfg["num-server-rounds"]), timeout=timeout,

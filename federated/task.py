@@ -9,11 +9,13 @@ model and one per feature group, the ``kinds`` architecture), trains them locall
 global weights through the trainer seam (plain, or DP-SGD as one joint mechanism over all its
 models), and hands back weights and the weight its update carries in FedAvg.
 
-Under DP (``--dp-epsilon E``) each holder plans its own DP-SGD so that all rounds × local steps
-composed (PLD, replace-one adjacency, the holder's row count public to itself) spend at most E
-on its rows; its randomness comes from OS entropy, never from a published seed. FedAvg then
-weighs holders uniformly (or by a size each declares), not by their row counts (which the
-replace-one accounting nonetheless treats as public: q = batch / n reveals n).
+Under DP (``--dp-epsilon E``) each holder runs the same plan (``dp_plan``: nothing in it
+depends on a holder's rows): a Gaussian count of its rows and DP-SGD at a public sampling rate
+over all rounds × local steps, composed (PLD, add/remove adjacency) to at most E on its rows.
+The row count stays private: the expected batch is q × the DP count, FedAvg weighs holders
+uniformly, by a size each declares public, or by the DP count, and nothing a holder sends the
+server is a function of its exact row count. Its randomness comes from OS entropy, never from a
+published seed.
 
 Raises, from the loading steps: ``SchemaMismatch`` (a holder's table cannot be encoded with
 the shared schema), ``DataValidationError`` (it breaks the expectation suite), and the ingest
@@ -22,6 +24,7 @@ errors for missing columns, wrong types or unreadable files.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import time
@@ -36,7 +39,7 @@ from cloakflow.tasks.data.preprocess import PreprocessError, TablePreprocessor
 from cloakflow.tasks.data.profile import DatasetProfile
 
 ARCHITECTURE = "kinds"
-WEIGHTINGS = ("examples", "uniform", "declared")
+WEIGHTINGS = ("examples", "uniform", "declared", "dp-count")
 
 
 class SchemaMismatch(ValueError):
@@ -208,45 +211,135 @@ def from_arrays(arrays: dict[str, np.ndarray]) -> dict[str, list[np.ndarray]]:
 
 
 # ---------------------------------------------------------------------------- DP
-def dp_plan(rows: int, settings: dict):
-    """A holder's DP-SGD over the whole federation: sigma solved so that ``rounds`` ×
-    ``local-epochs`` of Poisson-sampled steps at q = batch / rows, composed (PLD, replace-one),
-    spend at most ``dp-epsilon`` at ``dp-delta`` (default: the power of ten at or below
-    1/(10 rows)). Returns (the whole run's budget, one round's budget).
+DEFAULT_DELTA = 1e-6  # public: a default derived from a holder's rows would reveal them
+DEFAULT_SAMPLING_RATE = 0.02  # public q: the expected batch is q times the holder's rows
+COUNT_SHARE = 0.05  # the DP row count alone costs about this share of E
+
+
+@dataclass(frozen=True)
+class FederatedDpPlan:
+    """One holder's DP over the whole federation, fixed before any row is read and the same
+    for every holder (nothing in it depends on a holder's rows): a Gaussian count of the rows
+    (sigma ``count_sigma``, sensitivity 1) and DP-SGD at a public sampling rate over all
+    rounds × local steps, composed by PLD under add/remove adjacency to at most ``epsilon``."""
+
+    target_epsilon: float
+    delta: float
+    sgd: object  # accounting.DpBudget: sigma, q, steps over all rounds (its own epsilon)
+    steps_per_round: int
+    count_sigma: float
+    count_epsilon: float  # the count alone at delta
+    epsilon: float  # both composed
+    clip_norm: float  # the joint clip over all the holder's models
+
+    @property
+    def rounds(self) -> int:
+        return self.sgd.steps // self.steps_per_round
+
+    def round_budget(self):
+        """One round's DP-SGD steps (what ``local_train`` runs)."""
+        from cloakflow.models.training.accounting import DpBudget
+
+        b = self.sgd
+        return DpBudget(float("nan"), self.delta, b.noise_multiplier, b.sampling_rate,
+                        self.steps_per_round, self.steps_per_round * b.sampling_rate,
+                        b.accountant, b.sampling, b.adjacency)
+
+    def spent(self, rounds: int) -> float:
+        """Epsilon at delta after the count and ``rounds`` rounds (PLD, add/remove)."""
+        from cloakflow.models.training.accounting import epsilon, histogram_event
+
+        if rounds <= 0:
+            return self.count_epsilon
+        b = self.sgd
+        return epsilon(b.noise_multiplier, b.sampling_rate, self.steps_per_round * rounds,
+                       self.delta, "pld", adjacency="add_remove",
+                       extra_events=(histogram_event(self.count_sigma),)).epsilon
+
+    def section(self, models: list[str]) -> dict:
+        """The manifest's and the ledger's ``dp`` shape (``tasks.privacy.dp``): two mechanisms,
+        DP-SGD over all models and rounds and the row count."""
+        b = self.sgd
+        return {"design": "joint", "adjacency": "add_remove", "accountant": "pld",
+                "epsilon": self.epsilon, "delta": self.delta, "mechanisms": [
+                    {"models": list(models), "noise_multiplier": b.noise_multiplier,
+                     "sampling_rate": b.sampling_rate, "sampling": "poisson",
+                     "steps": b.steps, "clip_norm": self.clip_norm,
+                     "epsilon": b.epsilon, "delta": self.delta},
+                    {"models": ["row count"], "noise_multiplier": self.count_sigma,
+                     "sampling_rate": 1.0, "sampling": "poisson", "steps": 1,
+                     "clip_norm": 1.0, "epsilon": self.count_epsilon, "delta": self.delta}]}
+
+
+def dp_plan(settings: dict, models: int) -> FederatedDpPlan:
+    """A holder's DP for the whole federation (Abadi et al. 2016 DP-SGD, as
+    ``models.training.dp_sgd``; the count as a Gaussian mechanism): ``num-server-rounds`` ×
+    ceil(``local-epochs`` / q) Poisson-sampled steps at the public rate q
+    (``dp-sampling-rate``, not batch / rows, which would reveal the rows), and one Gaussian
+    count of the rows costing about ``COUNT_SHARE`` of E (the public divisor q × count of the
+    noisy gradient sums, and the FedAvg weight under ``dp-count`` weighting); DP-SGD's sigma
+    is solved so that both composed spend at most ``dp-epsilon`` at ``dp-delta`` (default
+    ``DEFAULT_DELTA``) under add/remove adjacency: a holder's row count stays private.
 
     Raises:
-        ValueError: no epsilon in the settings, or a batch larger than the holder's rows.
+        ValueError: no epsilon, a delta or sampling rate outside (0, 1), or no sigma reaches
+            the target.
     """
-    from cloakflow.models.training.accounting import default_delta, epsilon
-    from cloakflow.models.training.dp_sgd import DpSgdConfig, plan
+    import math
 
     eps = float(settings.get("dp-epsilon", 0) or 0)
-    if eps <= 0:
+    if not (math.isfinite(eps) and eps > 0):
         raise ValueError("dp_plan needs dp-epsilon > 0")
-    batch = int(settings["batch-size"])
-    if batch > rows:
-        raise ValueError(f"batch size {batch} exceeds the holder's {rows} rows")
-    delta = float(settings.get("dp-delta", 0) or 0) or default_delta(rows)
+    delta = float(settings.get("dp-delta", 0) or 0) or DEFAULT_DELTA
+    q = float(settings.get("dp-sampling-rate", 0) or 0) or DEFAULT_SAMPLING_RATE
+    if not (0 < delta < 1 and 0 < q <= 1):
+        raise ValueError(f"dp-delta {delta} and dp-sampling-rate {q} must lie in (0, 1)")
     rounds, local = int(settings["num-server-rounds"]), int(settings["local-epochs"])
-    config = DpSgdConfig(target_epsilon=eps, delta=delta, accountant="pld",
-                         adjacency="replace_one")
-    total = plan(rows, batch, rounds * local, config)
-    per_round = max(total.steps // rounds, 1)
-    one = epsilon(total.noise_multiplier, total.sampling_rate, per_round, delta,
-                  accountant="pld", adjacency="replace_one")
-    return total, one
+    per_round = max(1, math.ceil(local / q))
+    count_sigma, sgd, total, count_alone = _solve(eps, delta, q, rounds * per_round)
+    return FederatedDpPlan(eps, delta, sgd, per_round, count_sigma, count_alone, total,
+                           float(settings["dp-clip"]) * math.sqrt(models))
+
+
+@functools.lru_cache(maxsize=16)
+def _solve(eps: float, delta: float, q: float, steps: int):
+    """(count sigma, DP-SGD budget, composed epsilon, the count's epsilon alone); cached,
+    since PLD calibration takes seconds and every holder of a run solves the same plan."""
+    from cloakflow.models.training import accounting
+
+    count_sigma = accounting.histogram_noise_for(COUNT_SHARE * eps, delta,
+                                                 adjacency="add_remove")
+    count = accounting.histogram_event(count_sigma)
+    total = accounting.noise_multiplier_for(eps, delta, q, steps, "pld",
+                                            adjacency="add_remove", extra_events=(count,))
+    sgd = accounting.epsilon(total.noise_multiplier, q, steps, delta, "pld",
+                             adjacency="add_remove")
+    alone = accounting.histogram_epsilon(count_sigma, delta, adjacency="add_remove")
+    return count_sigma, sgd, total.epsilon, alone
+
+
+def dp_count(rows: int, plan: FederatedDpPlan, rng: np.random.Generator | None = None) -> float:
+    """The holder's DP row count: rows + N(0, count_sigma²) from a secret stream (OS entropy;
+    ``rng`` in tests only), floored at 1 (post-processing)."""
+    from cloakflow.models.training.dp_sgd import secret_streams
+
+    (stream,) = secret_streams(1, rng)
+    return max(1.0, float(rows + stream.normal(0.0, plan.count_sigma)))
 
 
 # ---------------------------------------------------------------------------- local training
 def local_train(holder: HolderData, weights: dict[str, list[np.ndarray]], settings: dict,
-                round_budget=None, rng: np.random.Generator | None = None,
+                plan: FederatedDpPlan | None = None, dp_rows: float | None = None,
+                rng: np.random.Generator | None = None,
                 seed: int = 0) -> tuple[dict[str, list[np.ndarray]], dict]:
     """Train every model from ``weights`` on the holder's rows for ``local-epochs``.
 
-    Plain runs shuffle with ``seed`` (public); DP runs take ``round_budget`` (``dp_plan``'s
-    second value) and the joint clip ``dp-clip`` × √(models), with secret randomness unless a
-    test injects ``rng``. Returns (new weights, metrics: mean loss of the last epoch, seconds,
-    rows used).
+    Plain runs shuffle with ``seed`` (public). DP runs take the holder's ``plan`` (one round:
+    ``plan.steps_per_round`` Poisson-sampled steps, the joint clip ``plan.clip_norm``) and
+    ``dp_rows``, its DP row count (``dp_count``): the noisy gradient sums are divided by the
+    public q × dp_rows, not by the exact rows. Secret randomness unless a test injects ``rng``.
+    With ``proximal-mu`` > 0 (FedProx) every step's gradient gains mu * (w - weights).
+    Returns (new weights, metrics: mean loss of the last epoch, seconds, steps).
     """
     from cloakflow.models.training.trainer import TrainConfig, train
 
@@ -260,11 +353,17 @@ def local_train(holder: HolderData, weights: dict[str, list[np.ndarray]], settin
                          batch_size=int(settings["batch-size"]),
                          learning_rate=float(settings["learning-rate"]))
     start = time.perf_counter()
-    clip = None
-    if round_budget is not None:
-        clip = float(settings["dp-clip"]) * float(np.sqrt(len(models)))
-    log = train(models, holder.x, config, budget=round_budget, clip_norm=clip,
-                columns=list(cols.values()), seed=seed, rng=rng)
+    budget = clip = expected = None
+    if plan is not None:
+        if dp_rows is None:
+            raise ValueError("DP local training needs the holder's DP row count (dp_rows)")
+        budget, clip = plan.round_budget(), plan.clip_norm
+        expected = plan.sgd.sampling_rate * dp_rows
+    # FedProx: Flower's FedProx strategy sends proximal-mu in the train config
+    mu = float(settings.get("proximal-mu", 0) or 0)
+    log = train(models, holder.x, config, budget=budget, clip_norm=clip,
+                columns=list(cols.values()), seed=seed, rng=rng, expected_batch=expected,
+                proximal_mu=mu)
     seconds = time.perf_counter() - start
     loss = log.history.get("loss", [float("nan")])[-1]
     new = {name: m.get_weights() for name, m in zip(configs, models, strict=True)}
@@ -272,11 +371,17 @@ def local_train(holder: HolderData, weights: dict[str, list[np.ndarray]], settin
                  "steps": int(log.steps_run)}
 
 
-def holder_weight(rows: int, settings: dict) -> float:
+def holder_weight(rows: int, settings: dict, dp_rows: float | None = None) -> float:
     """The weight of a holder's update in FedAvg: its row count (``examples``, non-DP only),
-    1 (``uniform``), or the size it declared public (``declared``)."""
+    1 (``uniform``), the size it declared public (``declared``), or its DP row count
+    (``dp-count``, DP only: ``dp_rows``)."""
     how = settings.get("weighting", "examples")
     dp = float(settings.get("dp-epsilon", 0) or 0) > 0
+    if how == "dp-count":
+        if not dp or dp_rows is None:
+            raise ValueError("weighting 'dp-count' weighs holders by their DP row counts: it "
+                             "needs --dp-epsilon")
+        return float(dp_rows)
     if how == "examples":
         if dp:
             raise ValueError("under DP holders are weighed independently of their rows: weigh "

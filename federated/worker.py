@@ -54,8 +54,8 @@ class Holder:
         self.input_path = input_path
         self.data = task.load_holder(self.profile, input_path, control_fraction, seed)
         self.ledger: dict = {}
-        self.dp_total = None
-        self.dp_round = None
+        self.plan = None  # task.FederatedDpPlan, once planned
+        self.dp_rows = None  # the holder's DP row count (drawn once, after the ledger entry)
         self.dp_rounds = 0  # rounds trained under the DP plan
         self.rng = None  # tests only: an injected generator (never in the flow)
 
@@ -70,30 +70,34 @@ class Holder:
         return {"fingerprint": self.task.fingerprint(schema), "schema": schema,
                 "holder": self.name, "arrays": self.task.to_arrays(weights)}
 
-    PLANNED = ("dp-epsilon", "dp-delta", "dp-clip", "num-server-rounds", "local-epochs",
-               "batch-size")
+    PLANNED = ("dp-epsilon", "dp-delta", "dp-clip", "dp-sampling-rate", "num-server-rounds",
+               "local-epochs")
 
     def _plan(self, config: dict) -> None:
-        """Plan the holder's DP-SGD once and record it in its ledger; the plan then binds:
-        later requests must carry the same DP settings and rounds."""
-        if self.dp_total is None:
-            total, one = self.task.dp_plan(self.data.rows, config)
-            self._spend(config, total, one)  # raises past the cap: then nothing is planned
-            self.dp_total, self.dp_round = total, one
-            self.planned = {k: config.get(k) for k in self.PLANNED}
+        """Plan the holder's DP once, record the whole run in its ledger, then draw its DP row
+        count; the plan then binds: later requests must carry the same DP settings and
+        rounds."""
+        if self.plan is not None:
+            return
+        plan = self.task.dp_plan(config, len(self.task.members(self.data.pre)))
+        self._spend(config, plan)  # raises past the cap: then nothing is planned or drawn
+        self.plan = plan
+        self.planned = {k: config.get(k) for k in self.PLANNED}
+        self.dp_rows = self.task.dp_count(self.data.rows, plan, self.rng)
+        print(f"[{self.name}] DP planned: DP-SGD sigma {plan.sgd.noise_multiplier:.4f}, q "
+              f"{plan.sgd.sampling_rate:g}, {plan.steps_per_round} steps per round; row count "
+              f"sigma {plan.count_sigma:.2f}; epsilon {plan.epsilon:.4f} over all rounds "
+              "(add/remove one row)", flush=True)
 
     def _check_plan(self, config: dict) -> None:
         """Refuse a request that would change what the ledger recorded (the server cannot
         turn the holder's DP off, loosen it or add rounds)."""
-        if self.dp_total is None:
+        if self.plan is None:
             return
         changed = [k for k in self.PLANNED if config.get(k) != self.planned[k]]
         if changed:
             raise RuntimeError(f"refused: the request changes {changed} from the holder's "
                                "recorded DP plan")
-            print(f"[{self.name}] DP-SGD planned: sigma {self.dp_total.noise_multiplier:.4f}, "
-                  f"q {self.dp_total.sampling_rate:.5f}, {self.dp_round.steps} steps per round, "
-                  f"epsilon {self.dp_total.epsilon:.4f} over all rounds", flush=True)
 
     def train(self, arrays: dict, config: dict) -> dict:
         dp = float(config.get("dp-epsilon", 0) or 0) > 0
@@ -101,11 +105,11 @@ class Holder:
         self._check_plan(config)
         if dp:
             self._plan(config)
-            if self.dp_rounds >= int(self.planned["num-server-rounds"]):
+            if self.dp_rounds >= self.plan.rounds:
                 raise RuntimeError("the holder's DP budget covers no further round")
-        weight = self.task.holder_weight(self.data.rows, config)
+        weight = self.task.holder_weight(self.data.rows, config, self.dp_rows)
         new, metrics = self.task.local_train(
-            self.data, weights, config, round_budget=self.dp_round if dp else None,
+            self.data, weights, config, plan=self.plan if dp else None, dp_rows=self.dp_rows,
             rng=self.rng, seed=int(config.get("seed", 0)) + int(config.get("server-round", 0)))
         metrics["weight"] = weight
         if dp:
@@ -115,25 +119,12 @@ class Holder:
             metrics["rows"] = self.data.rows  # private to DP runs only
         return {"arrays": self.task.to_arrays(new), "metrics": metrics}
 
-    def dp_section(self, config: dict, total=None, one=None) -> dict:
-        """The holder's whole DP-SGD run as one mechanism (all its models, every round), in
-        the manifest's ``dp`` shape (``tasks.privacy.dp.dp_section``)."""
-        from cloakflow.models.training.accounting import epsilon
+    def dp_section(self, plan=None) -> dict:
+        """The holder's whole DP run (all its models, every round, the row count), in the
+        manifest's ``dp`` shape (``tasks.privacy.dp.dp_section``)."""
+        return (plan or self.plan).section(list(self.task.members(self.data.pre)))
 
-        b, rounds = total or self.dp_total, int(config["num-server-rounds"])
-        steps = (one or self.dp_round).steps * rounds
-        run = epsilon(b.noise_multiplier, b.sampling_rate, steps, b.delta, accountant="pld",
-                      adjacency="replace_one")
-        k = len(self.task.members(self.data.pre))
-        mechanism = {"models": list(self.task.members(self.data.pre)),
-                     "noise_multiplier": b.noise_multiplier, "sampling_rate": b.sampling_rate,
-                     "sampling": "poisson", "steps": steps,
-                     "clip_norm": float(config["dp-clip"]) * k ** 0.5,
-                     "epsilon": run.epsilon, "delta": b.delta}
-        return {"design": "joint", "adjacency": "replace_one", "accountant": "pld",
-                "epsilon": run.epsilon, "delta": b.delta, "mechanisms": [mechanism]}
-
-    def _spend(self, config: dict, total, one) -> None:
+    def _spend(self, config: dict, plan) -> None:
         """Record the whole run's spend in the holder's ledger (dataset ``<profile>@<holder>``)
         before any DP step reads its rows; refuse past the profile's lifetime cap.
 
@@ -143,7 +134,7 @@ class Holder:
         from cloakflow.tasks.data.locate import sha256_file
         from cloakflow.tasks.privacy import ledger
 
-        dp = self.dp_section(config, total, one)
+        dp = self.dp_section(plan)
         cap = self.profile.privacy.dp_cap
         entry = ledger.make_entry(f"{self.profile.name}@{self.name}", str(config.get(
             "run-name", "federated")), sha256_file(Path(self.input_path)), self.data.rows,
@@ -157,22 +148,20 @@ class Holder:
               f"{dp['epsilon']:.4g} at delta {dp['delta']:g}", flush=True)
 
     def dp_figures(self) -> dict:
-        """This holder's spend so far: every round ran ``dp_round``'s steps at one sigma."""
-        from cloakflow.models.training.accounting import epsilon
-
-        b = self.dp_total
-        spent = epsilon(b.noise_multiplier, b.sampling_rate, self.dp_round.steps *
-                        self.dp_rounds, b.delta, accountant="pld", adjacency="replace_one")
-        return {"dp-epsilon-spent": spent.epsilon, "dp-delta": b.delta,
-                "dp-sigma": b.noise_multiplier, "dp-sampling-rate": b.sampling_rate,
-                "dp-steps": self.dp_round.steps * self.dp_rounds}
+        """What the server may see of the holder's DP (all public or DP outputs): the spend
+        so far (the count and every round so far), sigma, q and the steps run."""
+        p = self.plan
+        return {"dp-epsilon-spent": p.spent(self.dp_rounds), "dp-delta": p.delta,
+                "dp-sigma": p.sgd.noise_multiplier, "dp-sampling-rate": p.sgd.sampling_rate,
+                "dp-steps": p.steps_per_round * self.dp_rounds}
 
     def report(self, config: dict) -> dict:
-        """What the holder publishes about its run: its DP section (None without DP) and its
-        ledger's totals; the row count only without DP."""
-        dp = self.dp_section(config) if self.dp_total is not None else None
+        """What the holder publishes about its run: its DP section (None without DP), its DP
+        row count, and its ledger's totals; the exact row count only without DP."""
+        dp = self.dp_section() if self.plan is not None else None
         return {"holder": self.name, "dp": dp, "ledger": self.ledger,
-                "rows": None if dp else self.data.rows, "dp_rounds": self.dp_rounds}
+                "rows": None if dp else self.data.rows, "dp_rounds": self.dp_rounds,
+                "dp_rows": None if self.dp_rows is None else round(self.dp_rows, 1)}
 
     def codes(self, arrays: dict, config: dict) -> dict:
         weights = self.task.from_arrays(arrays)

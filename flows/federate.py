@@ -132,9 +132,12 @@ def federate(params: FederateParameters | None = None) -> FederationOutcome:
         folder = Path(params.out) / profile.name / parent
         files = _holder_files(params, profile, folder / "holders")
         run_config = {"num-server-rounds": params.rounds, "local-epochs": params.local_epochs,
+                      "strategy": params.strategy,
+                      "proximal-mu": params.proximal_mu if params.strategy == "fedprox" else 0.0,
                       "batch-size": params.batch_size, "learning-rate": params.learning_rate,
                       "seed": params.seed, "dp-epsilon": params.dp_epsilon or 0.0,
                       "dp-delta": params.dp_delta or 0.0, "dp-clip": params.dp_clip,
+                      "dp-sampling-rate": params.dp_sampling_rate,
                       "weighting": weighting, "declared-size": 0.0, "run-name": parent,
                       "timeout": float(params.timeout)}
         rounds: list[dict] = []
@@ -231,23 +234,31 @@ def _manifest(params, profile, result, rounds, reports, weighting, parent, flow_
         entry = {"holder": r["holder"], "dp": r["dp"], "ledger": r["ledger"] or None}
         if r["rows"] is not None:
             entry["rows"] = r["rows"]
+        if r.get("dp_rows") is not None:
+            entry["dp_rows"] = r["dp_rows"]  # a DP output: covered by the holder's epsilon
         holders.append(entry)
     statement = None
     if params.dp_epsilon is not None:
+        how = {"uniform": "uniformly", "declared": "by the sizes they declared public",
+               "dp-count": "by their DP row counts"}[weighting]
         statement = (
-            "Each holder trained with DP-SGD on its own rows: the global model, and every "
-            "update the server saw from that holder (its clipped, noised local training over "
-            "all rounds), are (epsilon, delta)-differentially private with respect to replacing "
-            "one of that holder's rows, with the holder's (epsilon, delta) below, composed over "
-            "all its models and rounds (PLD, replace-one adjacency with the holder's row count "
-            "public: q, the step count and delta in its DP section reveal it). Holders are "
-            "weighed " + ("uniformly" if weighting == "uniform" else "by declared sizes")
+            "Each holder trained with DP-SGD on its own rows: the global model, and everything "
+            "the server saw from that holder (its clipped, noised local updates over all "
+            "rounds, its DP figures" + (", its DP row count" if weighting == "dp-count" else "")
+            + "), are (epsilon, delta)-differentially private with respect to adding or "
+            "removing one of that holder's rows, with the holder's (epsilon, delta) below, "
+            "composed over all its models and rounds and a Gaussian count of its rows (PLD, "
+            "add/remove adjacency). The exact row counts stay private: DP-SGD samples at a "
+            "public rate and divides by q times the DP count; holders are weighed " + how
             + " in FedAvg. The per-round losses and timings here are computed on private rows "
-            "and are not covered.")
+            "and are not covered. A holder's own codes release publishes one row per training "
+            "and control row, so its row count is public there.")
     return {"kind": "federated-model", "dataset": profile.name,
             "created": datetime.now(UTC).isoformat(timespec="seconds"),
             "mlflow_run_id": parent, "prefect_flow_run_id": flow_run_id,
-            "strategy": "FedAvg (Flower)", "weighting": weighting,
+            "strategy": ("FedAvg (Flower)" if params.strategy == "fedavg" else
+                         f"FedProx (Flower), mu {params.proximal_mu:g}"),
+            "weighting": weighting,
             "engine": "Flower deployment engine: SuperLink + one SuperNode per holder on "
                       "127.0.0.1, one warm worker per holder",
             "settings": result["settings"], "schema_fingerprint": result["fingerprint"],
@@ -262,7 +273,8 @@ def _manifest(params, profile, result, rounds, reports, weighting, parent, flow_
 
 def _summary(dataset: str, manifest: dict, overhead: list[float]) -> str:
     lines = [f"# Federated training of `{dataset}`", "",
-             f"{len(manifest['holders'])} holders, {manifest['rounds']} rounds of FedAvg "
+             f"{len(manifest['holders'])} holders, {manifest['rounds']} rounds of "
+             f"{manifest['strategy']} "
              f"({manifest['weighting']} weights).", "",
              "| round | wall s | slowest training s | overhead s |", "|---|---|---|---|"]
     lines += [f"| {r['round']} | {r['wall_seconds']:.1f} | {r['slowest_training_seconds']:.1f} "

@@ -159,14 +159,20 @@ class FederateParameters(BaseModel):
     out: str = Field("federated-runs", description="folder that receives <dataset>/<run id>/")
     rounds: int = Field(5, ge=1, description="FedAvg rounds")
     local_epochs: int = Field(2, ge=1, description="epochs each holder trains per round")
-    batch_size: int = Field(256, ge=1, description="rows per step (under DP the expected "
-                                                   "Poisson batch)")
+    batch_size: int = Field(256, ge=1, description="rows per step without DP (under DP the "
+                                                   "expected batch is q times the DP row count)")
     learning_rate: float = Field(1e-3, gt=0, description="Adam's learning rate, per holder")
+    strategy: Literal["fedavg", "fedprox"] = Field(
+        "fedavg", description="server strategy: fedavg, or fedprox (a proximal term keeps "
+                              "skewed holders' local training near the global model)")
+    proximal_mu: float = Field(0.1, ge=0, allow_inf_nan=False,
+                               description="FedProx's mu (with --strategy fedprox)")
     seed: int = Field(42, description="seeds the partition, the initial global weights and "
                                       "non-DP training")
-    weighting: Literal["examples", "uniform", "declared"] | None = Field(
+    weighting: Literal["examples", "uniform", "declared", "dp-count"] | None = Field(
         None, description="FedAvg weights: examples (row counts; non-DP only), uniform "
-                          "(default under DP), declared (--declared-sizes)")
+                          "(default under DP), declared (--declared-sizes), dp-count (each "
+                          "holder's DP row count; DP only)")
     declared_sizes: list[float] | None = Field(
         None, description="N1,N2,...: each holder's size declared public, in holder order "
                           "(for --weighting declared)")
@@ -175,8 +181,11 @@ class FederateParameters(BaseModel):
         description="DP-SGD on every holder: epsilon per holder over all its models and "
                     "rounds (none = no DP); needs public bounds (as every federation does)")
     dp_delta: float | None = Field(
-        None, gt=0, lt=1, description="delta per holder (default: a power of ten <= "
-                                      "1/(10 n) of its rows)")
+        None, gt=0, lt=1, description="delta per holder (default 1e-6, public; keep it below "
+                                      "1/(10 n) of the largest holder's rows)")
+    dp_sampling_rate: float = Field(
+        0.02, gt=0, le=1, description="DP: the public Poisson sampling rate q of every "
+                                      "holder's DP-SGD (steps per round: local epochs / q)")
     dp_clip: float = Field(0.1, gt=0, allow_inf_nan=False,
                            description="per-model clip norm C (joint clip C*sqrt(models))")
     timeout: float = Field(1800.0, gt=0, description="seconds before the run is stopped")
@@ -196,8 +205,11 @@ class FederateParameters(BaseModel):
     @model_validator(mode="after")
     def _consistent(self) -> FederateParameters:
         if self.dp_epsilon is not None and self.weighting == "examples":
-            raise ValueError("under DP holders are weighed independently of their rows: "
-                             "weighting must be uniform or declared")
+            raise ValueError("under DP holders are weighed independently of their exact rows: "
+                             "weighting must be uniform, declared or dp-count")
+        if self.dp_epsilon is None and self.weighting == "dp-count":
+            raise ValueError("weighting dp-count needs --dp-epsilon (without DP, weigh by "
+                             "examples)")
         if self.holders and self.partition != "random":
             raise ValueError("partition splits one table for a demo; with holders each file "
                              "is a holder's table")

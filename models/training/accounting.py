@@ -199,6 +199,15 @@ def noise_multiplier_for(target_epsilon: float, delta: float, sampling_rate: flo
                    extra_events)
 
 
+def histogram_epsilon(noise_multiplier: float, delta: float, *,
+                      adjacency: Adjacency = "add_remove") -> float:
+    """Epsilon at ``delta`` of one Gaussian histogram (``histogram_event``) alone (PLD)."""
+    acc = make_accountant("pld", adjacency)
+    acc.compose(histogram_event(noise_multiplier))
+    with _quiet():
+        return float(acc.get_epsilon(delta))
+
+
 def histogram_noise_for(target_epsilon: float, delta: float, *, adjacency: Adjacency,
                         tol: float = 1e-4) -> float:
     """The smallest sigma of a Gaussian histogram (``histogram_event``) that alone spends at

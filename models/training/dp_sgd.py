@@ -542,6 +542,24 @@ class DpSgd:
         self.shapes = [tuple(v.shape) for v in self.variables]
         self._step, self._step_width = None, None  # compiled by the backend on first run
         self._state = None  # jax: per model (trainable, optimizer, seed-state values)
+        self.proximal: tuple[float, list[list[np.ndarray]]] | None = None
+
+    def set_proximal(self, mu: float) -> None:
+        """FedProx (Li et al. 2020, arXiv:1812.06127): add mu * (w - w_0) to every step's
+        gradient, w_0 the parameters now (the global model a federated round starts from), the
+        gradient of the proximal term mu/2 ||w - w_0||^2. It is added after clipping and noise:
+        it depends on no row, so it costs no privacy (post-processing). Call before training.
+
+        Raises:
+            ValueError: a negative mu, or the steps are already compiled.
+        """
+        if mu < 0:
+            raise ValueError(f"the proximal mu must be >= 0, got {mu}")
+        if self._step is not None:
+            raise ValueError("set the proximal term before the first step")
+        self.proximal = None if mu == 0 else (
+            float(mu), [[np.array(v.value, dtype=np.float32) for v in m.variables]
+                        for m in self.members])
 
     def reseed(self, rng: np.random.Generator) -> None:
         """Draw every seed state (e.g. of a sampling layer's ``SeedGenerator``) from ``rng``,
@@ -587,12 +605,16 @@ class DpSgd:
             squared, total = squared + sq, total + t
         factor, norms = _clip_factor(squared, clip_norm, mask)  # joint over all models
         out, start, i = [], 0, 0
-        for p in pieces:
+        for k, p in enumerate(pieces):
             grads = []
-            for g in _clipped_sum(p, factor):
+            for j, g in enumerate(_clipped_sum(p, factor)):
                 size, shape = self.sizes[i], self.shapes[i]
                 n = ops.reshape(noise[start:start + size], shape)
-                grads.append((g + noise_std * n) / denominator)
+                grad = (g + noise_std * n) / denominator
+                if self.proximal is not None:  # FedProx: no row involved
+                    mu, anchors = self.proximal
+                    grad = grad + mu * (values[k][j] - anchors[k][j])
+                grads.append(grad)
                 start, i = start + size, i + 1
             out.append(grads)
         clipped = ops.sum(ops.cast(norms > clip_norm, "float32") * mask)
@@ -672,7 +694,8 @@ def train_dp(models, x: np.ndarray, budget: DpBudget, clip_norm: float, *,
              loss_fn: Callable | list | None = None, rng: np.random.Generator | None = None,
              pad_to: int = 32, steps_per_execution: int = 32,
              on_epoch: Callable[[int, dict[str, float]], None] | None = None,
-             optimizers=None, expected_batch: float | None = None) -> DpTrainLog:
+             optimizers=None, expected_batch: float | None = None,
+             proximal_mu: float = 0.0) -> DpTrainLog:
     """Train ``models`` with DP-SGD (Abadi et al. 2016) for exactly ``budget.steps`` steps of
     one mechanism.
 
@@ -701,6 +724,8 @@ def train_dp(models, x: np.ndarray, budget: DpBudget, clip_norm: float, *,
         expected_batch: the divisor of the noisy gradient sum, when the row count n is private
             (add/remove adjacency): a public number (e.g. q times a DP count of the rows), so
             that the update is not a function of n itself. None: q * n (n public).
+        proximal_mu: FedProx's mu (``DpSgd.set_proximal``): each step's gradient gains
+            mu * (w - w_0), w_0 the parameters at the start; 0 for plain DP-SGD.
 
     Raises:
         ValueError: the budget is not for Poisson sampling, or steps_per_execution < 1.
@@ -715,6 +740,8 @@ def train_dp(models, x: np.ndarray, budget: DpBudget, clip_norm: float, *,
     q = budget.sampling_rate
     trainer = DpSgd(models, optimizers, loss_fn=loss_fn, columns=columns, targets=targets)
     trainer.check_forward(x[: min(n, 64)])
+    if proximal_mu:
+        trainer.set_proximal(proximal_mu)
     # spawn(3)[:2] equals spawn(2): adding the seed-state stream leaves sampling and noise as
     # they were
     sampler, noise_rng, state_rng = secret_streams(3, rng)

@@ -75,7 +75,7 @@ def train(models, x: np.ndarray, config: TrainConfig, *, budget: DpBudget | None
           targets: list | None = None, loss_fn: Callable | list | None = None,
           optimizers=None, seed: int = 0, rng: np.random.Generator | None = None,
           on_epoch: Callable[[int, dict[str, float]], None] | None = None,
-          expected_batch: float | None = None) -> TrainLog:
+          expected_batch: float | None = None, proximal_mu: float = 0.0) -> TrainLog:
     """Train ``models`` on the rows of ``x``, plainly or with DP-SGD.
 
     Args:
@@ -100,6 +100,9 @@ def train(models, x: np.ndarray, config: TrainConfig, *, budget: DpBudget | None
         on_epoch: ``on_epoch(epoch, {"loss": ..., "clipped": ...})`` after every epoch.
         expected_batch: DP runs with a private row count: the public divisor of the noisy
             gradient sum (``dp_sgd.train_dp``).
+        proximal_mu: FedProx (Li et al. 2020): every step's gradient gains mu * (w - w_0),
+            w_0 the models' parameters when training starts (a federated round's global
+            model); 0 trains without it. Under DP it is added after clipping and noise.
 
     Returns:
         The run's log; steps_run equals ``budget.steps`` under DP.
@@ -119,15 +122,18 @@ def train(models, x: np.ndarray, config: TrainConfig, *, budget: DpBudget | None
         return train_dp(models, x, budget, clip_norm, columns=columns, targets=targets,
                         loss_fn=loss_fn, rng=rng, pad_to=config.pad_to,
                         steps_per_execution=config.steps_per_execution, on_epoch=on_epoch,
-                        optimizers=optimizers, expected_batch=expected_batch)
+                        optimizers=optimizers, expected_batch=expected_batch,
+                        proximal_mu=proximal_mu)
     return _train_plain(models, x, config, columns, targets, loss_fn, optimizers, seed,
-                        on_epoch)
+                        on_epoch, proximal_mu)
 
 
 def _train_plain(models, x, config, columns, targets, loss_fn, optimizers, seed,
-                 on_epoch) -> TrainLog:
+                 on_epoch, proximal_mu: float = 0.0) -> TrainLog:
     """Shuffled fixed-size batches through the DP step with C = inf and sigma = 0."""
     trainer = DpSgd(models, optimizers, loss_fn=loss_fn, columns=columns, targets=targets)
+    if proximal_mu:
+        trainer.set_proximal(proximal_mu)
     order_rng = np.random.default_rng(seed)
     n, b = len(x), config.batch_size
     log = TrainLog(None, math.inf)

@@ -150,12 +150,13 @@ def plan_synthesis_dp(epsilon: float, delta: float | None, clip_norm: float | No
                           f"epochs at sampling rate {sampling_rate}: {exc}") from exc
     sgd = accounting.epsilon(total.noise_multiplier, sampling_rate, steps, delta, ACCOUNTANT,
                              adjacency=ADJACENCY)
-    hist_alone = _histogram_epsilon(hist_sigma, delta)
+    hist_alone = accounting.histogram_epsilon(hist_sigma, delta, adjacency=ADJACENCY)
     knots = {}
     if knot_columns:
         knots = {"knot_columns": tuple(knot_columns),
                  "knot_sigma": knot_multiplier * math.sqrt(len(knot_columns)),
-                 "knot_epsilon": _histogram_epsilon(knot_multiplier, delta)}
+                 "knot_epsilon": accounting.histogram_epsilon(knot_multiplier, delta,
+                                                                 adjacency=ADJACENCY)}
     plan = SynthesisDpPlan(epsilon, delta, sgd, hist_sigma, hist_alone, clip, epochs,
                            total.epsilon, **knots)
     print(f"DP plan: release epsilon {plan.total_epsilon:.4g} <= {epsilon} at delta {delta:g} "
@@ -270,12 +271,6 @@ def _inverse_cdf(counts, edges, levels) -> list[float]:
     mass = counts[j] / counts.sum()
     frac = np.clip((levels - cdf[j]) / np.where(mass > 0, mass, 1.0), 0.0, 1.0)
     return [float(v) for v in edges[j] + frac * (edges[j + 1] - edges[j])]
-
-
-def _histogram_epsilon(sigma: float, delta: float) -> float:
-    acc = accounting.make_accountant(ACCOUNTANT, ADJACENCY)
-    acc.compose(accounting.histogram_event(sigma))
-    return float(acc.get_epsilon(delta))
 
 
 def require_public_bounds(pre_specs, source: str, profile=None) -> None:

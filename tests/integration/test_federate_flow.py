@@ -58,11 +58,14 @@ def test_federate_flow_trains_across_holders_and_stops_every_process(
     files, profile = _holders(workdir)
     outcome = federate(FederateParameters(
         profile_path=str(profile), holders=files, rounds=2, local_epochs=1, batch_size=64,
-        learning_rate=0.01, out=str(workdir / "federated"), timeout=600, folds=2,
-        importance_rows=0))
+        learning_rate=0.01, strategy="fedprox", proximal_mu=0.1,
+        out=str(workdir / "federated"), timeout=600, folds=2, importance_rows=0))
     folder = Path(outcome.folder)
     manifest = json.loads((folder / "manifest.json").read_text())
     assert manifest["kind"] == "federated-model" and manifest["rounds"] == 2
+    # FedProx: Flower's strategy sent mu to the holders, which trained with the proximal term
+    assert manifest["strategy"] == "FedProx (Flower), mu 0.1"
+    assert manifest["settings"]["proximal-mu"] == 0.1
     assert [h["holder"] for h in manifest["holders"]] == ["site1", "site2"]
     # non-DP: FedAvg by rows; each holder trains on 180, 20 stay out as its release's control rows
     assert [h["rows"] for h in manifest["holders"]] == [180, 180]
@@ -151,12 +154,17 @@ def test_dp_federation_spends_each_holders_budget_and_records_it(prefect_harness
     files, profile = _holders(workdir)
     outcome = federate(FederateParameters(
         profile_path=str(profile), holders=files, rounds=2, local_epochs=1, batch_size=64,
-        learning_rate=0.01, dp_epsilon=3.0, out=str(workdir / "federated"), timeout=600))
+        learning_rate=0.01, dp_epsilon=3.0, dp_sampling_rate=0.1, weighting="dp-count",
+        out=str(workdir / "federated"), timeout=600))
     manifest = json.loads((Path(outcome.folder) / "manifest.json").read_text())
-    assert manifest["weighting"] == "uniform" and "replacing" in manifest["dp_statement"]
+    assert manifest["weighting"] == "dp-count"
+    assert "adding or removing one" in manifest["dp_statement"]
+    for line in outcome.rounds:  # what the server saw: DP figures, never an exact count
+        for metrics in line["holders"]:
+            assert "rows" not in metrics and metrics["weight"] != 180
     for holder in manifest["holders"]:
-        assert "rows" not in holder  # a private count under DP
-        assert release_epsilon_by_dp_accounting(holder["dp"]) <= 3.0
+        assert "rows" not in holder and holder["dp_rows"] > 0  # a DP count, not the rows
+        assert release_epsilon_by_dp_accounting(holder["dp"], "add_remove") <= 3.0
         assert [e["run_id"] for e in entries(f"tiny@{holder['holder']}",
                                              include_mlflow=False)] == [outcome.mlflow_run_id]
     assert _processes_of(Path(outcome.folder)) == []

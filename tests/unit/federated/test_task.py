@@ -21,6 +21,8 @@ BOUNDS = {"age": {"min": 0, "max": 120}, "income": {"min": 0, "max": 1000},
           "owns": {"categories": ["yes", "no"]}}
 SETTINGS = {"num-server-rounds": 3, "local-epochs": 1, "batch-size": 64,
             "learning-rate": 0.01, "seed": 0, "dp-clip": 0.1}
+# one DP plan for the DP tests (PLD calibration takes seconds; task.dp_plan caches it)
+DP_SETTINGS = {**SETTINGS, "dp-epsilon": 3.0, "dp-delta": 1e-4, "dp-sampling-rate": 0.1}
 
 
 def _profile(**overrides) -> DatasetProfile:
@@ -101,8 +103,12 @@ def test_holder_weights_keep_dp_counts_private():
     assert task.holder_weight(500, {"weighting": "uniform", "dp-epsilon": 3}) == 1.0
     assert task.holder_weight(500, {"weighting": "declared", "declared-size": 1000,
                                     "dp-epsilon": 3}) == 1000.0
+    assert task.holder_weight(500, {"weighting": "dp-count", "dp-epsilon": 3},
+                              dp_rows=512.3) == 512.3
     with pytest.raises(ValueError, match="independently of their rows"):
         task.holder_weight(500, {"weighting": "examples", "dp-epsilon": 3})
+    with pytest.raises(ValueError, match="needs --dp-epsilon"):
+        task.holder_weight(500, {"weighting": "dp-count"})
 
 
 @pytest.mark.parametrize("epsilon", [3.0])
@@ -114,43 +120,87 @@ def test_dp_over_all_rounds_stays_within_each_holders_budget_and_its_ledger(
     from cloakflow.tasks.privacy.ledger import BudgetExhausted, entries
 
     monkeypatch.setenv("CLOAKFLOW_LEDGER_DIR", str(tmp_path / "ledger"))
+    from cloakflow.tasks.privacy.ledger import make_entry, total
+
+    settings = {**DP_SETTINGS, "dp-epsilon": epsilon, "weighting": "uniform",
+                "run-name": "r1"}
     d = tiny_profile_dict(bounds=BOUNDS)
-    # 400 rows: each run's delta is 1e-4; the cap fits one run, not two
-    d["privacy"]["dp_cap"] = {"epsilon": 1.01 * epsilon, "delta": 2e-4}
+    # the cap fits one run, not two (the ledger composes runs under replace-one)
+    one_run = make_entry("tiny@a", "x", "", 400, 400,
+                         task.dp_plan(settings, 3).section(["whole", "person", "money"]))
+    d["privacy"]["dp_cap"] = {"epsilon": 1.01 * total([one_run], 2e-4).epsilon, "delta": 2e-4}
     profile = tmp_path / "tiny.yaml"
     profile.write_text(yaml.safe_dump(d))
     csv = tmp_path / "a.csv"
     make_tiny_frame(400, seed=5).write_csv(csv)
-    settings = {**SETTINGS, "dp-epsilon": epsilon, "weighting": "uniform", "run-name": "r1"}
     holder = Holder(str(profile), str(csv), "a")
+    holder.rng = np.random.default_rng(0)
     holder.query(settings)  # plans and records the whole run before any round
     dp = holder.report(settings)["dp"]
-    # all models, all rounds: one mechanism per holder, recomputed with dp-accounting
-    assert dp["mechanisms"][0]["steps"] == 3 * holder.dp_round.steps
-    assert release_epsilon_by_dp_accounting(dp) <= epsilon
+    # all models, all rounds and the row count, recomputed with dp-accounting (add/remove)
+    assert dp["adjacency"] == "add_remove"
+    assert dp["mechanisms"][0]["steps"] == 3 * holder.plan.steps_per_round == 3 * 10
+    assert dp["mechanisms"][1]["models"] == ["row count"]
+    assert release_epsilon_by_dp_accounting(dp, "add_remove") <= epsilon
     assert [e["run_id"] for e in entries("tiny@a", include_mlflow=False)] == ["r1"]
     # the plan binds: the server can neither turn the holder's DP off nor add rounds
     arrays = holder.query(settings)["arrays"]
-    for change in ({"dp-epsilon": 0.0}, {"num-server-rounds": 30}, {"dp-clip": 1.0}):
+    for change in ({"dp-epsilon": 0.0}, {"num-server-rounds": 30}, {"dp-clip": 1.0},
+                   {"dp-sampling-rate": 0.5}):
         with pytest.raises(RuntimeError, match="refused"):
             holder.train(arrays, {**settings, **change, "server-round": 1})
     # the same holder again would pass its lifetime cap: refused before training (the ledger
     # the next run would check, as ledger.spend checks it)
     with pytest.raises(BudgetExhausted, match="dp_cap"):
-        holder._spend(settings, holder.dp_total, holder.dp_round)
+        holder._spend(settings, holder.plan)
+
+
+def test_the_dp_plan_reads_no_rows_and_hides_the_row_count(tmp_path):
+    plan = task.dp_plan(DP_SETTINGS, models=3)  # no rows: one plan for every holder
+    assert (plan.sgd.sampling_rate, plan.delta) == (0.1, 1e-4)
+    assert plan.steps_per_round == 10 and plan.sgd.steps == 30
+    # the spend grows round by round to the planned total, the count alone first
+    spends = [plan.spent(r) for r in (0, 1, 3)]
+    assert spends == sorted(spends) and spends[0] == pytest.approx(plan.count_epsilon)
+    assert spends[-1] == pytest.approx(plan.epsilon, rel=1e-3) and plan.epsilon <= 3.0
+    # the DP count is noisy and secret; the divisor of DP-SGD is q times it
+    counts = [task.dp_count(400, plan, np.random.default_rng(i)) for i in range(200)]
+    assert abs(np.mean(counts) - 400) < 4 * plan.count_sigma / np.sqrt(200)
+    assert np.std(counts) == pytest.approx(plan.count_sigma, rel=0.2)
 
 
 def test_local_dp_training_runs_the_planned_steps_and_returns_weights(tmp_path):
     holder = _holder(tmp_path, "a", make_tiny_frame(400, seed=4))
-    settings = {**SETTINGS, "dp-epsilon": 3.0}
-    total, one_round = task.dp_plan(holder.rows, settings)
+    settings = DP_SETTINGS
+    plan = task.dp_plan(settings, len(task.members(holder.pre)))
     start = task.initial_weights(holder.pre, settings, seed=0)
-    new, metrics = task.local_train(holder, start, settings, round_budget=one_round,
+    new, metrics = task.local_train(holder, start, settings, plan=plan, dp_rows=410.0,
                                     rng=np.random.default_rng(0))
-    assert metrics["steps"] == one_round.steps == total.steps // 3
+    assert metrics["steps"] == plan.steps_per_round == plan.sgd.steps // 3
     assert set(new) == {"whole", "person", "money"}
     codes = task.codes_of(holder, new, settings)
     assert codes["whole"].shape[0] == 400
+    with pytest.raises(ValueError, match="DP row count"):
+        task.local_train(holder, start, settings, plan=plan)
+
+
+# the plain path shares DP-SGD's step (C = inf, sigma = 0): the DP case covers both wirings
+@pytest.mark.parametrize("dp", [pytest.param(False, marks=pytest.mark.slow), True])
+def test_fedprox_keeps_local_training_near_the_global_model(tmp_path, dp):
+    holder = _holder(tmp_path, "a", make_tiny_frame(400, seed=8))
+    settings = {**(DP_SETTINGS if dp else SETTINGS), "local-epochs": 3}
+    start = task.initial_weights(holder.pre, settings, seed=0)
+    plan = task.dp_plan(settings, len(task.members(holder.pre))) if dp else None
+
+    def drift(mu: float) -> float:
+        new, _ = task.local_train(holder, start, {**settings, "proximal-mu": mu}, plan=plan,
+                                  dp_rows=400.0 if dp else None,
+                                  rng=np.random.default_rng(1) if dp else None)
+        return float(np.sqrt(sum(np.sum((a - b) ** 2) for name in new
+                                 for a, b in zip(new[name], start[name], strict=True))))
+
+    # the proximal term mu/2 ||w - w_global||^2 pulls every step back towards the global model
+    assert drift(100.0) < 0.5 * drift(0.0)
 
 
 def test_partitions_are_disjoint_complete_and_by_column_skewed():
