@@ -5,7 +5,8 @@
    initial weights built from the public seed; one differing fingerprint stops the run before
    any training, naming the holders that differ.
 2. **FedAvg** (McMahan et al. 2017, Flower's ``FedAvg`` strategy; or ``FedProx``, Li et al.
-   2020, with ``strategy = "fedprox"`` and ``proximal-mu``) for ``num-server-rounds`` rounds: every holder trains ``local-epochs`` from the global weights, the server averages the
+   2020, with ``strategy = "fedprox"`` and ``proximal-mu``) for ``num-server-rounds`` rounds:
+   every holder trains ``local-epochs`` from the global weights, the server averages the
    returned weights, each weighted by the holder's ``weight`` metric (its row count without DP;
    under DP, where counts are private: 1, a size the holder declares public, or its DP count).
 3. **Output** in ``output-dir`` (run config): ``rounds.jsonl`` (one line per round, written as
@@ -31,7 +32,8 @@ app = ServerApp()
 
 SETTINGS = ("num-server-rounds", "local-epochs", "batch-size", "learning-rate", "seed",
             "strategy", "proximal-mu",
-            "dp-epsilon", "dp-delta", "dp-clip", "dp-sampling-rate", "weighting", "declared-size", "run-name")
+            "dp-epsilon", "dp-delta", "dp-clip", "dp-sampling-rate", "weighting",
+            "declared-size", "run-name")
 
 
 class FederationError(RuntimeError):
