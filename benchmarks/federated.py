@@ -126,7 +126,7 @@ def centralised(args, profile, y, work: Path) -> dict:
     plan = dp_rows = None
     if args.dp_epsilon is not None:  # the same plan as a holder's: one round of every epoch
         plan = task.dp_plan(settings, len(task.members(holder.pre)))
-        dp_rows = task.dp_count(holder.rows, plan)
+        dp_rows = max(1.0, float(task.dp_counts(holder, settings, plan).sum()))
     t0 = time.perf_counter()
     weights, metrics = task.local_train(holder, start, settings, plan=plan, dp_rows=dp_rows,
                                         seed=args.seed)

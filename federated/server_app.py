@@ -30,8 +30,8 @@ from flwr.serverapp.strategy import FedAvg, FedProx
 
 app = ServerApp()
 
-SETTINGS = ("num-server-rounds", "local-epochs", "batch-size", "learning-rate", "seed",
-            "strategy", "proximal-mu",
+SETTINGS = ("model", "latent", "num-server-rounds", "local-epochs", "batch-size",
+            "learning-rate", "seed", "strategy", "proximal-mu",
             "dp-epsilon", "dp-delta", "dp-clip", "dp-sampling-rate", "weighting",
             "declared-size", "run-name")
 

@@ -4,10 +4,13 @@ template's ``task.py``; ``client_app.py`` and ``server_app.py`` wrap it in Flowe
 A holder loads *its own* table through the profile (ingest, Great Expectations validation),
 encodes it with the **shared schema** — the profile's public bounds, category lists, declared
 kinds and ``nullable:`` list, so that every holder's one-hot blocks and scalings are the same
-columns without anyone looking at anyone's rows — builds the codes autoencoders (the whole-table
-model and one per feature group, the ``kinds`` architecture), trains them locally from the
-global weights through the trainer seam (plain, or DP-SGD as one joint mechanism over all its
-models), and hands back weights and the weight its update carries in FedAvg.
+columns without anyone looking at anyone's rows — builds the run's models — the codes autoencoders
+(``model = "codes"``: the whole-table model and one per feature group, the ``kinds``
+architecture) or the VAE synthesizer (``model = "vae"``: the whole row, label included,
+conditioned on the target, as ``cloakflow synthesize`` builds it) — trains them locally from
+the global weights through the trainer seam (plain, or DP-SGD as one joint mechanism over all
+its models; FedProx's proximal term when the server sends ``proximal-mu``), and hands back
+weights and the weight its update carries in FedAvg.
 
 Under DP (``--dp-epsilon E``) each holder runs the same plan (``dp_plan``: nothing in it
 depends on a holder's rows): a Gaussian count of its rows and DP-SGD at a public sampling rate
@@ -40,6 +43,7 @@ from cloakflow.tasks.data.profile import DatasetProfile
 
 ARCHITECTURE = "kinds"
 WEIGHTINGS = ("examples", "uniform", "declared", "dp-count")
+MODELS = ("codes", "vae")
 
 
 class SchemaMismatch(ValueError):
@@ -54,6 +58,7 @@ class HolderData:
     frame: pl.DataFrame
     x: np.ndarray  # float32 (rows, encoded columns)
     pre: TablePreprocessor
+    model: str = "codes"  # what the holder trains: codes autoencoders or the VAE
 
     @property
     def rows(self) -> int:
@@ -77,8 +82,24 @@ def fingerprint(schema: dict) -> str:
     return hashlib.sha256(json.dumps(schema, sort_keys=True, default=str).encode()).hexdigest()
 
 
+def preprocessor_options(model: str) -> dict:
+    """The ``TablePreprocessor`` options of a model kind: the VAE models the whole row with a
+    missing-value state per nullable column, as ``cloakflow synthesize`` does.
+
+    Raises:
+        ValueError: an unknown model kind.
+    """
+    if model not in MODELS:
+        raise ValueError(f"unknown model {model!r}; choose one of {MODELS}")
+    if model == "codes":
+        return {}
+    from cloakflow.tasks.data.preprocess import DISCRETE_LEVELS
+
+    return {"with_target": True, "missing_state": True, "discrete_levels": DISCRETE_LEVELS}
+
+
 def shared_preprocessor(profile: DatasetProfile, frame: pl.DataFrame,
-                        source: str) -> TablePreprocessor:
+                        source: str, model: str = "codes") -> TablePreprocessor:
     """The shared-schema preprocessor, fitted on a holder's rows but taking every statistic
     from the profile (public bounds: min/max or knots, categories; declared kinds; the
     ``nullable`` list).
@@ -94,15 +115,15 @@ def shared_preprocessor(profile: DatasetProfile, frame: pl.DataFrame,
             f"`columns:` in the profile (rule: shared schema); {undeclared} would be inferred "
             "from each holder's rows, and holders could disagree")
     try:
-        pre = TablePreprocessor(profile, public_bounds=True, numeric="quantile").fit(
-            frame, source)
+        pre = TablePreprocessor(profile, public_bounds=True, numeric="quantile",
+                                **preprocessor_options(model)).fit(frame, source)
     except PreprocessError as exc:
         raise SchemaMismatch(str(exc)) from exc
     missing = [s.name for s in pre.specs if s.missing_of is None and s.bounds != "public"]
     if missing:
         raise SchemaMismatch(
-            f"{source}: federated training needs public bounds for every feature (rule: shared "
-            f"schema); {missing} have none, so each holder would scale or one-hot encode them "
+            f"{source}: federated training needs public bounds for every modelled column (rule: "
+            f"shared schema; the VAE models the target too); {missing} have none, so each holder would scale or one-hot encode them "
             "from its own rows. Add them under `bounds:` in the profile (min and max for "
             "numbers, categories for categories; origin: public)")
     check_within_bounds(profile, frame, source)
@@ -134,7 +155,7 @@ def check_within_bounds(profile: DatasetProfile, frame: pl.DataFrame, source: st
 
 
 def load_holder(profile: DatasetProfile, path: str | Path, control_fraction: float = 0.0,
-                seed: int = 0) -> HolderData:
+                seed: int = 0, model: str = "codes") -> HolderData:
     """Ingest, validate and encode one holder's table with the shared schema; with
     ``control_fraction`` the holder keeps that stratified share of its rows out of training
     (split as ``cloakflow run`` splits with the same seed), the control rows its own release's
@@ -161,12 +182,12 @@ def load_holder(profile: DatasetProfile, path: str | Path, control_fraction: flo
 
         train_idx, _ = split_rows(positive_labels(frame, profile), control_fraction, seed)
         frame = frame[train_idx]
-    pre = shared_preprocessor(profile, frame, path.name)
+    pre = shared_preprocessor(profile, frame, path.name, model)
     try:
         x = pre.transform(frame, path.name)
     except PreprocessError as exc:  # an unseen category: the one-hot would differ
         raise SchemaMismatch(f"{exc} (rule: shared schema)") from exc
-    return HolderData(path.name, frame, x.astype(np.float32), pre)
+    return HolderData(path.name, frame, x.astype(np.float32), pre, model)
 
 
 # ---------------------------------------------------------------------------- models
@@ -189,8 +210,52 @@ def widths(pre: TablePreprocessor) -> dict[str, int]:
     return {name: total if cols is None else len(cols) for name, cols in members(pre).items()}
 
 
+def vae_config(pre: TablePreprocessor, settings: dict):
+    """The federated VAE's ``VaeConfig``: every holder's shared-schema heads, conditioned on
+    the target (as ``cloakflow synthesize`` is by default), ``latent`` (0: the rule) and the
+    run's loop settings (``local-epochs`` per round)."""
+    from cloakflow.models.vae import VaeConfig
+    from cloakflow.tasks.release.synthetic import parse_condition
+
+    cond = parse_condition(None, pre, "<shared schema>")
+    return VaeConfig(heads=pre.heads(), condition=cond.index,
+                     latent=int(settings.get("latent", 0) or 0),
+                     epochs=int(settings["local-epochs"]),
+                     batch_size=int(settings["batch-size"]),
+                     learning_rate=float(settings["learning-rate"]))
+
+
+def vae_weights(vae) -> list[np.ndarray]:
+    """The VAE's trainable parameters (what travels and is averaged; the sampling layer's seed
+    state stays with each holder)."""
+    return [np.array(v.value, dtype=np.float32) for v in vae.model.trainable_variables]
+
+
+def set_vae_weights(vae, weights: list[np.ndarray]) -> None:
+    """Assign ``vae_weights``-ordered arrays to the VAE's trainable parameters.
+
+    Raises:
+        ValueError: a different number of arrays (another architecture).
+    """
+    variables = vae.model.trainable_variables
+    if len(variables) != len(weights):
+        raise ValueError(f"{len(weights)} arrays for the VAE's {len(variables)} parameters: "
+                         "the global model was built for another schema or architecture")
+    for v, a in zip(variables, weights, strict=True):
+        v.assign(np.asarray(a, dtype=np.float32))
+
+
+def model_names(pre: TablePreprocessor, settings: dict) -> list[str]:
+    """The run's models: ``["vae"]``, or the codes autoencoders (``members``)."""
+    return ["vae"] if settings.get("model", "codes") == "vae" else list(members(pre))
+
+
 def initial_weights(pre: TablePreprocessor, settings: dict, seed: int) -> dict[str, list]:
     """The global models' starting weights, from the public seed (no rows involved)."""
+    if settings.get("model", "codes") == "vae":
+        from cloakflow.models.vae import build_vae
+
+        return {"vae": vae_weights(build_vae(vae_config(pre, settings), seed))}
     configs, w = model_configs(pre, settings), widths(pre)
     return {name: build_autoencoder(w[name], cfg, seed + i)[0].get_weights()
             for i, (name, cfg) in enumerate(configs.items())}
@@ -231,6 +296,7 @@ class FederatedDpPlan:
     count_epsilon: float  # the count alone at delta
     epsilon: float  # both composed
     clip_norm: float  # the joint clip over all the holder's models
+    counted: str = "row count"  # or the VAE's "condition histogram" (its sum: the DP count)
 
     @property
     def rounds(self) -> int:
@@ -266,7 +332,7 @@ class FederatedDpPlan:
                      "sampling_rate": b.sampling_rate, "sampling": "poisson",
                      "steps": b.steps, "clip_norm": self.clip_norm,
                      "epsilon": b.epsilon, "delta": self.delta},
-                    {"models": ["row count"], "noise_multiplier": self.count_sigma,
+                    {"models": [self.counted], "noise_multiplier": self.count_sigma,
                      "sampling_rate": 1.0, "sampling": "poisson", "steps": 1,
                      "clip_norm": 1.0, "epsilon": self.count_epsilon, "delta": self.delta}]}
 
@@ -297,8 +363,10 @@ def dp_plan(settings: dict, models: int) -> FederatedDpPlan:
     rounds, local = int(settings["num-server-rounds"]), int(settings["local-epochs"])
     per_round = max(1, math.ceil(local / q))
     count_sigma, sgd, total, count_alone = _solve(eps, delta, q, rounds * per_round)
+    counted = ("condition histogram" if settings.get("model", "codes") == "vae"
+               else "row count")
     return FederatedDpPlan(eps, delta, sgd, per_round, count_sigma, count_alone, total,
-                           float(settings["dp-clip"]) * math.sqrt(models))
+                           float(settings["dp-clip"]) * math.sqrt(models), counted)
 
 
 @functools.lru_cache(maxsize=16)
@@ -318,13 +386,21 @@ def _solve(eps: float, delta: float, q: float, steps: int):
     return count_sigma, sgd, total.epsilon, alone
 
 
-def dp_count(rows: int, plan: FederatedDpPlan, rng: np.random.Generator | None = None) -> float:
-    """The holder's DP row count: rows + N(0, count_sigma²) from a secret stream (OS entropy;
-    ``rng`` in tests only), floored at 1 (post-processing)."""
-    from cloakflow.models.training.dp_sgd import secret_streams
+def dp_counts(holder: HolderData, settings: dict, plan: FederatedDpPlan,
+              rng: np.random.Generator | None = None) -> np.ndarray:
+    """The holder's DP counts (Gaussian mechanism, sigma ``plan.count_sigma``, noise from OS
+    entropy; ``rng`` in tests only), clipped at 0: ``[rows]`` for the codes models, the
+    condition's category counts for the VAE. Their sum (at least 1) is the DP row count."""
+    from cloakflow.models.training.dp_counts import noisy_counts
 
-    (stream,) = secret_streams(1, rng)
-    return max(1.0, float(rows + stream.normal(0.0, plan.count_sigma)))
+    if settings.get("model", "codes") == "vae":
+        from cloakflow.tasks.release.synthetic import block
+
+        cond = vae_config(holder.pre, settings).condition
+        counts = holder.x[:, block(holder.pre, cond)].sum(axis=0).astype(np.float64)
+    else:
+        counts = np.array([holder.rows], dtype=np.float64)
+    return noisy_counts(counts, plan.count_sigma, rng)
 
 
 # ---------------------------------------------------------------------------- local training
@@ -336,22 +412,13 @@ def local_train(holder: HolderData, weights: dict[str, list[np.ndarray]], settin
 
     Plain runs shuffle with ``seed`` (public). DP runs take the holder's ``plan`` (one round:
     ``plan.steps_per_round`` Poisson-sampled steps, the joint clip ``plan.clip_norm``) and
-    ``dp_rows``, its DP row count (``dp_count``): the noisy gradient sums are divided by the
+    ``dp_rows``, its DP row count (the sum of ``dp_counts``): the noisy gradient sums are divided by the
     public q × dp_rows, not by the exact rows. Secret randomness unless a test injects ``rng``.
     With ``proximal-mu`` > 0 (FedProx) every step's gradient gains mu * (w - weights).
     Returns (new weights, metrics: mean loss of the last epoch, seconds, steps).
     """
     from cloakflow.models.training.trainer import TrainConfig, train
 
-    configs, w, cols = model_configs(holder.pre, settings), widths(holder.pre), members(holder.pre)
-    models = []
-    for name, cfg in configs.items():
-        ae = build_autoencoder(w[name], cfg, seed=0)[0]
-        ae.set_weights(weights[name])
-        models.append(ae)
-    config = TrainConfig(epochs=int(settings["local-epochs"]),
-                         batch_size=int(settings["batch-size"]),
-                         learning_rate=float(settings["learning-rate"]))
     start = time.perf_counter()
     budget = clip = expected = None
     if plan is not None:
@@ -361,12 +428,33 @@ def local_train(holder: HolderData, weights: dict[str, list[np.ndarray]], settin
         expected = plan.sgd.sampling_rate * dp_rows
     # FedProx: Flower's FedProx strategy sends proximal-mu in the train config
     mu = float(settings.get("proximal-mu", 0) or 0)
-    log = train(models, holder.x, config, budget=budget, clip_norm=clip,
-                columns=list(cols.values()), seed=seed, rng=rng, expected_batch=expected,
-                proximal_mu=mu)
+    if settings.get("model", "codes") == "vae":
+        from cloakflow.models.vae import build_vae, to_model_space
+
+        cfg = vae_config(holder.pre, settings)
+        vae = build_vae(cfg, seed=0)
+        set_vae_weights(vae, weights["vae"])
+        log = train(vae.model, to_model_space(holder.x, cfg.output_heads), cfg.training(),
+                    budget=budget, clip_norm=clip, loss_fn=vae.per_example_loss(), seed=seed,
+                    rng=rng, expected_batch=expected, proximal_mu=mu)
+        new = {"vae": vae_weights(vae)}
+    else:
+        configs, w = model_configs(holder.pre, settings), widths(holder.pre)
+        cols = members(holder.pre)
+        models = []
+        for name, cfg in configs.items():
+            ae = build_autoencoder(w[name], cfg, seed=0)[0]
+            ae.set_weights(weights[name])
+            models.append(ae)
+        config = TrainConfig(epochs=int(settings["local-epochs"]),
+                             batch_size=int(settings["batch-size"]),
+                             learning_rate=float(settings["learning-rate"]))
+        log = train(models, holder.x, config, budget=budget, clip_norm=clip,
+                    columns=list(cols.values()), seed=seed, rng=rng, expected_batch=expected,
+                    proximal_mu=mu)
+        new = {name: m.get_weights() for name, m in zip(configs, models, strict=True)}
     seconds = time.perf_counter() - start
     loss = log.history.get("loss", [float("nan")])[-1]
-    new = {name: m.get_weights() for name, m in zip(configs, models, strict=True)}
     return new, {"train-loss": float(loss), "train-seconds": seconds,
                  "steps": int(log.steps_run)}
 

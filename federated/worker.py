@@ -44,7 +44,7 @@ class Holder:
     """The holder's table, its DP plan and its training state across rounds."""
 
     def __init__(self, profile_ref: str, input_path: str, name: str,
-                 control_fraction: float = 0.0, seed: int = 0):
+                 control_fraction: float = 0.0, seed: int = 0, model: str = "codes"):
         from cloakflow.federated import task
         from cloakflow.tasks.data.profile import load_profile
 
@@ -52,16 +52,19 @@ class Holder:
         self.name = name
         self.profile = load_profile(profile_ref)
         self.input_path = input_path
-        self.data = task.load_holder(self.profile, input_path, control_fraction, seed)
+        self.model = model
+        self.data = task.load_holder(self.profile, input_path, control_fraction, seed, model)
         self.ledger: dict = {}
         self.plan = None  # task.FederatedDpPlan, once planned
-        self.dp_rows = None  # the holder's DP row count (drawn once, after the ledger entry)
+        self.dp_counts = None  # the holder's DP counts (drawn once, after the ledger entry)
+        self.dp_rows = None  # their sum: the DP row count
         self.dp_rounds = 0  # rounds trained under the DP plan
         self.rng = None  # tests only: an injected generator (never in the flow)
 
     def query(self, config: dict) -> dict:
         """Before round 1: the schema fingerprint, the initial weights from the public seed,
         and (DP) the holder's plan and ledger entry, so no round pays for planning."""
+        config = self._settings(config)
         self._check_plan(config)
         if float(config.get("dp-epsilon", 0) or 0) > 0:
             self._plan(config)
@@ -69,6 +72,15 @@ class Holder:
         weights = self.task.initial_weights(self.data.pre, config, int(config.get("seed", 0)))
         return {"fingerprint": self.task.fingerprint(schema), "schema": schema,
                 "holder": self.name, "arrays": self.task.to_arrays(weights)}
+
+    def _settings(self, config: dict) -> dict:
+        """The request's settings; the model kind is the holder's own (its table was encoded
+        for it when the worker started), and a server asking for another is refused."""
+        asked = config.get("model", self.model)
+        if asked != self.model:
+            raise RuntimeError(f"refused: the server asks for {asked!r} models, this holder "
+                               f"loaded its table for {self.model!r}")
+        return {**config, "model": self.model}
 
     PLANNED = ("dp-epsilon", "dp-delta", "dp-clip", "dp-sampling-rate", "num-server-rounds",
                "local-epochs")
@@ -79,11 +91,12 @@ class Holder:
         rounds."""
         if self.plan is not None:
             return
-        plan = self.task.dp_plan(config, len(self.task.members(self.data.pre)))
+        plan = self.task.dp_plan(config, len(self.task.model_names(self.data.pre, config)))
         self._spend(config, plan)  # raises past the cap: then nothing is planned or drawn
         self.plan = plan
         self.planned = {k: config.get(k) for k in self.PLANNED}
-        self.dp_rows = self.task.dp_count(self.data.rows, plan, self.rng)
+        self.dp_counts = self.task.dp_counts(self.data, config, plan, self.rng)
+        self.dp_rows = max(1.0, float(self.dp_counts.sum()))
         print(f"[{self.name}] DP planned: DP-SGD sigma {plan.sgd.noise_multiplier:.4f}, q "
               f"{plan.sgd.sampling_rate:g}, {plan.steps_per_round} steps per round; row count "
               f"sigma {plan.count_sigma:.2f}; epsilon {plan.epsilon:.4f} over all rounds "
@@ -100,6 +113,7 @@ class Holder:
                                "recorded DP plan")
 
     def train(self, arrays: dict, config: dict) -> dict:
+        config = self._settings(config)
         dp = float(config.get("dp-epsilon", 0) or 0) > 0
         weights = self.task.from_arrays(arrays)
         self._check_plan(config)
@@ -122,7 +136,8 @@ class Holder:
     def dp_section(self, plan=None) -> dict:
         """The holder's whole DP run (all its models, every round, the row count), in the
         manifest's ``dp`` shape (``tasks.privacy.dp.dp_section``)."""
-        return (plan or self.plan).section(list(self.task.members(self.data.pre)))
+        return (plan or self.plan).section(self.task.model_names(
+            self.data.pre, {"model": self.model}))
 
     def _spend(self, config: dict, plan) -> None:
         """Record the whole run's spend in the holder's ledger (dataset ``<profile>@<holder>``)
@@ -161,9 +176,14 @@ class Holder:
         dp = self.dp_section() if self.plan is not None else None
         return {"holder": self.name, "dp": dp, "ledger": self.ledger,
                 "rows": None if dp else self.data.rows, "dp_rounds": self.dp_rounds,
-                "dp_rows": None if self.dp_rows is None else round(self.dp_rows, 1)}
+                "dp_rows": None if self.dp_rows is None else round(self.dp_rows, 1),
+                "dp_counts": None if self.dp_counts is None else
+                [round(float(c), 1) for c in self.dp_counts]}
 
     def codes(self, arrays: dict, config: dict) -> dict:
+        config = self._settings(config)
+        if self.model != "codes":
+            raise RuntimeError("codes: this holder trains the VAE, not the codes models")
         weights = self.task.from_arrays(arrays)
         return {"codes": self.task.codes_of(self.data, weights, config),
                 "rows": self.data.rows}
@@ -231,6 +251,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="share of the holder's rows kept out of training (its release's "
                          "control rows)")
     ap.add_argument("--seed", type=int, default=0, help="seeds that split")
+    ap.add_argument("--model", choices=("codes", "vae"), default="codes",
+                    help="what the federation trains (the table is encoded for it)")
     args = ap.parse_args(argv)
     from cloakflow.tasks import runtime
 
@@ -239,7 +261,7 @@ def main(argv: list[str] | None = None) -> int:
     key = Path(args.key_file).read_bytes()
     try:
         holder = Holder(args.profile, args.input, args.holder, args.control_fraction,
-                        args.seed)
+                        args.seed, args.model)
     except Exception as exc:  # a holder with a bad table is refused with the readable error
         message = f"holder {args.holder!r} ({args.input}): {exc}"
         if args.error_file:

@@ -131,7 +131,8 @@ def federate(params: FederateParameters | None = None) -> FederationOutcome:
             "cloakflow.kind": "federated"}, params.model_dump()) as parent:
         folder = Path(params.out) / profile.name / parent
         files = _holder_files(params, profile, folder / "holders")
-        run_config = {"num-server-rounds": params.rounds, "local-epochs": params.local_epochs,
+        run_config = {"model": params.model, "latent": params.latent,
+                      "num-server-rounds": params.rounds, "local-epochs": params.local_epochs,
                       "strategy": params.strategy,
                       "proximal-mu": params.proximal_mu if params.strategy == "fedprox" else 0.0,
                       "batch-size": params.batch_size, "learning-rate": params.learning_rate,
@@ -161,7 +162,7 @@ def federate(params: FederateParameters | None = None) -> FederationOutcome:
             if weighting == "declared" else None
         with Federation(folder / "processes", params.profile_path or profile.name,
                         files, declared=declared, control_fraction=params.control_fraction,
-                        seed=params.seed) as fed:
+                        seed=params.seed, model=params.model) as fed:
             fed.start_workers()
             print("holders loaded their tables; starting the SuperLink and SuperNodes",
                   flush=True)
@@ -196,25 +197,39 @@ def _holder_releases(params: FederateParameters, profile: DatasetProfile,
                      files: dict[str, str], folder: Path) -> list[dict]:
     """Each holder encodes its own rows with the global models and publishes its own codes
     release through the evaluation, attacks and gate (the ``anonymize`` flow with
-    ``models_from``, as a holder would run ``cloakflow run --models-from``). A release the
+    ``models_from``, as a holder would run ``cloakflow run --models-from``); with the VAE each
+    holder samples its own synthetic release from the global VAE (the ``synthesize`` flow with
+    ``models_from``: ``cloakflow synthesize --models-from``). A release the
     gate blocks is recorded as blocked; the others still run."""
     from cloakflow.flows.anonymize import anonymize
     from cloakflow.flows.parameters import RunParameters
     from cloakflow.tasks.privacy.policy import PolicyViolation
 
+    from cloakflow.flows.parameters import SynthesizeParameters
+    from cloakflow.flows.synthesize import synthesize
+
     out = []
     for holder, path in files.items():
-        print(f"holder {holder}: its own codes release with the global models", flush=True)
-        run = RunParameters(
-            dataset=profile.name, profile_path=params.profile_path, input_path=path,
-            models_from=str(folder), holder=holder, seed=params.seed,
-            control_fraction=params.control_fraction, out=params.out, folds=params.folds,
-            importance_rows=params.importance_rows, accept_risk=params.accept_risk)
+        if params.model == "vae":
+            print(f"holder {holder}: its own synthetic release from the global VAE", flush=True)
+            run = SynthesizeParameters(
+                dataset=profile.name, profile_path=params.profile_path, input_path=path,
+                models_from=str(folder), holder=holder, seed=params.seed,
+                control_fraction=params.control_fraction, out=params.out,
+                accept_risk=params.accept_risk)
+        else:
+            print(f"holder {holder}: its own codes release with the global models", flush=True)
+            run = RunParameters(
+                dataset=profile.name, profile_path=params.profile_path, input_path=path,
+                models_from=str(folder), holder=holder, seed=params.seed,
+                control_fraction=params.control_fraction, out=params.out, folds=params.folds,
+                importance_rows=params.importance_rows, accept_risk=params.accept_risk)
         try:
-            outcome = anonymize(run)
-            out.append({"holder": holder, "verdict": json.loads(
-                (Path(outcome.release) / "manifest.json").read_text())["privacy"]["verdict"],
-                "release": outcome.release, "mlflow_run_id": outcome.mlflow_run_id})
+            outcome = (synthesize if params.model == "vae" else anonymize)(run)
+            verdict = getattr(outcome, "verdict", None) or json.loads(
+                (Path(outcome.release) / "manifest.json").read_text())["privacy"]["verdict"]
+            out.append({"holder": holder, "verdict": verdict, "release": outcome.release,
+                        "mlflow_run_id": outcome.mlflow_run_id})
         except PolicyViolation as exc:
             print(f"holder {holder}: release blocked by the privacy policy ({exc.crossed}); "
                   "nothing published for it (--accept-risk publishes it anyway)", flush=True)
@@ -234,8 +249,10 @@ def _manifest(params, profile, result, rounds, reports, weighting, parent, flow_
         entry = {"holder": r["holder"], "dp": r["dp"], "ledger": r["ledger"] or None}
         if r["rows"] is not None:
             entry["rows"] = r["rows"]
-        if r.get("dp_rows") is not None:
-            entry["dp_rows"] = r["dp_rows"]  # a DP output: covered by the holder's epsilon
+        if r.get("dp_rows") is not None:  # DP outputs: covered by the holder's epsilon
+            entry["dp_rows"] = r["dp_rows"]
+            if params.model == "vae":  # the labels the holder's synthetic rows are drawn with
+                entry["dp_counts"] = r["dp_counts"]
         holders.append(entry)
     statement = None
     if params.dp_epsilon is not None:
@@ -247,12 +264,18 @@ def _manifest(params, profile, result, rounds, reports, weighting, parent, flow_
             "rounds, its DP figures" + (", its DP row count" if weighting == "dp-count" else "")
             + "), are (epsilon, delta)-differentially private with respect to adding or "
             "removing one of that holder's rows, with the holder's (epsilon, delta) below, "
-            "composed over all its models and rounds and a Gaussian count of its rows (PLD, "
-            "add/remove adjacency). The exact row counts stay private: DP-SGD samples at a "
+            "composed over all its models and rounds and a Gaussian count of its rows ("
+            + ("a histogram of its labels, " if params.model == "vae" else "")
+            + "PLD, add/remove adjacency). The exact row counts stay private: DP-SGD samples at a "
             "public rate and divides by q times the DP count; holders are weighed " + how
             + " in FedAvg. The per-round losses and timings here are computed on private rows "
-            "and are not covered. A holder's own codes release publishes one row per training "
-            "and control row, so its row count is public there.")
+            "and are not covered. " + (
+                "The guarantee is for the holder's training rows: its control rows are split "
+                "off by the public seed. "
+                + ("A holder's synthetic release draws its labels from its DP label counts."
+                   if params.model == "vae" else
+                   "A holder's own codes release publishes one row per training and control "
+                   "row, so its row count is public there.")))
     return {"kind": "federated-model", "dataset": profile.name,
             "created": datetime.now(UTC).isoformat(timespec="seconds"),
             "mlflow_run_id": parent, "prefect_flow_run_id": flow_run_id,
@@ -264,7 +287,8 @@ def _manifest(params, profile, result, rounds, reports, weighting, parent, flow_
             "settings": result["settings"], "schema_fingerprint": result["fingerprint"],
             "control_fraction": params.control_fraction,
             "rounds": result["rounds"], "holders": holders,
-            "models": ["whole", *profile.groups],
+            "model": params.model,
+            "models": ["vae"] if params.model == "vae" else ["whole", *profile.groups],
             "dp_statement": statement,
             "round_seconds": [{k: r[k] for k in ("round", "wall_seconds",
                                                  "slowest_training_seconds",

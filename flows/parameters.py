@@ -140,6 +140,23 @@ class SynthesizeParameters(BaseModel):
     dp_report: Literal["private", "full"] = Field(
         "private", description="private = evaluation and attack figures stay in MLflow; full "
                                "= in the manifest too, marked not covered by epsilon")
+    models_from: str | None = Field(
+        None, description="a federation folder (cloakflow federate --model vae): sample from "
+                          "its global VAE instead of training (a holder's own release)")
+    holder: str | None = Field(None, description="with models_from: this table's holder name "
+                                                 "in the federation")
+
+    @model_validator(mode="after")
+    def _federated(self) -> SynthesizeParameters:
+        if self.models_from is not None:
+            if not self.holder:
+                raise ValueError("models_from needs holder: this table's holder name in the "
+                                 "federation (its manifest lists them)")
+            if self.dp_epsilon is not None:
+                raise ValueError("models_from samples from a federation's VAE: nothing is "
+                                 "trained here (the federation's --dp-epsilon is what protects "
+                                 "each holder, its DP label counts included)")
+        return self
 
 
 class FederateParameters(BaseModel):
@@ -162,6 +179,11 @@ class FederateParameters(BaseModel):
     batch_size: int = Field(256, ge=1, description="rows per step without DP (under DP the "
                                                    "expected batch is q times the DP row count)")
     learning_rate: float = Field(1e-3, gt=0, description="Adam's learning rate, per holder")
+    model: Literal["codes", "vae"] = Field(
+        "codes", description="what the holders train: codes (the codes autoencoders; each "
+                             "holder then publishes codes) or vae (the VAE synthesizer; each "
+                             "holder then publishes synthetic rows)")
+    latent: int = Field(0, ge=0, description="model vae: latent dimensions (0: its rule)")
     strategy: Literal["fedavg", "fedprox"] = Field(
         "fedavg", description="server strategy: fedavg, or fedprox (a proximal term keeps "
                               "skewed holders' local training near the global model)")

@@ -13,6 +13,7 @@ import os
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import json
+from pathlib import Path
 
 import numpy as np
 from prefect import flow, get_run_logger, task
@@ -79,13 +80,15 @@ def synthesize(params: SynthesizeParameters | None = None) -> SynthesisOutcome:
     profile = load_profile(params.profile_path or params.dataset)
     params = params.model_copy(update={"dataset": profile.name})
     private = params.dp_epsilon is not None
+    federated = params.models_from is not None  # a holder samples from a federation's VAE
     tracking.configure()
     flow_run_id, timings = str(flow_run.id or "none"), tracking.Timings()
     with tracking.parent_run(profile.name, f"synthesize-{profile.name}", {
             "prefect.flow_run_id": flow_run_id, "cloakflow.dataset": profile.name,
             "cloakflow.kind": "synthetic"}, params.model_dump()) as parent:
+        # a federation's holder encodes with the shared schema and splits as its worker did
         data = prepare(profile, params.input_path, params.control_fraction, params.seed,
-                       parent, timings, public_bounds=private, numeric="quantile",
+                       parent, timings, public_bounds=private or federated, numeric="quantile",
                        options={"with_target": True, "missing_state": True,
                                 "discrete_levels": DISCRETE_LEVELS}, secret_split=private)
         pre, source = data.pre, data.source_name
@@ -93,7 +96,11 @@ def synthesize(params: SynthesizeParameters | None = None) -> SynthesisOutcome:
         counts = data.x[:, syn.block(pre, cond.index)].sum(axis=0)
         dp_release = None
         plan = None
-        if private:
+        federation = None
+        if federated:
+            vae, federation, label_shares, estimate, dp_release = _federated_vae(
+                params, pre, cond, counts, source)
+        elif private:
             dps.require_public_bounds(pre.specs, source, profile)  # before the (slow) plan
             plan = dps.plan_synthesis_dp(params.dp_epsilon, params.dp_delta, params.dp_clip,
                                          params.dp_epochs, params.dp_sampling_rate,
@@ -118,11 +125,15 @@ def synthesize(params: SynthesizeParameters | None = None) -> SynthesisOutcome:
         else:
             label_shares, estimate = counts / counts.sum(), float(len(data.x))
         rows = params.rows or int(round(estimate))
-        config = VaeConfig(heads=pre.heads(), condition=cond.index, latent=params.latent,
-                           epochs=params.epochs, batch_size=params.batch_size)
-        with timings("train"):
-            result = train_vae_task(data.x, config, params.seed, parent, plan,
-                                    params.dp_sampling_rate * estimate if private else None)
+        if federated:  # nothing trains here: the federation's global VAE samples
+            result = _FederatedVae(vae, federation)
+            config = vae.config
+        else:
+            config = VaeConfig(heads=pre.heads(), condition=cond.index, latent=params.latent,
+                               epochs=params.epochs, batch_size=params.batch_size)
+            with timings("train"):
+                result = train_vae_task(data.x, config, params.seed, parent, plan,
+                                        params.dp_sampling_rate * estimate if private else None)
         with timings("sample"):
             rng = np.random.default_rng([params.seed, 1])
             conditions = syn.draw_conditions(rows, cond, label_shares, rng)
@@ -157,7 +168,8 @@ def synthesize(params: SynthesizeParameters | None = None) -> SynthesisOutcome:
                 train_log=result.log, training_rows=len(data.x),
                 control_rows=len(data.x_control), condition=cond, evaluation=evaluation,
                 gate=gate, dp=dp_release,
-                nullable={s.missing_of for s in pre.specs if s.missing_of})
+                nullable={s.missing_of for s in pre.specs if s.missing_of},
+                federation=federation)
             folder = str(write_release(params.out, profile.name, parent,
                                        {"synthetic": frame}, manifest))
             tracking.log_dict(parent, manifest, "release/manifest.json")
@@ -168,6 +180,52 @@ def synthesize(params: SynthesizeParameters | None = None) -> SynthesisOutcome:
     get_run_logger().info("release folder: %s", folder)
     return SynthesisOutcome(release=folder, mlflow_run_id=parent, report_markdown=report,
                             verdict=gate["verdict"])
+
+
+class _FederatedVae:
+    """A federation's global VAE where the flow expects a training result: its log holds the
+    federation's epochs (rounds × local epochs) and no loss (the holders' losses are in the
+    federation's MLflow run)."""
+
+    def __init__(self, vae, federation: dict):
+        from cloakflow.models.training.trainer import TrainLog
+
+        self.vae = vae
+        self.log = TrainLog(None, float("inf"))
+        self.log.epochs_run = federation["epochs"]
+        self.log.seconds = 0.0
+
+
+def _federated_vae(params: SynthesizeParameters, pre, cond, counts: np.ndarray, source: str):
+    """The global VAE of ``params.models_from`` for this holder, the label shares its rows are
+    drawn with and the default row count: under the federation's DP, its DP condition counts
+    (covered by its epsilon), else its own training rows; and the release's DP section (the
+    holder's, from the federation) or None.
+
+    Raises:
+        FederationMismatch: see ``tasks.train.federation_for``; or a condition on another
+            column than the one the global VAE was conditioned on.
+    """
+    from cloakflow.models.training.dp_counts import shares
+    from cloakflow.tasks.train import FederationMismatch, vae_from_federation
+
+    vae, federation, entry = vae_from_federation(params.models_from, params.holder, pre,
+                                                 params.seed, params.control_fraction)
+    if vae.config.condition != cond.index:
+        raise FederationMismatch(
+            f"{source}: --condition {params.condition}: the federation's VAE is conditioned on "
+            f"{pre.specs[vae.config.condition].name!r}; condition on that column or none")
+    settings = json.loads((Path(params.models_from) / "manifest.json").read_text())["settings"]
+    federation["epochs"] = int(settings["num-server-rounds"]) * int(settings["local-epochs"])
+    dp = federation["dp"]
+    if dp is None:
+        return vae, federation, counts / counts.sum(), float(counts.sum()), None
+    noisy = np.asarray(entry["dp_counts"], dtype=np.float64)
+    release_dp = {**dp, "statement": federation["statement"],
+                  "covered": "the federation's DP-SGD on this holder's training rows over all "
+                             "rounds and its DP condition counts (the labels and the default "
+                             "row count of this release)"}
+    return vae, federation, shares(noisy), max(1.0, float(noisy.sum())), release_dp
 
 
 def _decoder_sample(vae, conditions: np.ndarray) -> list[np.ndarray] | np.ndarray:

@@ -86,6 +86,7 @@ class Federation:
     declared: dict[str, float] | None = None  # holder -> size declared public (FedAvg weight)
     control_fraction: float = 0.0  # each holder's rows kept out of training (its release's)
     seed: int = 0  # seeds that split
+    model: str = "codes"  # what the holders' workers encode their tables for: codes or vae
     env: dict[str, str] = field(default_factory=lambda: dict(os.environ))
     procs: list[Proc] = field(default_factory=list)
     control: str = ""
@@ -168,7 +169,7 @@ class Federation:
                 "--input", str(path), "--holder", name, "--address", address,
                 "--key-file", str(key), "--ready-file", str(ready[name]),
                 "--error-file", str(error), "--control-fraction", str(self.control_fraction),
-                "--seed", str(self.seed)])
+                "--seed", str(self.seed), "--model", self.model])
             addresses[name] = address
         deadline = time.monotonic() + READY_TIMEOUT_S
         waiting = set(self.holders)

@@ -261,21 +261,21 @@ class FederationMismatch(ValueError):
     """A federation's global models do not fit this table or run (the message says why)."""
 
 
-def models_from_federation(folder: str, holder: str | None, pre, x: np.ndarray,
-                           columns: list[str], slices: dict[str, list[int]],
-                           seed: int | None = None, control_fraction: float | None = None,
-                           ) -> tuple[dict[str, TrainedModel], dict]:
-    """The global models of a federated run (``cloakflow federate``'s folder: ``manifest.json``
-    and ``global.npz``) as this run's trained models, each encoding ``x``: a holder encodes
-    its own rows with them instead of training.
+def federation_for(folder: str, holder: str | None, pre, seed: int | None = None,
+                   control_fraction: float | None = None, model: str = "codes",
+                   ) -> tuple[dict, dict | None, dict[str, list[np.ndarray]]]:
+    """Read a federated run's folder (``cloakflow federate``'s ``manifest.json`` and
+    ``global.npz``) for a holder about to use its global models, and check that it may.
 
     Returns:
-        (model name -> TrainedModel, ``whole`` first; the manifest's ``federation`` section:
-        the run, rounds, holders, and this holder's DP section if the federation was DP).
+        (the federation's manifest, this holder's entry in it or None, the global weights:
+        model name -> arrays).
 
     Raises:
-        FederationMismatch: no such federation or holder, or this table's shared-schema
-            encoding differs from the federation's (its fingerprint).
+        FederationMismatch: no such federation or holder, models of another kind, a seed or
+            control fraction that differs from the federation's (the release's control rows
+            would include rows the models trained on), or this table's shared-schema encoding
+            differs from the federation's (its fingerprint).
     """
     import json
     from pathlib import Path
@@ -287,6 +287,11 @@ def models_from_federation(folder: str, holder: str | None, pre, x: np.ndarray,
         raise FederationMismatch(f"{folder}: not a federation folder (no manifest.json and "
                                  "global.npz; give the folder `cloakflow federate` printed)")
     manifest = json.loads((root / "manifest.json").read_text())
+    trained = manifest.get("model", "codes")
+    if trained != model:
+        use = "cloakflow synthesize" if trained == "vae" else "cloakflow run"
+        raise FederationMismatch(f"{folder}: this federation trained {trained!r} models, not "
+                                 f"{model!r}; use them with `{use} --models-from`")
     names = [h["holder"] for h in manifest["holders"]]
     if holder is not None and holder not in names:
         raise FederationMismatch(f"{folder}: no holder {holder!r} in this federation "
@@ -310,11 +315,41 @@ def models_from_federation(folder: str, holder: str | None, pre, x: np.ndarray,
             f"{folder}: this table's shared-schema encoding differs from the federation's "
             "(rule: shared schema): use the profile the federation used, with the same "
             "public bounds")
-    weights = fed.from_arrays(dict(np.load(root / "global.npz")))
+    entry = next((h for h in manifest["holders"] if h["holder"] == holder), None)
+    return manifest, entry, fed.from_arrays(dict(np.load(root / "global.npz")))
+
+
+def federation_section(folder: str, manifest: dict, entry: dict | None) -> dict:
+    """A release manifest's ``federation`` section: the run, its rounds and holders, this
+    holder's DP section and the federation's DP statement."""
+    return {"folder": str(folder), "mlflow_run_id": manifest["mlflow_run_id"],
+            "strategy": manifest["strategy"], "rounds": manifest["rounds"],
+            "holders": [h["holder"] for h in manifest["holders"]],
+            "this_holder": entry["holder"] if entry else None,
+            "dp": entry.get("dp") if entry else None,
+            "statement": manifest.get("dp_statement")}
+
+
+def models_from_federation(folder: str, holder: str | None, pre, x: np.ndarray,
+                           columns: list[str], slices: dict[str, list[int]],
+                           seed: int | None = None, control_fraction: float | None = None,
+                           ) -> tuple[dict[str, TrainedModel], dict]:
+    """The global codes models of a federated run as this run's trained models, each
+    encoding ``x``: a holder encodes its own rows with them instead of training.
+
+    Returns:
+        (model name -> TrainedModel, ``whole`` first; the manifest's ``federation`` section:
+        the run, rounds, holders, and this holder's DP section if the federation was DP).
+
+    Raises:
+        FederationMismatch: see ``federation_for``.
+    """
+    from cloakflow.federated import task as fed
+
+    manifest, entry, weights = federation_for(folder, holder, pre, seed, control_fraction)
     settings = manifest["settings"]
     configs = fed.model_configs(pre, settings)
     epochs = int(settings["num-server-rounds"]) * int(settings["local-epochs"])
-    entry = next((h for h in manifest["holders"] if h["holder"] == holder), None)
     models = {}
     for name in ["whole", *slices]:
         cols = None if name == "whole" else slices[name]
@@ -330,9 +365,26 @@ def models_from_federation(folder: str, holder: str | None, pre, x: np.ndarray,
         models[name] = TrainedModel(name, columns if cols is None else
                                     [columns[i] for i in cols], configs[name], weights[name],
                                     codes, {}, summary, None)
-    federation = {"folder": str(root), "mlflow_run_id": manifest["mlflow_run_id"],
-                  "strategy": manifest["strategy"], "rounds": manifest["rounds"],
-                  "holders": names, "this_holder": holder,
-                  "dp": entry.get("dp") if entry else None,
-                  "statement": manifest.get("dp_statement")}
-    return models, federation
+    return models, federation_section(folder, manifest, entry)
+
+
+def vae_from_federation(folder: str, holder: str | None, pre, seed: int | None = None,
+                        control_fraction: float | None = None):
+    """The global VAE of a federated run (``cloakflow federate --model vae``), built for this
+    table's shared-schema encoding, for a holder to synthesise from instead of training.
+
+    Returns:
+        (the ``models.vae.Vae``, the release's ``federation`` section, this holder's entry in
+        the federation's manifest: its DP section and DP condition counts under DP).
+
+    Raises:
+        FederationMismatch: see ``federation_for``.
+    """
+    from cloakflow.federated import task as fed
+    from cloakflow.models.vae import build_vae
+
+    manifest, entry, weights = federation_for(folder, holder, pre, seed, control_fraction,
+                                              model="vae")
+    vae = build_vae(fed.vae_config(pre, manifest["settings"]), seed=0)
+    fed.set_vae_weights(vae, weights["vae"])
+    return vae, federation_section(folder, manifest, entry), entry

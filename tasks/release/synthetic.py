@@ -277,8 +277,10 @@ def report_markdown(dataset: str, evaluation: dict, gate: dict, *, rows: int, mo
     lines = [f"# Synthetic release of `{dataset}`", "",
              f"{rows} rows from the {model.upper()}, conditioned on `{condition.column}`"
              + (f" = `{condition.value}` for every row" if condition.value else "") + "; "
-             + (f"(ε = {dp['epsilon']:.3g}, δ = {dp['delta']:g})-DP end to end "
-                "(add/remove one row); this report and the gate's decision are computed on "
+             + (f"(ε = {dp['epsilon']:.3g}, δ = {dp['delta']:g})-DP "
+                + (f"for this holder's training rows: {dp['covered']}" if dp.get("covered")
+                   else "end to end") +
+                " (add/remove one row); this report and the gate's decision are computed on "
                 "private rows and are not covered." if dp else
                 "not differentially private."), ""]
     fid = evaluation["fidelity"]
@@ -452,13 +454,15 @@ def plot_associations(train: pl.DataFrame, synthetic: pl.DataFrame, path: str,
 def manifest(*, profile: DatasetProfile, params: dict, source, parent: str, flow_run_id: str,
              rows: int, frame: pl.DataFrame, config, train_log, training_rows: int,
              control_rows: int, condition: Conditioning, evaluation: dict, gate: dict,
-             dp: dict | None, nullable: set[str]) -> dict:
+             dp: dict | None, nullable: set[str], federation: dict | None = None) -> dict:
     """The manifest of a synthetic release (JSON-ready).
 
     Under DP with ``dp_report = private`` every figure computed on the private rows (row
     counts, evaluation, attack results, the gate's measured values, losses and times) is left
     out: they stay in the MLflow run, and the manifest says so. ``nullable``: the columns
     modelled with a missing-value state (their synthetic values may be null).
+    ``federation``: the model is a federation's global VAE (``cloakflow synthesize
+    --models-from``); its section names the run, its rounds and holders.
     """
     import mlflow
 
@@ -499,6 +503,12 @@ def manifest(*, profile: DatasetProfile, params: dict, source, parent: str, flow
         "privacy": {"statement": statement, "model_in_release": False},
         "dp": dp,
     }
+    if federation is not None:
+        out["federation"] = federation
+        model["training"] = (f"federated ({federation['strategy']}, {federation['rounds']} "
+                             f"rounds over holders {', '.join(federation['holders'])})"
+                             + ("; DP-SGD on every holder as dp.mechanisms states" if dp
+                                else ""))
     if private:
         out["parameters"] = {**params, "accept_risk": "given; in the MLflow run only"} \
             if params.get("accept_risk") else params

@@ -25,14 +25,15 @@ BOUNDS = {"age": {"min": 0, "max": 120}, "income": {"min": 0, "max": 1000},
           "owns": {"categories": ["yes", "no"]}}
 
 
-def _holders(folder: Path, n: int = 2, rows: int = 200) -> tuple[list[str], Path]:
+def _holders(folder: Path, n: int = 2, rows: int = 200,
+             bounds: dict | None = None) -> tuple[list[str], Path]:
     files = []
     for i in range(n):
         path = folder / f"site{i + 1}.csv"
         make_tiny_frame(rows, seed=10 + i).write_csv(path)
         files.append(str(path))
     profile = folder / "tiny-fed.yaml"
-    profile.write_text(yaml.safe_dump(tiny_profile_dict(bounds=BOUNDS)))
+    profile.write_text(yaml.safe_dump(tiny_profile_dict(bounds=bounds or BOUNDS)))
     return files, profile
 
 
@@ -102,6 +103,45 @@ def test_federate_flow_trains_across_holders_and_stops_every_process(
         **BOUNDS, "income": {"min": 0, "max": 5000}})))
     assert main(["run", "--profile", str(other), "--input", files[0], "--models-from",
                  str(folder), "--holder", "site1", "--folds", "2"]) == 2
+
+
+def test_federated_dp_vae_then_each_holder_publishes_its_own_synthetic_rows(
+        prefect_harness, workdir: Path):
+    from cloakflow.flows.federate import FederateParameters, federate
+    from cloakflow.tasks.privacy.ledger import entries
+    from tests.helpers import release_epsilon_by_dp_accounting
+
+    files, profile = _holders(workdir, rows=150, bounds={
+        **BOUNDS, "label": {"categories": ["no", "yes"]}})  # the VAE models the target too
+    outcome = federate(FederateParameters(
+        profile_path=str(profile), holders=files, model="vae", rounds=1, local_epochs=1,
+        learning_rate=0.01, dp_epsilon=3.0, dp_sampling_rate=0.2, weighting="dp-count",
+        out=str(workdir / "federated"), timeout=600, accept_risk="test fixture"))
+    folder = Path(outcome.folder)
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert manifest["model"] == "vae" and manifest["models"] == ["vae"]
+    assert set(np.load(folder / "global.npz").files) == {
+        f"vae/{i}" for i in range(len(np.load(folder / "global.npz").files))}
+    for holder in manifest["holders"]:
+        dp = holder["dp"]
+        assert [m["models"] for m in dp["mechanisms"]] == [["vae"], ["condition histogram"]]
+        assert release_epsilon_by_dp_accounting(dp, "add_remove") <= 3.0
+        assert "rows" not in holder and len(holder["dp_counts"]) == 2
+        assert [e["run_id"] for e in entries(f"tiny@{holder['holder']}",
+                                             include_mlflow=False)] == [outcome.mlflow_run_id]
+    assert _processes_of(folder) == []
+    # each holder sampled its own synthetic rows from the global VAE, with its DP labels, and
+    # published them through the synthetic release's evaluation, attacks and gate
+    assert [r["holder"] for r in outcome.releases] == ["site1", "site2"]
+    for r, holder in zip(outcome.releases, manifest["holders"], strict=True):
+        assert r["verdict"] in ("pass", "accepted"), r
+        release = json.loads((Path(r["release"]) / "manifest.json").read_text())
+        assert release["kind"] == "synthetic"
+        assert release["federation"]["this_holder"] == r["holder"]
+        assert release["dp"]["epsilon"] == holder["dp"]["epsilon"]
+        assert release["rows"] == round(sum(holder["dp_counts"]))  # the DP count, not the rows
+        rows = pl.read_parquet(Path(r["release"]) / "synthetic.parquet")
+        assert rows.height == release["rows"] and "label" in rows.columns
 
 
 @pytest.mark.slow  # ~40 s: a second federation; the flow test above checks the clean stop

@@ -29,10 +29,11 @@ def _profile(**overrides) -> DatasetProfile:
     return DatasetProfile.model_validate(tiny_profile_dict(bounds=BOUNDS, **overrides))
 
 
-def _holder(tmp_path: Path, name: str, frame: pl.DataFrame, profile=None) -> task.HolderData:
+def _holder(tmp_path: Path, name: str, frame: pl.DataFrame, profile=None,
+            model: str = "codes") -> task.HolderData:
     path = tmp_path / f"{name}.csv"
     frame.write_csv(path)
-    return task.load_holder(profile or _profile(), path)
+    return task.load_holder(profile or _profile(), path, model=model)
 
 
 def _record(arrays: dict, weight: float) -> RecordDict:
@@ -156,6 +157,7 @@ def test_dp_over_all_rounds_stays_within_each_holders_budget_and_its_ledger(
 
 
 def test_the_dp_plan_reads_no_rows_and_hides_the_row_count(tmp_path):
+    holder = _holder(tmp_path, "a", make_tiny_frame(400, seed=3))
     plan = task.dp_plan(DP_SETTINGS, models=3)  # no rows: one plan for every holder
     assert (plan.sgd.sampling_rate, plan.delta) == (0.1, 1e-4)
     assert plan.steps_per_round == 10 and plan.sgd.steps == 30
@@ -164,7 +166,8 @@ def test_the_dp_plan_reads_no_rows_and_hides_the_row_count(tmp_path):
     assert spends == sorted(spends) and spends[0] == pytest.approx(plan.count_epsilon)
     assert spends[-1] == pytest.approx(plan.epsilon, rel=1e-3) and plan.epsilon <= 3.0
     # the DP count is noisy and secret; the divisor of DP-SGD is q times it
-    counts = [task.dp_count(400, plan, np.random.default_rng(i)) for i in range(200)]
+    counts = [task.dp_counts(holder, DP_SETTINGS, plan, np.random.default_rng(i))[0]
+              for i in range(200)]
     assert abs(np.mean(counts) - 400) < 4 * plan.count_sigma / np.sqrt(200)
     assert np.std(counts) == pytest.approx(plan.count_sigma, rel=0.2)
 
@@ -201,6 +204,31 @@ def test_fedprox_keeps_local_training_near_the_global_model(tmp_path, dp):
 
     # the proximal term mu/2 ||w - w_global||^2 pulls every step back towards the global model
     assert drift(100.0) < 0.5 * drift(0.0)
+
+
+def test_vae_holders_train_the_global_vae_and_count_their_labels_privately(tmp_path):
+    profile = DatasetProfile.model_validate(tiny_profile_dict(bounds={
+        **BOUNDS, "label": {"categories": ["no", "yes"]}}))
+    frame = make_tiny_frame(300, seed=12)
+    holder = _holder(tmp_path, "a", frame, profile, model="vae")
+    # the VAE models the whole row, the target included: another encoding than the codes'
+    codes = _holder(tmp_path, "b", frame, profile)
+    assert holder.x.shape[1] == codes.x.shape[1] + 2
+    assert task.fingerprint(holder.schema) != task.fingerprint(codes.schema)
+    settings = {**DP_SETTINGS, "model": "vae"}
+    start = task.initial_weights(holder.pre, settings, seed=0)
+    assert list(start) == ["vae"] and task.model_names(holder.pre, settings) == ["vae"]
+    plan = task.dp_plan(settings, models=1)
+    assert plan.section(["vae"])["mechanisms"][1]["models"] == ["condition histogram"]
+    # the condition's (the target's) counts, noised: the holder's labels and its DP row count
+    noisy = task.dp_counts(holder, settings, plan, np.random.default_rng(0))
+    true = frame["label"].value_counts().sort("label")["count"].to_numpy()
+    assert noisy.shape == (2,) and np.all(np.abs(noisy - true) < 6 * plan.count_sigma)
+    new, metrics = task.local_train(holder, start, settings, plan=plan,
+                                    dp_rows=float(noisy.sum()), rng=np.random.default_rng(1))
+    assert [a.shape for a in new["vae"]] == [a.shape for a in start["vae"]]
+    assert metrics["steps"] == plan.steps_per_round
+    assert any(not np.allclose(a, b) for a, b in zip(new["vae"], start["vae"], strict=True))
 
 
 def test_partitions_are_disjoint_complete_and_by_column_skewed():
