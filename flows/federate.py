@@ -202,11 +202,9 @@ def _holder_releases(params: FederateParameters, profile: DatasetProfile,
     ``models_from``: ``cloakflow synthesize --models-from``). A release the
     gate blocks is recorded as blocked; the others still run."""
     from cloakflow.flows.anonymize import anonymize
-    from cloakflow.flows.parameters import RunParameters
-    from cloakflow.tasks.privacy.policy import PolicyViolation
-
-    from cloakflow.flows.parameters import SynthesizeParameters
+    from cloakflow.flows.parameters import RunParameters, SynthesizeParameters
     from cloakflow.flows.synthesize import synthesize
+    from cloakflow.tasks.privacy.policy import PolicyViolation
 
     out = []
     for holder, path in files.items():
