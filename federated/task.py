@@ -124,8 +124,9 @@ def shared_preprocessor(profile: DatasetProfile, frame: pl.DataFrame,
         raise SchemaMismatch(
             f"{source}: federated training needs public bounds for every modelled column (rule: "
             f"shared schema; the VAE models the target too); {missing} have none, so each "
-            "holder would scale or one-hot encode them from its own rows. Add them under `bounds:` in the profile (min and max for "
-            "numbers, categories for categories; origin: public)")
+            "holder would scale or one-hot encode them from its own rows. Add them under "
+            "`bounds:` in the profile (min and max for numbers, categories for categories; "
+            "origin: public)")
     check_within_bounds(profile, frame, source)
     return pre
 
@@ -413,8 +414,8 @@ def local_train(holder: HolderData, weights: dict[str, list[np.ndarray]], settin
     Plain runs shuffle with ``seed`` (public). DP runs take the holder's ``plan`` (one round:
     ``plan.steps_per_round`` Poisson-sampled steps, the joint clip ``plan.clip_norm``) and
     ``dp_rows``, its DP row count (the sum of ``dp_counts``): the noisy gradient sums are
-    divided by the public q × dp_rows, not by the exact rows. Secret randomness unless a test injects ``rng``.
-    With ``proximal-mu`` > 0 (FedProx) every step's gradient gains mu * (w - weights).
+    divided by the public q × dp_rows, not by the exact rows. Secret randomness unless a test
+    injects ``rng``. With ``proximal-mu`` > 0 (FedProx) every step's gradient gains mu * (w - weights).
     Returns (new weights, metrics: mean loss of the last epoch, seconds, steps).
     """
     from cloakflow.models.training.trainer import TrainConfig, train
