@@ -415,8 +415,8 @@ def local_train(holder: HolderData, weights: dict[str, list[np.ndarray]], settin
     ``plan.steps_per_round`` Poisson-sampled steps, the joint clip ``plan.clip_norm``) and
     ``dp_rows``, its DP row count (the sum of ``dp_counts``): the noisy gradient sums are
     divided by the public q × dp_rows, not by the exact rows. Secret randomness unless a test
-    injects ``rng``. With ``proximal-mu`` > 0 (FedProx) every step's gradient gains mu * (w - weights).
-    Returns (new weights, metrics: mean loss of the last epoch, seconds, steps).
+    injects ``rng``. With ``proximal-mu`` > 0 (FedProx) every step's gradient gains
+    mu * (w - weights). Returns (new weights, metrics: mean loss of the last epoch, seconds, steps).
     """
     from cloakflow.models.training.trainer import TrainConfig, train
 
