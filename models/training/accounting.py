@@ -184,12 +184,31 @@ def noise_multiplier_for(target_epsilon: float, delta: float, sampling_rate: flo
     if target_epsilon <= 0:
         raise ValueError("target_epsilon must be positive")
     low, high = SIGMA_RANGE[accountant]
-    try:
+
+    def calibrate(a: float, b: float) -> float:
         with _quiet():
-            sigma = dp_accounting.calibrate_dp_mechanism(
+            return dp_accounting.calibrate_dp_mechanism(
                 lambda: make_accountant(accountant, adjacency),
                 event, target_epsilon, delta,
-                bracket_interval=dp_accounting.ExplicitBracketInterval(low, high), tol=tol)
+                bracket_interval=dp_accounting.ExplicitBracketInterval(a, b), tol=tol)
+
+    try:
+        sigma = None
+        if accountant == "pld" and adjacency == "add_remove":
+            # RDP bounds the same events from above, in milliseconds: its sigma brackets the
+            # PLD root from above, which spares the PLD search the small sigmas, whose
+            # privacy-loss distributions are the slow ones to build (same root, within tol)
+            try:
+                with _quiet():
+                    upper = dp_accounting.calibrate_dp_mechanism(
+                        lambda: make_accountant("rdp", adjacency), event, target_epsilon,
+                        delta, bracket_interval=dp_accounting.ExplicitBracketInterval(
+                            SIGMA_RANGE["rdp"][0], high), tol=tol)
+                sigma = calibrate(max(low, upper / 2), min(high, upper * 1.01))
+            except (ValueError, RuntimeError):
+                sigma = None  # not bracketed: search the whole range
+        if sigma is None:
+            sigma = calibrate(low, high)
     except (ValueError, RuntimeError) as exc:
         raise ValueError(f"no noise multiplier in [{low}, {high}] spends epsilon "
                          f"{target_epsilon} at delta {delta} over {steps} steps with q = "

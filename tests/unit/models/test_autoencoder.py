@@ -51,6 +51,7 @@ def test_initialisation_avoids_dead_output_units():
         assert (np.asarray(auto(x)) > 0).any(axis=0).all()
 
 
+@pytest.mark.slow  # three trainings; seeded reproducibility of releases is tested end to end
 def test_same_seed_same_weights_different_seed_differs(data):
     cfg = AutoencoderConfig(epochs=3, batch_size=64)
     a = train_autoencoder(data, cfg, seed=7)

@@ -39,6 +39,7 @@ def test_solved_sigma_spends_the_target(target):
     assert A.epsilon(budget.noise_multiplier * 0.95, Q, STEPS, DELTA).epsilon > target
 
 
+@pytest.mark.slow  # PLD calibration, also run by every DP plan test in the default suite
 def test_pld_inverse():
     budget = A.noise_multiplier_for(2.0, 1e-5, 0.01, 100, "pld")
     assert budget.epsilon == pytest.approx(2.0, rel=0.01)

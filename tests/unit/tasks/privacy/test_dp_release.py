@@ -40,6 +40,9 @@ def _weights(results) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------- secret randomness
+# slow (~30 s, two DP trainings): secret randomness is checked in the default suite by
+# test_replaying_with_the_published_seed_does_not_reproduce_the_weights
+@pytest.mark.slow
 def test_dp_runs_differ_unless_a_generator_is_injected():
     x, cfg, budget = _x(), AutoencoderConfig(batch_size=30), _budget()
     first = _weights(train_autoencoders_dp(x, {"m": None}, cfg, budget, 0.1))
