@@ -15,7 +15,10 @@ Per run (``Federation``), in its own folder:
   exits early fails the run at once with its log's tail.
 
 Every process starts in its own session (process group) and is stopped with SIGTERM, then
-SIGKILL after a grace period; the Flower home (``FLWR_HOME``) is the run's own folder.
+SIGKILL after a grace period; the Flower home (``FLWR_HOME``) is the run's own folder. A
+**watchdog** process (the first one started) outlives a coordinating process that is killed
+from outside (SIGKILL, an out-of-memory kill): it sees its parent gone and SIGKILLs every
+process group of the run, so nothing is orphaned even when ``stop()`` never runs.
 """
 
 from __future__ import annotations
@@ -36,6 +39,23 @@ from pathlib import Path
 LOOPBACK = "127.0.0.1"
 READY_TIMEOUT_S = 180.0
 GRACE_S = 10.0
+
+# the watchdog (``python -c``): once its parent (the coordinating process) is gone, SIGKILL
+# every process group listed in the run's group file; stdlib only, so it starts in ~50 ms
+WATCHDOG = """
+import os, signal, sys, time
+parent, groups = int(sys.argv[1]), sys.argv[2]
+while os.getppid() == parent:
+    time.sleep(0.5)
+mine = os.getpgid(0)
+for pgid in open(groups).read().split():
+    if int(pgid) == mine:  # the watchdog's own group: it ends by returning
+        continue
+    try:
+        os.killpg(int(pgid), signal.SIGKILL)
+    except (ProcessLookupError, PermissionError, ValueError):
+        pass
+"""
 
 
 class FederationFailed(RuntimeError):
@@ -103,6 +123,10 @@ class Federation:
         self.env.update({"FLWR_HOME": str(self.home), "FLWR_TELEMETRY_ENABLED": "0",
                          "FLWR_DISABLE_UPDATE_CHECK": "1", "PYTHONUNBUFFERED": "1"})
         self.env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{self.env.get('PATH', '')}"
+        self.groups = self.folder / "process-groups"
+        self.groups.write_text("")
+        self._start("watchdog", [sys.executable, "-c", WATCHDOG, str(os.getpid()),
+                                 str(self.groups)])
         return self
 
     def __exit__(self, *exc) -> None:
@@ -115,6 +139,8 @@ class Federation:
         popen = subprocess.Popen(argv, stdout=fh, stderr=subprocess.STDOUT, env=self.env,
                                  cwd=self.folder, start_new_session=True)
         fh.close()
+        with self.groups.open("a") as groups:  # the watchdog's list (session: pgid = pid)
+            groups.write(f"{popen.pid}\n")
         proc = Proc(name, popen, log)
         self.procs.append(proc)
         return proc

@@ -169,6 +169,38 @@ def test_a_killed_holder_fails_the_run_and_no_process_remains(tmp_path: Path, mo
     assert _processes_of(folder) == []
 
 
+def test_a_killed_coordinator_leaves_no_process_behind(tmp_path: Path, monkeypatch):
+    import subprocess
+    import sys
+    import time
+
+    monkeypatch.setenv("CLOAKFLOW_LEDGER_DIR", str(tmp_path / "ledger"))
+    files, profile = _holders(tmp_path)
+    folder = tmp_path / "run"
+    script = (
+        "import time\n"
+        "from cloakflow.tasks.federation import Federation\n"
+        f"with Federation({str(folder)!r}, {str(profile)!r}, "
+        f"{{'a': {files[0]!r}, 'b': {files[1]!r}}}) as fed:\n"
+        "    fed.start_workers()\n"
+        "    fed.start_flower()\n"
+        "    print('started', flush=True)\n"
+        "    time.sleep(600)\n")
+    coordinator = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE,
+                                   text=True)
+    try:
+        assert coordinator.stdout.readline().strip() == "started"
+        # the watchdog, two workers, the SuperLink and two SuperNodes (and Flower's children)
+        assert len(_processes_of(folder)) >= 6
+    finally:
+        coordinator.kill()  # SIGKILL: no cleanup code of the coordinator runs
+        coordinator.wait()
+    deadline = time.monotonic() + 30
+    while _processes_of(folder) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert _processes_of(folder) == []
+
+
 def test_a_holder_outside_the_shared_schema_is_refused_before_training(
         prefect_harness, workdir: Path, capsys):
     from cloakflow.flows.cli import main
