@@ -121,7 +121,8 @@ def centralised(args, profile, y, work: Path) -> dict:
 
     holder = task.load_holder(profile, args.csv if not args.rows else _head(args, work))
     total_epochs = args.rounds * args.local_epochs
-    settings = _settings(args, 1, total_epochs)
+    # plain centralised training: no proximal term (FedProx pulls towards a round's start)
+    settings = {**_settings(args, 1, total_epochs), "strategy": "fedavg", "proximal-mu": 0.0}
     start = task.initial_weights(holder.pre, settings, args.seed)
     plan = dp_rows = None
     if args.dp_epsilon is not None:  # the same plan as a holder's: one round of every epoch
@@ -215,6 +216,8 @@ def main() -> None:
               "folds": args.folds, "federated": []}
     with tempfile.TemporaryDirectory(prefix="cloakflow-fed-bench-") as tmp:
         work = Path(tmp)
+        # the holders' DP spends are a benchmark's, not a dataset's: a throwaway ledger
+        os.environ["CLOAKFLOW_LEDGER_DIR"] = str(work / "ledger")
         print("centralised reference", flush=True)
         result["centralised"] = centralised(args, profile, y, work)
         for how in args.partitions.split(","):
