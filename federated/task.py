@@ -420,7 +420,6 @@ def local_train(holder: HolderData, weights: dict[str, list[np.ndarray]], settin
     """
     from cloakflow.models.training.trainer import TrainConfig, train
 
-    start = time.perf_counter()
     budget = clip = expected = None
     if plan is not None:
         if dp_rows is None:
@@ -435,6 +434,7 @@ def local_train(holder: HolderData, weights: dict[str, list[np.ndarray]], settin
         cfg = vae_config(holder.pre, settings)
         vae = build_vae(cfg, seed=0)
         set_vae_weights(vae, weights["vae"])
+        start = time.perf_counter()  # training only: building the models is round overhead
         log = train(vae.model, to_model_space(holder.x, cfg.output_heads), cfg.training(),
                     budget=budget, clip_norm=clip, loss_fn=vae.per_example_loss(), seed=seed,
                     rng=rng, expected_batch=expected, proximal_mu=mu)
@@ -450,6 +450,7 @@ def local_train(holder: HolderData, weights: dict[str, list[np.ndarray]], settin
         config = TrainConfig(epochs=int(settings["local-epochs"]),
                              batch_size=int(settings["batch-size"]),
                              learning_rate=float(settings["learning-rate"]))
+        start = time.perf_counter()
         log = train(models, holder.x, config, budget=budget, clip_norm=clip,
                     columns=list(cols.values()), seed=seed, rng=rng, expected_batch=expected,
                     proximal_mu=mu)
