@@ -173,6 +173,10 @@ def _release_run(args: argparse.Namespace, model: type[BaseModel], flow: str, re
     params = _parameters(model, args)
     if isinstance(params, int):
         return params
+    if getattr(params, "models_from", None):  # a holder's release: the federation's split
+        from cloakflow.tasks.train import adopt_federation_split
+
+        params = adopt_federation_split(params)
 
     def call():
         import importlib
@@ -190,8 +194,9 @@ def _parameters(model: type[BaseModel], args: argparse.Namespace):
     try:
         return model(**_values(args))
     except ValidationError as exc:
-        lines = [f"  {_flag(str(e['loc'][0]))}: {e['msg']} (got {e['input']!r})"
-                 for e in exc.errors()]
+        # a rule across options (a model validator) has no field: its message names them
+        lines = [f"  {_flag(str(e['loc'][0]))}: {e['msg']} (got {e['input']!r})" if e["loc"]
+                 else f"  {e['msg'].removeprefix('Value error, ')}" for e in exc.errors()]
         print("invalid options, nothing was run:\n" + "\n".join(lines), file=sys.stderr)
         return EXIT_BAD_INPUT
 
@@ -274,8 +279,11 @@ def _budget(args: argparse.Namespace) -> int:
     from cloakflow.tasks.privacy import ledger
 
     try:
-        profile = load_profile(args.profile_path or args.dataset)
+        profile = load_profile(args.profile_path or args.dataset.partition("@")[0])
         name, cap = profile.name, profile.privacy.dp_cap
+        holder = getattr(args, "dataset", "").partition("@")[2]
+        if holder:  # a federated holder's ledger: <profile name>@<holder>, the profile's cap
+            name = f"{profile.name}@{holder}"
     except ProfileError as exc:
         if args.profile_path:
             print(f"cannot read the profile: {exc}", file=sys.stderr)

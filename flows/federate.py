@@ -81,12 +81,18 @@ def _holder_files(params: FederateParameters, profile: DatasetProfile,
                   folder: Path) -> dict[str, str]:
     """Holder name -> table path: the given files, or the partitions of one table."""
     if params.holders:
-        names = [Path(h).stem for h in params.holders]
-        if len(set(names)) != len(names):
-            names = [f"holder{i + 1}" for i in range(len(names))]
         missing = [h for h in params.holders if not Path(h).is_file()]
         if missing:
             raise FederationFailed(f"holder tables not found: {', '.join(missing)}")
+        paths = [Path(h).resolve() for h in params.holders]
+        if len(set(paths)) != len(paths):
+            raise FederationFailed("the same table is listed twice in --holders: each holder "
+                                   "is one table")
+        names = holder_names(paths)
+        print("holders (named by their file names, or by their folders where two files share "
+              "a name; the names key each holder's privacy ledger): "
+              + ", ".join(f"{n} = {h}" for n, h in zip(names, params.holders, strict=True)),
+              flush=True)
         return dict(zip(names, params.holders, strict=True))
     from cloakflow.tasks.data.ingest import ingest
     from cloakflow.tasks.data.locate import locate
@@ -114,6 +120,75 @@ def _holder_files(params: FederateParameters, profile: DatasetProfile,
     return files
 
 
+def holder_names(paths: list[Path]) -> list[str]:
+    """Each holder's name: its file's stem (``site1.csv`` -> ``site1``), or, where two files
+    share a stem, its folder's name (``hospA/data.csv`` -> ``hospA``).
+
+    Raises:
+        FederationFailed: two holders would still share a name.
+    """
+    names = [p.stem for p in paths]
+    if len(set(names)) != len(names):
+        names = [p.parent.name for p in paths]
+        if len(set(names)) != len(names):
+            raise FederationFailed(
+                "two holder tables share a file name and a folder name, so they cannot be told "
+                "apart (a holder's name keys its privacy ledger): rename one of them")
+    return names
+
+
+def check_profile(profile: DatasetProfile, model: str) -> None:
+    """What a federation needs of the profile, checked before any process starts: a declared
+    kind for every feature and public bounds (``origin: public``) for every modelled column,
+    the target too for the VAE (the holders' workers check their rows against them).
+
+    Raises:
+        FederationFailed: naming the profile, the columns and the rule.
+    """
+    columns = list(profile.features) + ([profile.target.column] if model == "vae" else [])
+    undeclared = [c for c in profile.features if c not in profile.columns]
+    unbounded = [c for c in columns if c not in profile.bounds and
+                 profile.columns.get(c) != "boolean"]
+    measured = [c for c in columns if c in profile.bounds and
+                profile.bounds[c].origin == "data"]
+    problems = []
+    if undeclared:
+        problems.append(f"declare the kind of {undeclared} under `columns:` (each holder "
+                        "would infer it from its own rows)")
+    if unbounded:
+        problems.append(f"give public bounds for {unbounded} under `bounds:` (min and max, or "
+                        "categories" + ("; the VAE models the target too" if model == "vae"
+                                        else "") + ")")
+    if measured:
+        problems.append(f"the bounds of {measured} are marked `origin: data` (read off one "
+                        "table, e.g. by `cloakflow profile`): replace them with ranges and "
+                        "category lists that hold for every holder's table, and mark them "
+                        "`origin: public`")
+    if problems:
+        raise FederationFailed(f"profile {profile.name!r}: a federation needs one shared "
+                               "encoding (rule: shared schema): " + "; ".join(problems))
+
+
+def check_caps(profile: DatasetProfile, holders: list[str], run_config: dict) -> None:
+    """Refuse a DP federation that would take a holder past the profile's lifetime cap, before
+    any process starts (the holders' workers check it again on their own ledgers).
+
+    Raises:
+        BudgetExhausted: naming the holder's ledger (``<profile>@<holder>``).
+    """
+    from cloakflow.federated import task
+    from cloakflow.tasks.privacy import ledger
+
+    cap = profile.privacy.dp_cap
+    if cap is None:
+        return
+    models = ["vae"] if run_config["model"] == "vae" else ["whole", *profile.groups]
+    section = task.dp_plan(run_config, len(models)).section(models)
+    for holder in holders:
+        ledger.check_cap(f"{profile.name}@{holder}", section, cap.model_dump(),
+                         include_mlflow=False)
+
+
 @flow(name="federate", log_prints=True)
 def federate(params: FederateParameters | None = None) -> FederationOutcome:
     """Train the codes autoencoders across data holders with Flower (FedAvg), without pooling
@@ -122,6 +197,7 @@ def federate(params: FederateParameters | None = None) -> FederationOutcome:
 
     params = params or FederateParameters()
     profile = load_profile(params.profile_path or params.dataset)
+    check_profile(profile, params.model)
     dp = params.dp_epsilon is not None
     weighting = params.weighting or ("uniform" if dp else "examples")
     tracking.configure()
@@ -134,13 +210,15 @@ def federate(params: FederateParameters | None = None) -> FederationOutcome:
         run_config = {"model": params.model, "latent": params.latent,
                       "num-server-rounds": params.rounds, "local-epochs": params.local_epochs,
                       "strategy": params.strategy,
-                      "proximal-mu": params.proximal_mu if params.strategy == "fedprox" else 0.0,
+                      "proximal-mu": params.mu if params.strategy == "fedprox" else 0.0,
                       "batch-size": params.batch_size, "learning-rate": params.learning_rate,
                       "seed": params.seed, "dp-epsilon": params.dp_epsilon or 0.0,
                       "dp-delta": params.dp_delta or 0.0, "dp-clip": params.dp_clip,
                       "dp-sampling-rate": params.dp_sampling_rate,
                       "weighting": weighting, "declared-size": 0.0, "run-name": parent,
                       "timeout": float(params.timeout)}
+        if dp:
+            check_caps(profile, list(files), run_config)
         rounds: list[dict] = []
 
         def on_round(line: dict) -> None:
@@ -174,7 +252,7 @@ def federate(params: FederateParameters | None = None) -> FederationOutcome:
         weights_file = folder / "global.npz"
         weights_file.write_bytes((out / "global.npz").read_bytes())
         manifest = _manifest(params, profile, result, rounds, reports, weighting, parent,
-                             flow_run_id)
+                             flow_run_id, files)
         (folder / "manifest.json").write_text(json.dumps(manifest, indent=1, default=str))
         (folder / "rounds.jsonl").write_text((out / "rounds.jsonl").read_text())
         tracking.log_dict(parent, manifest, "federation/manifest.json")
@@ -241,10 +319,12 @@ def _holder_releases(params: FederateParameters, profile: DatasetProfile,
     return out
 
 
-def _manifest(params, profile, result, rounds, reports, weighting, parent, flow_run_id) -> dict:
+def _manifest(params, profile, result, rounds, reports, weighting, parent, flow_run_id,
+              files: dict[str, str]) -> dict:
     holders = []
     for r in reports:
-        entry = {"holder": r["holder"], "dp": r["dp"], "ledger": r["ledger"] or None}
+        entry = {"holder": r["holder"], "file": Path(files[r["holder"]]).name, "dp": r["dp"],
+                 "ledger": r["ledger"] or None}
         if r["rows"] is not None:
             entry["rows"] = r["rows"]
         if r.get("dp_rows") is not None:  # DP outputs: covered by the holder's epsilon
@@ -278,7 +358,7 @@ def _manifest(params, profile, result, rounds, reports, weighting, parent, flow_
             "created": datetime.now(UTC).isoformat(timespec="seconds"),
             "mlflow_run_id": parent, "prefect_flow_run_id": flow_run_id,
             "strategy": ("FedAvg (Flower)" if params.strategy == "fedavg" else
-                         f"FedProx (Flower), mu {params.proximal_mu:g}"),
+                         f"FedProx (Flower), mu {params.mu:g}"),
             "weighting": weighting,
             "engine": "Flower deployment engine: SuperLink + one SuperNode per holder on "
                       "127.0.0.1, one warm worker per holder",

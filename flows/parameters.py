@@ -79,6 +79,9 @@ class RunParameters(BaseModel):
 
     @model_validator(mode="after")
     def _federated(self) -> RunParameters:
+        if self.holder is not None and self.models_from is None:
+            raise ValueError("--holder names this table in a federation: give the "
+                             "federation's folder with --models-from")
         if self.models_from is not None:
             if not self.holder:
                 raise ValueError("models_from needs holder: this table's holder name in the "
@@ -148,6 +151,9 @@ class SynthesizeParameters(BaseModel):
 
     @model_validator(mode="after")
     def _federated(self) -> SynthesizeParameters:
+        if self.holder is not None and self.models_from is None:
+            raise ValueError("--holder names this table in a federation: give the "
+                             "federation's folder with --models-from")
         if self.models_from is not None:
             if not self.holder:
                 raise ValueError("models_from needs holder: this table's holder name in the "
@@ -187,8 +193,9 @@ class FederateParameters(BaseModel):
     strategy: Literal["fedavg", "fedprox"] = Field(
         "fedavg", description="server strategy: fedavg, or fedprox (a proximal term keeps "
                               "skewed holders' local training near the global model)")
-    proximal_mu: float = Field(0.1, ge=0, allow_inf_nan=False,
-                               description="FedProx's mu (with --strategy fedprox)")
+    proximal_mu: float | None = Field(
+        None, ge=0, allow_inf_nan=False,
+        description="FedProx's mu (with --strategy fedprox; default 0.1)")
     seed: int = Field(42, description="seeds the partition, the initial global weights and "
                                       "non-DP training")
     weighting: Literal["examples", "uniform", "declared", "dp-count"] | None = Field(
@@ -224,11 +231,20 @@ class FederateParameters(BaseModel):
     importance_rows: int = Field(10_000, ge=0,
                                  description="holders' releases: rows in permutation importance")
 
+    @property
+    def mu(self) -> float:
+        """FedProx's mu: ``proximal_mu`` or its default, 0.1."""
+        return 0.1 if self.proximal_mu is None else self.proximal_mu
+
     @model_validator(mode="after")
     def _consistent(self) -> FederateParameters:
         if self.dp_epsilon is not None and self.weighting == "examples":
             raise ValueError("under DP holders are weighed independently of their exact rows: "
                              "weighting must be uniform, declared or dp-count")
+        if self.proximal_mu is not None and self.strategy != "fedprox":
+            raise ValueError("--proximal-mu is FedProx's: add --strategy fedprox")
+        if self.declared_sizes is not None and self.weighting != "declared":
+            raise ValueError("--declared-sizes are FedAvg weights: add --weighting declared")
         if self.dp_epsilon is None and self.weighting == "dp-count":
             raise ValueError("weighting dp-count needs --dp-epsilon (without DP, weigh by "
                              "examples)")

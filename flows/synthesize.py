@@ -162,8 +162,8 @@ def synthesize(params: SynthesizeParameters | None = None) -> SynthesisOutcome:
             tracking.log_keras_model(parent, result.vae.decoder, _decoder_sample(
                 result.vae, conditions[:5]), name="vae_decoder")
             manifest = syn.manifest(
-                profile=profile, params=params.model_dump(), source=Source(
-                    file=source, sha256=None if private else data.source_sha),
+                profile=profile, params=_published_params(params), source=Source(
+                    file=source, sha256=None if dp_release else data.source_sha),
                 parent=parent, flow_run_id=flow_run_id, rows=rows, frame=frame, config=config,
                 train_log=result.log, training_rows=len(data.x),
                 control_rows=len(data.x_control), condition=cond, evaluation=evaluation,
@@ -180,6 +180,20 @@ def synthesize(params: SynthesizeParameters | None = None) -> SynthesisOutcome:
     get_run_logger().info("release folder: %s", folder)
     return SynthesisOutcome(release=folder, mlflow_run_id=parent, report_markdown=report,
                             verdict=gate["verdict"])
+
+
+# what a holder's release from a federation's VAE does not use: nothing trains there
+TRAINING_PARAMS = ("epochs", "batch_size", "latent", "dp_epsilon", "dp_delta", "dp_clip",
+                   "dp_epochs", "dp_sampling_rate")
+
+
+def _published_params(params: SynthesizeParameters) -> dict:
+    """The manifest's parameters: without the training ones when a federation's VAE samples
+    (its settings are the federation manifest's)."""
+    out = params.model_dump()
+    if params.models_from is not None:
+        out = {k: v for k, v in out.items() if k not in TRAINING_PARAMS}
+    return out
 
 
 class _FederatedVae:

@@ -319,6 +319,28 @@ def federation_for(folder: str, holder: str | None, pre, seed: int | None = None
     return manifest, entry, fed.from_arrays(dict(np.load(root / "global.npz")))
 
 
+def adopt_federation_split(params):
+    """``params`` (``RunParameters`` or ``SynthesizeParameters`` with ``models_from``) with the
+    federation's ``seed`` and ``control_fraction`` wherever the user set none: a holder's
+    release must hold out the rows its worker held out of federated training. A value the
+    user did set is kept (``federation_for`` refuses it if it differs). An unreadable
+    federation folder is left to ``federation_for`` to report."""
+    import json
+    from pathlib import Path
+
+    try:
+        manifest = json.loads((Path(params.models_from) / "manifest.json").read_text())
+    except (OSError, ValueError):
+        return params
+    update = {}
+    if "seed" not in params.model_fields_set and "seed" in manifest.get("settings", {}):
+        update["seed"] = int(manifest["settings"]["seed"])
+    if "control_fraction" not in params.model_fields_set and \
+            manifest.get("control_fraction") is not None:
+        update["control_fraction"] = float(manifest["control_fraction"])
+    return params.model_copy(update=update) if update else params
+
+
 def federation_section(folder: str, manifest: dict, entry: dict | None) -> dict:
     """A release manifest's ``federation`` section: the run, its rounds and holders, this
     holder's DP section and the federation's DP statement."""
