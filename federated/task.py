@@ -59,6 +59,7 @@ class HolderData:
     x: np.ndarray  # float32 (rows, encoded columns)
     pre: TablePreprocessor
     model: str = "codes"  # what the holder trains: codes autoencoders or the VAE
+    source_rows: int | None = None  # the table's rows, its control rows included
 
     @property
     def rows(self) -> int:
@@ -178,6 +179,7 @@ def load_holder(profile: DatasetProfile, path: str | Path, control_fraction: flo
     report = validate.fn(frame, profile, path.name)
     if not report.success:
         raise DataValidationError(report)
+    source_rows = frame.height
     if control_fraction > 0:
         from cloakflow.tasks.data.split import positive_labels, split_rows
 
@@ -188,7 +190,7 @@ def load_holder(profile: DatasetProfile, path: str | Path, control_fraction: flo
         x = pre.transform(frame, path.name)
     except PreprocessError as exc:  # an unseen category: the one-hot would differ
         raise SchemaMismatch(f"{exc} (rule: shared schema)") from exc
-    return HolderData(path.name, frame, x.astype(np.float32), pre, model)
+    return HolderData(path.name, frame, x.astype(np.float32), pre, model, source_rows)
 
 
 # ---------------------------------------------------------------------------- models

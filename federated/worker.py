@@ -152,8 +152,8 @@ class Holder:
         dp = self.dp_section(plan)
         cap = self.profile.privacy.dp_cap
         entry = ledger.make_entry(f"{self.profile.name}@{self.name}", str(config.get(
-            "run-name", "federated")), sha256_file(Path(self.input_path)), self.data.rows,
-            self.data.rows, dp)
+            "run-name", "federated")), sha256_file(Path(self.input_path)),
+            self.data.source_rows or self.data.rows, self.data.rows, dp)
         # the holder's own ledger file: its MLflow mirror is the coordinator's, not the holder's
         after, path = ledger.spend(dp, cap.model_dump() if cap else None, entry,
                                    include_mlflow=False)
@@ -174,7 +174,12 @@ class Holder:
         """What the holder publishes about its run: its DP section (None without DP), its DP
         row count, and its ledger's totals; the exact row count only without DP."""
         dp = self.dp_section() if self.plan is not None else None
-        return {"holder": self.name, "dp": dp, "ledger": self.ledger,
+        from cloakflow.tasks.data.locate import sha256_file
+
+        # without DP the table's hash is published (as a codes release does): a holder's
+        # release run checks that it reads the table the holder trained on
+        sha = None if dp else sha256_file(Path(self.input_path))
+        return {"holder": self.name, "dp": dp, "ledger": self.ledger, "source_sha256": sha,
                 "rows": None if dp else self.data.rows, "dp_rounds": self.dp_rounds,
                 "dp_rows": None if self.dp_rows is None else round(self.dp_rows, 1),
                 "dp_counts": None if self.dp_counts is None else

@@ -72,7 +72,7 @@ def anonymize(params: RunParameters | None = None) -> FlowOutcome:
             if federated:  # nothing trains here: the federation's global models encode x
                 models, federation = models_from_federation(
                     params.models_from, params.holder, data.pre, x, data.columns, slices,
-                    params.seed, params.control_fraction)
+                    params.seed, params.control_fraction, source_sha=data.source_sha)
                 reused = []
                 print(f"encoded with the global models of federation {params.models_from} "
                       f"({federation['rounds']} rounds, holders "

@@ -325,8 +325,10 @@ def _manifest(params, profile, result, rounds, reports, weighting, parent, flow_
     for r in reports:
         entry = {"holder": r["holder"], "file": Path(files[r["holder"]]).name, "dp": r["dp"],
                  "ledger": r["ledger"] or None}
-        if r["rows"] is not None:
+        if r["rows"] is not None:  # without DP: the row count and the table's hash
             entry["rows"] = r["rows"]
+        if r.get("source_sha256"):
+            entry["source_sha256"] = r["source_sha256"]
         if r.get("dp_rows") is not None:  # DP outputs: covered by the holder's epsilon
             entry["dp_rows"] = r["dp_rows"]
             if params.model == "vae":  # the labels the holder's synthetic rows are drawn with

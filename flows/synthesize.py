@@ -99,7 +99,7 @@ def synthesize(params: SynthesizeParameters | None = None) -> SynthesisOutcome:
         federation = None
         if federated:
             vae, federation, label_shares, estimate, dp_release = _federated_vae(
-                params, pre, cond, counts, source)
+                params, pre, cond, counts, source, data.source_sha)
         elif private:
             dps.require_public_bounds(pre.specs, source, profile)  # before the (slow) plan
             plan = dps.plan_synthesis_dp(params.dp_epsilon, params.dp_delta, params.dp_clip,
@@ -210,7 +210,8 @@ class _FederatedVae:
         self.log.seconds = 0.0
 
 
-def _federated_vae(params: SynthesizeParameters, pre, cond, counts: np.ndarray, source: str):
+def _federated_vae(params: SynthesizeParameters, pre, cond, counts: np.ndarray, source: str,
+                   source_sha: str | None = None):
     """The global VAE of ``params.models_from`` for this holder, the label shares its rows are
     drawn with and the default row count: under the federation's DP, its DP condition counts
     (covered by its epsilon), else its own training rows; and the release's DP section (the
@@ -224,7 +225,8 @@ def _federated_vae(params: SynthesizeParameters, pre, cond, counts: np.ndarray, 
     from cloakflow.tasks.train import FederationMismatch, vae_from_federation
 
     vae, federation, entry = vae_from_federation(params.models_from, params.holder, pre,
-                                                 params.seed, params.control_fraction)
+                                                 params.seed, params.control_fraction,
+                                                 source_sha)
     if vae.config.condition != cond.index:
         raise FederationMismatch(
             f"{source}: --condition {params.condition}: the federation's VAE is conditioned on "

@@ -263,6 +263,7 @@ class FederationMismatch(ValueError):
 
 def federation_for(folder: str, holder: str | None, pre, seed: int | None = None,
                    control_fraction: float | None = None, model: str = "codes",
+                   source_sha: str | None = None,
                    ) -> tuple[dict, dict | None, dict[str, list[np.ndarray]]]:
     """Read a federated run's folder (``cloakflow federate``'s ``manifest.json`` and
     ``global.npz``) for a holder about to use its global models, and check that it may.
@@ -275,7 +276,10 @@ def federation_for(folder: str, holder: str | None, pre, seed: int | None = None
         FederationMismatch: no such federation or holder, models of another kind, a seed or
             control fraction that differs from the federation's (the release's control rows
             would include rows the models trained on), or this table's shared-schema encoding
-            differs from the federation's (its fingerprint).
+            differs from the federation's (its fingerprint), or (``source_sha``) the table is
+            not the one the holder trained on: its SHA-256 differs from the federation's record
+            (the manifest's without DP; under DP, where the manifest publishes no hash, the
+            holder's own privacy ledger entry for the run, when it is on this machine).
     """
     import json
     from pathlib import Path
@@ -316,7 +320,24 @@ def federation_for(folder: str, holder: str | None, pre, seed: int | None = None
             "(rule: shared schema): use the profile the federation used, with the same "
             "public bounds")
     entry = next((h for h in manifest["holders"] if h["holder"] == holder), None)
+    if source_sha is not None and entry is not None:
+        recorded = entry.get("source_sha256") or _ledger_sha(manifest, holder)
+        if recorded is not None and recorded != source_sha:
+            raise FederationMismatch(
+                f"{folder}: this table is not the one holder {holder!r} trained on (its "
+                "SHA-256 differs from the federation's record): give that holder's own table, "
+                "or the name of the holder whose table this is")
     return manifest, entry, fed.from_arrays(dict(np.load(root / "global.npz")))
+
+
+def _ledger_sha(manifest: dict, holder: str) -> str | None:
+    """The source SHA-256 a DP holder's worker recorded in its own ledger for this run."""
+    from cloakflow.tasks.privacy import ledger
+
+    for e in ledger.entries(f"{manifest['dataset']}@{holder}", include_mlflow=False):
+        if e.get("run_id") == manifest.get("mlflow_run_id"):
+            return e.get("source_sha256")
+    return None
 
 
 def adopt_federation_split(params):
@@ -355,6 +376,7 @@ def federation_section(folder: str, manifest: dict, entry: dict | None) -> dict:
 def models_from_federation(folder: str, holder: str | None, pre, x: np.ndarray,
                            columns: list[str], slices: dict[str, list[int]],
                            seed: int | None = None, control_fraction: float | None = None,
+                           source_sha: str | None = None,
                            ) -> tuple[dict[str, TrainedModel], dict]:
     """The global codes models of a federated run as this run's trained models, each
     encoding ``x``: a holder encodes its own rows with them instead of training.
@@ -368,7 +390,8 @@ def models_from_federation(folder: str, holder: str | None, pre, x: np.ndarray,
     """
     from cloakflow.federated import task as fed
 
-    manifest, entry, weights = federation_for(folder, holder, pre, seed, control_fraction)
+    manifest, entry, weights = federation_for(folder, holder, pre, seed, control_fraction,
+                                              source_sha=source_sha)
     settings = manifest["settings"]
     configs = fed.model_configs(pre, settings)
     epochs = int(settings["num-server-rounds"]) * int(settings["local-epochs"])
@@ -391,7 +414,7 @@ def models_from_federation(folder: str, holder: str | None, pre, x: np.ndarray,
 
 
 def vae_from_federation(folder: str, holder: str | None, pre, seed: int | None = None,
-                        control_fraction: float | None = None):
+                        control_fraction: float | None = None, source_sha: str | None = None):
     """The global VAE of a federated run (``cloakflow federate --model vae``), built for this
     table's shared-schema encoding, for a holder to synthesise from instead of training.
 
@@ -406,7 +429,7 @@ def vae_from_federation(folder: str, holder: str | None, pre, seed: int | None =
     from cloakflow.models.vae import build_vae
 
     manifest, entry, weights = federation_for(folder, holder, pre, seed, control_fraction,
-                                              model="vae")
+                                              model="vae", source_sha=source_sha)
     vae = build_vae(fed.vae_config(pre, manifest["settings"]), seed=0)
     fed.set_vae_weights(vae, weights["vae"])
     return vae, federation_section(folder, manifest, entry), entry

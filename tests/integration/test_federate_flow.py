@@ -53,7 +53,7 @@ def _processes_of(folder: Path) -> list[int]:
 
 
 def test_federate_flow_trains_across_holders_and_stops_every_process(
-        prefect_harness, workdir: Path):
+        prefect_harness, workdir: Path, capsys):
     from cloakflow.flows.federate import FederateParameters, federate
 
     files, profile = _holders(workdir)
@@ -103,6 +103,10 @@ def test_federate_flow_trains_across_holders_and_stops_every_process(
         **BOUNDS, "income": {"min": 0, "max": 5000}})))
     assert main(["run", "--profile", str(other), "--input", files[0], "--models-from",
                  str(folder), "--holder", "site1", "--folds", "2"]) == 2
+    # nor a table that is not the holder's own (the federation recorded its hash)
+    assert main(["run", "--profile", str(profile), "--input", files[1], "--models-from",
+                 str(folder), "--holder", "site1", "--folds", "2"]) == 2
+    assert "not the one holder 'site1' trained on" in capsys.readouterr().err
 
 
 def test_federated_dp_vae_then_each_holder_publishes_its_own_synthetic_rows(
