@@ -68,7 +68,7 @@ def federated(args, profile, frame, y, how: str, work: Path) -> dict:
     import polars as pl
 
     from cloakflow.flows.federate import partition
-    from cloakflow.tasks.federation import Federation
+    from cloakflow.tasks.federation import Federation, merge_private_rounds
 
     parts = partition(frame, args.holders, how, args.seed)
     raw = pl.read_csv(args.csv, separator=profile.separator, infer_schema=False)
@@ -104,6 +104,7 @@ def federated(args, profile, frame, y, how: str, work: Path) -> dict:
             print(f"  [{how}] round {r}: GROUP_ENCODED {per_round[-1]['GROUP_ENCODED']:.4f}, "
                   f"ENCODED {per_round[-1]['ENCODED']:.4f}", flush=True)
         reports = [fed.ask_worker(h, {"op": "report", "config": settings}) for h in files]
+    rounds = merge_private_rounds(rounds, reports)  # DP: the holders' own losses and timings
     overhead = [r["overhead_seconds"] for r in rounds]
     return {"partition": how, "holders": [len(p) for p in parts], "wall_seconds": wall,
             "rounds": [{k: r[k] for k in ("round", "wall_seconds", "slowest_training_seconds",

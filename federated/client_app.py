@@ -80,6 +80,8 @@ def query(msg: Message, context: Context) -> Message:
 def train(msg: Message, context: Context) -> Message:
     reply = _ask(context, {"op": "train", "arrays": _arrays(msg.content["arrays"]),
                            "config": _config(msg, context)})
-    metrics = {**reply["metrics"], "worker-seconds": reply["seconds"]}
+    metrics = dict(reply["metrics"])
+    if "train-seconds" in metrics:  # without DP: timings go to the server too
+        metrics["worker-seconds"] = reply["seconds"]
     return Message(RecordDict({"arrays": _record(reply["arrays"]),
                                "metrics": _metrics(metrics)}), reply_to=msg)

@@ -136,6 +136,8 @@ class RoundLog:
             rows.append({k: (float(v) if isinstance(v, (int, float)) else v)
                          for k, v in m.items()})
         self.replies[self.round] = rows
+        if not all("train-loss" in r for r in rows):  # DP: holders keep their losses
+            return MetricRecord({})
         total = sum(r.get(weighting_key, 0.0) for r in rows) or 1.0
         return MetricRecord({"train-loss": sum(r["train-loss"] * r.get(weighting_key, 0.0)
                                                for r in rows) / total})
@@ -149,11 +151,13 @@ class RoundLog:
         if server_round >= 1:
             rows = self.replies.get(server_round, [])
             wall = now - self.marks[-2]
-            slowest = max((r.get("train-seconds", 0.0) for r in rows), default=0.0)
             line = {"round": server_round, "wall_seconds": round(wall, 3),
-                    "slowest_training_seconds": round(slowest, 3),
-                    "overhead_seconds": round(wall - slowest, 3),
+                    "slowest_training_seconds": None, "overhead_seconds": None,
                     "holders": rows, "time": now}
+            if rows and all("train-seconds" in r for r in rows):  # not under DP
+                slowest = max(r["train-seconds"] for r in rows)
+                line.update(slowest_training_seconds=round(slowest, 3),
+                            overhead_seconds=round(wall - slowest, 3))
             with self.path.open("a") as fh:
                 fh.write(json.dumps(line) + "\n")
         return None

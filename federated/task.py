@@ -362,7 +362,8 @@ def dp_plan(settings: dict, models: int) -> FederatedDpPlan:
     delta = float(settings.get("dp-delta", 0) or 0) or DEFAULT_DELTA
     q = float(settings.get("dp-sampling-rate", 0) or 0) or DEFAULT_SAMPLING_RATE
     if not (0 < delta < 1 and 0 < q <= 1):
-        raise ValueError(f"dp-delta {delta} and dp-sampling-rate {q} must lie in (0, 1)")
+        raise ValueError(f"dp-delta {delta} must lie in (0, 1) and dp-sampling-rate {q} in "
+                         "(0, 1]")
     rounds, local = int(settings["num-server-rounds"]), int(settings["local-epochs"])
     per_round = max(1, math.ceil(local / q))
     count_sigma, sgd, total, count_alone = _solve(eps, delta, q, rounds * per_round)
@@ -434,7 +435,7 @@ def local_train(holder: HolderData, weights: dict[str, list[np.ndarray]], settin
         from cloakflow.models.vae import build_vae, to_model_space
 
         cfg = vae_config(holder.pre, settings)
-        vae = build_vae(cfg, seed=0)
+        vae = build_vae(cfg, seed=seed)  # plain runs: the round's seed draws the sampling
         set_vae_weights(vae, weights["vae"])
         start = time.perf_counter()  # training only: building the models is round overhead
         log = train(vae.model, to_model_space(holder.x, cfg.output_heads), cfg.training(),

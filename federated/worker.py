@@ -59,6 +59,7 @@ class Holder:
         self.dp_counts = None  # the holder's DP counts (drawn once, after the ledger entry)
         self.dp_rows = None  # their sum: the DP row count
         self.dp_rounds = 0  # rounds trained under the DP plan
+        self.private_rounds: list[dict] = []  # DP: each round's loss and timings, kept here
         self.rng = None  # tests only: an injected generator (never in the flow)
 
     def query(self, config: dict) -> dict:
@@ -125,12 +126,16 @@ class Holder:
         new, metrics = self.task.local_train(
             self.data, weights, config, plan=self.plan if dp else None, dp_rows=self.dp_rows,
             rng=self.rng, seed=int(config.get("seed", 0)) + int(config.get("server-round", 0)))
-        metrics["weight"] = weight
         if dp:
+            # the server sees the noised weights, the weight and the DP figures only: the
+            # loss (a mean over private rows) and the timings (they scale with the batches)
+            # stay with the holder, which reports them with its run (``report``)
             self.dp_rounds += 1
-            metrics.update(self.dp_figures())
+            self.private_rounds.append({"round": int(config.get("server-round", 0)),
+                                        **metrics})
+            metrics = {"weight": weight, **self.dp_figures()}
         else:
-            metrics["rows"] = self.data.rows  # private to DP runs only
+            metrics.update(weight=weight, rows=self.data.rows)
         return {"arrays": self.task.to_arrays(new), "metrics": metrics}
 
     def dp_section(self, plan=None) -> dict:
@@ -183,7 +188,8 @@ class Holder:
                 "rows": None if dp else self.data.rows, "dp_rounds": self.dp_rounds,
                 "dp_rows": None if self.dp_rows is None else round(self.dp_rows, 1),
                 "dp_counts": None if self.dp_counts is None else
-                [round(float(c), 1) for c in self.dp_counts]}
+                [round(float(c), 1) for c in self.dp_counts],
+                "private_rounds": self.private_rounds}
 
     def codes(self, arrays: dict, config: dict) -> dict:
         config = self._settings(config)
@@ -191,7 +197,7 @@ class Holder:
             raise RuntimeError("codes: this holder trains the VAE, not the codes models")
         weights = self.task.from_arrays(arrays)
         return {"codes": self.task.codes_of(self.data, weights, config),
-                "rows": self.data.rows}
+                "rows": None if self.plan is not None else self.data.rows}
 
 
 def serve(holder: Holder, address: tuple[str, int], key: bytes,

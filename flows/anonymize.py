@@ -47,6 +47,10 @@ def anonymize(params: RunParameters | None = None) -> FlowOutcome:
     from prefect.runtime import flow_run
 
     params = params or RunParameters()
+    if params.models_from is not None:  # a holder's release: the federation's split
+        from cloakflow.tasks.train import adopt_federation_split
+
+        params = adopt_federation_split(params)
     profile = load_profile(params.profile_path or params.dataset)
     params = params.model_copy(update={"dataset": profile.name})  # --profile names the dataset
     tracking.configure()

@@ -27,7 +27,7 @@ from pydantic import BaseModel
 from cloakflow.flows.parameters import FederateParameters
 from cloakflow.tasks import artifacts, tracking
 from cloakflow.tasks.data.profile import DatasetProfile, load_profile
-from cloakflow.tasks.federation import Federation, FederationFailed
+from cloakflow.tasks.federation import Federation, FederationFailed, merge_private_rounds
 
 
 class PartitionError(FederationFailed):
@@ -121,19 +121,19 @@ def _holder_files(params: FederateParameters, profile: DatasetProfile,
 
 
 def holder_names(paths: list[Path]) -> list[str]:
-    """Each holder's name: its file's stem (``site1.csv`` -> ``site1``), or, where two files
-    share a stem, its folder's name (``hospA/data.csv`` -> ``hospA``).
+    """Each holder's name: its file's stem (``site1.csv`` -> ``site1``), or, for files that
+    share a stem, their folders' names (``hospA/data.csv`` -> ``hospA``).
 
     Raises:
         FederationFailed: two holders would still share a name.
     """
-    names = [p.stem for p in paths]
+    stems = [p.stem for p in paths]
+    names = [p.parent.name if stems.count(p.stem) > 1 else p.stem for p in paths]
     if len(set(names)) != len(names):
-        names = [p.parent.name for p in paths]
-        if len(set(names)) != len(names):
-            raise FederationFailed(
-                "two holder tables share a file name and a folder name, so they cannot be told "
-                "apart (a holder's name keys its privacy ledger): rename one of them")
+        raise FederationFailed(
+            "two holder tables share a file name and a folder name (or a file is named like "
+            "another holder's folder), so they cannot be told apart (a holder's name keys its "
+            "privacy ledger): rename one of them")
     return names
 
 
@@ -170,20 +170,27 @@ def check_profile(profile: DatasetProfile, model: str) -> None:
 
 
 def check_caps(profile: DatasetProfile, holders: list[str], run_config: dict) -> None:
-    """Refuse a DP federation that would take a holder past the profile's lifetime cap, before
-    any process starts (the holders' workers check it again on their own ledgers).
+    """Plan the holders' DP (one plan for all) and refuse a DP federation that would take a
+    holder past the profile's lifetime cap, before any process starts (the holders' workers
+    check it again on their own ledgers).
 
     Raises:
+        DpPlanError: no plan spends the settings' epsilon (e.g. it needs too small a sigma).
         BudgetExhausted: naming the holder's ledger (``<profile>@<holder>``).
     """
     from cloakflow.federated import task
     from cloakflow.tasks.privacy import ledger
+    from cloakflow.tasks.privacy.dp import DpPlanError
 
+    models = ["vae"] if run_config["model"] == "vae" else ["whole", *profile.groups]
+    try:
+        section = task.dp_plan(run_config, len(models)).section(models)
+    except ValueError as exc:
+        raise DpPlanError(f"--dp-epsilon {run_config['dp-epsilon']} over "
+                          f"{run_config['num-server-rounds']} rounds: {exc}") from exc
     cap = profile.privacy.dp_cap
     if cap is None:
         return
-    models = ["vae"] if run_config["model"] == "vae" else ["whole", *profile.groups]
-    section = task.dp_plan(run_config, len(models)).section(models)
     for holder in holders:
         ledger.check_cap(f"{profile.name}@{holder}", section, cap.model_dump(),
                          include_mlflow=False)
@@ -217,21 +224,24 @@ def federate(params: FederateParameters | None = None) -> FederationOutcome:
                       "dp-sampling-rate": params.dp_sampling_rate,
                       "weighting": weighting, "declared-size": 0.0, "run-name": parent,
                       "timeout": float(params.timeout)}
-        if dp:
+        if dp:  # the plan (same for every holder) and each holder's cap, before any process
             check_caps(profile, list(files), run_config)
         rounds: list[dict] = []
 
         def on_round(line: dict) -> None:
             rounds.append(line)
+            if line["overhead_seconds"] is None:  # DP: holders keep losses and timings
+                print(f"round {line['round']}/{params.rounds}: {line['wall_seconds']:.1f} s",
+                      flush=True)
+                tracking.log_metrics(parent, {"round.wall_seconds": line["wall_seconds"]},
+                                     step=line["round"])
+                return
             losses = [h["train-loss"] for h in line["holders"]]
             print(f"round {line['round']}/{params.rounds}: {line['wall_seconds']:.1f} s "
                   f"(slowest holder's training {line['slowest_training_seconds']:.1f} s, "
                   f"overhead {line['overhead_seconds']:.1f} s); holders' loss "
                   + ", ".join(f"{v:.3f}" for v in losses), flush=True)
-            tracking.log_metrics(parent, {
-                "round.wall_seconds": line["wall_seconds"],
-                "round.overhead_seconds": line["overhead_seconds"],
-                "round.train_loss_mean": float(np.mean(losses))}, step=line["round"])
+            _log_round(parent, line)
 
         print(f"federation of {len(files)} holders: {', '.join(files)}; {params.rounds} rounds "
               f"x {params.local_epochs} local epochs" + (f", DP epsilon {params.dp_epsilon} "
@@ -248,6 +258,11 @@ def federate(params: FederateParameters | None = None) -> FederationOutcome:
             out = fed.run(run_config, on_round=on_round, timeout=params.timeout)
             reports = [fed.ask_worker(h, {"op": "report", "config": run_config})
                        for h in files]
+        if dp:  # what the holders kept from the server, reported by them (not covered)
+            rounds[:] = merge_private_rounds(rounds, reports)
+            for line in rounds:
+                if line["overhead_seconds"] is not None:
+                    _log_round(parent, line)
         result = json.loads((out / "result.json").read_text())
         weights_file = folder / "global.npz"
         weights_file.write_bytes((out / "global.npz").read_bytes())
@@ -271,6 +286,15 @@ def federate(params: FederateParameters | None = None) -> FederationOutcome:
                              holders=manifest["holders"], releases=releases)
 
 
+def _log_round(parent: str, line: dict) -> None:
+    """One round's figures to the MLflow run (step = round)."""
+    tracking.log_metrics(parent, {
+        "round.wall_seconds": line["wall_seconds"],
+        "round.overhead_seconds": line["overhead_seconds"],
+        "round.train_loss_mean": float(np.mean([h["train-loss"] for h in line["holders"]]))},
+        step=line["round"])
+
+
 def _holder_releases(params: FederateParameters, profile: DatasetProfile,
                      files: dict[str, str], folder: Path) -> list[dict]:
     """Each holder encodes its own rows with the global models and publishes its own codes
@@ -286,22 +310,23 @@ def _holder_releases(params: FederateParameters, profile: DatasetProfile,
 
     out = []
     for holder, path in files.items():
-        if params.model == "vae":
-            print(f"holder {holder}: its own synthetic release from the global VAE", flush=True)
-            run = SynthesizeParameters(
-                dataset=profile.name, profile_path=params.profile_path, input_path=path,
-                models_from=str(folder), holder=holder, seed=params.seed,
-                control_fraction=params.control_fraction, out=params.out,
-                accept_risk=params.accept_risk)
-        else:
-            print(f"holder {holder}: its own codes release with the global models", flush=True)
-            run = RunParameters(
-                dataset=profile.name, profile_path=params.profile_path, input_path=path,
-                models_from=str(folder), holder=holder, seed=params.seed,
-                control_fraction=params.control_fraction, out=params.out, folds=params.folds,
-                importance_rows=params.importance_rows, accept_risk=params.accept_risk)
+        what = "synthetic release from the global VAE" if params.model == "vae" else \
+            "codes release with the global models"
+        print(f"holder {holder}: its own {what}", flush=True)
         try:
-            outcome = (synthesize if params.model == "vae" else anonymize)(run)
+            if params.model == "vae":
+                outcome = synthesize(SynthesizeParameters(
+                    dataset=profile.name, profile_path=params.profile_path, input_path=path,
+                    models_from=str(folder), holder=holder, seed=params.seed,
+                    control_fraction=params.control_fraction, out=params.out,
+                    accept_risk=params.accept_risk))
+            else:
+                outcome = anonymize(RunParameters(
+                    dataset=profile.name, profile_path=params.profile_path, input_path=path,
+                    models_from=str(folder), holder=holder, seed=params.seed,
+                    control_fraction=params.control_fraction, out=params.out,
+                    folds=params.folds, importance_rows=params.importance_rows,
+                    accept_risk=params.accept_risk))
             verdict = getattr(outcome, "verdict", None) or json.loads(
                 (Path(outcome.release) / "manifest.json").read_text())["privacy"]["verdict"]
             out.append({"holder": holder, "verdict": verdict, "release": outcome.release,
@@ -339,16 +364,19 @@ def _manifest(params, profile, result, rounds, reports, weighting, parent, flow_
         how = {"uniform": "uniformly", "declared": "by the sizes they declared public",
                "dp-count": "by their DP row counts"}[weighting]
         statement = (
-            "Each holder trained with DP-SGD on its own rows: the global model, and everything "
-            "the server saw from that holder (its clipped, noised local updates over all "
+            "Each holder trained with DP-SGD on its own rows: the global model, and what the "
+            "server received from that holder (its clipped, noised local updates over all "
             "rounds, its DP figures" + (", its DP row count" if weighting == "dp-count" else "")
-            + "), are (epsilon, delta)-differentially private with respect to adding or "
+            + "; its losses and timings stay with the holder), are (epsilon, delta)-"
+            "differentially private with respect to adding or "
             "removing one of that holder's rows, with the holder's (epsilon, delta) below, "
             "composed over all its models and rounds and a Gaussian count of its rows ("
             + ("a histogram of its labels, " if params.model == "vae" else "")
             + "PLD, add/remove adjacency). The exact row counts stay private: DP-SGD samples at a "
             "public rate and divides by q times the DP count; holders are weighed " + how
-            + " in FedAvg. The per-round losses and timings here are computed on private rows "
+            + " in FedAvg. When each reply arrives is seen by the server and not covered (a "
+            "holder's training time grows with its expected batch). The per-round losses and "
+            "timings here, reported by the holders after the run, are computed on private rows "
             "and are not covered. " + (
                 "The guarantee is for the holder's training rows: its control rows are split "
                 "off by the public seed. "

@@ -241,6 +241,10 @@ class FederateParameters(BaseModel):
         if self.dp_epsilon is not None and self.weighting == "examples":
             raise ValueError("under DP holders are weighed independently of their exact rows: "
                              "weighting must be uniform, declared or dp-count")
+        if self.model == "vae" and self.release and self.control_fraction < 0.05:
+            raise ValueError("a holder's synthetic release measures itself on control rows: "
+                             "--control-fraction must be at least 0.05 with --model vae (or "
+                             "--no-release)")
         if self.proximal_mu is not None and self.strategy != "fedprox":
             raise ValueError("--proximal-mu is FedProx's: add --strategy fedprox")
         if self.declared_sizes is not None and self.weighting != "declared":

@@ -77,6 +77,10 @@ def synthesize(params: SynthesizeParameters | None = None) -> SynthesisOutcome:
     from cloakflow.tasks.release.publish import write_release
 
     params = params or SynthesizeParameters()
+    if params.models_from is not None:  # a holder's release: the federation's split
+        from cloakflow.tasks.train import adopt_federation_split
+
+        params = adopt_federation_split(params)
     profile = load_profile(params.profile_path or params.dataset)
     params = params.model_copy(update={"dataset": profile.name})
     private = params.dp_epsilon is not None

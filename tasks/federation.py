@@ -154,7 +154,8 @@ class Federation:
 
     def stop(self) -> None:
         """SIGTERM every process group of the run, SIGKILL what is left after ``GRACE_S``."""
-        for p in self.procs:
+        # the watchdog (first) stops last: it covers a kill of this process meanwhile
+        for p in self.procs[1:]:
             if p.popen.poll() is None:
                 _signal_group(p.popen.pid, signal.SIGTERM)
         deadline = time.monotonic() + GRACE_S
@@ -163,7 +164,7 @@ class Federation:
                 p.popen.wait(timeout=max(deadline - time.monotonic(), 0.1))
             except subprocess.TimeoutExpired:
                 pass
-        for p in self.procs:  # the group too: Flower's children (superexec, clientapp)
+        for p in self.procs[1:] + self.procs[:1]:  # the groups too: Flower's children
             _signal_group(p.popen.pid, signal.SIGKILL)
             try:
                 p.popen.wait(timeout=5)
@@ -323,6 +324,28 @@ class Federation:
         if "error" in reply:
             raise FederationFailed(f"holder {holder!r}: {reply['error']}")
         return reply
+
+
+def merge_private_rounds(rounds: list[dict], reports: list[dict]) -> list[dict]:
+    """The server's round lines with what DP holders kept to themselves (each ``report``'s
+    ``private_rounds``: loss and training seconds per round) merged in: the slowest holder's
+    training time, the overhead and the holders' losses of every round. Lines that already
+    have them (no DP) are returned as they are. These are figures on private rows: reported,
+    not covered by any holder's epsilon."""
+    kept = {}
+    for r in reports:
+        for p in r.get("private_rounds") or []:
+            kept.setdefault(int(p["round"]), []).append({"holder": r["holder"], **p})
+    out = []
+    for line in rounds:
+        held = kept.get(int(line["round"]))
+        if line.get("overhead_seconds") is None and held:
+            slowest = max(h["train-seconds"] for h in held)
+            line = {**line, "slowest_training_seconds": round(slowest, 3),
+                    "overhead_seconds": round(line["wall_seconds"] - slowest, 3),
+                    "holders": sorted(held, key=lambda h: h["holder"])}
+        out.append(line)
+    return out
 
 
 def _signal_group(pid: int, sig: int) -> None:

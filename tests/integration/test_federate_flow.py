@@ -134,6 +134,12 @@ def test_federated_dp_vae_then_each_holder_publishes_its_own_synthetic_rows(
         assert [e["run_id"] for e in entries(f"tiny@{holder['holder']}",
                                              include_mlflow=False)] == [outcome.mlflow_run_id]
     assert _processes_of(folder) == []
+    # the server saw no loss and no timing of a DP holder; the holders reported them after
+    server = [json.loads(line) for line in (folder / "rounds.jsonl").read_text().splitlines()]
+    assert all(set(h) <= {"weight", "dp-epsilon-spent", "dp-delta", "dp-sigma",
+                          "dp-sampling-rate", "dp-steps"} for h in server[0]["holders"])
+    assert outcome.rounds[0]["overhead_seconds"] is not None
+    assert [h["holder"] for h in outcome.rounds[0]["holders"]] == ["site1", "site2"]
     # each holder sampled its own synthetic rows from the global VAE, with its DP labels, and
     # published them through the synthetic release's evaluation, attacks and gate
     assert [r["holder"] for r in outcome.releases] == ["site1", "site2"]
