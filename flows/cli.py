@@ -93,8 +93,9 @@ def _parser() -> argparse.ArgumentParser:
                                            "end), publish synthetic rows with their "
                                            "evaluation and privacy report")
     add_model_options(sy, SynthesizeParameters)
-    fe = sub.add_parser("federate", help="train the codes autoencoders across data holders "
-                        "with Flower (FedAvg; optionally DP-SGD per holder)")
+    fe = sub.add_parser("federate", help="train the codes autoencoders or the VAE across data "
+                        "holders with Flower (FedAvg or FedProx; optionally DP-SGD per "
+                        "holder), then each holder's own release")
     add_model_options(fe, FederateParameters)
     fr = sub.add_parser("frontier", help="sweep code-noise scales: utility vs inversion")
     add_model_options(fr, FrontierParameters)

@@ -1,8 +1,9 @@
 """The federated-training flow: holders' tables -> warm holder workers (ingest, GX validation,
 shared-schema encoding) -> SuperLink and one SuperNode per holder on 127.0.0.1 -> the Flower
-app (schema agreement, FedAvg over ``rounds``) -> the global codes autoencoders, per-round
-metrics streamed to MLflow and Prefect -> every process stopped -> a run folder with the
-federation's manifest and global weights.
+app (schema agreement, FedAvg or FedProx over ``rounds``) -> the global codes autoencoders or
+VAE, per-round metrics streamed to MLflow and Prefect -> every process stopped -> a run folder
+with the federation's manifest and global weights -> each holder's own codes or synthetic
+release.
 
 Orchestration only: the holder logic is ``federated/task.py``, the Flower apps
 ``federated/client_app.py`` and ``federated/server_app.py``, the processes
@@ -198,8 +199,16 @@ def check_caps(profile: DatasetProfile, holders: list[str], run_config: dict) ->
 
 @flow(name="federate", log_prints=True)
 def federate(params: FederateParameters | None = None) -> FederationOutcome:
-    """Train the codes autoencoders across data holders with Flower (FedAvg), without pooling
-    rows; with ``dp_epsilon`` each holder's rows are protected by its own DP-SGD."""
+    """Train the codes autoencoders (or, with ``model="vae"``, the VAE synthesizer) across
+    data holders with Flower (FedAvg or FedProx), without pooling rows; with ``dp_epsilon``
+    each holder's rows are protected by its own DP-SGD and its row count stays private. Then
+    each holder publishes its own codes or synthetic release (unless ``release`` is off).
+
+    Raises:
+        FederationFailed: a bad profile, holder table or process (the message names it).
+        DpPlanError: no DP plan spends ``dp_epsilon`` with these settings.
+        BudgetExhausted: a holder's ledger would pass the profile's ``dp_cap``.
+    """
     from prefect.runtime import flow_run
 
     params = params or FederateParameters()

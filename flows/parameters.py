@@ -180,7 +180,7 @@ class FederateParameters(BaseModel):
                               "by=COLUMN (sorted by the column: a skewed, non-IID split)")
     clients: int = Field(3, ge=2, le=16, description="holders when partitioning one table")
     out: str = Field("federated-runs", description="folder that receives <dataset>/<run id>/")
-    rounds: int = Field(5, ge=1, description="FedAvg rounds")
+    rounds: int = Field(5, ge=1, description="FedAvg (or FedProx) rounds")
     local_epochs: int = Field(2, ge=1, description="epochs each holder trains per round")
     batch_size: int = Field(256, ge=1, description="rows per step without DP (under DP the "
                                                    "expected batch is q times the DP row count)")
@@ -222,8 +222,9 @@ class FederateParameters(BaseModel):
         0.1, ge=0.0, le=0.5, description="each holder's rows kept out of training: its own "
                                          "release's control rows (attacks)")
     release: bool = Field(
-        True, description="then each holder encodes its rows with the global models and "
-                          "publishes its own codes release (evaluation, attacks, gate)")
+        True, description="then each holder publishes its own release through the "
+                          "evaluation, attacks and gate: its rows encoded with the global "
+                          "models (codes), or synthetic rows from the global VAE (vae)")
     accept_risk: str | None = Field(
         None, description="holders' releases: publish even if the policy is crossed (reason "
                           "recorded)")
