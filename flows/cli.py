@@ -246,6 +246,9 @@ def _execute(params, call, remedy: str):
         return EXIT_BAD_INPUT
     except PolicyViolation as exc:
         skipped = not params.privacy_attacks
+        if getattr(params, "models_from", None):  # nothing trained here: the federation did
+            remedy = ("Retrain the federation with DP or a smaller --dp-epsilon, fewer rounds "
+                      "or more rows per holder, ")
         print(f"\nRELEASE BLOCKED by the privacy policy, nothing was published.\n{exc}\n"
               + ("Run the attacks (drop --skip-attacks) " if skipped else remedy)
               + "or publish anyway with --accept-risk \"reason\".", file=sys.stderr)

@@ -25,6 +25,7 @@ import polars as pl
 from prefect import flow, get_run_logger
 from pydantic import BaseModel
 
+from cloakflow.federated.task import DEFAULT_DELTA
 from cloakflow.flows.parameters import FederateParameters
 from cloakflow.tasks import artifacts, tracking
 from cloakflow.tasks.data.profile import DatasetProfile, load_profile
@@ -229,7 +230,8 @@ def federate(params: FederateParameters | None = None) -> FederationOutcome:
                       "proximal-mu": params.mu if params.strategy == "fedprox" else 0.0,
                       "batch-size": params.batch_size, "learning-rate": params.learning_rate,
                       "seed": params.seed, "dp-epsilon": params.dp_epsilon or 0.0,
-                      "dp-delta": params.dp_delta or 0.0, "dp-clip": params.dp_clip,
+                      "dp-delta": params.dp_delta or (DEFAULT_DELTA if dp else 0.0),
+                      "dp-clip": params.dp_clip,
                       "dp-sampling-rate": params.dp_sampling_rate,
                       "weighting": weighting, "declared-size": 0.0, "run-name": parent,
                       "timeout": float(params.timeout)}
@@ -357,7 +359,7 @@ def _manifest(params, profile, result, rounds, reports, weighting, parent, flow_
               files: dict[str, str]) -> dict:
     holders = []
     for r in reports:
-        entry = {"holder": r["holder"], "file": Path(files[r["holder"]]).name, "dp": r["dp"],
+        entry = {"holder": r["holder"], "file": str(files[r["holder"]]), "dp": r["dp"],
                  "ledger": r["ledger"] or None}
         if r["rows"] is not None:  # without DP: the row count and the table's hash
             entry["rows"] = r["rows"]

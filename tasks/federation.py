@@ -170,6 +170,8 @@ class Federation:
                 p.popen.wait(timeout=5)
             except subprocess.TimeoutExpired:
                 pass
+        if getattr(self, "key", None) is not None:  # the workers' key outlives no run
+            Path(self.key).unlink(missing_ok=True)
 
     def pids(self) -> list[int]:
         return [p.popen.pid for p in self.procs]
