@@ -79,20 +79,30 @@ class RunParameters(BaseModel):
 
     @model_validator(mode="after")
     def _federated(self) -> RunParameters:
-        if self.holder is not None and self.models_from is None:
-            raise ValueError("--holder names this table in a federation: give the "
-                             "federation's folder with --models-from")
-        if self.models_from is not None:
-            if not self.holder:
-                raise ValueError("models_from needs holder: this table's holder name in the "
-                                 "federation (its manifest lists them)")
-            if self.dp_epsilon is not None:
-                raise ValueError("models_from encodes with a federation's models: nothing is "
-                                 "trained here, so there is no DP-SGD to run (the federation's "
-                                 "--dp-epsilon is what protects each holder)")
-            if self.architecture != "kinds":
-                raise ValueError("a federation's models have the kinds architecture")
+        _holder_release_rules(self, "encodes with a federation's models: nothing is trained "
+                                    "here, so there is no DP-SGD to run (the federation's "
+                                    "--dp-epsilon is what protects each holder)")
+        if self.models_from is not None and self.architecture != "kinds":
+            raise ValueError("a federation's models have the kinds architecture")
         return self
+
+
+def _holder_release_rules(params, no_dp: str) -> None:
+    """A holder's release (``models_from`` + ``holder``): both or neither, and no DP-SGD of its
+    own (``no_dp`` says why).
+
+    Raises:
+        ValueError: the rule broken.
+    """
+    if params.holder is not None and params.models_from is None:
+        raise ValueError("--holder names this table in a federation: give the federation's "
+                         "folder with --models-from")
+    if params.models_from is not None:
+        if not params.holder:
+            raise ValueError("models_from needs holder: this table's holder name in the "
+                             "federation (its manifest lists them)")
+        if params.dp_epsilon is not None:
+            raise ValueError(f"models_from {no_dp}")
 
 
 class SynthesizeParameters(BaseModel):
@@ -151,17 +161,9 @@ class SynthesizeParameters(BaseModel):
 
     @model_validator(mode="after")
     def _federated(self) -> SynthesizeParameters:
-        if self.holder is not None and self.models_from is None:
-            raise ValueError("--holder names this table in a federation: give the "
-                             "federation's folder with --models-from")
-        if self.models_from is not None:
-            if not self.holder:
-                raise ValueError("models_from needs holder: this table's holder name in the "
-                                 "federation (its manifest lists them)")
-            if self.dp_epsilon is not None:
-                raise ValueError("models_from samples from a federation's VAE: nothing is "
-                                 "trained here (the federation's --dp-epsilon is what protects "
-                                 "each holder, its DP label counts included)")
+        _holder_release_rules(self, "samples from a federation's VAE: nothing is trained here "
+                                    "(the federation's --dp-epsilon is what protects each "
+                                    "holder, its DP label counts included)")
         return self
 
 
