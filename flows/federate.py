@@ -345,8 +345,10 @@ def _holder_releases(params: FederateParameters, profile: DatasetProfile,
         except PolicyViolation as exc:
             print(f"holder {holder}: release blocked by the privacy policy ({exc.crossed}); "
                   "nothing published for it (--accept-risk publishes it anyway)", flush=True)
-            out.append({"holder": holder, "verdict": "blocked", "release": None,
-                        "crossed": list(exc.crossed)})
+            blocked = {"holder": holder, "verdict": "blocked", "release": None}
+            if params.dp_epsilon is None:  # under DP the crossed limits stay in MLflow
+                blocked["crossed"] = list(exc.crossed)
+            out.append(blocked)
         except Exception as exc:  # one holder's failure must not stop the others' releases
             print(f"holder {holder}: release failed, nothing published for it: "
                   f"{type(exc).__name__}: {exc}", flush=True)
