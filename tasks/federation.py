@@ -173,9 +173,6 @@ class Federation:
         if getattr(self, "key", None) is not None:  # the workers' key outlives no run
             Path(self.key).unlink(missing_ok=True)
 
-    def pids(self) -> list[int]:
-        return [p.popen.pid for p in self.procs]
-
     # ------------------------------------------------------------------ steps
     def start_workers(self) -> dict[str, str]:
         """One warm worker per holder; waits until each has loaded its table.
