@@ -203,7 +203,8 @@ def _print(r: dict) -> None:
           f"positive rate synthetic {ts['positive_rate']['synthetic']:.3f}, training "
           f"{ts['positive_rate']['training']:.3f}")
     d, m = r["distance"], r["membership"]
-    print(f"  DCR ratio {d['dcr_ratio']:.2f}, DCR share {d['dcr_share']:.3f}, exact copies "
+    ratio = float("nan") if d["dcr_ratio"] is None else d["dcr_ratio"]
+    print(f"  DCR ratio {ratio:.2f}, DCR share {d['dcr_share']:.3f}, exact copies "
           f"{d['exact_copies']:.2%} (holdout {d['exact_copies_control']:.2%}), NNDR median "
           f"{d['nndr_median']:.2f}")
     print(f"  membership: distance AUC {m['distance']['auc']:.3f} TPR@1%FPR "

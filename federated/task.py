@@ -181,9 +181,9 @@ def load_holder(profile: DatasetProfile, path: str | Path, control_fraction: flo
         raise DataValidationError(report)
     source_rows = frame.height
     if control_fraction > 0:
-        from cloakflow.tasks.data.split import positive_labels, split_rows
+        from cloakflow.tasks.data.split import train_control
 
-        train_idx, _ = split_rows(positive_labels(frame, profile), control_fraction, seed)
+        train_idx, _ = train_control(frame, profile, control_fraction, seed)
         frame = frame[train_idx]
     pre = shared_preprocessor(profile, frame, path.name, model)
     try:

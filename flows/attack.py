@@ -23,7 +23,7 @@ from cloakflow.tasks.data.ingest import read_table
 from cloakflow.tasks.data.locate import locate_source, sha256_file
 from cloakflow.tasks.data.preprocess import TablePreprocessor
 from cloakflow.tasks.data.profile import DatasetProfile
-from cloakflow.tasks.data.split import positive_labels, split_rows
+from cloakflow.tasks.data.split import train_control
 from cloakflow.tasks.privacy.attack import attack_release
 from cloakflow.tasks.privacy.policy import attribute_kinds, expected_coverage, policy_outcome
 from cloakflow.tasks.privacy.report import KNOWLEDGE, PrivacyReport, summary_markdown
@@ -73,8 +73,8 @@ def attack_published(release_dir: str | Path, input_path: str | None = None) -> 
         raise ReleaseMismatch(f"{path}: SHA-256 differs from the manifest's source "
                               f"{manifest.source.file} ({expected_sha})")
     frame = read_table(path, profile)
-    train_idx, control_idx = split_rows(positive_labels(frame, profile),
-                                        manifest.parameters["control_fraction"], seed)
+    train_idx, control_idx = train_control(frame, profile,
+                                           manifest.parameters["control_fraction"], seed)
     train_frame, control_frame = frame[train_idx], frame[control_idx]
     pre = TablePreprocessor.from_dict(json.loads(
         tracking.load_text(run_id, "preprocessing/state.json")))

@@ -316,8 +316,10 @@ def _profile(args: argparse.Namespace) -> int:
         return EXIT_BAD_INPUT
     if args.out:
         Path(args.out).write_text(draft.text)
+        target = draft.profile.target
         print(f"drafted {args.out} (dataset {draft.profile.name!r}, target "
-              f"{draft.profile.target.column!r}, {len(draft.profile.features)} features in "
+              f"{target.column if target else 'NOT SET: choose it before running'!r}, "
+              f"{len(draft.profile.features)} features in "
               f"{len(draft.profile.groups)} groups); review it, then: cloakflow run --profile "
               f"{args.out} --input {args.table}  (codes), or cloakflow synthesize --profile "
               f"{args.out} --input {args.table}  (synthetic rows)", file=sys.stderr)

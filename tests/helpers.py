@@ -93,3 +93,19 @@ def jax_result(script: str, helpers: Path) -> list[str]:
                           cwd=Path(__file__).resolve().parents[1], timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return next(ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT")).split()[1:]
+
+
+def duplicated_table(rows: int = 1000, share: float = 0.4, seed: int = 0):
+    """A table in which ``share`` of the rows repeat an earlier row's features (the copies
+    keep their own label half the time: conflicting duplicates too)."""
+    rng = np.random.default_rng(seed)
+    distinct = int(rows * (1 - share))
+    base = pl.DataFrame({"age": rng.integers(18, 90, distinct),
+                         "income": np.round(rng.lognormal(10, 1, distinct), 2),
+                         "city": rng.choice(["a", "b", "c"], distinct),
+                         "label": rng.choice(["yes", "no"], distinct, p=[0.3, 0.7])})
+    copies = base[rng.integers(0, distinct, rows - distinct)]
+    flip = rng.random(len(copies)) < 0.5
+    copies = copies.with_columns(
+        label=pl.when(pl.Series(flip)).then(pl.lit("yes")).otherwise(pl.col("label")))
+    return pl.concat([base, copies])[rng.permutation(rows)]

@@ -1,9 +1,11 @@
 """Draft a dataset profile from a table (``cloakflow profile INPUT``), for its owner to edit.
 
 The draft proposes a kind per column, feature groups by name prefix (or one group), a target
-and its positive value, identifier and quasi-identifier candidates, and the columns to drop; the
-reasons and doubts are written as comments above the YAML. It is checked against the profile
-contract before it is written, so a draft of a table cloakflow can use runs without edits.
+and its positive value only when one is unambiguous (else it lists the candidates and leaves the
+target unset, which runs refuse until the owner sets it), identifier and quasi-identifier
+candidates, and the columns to drop; the reasons and doubts are written as comments above the
+YAML. It is checked against the profile contract before it is written, so a draft of a table
+cloakflow can use runs without edits once its target is set.
 
 Bounds read off the table are statistics of the private rows: the draft writes them with
 ``origin: data``, which DP runs refuse as public bounds (see ``profile.PublicBounds``).
@@ -171,24 +173,44 @@ def _classify(series: pl.Series) -> _Column:
     return col
 
 
-def _target(frame: pl.DataFrame, cols: dict[str, _Column]) -> tuple[str, Any, list[str]]:
-    """(column, positive value, candidates): two-valued columns without nulls, a label-like
-    name first, else the last; the positive value is the rarer one."""
+def _target(frame: pl.DataFrame, cols: dict[str, _Column]
+            ) -> tuple[str | None, Any, list[str], str]:
+    """(column or None, positive value, candidates, note).
+
+    The target is drafted only when it is unambiguous: exactly one usable column has a
+    label-like name (``TARGET_NAMES``) and it holds two values without nulls; the positive value
+    is the rarer one. Otherwise the target is left unset and the candidates (two-valued
+    columns, and categorical ones with a few values, without nulls) are listed: a feature
+    chosen as the label would be published in clear.
+    """
     usable = [c for c, col in cols.items() if col.role == "feature"]
     binary = [c for c in usable if frame.get_column(c).null_count() == 0
               and frame.get_column(c).n_unique() == 2]
-    pool = binary or [c for c in usable if cols[c].kind == "categorical"
-                      and frame.get_column(c).null_count() == 0
-                      and 2 < frame.get_column(c).n_unique() <= 20]
-    if not pool:
-        raise DraftError("no column can be the target (a column with two values, or a few "
-                         "categories, and no nulls); write `target:` in the profile yourself")
-    named = [c for c in pool if re.search(TARGET_NAMES, c)]
-    column = (named or pool)[-1]
-    counts = frame.get_column(column).value_counts(sort=True)
-    # the rarer of two values; among several categories, the second most frequent
-    positive = counts.get_column(column)[1 if column not in binary else -1]
-    return column, _value(positive), pool
+    few = [c for c in usable if cols[c].kind == "categorical" and c not in binary
+           and frame.get_column(c).null_count() == 0 and 2 < frame.get_column(c).n_unique() <= 20]
+    pool = binary + few
+    named = [c for c in usable if re.search(TARGET_NAMES, c)]
+    if len(named) == 1 and named[0] in binary:
+        column = named[0]
+        counts = frame.get_column(column).value_counts(sort=True)
+        positive = _value(counts.get_column(column)[-1])  # the rarer of the two values
+        return column, positive, pool, f"target {column!r} (positive {positive!r}, the rarer " \
+                                       f"value; its name reads as a label); other candidates: " \
+                                       f"{', '.join(c for c in pool if c != column) or 'none'}"
+    if len(named) == 1:
+        why = (f"the label-like column {named[0]!r} has {frame.get_column(named[0]).n_unique()}"
+               " values (multi-class and numeric targets are not supported yet; `kind: binary`"
+               ", `positive: VALUE`, `one_vs_rest: true` models one value against the rest)"
+               if frame.get_column(named[0]).null_count() == 0 else
+               f"the label-like column {named[0]!r} has nulls")
+    elif named:
+        why = f"several columns are named like a label ({', '.join(named)})"
+    else:
+        why = "no column is named like a label"
+    return None, None, pool, (
+        f"TARGET NOT SET: {why}; candidates: {', '.join(pool) or 'none'}. Set `target: "
+        "{column: NAME, positive: VALUE}` and remove that column from its group; the label "
+        "column is published in clear in every release")
 
 
 def _groups(features: list[str]) -> dict[str, list[str]]:
@@ -220,8 +242,7 @@ def draft_profile(path: str | Path, name: str | None = None,
         The draft, validated against the profile contract.
 
     Raises:
-        DraftError: the file cannot be read, has no rows, or has no column that can be a
-            target.
+        DraftError: the file cannot be read, has no rows, or has no feature column.
     """
     path = Path(path)
     if not path.is_file():
@@ -239,24 +260,26 @@ def draft_profile(path: str | Path, name: str | None = None,
 
 def _draft(path: Path, frame: pl.DataFrame, fmt: str, sep: str, name: str | None) -> Draft:
     cols = {c: _classify(frame.get_column(c)) for c in frame.columns}
-    target, positive, candidates = _target(frame, cols)
+    target, positive, candidates, target_note = _target(frame, cols)
     features = [c for c, col in cols.items() if col.role == "feature" and c != target]
     if not features:
         raise DraftError(f"{path}: no feature column is left besides the target {target!r}")
     notes = [n for col in cols.values() for n in col.notes if col.name != target]
-    notes.insert(0, f"target {target!r} (positive {positive!r}); candidates: "
-                    f"{', '.join(candidates)}")
+    notes.insert(0, target_note)
     with_nulls = [c for c in features if frame.get_column(c).null_count()
                   or (frame.schema[c].is_float() and frame.get_column(c).is_nan().any())]
     if with_nulls:
         notes.append(f"nulls in {', '.join(with_nulls)}: missing: impute (filled from training "
                      "rows); set missing: error to refuse them instead")
     quasi = [c for c in features if re.search(QUASI_NAMES, c)]
+    label_kind = {} if target is None else {
+        target: "boolean" if frame.schema[target] == pl.Boolean else "categorical"}
     doc: dict[str, Any] = {
         "name": name or (re.sub(r"[^A-Za-z0-9_.-]", "-", path.stem).strip("-.") or "table"),
         "format": fmt,
         **({"separator": sep} if fmt == "csv" else {}),
-        "target": {"column": target, "positive": positive},
+        "target": None if target is None else {"column": target, "positive": positive},
+        **({"target_candidates": candidates} if target is None else {}),
         "drop": [c for c, col in cols.items() if col.role == "drop" and c != target],
         "identifiers": [c for c, col in cols.items() if col.role == "identifier"
                         and c != target],
@@ -265,15 +288,12 @@ def _draft(path: Path, frame: pl.DataFrame, fmt: str, sep: str, name: str | None
         "missing": "impute" if with_nulls else "error",
         "nullable": with_nulls,
         # the target's kind too: a DP synthetic release models it and needs it declared
-        "columns": {**{c: cols[c].kind for c in features},
-                    target: "boolean" if frame.schema[target] == pl.Boolean else "categorical"},
+        "columns": {**{c: cols[c].kind for c in features}, **label_kind},
         **({"date_formats": formats} if (formats := {
             c: cols[c].date_format for c in features if cols[c].date_format}) else {}),
         "privacy": {"sensitive": []},
         # the target's categories too (a DP synthetic release needs them public)
-        "bounds": _bounds(frame, {**{c: cols[c].kind for c in features},
-                                  target: "boolean" if frame.schema[target] == pl.Boolean
-                                  else "categorical"},
+        "bounds": _bounds(frame, {**{c: cols[c].kind for c in features}, **label_kind},
                           {c: cols[c].date_format for c in features}),
     }
     if not doc["name"][0].isalnum():

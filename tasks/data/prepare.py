@@ -15,7 +15,14 @@ from cloakflow.tasks.data.ingest import ingest
 from cloakflow.tasks.data.locate import locate, sha256_file
 from cloakflow.tasks.data.preprocess import TablePreprocessor
 from cloakflow.tasks.data.profile import DatasetProfile
-from cloakflow.tasks.data.split import check_target, positive_labels, split
+from cloakflow.tasks.data.split import (
+    Duplicates,
+    check_target,
+    count_duplicates,
+    feature_groups,
+    positive_labels,
+    split,
+)
 from cloakflow.tasks.data.validate import DataValidationError, validate
 
 
@@ -33,6 +40,7 @@ class Prepared:
     x_control: np.ndarray
     pre: TablePreprocessor
     utility_warning: str | None = None
+    duplicates: Duplicates | None = None
 
     @property
     def columns(self) -> list[str]:
@@ -91,7 +99,12 @@ def prepare(profile: DatasetProfile, input_path: str | None, control_fraction: f
     t = time.perf_counter()
     y_all = positive_labels(frame, profile)
     warning = check_target(frame, profile, y_all, control_fraction, folds, name)
-    train_idx, control_idx = split(y_all, control_fraction, None if secret_split else seed)
+    groups = feature_groups(frame, profile.features)
+    duplicates = count_duplicates(frame, profile.features, profile.target.column, groups)
+    print(f"{name}: {duplicates.describe()}", flush=True)
+    tracking.log_dict(parent, duplicates.to_dict(), "data/duplicates.json")
+    train_idx, control_idx = split(y_all, control_fraction, None if secret_split else seed,
+                                   groups)
     train_frame, control_frame = frame[train_idx], frame[control_idx]
     pre = TablePreprocessor(profile, public_bounds=public_bounds,
                             numeric=numeric, **(options or {})).fit(train_frame, name)
@@ -113,5 +126,5 @@ def prepare(profile: DatasetProfile, input_path: str | None, control_fraction: f
           f"{len(control_idx)} control rows", flush=True)
     timings["split_preprocess"] = round(time.perf_counter() - t, 2)
     return Prepared(name, source_sha, frame.height, train_frame, control_frame,
-                    y_all[train_idx], x, x_control, pre, warning)
+                    y_all[train_idx], x, x_control, pre, warning, duplicates)
 

@@ -35,13 +35,39 @@ class ProfileError(ValueError):
     """A profile file is missing or does not satisfy the profile contract."""
 
 
+TargetKind = Literal["binary", "multiclass", "numeric"]
+
+
 class Target(BaseModel):
-    """The label column and the value that counts as the positive class."""
+    """The label column, its kind and, for a binary target, the value that counts as the
+    positive class.
+
+    ``kind: binary`` (the default) needs ``positive``, and the column must hold at most two
+    values; a column with more is refused by name with its value counts unless
+    ``one_vs_rest: true`` asks for ``positive`` against all other values (then stated in the
+    utility table, the report and the manifest). ``multiclass`` and ``numeric`` targets are
+    declared here so that a table is never silently made binary; runs refuse them by name
+    until their utility, TSTR and conditioning exist.
+    """
 
     model_config = ConfigDict(extra="forbid")
 
     column: str
-    positive: str | int | float | bool
+    kind: TargetKind = "binary"
+    positive: str | int | float | bool | None = None
+    one_vs_rest: bool = Field(
+        False, description="binary kind on a column with more than two values: model "
+                           "`positive` against all the other values (stated in the release)")
+
+    @model_validator(mode="after")
+    def _check(self) -> Target:
+        if self.kind == "binary" and self.positive is None:
+            raise ValueError(f"target {self.column!r} is binary: give `positive:` (the value "
+                             "that counts as the positive class)")
+        if self.kind != "binary" and (self.one_vs_rest or self.positive is not None):
+            raise ValueError(f"target {self.column!r}: `positive:` and `one_vs_rest:` belong "
+                             f"to a binary target, not kind {self.kind!r}")
+        return self
 
 
 class Source(BaseModel):
@@ -245,7 +271,12 @@ class DatasetProfile(BaseModel):
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
     format: Literal["csv", "parquet"] = "csv"
     separator: str = ","
-    target: Target
+    target: Target | None = Field(
+        None, description="the label; a draft without an unambiguous label leaves it unset, "
+                          "and runs refuse the profile until the owner sets it")
+    target_candidates: list[str] = Field(
+        default_factory=list, description="columns the drafter found that could be the label "
+                                          "(written while target is unset)")
     drop: list[str] = Field(default_factory=list)
     identifiers: list[str] = Field(
         default_factory=list, description="identifier columns (one value per row, e.g. a "
@@ -281,7 +312,8 @@ class DatasetProfile(BaseModel):
                 if col in seen:
                     raise ValueError(f"column {col!r} is in groups {seen[col]!r} and {group!r}")
                 seen[col] = group
-        bad = {self.target.column, *self.drop} & set(seen)
+        label = [self.target.column] if self.target is not None else []
+        bad = {*label, *self.drop} & set(seen)
         if bad:
             raise ValueError(f"target or dropped columns listed in a group: {sorted(bad)}")
         ids = set(self.identifiers) & set(seen)
@@ -309,7 +341,7 @@ class DatasetProfile(BaseModel):
                 if words:
                     raise ValueError(f"bounds for {col!r} do not match its kind 'numeric': "
                                      f"its categories {words[:5]} are not numbers")
-        elsewhere = {self.target.column, *self.drop, *self.identifiers}
+        elsewhere = {*label, *self.drop, *self.identifiers}
         stray = sorted(set(self.columns) - set(seen) - elsewhere)
         if stray:  # most often a typo in groups: the declared name is the right one
             raise ValueError(f"columns names {stray} but no group lists them"
@@ -323,8 +355,8 @@ class DatasetProfile(BaseModel):
                            ("nullable", self.nullable),
                            ("bounds", list(self.bounds))):
             # the target may have bounds and be sensitive too: a synthetic release models it
-            allowed = set(seen) | ({self.target.column}
-                                   if kind in ("bounds", "privacy.sensitive") else set())
+            allowed = set(seen) | (set(label) if kind in ("bounds", "privacy.sensitive")
+                                   else set())
             unknown = sorted(set(cols) - allowed)
             if unknown:
                 raise ValueError(f"{kind} names columns that are in no group: {unknown}"
@@ -409,4 +441,17 @@ def load_profile(name_or_path: str | Path) -> DatasetProfile:
         raise ProfileError(f"{path}: {readable(exc)}") from exc
     if profile.expectations is not None and not profile.suite_path().is_file():
         raise ProfileError(f"{path}: expectation suite {profile.suite_path()} does not exist")
+    if profile.target is None:
+        candidates = (f" (candidates the draft found: {', '.join(profile.target_candidates)})"
+                      if profile.target_candidates else "")
+        raise ProfileError(
+            f"{path}: target is not set{candidates}: write `target: {{column: NAME, positive: "
+            "VALUE}` for a binary label (the label column is published in clear in every "
+            "release); cloakflow never picks the label itself")
+    if profile.target.kind != "binary":
+        raise ProfileError(
+            f"{path}: target {profile.target.column!r} is declared {profile.target.kind}: "
+            f"{profile.target.kind} targets are not supported yet (utility, TSTR and "
+            "conditioning are binary); to model one value against the rest, declare "
+            "`kind: binary`, `positive: VALUE` and `one_vs_rest: true`")
     return profile

@@ -1,12 +1,17 @@
-"""Seeded train / control split, stratified on the target.
+"""Seeded train / control split, stratified on the target, grouped on the modelled features.
 
-Control rows never reach the autoencoders or the release: they are the held-out population that
-the privacy attacks compare training rows against. Both index lists keep the file's row order.
+Control rows never reach the models or the release: they are the held-out population that the
+privacy attacks compare training rows against. Rows whose modelled feature values are equal
+(duplicates) form one group and fall on one side of the split, so that no control row is a copy
+of a training row: otherwise its distance to the closest training record is 0, the membership
+attack scores "unseen" rows that were trained on and the exact-copy baseline counts the table's
+own duplicates. Both index lists keep the file's row order.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 from prefect import task
@@ -42,11 +47,20 @@ def positive_labels(frame, profile) -> np.ndarray:
     return (text == wanted).fill_null(False).to_numpy().astype(np.int8)
 
 
+def value_counts(values, top: int = 8) -> str:
+    """``'high' 300, 'low' 200, ...``: the most frequent values of a column and their counts."""
+    counts = values.value_counts(sort=True)
+    shown = ", ".join(f"{v!r} {n}" for v, n in counts.head(top).iter_rows())
+    return shown + (f", ... ({len(counts) - top} more)" if len(counts) > top else "")
+
+
 def check_target(frame, profile, y: np.ndarray, control_fraction: float, folds: int | None,
                  file: str) -> str | None:
     """Refuse, before any training, a target that cannot support the run.
 
-    Checks: the positive value matches at least one row (else the values present are named);
+    Checks: a binary target holds at most two values unless ``one_vs_rest`` is declared (else
+    its value counts are named); the positive value matches at least one row (else the values
+    present are named);
     both classes can be stratified into the control split; the training rows hold at least
     ``folds`` rows of each class for stratified cross-validation.
 
@@ -61,6 +75,14 @@ def check_target(frame, profile, y: np.ndarray, control_fraction: float, folds: 
     rows, pos = len(y), int(y.sum())
     neg = rows - pos
     where = f"{file}, target column {target!r}"
+    values = frame.get_column(target).drop_nulls()
+    if values.n_unique() > 2 and not profile.target.one_vs_rest:
+        raise TargetError(
+            f"{where}: {values.n_unique()} distinct values ({value_counts(values)}) but the "
+            f"profile declares a binary target (positive {positive!r}), which would silently "
+            "read it as positive against everything else (rule: target.kind binary holds at "
+            "most two values); set `one_vs_rest: true` under target: to model that on purpose "
+            "(stated in the release), or give a two-valued label")
     if pos == 0:
         seen = frame.get_column(target).drop_nulls().unique().sort().head(10).to_list()
         raise TargetError(f"{where}: the positive value {positive!r} (profile target.positive) "
@@ -98,38 +120,158 @@ def check_target(frame, profile, y: np.ndarray, control_fraction: float, folds: 
     return None
 
 
-def split_rows(y: np.ndarray, control_fraction: float,
-               seed: int | None) -> tuple[np.ndarray, np.ndarray]:
-    """Return sorted (train, control) row indices.
+@dataclass(frozen=True)
+class Duplicates:
+    """Repeated rows of a table, counted before the split.
+
+    Attributes:
+        rows: rows in the table.
+        whole_rows: rows equal in every column (target included) to an earlier row.
+        feature_rows: rows equal in every modelled feature column to an earlier row.
+        groups: distinct modelled feature rows (the split's groups).
+        conflicting_groups: groups whose rows disagree on the target.
+    """
+
+    rows: int
+    whole_rows: int
+    feature_rows: int
+    groups: int
+    conflicting_groups: int
+
+    @property
+    def share(self) -> float:
+        """Share of rows that repeat an earlier row's modelled features."""
+        return self.feature_rows / self.rows if self.rows else 0.0
+
+    def describe(self) -> str:
+        """One line for the console and the report."""
+        if not self.feature_rows:
+            return f"duplicates: none ({self.rows} rows, every feature row distinct)"
+        return (f"duplicates: {self.feature_rows} of {self.rows} rows ({self.share:.1%}) repeat "
+                f"an earlier row's modelled features ({self.whole_rows} repeat the whole row, "
+                f"target included; {self.conflicting_groups} groups disagree on the target); "
+                f"the split keeps each of the {self.groups} distinct feature rows on one side")
+
+    def to_dict(self) -> dict:
+        return {"rows": self.rows, "whole_rows": self.whole_rows,
+                "feature_rows": self.feature_rows, "share": round(self.share, 6),
+                "groups": self.groups, "conflicting_groups": self.conflicting_groups}
+
+
+def feature_groups(frame, columns: list[str]) -> np.ndarray:
+    """Group id per row: rows with equal values in ``columns`` (nulls equal to nulls) share an
+    id; ids count distinct rows in order of first appearance, so a table without duplicates
+    gets ``0, 1, ..., n - 1``.
+
+    Args:
+        frame: a polars DataFrame holding ``columns``.
+        columns: the modelled feature columns.
+
+    Returns:
+        int64 array of shape (rows,).
+    """
+    import polars as pl
+
+    if not columns:
+        return np.arange(frame.height, dtype=np.int64)
+    keyed = frame.select(columns).with_row_index("_row")
+    first = keyed.group_by(columns, maintain_order=True).agg(  # nulls group together
+        pl.col("_row").first().alias("_first"))
+    ids = first.with_row_index("_group").select(columns + ["_group"])
+    joined = keyed.join(ids, on=columns, how="left", nulls_equal=True).sort("_row")
+    return joined.get_column("_group").to_numpy().astype(np.int64)
+
+
+def count_duplicates(frame, features: list[str], target: str | None,
+                     groups: np.ndarray | None = None) -> Duplicates:
+    """Count whole-row and feature-row duplicates of ``frame`` (see ``Duplicates``)."""
+    groups = feature_groups(frame, features) if groups is None else groups
+    whole = [c for c in [*features, target] if c is not None and c in frame.columns]
+    whole_rows = frame.height - frame.select(whole).unique().height
+    n_groups = int(groups.max()) + 1 if len(groups) else 0
+    conflicting = 0
+    if target is not None and target in frame.columns and n_groups < frame.height:
+        import polars as pl
+
+        conflicting = (pl.DataFrame({"g": groups, "y": frame.get_column(target)})
+                       .group_by("g").agg(pl.col("y").n_unique()).filter(pl.col("y") > 1)
+                       .height)
+    return Duplicates(frame.height, whole_rows, frame.height - n_groups, n_groups,
+                      conflicting)
+
+
+def split_rows(y: np.ndarray, control_fraction: float, seed: int | None,
+               groups: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Return sorted (train, control) row indices, every group on one side.
 
     Args:
         y: target labels (used for stratification).
-        control_fraction: share of rows held out, in [0, 0.5]; 0 keeps every row for training.
-        seed: the split's seed; None: a DP run's secret split, each row a control row with
-            probability ``control_fraction`` on its own coin from OS entropy, so that adding
-            or removing a source row changes the training rows by at most that row (a seeded
-            shuffle of all rows would move many).
+        control_fraction: share of groups held out, in [0, 0.5]; 0 keeps every row for
+            training. With duplicates the control rows are about this share of the rows.
+        seed: the split's seed; None: a DP run's secret split, each group a control group
+            with probability ``control_fraction`` on its own coin from OS entropy, so that
+            adding or removing a source row changes the training rows by at most that row (a
+            seeded shuffle of all rows would move many).
+        groups: group id per row (``feature_groups``); None: every row its own group. A
+            group is stratified by its most frequent label (ties: the larger label).
+
+    Without duplicates the seeded split is ``train_test_split`` over the rows, as before.
     """
     if not 0.0 <= control_fraction <= 0.5:
         raise ValueError(f"control_fraction must be in [0, 0.5], got {control_fraction}")
     idx = np.arange(len(y))
     if control_fraction == 0:
         return idx, idx[:0]
+    groups = idx if groups is None else np.asarray(groups)
+    n_groups = int(groups.max()) + 1 if len(groups) else 0
     if seed is None:
-        control = np.random.default_rng().random(len(y)) < control_fraction  # secret
+        held = np.random.default_rng().random(n_groups) < control_fraction  # secret
+        control = held[groups]
         return idx[~control], idx[control]
     from sklearn.model_selection import train_test_split
 
-    train, control = train_test_split(idx, test_size=control_fraction, stratify=y,
-                                      random_state=seed)
-    return np.sort(train), np.sort(control)
+    labels = _group_labels(np.asarray(y), groups, n_groups)
+    _, counts = np.unique(labels, return_counts=True)
+    stratify = labels if counts.min() >= 2 else None
+    if stratify is None:  # check_target has refused this without duplicates
+        print(f"split: a label holds {counts.min()} distinct feature row(s): the control "
+              "split is not stratified", flush=True)
+    _, held_groups = train_test_split(np.arange(n_groups), test_size=control_fraction,
+                                      stratify=stratify, random_state=seed)
+    held = np.zeros(n_groups, dtype=bool)
+    held[held_groups] = True
+    control = held[groups]
+    return idx[~control], idx[control]
+
+
+def _group_labels(y: np.ndarray, groups: np.ndarray, n_groups: int) -> np.ndarray:
+    """Each group's most frequent label (ties: the larger); a group of one keeps its own."""
+    if n_groups == len(y):
+        out = np.empty_like(y)
+        out[groups] = y
+        return out
+    values, codes = np.unique(y, return_inverse=True)
+    counts = np.zeros((n_groups, len(values)), dtype=np.int64)
+    np.add.at(counts, (groups, codes), 1)
+    best = len(values) - 1 - np.argmax(counts[:, ::-1], axis=1)
+    return values[best]
+
+
+def train_control(frame, profile, control_fraction: float,
+                  seed: int | None) -> tuple[np.ndarray, np.ndarray]:
+    """The run's (train, control) rows of ``frame``: stratified on the profile's target,
+    grouped on its modelled features (``split_rows``)."""
+    return split_rows(positive_labels(frame, profile), control_fraction, seed,
+                      feature_groups(frame, profile.features))
 
 
 @task(name="split")
-def split(y: np.ndarray, control_fraction: float,
-          seed: int | None) -> tuple[np.ndarray, np.ndarray]:
+def split(y: np.ndarray, control_fraction: float, seed: int | None,
+          groups: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Prefect task wrapper of :func:`split_rows`."""
-    train, control = split_rows(y, control_fraction, seed)
+    train, control = split_rows(y, control_fraction, seed, groups)
     print(f"split: {len(train)} training rows, {len(control)} control rows "
-          + (f"(seed {seed})" if seed is not None else "(secret per-row coins)"), flush=True)
+          + (f"(seed {seed})" if seed is not None else "(secret per-group coins)")
+          + ("" if groups is None or len(groups) == 0 or groups.max() + 1 == len(groups)
+             else ", duplicate feature rows kept on one side"), flush=True)
     return train, control

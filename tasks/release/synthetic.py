@@ -329,8 +329,9 @@ def report_markdown(dataset: str, evaluation: dict, gate: dict, *, rows: int, mo
     lines += ["## Privacy", ""]
     if privacy:
         d = privacy["distance"]
+        ratio = "not measured" if d["dcr_ratio"] is None else f"{d['dcr_ratio']:.2f}"
         lines += [f"- DCR share {d['dcr_share']:.3f} (0.5 ideal), DCR ratio "
-                  f"{d['dcr_ratio']:.2f}, exact copies {d['exact_copies']:.2%} (control rows' "
+                  f"{ratio}, exact copies {d['exact_copies']:.2%} (control rows' "
                   f"own rate {d['exact_copies_control']:.2%}), NNDR median "
                   f"{d['nndr_median']:.2f}."]
         if "membership" in privacy:

@@ -11,8 +11,12 @@ Euclidean distance; nearest neighbours come from scikit-learn's ``NearestNeighbo
   count half); above 0.5 the rows sit nearer the training rows than new data would.
 - **DCR ratio**: median distance of synthetic rows to their closest training row over the same
   for control rows; below 1 the synthetic rows are closer to the training rows than new data is.
+  None (not measured) when the control rows' median is 0: a ratio to 0 means nothing.
 - **Exact copies**: share of synthetic rows identical to a training row, beside the control
   rows' own share (a table with many duplicate rows has copies by nature).
+
+Control rows are taken once per distinct row: the split keeps duplicate feature rows on one
+side (``tasks.data.split``), and a control row repeated many times would weigh as many.
 - **NNDR**: distance to the closest over the second-closest training row; near 0 a synthetic row
   sits on one training row rather than among several.
 """
@@ -54,7 +58,7 @@ def distance_privacy(synthetic: np.ndarray, train: np.ndarray, control: np.ndarr
 
     Returns:
         ``{"dcr_share", "dcr_ratio", "exact_copies", "exact_copies_control", "nndr_median",
-        "nndr_p5", "rows"}``.
+        "nndr_p5", "rows", "control_rows_distinct"}`` (``dcr_ratio`` None: not measured).
 
     Raises:
         ValueError: an empty matrix, or matrices of different widths.
@@ -65,6 +69,8 @@ def distance_privacy(synthetic: np.ndarray, train: np.ndarray, control: np.ndarr
         raise ValueError(f"widths differ: synthetic {synthetic.shape[1]}, train "
                          f"{train.shape[1]}, control {control.shape[1]}")
     rng = np.random.default_rng(seed)
+    control = np.unique(np.asarray(control), axis=0)  # distinct rows
+    rng.shuffle(control)  # np.unique sorts: keep the subsamples below free of that order
 
     def cap(x: np.ndarray) -> np.ndarray:
         return x if len(x) <= max_rows else x[np.sort(rng.choice(len(x), max_rows, False))]
@@ -79,14 +85,15 @@ def distance_privacy(synthetic: np.ndarray, train: np.ndarray, control: np.ndarr
     d_control = _neighbours(syn, holdout, 1)[:, 0]
     share = float(np.mean(d_train < d_control) + 0.5 * np.mean(d_train == d_control))
     nearest = to_train[:, 0]
-    ratio = float(np.median(nearest) / max(np.median(ctl_to_train), 1e-12))
+    baseline = float(np.median(ctl_to_train))
+    ratio = float(np.median(nearest) / baseline) if baseline > 0 else None
     nndr = nearest / np.maximum(to_train[:, -1], 1e-12) if to_train.shape[1] > 1 else \
         np.ones(len(nearest))
     return {"dcr_share": share, "dcr_ratio": ratio,
             "exact_copies": _copies(syn, train),
             "exact_copies_control": _copies(ctl, train),
             "nndr_median": float(np.median(nndr)), "nndr_p5": float(np.percentile(nndr, 5)),
-            "rows": int(len(syn))}
+            "rows": int(len(syn)), "control_rows_distinct": int(len(control))}
 
 
 def _roc(member_scores: np.ndarray, non_member_scores: np.ndarray) -> dict:

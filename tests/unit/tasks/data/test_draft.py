@@ -29,7 +29,7 @@ def _table(n: int = 200, seed: int = 0) -> pl.DataFrame:
         "site": ["one"] * n,
         "notes": [None] * n,
         "price": [f"{v:,.2f}" for v in rng.uniform(1000, 90000, n)],
-        "relapsed": rng.random(n) < 0.3,
+        "readmitted": rng.random(n) < 0.3,
     }, schema_overrides={"notes": pl.String})
 
 
@@ -39,7 +39,7 @@ def test_draft_names_kinds_groups_target_identifiers_and_drops(tmp_path):
     draft = draft_profile(path)
     p = draft.profile
     assert p.name == "clinic-visits" and p.separator == ";"
-    assert p.target.column == "relapsed" and p.target.positive is True
+    assert p.target.column == "readmitted" and p.target.positive is True
     assert set(p.identifiers) == {"patient_ref", "row_no"}
     assert set(p.drop) == {"site", "notes", "price"}  # constant, empty, number-as-text
     assert p.groups == {"lab": ["lab_glucose", "lab_sodium"], "other": ["visit_day", "gender"]}
@@ -50,7 +50,7 @@ def test_draft_names_kinds_groups_target_identifiers_and_drops(tmp_path):
     assert "price: numbers written as text with separators" in draft.text
     # the YAML text is the profile
     again = yaml.safe_load(draft.text)
-    assert again["target"] == {"column": "relapsed", "positive": True}
+    assert again["target"] == {"column": "readmitted", "positive": True}
 
 
 def test_a_draft_runs_through_ingest_and_preprocessing_unedited(tmp_path):
@@ -65,11 +65,13 @@ def test_a_draft_runs_through_ingest_and_preprocessing_unedited(tmp_path):
     assert {s.name for s in pre.specs} == {"lab_glucose", "lab_sodium", "visit_day", "gender"}
 
 
-def test_no_target_candidate_and_unreadable_files_are_refused(tmp_path):
+def test_no_target_candidate_leaves_the_target_unset_and_unreadable_files_are_refused(
+        tmp_path):
     path = tmp_path / "t.csv"
     pl.DataFrame({"a": np.arange(100) * 1.5, "b": np.arange(100) * 0.5}).write_csv(path)
-    with pytest.raises(DraftError, match="no column can be the target"):
-        draft_profile(path)
+    draft = draft_profile(path)
+    assert draft.profile.target is None and draft.profile.target_candidates == []
+    assert "TARGET NOT SET: no column is named like a label; candidates: none" in draft.text
     empty = tmp_path / "e.csv"
     empty.write_text("")
     with pytest.raises(DraftError, match="e.csv: file is empty"):
@@ -91,7 +93,7 @@ def test_cli_writes_the_draft_and_says_what_to_run(tmp_path, capsys):
     assert main(["profile", str(path), "--out", str(tmp_path / "p.yaml")]) == 0
     err = capsys.readouterr().err
     assert "cloakflow run --profile" in err and "row_no: one distinct integer per row" in err
-    assert load_profile(tmp_path / "p.yaml").target.column == "relapsed"
+    assert load_profile(tmp_path / "p.yaml").target.column == "readmitted"
     assert main(["profile", str(tmp_path / "absent.csv")]) == 2
 
 
@@ -128,3 +130,32 @@ def test_nullable_columns_and_few_valued_numerics_are_drafted(tmp_path):
     assert p.bounds["visits"].origin == "data"
     assert p.bounds["weight"].min is not None and p.bounds["weight"].categories is None
     assert "nullable lists the columns with nulls" in draft.text
+
+
+def test_a_three_class_label_is_never_replaced_by_a_two_valued_feature(tmp_path):
+    """The only two-valued column is a health attribute: drafting it as the label would
+    publish it in clear. The draft proposes no target, lists the candidates, and the unedited
+    draft is refused with what to set."""
+    from cloakflow.tasks.data.profile import ProfileError
+
+    rng = np.random.default_rng(0)
+    n = 300
+    path = tmp_path / "health.csv"
+    pl.DataFrame({"age": rng.integers(18, 90, n), "bmi": rng.normal(27, 4, n).round(1),
+                  "smoker": rng.choice(["yes", "no"], n).tolist(),
+                  "region": rng.choice(["north", "south", "east"], n).tolist(),
+                  "risk": rng.choice(["low", "medium", "high"], n).tolist()}).write_csv(path)
+    draft = draft_profile(path)
+    assert draft.profile.target is None
+    assert draft.profile.target_candidates == ["smoker", "region", "risk"]
+    assert "smoker" in draft.profile.features  # still a feature, never the label
+    out = tmp_path / "health.yaml"
+    out.write_text(draft.text)
+    with pytest.raises(ProfileError, match=r"target is not set \(candidates the draft found: "
+                                           r"smoker, region, risk\): write `target: "):
+        load_profile(out)
+    # one label-like name with three values: still unset, and the note says why
+    named = tmp_path / "named.csv"
+    pl.read_csv(path).rename({"risk": "outcome"}).write_csv(named)
+    note = draft_profile(named).notes[0]
+    assert note.startswith("TARGET NOT SET: the label-like column 'outcome' has 3 values")

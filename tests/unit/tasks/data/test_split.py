@@ -78,3 +78,69 @@ def test_few_positives_per_fold_are_flagged_unreliable():
     assert "unreliable: about 3.0 positive rows per test fold" in _check(
         ["yes"] * 9 + ["no"] * 291, control=0.0, folds=3)
     assert _check(["yes"] * 100 + ["no"] * 200, control=0.1, folds=3) is None
+
+
+def test_duplicate_feature_rows_never_straddle_the_split():
+    from cloakflow.tasks.data.split import count_duplicates, feature_groups
+    from tests.helpers import duplicated_table
+
+    frame = duplicated_table()
+    features = ["age", "income", "city"]
+    groups = feature_groups(frame, features)
+    dup = count_duplicates(frame, features, "label", groups)
+    assert dup.feature_rows == 400 and dup.groups == 600 and dup.share == pytest.approx(0.4)
+    assert 0 < dup.whole_rows < 400 and dup.conflicting_groups > 0
+    assert "400 of 1000 rows (40.0%)" in dup.describe()
+    y = (frame.get_column("label") == "yes").to_numpy().astype(int)
+    train, control = split_rows(y, 0.2, seed=3, groups=groups)
+    assert not set(groups[train]) & set(groups[control])  # no control row was trained on
+    assert len(train) + len(control) == 1000 and 120 <= len(control) <= 280
+    keys = frame.select(features).with_row_index()
+    trained = keys[train].drop("index")
+    assert keys[control].drop("index").join(trained, on=features, how="semi").height == 0
+    # the row split this replaces put copies of training rows into the control set
+    _, row_control = split_rows(y, 0.2, seed=3)
+    assert keys[row_control].drop("index").join(trained, on=features, how="semi").height > 0
+    # the DP split's coins are per group too
+    secret_train, secret_control = split_rows(y, 0.2, seed=None, groups=groups)
+    assert not set(groups[secret_train]) & set(groups[secret_control])
+
+
+def test_a_table_without_duplicates_splits_as_before():
+    from sklearn.model_selection import train_test_split
+
+    y = np.array([0] * 90 + [1] * 10)
+    _, before = train_test_split(np.arange(100), test_size=0.2, stratify=y, random_state=5)
+    _, control = split_rows(y, 0.2, seed=5, groups=np.arange(100))
+    np.testing.assert_array_equal(control, np.sort(before))
+
+
+def test_feature_groups_treat_nulls_as_equal_values():
+    import polars as pl
+
+    from cloakflow.tasks.data.split import feature_groups
+
+    frame = pl.DataFrame({"a": [1, 2, 1, None, None], "b": ["x", "y", "x", None, "z"]})
+    assert feature_groups(frame, ["a", "b"]).tolist() == [0, 1, 0, 2, 3]
+    assert feature_groups(frame, ["a"]).tolist() == [0, 1, 0, 2, 2]
+
+
+def test_a_multiclass_or_numeric_label_is_not_silently_made_binary():
+    import polars as pl
+
+    from cloakflow.tasks.data.split import TargetError, check_target, positive_labels
+
+    frame = pl.DataFrame({"label": ["low"] * 50 + ["medium"] * 30 + ["high"] * 20})
+    profile = _profile("high")
+    with pytest.raises(TargetError, match=r"t.csv, target column 'label': 3 distinct values "
+                                          r"\('low' 50, 'medium' 30, 'high' 20\).*"
+                                          r"one_vs_rest: true"):
+        check_target(frame, profile, positive_labels(frame, profile), 0.1, 3, "t.csv")
+    income = pl.DataFrame({"label": np.arange(100) * 1000.0})
+    with pytest.raises(TargetError, match=r"100 distinct values \(0.0 1, .*\(92 more\)"):
+        check_target(income, _profile(5000.0), positive_labels(income, _profile(5000.0)),
+                     0.1, 3, "t.csv")
+    ovr = profile.model_copy(update={"target": profile.target.model_copy(
+        update={"one_vs_rest": True})})
+    assert "unreliable" in check_target(frame, ovr, positive_labels(frame, ovr), 0.1, 3,
+                                        "t.csv")  # refused no more: 20 positives, 3 folds

@@ -61,3 +61,42 @@ def test_dcr_share_compares_equal_sized_sets():
     rng = np.random.default_rng(3)
     train, control, fresh = _rows(300, rng), _rows(3000, rng), _rows(1000, rng)
     assert distance_privacy(fresh, train, control)["dcr_share"] == pytest.approx(0.5, abs=0.06)
+
+
+def test_a_copying_model_on_a_duplicate_heavy_table_is_blocked():
+    """40% duplicate rows, split on the feature groups: the control rows' own copy rate is 0
+    (it was 40%+ with a row split), the DCR ratio is not a division by zero, and a "model"
+    that returns training rows is blocked by the exact-copy limit; fresh rows pass."""
+    import polars as pl
+
+    from cloakflow.tasks.data.preprocess import TablePreprocessor
+    from cloakflow.tasks.data.profile import DatasetProfile
+    from cloakflow.tasks.data.split import feature_groups, split_rows
+    from cloakflow.tasks.privacy.attacks.synthetic import membership_of_synthetic
+    from cloakflow.tasks.release.synthetic import judge
+    from tests.helpers import duplicated_table, tiny_profile_dict
+
+    frame = duplicated_table(2000).with_columns(
+        owns=pl.when(pl.col("city") == "a").then(pl.lit("y")).otherwise(pl.lit("n")))
+    d = tiny_profile_dict()
+    d["privacy"]["policy"] = {}  # the default limits
+    profile = DatasetProfile.model_validate(d)
+    groups = feature_groups(frame, ["age", "income", "city"])
+    y = (frame.get_column("label") == "yes").to_numpy().astype(int)
+    train_idx, control_idx = split_rows(y, 0.2, seed=0, groups=groups)
+    pre = TablePreprocessor(profile).fit(frame[train_idx])
+    train = pre.transform(frame[train_idx])
+    control = pre.transform(frame[control_idx], unseen="ignore")
+    rng = np.random.default_rng(0)
+    copied = train[rng.choice(len(train), 1000)]
+    dist = distance_privacy(copied, train, control)
+    assert dist["exact_copies"] == 1.0 and dist["exact_copies_control"] == 0.0
+    assert dist["control_rows_distinct"] <= len(control)
+    evaluation = {"privacy": {"distance": dist,
+                              "membership": membership_of_synthetic(copied, train, control)}}
+    gate = judge(evaluation, profile, attacked=True, accept_risk=None)
+    assert gate["verdict"] == "blocked"
+    assert any("max_exact_copy_excess = 1.0000" in c for c in gate["crossed"])
+    # a zero control baseline is "not measured", never a huge ratio
+    same = distance_privacy(copied, train, train[:200])
+    assert same["dcr_ratio"] is None
