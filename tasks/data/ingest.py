@@ -33,7 +33,10 @@ def scan_table(path: str | Path, profile: DatasetProfile) -> pl.LazyFrame:
 
 def read_table(path: str | Path, profile: DatasetProfile) -> pl.DataFrame:
     """Read the columns the profile needs (and any others it does not drop) into memory, with
-    text columns declared boolean, date or datetime parsed into those types.
+    text columns declared boolean, date or datetime parsed into those types and zone-aware
+    datetimes converted to UTC (``kinds.to_utc``; the release states it, ``conversions``).
+    Decimal columns keep their type: the models read them as Float64 (``kinds.to_numbers``)
+    and decoded rows come back in it.
 
     Raises:
         IngestError: the file is missing, empty, malformed, or has no rows, or a declared kind
@@ -71,11 +74,51 @@ def read_table(path: str | Path, profile: DatasetProfile) -> pl.DataFrame:
                 if c in frame.columns and k in ("boolean", "date", "datetime", "numeric")}
     frame = kinds.parse_iso_text(frame, skip=set(profile.columns))
     try:
-        return frame.with_columns(
+        frame = frame.with_columns(
             kinds.coerce(frame.get_column(c), k, path.name, profile.date_formats.get(c))
             for c, k in declared.items())
     except kinds.KindError as exc:
         raise IngestError(str(exc)) from exc
+    return kinds.to_utc(frame)
+
+
+def source_schema(path: str | Path, profile: DatasetProfile) -> dict[str, pl.DataType]:
+    """The column types the file stores: a Parquet file's schema (read from its footer, no
+    rows); a CSV file stores text only, and what ingest parses from it (dates, ISO datetimes
+    with offsets, already in UTC) is no conversion to state: ``{}``."""
+    if profile.format != "parquet":
+        return {}
+    return dict(pl.scan_parquet(Path(path)).collect_schema())
+
+
+def conversions(path: str | Path, profile: DatasetProfile,
+                released: dict[str, pl.DataType] | None = None) -> dict[str, str]:
+    """How ingest and the models convert the modelled columns' source types (decimals,
+    zone-aware datetimes), column -> statement (``kinds.conversions``), for the release
+    manifest and the ingest log.
+
+    Args:
+        released: the release's schema where it holds source values (decoded synthetic rows);
+            ``None`` for codes.
+    """
+    columns = [*profile.features, profile.target.column]
+    return kinds.conversions(source_schema(path, profile), columns, released)
+
+
+def stated_conversions(profile: DatasetProfile, input_path: str | None,
+                       released: dict[str, pl.DataType] | None = None) -> dict[str, str]:
+    """``conversions`` of the file a run read (``--input``, else the profile's located copy;
+    never downloaded here: ingest found it already).
+
+    Raises:
+        DataNotFoundError: the file is gone since ingest.
+    """
+    from cloakflow.tasks.data.locate import locate_source
+
+    if profile.format != "parquet":  # text stores no types to convert (``source_schema``)
+        return {}
+    path = locate_source(profile, input_path, allow_download=False)
+    return conversions(path, profile, released)
 
 
 # text that reads as a number written for people: thousands separators or a decimal comma
@@ -95,7 +138,8 @@ def check_columns(frame: pl.DataFrame, profile: DatasetProfile, file: str) -> li
     would claim it was kept out); dates written as text in a form not read as dates
     (``01/02/2024``), unless declared ``date``/``datetime`` (parsed) or ``categorical`` (kept
     as text); a column type no kind covers (time of day, duration, list, ...).
-    Warned: a column with a single value (it carries nothing).
+    Warned: a column with a single value (it carries nothing); a decimal column with more
+    digits than a Float64 holds exactly (``kinds.FLOAT_DIGITS``): the models read it rounded.
 
     Raises:
         IngestError: naming the file, the column, what was seen and the profile key that
@@ -145,6 +189,12 @@ def check_columns(frame: pl.DataFrame, profile: DatasetProfile, file: str) -> li
             kinds.kind_of(series, declared)
         except kinds.KindError as exc:
             raise IngestError(f"{file}, {exc}") from exc
+        if isinstance(series.dtype, pl.Decimal) and (series.dtype.precision or 38) > \
+                kinds.FLOAT_DIGITS:
+            warnings.append(
+                f"{file}, column {col!r}: {kinds.type_text(series.dtype)} holds more digits "
+                f"than a Float64 keeps exactly ({kinds.FLOAT_DIGITS}): the models read it "
+                "rounded to about 15 significant digits; decoded rows are rounded to its scale")
         if series.drop_nulls().n_unique() == 1:
             warnings.append(f"{file}, column {col!r}: one value in every row; it carries no "
                             "information (consider `drop:`)")
@@ -157,6 +207,10 @@ def ingest(path: str, profile: DatasetProfile) -> pl.DataFrame:
     transient I/O errors, never on bad content."""
     frame = read_table(path, profile)
     print(f"ingested {path}: {frame.height} rows x {frame.width} columns", flush=True)
+    converted = conversions(path, profile)
+    if converted:
+        print("source types converted: " + "; ".join(f"{c}: {t}" for c, t in converted.items()),
+              flush=True)
     for warning in check_columns(frame, profile, Path(path).name):
         print(f"warning: {warning}", flush=True)
     return frame

@@ -5,14 +5,15 @@ Five kinds, declared under ``columns:`` in the profile or inferred from the colu
 ========== ======================== ======================= ================================
 kind       inferred from            model input             decoded back to
 ========== ======================== ======================= ================================
-numeric    integer, float, decimal  min-max scaled number   the source type (integers rounded)
+numeric    integer, float, decimal  min-max scaled number   the source type (integers rounded,
+                                                            decimals to their scale)
 categorical text, categorical, enum one-hot over categories the source type (an integer-coded
            (integers when declared)                         categorical comes back integer)
 boolean    boolean                  one-hot over false/true boolean
 date       date                     days since 1970-01-01,  date
                                     min-max scaled
-datetime   datetime                 seconds since the       datetime (same unit and zone)
-                                    epoch, min-max scaled
+datetime   datetime                 seconds since the       datetime (same unit; zoned
+                                    epoch, min-max scaled   ones in UTC since ingest)
 ========== ======================== ======================= ================================
 
 The attacks and the policy see two *families*: ``numeric`` (numeric, date, datetime: regression,
@@ -20,7 +21,15 @@ R^2) and ``categorical`` (categorical, boolean: classification, accuracy gain ov
 
 Text columns declared ``boolean``, ``date`` or ``datetime`` are parsed at ingest (``coerce``);
 a value that does not parse is refused by name. Column types no kind covers (time of day,
-durations, lists, binary) are refused with the column and its type named.
+durations, lists, structs, binary) are refused with the column and its type named, declared or
+not.
+
+Source types the models do not take as they are (``conversions`` states each one): a decimal
+column (``decimal(12,2)``) is a Float64 for the models (``to_numbers``; declared categorical:
+its values as text at its scale) and decoded back to its decimal type, rounded to its scale; a
+zone-aware datetime is converted to UTC at ingest (``to_utc``), so the models, the attacks and
+the release all see UTC. Attacks and evaluations compare records of source rows with decoded
+rows through ``common_types``: one type per column on every side.
 """
 
 from __future__ import annotations
@@ -67,12 +76,24 @@ def infer_kind(dtype: pl.DataType) -> ColumnKind | None:
     return None
 
 
+def is_nested(dtype: pl.DataType) -> bool:
+    """Whether a type holds several values per cell (list, array, struct) or opaque ones
+    (binary, Python objects): no kind encodes it, whatever the profile declares."""
+    return isinstance(dtype, (pl.List, pl.Array, pl.Struct)) or dtype in (pl.Binary, pl.Object)
+
+
 def kind_of(series: pl.Series, declared: str | None) -> ColumnKind:
     """The declared kind, else the inferred one.
 
     Raises:
-        KindError: nothing is declared and no kind covers the column's type.
+        KindError: nothing is declared and no kind covers the column's type, or the column is
+            nested (``is_nested``: declaring a kind does not make a list one value).
     """
+    if declared is not None and is_nested(series.dtype):
+        raise KindError(f"column {series.name!r}: declared {declared} (`columns:`) but its type "
+                        f"{series.dtype} holds several values per row, which no column kind "
+                        "encodes; split it into plain columns before export or list it under "
+                        "`drop:`")
     if declared is not None:
         return declared  # type: ignore[return-value]
     kind = infer_kind(series.dtype)
@@ -100,8 +121,11 @@ def coerce(series: pl.Series, kind: str | None, where: str,
             names the file, the column, examples and the profile key that decides.
     """
     name, dtype = series.name, series.dtype
-    if kind is None:
-        kind_of(series, None)
+    if kind is None or is_nested(dtype):
+        try:
+            kind_of(series, kind)  # refuses a type no kind covers, declared or not
+        except KindError as exc:
+            raise KindError(f"{where}, {exc}") from None
         return series
     if kind == "boolean" and dtype != pl.Boolean:
         text = category_text(series).str.strip_chars().str.to_lowercase()
@@ -285,10 +309,21 @@ def from_numbers(name: str, values: np.ndarray, kind: str, dtype: str) -> pl.Ser
         return micros.cast(pl.Datetime("us")).cast(parse_dtype(dtype))
     target = parse_dtype(dtype)
     series = pl.Series(name, values, nan_to_null=True)
+    if isinstance(target, pl.Decimal):
+        return to_decimal(series, target)
     if target.is_integer():
         info = np.iinfo(pl.Series([], dtype=target).to_numpy().dtype)
         series = series.round(0).clip(info.min, info.max)
     return series.cast(target if target.is_numeric() else pl.Float64)
+
+
+def to_decimal(series: pl.Series, target: pl.Decimal) -> pl.Series:
+    """Float64 numbers as a decimal column: rounded to its scale and clipped to the largest
+    magnitude its precision holds (a decoded value beyond it would not cast); NaN is null."""
+    scale = target.scale or 0
+    precision = target.precision or 38
+    limit = float(10 ** (precision - scale)) - 10.0 ** -scale
+    return series.fill_nan(None).clip(-limit, limit).round(scale).cast(target, strict=False)
 
 
 def from_categories(name: str, labels: np.ndarray, kind: str, dtype: str) -> pl.Series:
@@ -326,20 +361,123 @@ def dtype_name(dtype: pl.DataType) -> str:
     """A polars type as text that ``parse_dtype`` reads back (stored in the fitted state)."""
     if isinstance(dtype, pl.Datetime):
         return f"Datetime[{dtype.time_unit},{dtype.time_zone or ''}]"
+    if isinstance(dtype, pl.Decimal):
+        return f"Decimal[{dtype.precision or 38},{dtype.scale or 0}]"
     if isinstance(dtype, (pl.Categorical, pl.Enum)):
         return "String"
     return dtype.base_type().__name__ if hasattr(dtype, "base_type") else str(dtype)
 
 
 _DATETIME = re.compile(r"^Datetime\[(\w+),(.*)\]$")
+_DECIMAL = re.compile(r"^Decimal\[(\d+),(\d+)\]$")
 
 
 def parse_dtype(name: str) -> pl.DataType:
-    """Inverse of ``dtype_name``."""
+    """Inverse of ``dtype_name`` (a bare ``Decimal``, as states saved before decimal types were
+    kept wrote it, reads as Float64)."""
     m = _DATETIME.match(name)
     if m:
         return pl.Datetime(m.group(1), m.group(2) or None)  # type: ignore[arg-type]
+    m = _DECIMAL.match(name)
+    if m:
+        return pl.Decimal(int(m.group(1)), int(m.group(2)))
     dtype = getattr(pl, name, None)
     if dtype is None or name == "Decimal":
         return pl.Float64
     return dtype()
+
+
+def type_text(dtype: pl.DataType) -> str:
+    """A polars type as people read it in a manifest: ``decimal(12,2)``,
+    ``datetime[us, Europe/Paris]``, ``Float64``."""
+    if isinstance(dtype, pl.Decimal):
+        return f"decimal({dtype.precision or 38},{dtype.scale or 0})"
+    if isinstance(dtype, pl.Datetime):
+        zone = f", {dtype.time_zone}" if dtype.time_zone else ""
+        return f"datetime[{dtype.time_unit}{zone}]"
+    return str(dtype)
+
+
+# ---------------------------------------------------------------- source types the models convert
+FLOAT_DIGITS = 15  # significant digits a Float64 holds exactly
+
+
+def to_utc(frame: pl.DataFrame) -> pl.DataFrame:
+    """Zone-aware datetime columns converted to UTC (the same instants; naive ones are left
+    as they are)."""
+    zoned = [n for n, t in frame.schema.items()
+             if isinstance(t, pl.Datetime) and t.time_zone not in (None, "UTC")]
+    return frame.with_columns(pl.col(zoned).dt.convert_time_zone("UTC")) if zoned else frame
+
+
+def conversion(dtype: pl.DataType, released: pl.DataType | None = None) -> str | None:
+    """How a column of source type ``dtype`` is converted, as the manifest states it, or
+    ``None`` when it is taken as it is.
+
+    Args:
+        released: the type the release holds the column in; ``None`` when the release holds
+            no source values of it (codes).
+    """
+    if isinstance(dtype, pl.Decimal):
+        text = f"{type_text(dtype)} -> Float64 for the models"
+    elif isinstance(dtype, pl.Datetime) and dtype.time_zone not in (None, "UTC"):
+        text = f"{type_text(dtype)} -> UTC"
+    else:
+        return None
+    return text + (f", released as {type_text(released)}" if released is not None else "")
+
+
+def conversions(schema: dict[str, pl.DataType], columns: list[str],
+                released: dict[str, pl.DataType] | None = None) -> dict[str, str]:
+    """``conversion`` of each of ``columns`` the source ``schema`` holds (column -> statement),
+    for the release manifest; ``released``: the release's own schema, where it holds source
+    values."""
+    out = {}
+    for col in columns:
+        if col in schema:
+            text = conversion(schema[col], (released or {}).get(col))
+            if text is not None:
+                out[col] = text
+    return out
+
+
+def model_types(frame: pl.DataFrame) -> pl.DataFrame:
+    """Decimal columns as Float64, the type the models and the attacks read them in (a
+    pandas copy of a decimal column holds Python ``Decimal`` objects, which anonymeter takes
+    for categories and cannot compare with its medians)."""
+    decimals = [n for n, t in frame.schema.items() if isinstance(t, pl.Decimal)]
+    return frame.with_columns(pl.col(decimals).cast(pl.Float64)) if decimals else frame
+
+
+def common_types(frames: dict[str, pl.DataFrame]) -> dict[str, pl.DataFrame]:
+    """Records of source rows and decoded rows with one type per column in every frame:
+    decimals as Float64 (``model_types``), and a number typed differently on two sides (an
+    integer column against a DP release's Float64) as Float64 on all.
+
+    Args:
+        frames: name (for messages: "training rows", "released rows") -> frame; columns are
+            compared where every frame has them.
+
+    Raises:
+        KindError: a column holds numbers on one side and something else on another (or two
+            different non-numeric types); the message names the column and each side's type.
+    """
+    frames = {k: model_types(f) for k, f in frames.items()}
+    schemas = {k: f.schema for k, f in frames.items()}
+    shared = [c for c in next(iter(frames.values())).columns
+              if all(c in s for s in schemas.values())]
+    to_float = []
+    for col in shared:
+        types = {k: s[col] for k, s in schemas.items()}
+        if len(set(types.values())) == 1:
+            continue
+        if all(t.is_numeric() for t in types.values()):
+            to_float.append(col)
+            continue
+        seen = ", ".join(f"{t} in the {k}" for k, t in types.items())
+        raise KindError(f"column {col!r}: {seen}: the attacks and evaluations compare a column "
+                        "in one type on every side (rule: decoded rows come back in the "
+                        "source type)")
+    if not to_float:
+        return frames
+    return {k: f.with_columns(pl.col(to_float).cast(pl.Float64)) for k, f in frames.items()}

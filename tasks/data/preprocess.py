@@ -89,6 +89,11 @@ def _to_quantile(values: np.ndarray, knots: np.ndarray) -> np.ndarray:
     return 0.5 * (up + down)
 
 
+def _whole_numbers(dtype: pl.DataType) -> bool:
+    """Integers, or decimals of scale 0 (``decimal(10,0)`` account numbers)."""
+    return dtype.is_integer() or (isinstance(dtype, pl.Decimal) and not dtype.scale)
+
+
 class PreprocessError(ValueError):
     """A value breaks the profile's rule for nulls or unseen categories."""
 
@@ -123,8 +128,9 @@ class ColumnSpec:
 
     @property
     def source_dtype(self) -> str:
-        """The source type to decode into (states saved before types were kept: the family's
-        plain type)."""
+        """The source type to decode into, as ``kinds.dtype_name`` writes it (``Int64``,
+        ``Decimal[12,2]``, ``Datetime[us,UTC]``); states saved before types were kept: the
+        family's plain type."""
         return self.dtype or ("Float64" if self.family == "numeric" else "String")
 
     @property
@@ -275,7 +281,7 @@ class TablePreprocessor:
             elif family == "numeric":
                 values = self._numbers(series, kind, source)
                 values = values[~np.isnan(values)]
-                if kind == "numeric" and series.dtype.is_integer():
+                if kind == "numeric" and _whole_numbers(series.dtype):
                     self._check_not_integer_key(series, source)
                 spec = ColumnSpec(col, group, kind,
                                   minimum=float(values.min()), maximum=float(values.max()),
@@ -330,6 +336,8 @@ class TablePreprocessor:
         Raises:
             PreprocessError: naming the column, what was seen and the profile keys.
         """
+        if isinstance(series.dtype, pl.Decimal):  # decimal(p,0): whole numbers
+            series = series.cast(pl.Int128, strict=False)
         reasons = integer_key_reasons(series)
         if reasons:
             rows = series.drop_nulls().len()
@@ -427,8 +435,10 @@ class TablePreprocessor:
         """Map a (possibly reconstructed) matrix back to source columns.
 
         Numeric, date and datetime columns are unscaled, a one-hot block becomes its argmax
-        category; each column comes back in its source type (integers rounded, booleans
-        boolean, dates dates, integer-coded categories integers).
+        category; each column comes back in its source type (``ColumnSpec.source_dtype``:
+        integers rounded, decimals rounded to their scale and clipped to their precision,
+        booleans boolean, dates dates, datetimes in their unit and zone, integer-coded
+        categories integers), so decoded rows have the schema of the fitted rows.
         """
         self._require_fitted()
         columns, missing = [], {}

@@ -112,6 +112,9 @@ class Manifest(_Record):
     federation: dict[str, Any] | None = None  # models from a federated run (cloakflow federate)
     reused_from_cache: list[str] = []
     columns: list[ColumnEntry] = []
+    # source types converted on the way, column -> statement ("decimal(12,2) -> Float64 for the
+    # models", "datetime[us, Europe/Paris] -> UTC"): ``ingest.conversions``
+    conversions: dict[str, str] = {}
     files: dict[str, FileEntry] | None = None  # set by publish
     created_at: str | None = None  # set by publish
 
@@ -150,9 +153,17 @@ def build_manifest(*, release, profile, params: dict[str, Any], source: Source,
         dp_plan, dp_release: the DP plan and the manifest's DP section of a DP run; under
             ``dp_report = private`` every figure computed on private rows is left out
             (``tasks.privacy.dp.private_report``).
+
+    ``conversions`` states how source types were converted (decimals read as Float64 by the
+    models, zone-aware datetimes in UTC), read from the source file's schema; the codes hold
+    no source values, so no released type is named.
+
+    Raises:
+        DataNotFoundError: the source file is gone since ingest.
     """
     import mlflow
 
+    from cloakflow.tasks.data.ingest import stated_conversions
     from cloakflow.tasks.privacy.dp import dp_statement, model_dp, private_report
     from cloakflow.tasks.release.publish import code_version
 
@@ -176,6 +187,7 @@ def build_manifest(*, release, profile, params: dict[str, Any], source: Source,
                     "policy": report.policy.model_dump(mode="json"),
                     "report": report.model_dump(mode="json")},
         "dp": dp_release, "reused_from_cache": reused, "columns": release.column_entries(),
+        "conversions": stated_conversions(profile, params.get("input_path")),
     }
     if federation is not None:
         out["federation"] = federation

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
+from cloakflow.tasks.data.kinds import common_types
 from cloakflow.tasks.data.preprocess import PreprocessError, TablePreprocessor
 from cloakflow.tasks.data.profile import DatasetProfile
 
@@ -155,6 +156,9 @@ def evaluate(pre: TablePreprocessor, profile: DatasetProfile, *, x_syn: np.ndarr
         condition: with a fixed value, the real rows compared with are those with that value
             (the synthetic rows stand for that subpopulation).
 
+    Every evaluation and attack reads the three tables in one type per column
+    (``kinds.common_types``: decimals as Float64 on every side, as the models read them).
+
     Returns:
         ``{"fidelity": ..., "tstr": ..., "privacy": {...} (absent without attacks),
         "compared_with": ...}``.
@@ -183,6 +187,8 @@ def evaluate(pre: TablePreprocessor, profile: DatasetProfile, *, x_syn: np.ndarr
         out["fidelity"] = {"skipped": "too few real rows with the condition's value"}
         out["tstr"] = {"skipped": "too few real rows with the condition's value"}
         return out
+    train, synthetic, control = common_types({"training rows": train, "synthetic rows": synthetic,
+                                              "control rows": control}).values()
     columns = synthetic.columns
     discrete = exact_discrete(pre)
     print("evaluating: fidelity (1 - TVD of discretised distributions)", flush=True)
@@ -463,10 +469,14 @@ def manifest(*, profile: DatasetProfile, params: dict, source, parent: str, flow
     out: they stay in the MLflow run, and the manifest says so. ``nullable``: the columns
     modelled with a missing-value state (their synthetic values may be null).
     ``federation``: the model is a federation's global VAE (``cloakflow synthesize
-    --models-from``); its section names the run, its rounds and holders.
+    --models-from``); its section names the run, its rounds and holders. ``conversions``:
+    the source types converted on the way (decimals read as Float64 by the models and
+    released in their decimal type, zone-aware datetimes in UTC), read from the source file's
+    schema (``ingest.stated_conversions``).
     """
     import mlflow
 
+    from cloakflow.tasks.data.ingest import stated_conversions
     from cloakflow.tasks.privacy.dp_synthetic import SYNTHETIC_STATEMENT
     from cloakflow.tasks.release.publish import code_version
 
@@ -497,6 +507,8 @@ def manifest(*, profile: DatasetProfile, params: dict, source, parent: str, flow
         "seed": params["seed"], "parameters": params,
         "columns": [{"name": c, "dtype": str(frame.schema[c]), "nullable": c in nullable}
                     for c in frame.columns],
+        "conversions": stated_conversions(profile, params.get("input_path"),
+                                          released=dict(frame.schema)),
         "mlflow": {"tracking_uri": mlflow.get_tracking_uri(), "run_id": parent,
                    "experiment": f"cloakflow/{profile.name}", "model": "vae_decoder"},
         "prefect_flow_run_id": flow_run_id, "code_version": code_version(),

@@ -13,7 +13,15 @@ from cloakflow.tasks.data.profile import DatasetProfile
 
 def run_anonymeter(ori: pl.DataFrame, syn: pl.DataFrame, control: pl.DataFrame,
                    profile: DatasetProfile, seed: int) -> dict:
-    """anonymeter's three GDPR-style risks (value and 95% confidence interval)."""
+    """anonymeter's three GDPR-style risks (value and 95% confidence interval).
+
+    Args:
+        ori, control: records of training and control rows (source values); syn: decoded
+            released rows. They are compared in one type per column (``comparable``).
+
+    Raises:
+        KindError: a column holds numbers on one side and text on another; it names them.
+    """
     import logging
 
     from anonymeter.evaluators import (
@@ -24,7 +32,7 @@ def run_anonymeter(ori: pl.DataFrame, syn: pl.DataFrame, control: pl.DataFrame,
 
     logging.getLogger("anonymeter").setLevel(logging.ERROR)
     n = min(profile.privacy.anonymeter_attacks, len(control), len(ori))
-    ori, syn, control = (dates_as_numbers(f) for f in (ori, syn, control))
+    ori, syn, control = comparable(ori, syn, control)
     o, s, c = ori.to_pandas(), syn.to_pandas(), control.to_pandas()
     qis = list(profile.quasi_identifiers)
     others = [col for col in ori.columns if col not in qis]
@@ -64,6 +72,22 @@ def run_anonymeter(ori: pl.DataFrame, syn: pl.DataFrame, control: pl.DataFrame,
         out["inference"][secret] = {**risk(ev), "aux_cols": aux}
     out["seconds"]["inference"] = round(time.perf_counter() - t, 2)
     return out
+
+
+def comparable(ori: pl.DataFrame, syn: pl.DataFrame,
+               control: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
+    """The three tables in the types anonymeter compares, the same on every side: decimals
+    and numbers typed differently across them as Float64 (``kinds.common_types``), dates and
+    datetimes as numbers (``dates_as_numbers``). anonymeter sorts columns into numbers and
+    categories by their pandas type and refuses tables that differ.
+
+    Raises:
+        KindError: a column holds numbers on one side and something else on another.
+    """
+    from cloakflow.tasks.data.kinds import common_types
+
+    same = common_types({"training rows": ori, "released rows": syn, "control rows": control})
+    return tuple(dates_as_numbers(f) for f in same.values())  # type: ignore[return-value]
 
 
 def dates_as_numbers(frame: pl.DataFrame) -> pl.DataFrame:
