@@ -98,7 +98,9 @@ def anonymize(params: RunParameters | None = None) -> FlowOutcome:
             cv, importances, cached = evaluate.results()
         note = (f"{params.folds}-fold {params.fold_scheme} cross-validation (seed {params.seed}),"
                 f" forest engine {params.forest}, {len(data.y)} training rows"
-                + (f"; {data.utility_warning}" if data.utility_warning else ""))
+                + (f"; {data.utility_warning}" if data.utility_warning else "")
+                + (f"; one-vs-rest: {profile.target.positive!r} against every other value of "
+                   f"{profile.target.column!r}" if profile.target.one_vs_rest else ""))
         rows, table_md = log_utility(parent, cv, importances, note, timings, reused + cached)
         artifacts.table("utility", profile.name, rows, f"Utility of the release: {note}")
         # after the evaluations, not beside them (on two cores both got slower); each table's
@@ -122,7 +124,8 @@ def anonymize(params: RunParameters | None = None) -> FlowOutcome:
                 utility=rows, folds=Folds(scheme=params.fold_scheme, k=params.folds,
                                           forest=params.forest, note=note),
                 control_rows=len(data.x_control), report=report, reused=sorted(reused + cached),
-                dp_plan=dp, dp_release=dp_release, federation=federation)
+                dp_plan=dp, dp_release=dp_release, federation=federation,
+                duplicates=data.duplicates.to_dict())
             folder = publish_release(params.out, release, data.train_frame.get_column(
                 profile.target.column), manifest, parent, note, report.policy.verdict)
         tracking.finish_parent(parent, folder, timings)

@@ -28,6 +28,7 @@ from cloakflow.tasks.privacy.attack import attack_release
 from cloakflow.tasks.privacy.policy import attribute_kinds, expected_coverage, policy_outcome
 from cloakflow.tasks.privacy.report import KNOWLEDGE, PrivacyReport, summary_markdown
 from cloakflow.tasks.release.codes import CodePart, CodeTable
+from cloakflow.tasks.release.kinds import label_statement
 from cloakflow.tasks.release.manifest import Manifest
 
 
@@ -124,6 +125,7 @@ def attack_published(release_dir: str | Path, input_path: str | None = None) -> 
     return PrivacyReport(
         dataset=profile.name, release=str(release_dir), kind=manifest.kind,
         sensitive=profile.privacy.sensitive, identifiers=profile.identifiers,
+        label=label_statement(profile.target, manifest.kind),
         known_fractions=profile.privacy.known_fractions,
         seed=seed, noise=report.noise, dp=_release_dp(report), attacker_knowledge=KNOWLEDGE,
         releases=releases, policy=policy_outcome(

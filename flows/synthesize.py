@@ -154,7 +154,8 @@ def synthesize(params: SynthesizeParameters | None = None) -> SynthesisOutcome:
                 attacks=params.privacy_attacks, condition=cond)
         gate = syn.judge(evaluation, profile, params.privacy_attacks, params.accept_risk)
         report = syn.report_markdown(profile.name, evaluation, gate, rows=rows,
-                                     model=params.model, dp=dp_release, condition=cond)
+                                     model=params.model, dp=dp_release, condition=cond,
+                                     profile_target=profile.target)
         _log_report(parent, profile.name, evaluation, gate, report, data.train_frame.select(
             columns), frame, syn.exact_discrete(pre))
         if gate["verdict"] == "blocked":
@@ -173,7 +174,7 @@ def synthesize(params: SynthesizeParameters | None = None) -> SynthesisOutcome:
                 control_rows=len(data.x_control), condition=cond, evaluation=evaluation,
                 gate=gate, dp=dp_release,
                 nullable={s.missing_of for s in pre.specs if s.missing_of},
-                federation=federation)
+                federation=federation, duplicates=data.duplicates.to_dict())
             folder = str(write_release(params.out, profile.name, parent,
                                        {"synthetic": frame}, manifest))
             tracking.log_dict(parent, manifest, "release/manifest.json")

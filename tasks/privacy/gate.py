@@ -7,6 +7,7 @@ from cloakflow.tasks import tracking
 from cloakflow.tasks.data.profile import DatasetProfile
 from cloakflow.tasks.privacy.policy import PolicyViolation, policy_outcome
 from cloakflow.tasks.privacy.report import KNOWLEDGE, PrivacyReport, log_report
+from cloakflow.tasks.release.kinds import label_statement
 
 
 def gate(parent: str, kind: str, releases: dict[str, dict], profile: DatasetProfile, *,
@@ -27,7 +28,7 @@ def gate(parent: str, kind: str, releases: dict[str, dict], profile: DatasetProf
     """
     report = PrivacyReport(
         dataset=profile.name, kind=kind, sensitive=profile.privacy.sensitive,
-        identifiers=profile.identifiers,
+        identifiers=profile.identifiers, label=label_statement(profile.target, kind),
         known_fractions=profile.privacy.known_fractions, seed=seed, noise=noise, dp=dp,
         attacker_knowledge=KNOWLEDGE, releases=releases,
         policy=policy_outcome(releases, profile, attacked, accept_risk, expected))

@@ -66,6 +66,7 @@ class PrivacyReport(BaseModel):
     kind: str = "codes"
     sensitive: list[str]
     identifiers: list[str] = Field(default_factory=list)  # kept out of features and release
+    label: str = ""  # what the release says of its label column (kinds.label_statement)
     known_fractions: list[float]
     seed: int
     noise: dict[str, Any] | None = None
@@ -92,6 +93,8 @@ def summary_markdown(report: PrivacyReport) -> str:
             for k, v in report.policy.covered.items()) + ".", ""]
     if report.policy.not_measured:
         lines += ["Not measured: " + "; ".join(report.policy.not_measured) + ".", ""]
+    if report.label:
+        lines += [report.label, ""]
     if report.identifiers:
         lines += ["Identifier columns, kept out of the features and the release: "
                   + ", ".join(report.identifiers) + ".", ""]

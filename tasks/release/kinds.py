@@ -27,6 +27,23 @@ KINDS: dict[str, dict] = {
 }
 
 
+def label_statement(target, kind: str = "codes") -> str:
+    """What the release says about its label column (``target``: the profile's ``Target``):
+    in a codes release it is the source value of each row, published in clear; a one-vs-rest
+    target's figures describe the positive value against all the others."""
+    column = target.column
+    text = (f"The label column {column!r} is published in clear: each released row carries its "
+            "source row's value." if kind == "codes" else
+            f"The label column {column!r} is a column of the synthetic rows, sampled by the "
+            "model like every other column.")
+    if target.one_vs_rest:
+        text += (f" {column!r} holds more than two values; the utility figures are one-vs-rest "
+                 f"(declared in the profile): {target.positive!r} against all other values"
+                 + (", while the released column keeps every value." if kind == "codes"
+                    else "."))
+    return text
+
+
 @dataclass
 class Release:
     """A release before publishing.

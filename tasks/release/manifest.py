@@ -44,6 +44,12 @@ class ControlSplit(_Record):
     fraction: float
     seed: int
     stratified_on: str
+    grouped_on: str | None = None  # rows with equal modelled features kept on one side
+    duplicates: dict[str, Any] | None = None  # tasks.data.split.Duplicates (not under DP)
+
+
+GROUPED_ON = ("the modelled feature columns: rows with equal values are one group, on one side "
+              "of the split (no control row copies a training row's features)")
 
 
 class ModelEntry(_Record):
@@ -144,7 +150,8 @@ def build_manifest(*, release, profile, params: dict[str, Any], source: Source,
                    parent: str, flow_run_id: str, models: dict[str, dict],
                    utility: list[dict[str, Any]], folds: Folds, control_rows: int,
                    report: PrivacyReport, reused: list[str], dp_plan=None,
-                   dp_release: dict | None = None, federation: dict | None = None) -> Manifest:
+                   dp_release: dict | None = None, federation: dict | None = None,
+                   duplicates: dict | None = None) -> Manifest:
     """Assemble the manifest of ``release`` (a ``tasks.release.kinds.Release``).
 
     Args:
@@ -153,6 +160,8 @@ def build_manifest(*, release, profile, params: dict[str, Any], source: Source,
         dp_plan, dp_release: the DP plan and the manifest's DP section of a DP run; under
             ``dp_report = private`` every figure computed on private rows is left out
             (``tasks.privacy.dp.private_report``).
+        duplicates: the table's duplicate counts (``Duplicates.to_dict``); left out of a DP
+            run's manifest (they are counted on the private rows).
 
     ``conversions`` states how source types were converted (decimals read as Float64 by the
     models, zone-aware datetimes in UTC), read from the source file's schema; the codes hold
@@ -165,9 +174,11 @@ def build_manifest(*, release, profile, params: dict[str, Any], source: Source,
 
     from cloakflow.tasks.data.ingest import stated_conversions
     from cloakflow.tasks.privacy.dp import dp_statement, model_dp, private_report
+    from cloakflow.tasks.release.kinds import label_statement
     from cloakflow.tasks.release.publish import code_version
 
     seed = params["seed"]
+    label = label_statement(profile.target, release.kind)
     out = {
         "dataset": profile.name, "kind": release.kind, "source": source.model_dump(),
         "profile": profile.public_dump(),
@@ -179,10 +190,13 @@ def build_manifest(*, release, profile, params: dict[str, Any], source: Source,
         "mlflow": {"tracking_uri": mlflow.get_tracking_uri(), "run_id": parent,
                    "experiment": f"cloakflow/{profile.name}"},
         "prefect_flow_run_id": flow_run_id, "code_version": code_version(),
-        "privacy": {"statement": release.statement, "models_in_release": False,
+        "privacy": {"statement": f"{release.statement} {label}", "models_in_release": False,
                     "control_split": {"rows": control_rows,
                                       "fraction": params["control_fraction"], "seed": seed,
-                                      "stratified_on": profile.target.column},
+                                      "stratified_on": profile.target.column,
+                                      "grouped_on": GROUPED_ON,
+                                      **({"duplicates": duplicates}
+                                         if duplicates and dp_plan is None else {})},
                     "verdict": report.policy.verdict,
                     "policy": report.policy.model_dump(mode="json"),
                     "report": report.model_dump(mode="json")},
@@ -195,7 +209,7 @@ def build_manifest(*, release, profile, params: dict[str, Any], source: Source,
         for name, m in out["models"].items():
             m["dp"] = {**model_dp(dp_plan, name), **{k: m["dp"][k] for k in (
                 "steps_run", "clipped_share_per_epoch")}}
-        out["privacy"]["statement"] = dp_statement(dp_release)
+        out["privacy"]["statement"] = f"{dp_statement(dp_release)} {label}"
         if params.get("dp_report") == "private":
             out = private_report(out)
     return Manifest.model_validate(out)

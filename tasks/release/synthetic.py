@@ -278,8 +278,11 @@ def _fmt(value, digits: int = 3) -> str:
 
 
 def report_markdown(dataset: str, evaluation: dict, gate: dict, *, rows: int, model: str,
-                    dp: dict | None, condition: Conditioning) -> str:
-    """The one-page report of a synthetic release (markdown)."""
+                    dp: dict | None, condition: Conditioning, profile_target=None) -> str:
+    """The one-page report of a synthetic release (markdown); ``profile_target``: the
+    profile's ``Target``, whose label statement the report carries."""
+    from cloakflow.tasks.release.kinds import label_statement
+
     lines = [f"# Synthetic release of `{dataset}`", "",
              f"{rows} rows from the {model.upper()}, conditioned on `{condition.column}`"
              + (f" = `{condition.value}` for every row" if condition.value else "") + "; "
@@ -290,6 +293,8 @@ def report_markdown(dataset: str, evaluation: dict, gate: dict, *, rows: int, mo
                 "private rows and are not covered." if dp else
                 "not differentially private."), ""]
     fid = evaluation["fidelity"]
+    if profile_target is not None:
+        lines += [label_statement(profile_target, "synthetic"), ""]
     lines += [f"Compared with {evaluation.get('compared_with', 'all real rows')}.", ""]
     if evaluation.get("small_sample"):
         lines += [f"**Unreliable figures:** {evaluation['small_sample']}", ""]
@@ -461,13 +466,15 @@ def plot_associations(train: pl.DataFrame, synthetic: pl.DataFrame, path: str,
 def manifest(*, profile: DatasetProfile, params: dict, source, parent: str, flow_run_id: str,
              rows: int, frame: pl.DataFrame, config, train_log, training_rows: int,
              control_rows: int, condition: Conditioning, evaluation: dict, gate: dict,
-             dp: dict | None, nullable: set[str], federation: dict | None = None) -> dict:
+             dp: dict | None, nullable: set[str], federation: dict | None = None,
+             duplicates: dict | None = None) -> dict:
     """The manifest of a synthetic release (JSON-ready).
 
     Under DP with ``dp_report = private`` every figure computed on the private rows (row
     counts, evaluation, attack results, the gate's measured values, losses and times) is left
     out: they stay in the MLflow run, and the manifest says so. ``nullable``: the columns
     modelled with a missing-value state (their synthetic values may be null).
+    ``duplicates``: the table's duplicate counts, left out under DP (counted on private rows).
     ``federation``: the model is a federation's global VAE (``cloakflow synthesize
     --models-from``); its section names the run, its rounds and holders. ``conversions``:
     the source types converted on the way (decimals read as Float64 by the models and
@@ -478,6 +485,8 @@ def manifest(*, profile: DatasetProfile, params: dict, source, parent: str, flow
 
     from cloakflow.tasks.data.ingest import stated_conversions
     from cloakflow.tasks.privacy.dp_synthetic import SYNTHETIC_STATEMENT
+    from cloakflow.tasks.release.kinds import label_statement
+    from cloakflow.tasks.release.manifest import GROUPED_ON
     from cloakflow.tasks.release.publish import code_version
 
     private = dp is not None and params.get("dp_report") == "private"
@@ -495,7 +504,8 @@ def manifest(*, profile: DatasetProfile, params: dict, source, parent: str, flow
     statement = SYNTHETIC_STATEMENT + (" " + dp["statement"] if dp else
                                        " The model was trained without differential privacy: "
                                        "no formal guarantee is claimed, only the measured "
-                                       "privacy figures.")
+                                       "privacy figures.") + " " + label_statement(
+                                           profile.target, "synthetic")
     out = {
         "dataset": profile.name, "kind": "synthetic", "model": model,
         "source": source.model_dump(exclude_none=True), "profile": profile.public_dump(),
@@ -533,7 +543,8 @@ def manifest(*, profile: DatasetProfile, params: dict, source, parent: str, flow
     else:
         out["split"] = {"training_rows": training_rows, "control_rows": control_rows,
                         "control_fraction": params["control_fraction"], "seed": params["seed"],
-                        "stratified_on": profile.target.column}
+                        "stratified_on": profile.target.column, "grouped_on": GROUPED_ON,
+                        **({"duplicates": duplicates} if duplicates and not dp else {})}
         out["evaluation"] = evaluation
         out["privacy"].update({"verdict": gate["verdict"], "policy": gate})
         if dp:

@@ -57,3 +57,32 @@ def test_boolean_target_written_as_true(prefect_harness, workdir, capsys):
                       str(workdir / "releases"))
     assert rc == 0, err
     assert len(list((workdir / "releases" / "tiny").iterdir())) == 1
+
+
+def test_a_three_class_target_is_refused_until_one_vs_rest_is_declared(prefect_harness,
+                                                                        workdir, capsys):
+    import json
+
+    n = 300
+    frame = make_tiny_frame(n=n).with_columns(
+        label=pl.Series((["low"] * 5 + ["medium"] * 3 + ["high"] * 2) * (n // 10)))
+    csv, prof = _files(workdir, frame, target={"column": "label", "positive": "high"})
+    rc, err, seconds = _cli(capsys, csv, prof, "--folds", "2")
+    assert rc == 2 and ("target column 'label': 3 distinct values ('low' 150, 'medium' 90, "
+                        "'high' 60)") in err
+    assert "one_vs_rest: true" in err and seconds < 60
+    assert not (workdir / "releases").exists()
+    csv, prof = _files(workdir, frame, target={"column": "label", "positive": "high",
+                                               "one_vs_rest": True})
+    rc, err, _ = _cli(capsys, csv, prof, "--folds", "2", "--skip-attacks", "--out",
+                      str(workdir / "releases"))
+    assert rc == 0, err
+    (release,) = (workdir / "releases" / "tiny").iterdir()
+    manifest = json.loads((release / "manifest.json").read_text())
+    assert "one-vs-rest: 'high' against every other value of 'label'" in manifest["folds"]["note"]
+    statement = manifest["privacy"]["statement"]
+    assert "The label column 'label' is published in clear" in statement
+    assert "'high' against all other values, while the released column keeps every value" \
+        in statement
+    assert set(pl.read_parquet(release / "encoded.parquet").get_column("label")) == {
+        "low", "medium", "high"}
