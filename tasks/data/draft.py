@@ -43,12 +43,13 @@ BOUND_CATEGORIES = 20  # categories listed as (data) bounds up to this many
 
 
 class DraftError(ValueError):
-    """The table cannot be read, or nothing in it can serve as a target."""
+    """The table cannot be read, or has no feature column."""
 
 
 @dataclass
 class Draft:
-    """A drafted profile: the YAML text (with comments) and the notes behind it."""
+    """A drafted profile: the YAML text (with comments) and the notes behind it; its
+    ``profile.target`` is None when no label was unambiguous (runs refuse it until set)."""
 
     profile: DatasetProfile
     text: str
@@ -114,10 +115,19 @@ def _classify(series: pl.Series) -> _Column:
         col.role = "drop"
         col.notes.append(f"{name}: type {series.dtype} is no column kind: dropped")
         return col
+    if infinite := kinds.infinite_count(series):
+        col.role = "drop"
+        col.notes.append(f"{name}: {infinite} infinite values (ingest refuses them): dropped; "
+                         "write them as empty fields (missing) and add the column back")
+        return col
     if values.n_unique() == 1:
         col.role = "drop"
         col.notes.append(f"{name}: one value in every row ({values[0]!r}): dropped")
         return col
+    if markers := kinds.missing_markers(series):
+        col.notes.append(f"{name}: {', '.join(f'{m!r} in {n} rows' for m, n in markers.items())}"
+                         ": a usual missing-value marker, kept as a category of its own; if it "
+                         "means missing, write those fields empty")
     if series.dtype == pl.String:
         date = kinds.looks_like_date_text(series)
         numeric = values.str.contains(_NUMBER_LIKE)
@@ -178,8 +188,9 @@ def _target(frame: pl.DataFrame, cols: dict[str, _Column]
     """(column or None, positive value, candidates, note).
 
     The target is drafted only when it is unambiguous: exactly one usable column has a
-    label-like name (``TARGET_NAMES``) and it holds two values without nulls; the positive value
-    is the rarer one. Otherwise the target is left unset and the candidates (two-valued
+    label-like name (``TARGET_NAMES``), without nulls, and it holds two values (binary; the
+    positive value is the rarer one), 3 to 20 categories (multiclass) or more than 20 numbers
+    (numeric). Otherwise the target is left unset and the candidates (two-valued
     columns, and categorical ones with a few values, without nulls) are listed: a feature
     chosen as the label would be published in clear.
     """
@@ -197,10 +208,17 @@ def _target(frame: pl.DataFrame, cols: dict[str, _Column]
         return column, positive, pool, f"target {column!r} (positive {positive!r}, the rarer " \
                                        f"value; its name reads as a label); other candidates: " \
                                        f"{', '.join(c for c in pool if c != column) or 'none'}"
+    if len(named) == 1 and frame.get_column(named[0]).null_count() == 0:
+        column, series = named[0], frame.get_column(named[0])
+        if cols[column].kind == "categorical" and 2 < series.n_unique() <= 20:
+            return column, None, pool, (f"target {column!r} (kind multiclass: "
+                                        f"{series.n_unique()} classes; its name reads as a label)")
+        if cols[column].kind == "numeric" and series.n_unique() > 20:
+            return column, None, pool, (f"target {column!r} (kind numeric: a measured "
+                                        "quantity; its name reads as a label)")
     if len(named) == 1:
         why = (f"the label-like column {named[0]!r} has {frame.get_column(named[0]).n_unique()}"
-               " values (multi-class and numeric targets are not supported yet; `kind: binary`"
-               ", `positive: VALUE`, `one_vs_rest: true` models one value against the rest)"
+               " values, neither two nor a few classes nor a measured quantity"
                if frame.get_column(named[0]).null_count() == 0 else
                f"the label-like column {named[0]!r} has nulls")
     elif named:
@@ -252,13 +270,16 @@ def draft_profile(path: str | Path, name: str | None = None,
     fmt = "parquet" if path.suffix.lower() in {".parquet", ".pq"} else "csv"
     sep = separator or (sniff_separator(path) if fmt == "csv" else ",")
     frame = _read(path, fmt, sep)
+    # as ingest reads it: spaces stripped, numbers with missing-value markers read as numbers
+    frame, tidied = kinds.tidy_text(frame, {}, path.name)
     try:
-        return _draft(path, frame, fmt, sep, name)
+        return _draft(path, frame, fmt, sep, name, tidied)
     except kinds.KindError as exc:
         raise DraftError(f"{path}: {exc}") from exc
 
 
-def _draft(path: Path, frame: pl.DataFrame, fmt: str, sep: str, name: str | None) -> Draft:
+def _draft(path: Path, frame: pl.DataFrame, fmt: str, sep: str, name: str | None,
+           read_notes: list[str] | None = None) -> Draft:
     cols = {c: _classify(frame.get_column(c)) for c in frame.columns}
     target, positive, candidates, target_note = _target(frame, cols)
     features = [c for c, col in cols.items() if col.role == "feature" and c != target]
@@ -266,6 +287,7 @@ def _draft(path: Path, frame: pl.DataFrame, fmt: str, sep: str, name: str | None
         raise DraftError(f"{path}: no feature column is left besides the target {target!r}")
     notes = [n for col in cols.values() for n in col.notes if col.name != target]
     notes.insert(0, target_note)
+    notes[1:1] = read_notes or []
     with_nulls = [c for c in features if frame.get_column(c).null_count()
                   or (frame.schema[c].is_float() and frame.get_column(c).is_nan().any())]
     if with_nulls:
@@ -273,12 +295,17 @@ def _draft(path: Path, frame: pl.DataFrame, fmt: str, sep: str, name: str | None
                      "rows); set missing: error to refuse them instead")
     quasi = [c for c in features if re.search(QUASI_NAMES, c)]
     label_kind = {} if target is None else {
-        target: "boolean" if frame.schema[target] == pl.Boolean else "categorical"}
+        target: "boolean" if frame.schema[target] == pl.Boolean else cols[target].kind}
+    target_kind = ("binary" if positive is not None else
+                   "numeric" if target is not None and cols[target].kind == "numeric"
+                   else "multiclass")
     doc: dict[str, Any] = {
         "name": name or (re.sub(r"[^A-Za-z0-9_.-]", "-", path.stem).strip("-.") or "table"),
         "format": fmt,
         **({"separator": sep} if fmt == "csv" else {}),
-        "target": None if target is None else {"column": target, "positive": positive},
+        "target": None if target is None else (
+            {"column": target, "positive": positive} if target_kind == "binary"
+            else {"column": target, "kind": target_kind}),
         **({"target_candidates": candidates} if target is None else {}),
         "drop": [c for c, col in cols.items() if col.role == "drop" and c != target],
         "identifiers": [c for c, col in cols.items() if col.role == "identifier"

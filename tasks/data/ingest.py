@@ -31,12 +31,15 @@ def scan_table(path: str | Path, profile: DatasetProfile) -> pl.LazyFrame:
     return pl.scan_parquet(path)
 
 
-def read_table(path: str | Path, profile: DatasetProfile) -> pl.DataFrame:
+def read_table(path: str | Path, profile: DatasetProfile,
+               notes: list[str] | None = None) -> pl.DataFrame:
     """Read the columns the profile needs (and any others it does not drop) into memory, with
     text columns declared boolean, date or datetime parsed into those types and zone-aware
     datetimes converted to UTC (``kinds.to_utc``; the release states it, ``conversions``).
     Decimal columns keep their type: the models read them as Float64 (``kinds.to_numbers``)
-    and decoded rows come back in it.
+    and decoded rows come back in it. Text values are stripped of surrounding spaces, and text
+    columns of plain numbers and missing-value markers (``?``, ``NA``) read as numbers with
+    nulls (``kinds.tidy_text``); ``notes``, where given, receives a line per such change.
 
     Raises:
         IngestError: the file is missing, empty, malformed, or has no rows, or a declared kind
@@ -72,6 +75,9 @@ def read_table(path: str | Path, profile: DatasetProfile) -> pl.DataFrame:
         )
     declared = {c: k for c, k in profile.columns.items()
                 if c in frame.columns and k in ("boolean", "date", "datetime", "numeric")}
+    frame, tidied = kinds.tidy_text(frame, dict(profile.columns), path.name)
+    if notes is not None:
+        notes.extend(tidied)
     frame = kinds.parse_iso_text(frame, skip=set(profile.columns))
     try:
         frame = frame.with_columns(
@@ -138,7 +144,9 @@ def check_columns(frame: pl.DataFrame, profile: DatasetProfile, file: str) -> li
     would claim it was kept out); dates written as text in a form not read as dates
     (``01/02/2024``), unless declared ``date``/``datetime`` (parsed) or ``categorical`` (kept
     as text); a column type no kind covers (time of day, duration, list, ...).
-    Warned: a column with a single value (it carries nothing); a decimal column with more
+    Refused too: a float column holding infinite values (no scaling or quantile reads them).
+    Warned: a text column holding missing-value markers (``?``, ``NA``: encoded as a category
+    of their own); a column with a single value (it carries nothing); a decimal column with more
     digits than a Float64 holds exactly (``kinds.FLOAT_DIGITS``): the models read it rounded.
 
     Raises:
@@ -162,6 +170,21 @@ def check_columns(frame: pl.DataFrame, profile: DatasetProfile, file: str) -> li
                 f"{file}, column {col!r}: empty in every row ({len(series)} of {len(series)} "
                 "null): it holds no information; list it under `drop:` in the profile and "
                 "remove it from its group")
+        infinite = kinds.infinite_count(series)
+        if infinite:
+            signs = sorted({str(v) for v in series.filter(series.is_infinite()).to_list()})
+            raise IngestError(
+                f"{file}, column {col!r}: {infinite} infinite values ({', '.join(signs)}) in "
+                f"{len(series)} rows (rule: numbers must be finite; an infinity has no scale "
+                "or quantile). Write them as empty fields (missing, then `missing: impute`) "
+                "or as a bound, or list the column under `drop:`")
+        markers = kinds.missing_markers(series)
+        if markers and profile.columns.get(col) in (None, "categorical"):
+            seen = ", ".join(f"{m!r} in {n} rows" for m, n in markers.items())
+            warnings.append(
+                f"{file}, column {col!r}: {seen}: a usual missing-value marker, encoded as a "
+                "category of its own (rule: only empty fields are missing); if it means "
+                "missing, write those fields empty and set `missing: impute`")
         if series.dtype == pl.String and profile.columns.get(col) != "categorical":
             values = series.drop_nulls()
             # polars read it as text although it looks numeric: some values carry separators
@@ -205,8 +228,11 @@ def check_columns(frame: pl.DataFrame, profile: DatasetProfile, file: str) -> li
 def ingest(path: str, profile: DatasetProfile) -> pl.DataFrame:
     """Prefect task: read the table and check its columns (``check_columns``); retried on
     transient I/O errors, never on bad content."""
-    frame = read_table(path, profile)
+    notes: list[str] = []
+    frame = read_table(path, profile, notes)
     print(f"ingested {path}: {frame.height} rows x {frame.width} columns", flush=True)
+    for note in notes:
+        print(f"warning: {note}", flush=True)
     converted = conversions(path, profile)
     if converted:
         print("source types converted: " + "; ".join(f"{c}: {t}" for c, t in converted.items()),

@@ -35,6 +35,7 @@ rows through ``common_types``: one type per column on every side.
 from __future__ import annotations
 
 import re
+from collections import Counter
 from typing import Literal
 
 import numpy as np
@@ -275,6 +276,100 @@ def parse_iso_text(frame: pl.DataFrame, skip: set[str]) -> pl.DataFrame:
         if parsed.null_count() == frame.get_column(name).null_count():
             out.append(parsed)
     return frame.with_columns(out) if out else frame
+
+
+# ---------------------------------------------------------------- text as read from a file
+# values that stand for "missing" in exported tables (UCI's "?", R's "NA", spreadsheets' "-")
+MISSING_MARKERS = ("?", "NA", "N/A", "n/a", "na", "NaN", "nan", "null", "NULL", "None", "-",
+                   "--", ".")
+_PLAIN_NUMBER = r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$"
+_PLAIN_INTEGER = r"^[+-]?\d+$"
+
+
+def tidy_text(frame: pl.DataFrame, declared: dict[str, str], where: str
+              ) -> tuple[pl.DataFrame, list[str]]:
+    """Text columns as their values mean, with a note for each change made.
+
+    Leading and trailing spaces are stripped from every text value (``" Male"`` and ``"Male"``
+    would be two categories; a value of spaces only is null). A text column not declared
+    ``categorical`` whose values, stripped, are all plain numbers (``12.5``, ``-3``, ``1e6``)
+    but for missing-value markers (``MISSING_MARKERS``: ``?``, ``NA``, ``-``, ...), at least
+    half of them numbers, is read as numbers (Int64 when every one is whole, else Float64),
+    the markers as nulls (the profile's ``missing:`` rule then decides): otherwise one stray
+    ``?`` makes a measured column a categorical of hundreds of values. A column declared
+    ``numeric`` is read so whatever the share; numbers with separators (``12,345``) stay text
+    (``check_columns`` refuses them).
+
+    Args:
+        frame: the table as read.
+        declared: column -> declared kind (``columns:`` in the profile).
+        where: the file name, for the notes.
+
+    Returns:
+        The frame and one note per column changed, naming the file, the column and the rule.
+    """
+    out, notes = [], []
+    for name, dtype in frame.schema.items():
+        if dtype != pl.String:
+            continue
+        raw = frame.get_column(name)
+        text = raw.str.strip_chars()
+        text = pl.select(pl.when(text == "").then(None).otherwise(text)).to_series().alias(name)
+        padded = int((raw.drop_nulls() != raw.drop_nulls().str.strip_chars()).sum())
+        kind = declared.get(name)
+        values = text.drop_nulls()
+        marker = values.is_in(list(MISSING_MARKERS))
+        number = values.str.contains(_PLAIN_NUMBER)
+        numbers = int(number.sum())
+        markers = int(marker.sum())
+        # text of plain numbers only because of spaces or markers (text stored as such, e.g.
+        # zip codes in a Parquet string column, stays text unless declared numeric)
+        if kind in (None, "numeric") and numbers and bool((number | marker).all()) \
+                and (kind == "numeric" or ((padded or markers) and numbers >= 0.5 * len(values))):
+            whole = bool(values.filter(number).str.contains(_PLAIN_INTEGER).all())
+            kept = pl.select(pl.when(text.is_in(list(MISSING_MARKERS))).then(None)
+                             .otherwise(text)).to_series().alias(name)
+            try:
+                parsed = kept.cast(pl.Int64 if whole else pl.Float64, strict=True)
+            except pl.exceptions.PolarsError:
+                parsed = kept.cast(pl.Float64, strict=False)
+            found = sorted(set(values.filter(marker).to_list()))
+            how = []
+            if padded:
+                how.append(f"{padded} with leading or trailing spaces")
+            if found:
+                how.append(f"{markers} missing-value markers {found}, read as nulls")
+            if how:
+                notes.append(f"{where}, column {name!r}: numbers written as text ("
+                             f"{'; '.join(how)}): read as {parsed.dtype} (rule: a text column "
+                             "of plain numbers and missing-value markers is numeric; declare it "
+                             "categorical under `columns:` to keep the text)")
+            out.append(parsed)
+        elif padded:
+            example = raw.drop_nulls().filter(raw.drop_nulls() != raw.drop_nulls()
+                                              .str.strip_chars()).head(1).to_list()[0]
+            notes.append(f"{where}, column {name!r}: {padded} values with leading or trailing "
+                         f"spaces stripped (e.g. {example!r} -> {example.strip()!r}; rule: "
+                         "spaces around a value are not part of it)")
+            out.append(text)
+    return (frame.with_columns(out) if out else frame), notes
+
+
+def missing_markers(series: pl.Series) -> dict[str, int]:
+    """Missing-value markers (``MISSING_MARKERS``) among a text column's values, marker ->
+    rows; ``{}`` for other types."""
+    if series.dtype != pl.String:
+        return {}
+    values = series.drop_nulls().str.strip_chars()
+    hits = values.filter(values.is_in(list(MISSING_MARKERS)))
+    return dict(sorted(Counter(hits.to_list()).items())) if len(hits) else {}
+
+
+def infinite_count(series: pl.Series) -> int:
+    """Rows holding +inf or -inf in a float column (0 for other types)."""
+    if not series.dtype.is_float():
+        return 0
+    return int(series.is_infinite().fill_null(False).sum())
 
 
 # ---------------------------------------------------------------- numbers for the models

@@ -20,8 +20,9 @@ from cloakflow.tasks.data.split import (
     check_target,
     count_duplicates,
     feature_groups,
-    positive_labels,
     split,
+    strata,
+    target_labels,
 )
 from cloakflow.tasks.data.validate import DataValidationError, validate
 
@@ -97,14 +98,14 @@ def prepare(profile: DatasetProfile, input_path: str | None, control_fraction: f
         raise DataValidationError(report)
 
     t = time.perf_counter()
-    y_all = positive_labels(frame, profile)
+    y_all = target_labels(frame, profile)  # 0/1, a class index, or a number (target.kind)
     warning = check_target(frame, profile, y_all, control_fraction, folds, name)
     groups = feature_groups(frame, profile.features)
     duplicates = count_duplicates(frame, profile.features, profile.target.column, groups)
     print(f"{name}: {duplicates.describe()}", flush=True)
     tracking.log_dict(parent, duplicates.to_dict(), "data/duplicates.json")
-    train_idx, control_idx = split(y_all, control_fraction, None if secret_split else seed,
-                                   groups)
+    train_idx, control_idx = split(strata(y_all, profile.target.kind), control_fraction,
+                                   None if secret_split else seed, groups)
     train_frame, control_frame = frame[train_idx], frame[control_idx]
     pre = TablePreprocessor(profile, public_bounds=public_bounds,
                             numeric=numeric, **(options or {})).fit(train_frame, name)

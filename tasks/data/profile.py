@@ -45,9 +45,10 @@ class Target(BaseModel):
     ``kind: binary`` (the default) needs ``positive``, and the column must hold at most two
     values; a column with more is refused by name with its value counts unless
     ``one_vs_rest: true`` asks for ``positive`` against all other values (then stated in the
-    utility table, the report and the manifest). ``multiclass`` and ``numeric`` targets are
-    declared here so that a table is never silently made binary; runs refuse them by name
-    until their utility, TSTR and conditioning exist.
+    utility table, the report and the manifest). ``multiclass``: a label with a few classes
+    (utility and TSTR by macro one-vs-rest ROC AUC, balanced accuracy, macro F1; the
+    synthesizers condition on it); ``numeric``: a measured quantity (a regressor: R², MAE; the
+    synthesizers model it as a column, not a condition).
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -448,10 +449,4 @@ def load_profile(name_or_path: str | Path) -> DatasetProfile:
             f"{path}: target is not set{candidates}: write `target: {{column: NAME, positive: "
             "VALUE}` for a binary label (the label column is published in clear in every "
             "release); cloakflow never picks the label itself")
-    if profile.target.kind != "binary":
-        raise ProfileError(
-            f"{path}: target {profile.target.column!r} is declared {profile.target.kind}: "
-            f"{profile.target.kind} targets are not supported yet (utility, TSTR and "
-            "conditioning are binary); to model one value against the rest, declare "
-            "`kind: binary`, `positive: VALUE` and `one_vs_rest: true`")
     return profile

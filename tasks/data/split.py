@@ -47,6 +47,46 @@ def positive_labels(frame, profile) -> np.ndarray:
     return (text == wanted).fill_null(False).to_numpy().astype(np.int8)
 
 
+MAX_CLASSES = 50  # a multiclass target with more values is refused (a numeric one, likely)
+NUMERIC_STRATA = 5  # a numeric target's split is stratified on its quantile bins
+
+
+def target_labels(frame, profile) -> np.ndarray:
+    """The profile's target as the learners read it, one entry per row of ``frame``.
+
+    binary: 0/1 (``positive_labels``); multiclass: the class index, classes in the order of
+    ``class_names``; numeric: the value as float64 (nulls as NaN; ``check_target`` refuses
+    them).
+    """
+    import polars as pl
+
+    kind = profile.target.kind
+    if kind == "binary":
+        return positive_labels(frame, profile)
+    column = frame.get_column(profile.target.column)
+    if kind == "numeric":
+        return column.cast(pl.Float64, strict=False).fill_null(np.nan).to_numpy()
+    names = class_names(column)
+    text = column.cast(pl.String)
+    return text.replace_strict(names, list(range(len(names))), default=-1).to_numpy().astype(
+        np.int64)
+
+
+def class_names(column) -> list[str]:
+    """A multiclass target's classes as text, sorted: class index i is ``class_names[i]``."""
+    import polars as pl
+
+    return sorted(column.drop_nulls().cast(pl.String).unique().to_list())
+
+
+def strata(y: np.ndarray, kind: str) -> np.ndarray:
+    """What the split stratifies on: the labels, or a numeric target's quantile bin."""
+    if kind != "numeric":
+        return y
+    edges = np.nanquantile(y, np.linspace(0, 1, NUMERIC_STRATA + 1)[1:-1])
+    return np.searchsorted(np.unique(edges), y, side="right")
+
+
 def value_counts(values, top: int = 8) -> str:
     """``'high' 300, 'low' 200, ...``: the most frequent values of a column and their counts."""
     counts = values.value_counts(sort=True)
@@ -72,17 +112,20 @@ def check_target(frame, profile, y: np.ndarray, control_fraction: float, folds: 
         TargetError: naming the file, the target, the counts and the option to change.
     """
     target, positive = profile.target.column, profile.target.positive
-    rows, pos = len(y), int(y.sum())
-    neg = rows - pos
     where = f"{file}, target column {target!r}"
     values = frame.get_column(target).drop_nulls()
+    if profile.target.kind != "binary":
+        return _check_other_target(frame, profile, y, control_fraction, folds, where)
+    rows, pos = len(y), int(y.sum())
+    neg = rows - pos
     if values.n_unique() > 2 and not profile.target.one_vs_rest:
         raise TargetError(
             f"{where}: {values.n_unique()} distinct values ({value_counts(values)}) but the "
             f"profile declares a binary target (positive {positive!r}), which would silently "
             "read it as positive against everything else (rule: target.kind binary holds at "
-            "most two values); set `one_vs_rest: true` under target: to model that on purpose "
-            "(stated in the release), or give a two-valued label")
+            "most two values); declare `kind: multiclass` (no positive) for a label of several "
+            "classes or `kind: numeric` for a measured quantity, or set `one_vs_rest: true` "
+            "under target: to model the positive value against the rest (stated in the release)")
     if pos == 0:
         seen = frame.get_column(target).drop_nulls().unique().sort().head(10).to_list()
         raise TargetError(f"{where}: the positive value {positive!r} (profile target.positive) "
@@ -117,6 +160,53 @@ def check_target(frame, profile, y: np.ndarray, control_fraction: float, folds: 
         scarce = "positive" if train_pos < train_neg else "negative"
         return (f"unreliable: about {per_fold:.1f} {scarce} rows per test fold (fewer than "
                 f"{RELIABLE_PER_FOLD}); the utility figures vary widely from fold to fold")
+    return None
+
+
+def _check_other_target(frame, profile, y: np.ndarray, control_fraction: float,
+                        folds: int | None, where: str) -> str | None:
+    """``check_target`` for multiclass and numeric targets (see there)."""
+    column = frame.get_column(profile.target.column)
+    values = column.drop_nulls()
+    kind = profile.target.kind
+    if column.null_count():
+        raise TargetError(f"{where}: {column.null_count()} of {len(column)} rows have no "
+                          f"value (rule: a {kind} target has a value in every row); drop them "
+                          "or fill them")
+    if kind == "numeric":
+        if not column.dtype.is_numeric():
+            raise TargetError(f"{where}: declared numeric but holds {column.dtype} values "
+                              f"({value_counts(values)}); declare kind multiclass or binary, "
+                              "or store the column as numbers")
+        if values.n_unique() < 3:
+            raise TargetError(f"{where}: declared numeric but holds {values.n_unique()} "
+                              f"value(s) ({value_counts(values)}); declare kind binary")
+        if folds is not None and len(y) * (1 - control_fraction) < 2 * folds:
+            raise TargetError(f"{where}: {len(y)} rows cannot fill {folds} folds (--folds "
+                              f"{folds}) after the control split; lower --folds or add rows")
+        return None
+    classes = values.n_unique()
+    if classes < 2:
+        raise TargetError(f"{where}: a single value ({value_counts(values)}): a classifier "
+                          "needs two classes or more")
+    if classes > MAX_CLASSES or (column.dtype.is_float() and classes > 20):
+        raise TargetError(f"{where}: {classes} distinct values ({value_counts(values)}) for a "
+                          f"multiclass target (rule: at most {MAX_CLASSES} classes, a float "
+                          "column at most 20); a measured quantity is `kind: numeric`")
+    counts = np.bincount(y, minlength=classes)
+    held = control_fraction > 0
+    train = counts - (np.round(counts * control_fraction).astype(int) if held else 0)
+    need = max(folds or 0, 2 if held else 1)
+    scarce = [n for n, c, t in zip(class_names(column), counts, train, strict=True)
+              if (held and c < 2) or t < need]
+    if scarce:
+        raise TargetError(f"{where}: classes {scarce} are too rare ({value_counts(values)}): "
+                          f"each class needs at least 2 rows for the stratified control split "
+                          f"and {folds or 1} training rows for the folds (--folds {folds}); "
+                          "merge rare classes, lower --folds or add rows")
+    if folds and train.min() / folds < RELIABLE_PER_FOLD:
+        return (f"unreliable: about {train.min() / folds:.1f} rows of the rarest class per test "
+                f"fold (fewer than {RELIABLE_PER_FOLD}); the utility figures vary widely")
     return None
 
 
@@ -261,8 +351,8 @@ def train_control(frame, profile, control_fraction: float,
                   seed: int | None) -> tuple[np.ndarray, np.ndarray]:
     """The run's (train, control) rows of ``frame``: stratified on the profile's target,
     grouped on its modelled features (``split_rows``)."""
-    return split_rows(positive_labels(frame, profile), control_fraction, seed,
-                      feature_groups(frame, profile.features))
+    return split_rows(strata(target_labels(frame, profile), profile.target.kind),
+                      control_fraction, seed, feature_groups(frame, profile.features))
 
 
 @task(name="split")

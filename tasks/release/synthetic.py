@@ -60,6 +60,12 @@ def parse_condition(text: str | None, pre: TablePreprocessor, source: str) -> Co
     """
     target = pre.profile.target.column
     column, value = target, None
+    if text is None and pre.profile.target.kind == "numeric":
+        raise PreprocessError(
+            f"{source}: target {target!r} is numeric: the VAE draws its rows conditioned on a "
+            "categorical label, and an unconditioned synthesizer for a numeric target is not "
+            "built yet (rule: synthesize needs a categorical, boolean or discrete target); "
+            "`cloakflow run` reads a numeric target's utility by R² and MAE")
     if text is not None:
         column, sep, value = text.partition("=")
         column, value = column.strip(), value.strip()
@@ -130,6 +136,20 @@ def positive_labels(x: np.ndarray, pre: TablePreprocessor) -> np.ndarray:
             & (cells.max(axis=1) > 0)).astype(int)
 
 
+def target_values(x: np.ndarray, frame: pl.DataFrame, pre: TablePreprocessor) -> np.ndarray:
+    """The target of rows ``x`` (their decoded source columns: ``frame``) as the learners read
+    it (``split.target_labels``): 0/1 for a binary target, the index of the class's one-hot
+    column for a multiclass one, the decoded value (float64) for a numeric one."""
+    kind = pre.profile.target.kind
+    if kind == "binary":
+        return positive_labels(x, pre)
+    column = pre.profile.target.column
+    if kind == "numeric":
+        return frame.get_column(column).cast(pl.Float64).fill_null(np.nan).to_numpy()
+    i = next(i for i, s in enumerate(pre.specs) if s.name == column)
+    return x[:, block(pre, i)].argmax(axis=1).astype(np.int64)
+
+
 def exact_discrete(pre: TablePreprocessor) -> tuple[str, ...]:
     """Numeric columns modelled as categories of their exact training values (compared as
     categories in fidelity); DP value lists are approximate values, compared as numbers."""
@@ -194,14 +214,16 @@ def evaluate(pre: TablePreprocessor, profile: DatasetProfile, *, x_syn: np.ndarr
     print("evaluating: fidelity (1 - TVD of discretised distributions)", flush=True)
     out["fidelity"] = fidelity_report(train.select(columns), synthetic,
                                       control.select(columns), seed=seed, categorical=discrete)
-    y_syn, y_train, y_control = (positive_labels(m, pre) for m in (x_syn, x_train, x_control))
-    if len(set(y_control)) == 2 and len(set(y_syn)) == 2 and len(set(y_train)) == 2:
+    kind = profile.target.kind
+    y_syn, y_train, y_control = (target_values(m, f, pre) for m, f in (
+        (x_syn, synthetic), (x_train, train), (x_control, control)))
+    if all(len(np.unique(y)) >= 2 for y in (y_syn, y_train, y_control)):
         print("evaluating: TSTR and TRTR (forest, LightGBM) on the control rows", flush=True)
         f = feature_columns(pre)
         out["tstr"] = tstr(x_syn[:, f], y_syn, x_train[:, f], y_train, x_control[:, f],
-                           y_control, seed=seed)
+                           y_control, seed=seed, kind=kind)
     else:
-        out["tstr"] = {"skipped": "a table lacks one of the two labels (a fixed --condition on "
+        out["tstr"] = {"skipped": "a table holds a single label value (a fixed --condition on "
                                   "the target, or too few control rows)"}
     if attacks:
         out["privacy"] = attack(pre, profile, x_syn, x_train, x_control, synthetic, train,
@@ -213,12 +235,16 @@ def attack(pre, profile, x_syn, x_train, x_control, synthetic, train, control, s
     """Distances to closest records, membership inference and anonymeter's three risks."""
     from cloakflow.tasks.privacy.attacks.anonymeter import run_anonymeter
     from cloakflow.tasks.privacy.attacks.synthetic import (
-        distance_privacy,
         membership_of_synthetic,
+        released_distance_privacy,
     )
 
-    print("attacking: distances to closest records, exact copies", flush=True)
-    out = {"distance": distance_privacy(x_syn, x_train, x_control, seed=seed)}
+    print("attacking: distances to closest records, exact copies (released rows, source "
+          "schema)", flush=True)
+    families, ranges = gower_columns(pre, [c for c in [*profile.features, profile.target.column]
+                                           if c in synthetic.columns])
+    out = {"distance": released_distance_privacy(synthetic, train, control, families, ranges,
+                                                 seed=seed)}
     if len(x_control) >= 20:
         print("attacking: membership inference (distance, DOMIAS density ratio)", flush=True)
         out["membership"] = membership_of_synthetic(x_syn, x_train, x_control, seed=seed)
@@ -229,6 +255,33 @@ def attack(pre, profile, x_syn, x_train, x_control, synthetic, train, control, s
         out["anonymeter"] = run_anonymeter(train.select(features), synthetic.select(features),
                                            control.select(features), profile, seed)
     return out
+
+
+def gower_columns(pre: TablePreprocessor, columns: list[str]
+                  ) -> tuple[dict[str, str], dict[str, tuple[float, float]]]:
+    """Each modelled column's Gower family and a numeric column's range, for
+    ``attacks.synthetic.gower_space``: numbers, dates and datetimes (a discrete numeric too)
+    span their public bounds, else what the preprocessor measured (its value list, or its
+    minimum and maximum, in days or seconds for dates and datetimes)."""
+    families: dict[str, str] = {}
+    ranges: dict[str, tuple[float, float]] = {}
+    bounds = pre.profile.bounds
+    for spec in pre.specs:
+        if spec.missing_of is not None or spec.name not in columns:
+            continue
+        numeric = spec.family == "numeric" or spec.discrete
+        families[spec.name] = "numeric" if numeric else "categorical"
+        if not numeric:
+            continue
+        b = bounds.get(spec.name)
+        if b is not None and b.min is not None:
+            ranges[spec.name] = b.span(spec.kind)
+        elif spec.discrete:
+            values = spec.values or [float(c) for c in spec.categories]
+            ranges[spec.name] = (min(values), max(values))
+        else:
+            ranges[spec.name] = (spec.minimum, spec.maximum)
+    return families, ranges
 
 
 def measure(evaluation: dict) -> dict[str, float | None]:
@@ -328,14 +381,27 @@ def report_markdown(dataset: str, evaluation: dict, gate: dict, *, rows: int, mo
     if "skipped" in ts:
         lines += ["## Utility", "", f"TSTR skipped: {ts['skipped']}.", ""]
     else:
-        lines += ["## Utility (ROC AUC on the control rows)", "",
+        from cloakflow.tasks.evaluation.learners import LABEL
+
+        metric = LABEL[ts.get("metric", "roc_auc")]
+        lines += [f"## Utility ({metric} on the control rows)", "",
                   "| learner | train on synthetic (TSTR) | train on real (TRTR) |",
                   "|---|---|---|"]
         lines += [f"| {k} | {ts[k]['tstr']:.4f} | {ts[k]['trtr']:.4f} |"
                   for k in ("forest", "lightgbm")]
-        pr = ts["positive_rate"]
-        lines += ["", f"Positive rate: synthetic {pr['synthetic']:.3f}, training "
-                      f"{pr['training']:.3f}.", ""]
+        if "positive_rate" in ts:
+            pr = ts["positive_rate"]
+            lines += ["", f"Positive rate: synthetic {pr['synthetic']:.3f}, training "
+                          f"{pr['training']:.3f}."]
+        if "class_shares" in ts:
+            cs = ts["class_shares"]
+            lines += ["", "Class shares (synthetic / training): " + ", ".join(
+                f"{a:.3f} / {b:.3f}" for a, b in zip(cs["synthetic"], cs["training"],
+                                                     strict=True)) + "."]
+        if "tstr_mae" in ts["forest"]:
+            lines += ["", f"MAE of the forest: TSTR {ts['forest']['tstr_mae']:.4g}, TRTR "
+                          f"{ts['forest']['trtr_mae']:.4g} (the target's units)."]
+        lines.append("")
     privacy = evaluation.get("privacy")
     lines += ["## Privacy", ""]
     if privacy:

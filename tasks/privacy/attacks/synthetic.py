@@ -2,8 +2,13 @@
 copies and the nearest-neighbour distance ratio, all read against real control rows that were
 never trained on.
 
-Rows are compared in the preprocessor's space (categories one-hot, numbers scaled to [0, 1]), by
-Euclidean distance; nearest neighbours come from scikit-learn's ``NearestNeighbors``.
+A release's figures (``released_distance_privacy``) compare the rows as published, in the source
+schema: exact copies are rows equal in every column after the release's rounding, and distances
+are Gower distances (Gower 1971): the mean over columns of |a - b| / range for numbers, dates
+and datetimes (range: the column's public bounds, else the training rows' span; values clipped
+to it) and of [a != b] for categories, booleans and nulls. ``distance_privacy`` takes matrices in
+any space where the metric applies (the preprocessor's, with Euclidean distance, for the
+membership attacks' tests); nearest neighbours come from scikit-learn's ``NearestNeighbors``.
 
 - **DCR share** (Platzer & Reutterer 2021): for each synthetic row, is its closest training row
   nearer than its closest control row? The larger of the two sets is subsampled to the other's
@@ -26,11 +31,13 @@ from __future__ import annotations
 import numpy as np
 
 
-def _neighbours(queries: np.ndarray, reference: np.ndarray, k: int) -> np.ndarray:
+def _neighbours(queries: np.ndarray, reference: np.ndarray, k: int,
+                metric: str = "euclidean") -> np.ndarray:
     from sklearn.neighbors import NearestNeighbors
 
     k = min(k, len(reference))
-    nn = NearestNeighbors(n_neighbors=k, algorithm="brute", n_jobs=1).fit(reference)
+    nn = NearestNeighbors(n_neighbors=k, algorithm="brute", metric=metric,
+                          n_jobs=1).fit(reference)
     distances, _ = nn.kneighbors(queries)
     return distances
 
@@ -45,7 +52,7 @@ def _copies(queries: np.ndarray, reference: np.ndarray) -> float:
 
 
 def distance_privacy(synthetic: np.ndarray, train: np.ndarray, control: np.ndarray,
-                     seed: int = 0, max_rows: int = 10_000) -> dict:
+                     seed: int = 0, max_rows: int = 10_000, metric: str = "euclidean") -> dict:
     """The four figures above.
 
     Args:
@@ -55,6 +62,8 @@ def distance_privacy(synthetic: np.ndarray, train: np.ndarray, control: np.ndarr
             synthetic and control rows scored.
         max_rows: at most this many synthetic and control rows are scored (the distances are
             rows x training rows).
+        metric: the nearest-neighbour metric (``manhattan`` on a ``gower_space`` matrix is the
+            Gower distance times the column count).
 
     Returns:
         ``{"dcr_share", "dcr_ratio", "exact_copies", "exact_copies_control", "nndr_median",
@@ -76,13 +85,13 @@ def distance_privacy(synthetic: np.ndarray, train: np.ndarray, control: np.ndarr
         return x if len(x) <= max_rows else x[np.sort(rng.choice(len(x), max_rows, False))]
 
     syn, ctl = cap(synthetic), cap(control)
-    to_train = _neighbours(syn, train, 2)
-    ctl_to_train = _neighbours(ctl, train, 1)[:, 0]
+    to_train = _neighbours(syn, train, 2, metric)
+    ctl_to_train = _neighbours(ctl, train, 1, metric)[:, 0]
     size = min(len(control), len(train))  # equal sizes: 0.5 is what new data scores
     sample = train[np.sort(rng.choice(len(train), size, False))]
     holdout = control[np.sort(rng.choice(len(control), size, False))]
-    d_train = _neighbours(syn, sample, 1)[:, 0]
-    d_control = _neighbours(syn, holdout, 1)[:, 0]
+    d_train = _neighbours(syn, sample, 1, metric)[:, 0]
+    d_control = _neighbours(syn, holdout, 1, metric)[:, 0]
     share = float(np.mean(d_train < d_control) + 0.5 * np.mean(d_train == d_control))
     nearest = to_train[:, 0]
     baseline = float(np.median(ctl_to_train))
@@ -94,6 +103,83 @@ def distance_privacy(synthetic: np.ndarray, train: np.ndarray, control: np.ndarr
             "exact_copies_control": _copies(ctl, train),
             "nndr_median": float(np.median(nndr)), "nndr_p5": float(np.percentile(nndr, 5)),
             "rows": int(len(syn)), "control_rows_distinct": int(len(control))}
+
+
+def gower_space(frames: list, families: dict[str, str],
+                ranges: dict[str, tuple[float, float]]) -> list[np.ndarray]:
+    """The frames as matrices whose Manhattan distance is the Gower distance times the column
+    count: a number, date or datetime ``(v - lo) / (hi - lo)`` clipped to [0, 1] (null: -1, at
+    least 1 from any value), a category one-hot over every frame's values times 0.5 (null is a
+    value of its own).
+
+    Args:
+        frames: polars DataFrames with the columns of ``families`` (one type per column).
+        families: column -> ``numeric`` (numbers, dates, datetimes) or ``categorical``.
+        ranges: column -> (lo, hi) of every numeric column, hi > lo (else its span is 1).
+
+    Returns:
+        float64 matrices, one per frame, rows x (numeric columns + categories).
+    """
+    import polars as pl
+
+    parts: list[list[np.ndarray]] = [[] for _ in frames]
+    for col, family in families.items():
+        series = [f.get_column(col) for f in frames]
+        if family == "numeric":
+            lo, hi = ranges[col]
+            span = hi - lo if hi > lo else 1.0
+            for part, s in zip(parts, series, strict=True):
+                if s.dtype.is_temporal():
+                    s = s.dt.epoch("s") / (86400.0 if s.dtype == pl.Date else 1.0)
+                v = s.cast(pl.Float64).to_numpy()
+                scaled = np.clip((v - lo) / span, 0.0, 1.0)
+                part.append(np.where(np.isnan(v), -1.0, scaled)[:, None])
+        else:
+            text = [s.cast(pl.String).fill_null("\x00null") for s in series]
+            values = sorted(set().union(*(t.unique().to_list() for t in text)))
+            for part, t in zip(parts, text, strict=True):
+                codes = t.replace_strict(values, list(range(len(values)))).to_numpy()
+                part.append(0.5 * np.eye(len(values))[codes])
+    return [np.hstack(p) if p else np.zeros((len(f), 0)) for p, f in zip(parts, frames,
+                                                                            strict=True)]
+
+
+def exact_copies(queries, reference) -> float:
+    """Share of ``queries`` rows (a polars DataFrame) equal in every column to some row of
+    ``reference`` (same columns, one type per column; nulls equal nulls)."""
+    if not len(queries):
+        return 0.0
+    hits = queries.join(reference.unique(), on=queries.columns, how="semi", nulls_equal=True)
+    return hits.height / queries.height
+
+
+def released_distance_privacy(synthetic, train, control, families: dict[str, str],
+                              ranges: dict[str, tuple[float, float]], seed: int = 0,
+                              max_rows: int = 10_000) -> dict:
+    """``distance_privacy`` of a release as published: Gower distances (``gower_space``) and
+    exact copies (``exact_copies``, every column equal after the release's rounding) of the
+    decoded synthetic rows against the training rows, with the distinct control rows against
+    the training rows as the baseline.
+
+    Args:
+        synthetic, train, control: polars DataFrames in the source schema with the columns of
+            ``families`` (one type per column, ``kinds.common_types``).
+        families, ranges: see ``gower_space``.
+
+    Returns:
+        ``distance_privacy``'s figures, its ``exact_copies``/``exact_copies_control`` from the
+        frames, and ``space``.
+    """
+    columns = list(families)
+    synthetic, train, control = (f.select(columns) for f in (synthetic, train, control))
+    control = control.unique(maintain_order=True)
+    m_syn, m_train, m_control = gower_space([synthetic, train, control], families, ranges)
+    out = distance_privacy(m_syn, m_train, m_control, seed=seed, max_rows=max_rows,
+                           metric="manhattan")
+    out.update(exact_copies=exact_copies(synthetic, train),
+               exact_copies_control=exact_copies(control, train),
+               space=f"source schema ({len(columns)} columns), Gower distance")
+    return out
 
 
 def _roc(member_scores: np.ndarray, non_member_scores: np.ndarray) -> dict:

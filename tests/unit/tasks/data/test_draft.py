@@ -154,8 +154,47 @@ def test_a_three_class_label_is_never_replaced_by_a_two_valued_feature(tmp_path)
     with pytest.raises(ProfileError, match=r"target is not set \(candidates the draft found: "
                                            r"smoker, region, risk\): write `target: "):
         load_profile(out)
-    # one label-like name with three values: still unset, and the note says why
+    # one label-like name with three classes: a multiclass target, and the draft runs
     named = tmp_path / "named.csv"
     pl.read_csv(path).rename({"risk": "outcome"}).write_csv(named)
-    note = draft_profile(named).notes[0]
-    assert note.startswith("TARGET NOT SET: the label-like column 'outcome' has 3 values")
+    (tmp_path / "named.yaml").write_text(draft_profile(named).text)
+    target = load_profile(tmp_path / "named.yaml").target
+    assert (target.column, target.kind, target.positive) == ("outcome", "multiclass", None)
+    # two label-like names: unset, and the note says why
+    both = tmp_path / "both.csv"
+    pl.read_csv(named).with_columns(target=pl.col("smoker")).write_csv(both)
+    assert draft_profile(both).notes[0].startswith(
+        "TARGET NOT SET: several columns are named like a label (outcome, target)")
+
+
+def test_padded_values_missing_markers_and_infinities_are_drafted_as_ingest_reads_them(
+        tmp_path):
+    rng = np.random.default_rng(5)
+    n = 300
+    hours = [" ?" if i % 30 == 4 else f" {v:.1f}" for i, v in enumerate(rng.normal(40, 8, n))]
+    ratio = rng.lognormal(0, 1, n)
+    ratio[[3, 9]] = np.inf
+    frame = pl.DataFrame({"hours": hours,
+                          "sex": [(" " if i % 3 else "") + s
+                                  for i, s in enumerate(rng.choice(["Male", "Female"], n))],
+                          "ratio": ratio, "y": rng.choice(["yes", "no"], n).tolist()})
+    path = tmp_path / "adult.csv"
+    frame.write_csv(path)
+    draft = draft_profile(path)
+    p = draft.profile
+    # numbers with '?' markers: numeric with nulls, not hundreds of categories
+    assert p.columns["hours"] == "numeric" and p.nullable == ["hours"]
+    assert p.missing == "impute"
+    # ' Male' and 'Male' are one category
+    assert p.bounds["sex"].categories == ["Female", "Male"]
+    # an infinity is refused at ingest: the draft drops the column and says why
+    assert "ratio" in p.drop
+    assert "ratio: 2 infinite values (ingest refuses them): dropped" in draft.text
+    assert "adult.csv, column 'hours': numbers written as text" in draft.text
+    out = tmp_path / "adult.yaml"
+    out.write_text(draft.text)
+    profile = load_profile(out)
+    read = read_table(path, profile)
+    assert read.get_column("hours").null_count() == 10
+    check_columns(read, profile, path.name)
+    TablePreprocessor(profile).fit(read, path.name)

@@ -102,3 +102,55 @@ def test_identifiers_the_table_does_not_have_are_refused_with_a_hint():
                                           r"the table does not have \(a typo\? 'claimid' ~ "
                                           r"'claim_id'\)"):
         check_columns(frame, profile, "t.csv")
+
+
+def _uci_style(tmp_path: Path, n: int = 400) -> Path:
+    """A tiny-profile table exported the UCI Adult way: spaces after the separators and
+    ``?`` for missing values, in a categorical and in a numeric column."""
+    import numpy as np
+
+    rng = np.random.default_rng(3)
+    rows = ["age,city,income,owns,note,label"]
+    for i in range(n):
+        age = " ?" if i % 50 == 7 else f" {rng.integers(18, 80)}"
+        city = " ?" if i % 40 == 3 else f" {rng.choice(['north', 'south'])}"
+        income = "?" if i % 25 == 1 else f"{rng.normal(3000, 500):.2f}"
+        rows.append(f"{age},{city},{income}, {rng.choice(['yes', 'no'])},x,"
+                    f"{rng.choice(['yes', 'no'])}")
+    path = tmp_path / "adult-like.csv"
+    path.write_text("\n".join(rows) + "\n")
+    return path
+
+
+def test_spaces_and_missing_markers_are_read_as_the_values_they_mean(tmp_path, tiny_profile):
+    from cloakflow.tasks.data.ingest import check_columns
+
+    path = _uci_style(tmp_path)
+    notes: list[str] = []
+    frame = read_table(path, tiny_profile, notes)
+    # ' north' and 'north' are one category; a padded number is a number, '?' is missing
+    assert set(frame.get_column("city").drop_nulls()) == {"north", "south", "?"}
+    assert frame.get_column("owns").to_list().count(" yes") == 0
+    assert frame.get_column("age").dtype == pl.Int64
+    assert frame.get_column("age").null_count() == 8
+    assert frame.get_column("income").dtype == pl.Float64
+    assert frame.get_column("income").null_count() == 16
+    assert any(n.startswith("adult-like.csv, column 'income': numbers written as text (16 "
+                            "missing-value markers ['?'], read as nulls): read as Float64")
+               for n in notes)
+    assert any(n.startswith("adult-like.csv, column 'city': ") and "stripped" in n for n in notes)
+    # a '?' kept as a category is named, with the way to make it missing
+    warnings = check_columns(frame, tiny_profile, path.name)
+    assert any(w.startswith("adult-like.csv, column 'city': '?' in 10 rows: a usual "
+                            "missing-value marker, encoded as a category") for w in warnings)
+
+
+def test_infinite_values_are_refused_by_column(tiny_profile):
+    from cloakflow.tasks.data.ingest import check_columns
+
+    frame = pl.DataFrame({"age": [30, 40, 50, 60], "city": ["a", "b", "a", "b"],
+                          "income": [1.0, float("inf"), 2.0, float("-inf")],
+                          "owns": ["yes", "no", "yes", "no"], "label": ["yes", "no", "no", "yes"]})
+    with pytest.raises(IngestError, match=r"t.csv, column 'income': 2 infinite values \(-inf, "
+                                          r"inf\) in 4 rows \(rule: numbers must be finite"):
+        check_columns(frame, tiny_profile, "t.csv")

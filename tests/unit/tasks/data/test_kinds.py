@@ -292,3 +292,27 @@ def test_date_bounds_on_a_declared_numeric_are_refused():
     with pytest.raises(ValueError, match="bounds for 'amount' are dates"):
         _profile(columns={"amount": "numeric"},
                  bounds={"amount": {"min": dt.date(2020, 1, 1), "max": dt.date(2021, 1, 1)}})
+
+
+def test_tidy_text_strips_spaces_and_reads_numbers_with_markers_only_where_text_is_no_choice():
+    frame = pl.DataFrame({
+        "zip": ["01234", "99501", "10001", "02139"],  # text of digits stored as text: kept
+        "n": [" 1", "2", "NA", " 4"],  # padded numbers and a marker: Int64 with a null
+        "x": ["1.5", "?", "-", "2"],  # half numbers, half markers: Float64
+        "code": [" ?", "a", "b ", "a"],  # declared categorical: stripped, '?' kept
+        "word": ["?", "?", "?", "a"],  # mostly markers and text: not numbers
+        "blank": ["  ", "a", "b", "a"],  # a value of spaces only is null
+    })
+    out, notes = kinds.tidy_text(frame, {"code": "categorical"}, "t.csv")
+    assert out.get_column("zip").to_list() == ["01234", "99501", "10001", "02139"]
+    assert out.get_column("n").to_list() == [1, 2, None, 4]
+    assert out.get_column("x").dtype == pl.Float64 and out.get_column("x").null_count() == 2
+    assert out.get_column("code").to_list() == ["?", "a", "b", "a"]
+    assert out.get_column("word").dtype == pl.String
+    assert out.get_column("blank").to_list() == [None, "a", "b", "a"]
+    assert [n.split(":")[0] for n in notes] == ["t.csv, column 'n'", "t.csv, column 'x'",
+                                                "t.csv, column 'code'", "t.csv, column 'blank'"]
+    assert "2 with leading or trailing spaces; 1 missing-value markers ['NA']" in notes[0]
+    assert kinds.missing_markers(out.get_column("code")) == {"?": 1}
+    assert kinds.infinite_count(pl.Series([1.0, float("inf"), None])) == 1
+    assert kinds.infinite_count(pl.Series([1, 2])) == 0

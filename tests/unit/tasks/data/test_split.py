@@ -144,3 +144,55 @@ def test_a_multiclass_or_numeric_label_is_not_silently_made_binary():
         update={"one_vs_rest": True})})
     assert "unreliable" in check_target(frame, ovr, positive_labels(frame, ovr), 0.1, 3,
                                         "t.csv")  # refused no more: 20 positives, 3 folds
+
+
+def _kind_profile(kind: str):
+    from cloakflow.tasks.data.profile import DatasetProfile
+    from tests.helpers import tiny_profile_dict
+
+    return DatasetProfile.model_validate(tiny_profile_dict(
+        target={"column": "label", "kind": kind}))
+
+
+def test_multiclass_and_numeric_targets_are_labelled_and_checked_by_kind():
+    import polars as pl
+
+    from cloakflow.tasks.data.split import TargetError, check_target, strata, target_labels
+
+    risk = pl.DataFrame({"label": ["low"] * 50 + ["medium"] * 30 + ["high"] * 20})
+    multi = _kind_profile("multiclass")
+    y = target_labels(risk, multi)
+    assert np.bincount(y).tolist() == [20, 50, 30]  # classes sorted: high, low, medium
+    assert "about 6.0 rows of the rarest class per test fold" in check_target(
+        risk, multi, y, 0.1, 3, "t.csv")
+    rare = pl.DataFrame({"label": ["a"] * 60 + ["b"] * 38 + ["c"] * 2})
+    with pytest.raises(TargetError, match=r"classes \['c'\] are too rare \('a' 60, 'b' 38, "
+                                          r"'c' 2\)"):
+        check_target(rare, multi, target_labels(rare, multi), 0.1, 3, "t.csv")
+    income = pl.DataFrame({"label": np.random.default_rng(0).lognormal(10, 1, 200)})
+    with pytest.raises(TargetError, match=r"200 distinct values .* for a multiclass target "
+                                          r"\(rule: at most 50 classes.*`kind: numeric`"):
+        check_target(income, multi, target_labels(income, multi), 0.1, 3, "t.csv")
+    numeric = _kind_profile("numeric")
+    values = target_labels(income, numeric)
+    assert values.dtype == np.float64 and check_target(income, numeric, values, 0.1, 3,
+                                                       "t.csv") is None
+    bins = strata(values, "numeric")
+    assert sorted(np.bincount(bins).tolist()) == [40] * 5  # quantile bins for the split
+    with pytest.raises(TargetError, match=r"declared numeric but holds String values"):
+        check_target(risk, numeric, target_labels(risk, numeric), 0.1, 3, "t.csv")
+    gaps = pl.DataFrame({"label": [1.0, None] * 50})
+    with pytest.raises(TargetError, match=r"50 of 100 rows have no value \(rule: a numeric "
+                                          r"target has a value in every row\)"):
+        check_target(gaps, numeric, target_labels(gaps, numeric), 0.1, 3, "t.csv")
+
+
+def test_a_profile_target_kind_takes_positive_only_when_binary():
+    from cloakflow.tasks.data.profile import DatasetProfile
+    from tests.helpers import tiny_profile_dict
+
+    with pytest.raises(ValueError, match="is binary: give `positive:`"):
+        DatasetProfile.model_validate(tiny_profile_dict(target={"column": "label"}))
+    with pytest.raises(ValueError, match="belong to a binary target, not kind 'numeric'"):
+        DatasetProfile.model_validate(tiny_profile_dict(
+            target={"column": "label", "kind": "numeric", "positive": 1}))

@@ -27,3 +27,31 @@ def test_tstr_reads_against_trtr():
     assert good["positive_rate"]["synthetic"] == pytest.approx(sy.mean())
     with pytest.raises(ValueError, match="single label value"):
         tstr(sx, np.zeros(len(sy), dtype=int), tx, ty, cx, cy)
+
+
+def test_tstr_scores_multiclass_and_numeric_targets_by_their_kind():
+    """A three-class label carried by one feature: TSTR on rows from the same distribution
+    reaches TRTR's macro ROC AUC; a numeric target carried by a feature gets R² and MAE; a
+    synthetic table missing a class is still scored over every class present in the control
+    rows."""
+    import numpy as np
+
+    from cloakflow.tasks.evaluation.tstr import tstr
+
+    rng = np.random.default_rng(0)
+
+    def rows(n):
+        x = rng.normal(size=(n, 3))
+        return x, np.digitize(x[:, 0], [-0.5, 0.5]), 3 * x[:, 1] + rng.normal(0, 0.3, n)
+
+    (sx, sc, sv), (tx, tc, tv), (cx, cc, cv) = rows(600), rows(600), rows(300)
+    multi = tstr(sx, sc, tx, tc, cx, cc, kind="multiclass")
+    assert multi["metric"] == "roc_auc_ovr" and len(multi["class_shares"]["synthetic"]) == 3
+    assert multi["forest"]["trtr"] > 0.85 and abs(multi["forest"]["tstr"]
+                                                  - multi["forest"]["trtr"]) < 0.05
+    numeric = tstr(sx, sv, tx, tv, cx, cv, kind="numeric")
+    assert numeric["metric"] == "r2" and numeric["lightgbm"]["trtr"] > 0.9
+    assert 0 < numeric["lightgbm"]["tstr_mae"] < 1.0 and "positive_rate" not in numeric
+    keep = sc != 2  # the synthesizer never produced class 2
+    missing = tstr(sx[keep], sc[keep], tx, tc, cx, cc, kind="multiclass")
+    assert 0.5 < missing["forest"]["tstr"] < missing["forest"]["trtr"]

@@ -100,3 +100,61 @@ def test_a_copying_model_on_a_duplicate_heavy_table_is_blocked():
     # a zero control baseline is "not measured", never a huge ratio
     same = distance_privacy(copied, train, train[:200])
     assert same["dcr_ratio"] is None
+
+
+def _people(n: int, rng: np.random.Generator):
+    import polars as pl
+
+    return pl.DataFrame({"age": rng.integers(18, 90, n),
+                         "balance": np.round(rng.lognormal(8, 1.5, n), 2),
+                         "joined": pl.Series(np.datetime64("2015-01-01", "ms")
+                                             + rng.integers(0, 3000 * 86400, n) * 1000),
+                         "plan": rng.choice(["basic", "plus", "pro"], n),
+                         "score": np.where(rng.random(n) < 0.1, np.nan, rng.normal(0, 1, n))})
+
+
+FAMILIES = {"age": "numeric", "balance": "numeric", "joined": "numeric",
+            "plan": "categorical", "score": "numeric"}
+
+
+def test_copies_of_training_rows_are_caught_on_released_rows_with_numeric_columns():
+    """Released rows in the source schema: a "model" that returns its training rows is caught
+    (every column equal), fresh rows of a table with continuous columns copy nothing and sit
+    as close to the training rows as new data does."""
+    import polars as pl
+
+    from cloakflow.tasks.privacy.attacks.synthetic import released_distance_privacy
+
+    rng = np.random.default_rng(3)
+    train, control, fresh = _people(2000, rng), _people(500, rng), _people(1000, rng)
+    ranges = {c: (float(train.get_column(c).cast(pl.Float64).min()),
+                  float(train.get_column(c).cast(pl.Float64).max()))
+              for c in ("age", "balance", "score")}
+    ranges["joined"] = (float(train.get_column("joined").dt.epoch("s").min()),
+                        float(train.get_column("joined").dt.epoch("s").max()))
+    copied = released_distance_privacy(train.sample(800, seed=1), train, control, FAMILIES,
+                                       ranges)
+    assert copied["exact_copies"] == 1.0 and copied["exact_copies_control"] == 0.0
+    assert copied["dcr_ratio"] == 0.0 and copied["dcr_share"] > 0.6
+    assert copied["space"] == "source schema (5 columns), Gower distance"
+    honest = released_distance_privacy(fresh, train, control, FAMILIES, ranges)
+    assert honest["exact_copies"] == 0.0
+    assert honest["dcr_share"] == pytest.approx(0.5, abs=0.06)
+    assert honest["dcr_ratio"] == pytest.approx(1.0, abs=0.15)
+    # rounding a copy's balance to whole units is a different row, but it stays near its twin
+    rounded = train.sample(800, seed=1).with_columns(pl.col("balance").round(0))
+    near = released_distance_privacy(rounded, train, control, FAMILIES, ranges)
+    assert near["exact_copies"] < 0.05 and near["nndr_median"] < honest["nndr_median"] / 2
+
+
+def test_gower_space_is_the_gower_distance_times_the_columns():
+    import polars as pl
+
+    from cloakflow.tasks.privacy.attacks.synthetic import gower_space
+
+    a = pl.DataFrame({"x": [0.0, 10.0, None], "c": ["u", "v", None]})
+    b = pl.DataFrame({"x": [5.0, 20.0, None], "c": ["u", "u", None]})
+    ma, mb = gower_space([a, b], {"x": "numeric", "c": "categorical"}, {"x": (0.0, 10.0)})
+    l1 = np.abs(ma - mb).sum(axis=1)
+    # row 0: |0-5|/10 + 0; row 1: clipped 1 vs 1 + categories differ; row 2: nulls equal
+    np.testing.assert_allclose(l1, [0.5, 1.0, 0.0])
