@@ -38,6 +38,7 @@ TARGET_NAMES = r"(?i)^(y|target|label|class|outcome|response|result)$|(churn|def
                r"readmit|approved|survived|converted|subscribed)"
 QUASI_NAMES = r"(?i)(^age$|_age$|^age_|sex|gender|birth|dob|zip|postcode|postal|region|city|" \
               r"country|nationality|race|ethnic|marital|occupation|^job$|education)"
+_YES = {"1", "1.0", "true", "yes", "y", "t"}  # a two-valued label's positive value, if present
 MAX_CATEGORIES = 50  # above this, a categorical column gets a cardinality warning
 BOUND_CATEGORIES = 20  # categories listed as (data) bounds up to this many
 
@@ -189,7 +190,7 @@ def _target(frame: pl.DataFrame, cols: dict[str, _Column]
 
     The target is drafted only when it is unambiguous: exactly one usable column has a
     label-like name (``TARGET_NAMES``), without nulls, and it holds two values (binary; the
-    positive value is the rarer one), 3 to 20 categories (multiclass) or more than 20 numbers
+    positive value is 1, true or yes where one of the two is, else the rarer one), 3 to 20 categories (multiclass) or more than 20 numbers
     (numeric). Otherwise the target is left unset and the candidates (two-valued
     columns, and categorical ones with a few values, without nulls) are listed: a feature
     chosen as the label would be published in clear.
@@ -204,9 +205,12 @@ def _target(frame: pl.DataFrame, cols: dict[str, _Column]
     if len(named) == 1 and named[0] in binary:
         column = named[0]
         counts = frame.get_column(column).value_counts(sort=True)
-        positive = _value(counts.get_column(column)[-1])  # the rarer of the two values
-        return column, positive, pool, f"target {column!r} (positive {positive!r}, the rarer " \
-                                       f"value; its name reads as a label); other candidates: " \
+        values = [_value(v) for v in counts.get_column(column).to_list()]
+        yes = [v for v in values if str(v).strip().lower() in _YES]
+        positive = yes[0] if len(yes) == 1 else values[-1]  # 1/true/yes, else the rarer value
+        why = "its yes value" if len(yes) == 1 else "the rarer value"
+        return column, positive, pool, f"target {column!r} (positive {positive!r}, {why}; " \
+                                       f"its name reads as a label); other candidates: " \
                                        f"{', '.join(c for c in pool if c != column) or 'none'}"
     if len(named) == 1 and frame.get_column(named[0]).null_count() == 0:
         column, series = named[0], frame.get_column(named[0])

@@ -198,3 +198,12 @@ def test_padded_values_missing_markers_and_infinities_are_drafted_as_ingest_read
     assert read.get_column("hours").null_count() == 10
     check_columns(read, profile, path.name)
     TablePreprocessor(profile).fit(read, path.name)
+
+
+def test_a_zero_one_label_is_drafted_with_one_as_its_positive_value(tmp_path):
+    rng = np.random.default_rng(0)
+    path = tmp_path / "t.csv"
+    pl.DataFrame({"age": rng.integers(18, 90, 200), "bmi": rng.normal(27, 4, 200).round(1),
+                  "y": (rng.random(200) < 0.7).astype(int)}).write_csv(path)  # 1 is common
+    target = draft_profile(path).profile.target
+    assert (target.column, target.positive) == ("y", 1)
