@@ -190,9 +190,10 @@ def _target(frame: pl.DataFrame, cols: dict[str, _Column]
 
     The target is drafted only when it is unambiguous: exactly one usable column has a
     label-like name (``TARGET_NAMES``), without nulls, and it holds two values (binary; the
-    positive value is 1, true or yes where one of the two is, else the rarer one), 3 to 20 categories (multiclass) or more than 20 numbers
-    (numeric). Otherwise the target is left unset and the candidates (two-valued
-    columns, and categorical ones with a few values, without nulls) are listed: a feature
+    positive value is 1, true or yes where one of the two is, else the rarer one), 3 to 20
+    categories (multiclass) or more than 20 numbers (numeric). Otherwise the target is left
+    unset and the candidates (two-valued columns, and categorical ones with a few values,
+    without nulls) are listed: a feature
     chosen as the label would be published in clear.
     """
     usable = [c for c, col in cols.items() if col.role == "feature"]
