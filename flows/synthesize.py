@@ -276,9 +276,11 @@ def _log_report(parent: str, dataset: str, evaluation: dict, gate: dict, report:
     metrics = {f"fidelity.{k}": fid[k]["synthetic"] for k in ("univariate", "bivariate",
                                                               "three_way") if k in fid}
     if "quality" in fid:
-        metrics.update({f"fidelity.quality.{k}": v for k, v in fid["quality"]["synthetic"].items()
-                        if k in ("score", "column_shapes", "column_pair_trends")
-                        and v is not None})
+        for part, prefix in (("synthetic", "fidelity.quality"),
+                             ("release", "fidelity.quality.release")):
+            metrics.update({f"{prefix}.{k}": v for k, v in fid["quality"].get(part, {}).items()
+                            if k in ("score", "column_shapes", "column_pair_trends")
+                            and v is not None})
     metrics.update({f"tstr.{k}": ts[k]["tstr"] for k in ("forest", "lightgbm") if k in ts})
     metrics.update({f"privacy.{k}": v for k, v in gate["measured"].items() if v is not None})
     tracking.log_metrics(parent, metrics)

@@ -354,8 +354,16 @@ def report_markdown(dataset: str, evaluation: dict, gate: dict, *, rows: int, mo
     if "skipped" in fid:
         lines += ["## Fidelity", "", f"Skipped: {fid['skipped']}.", ""]
     else:
-        lines += ["## Fidelity (1 − total variation distance, against the training rows)", "",
-                  "| | synthetic | control rows (holdout maximum) |", "|---|---|---|"]
+        lines += ["## Fidelity (1 − total variation distance, against the training rows)", ""]
+        rel = fid.get("quality", {}).get("release")
+        if rel:
+            lines += [f"**Quality of the release: {_fmt(rel['score'])}** (column shapes "
+                      f"{_fmt(rel['column_shapes'])}, column pair trends "
+                      f"{_fmt(rel['column_pair_trends'])}): every published row against the "
+                      "training rows, as SDMetrics' QualityReport scores `synthetic.parquet`. "
+                      "The table subsamples the synthetic rows to the control rows' count, "
+                      "beside the control rows themselves.", ""]
+        lines += ["| | synthetic | control rows (holdout maximum) |", "|---|---|---|"]
         lines += [f"| {k.replace('_', '-')} | {fid[k]['synthetic']:.3f} | "
                   f"{fid[k]['holdout_maximum']:.3f} |" for k in ("univariate", "bivariate",
                                                                  "three_way")]
@@ -604,6 +612,8 @@ def manifest(*, profile: DatasetProfile, params: dict, source, parent: str, flow
         out["split"] = {"control_fraction": params["control_fraction"], "seed": params["seed"],
                         "rows": "private (in the MLflow run only)"}
         out["evaluation"] = "in the MLflow run only (dp.report = private)"
+        out["quality"] = ("in the MLflow run only (dp.report = private): metric "
+                          "fidelity.quality.release.score")
         out["privacy"]["gate"] = ("the policy was checked on figures computed on private rows; "
                                   "its measured values and decision are in the MLflow run only")
     else:
@@ -612,6 +622,13 @@ def manifest(*, profile: DatasetProfile, params: dict, source, parent: str, flow
                         "stratified_on": profile.target.column, "grouped_on": GROUPED_ON,
                         **({"duplicates": duplicates} if duplicates and not dp else {})}
         out["evaluation"] = evaluation
+        release = evaluation.get("fidelity", {}).get("quality", {}).get("release")
+        if release:
+            out["quality"] = {"score": release["score"],
+                              "column_shapes": release["column_shapes"],
+                              "column_pair_trends": release["column_pair_trends"],
+                              "of": "every row of synthetic.parquet against the training rows "
+                                    "(SDMetrics 0.32 QualityReport definitions)"}
         out["privacy"].update({"verdict": gate["verdict"], "policy": gate})
         if dp:
             out["evaluation_note"] = ("evaluation and gate figures are computed on private "

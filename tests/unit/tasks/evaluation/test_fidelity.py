@@ -126,3 +126,22 @@ def test_fidelity_report_carries_quality_for_synthetic_and_control_rows():
     assert quality["synthetic"]["score"] == pytest.approx(quality["holdout"]["score"])
     assert 0.9 < quality["holdout"]["column_shapes"] <= 1.0
     assert "SDMetrics" in quality["follows"]
+
+
+def test_the_release_quality_scores_every_synthetic_row_not_the_subsample():
+    import numpy as np
+    import polars as pl
+
+    from cloakflow.tasks.evaluation.fidelity import fidelity_report, quality_report
+
+    rng = np.random.default_rng(0)
+
+    def rows(n):
+        a = rng.normal(size=n)
+        return pl.DataFrame({"a": a, "b": a + rng.normal(0, 0.5, n),
+                             "c": rng.choice(["x", "y", "z"], n)})
+
+    train, synthetic, control = rows(2000), rows(3000), rows(300)
+    report = fidelity_report(train, synthetic, control, seed=1)
+    assert report["quality"]["release"] == quality_report(train, synthetic)
+    assert report["quality"]["release"]["score"] != report["quality"]["synthetic"]["score"]
