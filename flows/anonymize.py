@@ -19,7 +19,7 @@ from cloakflow.models.autoencoder import AutoencoderConfig
 from cloakflow.tasks import artifacts, runners, tracking
 from cloakflow.tasks.data.prepare import numeric_scaling, prepare
 from cloakflow.tasks.data.profile import CodeNoise, DatasetProfile, load_profile
-from cloakflow.tasks.evaluation.utility import Evaluations, log_utility
+from cloakflow.tasks.evaluation.utility import Evaluations, log_utility, source_blocks
 from cloakflow.tasks.privacy.attack import attack
 from cloakflow.tasks.privacy.dp import release_budget
 from cloakflow.tasks.privacy.gate import gate
@@ -70,7 +70,8 @@ def anonymize(params: RunParameters | None = None) -> FlowOutcome:
                                folds=params.folds, seed=params.seed,
                                importance_rows=params.importance_rows,
                                refresh=not params.use_cache)
-        evaluate("ORIGINAL", x, data.columns)  # needs no model: runs while the models train
+        # needs no model: runs while the models train; importance per source column
+        evaluate("ORIGINAL", x, data.columns, blocks=source_blocks(data.pre))
         federation = None
         with timings("train_encode"):
             if federated:  # nothing trains here: the federation's global models encode x

@@ -1,7 +1,9 @@
 """Command line: ``cloakflow run [DATASET] [options]``, ``cloakflow synthesize [DATASET]``.
 
 Runs a release flow, prints its results and, as its last line, the release folder.
-Bad input exits with status 2 and a report naming the file, column and rule.
+Bad input exits with status 2 and a report naming the file, column and rule. Ctrl-C or SIGTERM
+stops a ``run`` or ``synthesize`` within seconds, nothing published, with status 130 or 143
+(``runtime.StopOnSignals``).
 """
 
 from __future__ import annotations
@@ -184,7 +186,8 @@ def _release_run(args: argparse.Namespace, model: type[BaseModel], flow: str, re
 
         return getattr(importlib.import_module(f"cloakflow.flows.{flow}"), flow)(params)
 
-    outcome = _execute(params, call, remedy)
+    with runtime.StopOnSignals():  # Ctrl-C, SIGTERM: stopped within seconds, exit 130 / 143
+        outcome = _execute(params, call, remedy)
     return outcome if isinstance(outcome, int) else (params, outcome)
 
 
@@ -229,9 +232,10 @@ def _execute(params, call, remedy: str):
                 DataNotFoundError, TargetError, FederationMismatch)
     from cloakflow.federated.task import SchemaMismatch
     from cloakflow.tasks.federation import FederationFailed
+    from cloakflow.tasks.runners import StopRequested
 
     runtime.quiet_expected_errors((DpPlanError, PolicyViolation, BudgetExhausted,
-                                   FederationFailed, SchemaMismatch, *rejected))
+                                   FederationFailed, SchemaMismatch, StopRequested, *rejected))
     try:
         return call()
     except (FederationFailed, SchemaMismatch) as exc:

@@ -1,14 +1,18 @@
 """MLflow tracking: a local sqlite store by default, one experiment per dataset.
 
 Runs are addressed by id (never through a thread's "active run"), so tasks running in Prefect's
-worker threads can log to the right run.
+worker threads can log to the right run. A flow's parent run (``parent_run``) ends FINISHED
+(``finish_parent``), FAILED on an error, or KILLED when the process is interrupted (Ctrl-C,
+SIGTERM: ``kill_active_runs``, also its children still running).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import sys
 import tempfile
+import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -20,6 +24,11 @@ from mlflow.tracking import MlflowClient
 
 # Logging a Keras model without explicit requirements makes MLflow infer them (~15 s a model).
 KERAS_PIP_REQUIREMENTS = ["keras>=3.10,<4", "tensorflow>=2.21,<2.22", "numpy"]
+
+# the parent runs open in this process (``parent_run``): run id -> its tags
+_ACTIVE: dict[str, dict[str, str]] = {}
+_ACTIVE_LOCK = threading.RLock()
+_KILLED: list[dict[str, str]] = []  # the parent runs ``kill_active_runs`` ended
 
 
 def configure(workdir: str | Path | None = None) -> str:
@@ -209,16 +218,71 @@ class Timings(dict):
 def parent_run(dataset: str, run_name: str, tags: dict[str, str], params: dict[str, Any]):
     """The flow's MLflow parent run for the block: parameters logged on entry; on an
     exception tagged ``failed`` with the error and ended FAILED, otherwise left to the caller's
-    ``finish`` (so the outcome can be tagged)."""
+    ``finish`` (so the outcome can be tagged). A Ctrl-C or SIGTERM (``KeyboardInterrupt``,
+    Prefect's ``TerminationSignal``) or an earlier ``runners.interrupt`` ends it KILLED
+    instead (``kill_active_runs``) and asks every task of the process to stop."""
+    from cloakflow.tasks import runners
+
     run_id = start_parent(dataset, run_name, tags)
-    log_params(run_id, params)
+    with _ACTIVE_LOCK:
+        _ACTIVE[run_id] = dict(tags)
     try:
+        log_params(run_id, params)
         yield run_id
     except BaseException as exc:
-        set_tags(run_id, {"cloakflow.status": "failed",
-                          "cloakflow.error": f"{type(exc).__name__}: {exc}"[:4000]})
-        end_run(run_id, "FAILED")
+        if _is_interrupt(exc):  # the run's tasks stop too (runners.interrupt)
+            runners.interrupt(getattr(exc, "signal", 2))
+        if runners.interrupted() is not None:
+            kill_active_runs()
+        else:
+            set_tags(run_id, {"cloakflow.status": "failed",
+                              "cloakflow.error": f"{type(exc).__name__}: {exc}"[:4000]})
+            end_run(run_id, "FAILED")
         raise
+    finally:
+        with _ACTIVE_LOCK:
+            _ACTIVE.pop(run_id, None)
+
+
+def _is_interrupt(exc: BaseException) -> bool:
+    """A Ctrl-C (``KeyboardInterrupt``) or Prefect's ``TerminationSignal`` (SIGTERM)."""
+    return isinstance(exc, KeyboardInterrupt) or type(exc).__name__ == "TerminationSignal"
+
+
+def kill_active_runs(timeout: float = -1) -> list[dict[str, str]]:
+    """End every parent run open in this process KILLED (tagged ``cloakflow.status`` killed),
+    and its child runs that are still running: the process was interrupted. Each run is
+    ended once; an MLflow error is printed, not raised (the process is stopping). A call made
+    while another thread is ending them waits for it, up to ``timeout`` seconds (-1: no limit).
+
+    Returns:
+        The tags of every run ended KILLED in this process so far, with ``mlflow_run_id``
+        (``prefect.flow_run_id`` names each one's flow run).
+    """
+    if not _ACTIVE_LOCK.acquire(timeout=timeout):
+        return list(_KILLED)
+    try:
+        runs = dict(_ACTIVE)
+        _ACTIVE.clear()
+        client = MlflowClient() if runs else None
+        for run_id, tags in runs.items():
+            try:
+                client.set_tag(run_id, "cloakflow.status", "killed")
+                parent = client.get_run(run_id)
+                children = client.search_runs(
+                    [parent.info.experiment_id],
+                    filter_string=f"tags.mlflow.parentRunId = '{run_id}' and "
+                                  "attributes.status = 'RUNNING'")
+                for child in children:
+                    client.set_terminated(child.info.run_id, status="KILLED")
+                client.set_terminated(run_id, status="KILLED")
+            except Exception as exc:  # noqa: BLE001 - reported; the process exits anyway
+                print(f"could not mark MLflow run {run_id} KILLED: {type(exc).__name__}: "
+                      f"{exc}", file=sys.stderr, flush=True)
+            _KILLED.append({"mlflow_run_id": run_id, **tags})
+        return list(_KILLED)
+    finally:
+        _ACTIVE_LOCK.release()
 
 
 def finish_parent(run_id: str, release: str, timings: dict[str, float]) -> None:

@@ -136,6 +136,7 @@ def _progress(name: str, config: AutoencoderConfig, dp: DpPlan | None, log_every
 
     def progress(epoch: int, m: dict[str, float]) -> None:
         nonlocal started
+        runners.check_interrupt(f"[{name}] epoch {epoch}")  # Ctrl-C / SIGTERM
         if runners.stop_requested(run):
             raise runners.StopRequested(f"[{name}] stopped after epoch {epoch}: another task "
                                         "of this run failed")

@@ -28,6 +28,7 @@ from cloakflow.tasks.data.preprocess import (
     DISCRETE_LEVELS,
     IDENTIFIER_MIN_ROWS,
     IDENTIFIER_SHARE,
+    MAX_CATEGORIES,
     integer_key_reasons,
 )
 from cloakflow.tasks.data.profile import DatasetProfile
@@ -39,7 +40,6 @@ TARGET_NAMES = r"(?i)^(y|target|label|class|outcome|response|result)$|(churn|def
 QUASI_NAMES = r"(?i)(^age$|_age$|^age_|sex|gender|birth|dob|zip|postcode|postal|region|city|" \
               r"country|nationality|race|ethnic|marital|occupation|^job$|education)"
 _YES = {"1", "1.0", "true", "yes", "y", "t"}  # a two-valued label's positive value, if present
-MAX_CATEGORIES = 50  # above this, a categorical column gets a cardinality warning
 BOUND_CATEGORIES = 20  # categories listed as (data) bounds up to this many
 
 

@@ -25,6 +25,9 @@ from cloakflow.tasks.data.profile import DatasetProfile
 # a categorical column with at least this share of distinct values is an identifier
 IDENTIFIER_SHARE = 0.9
 IDENTIFIER_MIN_ROWS = 20
+# above this many categories a categorical column gets a cardinality warning (``cloakflow
+# profile``'s draft and ``TablePreprocessor.warnings``): each category is one model input
+MAX_CATEGORIES = 50
 # an integer column whose name reads as a key (customer_id, AccountNo, record_nr, ...)
 ID_NAME = (r"(^|[_\W])(id|Id|ID|key|Key|KEY|no|No|NO|nr|Nr|NR|num|Num|NUM|number|Number|"
            r"NUMBER|code|Code|CODE)$|[a-z](Id|ID|No|Nr|Key)$")
@@ -197,6 +200,7 @@ class TablePreprocessor:
         self.with_target = with_target
         self.missing_state = missing_state
         self.specs: list[ColumnSpec] = []
+        self.warnings: list[str] = []  # set by ``fit``: see there
 
     def modelled(self) -> dict[str, str]:
         """Source column -> group of every column encoded: the feature groups' columns and,
@@ -214,11 +218,15 @@ class TablePreprocessor:
         With ``public_bounds``, a column that has bounds in the profile takes them instead (fill
         value: the midpoint, or the first listed category): nothing about it is measured.
 
+        ``warnings`` then lists, one readable line each, the categorical columns with more than
+        ``MAX_CATEGORIES`` categories (the warning ``cloakflow profile`` gives): each category
+        is one model input, and training, the evaluation and the attacks grow with the inputs.
+
         Raises:
             PreprocessError: with ``public_bounds``, bounds marked ``origin: data`` (measured on
                 the table) are refused rather than used as public.
         """
-        self.specs = []
+        self.specs, self.warnings = [], []
         measured = [c for c, b in self.profile.bounds.items() if b.origin == "data"]
         if self.public_bounds and measured:
             raise PreprocessError(
@@ -299,6 +307,12 @@ class TablePreprocessor:
                 spec = ColumnSpec(col, group, kind, categories=sorted(labels, key=order),
                                   fill=counts.get_column(col)[0], dtype=dtype)
             self.specs.append(spec)
+            if spec.family == "categorical" and len(spec.categories) > MAX_CATEGORIES:
+                self.warnings.append(
+                    f"{source}: column {col!r}: {len(spec.categories)} categories, one-hot "
+                    f"encoded into as many model inputs (more than {MAX_CATEGORIES}): training, "
+                    "the evaluation and the attacks slow down with them; consider grouping rare "
+                    "categories or dropping the column (`drop:` in the profile)")
             # whether a column has a missing flag: in a DP run decided by the profile alone
             # (its public `nullable` list), else read off the rows; never the target
             flagged = col != self.profile.target.column and (

@@ -18,17 +18,21 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
 import numpy as np
 from prefect import task
 from sklearn.base import BaseEstimator, ClassifierMixin
 
+from cloakflow.tasks import runners
 from cloakflow.tasks.caching import CACHE_EXPIRATION, step_policy
 
 SCORING = ["balanced_accuracy", "f1_weighted", "roc_auc", "average_precision"]
 FoldScheme = Literal["stratified-shuffled", "tutorial"]
 Engine = Literal["lightgbm", "sklearn"]
+Blocks = Sequence[tuple[str, Sequence[int]]]  # (source column, its matrix column indices)
+PROGRESS_EVERY_S = 10.0  # a permutation-importance progress line at most this often
 
 
 class HistForestClassifier(ClassifierMixin, BaseEstimator):
@@ -86,6 +90,7 @@ class HistForestClassifier(ClassifierMixin, BaseEstimator):
             },
             lgb.Dataset(X, label=target, params={"max_bin": self.max_bin, "verbosity": -1}),
             num_boost_round=self.n_estimators,
+            callbacks=[_stop_between_trees],
         )
         return self
 
@@ -101,6 +106,11 @@ class HistForestClassifier(ClassifierMixin, BaseEstimator):
 
     def predict(self, X):
         return self.classes_[(self.predict_proba(X)[:, 1] > 0.5).astype(int)]
+
+
+def _stop_between_trees(env) -> None:
+    """LightGBM callback after every tree: stop when the process is interrupted."""
+    runners.check_interrupt(f"forest fit at tree {env.iteration + 1}")
 
 
 def make_forest(engine: Engine = "lightgbm", seed: int = 42, n_estimators: int = 500,
@@ -142,43 +152,153 @@ def cross_validate_forest(X: np.ndarray, y: np.ndarray, *, engine: Engine = "lig
     Returns:
         ``{"mean": {key: mean over folds}, "folds": {key: [per fold]}}`` with the keys of
         ``cross_validate`` (fit_time, score_time, test_*, train_*).
+
+    Raises:
+        StopRequested: the process was interrupted (LightGBM stops between trees).
     """
     from sklearn.model_selection import cross_validate
 
-    res = cross_validate(make_forest(engine, seed, n_estimators, n_jobs=n_jobs), X, y,
-                         cv=make_folds(scheme, folds, seed), scoring=SCORING,
-                         return_train_score=True)
+    try:
+        res = cross_validate(make_forest(engine, seed, n_estimators, n_jobs=n_jobs), X, y,
+                             cv=make_folds(scheme, folds, seed), scoring=SCORING,
+                             return_train_score=True)
+    except ValueError:  # every fold's fit failed: stopped by an interrupt (or a real error)
+        runners.check_interrupt("cross-validation")
+        raise
+    runners.check_interrupt("cross-validation")  # some folds stopped: their scores are NaN
     return {"mean": {k: float(np.mean(v)) for k, v in res.items()},
             "folds": {k: [float(x) for x in v] for k, v in res.items()}}
 
 
+def source_blocks(pre) -> list[tuple[str, list[int]]]:
+    """The blocks of a fitted ``TablePreprocessor``'s matrix (the ORIGINAL view): one per
+    source column, with the indices of all its outputs (a categorical's one-hot columns; a
+    ``<column>:missing`` flag goes with its column), in matrix order."""
+    blocks: dict[str, list[int]] = {}
+    for spec, start, stop in pre.column_blocks():
+        blocks.setdefault(spec.missing_of or spec.name, []).extend(range(start, stop))
+    return list(blocks.items())
+
+
+def block_permutation_importance(model, X: np.ndarray, y: np.ndarray, blocks: Blocks, *,
+                                 repeats: int = 10, seed: int = 42,
+                                 progress: Callable[[int, int], None] | None = None,
+                                 what: str = "permutation importance"
+                                 ) -> tuple[np.ndarray, np.ndarray]:
+    """Permutation importance of column blocks: the drop in ROC AUC when the rows of a whole
+    block are shuffled together (one permutation per block and repeat, the same for all its
+    columns, so a one-hot block stays one-hot).
+
+    scikit-learn's ``permutation_importance`` permutes single columns only; this is the same
+    procedure over blocks, and with one-column blocks it gives its numbers exactly: ROC AUC of
+    ``predict_proba(X)[:, 1]``, a seed drawn from ``RandomState(seed)``, every block's row
+    orders from ``RandomState`` of that seed, shuffled again for each repeat.
+
+    Args:
+        model: a fitted binary classifier with ``predict_proba``.
+        X: (rows, columns) matrix scored; y: (rows,) 0/1 labels.
+        blocks: (name, column indices of X) per block.
+        repeats: permutations per block.
+        seed: seeds the permutations.
+        progress: called as ``progress(blocks done, blocks)`` after every block.
+        what: names the computation in the ``StopRequested`` message.
+
+    Returns:
+        (importances, baseline): importances (blocks, repeats), the drop in ROC AUC of each
+        permutation; baseline, the unpermuted ROC AUC (a 0-d array).
+
+    Raises:
+        StopRequested: the process was interrupted (checked before every permutation).
+        ValueError: a block without columns, or y with a single class.
+    """
+    from sklearn.metrics import roc_auc_score
+
+    X = np.asarray(X)
+    y = np.asarray(y)
+    if any(len(cols) == 0 for _, cols in blocks):
+        raise ValueError("every block needs at least one column")
+    baseline = roc_auc_score(y, model.predict_proba(X)[:, 1])
+    block_seed = np.random.RandomState(seed).randint(np.iinfo(np.int32).max + 1)
+    work = X.copy()
+    drops = np.empty((len(blocks), repeats))
+    for b, (name, cols) in enumerate(blocks):
+        cols = np.asarray(cols, dtype=np.intp)
+        rng = np.random.RandomState(block_seed)
+        order = np.arange(len(y))
+        for r in range(repeats):
+            runners.check_interrupt(f"{what}, block {name!r}")
+            rng.shuffle(order)
+            work[:, cols] = work[np.ix_(order, cols)]
+            drops[b, r] = baseline - roc_auc_score(y, model.predict_proba(work)[:, 1])
+        work[:, cols] = X[:, cols]  # restored for the next block
+        if progress is not None:
+            progress(b + 1, len(blocks))
+    return drops, np.asarray(baseline)
+
+
 def permutation_importances(X: np.ndarray, y: np.ndarray, names: list[str], *,
                             engine: Engine = "lightgbm", seed: int = 42, rows: int = 10_000,
-                            repeats: int = 10, n_estimators: int = 500, n_jobs: int = 1
-                            ) -> dict[str, Any]:
-    """Permutation importance (ROC AUC drop) of a forest fit on all rows.
+                            repeats: int = 10, n_estimators: int = 500, n_jobs: int = 1,
+                            blocks: Blocks | None = None, label: str | None = None,
+                            every_s: float = PROGRESS_EVERY_S) -> dict[str, Any]:
+    """Permutation importance (ROC AUC drop) of a forest fit on all rows, per block.
 
     Scored with ROC AUC, not accuracy: a depth-2 forest on a rare positive class predicts almost
     only negatives, so accuracy barely moves when a feature is shuffled. ``rows`` is a stratified
     sample scored (all rows if 0 or larger than the table).
+
+    Args:
+        X: (rows, columns) matrix; y: (rows,) 0/1 labels; names: one per column of X.
+        blocks: (source column, column indices of X) per feature ranked: each permuted as a
+            whole (``block_permutation_importance``; ``source_blocks`` gives a preprocessor's).
+            None: one block per column, named by ``names``.
+        label: with it, progress lines on stdout: ``importance <label>: ...`` after the fit
+            and at most every ``every_s`` seconds while permuting.
+
+    Returns:
+        ``{"scoring", "rows_scored", "repeats", "blocks", "ranking": [{"feature", "mean",
+        "std", "columns"}, ...]}``, the ranking by mean drop (``columns``: the block's width).
+
+    Raises:
+        StopRequested: the process was interrupted (between trees and permutations).
     """
-    from sklearn.inspection import permutation_importance
     from sklearn.model_selection import train_test_split
 
+    if blocks is None:
+        blocks = [(n, [i]) for i, n in enumerate(names)]
+    t0 = time.perf_counter()
+    if label:
+        print(f"importance {label}: fitting the forest ({engine}, {n_estimators} trees) on "
+              f"{X.shape[0]} rows x {X.shape[1]} columns", flush=True)
     forest = make_forest(engine, seed, n_estimators, n_jobs=n_jobs).fit(X, y)
     idx = np.arange(len(y))
     if rows and rows < len(y):
         idx, _ = train_test_split(idx, train_size=rows, stratify=y, random_state=seed)
         idx = np.sort(idx)
-    r = permutation_importance(forest, X[idx], y[idx], scoring="roc_auc", n_repeats=repeats,
-                               random_state=seed, n_jobs=1)
-    order = np.argsort(-r.importances_mean)
+    if label:
+        print(f"importance {label}: forest fitted in {time.perf_counter() - t0:.1f} s; "
+              f"permuting {len(blocks)} columns x {repeats} repeats on {len(idx)} rows",
+              flush=True)
+    last = [time.perf_counter()]
+
+    def progress(done: int, total: int) -> None:
+        now = time.perf_counter()
+        if label and done < total and now - last[0] >= every_s:
+            last[0] = now
+            print(f"importance {label}: {done}/{total} columns, {now - t0:.0f} s", flush=True)
+
+    drops, _ = block_permutation_importance(forest, X[idx], y[idx], blocks, repeats=repeats,
+                                            seed=seed, progress=progress,
+                                            what=f"importance {label or ''}".strip())
+    means, stds = drops.mean(axis=1), drops.std(axis=1)
+    order = np.argsort(-means, kind="stable")
     return {
         "scoring": "roc_auc",
         "rows_scored": int(len(idx)),
         "repeats": repeats,
-        "ranking": [{"feature": names[i], "mean": float(r.importances_mean[i]),
-                     "std": float(r.importances_std[i])} for i in order],
+        "blocks": "source columns" if any(len(c) > 1 for _, c in blocks) else "columns",
+        "ranking": [{"feature": blocks[i][0], "mean": float(means[i]), "std": float(stds[i]),
+                     "columns": len(blocks[i][1])} for i in order],
     }
 
 
@@ -269,10 +389,14 @@ def evaluate_utility(name: str, X: np.ndarray, y: np.ndarray, engine: Engine,
 
 @task(name="permutation-importance", **_CACHE)
 def importance(name: str, X: np.ndarray, y: np.ndarray, names: list[str], engine: Engine,
-               seed: int, rows: int) -> dict[str, Any]:
-    """Prefect task: permutation importance of one view of the table."""
+               seed: int, rows: int, blocks: list[tuple[str, list[int]]] | None = None
+               ) -> dict[str, Any]:
+    """Prefect task: permutation importance of one view of the table, per block (``blocks``:
+    (source column, its column indices), see ``permutation_importances``; None: per column),
+    with progress lines while it runs."""
     t0 = time.perf_counter()
-    res = permutation_importances(X, y, names, engine=engine, seed=seed, rows=rows)
+    res = permutation_importances(X, y, names, engine=engine, seed=seed, rows=rows,
+                                  blocks=blocks, label=name)
     top = ", ".join(r["feature"] for r in res["ranking"][:3])
     print(f"importance {name}: top features {top} ({time.perf_counter() - t0:.1f}s)", flush=True)
     return res
@@ -293,10 +417,15 @@ class Evaluations:
         self.imp: dict = {}
 
     def __call__(self, name: str, x: np.ndarray, columns: list[str],
-                 importance: bool = True) -> None:
+                 importance: bool = True, blocks: Blocks | None = None) -> None:
+        """Submit the view ``name`` (x: rows x columns, named by ``columns``); ``blocks``:
+        its importance per source column, (name, column indices) each (``source_blocks`` of
+        the preprocessor for ORIGINAL; None: per column, as the code views are)."""
         self.cv[name] = self._cv_task.submit(name, x, self._y, **self._cv_kw)
         if importance:
-            self.imp[name] = self._imp_task.submit(name, x, self._y, columns, **self._imp_kw)
+            blocks = None if blocks is None else [(n, [int(i) for i in c]) for n, c in blocks]
+            self.imp[name] = self._imp_task.submit(name, x, self._y, columns, **self._imp_kw,
+                                                   blocks=blocks)
 
     def results(self) -> tuple[dict, dict, list[str]]:
         """(view -> CV result, view -> importance, the steps reused from the cache)."""

@@ -257,3 +257,18 @@ def test_a_dp_run_takes_discrete_values_only_from_public_bounds():
     assert spec["rate"].categories == ["-1.8", "-0.1", "1.1", "1.4", "2"]
     # no public value list: the rows' 21 values are data, so the column stays a number
     assert not spec["days"].discrete and spec["days"].bounds == "public"
+
+
+def test_a_wide_categorical_gets_the_drafts_cardinality_warning(tiny_frame):
+    from cloakflow.tasks.data import draft
+    from cloakflow.tasks.data.preprocess import MAX_CATEGORIES
+
+    assert draft.MAX_CATEGORIES is MAX_CATEGORIES  # one threshold for profile, run, synthesize
+    n = tiny_frame.height
+    wide = tiny_frame.with_columns(city=pl.Series([f"c{i % (MAX_CATEGORIES + 1)}"
+                                                   for i in range(n)]))
+    pre = TablePreprocessor(DatasetProfile.model_validate(tiny_profile_dict())).fit(wide, "t.csv")
+    assert len(pre.warnings) == 1
+    assert pre.warnings[0].startswith(f"t.csv: column 'city': {MAX_CATEGORIES + 1} categories")
+    assert TablePreprocessor(DatasetProfile.model_validate(tiny_profile_dict())).fit(
+        tiny_frame).warnings == []

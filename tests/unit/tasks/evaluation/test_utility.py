@@ -89,3 +89,110 @@ def test_sklearn_engine_is_the_tutorials_forest():
 
     f = make_forest("sklearn", seed=42)
     assert (f.n_estimators, f.max_depth, f.random_state) == (500, 2, 42)
+
+
+# ----------------------------------------------------------------- block permutation importance
+@pytest.fixture(scope="module")
+def categorical_signal():
+    """A 3-level categorical (one-hot columns 0-2) that alone decides the label, beside four
+    numeric noise columns; blocks name the source columns."""
+    rng = np.random.default_rng(7)
+    n = 2000
+    level = rng.integers(0, 3, n)
+    X = np.column_stack([np.eye(3, dtype=np.float32)[level],
+                         rng.random((n, 4)).astype(np.float32)])
+    y = ((level == 0) ^ (rng.random(n) < 0.1)).astype(int)  # level "a" is positive, 10% flipped
+    blocks = [("colour", [0, 1, 2])] + [(f"noise{i}", [3 + i]) for i in range(4)]
+    names = [f"colour_{c}" for c in "abc"] + [f"noise{i}" for i in range(4)]
+    return X, y, blocks, names
+
+
+def test_a_categorical_block_ranks_first_as_one_feature(categorical_signal):
+    X, y, blocks, names = categorical_signal
+    res = permutation_importances(X, y, names, rows=1000, repeats=4, n_estimators=100,
+                                  blocks=blocks, seed=3)
+    ranking = res["ranking"]
+    assert [r["feature"] for r in ranking][0] == "colour"
+    assert sorted(r["feature"] for r in ranking) == sorted(n for n, _ in blocks)  # one each
+    assert ranking[0]["columns"] == 3 and res["blocks"] == "source columns"
+    assert ranking[0]["mean"] > 0.2  # shuffling the level costs most of the ROC AUC
+    assert max(r["mean"] for r in ranking[1:]) < ranking[0]["mean"] / 10
+
+
+def test_block_importance_is_seeded(categorical_signal):
+    X, y, blocks, names = categorical_signal
+    kw = dict(rows=800, repeats=3, n_estimators=50, blocks=blocks)
+    first = permutation_importances(X, y, names, seed=5, **kw)
+    assert permutation_importances(X, y, names, seed=5, **kw) == first
+    assert permutation_importances(X, y, names, seed=6, **kw) != first
+
+
+def test_one_column_blocks_give_scikit_learns_numbers(categorical_signal):
+    from sklearn.inspection import permutation_importance
+
+    from cloakflow.tasks.evaluation.utility import block_permutation_importance, make_forest
+
+    X, y, _, _ = categorical_signal
+    X, y = X[:600], y[:600]
+    forest = make_forest("lightgbm", seed=1, n_estimators=30).fit(X, y)
+    ours, baseline = block_permutation_importance(
+        forest, X, y, [(str(i), [i]) for i in range(X.shape[1])], repeats=3, seed=11)
+    theirs = permutation_importance(forest, X, y, scoring="roc_auc", n_repeats=3,
+                                    random_state=11, n_jobs=1)
+    np.testing.assert_allclose(ours, theirs.importances, atol=1e-12)
+    assert 0.5 < float(baseline) <= 1.0
+
+
+def test_permuting_a_block_keeps_its_rows_one_hot(categorical_signal):
+    from cloakflow.tasks.evaluation.utility import block_permutation_importance
+
+    X, y, blocks, _ = categorical_signal
+    seen = []
+
+    class Spy:
+        def predict_proba(self, A):
+            seen.append(A[:, :3].sum(axis=1))
+            return np.column_stack([1 - A[:, 0], A[:, 0]])
+
+    drops, _ = block_permutation_importance(Spy(), X, y, blocks[:1], repeats=2, seed=0)
+    assert drops.shape == (1, 2) and all(np.all(s == 1) for s in seen)
+    assert drops.min() > 0.3  # the spy reads column 0: shuffled, it loses its ROC AUC
+
+
+def test_progress_lines_and_a_stop_between_permutations(categorical_signal, capsys):
+    from cloakflow.tasks import runners
+
+    X, y, blocks, names = categorical_signal
+    permutation_importances(X, y, names, rows=500, repeats=1, n_estimators=20, blocks=blocks,
+                            label="ORIGINAL", every_s=0.0)
+    out = capsys.readouterr().out
+    assert "importance ORIGINAL: fitting the forest" in out
+    assert "permuting 5 columns x 1 repeats on 500 rows" in out
+    assert "importance ORIGINAL: 1/5 columns, " in out and "4/5 columns" in out
+    runners.interrupt(15)
+    try:
+        with pytest.raises(runners.StopRequested, match="stopped by a SIGTERM"):
+            permutation_importances(X, y, names, rows=500, repeats=1, n_estimators=20,
+                                    blocks=blocks)
+        with pytest.raises(runners.StopRequested, match="importance ORIGINAL, block 'colour'"):
+            from cloakflow.tasks.evaluation.utility import block_permutation_importance
+
+            class Half:
+                def predict_proba(self, A):
+                    return np.column_stack([1 - A[:, 3], A[:, 3]])
+
+            block_permutation_importance(Half(), X, y, blocks, what="importance ORIGINAL")
+    finally:
+        runners.clear_interrupt()
+
+
+def test_source_blocks_of_a_preprocessor(tiny_profile, tiny_frame):
+    from cloakflow.tasks.data.preprocess import TablePreprocessor
+    from cloakflow.tasks.evaluation.utility import source_blocks
+
+    pre = TablePreprocessor(tiny_profile).fit(tiny_frame)
+    blocks = source_blocks(pre)
+    assert [n for n, _ in blocks] == [s.name for s in pre.specs]
+    assert [i for _, cols in blocks for i in cols] == list(range(len(pre.output_columns)))
+    assert dict(blocks)["city"] == [pre.output_columns.index(f"city_{c}")
+                                    for c in ("east", "north", "south", "west")]
