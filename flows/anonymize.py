@@ -69,7 +69,7 @@ def anonymize(params: RunParameters | None = None) -> FlowOutcome:
         evaluate = Evaluations(data.y, engine=params.forest, scheme=params.fold_scheme,
                                folds=params.folds, seed=params.seed,
                                importance_rows=params.importance_rows,
-                               refresh=not params.use_cache)
+                               refresh=not params.use_cache, kind=profile.target.kind)
         # needs no model: runs while the models train; importance per source column
         evaluate("ORIGINAL", x, data.columns, blocks=source_blocks(data.pre))
         federation = None

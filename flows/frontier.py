@@ -59,6 +59,11 @@ def frontier(params: FrontierParameters | None = None) -> dict:
     """Sweep code-noise scales; plot ROC AUC against the p = 1% inversion accuracy."""
     params = params or FrontierParameters()
     profile = load_profile(params.profile_path or params.dataset)
+    if profile.target.kind != "binary":
+        from cloakflow.tasks.data.split import TargetError
+
+        raise TargetError(f"frontier reads utility as the ROC AUC of a binary target; target "
+                          f"{profile.target.column!r} is {profile.target.kind}")
     tracking.configure()
     parent = tracking.start_parent(profile.name, run_name=f"frontier-{profile.name}",
                                    tags={"cloakflow.dataset": profile.name,

@@ -27,8 +27,9 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 
 from cloakflow.tasks import runners
 from cloakflow.tasks.caching import CACHE_EXPIRATION, step_policy
+from cloakflow.tasks.evaluation import learners
 
-SCORING = ["balanced_accuracy", "f1_weighted", "roc_auc", "average_precision"]
+SCORING = learners.SCORING["binary"]
 FoldScheme = Literal["stratified-shuffled", "tutorial"]
 Engine = Literal["lightgbm", "sklearn"]
 Blocks = Sequence[tuple[str, Sequence[int]]]  # (source column, its matrix column indices)
@@ -145,9 +146,10 @@ def make_folds(scheme: FoldScheme, folds: int, seed: int):
 
 def cross_validate_forest(X: np.ndarray, y: np.ndarray, *, engine: Engine = "lightgbm",
                           scheme: FoldScheme = "stratified-shuffled", folds: int = 10,
-                          seed: int = 42, n_estimators: int = 500, n_jobs: int = 1
-                          ) -> dict[str, Any]:
-    """``sklearn.model_selection.cross_validate`` of the evaluation forest.
+                          seed: int = 42, n_estimators: int = 500, n_jobs: int = 1,
+                          kind: str = "binary") -> dict[str, Any]:
+    """``sklearn.model_selection.cross_validate`` of the evaluation forest for the target's
+    ``kind`` (``learners.make_learner``, scored by ``learners.SCORING[kind]``).
 
     Returns:
         ``{"mean": {key: mean over folds}, "folds": {key: [per fold]}}`` with the keys of
@@ -159,9 +161,10 @@ def cross_validate_forest(X: np.ndarray, y: np.ndarray, *, engine: Engine = "lig
     from sklearn.model_selection import cross_validate
 
     try:
-        res = cross_validate(make_forest(engine, seed, n_estimators, n_jobs=n_jobs), X, y,
-                             cv=make_folds(scheme, folds, seed), scoring=SCORING,
-                             return_train_score=True)
+        res = cross_validate(learners.make_learner(kind, engine, seed, n_estimators,
+                                                   n_jobs=n_jobs), X, y,
+                             cv=learners.make_folds(kind, scheme, folds, seed),
+                             scoring=learners.SCORING[kind], return_train_score=True)
     except ValueError:  # every fold's fit failed: stopped by an interrupt (or a real error)
         runners.check_interrupt("cross-validation")
         raise
@@ -183,7 +186,7 @@ def source_blocks(pre) -> list[tuple[str, list[int]]]:
 def block_permutation_importance(model, X: np.ndarray, y: np.ndarray, blocks: Blocks, *,
                                  repeats: int = 10, seed: int = 42,
                                  progress: Callable[[int, int], None] | None = None,
-                                 what: str = "permutation importance"
+                                 what: str = "permutation importance", kind: str = "binary"
                                  ) -> tuple[np.ndarray, np.ndarray]:
     """Permutation importance of column blocks: the drop in ROC AUC when the rows of a whole
     block are shuffled together (one permutation per block and repeat, the same for all its
@@ -194,9 +197,12 @@ def block_permutation_importance(model, X: np.ndarray, y: np.ndarray, blocks: Bl
     ``predict_proba(X)[:, 1]``, a seed drawn from ``RandomState(seed)``, every block's row
     orders from ``RandomState`` of that seed, shuffled again for each repeat.
 
+    Another target ``kind`` is scored by its headline score instead (``learners.score``:
+    macro one-vs-rest ROC AUC, or R²).
+
     Args:
-        model: a fitted binary classifier with ``predict_proba``.
-        X: (rows, columns) matrix scored; y: (rows,) 0/1 labels.
+        model: a fitted classifier with ``predict_proba`` (a regressor for ``numeric``).
+        X: (rows, columns) matrix scored; y: (rows,) labels of the kind.
         blocks: (name, column indices of X) per block.
         repeats: permutations per block.
         seed: seeds the permutations.
@@ -217,7 +223,15 @@ def block_permutation_importance(model, X: np.ndarray, y: np.ndarray, blocks: Bl
     y = np.asarray(y)
     if any(len(cols) == 0 for _, cols in blocks):
         raise ValueError("every block needs at least one column")
-    baseline = roc_auc_score(y, model.predict_proba(X)[:, 1])
+    if kind == "binary":
+        def scored(m: np.ndarray) -> float:
+            return roc_auc_score(y, model.predict_proba(m)[:, 1])
+    else:
+        classes = np.unique(y) if kind == "multiclass" else None
+
+        def scored(m: np.ndarray) -> float:
+            return learners.score(kind, model, m, y, classes)[learners.HEADLINE[kind]]
+    baseline = scored(X)
     block_seed = np.random.RandomState(seed).randint(np.iinfo(np.int32).max + 1)
     work = X.copy()
     drops = np.empty((len(blocks), repeats))
@@ -229,7 +243,7 @@ def block_permutation_importance(model, X: np.ndarray, y: np.ndarray, blocks: Bl
             runners.check_interrupt(f"{what}, block {name!r}")
             rng.shuffle(order)
             work[:, cols] = work[np.ix_(order, cols)]
-            drops[b, r] = baseline - roc_auc_score(y, model.predict_proba(work)[:, 1])
+            drops[b, r] = baseline - scored(work)
         work[:, cols] = X[:, cols]  # restored for the next block
         if progress is not None:
             progress(b + 1, len(blocks))
@@ -240,15 +254,17 @@ def permutation_importances(X: np.ndarray, y: np.ndarray, names: list[str], *,
                             engine: Engine = "lightgbm", seed: int = 42, rows: int = 10_000,
                             repeats: int = 10, n_estimators: int = 500, n_jobs: int = 1,
                             blocks: Blocks | None = None, label: str | None = None,
-                            every_s: float = PROGRESS_EVERY_S) -> dict[str, Any]:
+                            every_s: float = PROGRESS_EVERY_S,
+                            kind: str = "binary") -> dict[str, Any]:
     """Permutation importance (ROC AUC drop) of a forest fit on all rows, per block.
 
     Scored with ROC AUC, not accuracy: a depth-2 forest on a rare positive class predicts almost
     only negatives, so accuracy barely moves when a feature is shuffled. ``rows`` is a stratified
-    sample scored (all rows if 0 or larger than the table).
+    sample scored (all rows if 0 or larger than the table). A multiclass target is scored by
+    macro one-vs-rest ROC AUC, a numeric one by R² (``kind``, ``learners.HEADLINE``).
 
     Args:
-        X: (rows, columns) matrix; y: (rows,) 0/1 labels; names: one per column of X.
+        X: (rows, columns) matrix; y: (rows,) labels of the kind; names: one per column of X.
         blocks: (source column, column indices of X) per feature ranked: each permuted as a
             whole (``block_permutation_importance``; ``source_blocks`` gives a preprocessor's).
             None: one block per column, named by ``names``.
@@ -270,10 +286,11 @@ def permutation_importances(X: np.ndarray, y: np.ndarray, names: list[str], *,
     if label:
         print(f"importance {label}: fitting the forest ({engine}, {n_estimators} trees) on "
               f"{X.shape[0]} rows x {X.shape[1]} columns", flush=True)
-    forest = make_forest(engine, seed, n_estimators, n_jobs=n_jobs).fit(X, y)
+    forest = learners.make_learner(kind, engine, seed, n_estimators, n_jobs=n_jobs).fit(X, y)
     idx = np.arange(len(y))
     if rows and rows < len(y):
-        idx, _ = train_test_split(idx, train_size=rows, stratify=y, random_state=seed)
+        idx, _ = train_test_split(idx, train_size=rows, random_state=seed,
+                                  stratify=None if kind == "numeric" else y)
         idx = np.sort(idx)
     if label:
         print(f"importance {label}: forest fitted in {time.perf_counter() - t0:.1f} s; "
@@ -289,11 +306,11 @@ def permutation_importances(X: np.ndarray, y: np.ndarray, names: list[str], *,
 
     drops, _ = block_permutation_importance(forest, X[idx], y[idx], blocks, repeats=repeats,
                                             seed=seed, progress=progress,
-                                            what=f"importance {label or ''}".strip())
+                                            what=f"importance {label or ''}".strip(), kind=kind)
     means, stds = drops.mean(axis=1), drops.std(axis=1)
     order = np.argsort(-means, kind="stable")
     return {
-        "scoring": "roc_auc",
+        "scoring": learners.HEADLINE[kind],
         "rows_scored": int(len(idx)),
         "repeats": repeats,
         "blocks": "source columns" if any(len(c) > 1 for _, c in blocks) else "columns",
@@ -315,7 +332,8 @@ def plot_importance(result: dict[str, Any], title: str, path: str, top: int = 10
 def _bars(ax, rows: list[dict], result: dict[str, Any], title: str) -> None:
     ax.barh([r["feature"] for r in rows], [r["mean"] for r in rows],
             xerr=[r["std"] for r in rows], color="#4C72B0", ecolor="#333333", capsize=3)
-    ax.set_xlabel(f"mean drop in ROC AUC when shuffled ({result['repeats']} repeats, "
+    metric = learners.LABEL.get(result.get("scoring", "roc_auc"), result.get("scoring"))
+    ax.set_xlabel(f"mean drop in {metric} when shuffled ({result['repeats']} repeats, "
                   f"{result['rows_scored']} rows)")
     ax.set_title(title)
     ax.axvline(0, color="#999999", linewidth=0.8)
@@ -374,29 +392,34 @@ _CACHE = dict(persist_result=True, cache_expiration=CACHE_EXPIRATION,
 
 @task(name="evaluate-utility", **_CACHE)
 def evaluate_utility(name: str, X: np.ndarray, y: np.ndarray, engine: Engine,
-                     scheme: FoldScheme, folds: int, seed: int, n_jobs: int = 1
-                     ) -> dict[str, Any]:
-    """Prefect task: cross-validate the forest on one view of the table."""
+                     scheme: FoldScheme, folds: int, seed: int, n_jobs: int = 1,
+                     kind: str = "binary") -> dict[str, Any]:
+    """Prefect task: cross-validate the forest on one view of the table (target ``kind``)."""
     t0 = time.perf_counter()
     res = cross_validate_forest(X, y, engine=engine, scheme=scheme, folds=folds, seed=seed,
-                                n_jobs=n_jobs)
+                                n_jobs=n_jobs, kind=kind)
     m = res["mean"]
-    print(f"utility {name}: test ROC AUC {m['test_roc_auc']:.4f}, average precision "
-          f"{m['test_average_precision']:.4f} ({folds} folds, {scheme}, {engine}, "
+    shown = {"binary": ("ROC AUC", "roc_auc", "average precision", "average_precision"),
+             "multiclass": ("macro ROC AUC", "roc_auc_ovr", "balanced accuracy",
+                            "balanced_accuracy"),
+             "numeric": ("R²", "r2", "MAE", "neg_mean_absolute_error")}[kind]
+    second = abs(m[f"test_{shown[3]}"])  # scikit-learn reports errors negated
+    print(f"utility {name}: test {shown[0]} {m[f'test_{shown[1]}']:.4f}, {shown[2]} "
+          f"{second:.4g} ({folds} folds, {scheme}, {engine}, "
           f"{time.perf_counter() - t0:.1f}s)", flush=True)
     return res
 
 
 @task(name="permutation-importance", **_CACHE)
 def importance(name: str, X: np.ndarray, y: np.ndarray, names: list[str], engine: Engine,
-               seed: int, rows: int, blocks: list[tuple[str, list[int]]] | None = None
-               ) -> dict[str, Any]:
+               seed: int, rows: int, blocks: list[tuple[str, list[int]]] | None = None,
+               kind: str = "binary") -> dict[str, Any]:
     """Prefect task: permutation importance of one view of the table, per block (``blocks``:
     (source column, its column indices), see ``permutation_importances``; None: per column),
     with progress lines while it runs."""
     t0 = time.perf_counter()
     res = permutation_importances(X, y, names, engine=engine, seed=seed, rows=rows,
-                                  blocks=blocks, label=name)
+                                  blocks=blocks, label=name, kind=kind)
     top = ", ".join(r["feature"] for r in res["ranking"][:3])
     print(f"importance {name}: top features {top} ({time.perf_counter() - t0:.1f}s)", flush=True)
     return res
@@ -407,12 +430,12 @@ class Evaluations:
     views of the table become available; ``results()`` waits for them."""
 
     def __init__(self, y: np.ndarray, *, engine: Engine, scheme: FoldScheme, folds: int,
-                 seed: int, importance_rows: int, refresh: bool):
+                 seed: int, importance_rows: int, refresh: bool, kind: str = "binary"):
         self._cv_task = evaluate_utility.with_options(refresh_cache=refresh)
         self._imp_task = importance.with_options(refresh_cache=refresh)
         self._y = y
-        self._cv_kw = dict(engine=engine, scheme=scheme, folds=folds, seed=seed)
-        self._imp_kw = dict(engine=engine, seed=seed, rows=importance_rows)
+        self._cv_kw = dict(engine=engine, scheme=scheme, folds=folds, seed=seed, kind=kind)
+        self._imp_kw = dict(engine=engine, seed=seed, rows=importance_rows, kind=kind)
         self.cv: dict = {}
         self.imp: dict = {}
 
