@@ -22,8 +22,11 @@ r_synthetic| / 2 of Pearson's r for two number-like columns, nulls dropped; Cont
 range as that report bins them; a pair counts only when the real rows' |r| > 0.5 or Cramér's
 V > 0.3, that report's default thresholds), and their mean as the score. SDMetrics itself cannot
 be installed beside this stack (it requires pandas < 3), so the definitions are computed here
-with SciPy's ``ks_2samp``, ``pearsonr`` and ``contingency.association``; the benchmark checks
-them against SDMetrics on the same rows (equal to 1e-11 on 13 tables).
+with SciPy's ``ks_2samp``, ``pearsonr`` and ``contingency.association``;
+``benchmarks/quality_check.py`` checks them against SDMetrics 0.32 on published releases and on
+stored generated tables (equal to within 1e-15; ``tests/unit/tasks/evaluation/
+test_quality_sdmetrics.py`` compares with the stored figures). Tables above 50,000 rows differ
+slightly: SDMetrics subsamples them for its contingency pairs.
 
 This module imports neither Prefect nor MLflow.
 """
@@ -225,17 +228,40 @@ class _Scored:
     synthetic_numbers: np.ndarray | None
     real_cells: np.ndarray
     synthetic_cells: np.ndarray
+    temporal: bool = False  # a date or datetime (its numbers are whole time units)
+
+
+# KSComplement rounds numbers to this many decimals before the test (sys.float_info.dig - 1)
+KS_DECIMALS = 14
+# TVComplement's regularisation: a category only the synthetic rows have counts this many
+# times in the real rows (SDMetrics' ``get_frequencies``)
+TV_REGULARISATION = 1e-6
+
+
+def _quality_numbers(series: pl.Series) -> np.ndarray | None:
+    """A number-like column as SDMetrics reads it from ``polars.to_pandas()``: numbers as
+    Float64; a datetime as whole units of its own time unit since the epoch and a date as
+    milliseconds (pandas' ``datetime64[us]``/``[ms]`` through ``pd.to_numeric``), so that
+    sub-second parts count and bin edges fall where that report puts them; None otherwise."""
+    dtype = series.dtype
+    if isinstance(dtype, pl.Datetime):
+        series = series.dt.epoch(dtype.time_unit)
+    elif dtype == pl.Date:
+        series = series.dt.epoch("ms")
+    elif dtype == pl.Boolean or not dtype.is_numeric():
+        return None
+    return series.cast(pl.Float64).to_numpy().astype(np.float64)
 
 
 def _score_column(real: pl.Series, synthetic: pl.Series, categorical: bool) -> _Scored:
-    rn = None if categorical else _numbers(real)
+    rn = None if categorical else _quality_numbers(real)
     if rn is not None:
-        sn = _numbers(synthetic)
+        sn = _quality_numbers(synthetic)
         if sn is None:
             raise ValueError(f"column {real.name!r} is {real.dtype} in the real rows but "
                              f"{synthetic.dtype} in the synthetic rows")
-        return _Scored(rn, sn, *_equal_width_cells(rn, sn))
-    rn, sn = _numbers(real), _numbers(synthetic)
+        return _Scored(rn, sn, *_equal_width_cells(rn, sn), temporal=real.dtype.is_temporal())
+    rn, sn = _quality_numbers(real), _quality_numbers(synthetic)
     if rn is not None and sn is not None:  # integer codes: 1 and 1.0 are one category
         both = np.concatenate([rn, sn])
         codes = np.unique(np.nan_to_num(both, nan=np.inf), return_inverse=True)[1].ravel()
@@ -261,17 +287,27 @@ def _equal_width_cells(real: np.ndarray, synthetic: np.ndarray) -> tuple[np.ndar
 
 
 def _shape(col: _Scored) -> float | None:
-    """KSComplement of a number-like column, TVComplement of a category; nulls dropped."""
+    """KSComplement of a number-like column, TVComplement of a category; nulls dropped. As
+    SDMetrics computes them: numbers (not whole time units) rounded to ``KS_DECIMALS``
+    decimals before the test, and a category only the synthetic rows have counted
+    ``TV_REGULARISATION`` times in the real rows."""
     if col.real_numbers is not None:
         a = col.real_numbers[~np.isnan(col.real_numbers)]
         b = col.synthetic_numbers[~np.isnan(col.synthetic_numbers)]
         if not len(a) or not len(b):
             return None
+        if not col.temporal:
+            a, b = np.round(a, KS_DECIMALS), np.round(b, KS_DECIMALS)
         return 1.0 - float(stats.ks_2samp(a, b).statistic)
     a, b = col.real_cells[col.real_cells >= 0], col.synthetic_cells[col.synthetic_cells >= 0]
     if not len(a) or not len(b):
         return None
-    return 1.0 - total_variation(a[:, None], b[:, None])
+    size = int(max(a.max(), b.max())) + 1
+    p = np.bincount(a, minlength=size).astype(np.float64)
+    q = np.bincount(b, minlength=size).astype(np.float64)
+    p[(p == 0) & (q > 0)] += TV_REGULARISATION
+    seen = p > 0  # SDMetrics sums over the real categories (the regularised ones included)
+    return 1.0 - 0.5 * float(np.abs(q[seen] / q.sum() - p[seen] / p.sum()).sum())
 
 
 def _pair_trend(one: _Scored, two: _Scored) -> tuple[float, bool] | None:

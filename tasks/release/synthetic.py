@@ -151,9 +151,11 @@ def target_values(x: np.ndarray, frame: pl.DataFrame, pre: TablePreprocessor) ->
 
 
 def exact_discrete(pre: TablePreprocessor) -> tuple[str, ...]:
-    """Numeric columns modelled as categories of their exact training values (compared as
-    categories in fidelity); DP value lists are approximate values, compared as numbers."""
-    return tuple(s.name for s in pre.specs if s.discrete and not s.values)
+    """Number-typed columns compared as categories in fidelity and quality: numeric columns
+    modelled as categories of their exact training values, and columns declared categorical
+    (integer codes); DP value lists are approximate values, compared as numbers."""
+    return tuple(s.name for s in pre.specs if s.missing_of is None and (
+        (s.discrete and not s.values) or s.kind == "categorical"))
 
 
 def feature_columns(pre: TablePreprocessor) -> np.ndarray:

@@ -84,7 +84,8 @@ with runtime.StopOnSignals(grace_s=GRACE):
 def test_a_signal_stops_a_process_whose_main_thread_waits(elsewhere, grace, sig):
     """A signal another thread receives is seen at once by the watcher, not when the main
     thread wakes: the loop stops and the process exits 128 + signal at the deadline (grace
-    3 s: a loaded machine may take a second to schedule the worker). One the main thread receives unwinds it and exits at once (grace 30 s unused)."""
+    3 s: a loaded machine may take a second to schedule the worker). One the main thread
+    receives unwinds it and exits at once (grace 30 s unused)."""
     code = "import signal\n" + STOPPED_PROCESS.replace("GRACE", str(grace)).replace(
         "ELSEWHERE", str(elsewhere))
     proc = subprocess.Popen([sys.executable, "-c", code],
