@@ -97,8 +97,9 @@ def anonymize(params: RunParameters | None = None) -> FlowOutcome:
                 evaluate(table.name, table.codes, table.columns,
                          importance=table.name == "GROUP_ENCODED")
             cv, importances, cached = evaluate.results()
-        note = (f"{params.folds}-fold {params.fold_scheme} cross-validation (seed {params.seed}),"
-                f" forest engine {params.forest}, {len(data.y)} training rows"
+        note = (f"target {profile.target.column!r} ({profile.target.kind}), {params.folds}-fold "
+                f"{params.fold_scheme} cross-validation (seed {params.seed}), forest engine "
+                f"{params.forest}, {len(data.y)} training rows"
                 + (f"; {data.utility_warning}" if data.utility_warning else "")
                 + (f"; one-vs-rest: {profile.target.positive!r} against every other value of "
                    f"{profile.target.column!r}" if profile.target.one_vs_rest else ""))

@@ -232,8 +232,9 @@ def _target(frame: pl.DataFrame, cols: dict[str, _Column]
         why = "no column is named like a label"
     return None, None, pool, (
         f"TARGET NOT SET: {why}; candidates: {', '.join(pool) or 'none'}. Set `target: "
-        "{column: NAME, positive: VALUE}` and remove that column from its group; the label "
-        "column is published in clear in every release")
+        "{column: NAME, positive: VALUE}` (two values), `{column: NAME, kind: multiclass}` "
+        "(a few classes) or `{column: NAME, kind: numeric}` (a measured quantity), and remove "
+        "that column from its group; the label column is published in clear in every release")
 
 
 def _groups(features: list[str]) -> dict[str, list[str]]:

@@ -109,8 +109,8 @@ def prepare(profile: DatasetProfile, input_path: str | None, control_fraction: f
     train_frame, control_frame = frame[train_idx], frame[control_idx]
     pre = TablePreprocessor(profile, public_bounds=public_bounds,
                             numeric=numeric, **(options or {})).fit(train_frame, name)
-    for warning in pre.warnings:  # e.g. a categorical column with very many categories
-        print(f"warning: {warning}", flush=True)
+    for line in pre.warnings:  # e.g. a categorical column with very many categories
+        print(f"warning: {line}", flush=True)
     x = pre.transform(train_frame, name)
     # control rows are never trained on; a category seen only there encodes as zeros
     x_control = pre.transform(control_frame, name, unseen="ignore")

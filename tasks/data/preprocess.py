@@ -309,7 +309,8 @@ class TablePreprocessor:
             self.specs.append(spec)
             if spec.family == "categorical" and len(spec.categories) > MAX_CATEGORIES:
                 self.warnings.append(
-                    f"{source}: column {col!r}: {len(spec.categories)} categories, one-hot "
+                    f"{source}: column {col!r}: {len(spec.categories)} categories in the "
+                    f"training rows (or its public bounds), one-hot "
                     f"encoded into as many model inputs (more than {MAX_CATEGORIES}): training, "
                     "the evaluation and the attacks slow down with them; consider grouping rare "
                     "categories or dropping the column (`drop:` in the profile)")

@@ -447,6 +447,8 @@ def load_profile(name_or_path: str | Path) -> DatasetProfile:
                       if profile.target_candidates else "")
         raise ProfileError(
             f"{path}: target is not set{candidates}: write `target: {{column: NAME, positive: "
-            "VALUE}` for a binary label (the label column is published in clear in every "
-            "release); cloakflow never picks the label itself")
+            "VALUE}` for a binary label, `{column: NAME, kind: multiclass}` for a few classes "
+            "or `{column: NAME, kind: numeric}` for a measured quantity, and remove that column "
+            "from its group (the label column is published in clear in every release); "
+            "cloakflow never picks the label itself")
     return profile

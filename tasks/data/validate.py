@@ -15,6 +15,7 @@ from typing import Any
 import polars as pl
 from prefect import task
 
+from cloakflow.tasks.data import kinds
 from cloakflow.tasks.data.profile import DatasetProfile, near_names
 
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
@@ -175,6 +176,9 @@ def validate_frame(frame: pl.DataFrame, suite: dict[str, Any], source: str) -> V
     zoned = [n for n, t in frame.schema.items() if isinstance(t, pl.Datetime) and t.time_zone]
     frame = frame.with_columns(pl.col(zoned).dt.convert_time_zone("UTC")
                                .dt.replace_time_zone(None))
+    # decimals as the models read them (Float64): a pandas copy holds Python Decimal objects,
+    # which the numeric kind's type check refuses
+    frame = kinds.model_types(frame)
     batch = batch_def.get_batch(batch_parameters={"dataframe": frame.to_pandas()})
     result = batch.validate(gx_suite, result_format="SUMMARY").to_json_dict()
     failures = [_result_failure(r) for r in result["results"] if not r["success"]]

@@ -340,10 +340,16 @@ def _bars(ax, rows: list[dict], result: dict[str, Any], title: str) -> None:
 
 
 def utility_table(results: dict[str, dict[str, float]]) -> list[dict[str, Any]]:
-    """Rows ``{"metric": key, DATASET: mean, ...}`` in cross_validate's key order."""
+    """Rows ``{"metric": key, DATASET: mean, ...}`` in cross_validate's key order; an error
+    scikit-learn reports negated (``test_neg_mean_absolute_error``) is shown as the error
+    itself (``test_mean_absolute_error``, in the target's units)."""
     names = list(results)
     keys = list(next(iter(results.values())))
-    return [{"metric": k, **{n: round(results[n][k], 4) for n in names}} for k in keys]
+    rows = []
+    for k in keys:
+        sign, shown = (-1, k.replace("_neg_", "_", 1)) if "_neg_" in k else (1, k)
+        rows.append({"metric": shown, **{n: round(sign * results[n][k], 4) for n in names}})
+    return rows
 
 
 def format_table(rows: list[dict[str, Any]]) -> str:

@@ -224,6 +224,10 @@ def evaluate(pre: TablePreprocessor, profile: DatasetProfile, *, x_syn: np.ndarr
         f = feature_columns(pre)
         out["tstr"] = tstr(x_syn[:, f], y_syn, x_train[:, f], y_train, x_control[:, f],
                            y_control, seed=seed, kind=kind)
+        if kind == "multiclass":  # the class indices are the target block's categories
+            spec = next(s for s in pre.specs if s.name == profile.target.column)
+            out["tstr"]["classes"] = [spec.categories[int(i)] for i in np.unique(
+                np.concatenate([y_syn, y_train, y_control]))]
     else:
         out["tstr"] = {"skipped": "a table holds a single label value (a fixed --condition on "
                                   "the target, or too few control rows)"}
@@ -405,9 +409,10 @@ def report_markdown(dataset: str, evaluation: dict, gate: dict, *, rows: int, mo
                           f"{pr['training']:.3f}."]
         if "class_shares" in ts:
             cs = ts["class_shares"]
+            names = ts.get("classes") or [str(i) for i in range(len(cs["training"]))]
             lines += ["", "Class shares (synthetic / training): " + ", ".join(
-                f"{a:.3f} / {b:.3f}" for a, b in zip(cs["synthetic"], cs["training"],
-                                                     strict=True)) + "."]
+                f"{n} {a:.3f} / {b:.3f}" for n, a, b in zip(names, cs["synthetic"],
+                                                            cs["training"], strict=True)) + "."]
         if "tstr_mae" in ts["forest"]:
             lines += ["", f"MAE of the forest: TSTR {ts['forest']['tstr_mae']:.4g}, TRTR "
                           f"{ts['forest']['trtr_mae']:.4g} (the target's units)."]

@@ -84,3 +84,23 @@ def test_report_round_trips_to_dict(tiny_profile, tiny_frame):
                             Path("t.csv").name)
     d = report.to_dict()
     assert d["success"] is False and d["failures"][0]["column"] == "city"
+
+
+def test_a_decimal_column_declared_numeric_passes_the_default_suite():
+    """A Parquet decimal(12,2) money column, declared numeric (as the drafter declares it),
+    is checked as the Float64 the models read (a pandas copy holds Decimal objects)."""
+    from decimal import Decimal
+
+    import polars as pl
+
+    from cloakflow.tasks.data.profile import DatasetProfile
+    from cloakflow.tasks.data.validate import validate
+    from tests.helpers import make_tiny_frame, tiny_profile_dict
+
+    frame = make_tiny_frame(n=50).with_columns(
+        pl.Series("income", [Decimal(f"{1000 + i}.25") for i in range(50)],
+                  dtype=pl.Decimal(12, 2)))
+    profile = DatasetProfile.model_validate(tiny_profile_dict())
+    assert profile.columns["income"] == "numeric"
+    report = validate.fn(frame, profile, "t.parquet")
+    assert report.success, report.text()
