@@ -26,12 +26,12 @@ def clean_interrupt():
 def test_interrupt_stops_every_run_once(clean_interrupt):
     seen = []
     runners.on_interrupt(seen.append)
-    assert not runners.stop_requested("run-1") and runners.interrupted() is None
+    assert not runners.stop_requested("stop-test-run") and runners.interrupted() is None
     runners.check_interrupt("nothing")  # no interrupt: no stop
     runners.interrupt(signal.SIGTERM)
     runners.interrupt(signal.SIGINT)  # later calls change nothing
     assert seen == [signal.SIGTERM] and runners.interrupted() == signal.SIGTERM
-    assert runners.stop_requested("run-1") and runners.stop_requested(None)
+    assert runners.stop_requested("stop-test-run") and runners.stop_requested(None)
     with pytest.raises(runners.StopRequested, match="epoch 3: stopped by a SIGTERM"):
         runners.check_interrupt("epoch 3")
     late = []
