@@ -352,7 +352,9 @@ def _bounds(frame: pl.DataFrame, kinds_: dict[str, str],
         elif kinds.FAMILY[kind] == "numeric":
             low, high = _value(series.min()), _value(series.max())
             if low != high:
-                out[c] = {"min": low, "max": high, "origin": "data"}
+                whole = kind == "numeric" and series.dtype.is_integer()
+                out[c] = {"min": low, "max": high, **({"integer": True} if whole else {}),
+                          "origin": "data"}
         elif kind == "categorical":
             cats = sorted(series.cast(pl.String).unique().to_list())
             if len(cats) <= BOUND_CATEGORIES:

@@ -248,7 +248,13 @@ class TablePreprocessor:
             public = self.profile.bounds.get(col) if self.public_bounds else None
             family = kinds.FAMILY[kind]
             if self.public_bounds:  # a DP fit: the source type is the declared kind's,
-                dtype = kinds.PUBLIC_DTYPE.get(kind, dtype)  # not one read off the rows
+                # not one read off the rows; whole numbers when the bounds say so, or when a
+                # Parquet file's schema stores the column as integers (not inferred from values)
+                whole = public is not None and family == "numeric" and (
+                    public.integer or (self.profile.format == "parquet"
+                                       and series.dtype.is_integer()))
+                dtype = "Int64" if whole and kind == "numeric" else \
+                    kinds.PUBLIC_DTYPE.get(kind, dtype)
             if kind == "boolean":  # its domain is public by nature; DP: a public fill
                 spec = ColumnSpec(col, group, kind, categories=["false", "true"],
                                   fill="false" if self.public_bounds else self._mode(series),
@@ -453,7 +459,9 @@ class TablePreprocessor:
         category; each column comes back in its source type (``ColumnSpec.source_dtype``:
         integers rounded, decimals rounded to their scale and clipped to their precision,
         booleans boolean, dates dates, datetimes in their unit and zone, integer-coded
-        categories integers), so decoded rows have the schema of the fitted rows.
+        categories integers), so decoded rows have the schema of the fitted rows. A column
+        scaled over public bounds comes back within them (a DP fit's whole-number columns,
+        ``PublicBounds.integer`` or integer-typed in a Parquet schema, as Int64).
         """
         self._require_fitted()
         columns, missing = [], {}
@@ -469,6 +477,8 @@ class TablePreprocessor:
                     values = np.interp(values, np.linspace(0, 1, len(knots)), knots)
                 else:
                     values = values * (spec.maximum - spec.minimum) + spec.minimum
+                    if spec.bounds != "data":  # public bounds hold every released value
+                        values = np.clip(values, spec.minimum, spec.maximum)
                 columns.append(kinds.from_numbers(spec.name, values, spec.kind,
                                                   spec.source_dtype))
             elif spec.values:  # discrete over DP values: back to numbers

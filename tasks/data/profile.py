@@ -200,6 +200,9 @@ class PublicBounds(BaseModel):
                           "spaced levels strictly inside (0, 1), ascending, within [min, max] "
                           "(e.g. published quartiles [q25, q50, q75] or deciles): the quantile "
                           "scaling of a DP run then comes from them, not from the rows")
+    integer: bool = Field(
+        False, description="the column holds whole numbers (known without the data): a DP "
+                           "release, whose types come from the profile, returns it as Int64")
     origin: Literal["public", "data"] = Field(
         "public", description="public: known without the data (usable by DP runs); data: "
                               "measured on the table (private, never used as public)")
@@ -236,6 +239,8 @@ class PublicBounds(BaseModel):
             if any(b < a for a, b in zip(values, values[1:], strict=False)):
                 raise ValueError(f"knots must ascend and lie within [min, max], got min="
                                  f"{self.min} knots={self.knots} max={self.max}")
+        if self.integer and not numeric:
+            raise ValueError("integer: true needs min and max (a numeric column's bounds)")
         if self.categories is not None and (not self.categories
                                             or len(set(self.categories)) != len(self.categories)):
             raise ValueError("categories must be a non-empty list without repeats")

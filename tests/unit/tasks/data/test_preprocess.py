@@ -272,3 +272,23 @@ def test_a_wide_categorical_gets_the_drafts_cardinality_warning(tiny_frame):
     assert pre.warnings[0].startswith(f"t.csv: column 'city': {MAX_CATEGORIES + 1} categories")
     assert TablePreprocessor(DatasetProfile.model_validate(tiny_profile_dict())).fit(
         tiny_frame).warnings == []
+
+
+def test_a_dp_fit_returns_whole_numbers_within_their_public_bounds(tiny_frame):
+    """Under DP the types come from the profile: a column whose public bounds say integer
+    comes back as Int64, and decoded values outside the bounds are clipped into them."""
+    d = tiny_profile_dict(bounds={"age": {"min": 18, "max": 90, "integer": True},
+                                  "income": {"min": 0, "max": 200000},
+                                  "city": {"categories": ["north", "south", "east", "west"]},
+                                  "owns": {"categories": ["yes", "no"]}})
+    pre = TablePreprocessor(DatasetProfile.model_validate(d), public_bounds=True).fit(
+        tiny_frame)
+    width = pre.transform(tiny_frame).shape[1]
+    x = np.random.default_rng(0).uniform(-0.3, 1.3, size=(200, width))  # past both bounds
+    out = pre.reverse_transform(x)
+    assert out.schema["age"] == pl.Int64 and out.schema["income"] == pl.Float64
+    assert out.get_column("age").min() == 18 and out.get_column("age").max() == 90
+    assert 0 <= out.get_column("income").min() and out.get_column("income").max() <= 200000
+    with pytest.raises(ValueError, match="integer: true needs min and max"):
+        DatasetProfile.model_validate(tiny_profile_dict(
+            bounds={"city": {"categories": ["a"], "integer": True}}))
