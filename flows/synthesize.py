@@ -97,7 +97,7 @@ def synthesize(params: SynthesizeParameters | None = None) -> SynthesisOutcome:
                                 "discrete_levels": DISCRETE_LEVELS}, secret_split=private)
         pre, source = data.pre, data.source_name
         cond = syn.parse_condition(params.condition, pre, source)
-        counts = data.x[:, syn.block(pre, cond.index)].sum(axis=0)
+        counts = cond.counts(data.x, pre)
         dp_release = None
         plan = None
         federation = None

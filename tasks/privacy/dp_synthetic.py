@@ -324,7 +324,8 @@ def dp_section(plan: SynthesisDpPlan, bounds_used: dict[str, list[str]], mode: s
         f"The synthetic rows are ({plan.total_epsilon:.3g}, {plan.delta:g})-differentially "
         f"private with respect to {ADJACENCY_TEXT[ADJACENCY]} of the training rows: every "
         "step that read them is covered - the conditioning column's Gaussian histogram "
-        f"(sigma {plan.histogram_sigma:.3g}), "
+        f"(sigma {plan.histogram_sigma:.3g}; one bin, the row count, for an unconditioned "
+        "model), "
         + (f"the Gaussian histograms behind the quantile knots of {len(plan.knot_columns)} "
            f"numeric columns (sigma {plan.knot_sigma:.3g} per count) "
            if plan.knot_columns else "")

@@ -32,23 +32,35 @@ SYNTHETIC_LIMITS = ("max_dcr_share", "max_exact_copy_excess", "max_membership_au
 
 @dataclass(frozen=True)
 class Conditioning:
-    """The column the VAE is conditioned on.
+    """The column the VAE is conditioned on, or none (``UNCONDITIONED``).
 
     Attributes:
-        column: its name; index: its position in ``TablePreprocessor.specs``.
-        categories: its categories (training domain or public bounds), as text.
+        column: its name; index: its position in ``TablePreprocessor.specs`` (both None: the
+            VAE is unconditioned, as for a numeric target, which it models as a column).
+        categories: its categories (training domain or public bounds), as text; one category
+            ("all rows") when unconditioned, so that its histogram is the row count.
         fixed: the category index every synthetic row gets (``--condition``), or None to draw
             conditions from the (DP) distribution.
     """
 
-    column: str
-    index: int
+    column: str | None
+    index: int | None
     categories: tuple[str, ...]
     fixed: int | None = None
 
     @property
     def value(self) -> str | None:
         return None if self.fixed is None else self.categories[self.fixed]
+
+    def counts(self, x: np.ndarray, pre: TablePreprocessor) -> np.ndarray:
+        """Rows per category of ``x`` (an encoded matrix): the condition histogram (one bin,
+        the row count, when unconditioned)."""
+        if self.index is None:
+            return np.array([float(len(x))])
+        return x[:, block(pre, self.index)].sum(axis=0)
+
+
+UNCONDITIONED = Conditioning(None, None, ("all rows",))
 
 
 def parse_condition(text: str | None, pre: TablePreprocessor, source: str) -> Conditioning:
@@ -61,11 +73,7 @@ def parse_condition(text: str | None, pre: TablePreprocessor, source: str) -> Co
     target = pre.profile.target.column
     column, value = target, None
     if text is None and pre.profile.target.kind == "numeric":
-        raise PreprocessError(
-            f"{source}: target {target!r} is numeric: the VAE draws its rows conditioned on a "
-            "categorical label, and an unconditioned synthesizer for a numeric target is not "
-            "built yet (rule: synthesize needs a categorical, boolean or discrete target); "
-            "`cloakflow run` reads a numeric target's utility by R² and MAE")
+        return UNCONDITIONED  # a numeric target is modelled as a column, not a condition
     if text is not None:
         column, sep, value = text.partition("=")
         column, value = column.strip(), value.strip()
@@ -109,6 +117,8 @@ def draw_conditions(rows: int, cond: Conditioning, shares: np.ndarray,
 def keep_condition(x_syn: np.ndarray, pre: TablePreprocessor, cond: Conditioning) -> None:
     """The condition column of every synthetic row is given, so never missing: its
     missing-value flag (if the column has one) is set to present, in place."""
+    if cond.column is None:
+        return
     for i, spec in enumerate(pre.specs):
         if spec.missing_of == cond.column:
             flag = block(pre, i)
@@ -343,7 +353,9 @@ def report_markdown(dataset: str, evaluation: dict, gate: dict, *, rows: int, mo
     from cloakflow.tasks.release.kinds import label_statement
 
     lines = [f"# Synthetic release of `{dataset}`", "",
-             f"{rows} rows from the {model.upper()}, conditioned on `{condition.column}`"
+             f"{rows} rows from the {model.upper()}, "
+             + (f"conditioned on `{condition.column}`" if condition.column else
+                "unconditioned (the numeric target is modelled as a column)")
              + (f" = `{condition.value}` for every row" if condition.value else "") + "; "
              + (f"(ε = {dp['epsilon']:.3g}, δ = {dp['delta']:g})-DP "
                 + (f"for this holder's training rows: {dp['covered']}" if dp.get("covered")
@@ -593,6 +605,10 @@ def manifest(*, profile: DatasetProfile, params: dict, source, parent: str, flow
         "rows": rows, "label": profile.target.column,
         "condition": {"column": condition.column, "value": condition.value,
                       "distribution": "fixed value" if condition.value else (
+                          "none: the model is unconditioned; "
+                          + ("a Gaussian DP row count (a one-bin histogram) sets the row count"
+                             if dp else "the row count is the training rows'")
+                          if condition.column is None else
                           "DP histogram (Gaussian mechanism)" if dp else
                           "the training rows' shares")},
         "seed": params["seed"], "parameters": params,
