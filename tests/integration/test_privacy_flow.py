@@ -59,7 +59,9 @@ def test_default_policy_blocks_then_accept_risk_publishes(prefect_harness, workd
         assert measured["max_membership_auc"] == max(  # two-sided
             max(m["auc"], 1 - m["auc"]) for m in section["membership"].values())
         assert measured["max_inversion_r2"] is None  # no sensitive numeric: not measured
-        assert section["dcr"]["control_to_train"]["rows"] == manifest["control_rows"]
+        # each distinct control row once (duplicates among the control rows count once)
+        assert 0.95 * manifest["control_rows"] <= section["dcr"]["control_to_train"][
+            "rows"] <= manifest["control_rows"]
         assert set(section["anonymeter"]["inference"]) == {"default", "housing", "loan"}
     assert set(privacy["report"]["releases"]["GROUP_ENCODED"]["membership"]) == {
         "personal", "financial", "campaign", "economic"}
