@@ -117,6 +117,12 @@ class ReleasePolicy(BaseModel):
     max_membership_tpr: float = Field(
         0.05, ge=0, le=1, description="synthetic rows: largest membership-inference TPR at 1% "
                                       "FPR (distance and density-ratio attacks)")
+    min_utility: float | None = Field(
+        None, le=1, description="smallest utility of the release in its target kind's headline "
+                                "score: ROC AUC (binary), macro one-vs-rest ROC AUC "
+                                "(multiclass) or R² (numeric); of GROUP_ENCODED's "
+                                "cross-validation for codes, of the forest's TSTR for synthetic "
+                                "rows; null: no utility limit")
 
 
 class CodeNoise(BaseModel):

@@ -13,7 +13,8 @@ from cloakflow.tasks.release.kinds import label_statement
 def gate(parent: str, kind: str, releases: dict[str, dict], profile: DatasetProfile, *,
          seed: int, noise: dict, dp: dict | None, attacked: bool, accept_risk: str | None,
          timings: dict[str, float],
-         expected: dict[str, list[str]] | None = None) -> tuple[PrivacyReport, str]:
+         expected: dict[str, list[str]] | None = None,
+         utility: tuple[str, float | None] | None = None) -> tuple[PrivacyReport, str]:
     """Build and log the privacy report of a release; returns (report, markdown summary).
 
     Args:
@@ -21,6 +22,8 @@ def gate(parent: str, kind: str, releases: dict[str, dict], profile: DatasetProf
         noise: the code-noise setting; dp: the release's DP section, if any.
         expected: per limit, what it must cover on this table
             (``policy.expected_coverage``); a limit that measured none of it is crossed.
+        utility: (what, value) of the release's headline utility, judged against the
+            profile's ``min_utility``.
 
     Raises:
         PolicyViolation: a limit is crossed (or nothing was attacked) and no risk was
@@ -31,7 +34,7 @@ def gate(parent: str, kind: str, releases: dict[str, dict], profile: DatasetProf
         identifiers=profile.identifiers, label=label_statement(profile.target, kind),
         known_fractions=profile.privacy.known_fractions, seed=seed, noise=noise, dp=dp,
         attacker_knowledge=KNOWLEDGE, releases=releases,
-        policy=policy_outcome(releases, profile, attacked, accept_risk, expected))
+        policy=policy_outcome(releases, profile, attacked, accept_risk, expected, utility))
     summary = log_report(parent, report, profile.name)
     if report.policy.verdict == "blocked":
         tracking.log_metrics(parent, {f"time.{k}": v for k, v in timings.items()})

@@ -103,6 +103,18 @@ def judge(measured: dict[str, dict], policy: ReleasePolicy,
     return crossed
 
 
+def utility_crossed(policy: ReleasePolicy, what: str, value: float | None) -> list[str]:
+    """The ``min_utility`` limit, judged on ``value`` (``what`` names the figure): a readable
+    sentence when crossed or, with a limit set, not measured; empty otherwise."""
+    limit = policy.min_utility
+    if limit is None:
+        return []
+    if value is None:
+        return [f"utility: {what} not measured, the limit min_utility {limit} cannot be checked"]
+    return [f"utility: {what} = {value:.4f} is below the limit min_utility {limit}"] \
+        if value < limit else []
+
+
 def not_measured(measured: dict[str, dict], expected: dict[str, list[str]]) -> list[str]:
     """The limits that had nothing of their kind to measure on this table."""
     keys = sorted({k for values in measured.values() for k, v in values.items()
@@ -123,18 +135,23 @@ class PolicyViolation(RuntimeError):
 
 
 def policy_outcome(releases: dict[str, dict], profile: DatasetProfile, attacked: bool,
-                   accept_risk: str | None, expected: dict[str, list[str]] | None = None):
+                   accept_risk: str | None, expected: dict[str, list[str]] | None = None,
+                   utility: tuple[str, float | None] | None = None):
     """The gate: measure, judge, decide. Not attacked counts as crossed, and so does a limit
     that measured nothing although something of its kind exists (``expected``, from
     ``expected_coverage``); crossed is ``accepted`` with a reason on record, else
-    ``blocked``."""
+    ``blocked``. ``utility``: (what, value) of the release's headline utility, judged against
+    ``min_utility`` (``utility_crossed``); None: not judged (an attack rerun)."""
     from cloakflow.tasks.privacy.report import PolicyOutcome
 
     policy = profile.privacy.policy
     measured, covered = measure_policy(releases, profile)
     crossed = judge(measured, policy, expected) if attacked else [NOT_ATTACKED]
+    if utility is not None:
+        crossed += utility_crossed(policy, *utility)
     verdict = "pass" if not crossed else ("accepted" if accept_risk else "blocked")
-    return PolicyOutcome(limits=policy.model_dump(), measured=measured, crossed=crossed,
+    return PolicyOutcome(limits=policy.model_dump(exclude_none=True), measured=measured,
+                         crossed=crossed,
                          verdict=verdict, accepted_risk=accept_risk if crossed else None,
                          covered=covered,
                          not_measured=not_measured(measured, expected or {}))

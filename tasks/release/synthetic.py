@@ -319,10 +319,11 @@ def judge(evaluation: dict, profile: DatasetProfile, attacked: bool,
     """The gate of a synthetic release: measured values, crossed limits, verdict.
 
     A limit that measured nothing is crossed (there were control rows to measure it on, or
-    there should have been); not attacked is crossed. Crossed is ``accepted`` with a reason
-    on record, else ``blocked``.
+    there should have been); not attacked is crossed. The profile's ``min_utility`` is judged
+    on the forest's TSTR score (``policy.utility_crossed``). Crossed is ``accepted`` with a
+    reason on record, else ``blocked``.
     """
-    from cloakflow.tasks.privacy.policy import NOT_ATTACKED
+    from cloakflow.tasks.privacy.policy import NOT_ATTACKED, utility_crossed
 
     policy = profile.privacy.policy
     measured = measure(evaluation)
@@ -336,8 +337,14 @@ def judge(evaluation: dict, profile: DatasetProfile, attacked: bool,
                 crossed.append(f"synthetic: {key} not measured (too few control rows)")
             elif value > limit:
                 crossed.append(f"synthetic: {key} = {value:.4f} exceeds the limit {limit}")
+    tstr = evaluation.get("tstr", {})
+    crossed += utility_crossed(policy, f"TSTR forest {tstr.get('metric', 'roc_auc')}",
+                               tstr.get("forest", {}).get("tstr"))
     verdict = "pass" if not crossed else ("accepted" if accept_risk else "blocked")
-    return {"limits": {k: getattr(policy, k) for k in SYNTHETIC_LIMITS}, "measured": measured,
+    limits = {k: getattr(policy, k) for k in SYNTHETIC_LIMITS}
+    if policy.min_utility is not None:
+        limits["min_utility"] = policy.min_utility
+    return {"limits": limits, "measured": measured,
             "crossed": crossed, "verdict": verdict,
             "accepted_risk": accept_risk if crossed else None}
 

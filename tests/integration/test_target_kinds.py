@@ -26,7 +26,8 @@ def _table(n: int = 600, seed: int = 0) -> pl.DataFrame:
         "risk": np.where(x1 > 0.6, "high", np.where(x1 < -0.4, "low", "medium"))})
 
 
-def _files(tmp: Path, target: dict, features: list[str]) -> tuple[Path, Path]:
+def _files(tmp: Path, target: dict, features: list[str],
+           min_utility: float | None = None) -> tuple[Path, Path]:
     csv, prof = tmp / "k.csv", tmp / f"k-{target['kind']}.yaml"
     _table().write_csv(csv)
     prof.write_text(yaml.safe_dump({
@@ -34,7 +35,7 @@ def _files(tmp: Path, target: dict, features: list[str]) -> tuple[Path, Path]:
         "privacy": {"anonymeter_attacks": 30, "policy": {
             "max_inversion_gain": 1.0, "max_inversion_r2": 1.0, "max_membership_auc": 1.0,
             "max_reidentification": 1.0, "max_dcr_share": 1.0, "max_exact_copy_excess": 1.0,
-            "max_membership_tpr": 1.0}}}))
+            "max_membership_tpr": 1.0, "min_utility": min_utility}}}))
     return csv, prof
 
 
@@ -61,7 +62,7 @@ def test_multiclass_and_numeric_targets_publish_their_own_figures(prefect_harnes
     assert utility["test_roc_auc_ovr"]["ORIGINAL"] > 0.9  # x1 carries the class
 
     csv, prof = _files(workdir, {"column": "income", "kind": "numeric"},
-                       ["x1", "x2", "region", "risk"])
+                       ["x1", "x2", "region", "risk"], min_utility=0.99)  # R², out of reach
     rc, err = _run(capsys, "run", "--input", str(csv), "--profile", str(prof), "--epochs", "2",
                    "--folds", "3", "--skip-attacks", "--accept-risk", "test", "--out", out)
     assert rc == 0, err
@@ -70,8 +71,12 @@ def test_multiclass_and_numeric_targets_publish_their_own_figures(prefect_harnes
         "utility"]}
     assert utility["test_r2"]["ORIGINAL"] > 0.5 and utility[
         "test_mean_absolute_error"]["ORIGINAL"] > 0
+    crossed = json.loads((release / "manifest.json").read_text())["privacy"]["policy"][
+        "crossed"]
+    assert any(c.startswith("utility: GROUP_ENCODED test_r2 = ") and "below the limit "
+               "min_utility 0.99" in c for c in crossed)  # published under the accepted risk
     rc, err = _run(capsys, "synthesize", "--input", str(csv), "--profile", str(prof),
-                   "--epochs", "5", "--out", out)
+                   "--epochs", "5", "--out", out, "--accept-risk", "test")
     assert rc == 0, err
     (synthetic,) = [p for p in (workdir / "releases" / "k-numeric").iterdir()
                     if (p / "synthetic.parquet").exists()]

@@ -101,3 +101,26 @@ def test_report_round_trips_through_json():
     assert again == report and again.policy.verdict == "accepted"
     assert again.identifiers == ["customer_id"]
     assert again.policy.measured["ENCODED"]["max_inversion_r2"] is None
+
+
+def test_min_utility_is_judged_on_the_kind_headline_and_not_measured_is_crossed():
+    from cloakflow.tasks.data.profile import DatasetProfile
+    from cloakflow.tasks.privacy.policy import utility_crossed
+    from cloakflow.tasks.release.synthetic import judge
+    from tests.helpers import tiny_profile_dict
+
+    d = tiny_profile_dict()
+    policy = DatasetProfile.model_validate(d).privacy.policy
+    assert policy.min_utility is None and utility_crossed(policy, "x", 0.1) == []
+    d["privacy"]["policy"]["min_utility"] = 0.7
+    profile = DatasetProfile.model_validate(d)
+    limit = profile.privacy.policy
+    assert utility_crossed(limit, "GROUP_ENCODED test_r2", 0.65) == [
+        "utility: GROUP_ENCODED test_r2 = 0.6500 is below the limit min_utility 0.7"]
+    assert utility_crossed(limit, "GROUP_ENCODED test_r2", 0.71) == []
+    assert "not measured" in utility_crossed(limit, "TSTR", None)[0]
+    weak = {"tstr": {"metric": "roc_auc_ovr", "forest": {"tstr": 0.55, "trtr": 0.9}}}
+    gate = judge(weak, profile, attacked=False, accept_risk=None)
+    assert gate["verdict"] == "blocked" and gate["limits"]["min_utility"] == 0.7
+    assert "utility: TSTR forest roc_auc_ovr = 0.5500 is below the limit min_utility 0.7" \
+        in gate["crossed"]
