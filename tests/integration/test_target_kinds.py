@@ -47,32 +47,32 @@ def _run(capsys, *args: str) -> tuple[int, str]:
     return rc, capsys.readouterr().err
 
 
+def _codes_release(capsys, workdir: Path, csv: Path, prof: Path, out: str,
+                   dataset: str) -> tuple[dict, dict]:
+    """Run the codes flow quickly through the CLI; (utility rows by metric, manifest)."""
+    rc, err = _run(capsys, "run", "--input", str(csv), "--profile", str(prof), "--epochs", "2",
+                   "--folds", "3", "--skip-attacks", "--accept-risk", "test", "--out", out)
+    assert rc == 0, err
+    (release,) = (workdir / "releases" / dataset).iterdir()
+    manifest = json.loads((release / "manifest.json").read_text())
+    return {r["metric"]: r for r in manifest["utility"]}, manifest
+
+
 def test_multiclass_and_numeric_targets_publish_their_own_figures(prefect_harness, workdir,
                                                                    capsys):
     out = str(workdir / "releases")
     csv, prof = _files(workdir, {"column": "risk", "kind": "multiclass"},
                        ["x1", "x2", "region", "income"])
-    rc, err = _run(capsys, "run", "--input", str(csv), "--profile", str(prof), "--epochs", "2",
-                   "--folds", "3", "--skip-attacks", "--accept-risk", "test", "--out", out)
-    assert rc == 0, err
-    (release,) = (workdir / "releases" / "k-multiclass").iterdir()
-    utility = {r["metric"]: r for r in json.loads((release / "manifest.json").read_text())[
-        "utility"]}
+    utility, _ = _codes_release(capsys, workdir, csv, prof, out, "k-multiclass")
     assert {"test_roc_auc_ovr", "test_balanced_accuracy", "test_f1_macro"} <= set(utility)
     assert utility["test_roc_auc_ovr"]["ORIGINAL"] > 0.9  # x1 carries the class
 
     csv, prof = _files(workdir, {"column": "income", "kind": "numeric"},
                        ["x1", "x2", "region", "risk"], min_utility=0.99)  # R², out of reach
-    rc, err = _run(capsys, "run", "--input", str(csv), "--profile", str(prof), "--epochs", "2",
-                   "--folds", "3", "--skip-attacks", "--accept-risk", "test", "--out", out)
-    assert rc == 0, err
-    (release,) = (workdir / "releases" / "k-numeric").iterdir()
-    utility = {r["metric"]: r for r in json.loads((release / "manifest.json").read_text())[
-        "utility"]}
+    utility, manifest = _codes_release(capsys, workdir, csv, prof, out, "k-numeric")
     assert utility["test_r2"]["ORIGINAL"] > 0.5 and utility[
         "test_mean_absolute_error"]["ORIGINAL"] > 0
-    crossed = json.loads((release / "manifest.json").read_text())["privacy"]["policy"][
-        "crossed"]
+    crossed = manifest["privacy"]["policy"]["crossed"]
     assert any(c.startswith("utility: GROUP_ENCODED test_r2 = ") and "below the limit "
                "min_utility 0.99" in c for c in crossed)  # published under the accepted risk
     rc, err = _run(capsys, "synthesize", "--input", str(csv), "--profile", str(prof),
