@@ -70,7 +70,8 @@ def anonymize(params: RunParameters | None = None) -> FlowOutcome:
         evaluate = Evaluations(data.y, engine=params.forest, scheme=params.fold_scheme,
                                folds=params.folds, seed=params.seed,
                                importance_rows=params.importance_rows,
-                               refresh=not params.use_cache, kind=profile.target.kind)
+                               refresh=not params.use_cache, kind=profile.target.kind,
+                               class_names=_class_names(data, profile))
         # needs no model: runs while the models train; importance per source column
         evaluate("ORIGINAL", x, data.columns, blocks=source_blocks(data.pre))
         federation = None
@@ -155,6 +156,17 @@ def _noise(params: RunParameters, profile: DatasetProfile) -> CodeNoise:
     update = {k: v for k, v in (("multiplier", params.noise_multiplier),
                                 ("clip_norm", params.clip_norm)) if v is not None}
     return profile.privacy.noise.model_copy(update=update)
+
+
+def _class_names(data, profile) -> list[str] | None:
+    """A multiclass target's class names in the order of ``data.y``'s indices (assigned over
+    the whole table, training and control rows: ``split.target_labels``); None otherwise."""
+    if profile.target.kind != "multiclass":
+        return None
+    from cloakflow.tasks.data.split import class_names
+
+    return class_names(data.train_frame.vstack(data.control_frame)
+                       .get_column(profile.target.column))
 
 
 __all__ = ["anonymize", "RunParameters", "FlowOutcome"]

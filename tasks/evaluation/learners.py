@@ -10,7 +10,9 @@ every kind: the tutorial's forest of 500 bagged depth-2 trees.
 - ``multiclass``: ``RandomForestClassifier``, or LightGBM's random-forest mode
   (``LGBMClassifier(boosting_type="rf")``, multiclass softmax over the averaged trees); scored
   by macro one-vs-rest ROC AUC (``roc_auc_ovr``), balanced accuracy, macro F1 and accuracy
-  (the multi-class figures of SDMetrics' ML-efficacy metrics).
+  (the multi-class figures of SDMetrics' ML-efficacy metrics); per class, the parts of the
+  first and third: each class's one-vs-rest ROC AUC (``class_roc_auc``) and recall
+  (``class_recall``), None for a class absent from the rows scored.
 - ``numeric``: ``RandomForestRegressor``, or ``LGBMRegressor(boosting_type="rf")``; scored by
   R², MAE and RMSE in the target's units (scikit-learn reports the errors negated).
 
@@ -104,17 +106,82 @@ def score(kind: TargetKind, model, x: np.ndarray, y: np.ndarray,
         pred = model.predict(x)
         return {"r2": float(metrics.r2_score(y, pred)),
                 "mae": float(metrics.mean_absolute_error(y, pred))}
-    proba = model.predict_proba(x)
     if kind == "binary":
-        return {"roc_auc": float(metrics.roc_auc_score(y, proba[:, 1]))}
+        return {"roc_auc": float(metrics.roc_auc_score(y, model.predict_proba(x)[:, 1]))}
     classes = np.unique(y) if classes is None else np.asarray(classes)
+    labels, full = _present_probabilities(model, x, y, classes)
+    if len(labels) == 2:  # two of the classes in ``y``: one ROC curve
+        return {"roc_auc_ovr": float(metrics.roc_auc_score(y == labels[1], full[:, 1]))}
+    return {"roc_auc_ovr": float(metrics.roc_auc_score(
+        y, full, multi_class="ovr", average="macro", labels=labels))}
+
+
+def class_probabilities(model, x: np.ndarray, classes: np.ndarray) -> np.ndarray:
+    """(rows, len(classes)) probabilities of every class in ``classes`` (sorted class indices)
+    from a fitted classifier; a class the model never saw in its training rows gets 0."""
+    proba = model.predict_proba(x)
+    classes = np.asarray(classes)
     full = np.zeros((len(x), len(classes)))
     for j, c in enumerate(model.classes_):
         full[:, np.searchsorted(classes, c)] = proba[:, j]
-    present = np.isin(classes, np.unique(y))  # the macro average over classes in ``y``
-    full = full[:, present] / np.maximum(full[:, present].sum(axis=1, keepdims=True), 1e-12)
-    if present.sum() == 2:  # two of the classes in ``y``: one ROC curve
-        return {"roc_auc_ovr": float(metrics.roc_auc_score(y == classes[present][1],
-                                                           full[:, 1]))}
-    return {"roc_auc_ovr": float(metrics.roc_auc_score(
-        y, full, multi_class="ovr", average="macro", labels=classes[present]))}
+    return full
+
+
+def _present_probabilities(model, x: np.ndarray, y: np.ndarray, classes: np.ndarray
+                           ) -> tuple[np.ndarray, np.ndarray]:
+    """(the classes of ``classes`` present in ``y``, their probabilities renormalised to sum
+    to 1 per row): what the macro one-vs-rest ROC AUC averages over."""
+    full = class_probabilities(model, x, classes)
+    present = np.isin(classes, np.unique(y))
+    part = full[:, present]
+    return classes[present], part / np.maximum(part.sum(axis=1, keepdims=True), 1e-12)
+
+
+def class_roc_auc(model, x: np.ndarray, y: np.ndarray,
+                  classes: np.ndarray) -> list[float | None]:
+    """One-vs-rest ROC AUC of each class of a multiclass target: the parts of ``score``'s
+    macro ``roc_auc_ovr`` (same probabilities, renormalised over the classes in ``y``), so
+    their mean over the classes present is that figure.
+
+    Args:
+        model: a fitted classifier with ``predict_proba`` and ``classes_``.
+        x: (rows, width) features; y: (rows,) class indices.
+        classes: (k,) every class index of the target, sorted.
+
+    Returns:
+        k entries in [0, 1] in the order of ``classes``; None for a class absent from ``y``
+        (no positive row) and for every class when ``y`` holds a single one (no negative
+        row): ROC AUC is not defined there.
+    """
+    from sklearn import metrics
+
+    classes = np.asarray(classes)
+    labels, full = _present_probabilities(model, x, y, classes)
+    if len(labels) < 2:
+        return [None] * len(classes)
+    if len(labels) == 2:  # scikit-learn reads two labels as a binary target: one curve each
+        parts = [metrics.roc_auc_score(y == c, full[:, j]) for j, c in enumerate(labels)]
+    else:
+        parts = metrics.roc_auc_score(y, full, multi_class="ovr", average=None, labels=labels)
+    got = dict(zip(labels.tolist(), parts, strict=True))
+    return [float(got[c]) if c in got else None for c in classes.tolist()]
+
+
+def class_recall(model, x: np.ndarray, y: np.ndarray,
+                 classes: np.ndarray) -> list[float | None]:
+    """Recall of each class (the share of its rows ``model.predict`` labels right): the
+    parts of balanced accuracy, which is their mean over the classes present in ``y``.
+
+    Args:
+        model: a fitted classifier; x: (rows, width) features; y: (rows,) class indices.
+        classes: (k,) every class index of the target, sorted.
+
+    Returns:
+        k entries in [0, 1] in the order of ``classes``; None for a class absent from ``y``
+        (recall has no rows to divide by).
+    """
+    from sklearn import metrics
+
+    recall = metrics.recall_score(y, model.predict(x), labels=np.asarray(classes),
+                                  average=None, zero_division=np.nan)
+    return [None if np.isnan(r) else float(r) for r in recall]

@@ -12,6 +12,10 @@ impurity-decrease splits):
   use scikit-learn's 0.5 vote-share cut. Differences left: bagging without replacement (63.2%
   of rows) instead of the bootstrap, and split thresholds on up to 255 bins. The benchmark and
   the tests compare the two engines on the same folds.
+
+A multiclass target is also scored per class (``class_scores``: each class's one-vs-rest ROC
+AUC and recall on every test fold), named by the class's label and shown in a table beside
+the utility table (``class_table``).
 """
 
 from __future__ import annotations
@@ -147,30 +151,84 @@ def make_folds(scheme: FoldScheme, folds: int, seed: int):
 def cross_validate_forest(X: np.ndarray, y: np.ndarray, *, engine: Engine = "lightgbm",
                           scheme: FoldScheme = "stratified-shuffled", folds: int = 10,
                           seed: int = 42, n_estimators: int = 500, n_jobs: int = 1,
-                          kind: str = "binary") -> dict[str, Any]:
+                          kind: str = "binary",
+                          class_names: Sequence[str] | None = None) -> dict[str, Any]:
     """``sklearn.model_selection.cross_validate`` of the evaluation forest for the target's
     ``kind`` (``learners.make_learner``, scored by ``learners.SCORING[kind]``).
 
+    A multiclass target is also scored per class on every test fold (``class_scores``):
+    ``class_names[i]`` names class index i (``split.class_names``); None: the index as text.
+
     Returns:
         ``{"mean": {key: mean over folds}, "folds": {key: [per fold]}}`` with the keys of
-        ``cross_validate`` (fit_time, score_time, test_*, train_*).
+        ``cross_validate`` (fit_time, score_time, test_*, train_*); multiclass, also
+        ``"per_class"`` (see ``class_scores``).
 
     Raises:
         StopRequested: the process was interrupted (LightGBM stops between trees).
     """
     from sklearn.model_selection import cross_validate
 
+    per_class = kind == "multiclass"
     try:
         res = cross_validate(learners.make_learner(kind, engine, seed, n_estimators,
                                                    n_jobs=n_jobs), X, y,
                              cv=learners.make_folds(kind, scheme, folds, seed),
-                             scoring=learners.SCORING[kind], return_train_score=True)
+                             scoring=learners.SCORING[kind], return_train_score=True,
+                             return_estimator=per_class, return_indices=per_class)
     except ValueError:  # every fold's fit failed: stopped by an interrupt (or a real error)
         runners.check_interrupt("cross-validation")
         raise
     runners.check_interrupt("cross-validation")  # some folds stopped: their scores are NaN
-    return {"mean": {k: float(np.mean(v)) for k, v in res.items()},
-            "folds": {k: [float(x) for x in v] for k, v in res.items()}}
+    fitted, indices = res.pop("estimator", None), res.pop("indices", None)
+    out = {"mean": {k: float(np.mean(v)) for k, v in res.items()},
+           "folds": {k: [float(x) for x in v] for k, v in res.items()}}
+    if per_class:
+        failed = np.isnan(res[f"test_{learners.HEADLINE[kind]}"])  # a fold whose fit failed
+        out["per_class"] = class_scores(
+            [None if bad else m for m, bad in zip(fitted, failed, strict=True)],
+            indices["test"], X, y, class_names)
+    return out
+
+
+def class_scores(models: Sequence[Any], tests: Sequence[np.ndarray], X: np.ndarray,
+                 y: np.ndarray, class_names: Sequence[str] | None = None) -> dict[str, Any]:
+    """Per-class figures of a multiclass cross-validation: each class's one-vs-rest ROC AUC
+    (``learners.class_roc_auc``: the parts of ``test_roc_auc_ovr``) and recall
+    (``learners.class_recall``: the parts of ``test_balanced_accuracy``) on every test fold.
+
+    Args:
+        models: the forest fitted on each fold (None: the fold's fit failed).
+        tests: each fold's test row indices into ``X`` and ``y``.
+        X: (rows, columns) matrix; y: (rows,) class indices.
+        class_names: the name of class index i; None: the index as text.
+
+    Returns:
+        ``{"mean": {"test_roc_auc_ovr": {class: mean}, "test_recall": {class: mean}},
+        "folds": {same keys: {class: [per fold]}}}``, classes (every class in ``y``) named
+        and in index order; a fold whose test rows miss the class (or whose fit failed) gives
+        None, the mean is over the folds that measured it (None when none did).
+    """
+    classes = np.unique(y)
+    names = [str(class_names[c]) if class_names is not None else str(c)
+             for c in classes.tolist()]
+    figures = {"test_roc_auc_ovr": learners.class_roc_auc, "test_recall": learners.class_recall}
+    folds: dict[str, dict[str, list]] = {k: {n: [] for n in names} for k in figures}
+    for model, test in zip(models, tests, strict=True):
+        for key, figure in figures.items():
+            got = ([None] * len(classes) if model is None
+                   else figure(model, X[test], y[test], classes))
+            for n, v in zip(names, got, strict=True):
+                folds[key][n].append(v)
+    mean = {k: {n: _mean_measured(v) for n, v in by_class.items()}
+            for k, by_class in folds.items()}
+    return {"mean": mean, "folds": folds}
+
+
+def _mean_measured(values: Sequence[float | None]) -> float | None:
+    """The mean of the entries that are not None; None when every one is."""
+    measured = [v for v in values if v is not None]
+    return float(np.mean(measured)) if measured else None
 
 
 def source_blocks(pre) -> list[tuple[str, list[int]]]:
@@ -352,13 +410,30 @@ def utility_table(results: dict[str, dict[str, float]]) -> list[dict[str, Any]]:
     return rows
 
 
+def class_table(cv: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    """Rows ``{"class": name, "metric": key, VIEW: mean, ...}`` of the per-class figures
+    (``class_scores``) of the views that have them (a multiclass target), ROC AUC rows first,
+    classes in index order; a figure not measured is None. Empty: no view has them."""
+    views = {v: r["per_class"]["mean"] for v, r in cv.items() if "per_class" in r}
+    if not views:
+        return []
+    first = next(iter(views.values()))
+    return [{"class": name, "metric": key, **{
+        v: None if m[key].get(name) is None else round(m[key][name], 4)
+        for v, m in views.items()}} for key in first for name in first[key]]
+
+
 def format_table(rows: list[dict[str, Any]]) -> str:
-    """Markdown rendering of ``utility_table`` rows."""
+    """Markdown rendering of ``utility_table`` (or ``class_table``) rows; None reads
+    "not measured"."""
     cols = list(rows[0])
+
+    def cell(v: Any) -> str:
+        return f"{v:.4f}" if isinstance(v, float) else "not measured" if v is None else str(v)
+
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     for r in rows:
-        lines.append("| " + " | ".join(
-            f"{r[c]:.4f}" if isinstance(r[c], float) else str(r[c]) for c in cols) + " |")
+        lines.append("| " + " | ".join(cell(r[c]) for c in cols) + " |")
     return "\n".join(lines)
 
 
@@ -367,7 +442,11 @@ def log_utility(parent: str, cv: dict[str, dict], importances: dict[str, dict],
                 reused: list[str] = ()) -> tuple[list[dict], str]:
     """Log the utility of every view to the MLflow run (metrics, table, JSON, importance
     plots; ``reused``: the steps taken from the cache of an earlier identical run, as a tag)
-    and print the table; returns (table rows, markdown)."""
+    and print the table; returns (table rows, markdown).
+
+    A multiclass target's per-class figures (``class_table``) follow the table in the
+    markdown and are in ``utility/results.json`` (under each view's ``per_class``), not MLflow
+    metrics: a figure may be None, and two labels can clean up to one metric name."""
     from cloakflow.tasks import tracking
 
     if reused:
@@ -378,6 +457,11 @@ def log_utility(parent: str, cv: dict[str, dict], importances: dict[str, dict],
     means = {k: v["mean"] for k, v in cv.items()}
     rows = utility_table(means)
     table_md = format_table(rows)
+    per_class = class_table(cv)
+    if per_class:
+        table_md += ("\n\nPer class (one-vs-rest ROC AUC; recall, whose mean over the "
+                     "classes is balanced accuracy), mean over the test folds:\n\n"
+                     + format_table(per_class))
     print(f"utility ({fold_note}):\n{table_md}", flush=True)
     tracking.log_metrics(parent, {f"{ds}.{k}": v for ds, m in means.items() for k, v in m.items()})
     tracking.log_text(parent, f"{fold_note}\n\n{table_md}\n", "utility/table.md")
@@ -399,11 +483,13 @@ _CACHE = dict(persist_result=True, cache_expiration=CACHE_EXPIRATION,
 @task(name="evaluate-utility", **_CACHE)
 def evaluate_utility(name: str, X: np.ndarray, y: np.ndarray, engine: Engine,
                      scheme: FoldScheme, folds: int, seed: int, n_jobs: int = 1,
-                     kind: str = "binary") -> dict[str, Any]:
-    """Prefect task: cross-validate the forest on one view of the table (target ``kind``)."""
+                     kind: str = "binary",
+                     class_names: list[str] | None = None) -> dict[str, Any]:
+    """Prefect task: cross-validate the forest on one view of the table (target ``kind``;
+    ``class_names``: a multiclass target's, see ``cross_validate_forest``)."""
     t0 = time.perf_counter()
     res = cross_validate_forest(X, y, engine=engine, scheme=scheme, folds=folds, seed=seed,
-                                n_jobs=n_jobs, kind=kind)
+                                n_jobs=n_jobs, kind=kind, class_names=class_names)
     m = res["mean"]
     shown = {"binary": ("ROC AUC", "roc_auc", "average precision", "average_precision"),
              "multiclass": ("macro ROC AUC", "roc_auc_ovr", "balanced accuracy",
@@ -433,14 +519,18 @@ def importance(name: str, X: np.ndarray, y: np.ndarray, names: list[str], engine
 
 class Evaluations:
     """The utility and importance tasks of one run, submitted (on the flow's task runner) as
-    views of the table become available; ``results()`` waits for them."""
+    views of the table become available; ``results()`` waits for them. ``class_names``: a
+    multiclass target's (``split.class_names``), naming its per-class figures."""
 
     def __init__(self, y: np.ndarray, *, engine: Engine, scheme: FoldScheme, folds: int,
-                 seed: int, importance_rows: int, refresh: bool, kind: str = "binary"):
+                 seed: int, importance_rows: int, refresh: bool, kind: str = "binary",
+                 class_names: Sequence[str] | None = None):
         self._cv_task = evaluate_utility.with_options(refresh_cache=refresh)
         self._imp_task = importance.with_options(refresh_cache=refresh)
         self._y = y
         self._cv_kw = dict(engine=engine, scheme=scheme, folds=folds, seed=seed, kind=kind)
+        if kind == "multiclass" and class_names is not None:
+            self._cv_kw["class_names"] = [str(n) for n in class_names]
         self._imp_kw = dict(engine=engine, seed=seed, rows=importance_rows, kind=kind)
         self.cv: dict = {}
         self.imp: dict = {}

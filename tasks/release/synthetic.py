@@ -232,8 +232,10 @@ def evaluate(pre: TablePreprocessor, profile: DatasetProfile, *, x_syn: np.ndarr
     if all(len(np.unique(y)) >= 2 for y in (y_syn, y_train, y_control)):
         print("evaluating: TSTR and TRTR (forest, LightGBM) on the control rows", flush=True)
         f = feature_columns(pre)
+        names = next(s for s in pre.specs if s.name == profile.target.column).categories \
+            if kind == "multiclass" else None  # the target block's order: TSTR's indices
         out["tstr"] = tstr(x_syn[:, f], y_syn, x_train[:, f], y_train, x_control[:, f],
-                           y_control, seed=seed, kind=kind)
+                           y_control, seed=seed, kind=kind, class_names=names)
         if kind == "multiclass":  # the class indices are the target block's categories
             spec = next(s for s in pre.specs if s.name == profile.target.column)
             out["tstr"]["classes"] = [spec.categories[int(i)] for i in np.unique(
@@ -432,6 +434,14 @@ def report_markdown(dataset: str, evaluation: dict, gate: dict, *, rows: int, mo
             lines += ["", "Class shares (synthetic / training): " + ", ".join(
                 f"{n} {a:.3f} / {b:.3f}" for n, a, b in zip(names, cs["synthetic"],
                                                             cs["training"], strict=True)) + "."]
+        if "tstr_per_class" in ts["forest"]:  # in class order, as the class shares
+            syn, real = ts["forest"]["tstr_per_class"], ts["forest"]["trtr_per_class"]
+            names = ts.get("classes") or list(syn)
+            lines += ["", "Per class, the forest's one-vs-rest ROC AUC (TSTR / TRTR; — no "
+                          "control row of the class): " + ", ".join(
+                f"{n} {_fmt(a)} / {_fmt(b)}" for n, a, b in zip(names, syn.values(),
+                                                                real.values(), strict=True))
+                      + "."]
         if "tstr_mae" in ts["forest"]:
             lines += ["", f"MAE of the forest: TSTR {ts['forest']['tstr_mae']:.4g}, TRTR "
                           f"{ts['forest']['trtr_mae']:.4g} (the target's units)."]

@@ -99,6 +99,9 @@ def test_a_multiclass_synthetic_release_reads_tstr_by_macro_roc_auc(prefect_harn
     tstr = manifest["evaluation"]["tstr"]
     assert tstr["metric"] == "roc_auc_ovr" and len(tstr["class_shares"]["training"]) == 3
     assert tstr["lightgbm"]["trtr"] > 0.9
+    # per class, named by label
+    assert set(tstr["forest"]["tstr_per_class"]) == {"high", "low", "medium"}
+    assert "Per class, the forest's one-vs-rest ROC AUC" in res.report_markdown
     assert "macro ROC AUC (one-vs-rest) on the control rows" in res.report_markdown
     assert set(pl.read_parquet(Path(res.release) / "synthetic.parquet").get_column("risk")) \
         <= {"low", "medium", "high"}

@@ -55,3 +55,39 @@ def test_tstr_scores_multiclass_and_numeric_targets_by_their_kind():
     keep = sc != 2  # the synthesizer never produced class 2
     missing = tstr(sx[keep], sc[keep], tx, tc, cx, cc, kind="multiclass")
     assert 0.5 < missing["forest"]["tstr"] < missing["forest"]["trtr"]
+
+
+def test_tstr_scores_every_class_of_a_multiclass_target():
+    """Four classes, one easy and one hard (``test_learners.easy_and_hard``): per class, the
+    one-vs-rest ROC AUC of TSTR and TRTR, named by class, whose mean is the macro figure; a
+    class the control rows miss gets None; the report prints one line of them."""
+    from cloakflow.tasks.release.synthetic import SYNTHETIC_LIMITS, UNCONDITIONED, report_markdown
+    from tests.unit.tasks.evaluation.test_learners import easy_and_hard
+
+    names = ["apart", "left", "right", "unclear"]
+    (sx, sy), (tx, ty), (cx, cy) = (easy_and_hard(n, seed) for n, seed in
+                                    ((1200, 0), (1200, 1), (800, 2)))
+    got = tstr(sx, sy, tx, ty, cx, cy, kind="multiclass", class_names=names)
+    for learner in ("forest", "lightgbm"):
+        for side in ("tstr", "trtr"):
+            per = got[learner][f"{side}_per_class"]
+            assert list(per) == names
+            assert np.mean(list(per.values())) == pytest.approx(got[learner][side], abs=1e-12)
+            assert per["apart"] > 0.97 and per["unclear"] < 0.75
+            assert min(per["left"], per["right"]) > per["unclear"] + 0.1
+    keep = cy != 1  # no control row of class "left"
+    missing = tstr(sx, sy, tx, ty, cx[keep], cy[keep], kind="multiclass")
+    per = missing["forest"]["tstr_per_class"]
+    assert list(per) == ["0", "1", "2", "3"] and per["1"] is None  # unnamed: the index
+    assert missing["forest"]["trtr_per_class"]["1"] is None and per["0"] > 0.97
+    assert "tstr_per_class" not in tstr(sx, sy % 2, tx, ty % 2, cx, cy % 2)["forest"]
+
+    gate = {"verdict": "pass", "accepted_risk": None, "crossed": [],
+            "measured": dict.fromkeys(SYNTHETIC_LIMITS), "limits": dict.fromkeys(
+                SYNTHETIC_LIMITS, 1.0)}
+    evaluation = {"fidelity": {"skipped": "test"}, "tstr": {**missing, "classes": names}}
+    text = report_markdown("four", evaluation, gate, rows=800, model="vae", dp=None,
+                           condition=UNCONDITIONED)
+    line = next(ln for ln in text.splitlines() if ln.startswith("Per class, the forest's"))
+    assert f"apart {per['0']:.3f} / {missing['forest']['trtr_per_class']['0']:.3f}" in line
+    assert "left — / —, right " in line and line.count(" / ") == 1 + 4  # the header, 4 classes
