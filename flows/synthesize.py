@@ -118,7 +118,7 @@ def synthesize(params: SynthesizeParameters | None = None) -> SynthesisOutcome:
                           dp_release)
             noisy = noisy_counts(counts, plan.histogram_sigma)
             label_shares, estimate = shares(noisy), max(1.0, float(noisy.sum()))
-            if plan.knot_columns:  # their bin count follows the DP row count
+            if plan.knot_columns:
                 knots, values, info = dps.dp_quantile_knots(data.train_frame, pre, plan,
                                                             estimate)
                 pre = dps.refit_with_knots(pre, data.train_frame, knots, values, source)

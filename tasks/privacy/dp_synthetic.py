@@ -10,9 +10,10 @@ accountant, add/remove neighbouring relation). Nothing published is a function o
    is refused before anything runs (``require_public_bounds``), and missing-value flags follow
    the profile's ``missing`` rule. A numeric column with public min and max but no public knots
    gets **DP quantile knots** (``dp_quantile_knots``): one Gaussian mechanism over a histogram
-   of each such column on equal bins of its public range (each row in one bin per column: L2
-   sensitivity sqrt(k) for k columns), sized to cost about ``KNOT_SHARE`` of E; the bin count
-   follows the DP row count of step 2 (``knot_bins``).
+   of each such column on fine equal bins of its public range plus one bin for each bound
+   itself (each row in one bin per column: L2 sensitivity sqrt(k) for k columns), sized to
+   cost about ``KNOT_SHARE`` of E; how finely each stretch is resolved is post-processing of
+   the noisy counts (``resolve_blocks``).
 2. **One Gaussian histogram** (``models.training.dp_counts``) of the conditioning column's
    categories (sigma ``histogram_sigma``, sized to cost about ``HISTOGRAM_SHARE`` of E on its
    own). It gives the label distribution used to sample conditions and, summed, a DP estimate
@@ -23,8 +24,8 @@ accountant, add/remove neighbouring relation). Nothing published is a function o
    noise sigma * C, a fixed number of steps epochs / q: no early stopping, validation or
    checkpoint choice on private rows.
 
-The noise multipliers, q and the step count are all fixed before any row is read; the knots'
-bin count, the value lists and DP-SGD's divisor are chosen from earlier DP outputs, which
+The noise multipliers, q and the step count are all fixed before any row is read; the knots,
+the value lists and DP-SGD's divisor are chosen from earlier DP outputs, which
 changes no mechanism's privacy-loss distribution (each is a Gaussian of fixed sensitivity and
 sigma), so the PLD composition of the three mechanisms holds under this adaptive choice.
 sigma of DP-SGD is solved so that all of them composed spend at most E at delta. delta is
@@ -53,12 +54,10 @@ ADJACENCY = "add_remove"
 ACCOUNTANT = "pld"
 HISTOGRAM_SHARE = 0.05  # the label histogram alone costs about this share of E
 KNOT_SHARE = 0.10  # the numeric columns' histograms (DP quantile knots) about this share
-KNOT_GRID = 200  # at most this many equal bins over a column's public range
-KNOT_MIN_BINS = 10
-KNOT_ROWS_PER_SIGMA = 10.0  # bins: the DP row count over this many noise sds (see below)
+KNOT_GRID = 1024  # equal bins inside a column's public range (resolve_blocks widens them)
+VALUE_LIST_SHARE = 0.9  # a value list's points hold at least this share of the DP row count
 KNOT_LEVELS = 1000  # quantile levels of the DP knots (as the non-DP fitting uses)
-VALUE_LIST_MIN_BINS = 20  # coarser bins (a small table, a small epsilon): knots only
-KNOT_THRESHOLD = 2.0  # noisy bin counts under this many sigmas are set to 0 (post-processing)
+KNOT_THRESHOLD = 2.0  # at least: noisy bin counts under keep_threshold sigmas are set to 0
 DEFAULT_DELTA = 1e-6  # public: below 1 / (10 n) for tables under 100,000 rows
 DEFAULT_SAMPLING_RATE = 0.01
 DEFAULT_DP_EPOCHS = 30
@@ -176,91 +175,159 @@ def knot_columns(specs) -> tuple[str, ...]:
                  and s.transform == "minmax" and s.missing_of is None)
 
 
-def knot_bins(rows_estimate: float, knot_sigma: float) -> int:
-    """Bins per column of the knot histograms: ``rows_estimate`` (a DP count, e.g. the
-    condition histogram's sum) over ``KNOT_ROWS_PER_SIGMA`` noise sds, between
-    ``KNOT_MIN_BINS`` and ``KNOT_GRID``: a small table or a small epsilon gets coarser bins, so
-    that its bins are not lost under the noise. The bin count costs nothing (the sensitivity
-    is the same for any grid); it is chosen from a DP output, so it is post-processing."""
-    return int(min(KNOT_GRID, max(KNOT_MIN_BINS, rows_estimate / (KNOT_ROWS_PER_SIGMA
-                                                                   * knot_sigma))))
-
-
-def dp_quantile_knots(frame, pre, plan: SynthesisDpPlan, rows_estimate: float,
-                      rng=None) -> tuple[dict[str, list[float]], dict[str, list[float]],
-                                         dict[str, dict]]:
+def dp_quantile_knots(frame, pre, plan: SynthesisDpPlan, rows_estimate: float, rng=None
+                      ) -> tuple[dict[str, list[float]], dict[str, list[float]], dict[str, dict]]:
     """DP quantile knots of ``plan.knot_columns`` (Gaussian mechanism, secret noise).
 
-    Per column: values (nulls left out, others clipped to the public range) counted in
-    ``knot_bins(rows_estimate, knot_sigma)`` equal bins of the public [min, max];
-    N(0, knot_sigma^2) added to every count (one row moves one count per column by 1: L2
-    sensitivity sqrt(k), accounted as one Gaussian of multiplier knot_sigma / sqrt(k));
-    post-processing: counts under ``KNOT_THRESHOLD`` sigmas set to 0, mass spread evenly within
-    its bin, the CDF inverted at ``KNOT_LEVELS`` levels. A column whose noisy counts are all 0
-    keeps min-max knots (a straight line over its range). A column with fewer than 3 bins kept
-    is printed as a warning: its synthetic values are coarse.
+    Per column, every value (nulls left out, others clipped to the public range) falls in one
+    bin of a histogram: **exactly the public min**, ``KNOT_GRID`` equal bins strictly inside the
+    range, **exactly the public max**. A whole-number column (an integer source type, or a date)
+    has its inner bins aligned on whole numbers (edges at half-integers). N(0, knot_sigma^2) is
+    added to every count (one row moves one count per column by 1: L2 sensitivity sqrt(k),
+    accounted as one Gaussian of multiplier knot_sigma / sqrt(k); the two bound bins cost
+    nothing extra). Post-processing: a bound bin is kept when its noisy count reaches
+    ``keep_threshold`` sigmas (about half a spurious bin per column), the inner bins are
+    resolved at the finest width their counts stand out at (``resolve_blocks``: fine where the
+    rows are dense, wide in a sparse tail, nothing on an empty stretch); the CDF, its mass
+    spread evenly within each resolved block and held at the bound itself by a bound bin, is
+    inverted at ``KNOT_LEVELS`` levels. So a code at the bound (999, a zero balance) keeps its
+    point mass, while a continuous column near a bound is not pushed onto it. A column where
+    nothing is resolved keeps min-max knots (a straight line over its range), with a warning.
 
     A numeric column (kind ``numeric``, the preprocessor's ``discrete_levels`` on) whose mass
-    stands in few bins (kept bins at most ``discrete_levels`` and at most a quarter of the
-    bins, of at least ``VALUE_LIST_MIN_BINS``: a rate published per quarter, a code like 999,
-    a count) gets a DP value list instead
-    of knots: the kept bins' centres (the public min or max for an end bin, where codes and
-    counts pile up; whole numbers for an integer column). The VAE models such a column as
-    categories, which keeps its point masses and their dependencies far better than a density
-    over knots (measured on the bank table: SDMetrics quality 0.69 with knots only, 0.77 with
-    value lists, at epsilon 3); a continuous column squeezed into few bins of a wide public
-    range comes back at bin centres, as coarse as its bins.
+    stands on a few points (all its resolved mass in at most ``discrete_levels`` single bins,
+    none in a wider block, and that mass at least ``VALUE_LIST_SHARE`` of ``rows_estimate``, the
+    DP row count: a rate published per quarter, a code like 999, a small count; not a small
+    table whose few dense bins alone stood above the noise) gets a DP value list instead of
+    knots: the kept bins' values (the bound itself for a bound bin, the centre for an inner bin,
+    within half a bin of ``KNOT_GRID`` of the true value; whole numbers for a whole-number
+    column). The VAE models such a column as categories, which keeps its point masses and their
+    dependencies far better than a density over knots (measured on the bank table: SDMetrics
+    quality 0.69 with knots only, 0.77 with value lists, at epsilon 3). A continuous column
+    whose mass fills a stretch of the range keeps knots: its values are drawn within the bins,
+    not at their centres.
 
     Returns:
         (column -> ascending knots in the column's unit (days for dates, seconds for
         datetimes), column -> DP values of a discrete numeric, column -> {"bins", "kept",
-        "discrete"}: all DP outputs, publishable).
+        "discrete", "at_min", "at_max", "whole"}: all DP outputs, publishable).
     """
     import numpy as np
 
     from cloakflow.models.training.dp_sgd import secret_streams
-    from cloakflow.tasks.data import kinds
 
     (stream,) = secret_streams(1, rng)
     specs = {s.name: s for s in pre.specs}
     out, discrete, info = {}, {}, {}
     levels = np.linspace(0.0, 1.0, KNOT_LEVELS)
-    bins = knot_bins(rows_estimate, plan.knot_sigma)
     for col in plan.knot_columns:
         spec = specs[col]
+        lo, hi = float(spec.minimum), float(spec.maximum)
+        whole = _whole(spec)
+        edges = _inner_edges(lo, hi, KNOT_GRID, whole)
         values = pre._numbers(frame.get_column(col), spec.kind, "<training rows>")
-        values = np.clip(values[~np.isnan(values)], spec.minimum, spec.maximum)
-        edges = np.linspace(spec.minimum, spec.maximum, bins + 1)
-        counts, _ = np.histogram(values, bins=edges)
+        values = np.clip(values[~np.isnan(values)], lo, hi)
+        inner = (values > lo) & (values < hi)
+        counts = np.concatenate([[np.sum(values == lo)],
+                                 np.histogram(values[inner], bins=edges)[0],
+                                 [np.sum(values == hi)]]).astype(np.float64)
         noisy = counts + stream.normal(0.0, plan.knot_sigma, len(counts))
-        noisy[noisy < KNOT_THRESHOLD * plan.knot_sigma] = 0.0
-        kept = int((noisy > 0).sum())
-        info[col] = {"bins": bins, "kept": kept, "discrete": False}
-        if spec.kind == "numeric" and bins >= VALUE_LIST_MIN_BINS \
-                and 0 < kept <= min(pre.discrete_levels, bins // 4):
-            centres = (edges[1:] + edges[:-1]) / 2
-            centres[0], centres[-1] = spec.minimum, spec.maximum
-            values = centres[noisy > 0]
-            if kinds.parse_dtype(spec.source_dtype).is_integer():
-                values = np.round(values)
-            discrete[col] = sorted({float(v) for v in values})
+        threshold = keep_threshold(2 * len(counts)) * plan.knot_sigma
+        ends = np.where(noisy[[0, -1]] >= threshold, noisy[[0, -1]], 0.0)
+        fine = noisy[1:-1] >= threshold
+        mass = np.concatenate([[ends[0]], resolve_blocks(noisy[1:-1], threshold),
+                               [ends[1]]])
+        kept = int((mass > 0).sum())
+        n_inner = len(edges) - 1
+        info[col] = {"bins": n_inner, "kept": kept, "discrete": False,
+                     "at_min": bool(ends[0] > 0), "at_max": bool(ends[1] > 0),
+                     "whole": whole}
+        points = int(fine.sum()) + int((ends > 0).sum())
+        if spec.kind == "numeric" and 0 < points == kept <= pre.discrete_levels \
+                and mass.sum() >= VALUE_LIST_SHARE * rows_estimate:
+            centres = np.concatenate([[lo], (edges[1:] + edges[:-1]) / 2, [hi]])
+            found = centres[mass > 0]
+            if whole:
+                found = np.round(found)
+            discrete[col] = sorted({float(v) for v in found})
             info[col]["discrete"] = True
             continue
-        if kept < 3:
-            print(f"WARNING: column {col!r}: its DP quantile knots rest on {kept} of {bins} "
-                  "bins of its public range (the rest fell under the noise), so its synthetic "
-                  f"values are coarse; give public knots (bounds.{col}.knots) or a tighter "
-                  "public range in the profile", flush=True)
         if kept == 0:
-            out[col] = list(np.interp(levels, [0.0, 1.0], [spec.minimum, spec.maximum]))
+            print(f"WARNING: column {col!r}: no part of its public range stood above the DP "
+                  "noise, so its synthetic values spread evenly over the range; give public "
+                  f"knots (bounds.{col}.knots) or a tighter public range in the profile",
+                  flush=True)
+            out[col] = list(np.interp(levels, [0.0, 1.0], [lo, hi]))
             continue
-        out[col] = _inverse_cdf(noisy, edges, levels)
+        lefts = np.concatenate([[lo], edges[:-1], [hi]])
+        rights = np.concatenate([[lo], edges[1:], [hi]])
+        out[col] = _inverse_cdf(mass, lefts, rights, levels)
     return out, discrete, info
 
 
-def _inverse_cdf(counts, edges, levels) -> list[float]:
+def resolve_blocks(noisy, threshold: float):
+    """Multi-resolution post-processing of one noisy histogram (Gaussian noise of sd
+    ``threshold / t`` per bin): a bin whose noisy count reaches ``threshold`` keeps it; the
+    other bins are taken up in aligned blocks of 2, 4, 8, ... bins, a block of m not yet
+    resolved bins keeping its noisy sum, spread evenly over it, when that sum reaches
+    ``threshold * sqrt(m)`` (its noise sd grows as sqrt(m)). Dense regions keep the fine
+    grid, sparse tails get wide bins, empty stretches get nothing. Reads only the noisy
+    counts: post-processing, no privacy cost.
+
+    Returns:
+        the mass per bin, shape (len(noisy),), zero where nothing was resolved.
+    """
+    import numpy as np
+
+    mass = np.where(noisy >= threshold, noisy, 0.0)
+    free = mass == 0
+    width = 2
+    while width < 2 * len(noisy):
+        for start in range(0, len(noisy), width):
+            block = slice(start, min(start + width, len(noisy)))
+            if not free[block].all():
+                continue
+            total = float(noisy[block].sum())
+            size = block.stop - block.start
+            if total >= threshold * math.sqrt(size):
+                mass[block] = total / size
+                free[block] = False
+        width *= 2
+    return mass
+
+
+def keep_threshold(bins: int) -> float:
+    """Noise sds a noisy count must reach to be kept: the normal quantile at which ``bins``
+    empty bins let through half a spurious one on average (at least ``KNOT_THRESHOLD``), so
+    a finer grid does not scatter false mass over the range."""
+    from scipy.stats import norm
+
+    return max(KNOT_THRESHOLD, float(norm.isf(0.5 / max(bins, 1))))
+
+
+def _whole(spec) -> bool:
+    """Whole-number values: an integer source type (a DP fit's Int64) or a date (days)."""
+    from cloakflow.tasks.data import kinds
+
+    return spec.kind == "date" or kinds.parse_dtype(spec.source_dtype).is_integer()
+
+
+def _inner_edges(lo: float, hi: float, bins: int, whole: bool):
+    """Edges of at most ``bins`` equal bins strictly inside (lo, hi); for whole numbers with
+    whole bounds, aligned on half-integers so that each bin holds whole values only."""
+    import numpy as np
+
+    if whole and float(lo).is_integer() and float(hi).is_integer() and hi - lo >= 2:
+        width = math.ceil((hi - lo - 1) / bins)
+        edges = np.arange(lo + 0.5, hi - 0.5, width, dtype=np.float64)
+        return np.append(edges, hi - 0.5)
+    return np.linspace(lo, hi, bins + 1)
+
+
+def _inverse_cdf(counts, lefts, rights, levels) -> list[float]:
     """Quantiles at ``levels`` of a histogram whose mass is spread evenly within each bin
-    (empty bins hold none: no quantile falls inside them)."""
+    [lefts[i], rights[i]] (a bin of zero width holds a point mass; empty bins hold none: no
+    quantile falls inside them)."""
     import numpy as np
 
     cdf = np.concatenate([[0.0], np.cumsum(counts) / counts.sum()])
@@ -270,7 +337,7 @@ def _inverse_cdf(counts, edges, levels) -> list[float]:
     j = np.maximum(j, first)  # level 0: the first bin holding mass
     mass = counts[j] / counts.sum()
     frac = np.clip((levels - cdf[j]) / np.where(mass > 0, mass, 1.0), 0.0, 1.0)
-    return [float(v) for v in edges[j] + frac * (edges[j + 1] - edges[j])]
+    return [float(v) for v in lefts[j] + frac * (rights[j] - lefts[j])]
 
 
 def require_public_bounds(pre_specs, source: str, profile=None) -> None:
