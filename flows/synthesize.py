@@ -22,8 +22,9 @@ from pydantic import BaseModel
 
 from cloakflow.flows.parameters import SynthesizeParameters
 from cloakflow.tasks import artifacts, tracking
+from cloakflow.tasks.data import constraints
 from cloakflow.tasks.data.prepare import prepare
-from cloakflow.tasks.data.preprocess import DISCRETE_LEVELS
+from cloakflow.tasks.data.preprocess import DISCRETE_LEVELS, TablePreprocessor
 from cloakflow.tasks.data.profile import load_profile
 from cloakflow.tasks.privacy.policy import PolicyViolation
 from cloakflow.tasks.release import synthetic as syn
@@ -97,54 +98,90 @@ def synthesize(params: SynthesizeParameters | None = None) -> SynthesisOutcome:
                                 "discrete_levels": DISCRETE_LEVELS}, secret_split=private)
         pre, source = data.pre, data.source_name
         cond = syn.parse_condition(params.condition, pre, source)
-        counts = cond.counts(data.x, pre)
+        # the model's view: the source rows, or with constraints their transform
+        rules = constraints.ConstraintSet(profile, constraints.kinds_from(pre), private)
+        train_m = data.train_frame
+        mpre, x_model, cond_m = pre, data.x, cond
+        if rules:
+            train_m = rules.fit(data.train_frame).encode(data.train_frame)
+            mpre = TablePreprocessor(rules.model_profile(), public_bounds=pre.public_bounds,
+                                     numeric=pre.numeric, with_target=pre.with_target,
+                                     missing_state=pre.missing_state,
+                                     discrete_levels=pre.discrete_levels).fit(train_m, source)
+            x_model = mpre.transform(train_m, source)
+            cond_m = syn.parse_condition(params.condition, mpre, source)
+            print("constraints: " + "; ".join(f"{c.describe()} ({rules.kept_by(c)})"
+                                              for c in rules.rules), flush=True)
+        counts = cond_m.counts(x_model, mpre)
         dp_release = None
         plan = None
         federation = None
         if federated:
+            if rules:
+                raise constraints.ConstraintError(
+                    f"{source}: constraints with --models-from: a federation's VAE models the "
+                    "shared schema without them; remove the profile's constraints")
             vae, federation, label_shares, estimate, dp_release = _federated_vae(
                 params, pre, cond, counts, source, data.source_sha)
         elif private:
-            dps.require_public_bounds(pre.specs, source, profile)  # before the (slow) plan
+            dps.require_public_bounds(mpre.specs, source, rules.model_profile() if rules
+                                      else profile)  # before the (slow) plan
             plan = dps.plan_synthesis_dp(params.dp_epsilon, params.dp_delta, params.dp_clip,
                                          params.dp_epochs, params.dp_sampling_rate,
-                                         dps.knot_columns(pre.specs))
+                                         dps.knot_columns(mpre.specs))
             from cloakflow.tasks.privacy.ledger import spend_for_run
 
             # spent before any DP mechanism reads the rows (the section is filled in after
             # the knots: only the column lists change)
-            dp_release = dps.dp_section(plan, pre.bounds_used(), params.dp_report)
+            dp_release = dps.dp_section(plan, mpre.bounds_used(), params.dp_report)
             spend_for_run(profile, parent, data.source_sha, data.source_rows, len(data.x),
                           dp_release)
             noisy = noisy_counts(counts, plan.histogram_sigma)
             label_shares, estimate = shares(noisy), max(1.0, float(noisy.sum()))
             if plan.knot_columns:
-                knots, values, info = dps.dp_quantile_knots(data.train_frame, pre, plan,
-                                                            estimate)
-                pre = dps.refit_with_knots(pre, data.train_frame, knots, values, source)
-                data.pre, data.x = pre, pre.transform(data.train_frame, source)
-                data.x_control = pre.transform(data.control_frame, source, unseen="ignore")
-                tracking.log_text(parent, pre.to_json(), "preprocessing/state.json")
-                dp_release = dps.dp_section(plan, pre.bounds_used(), params.dp_report, info)
+                knots, values, info = dps.dp_quantile_knots(train_m, mpre, plan, estimate)
+                mpre = dps.refit_with_knots(mpre, train_m, knots, values, source)
+                x_model = mpre.transform(train_m, source)
+                if not rules:  # one preprocessor: the evaluation reads the knotted one too
+                    pre = data.pre = mpre
+                    data.x = x_model
+                    data.x_control = pre.transform(data.control_frame, source,
+                                                   unseen="ignore")
+                tracking.log_text(parent, mpre.to_json(), "preprocessing/state.json")
+                dp_release = dps.dp_section(plan, mpre.bounds_used(), params.dp_report, info)
         else:
-            label_shares, estimate = counts / counts.sum(), float(len(data.x))
+            label_shares, estimate = counts / counts.sum(), float(len(x_model))
         rows = params.rows or int(round(estimate))
         if federated:  # nothing trains here: the federation's global VAE samples
             result = _FederatedVae(vae, federation)
             config = vae.config
         else:
-            config = VaeConfig(heads=pre.heads(), condition=cond.index, latent=params.latent,
+            config = VaeConfig(heads=mpre.heads(), condition=cond_m.index, latent=params.latent,
                                epochs=params.epochs, batch_size=params.batch_size)
             with timings("train"):
-                result = train_vae_task(data.x, config, params.seed, parent, plan,
+                result = train_vae_task(x_model, config, params.seed, parent, plan,
                                         params.dp_sampling_rate * estimate if private else None)
         with timings("sample"):
             rng = np.random.default_rng([params.seed, 1])
-            conditions = syn.draw_conditions(rows, cond, label_shares, rng)
-            x_syn = result.vae.sample(rows, rng, conditions)
-            syn.keep_condition(x_syn, pre, cond)
             columns = [c for c in data.train_frame.columns if c in pre.modelled()]
-            frame = pre.reverse_transform(x_syn).select(columns)
+            if rules:
+                def draw(n: int):
+                    x = result.vae.sample(n, rng, syn.draw_conditions(n, cond_m, label_shares,
+                                                                      rng))
+                    syn.keep_condition(x, mpre, cond_m)
+                    return rules.decode(mpre.reverse_transform(x)).select(columns)
+
+                frame, rejection = constraints.sample_valid(draw, rows, rules)
+                x_syn = pre.transform(frame, source, unseen="ignore")
+                conditions = syn.draw_conditions(5, cond_m, label_shares, rng)
+                if rejection["rejected"]:
+                    print(f"constraints: {rejection['rejected']} of {rejection['drawn']} drawn "
+                          f"rows rejected ({100 * rejection['rate']:.1f}%)", flush=True)
+            else:
+                conditions = syn.draw_conditions(rows, cond, label_shares, rng)
+                x_syn = result.vae.sample(rows, rng, conditions)
+                syn.keep_condition(x_syn, pre, cond)
+                frame = pre.reverse_transform(x_syn).select(columns)
             print(f"sampled {rows} synthetic rows", flush=True)
         with timings("evaluate"):
             evaluation = evaluate_task(
@@ -152,6 +189,8 @@ def synthesize(params: SynthesizeParameters | None = None) -> SynthesisOutcome:
                 x_control=data.x_control, synthetic=frame, train=data.train_frame,
                 control=data.control_frame, seed=params.seed,
                 attacks=params.privacy_attacks, condition=cond)
+            if rules:
+                evaluation["constraints"] = rules.report(data.train_frame, frame, rejection)
         gate = syn.judge(evaluation, profile, params.privacy_attacks, params.accept_risk)
         report = syn.report_markdown(profile.name, evaluation, gate, rows=rows,
                                      model=params.model, dp=dp_release, condition=cond,

@@ -109,3 +109,61 @@ def duplicated_table(rows: int = 1000, share: float = 0.4, seed: int = 0):
     copies = copies.with_columns(
         label=pl.when(pl.Series(flip)).then(pl.lit("yes")).otherwise(pl.col("label")))
     return pl.concat([base, copies])[rng.permutation(rows)]
+
+
+def hospital_table(rows: int = 1500, seed: int = 0) -> pl.DataFrame:
+    """Hospital admissions with rules every row keeps: discharge on or after admission,
+    length_of_stay = discharge - admission in days, each ward on its own floor, a cost that
+    grows with the stay; readmitted is the label."""
+    import datetime as dt
+
+    rng = np.random.default_rng(seed)
+    admission = np.datetime64(dt.date(2024, 1, 1)) + rng.integers(0, 365, rows).astype(
+        "timedelta64[D]")
+    stay = rng.poisson(4, rows) + (rng.random(rows) < 0.2) * rng.integers(5, 30, rows)
+    wards = np.array(["cardio", "ortho", "neuro", "general"])
+    floors = {"cardio": "3", "ortho": "2", "neuro": "4", "general": "1"}
+    ward = wards[rng.integers(0, 4, rows)]
+    cost = np.round(800 * stay + rng.gamma(2.0, 400.0, rows), 2)
+    age = rng.integers(18, 96, rows)
+    score = stay / 6 + (age > 70) * 0.8 + rng.normal(0, 0.8, rows)
+    return pl.DataFrame({
+        "admission_date": admission, "discharge_date": admission + stay.astype(
+            "timedelta64[D]"), "length_of_stay": stay, "ward": ward,
+        "floor": [floors[w] for w in ward], "age": age, "cost": cost,
+        "readmitted": np.where(score > np.quantile(score, 0.8), "yes", "no")}).with_columns(
+        pl.col("admission_date").cast(pl.Date), pl.col("discharge_date").cast(pl.Date))
+
+
+HOSPITAL_CONSTRAINTS = [
+    {"type": "inequality", "low": "admission_date", "high": "discharge_date",
+     "difference": {"min": 0, "max": 60}},
+    {"type": "formula", "column": "length_of_stay",
+     "expression": "discharge_date - admission_date"},
+    {"type": "fixed_combinations", "columns": ["ward", "floor"],
+     "combinations": [["cardio", 3], ["ortho", 2], ["neuro", 4], ["general", 1]]},
+    {"type": "range", "column": "cost", "low": 0},
+]
+
+
+def hospital_profile(**overrides) -> dict:
+    """The hospital table's profile (public bounds for DP runs), with its four constraints."""
+    out = {
+        "name": "hospital", "target": {"column": "readmitted", "positive": "yes"},
+        "groups": {"stay": ["admission_date", "discharge_date", "length_of_stay"],
+                   "patient": ["ward", "floor", "age", "cost"]},
+        "columns": {"admission_date": "date", "discharge_date": "date",
+                    "length_of_stay": "numeric", "ward": "categorical",
+                    "floor": "categorical", "age": "numeric", "cost": "numeric",
+                    "readmitted": "categorical"},
+        "bounds": {"admission_date": {"min": "2024-01-01", "max": "2024-12-31"},
+                   "discharge_date": {"min": "2024-01-01", "max": "2025-03-01"},
+                   "length_of_stay": {"min": 0, "max": 60, "integer": True},
+                   "ward": {"categories": ["cardio", "ortho", "neuro", "general"]},
+                   "floor": {"categories": [1, 2, 3, 4]},
+                   "age": {"min": 18, "max": 100, "integer": True},
+                   "cost": {"min": 0, "max": 100_000},
+                   "readmitted": {"categories": ["no", "yes"]}},
+        "constraints": HOSPITAL_CONSTRAINTS}
+    out.update(overrides)
+    return out

@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import yaml
 from pydantic import (
@@ -275,6 +275,104 @@ class PublicBounds(BaseModel):
         return self.number(self.min, kind), self.number(self.max, kind)  # type: ignore[arg-type]
 
 
+class _Rule(BaseModel):
+    """What every constraint has: where it came from (``origin``, as for bounds)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    origin: Literal["public", "data"] = Field(
+        "public", description="public: a rule the owner states; data: proposed by `cloakflow "
+                              "profile` because it held on every row (review it: under DP it "
+                              "is a statistic of the rows until the owner sets origin: public)")
+
+
+class Inequality(_Rule):
+    """``low <= high`` in every row, between two numeric, two date or two datetime columns.
+    Kept by a reversible transform (as SDV's ``Inequality``): the synthesizer models
+    ``high - low`` (days for dates, seconds for datetimes), which cannot go below 0."""
+
+    type: Literal["inequality"]
+    low: str
+    high: str
+    difference: PublicBounds | None = Field(
+        None, description="public min and max of high - low (days for dates, seconds for "
+                          "datetimes): a DP synthetic release scales the modelled difference "
+                          "with them, and refuses the constraint without them")
+
+    def describe(self) -> str:
+        return f"{self.low} <= {self.high}"
+
+    def named(self) -> list[str]:
+        return [self.low, self.high]
+
+
+class Formula(_Rule):
+    """``column`` equals an expression of other columns in every row (a length of stay, a
+    total): not modelled, computed on the synthetic rows. ``expression`` is SQL over the
+    table's columns (polars ``sql_expr``, e.g. ``discharge_date - admission_date`` or
+    ``price * quantity``); a date difference reads in whole days."""
+
+    type: Literal["formula"]
+    column: str
+    expression: str = Field(min_length=1)
+
+    def describe(self) -> str:
+        return f"{self.column} = {self.expression}"
+
+    def named(self) -> list[str]:
+        return [self.column]
+
+
+class FixedCombinations(_Rule):
+    """The combinations of ``columns`` (categorical) that may appear together (a city and
+    its region): the ones seen in the training rows or, required under DP, those listed.
+    Kept by a reversible transform (as SDV's ``FixedCombinations``): the synthesizer models
+    the columns as one categorical column over the combinations."""
+
+    type: Literal["fixed_combinations"]
+    columns: list[str] = Field(min_length=2)
+    combinations: list[list[str]] | None = None
+
+    @field_validator("combinations", mode="before")
+    @classmethod
+    def _as_text(cls, value):
+        if isinstance(value, list):
+            return [PublicBounds._as_text(v) if isinstance(v, list) else v for v in value]
+        return value
+
+    def describe(self) -> str:
+        return "fixed combinations of " + ", ".join(self.columns)
+
+    def named(self) -> list[str]:
+        return list(self.columns)
+
+
+class Range(_Rule):
+    """``low <= column <= high`` in every row, each bound a number or another column's name
+    (one may be left out). Kept by rejection."""
+
+    type: Literal["range"]
+    column: str
+    low: float | str | None = None
+    high: float | str | None = None
+
+    @model_validator(mode="after")
+    def _one_bound(self) -> Range:
+        if self.low is None and self.high is None:
+            raise ValueError(f"range on {self.column!r}: give low, high or both")
+        return self
+
+    def describe(self) -> str:
+        return " <= ".join(str(v) for v in (self.low, self.column, self.high) if v is not None)
+
+    def named(self) -> list[str]:
+        return [self.column] + [v for v in (self.low, self.high) if isinstance(v, str)]
+
+
+Constraint = Annotated[Inequality | Formula | FixedCombinations | Range,
+                       Field(discriminator="type")]
+
+
 class DatasetProfile(BaseModel):
     """Everything cloakflow needs to know about one table."""
 
@@ -311,6 +409,10 @@ class DatasetProfile(BaseModel):
     privacy: PrivacySettings = Field(default_factory=PrivacySettings)
     bounds: dict[str, PublicBounds] = Field(
         default_factory=dict, description="public bounds per feature column (used by DP runs)")
+    constraints: list[Constraint] = Field(
+        default_factory=list, description="rules every row keeps (inequalities, formulas, "
+                                          "fixed combinations, ranges): synthetic releases keep "
+                                          "them and report each one's share of valid rows")
 
     @model_validator(mode="after")
     def _check_columns(self) -> DatasetProfile:
@@ -373,7 +475,32 @@ class DatasetProfile(BaseModel):
             if unknown:
                 raise ValueError(f"{kind} names columns that are in no group: {unknown}"
                                  + _near(unknown, list(seen)))
+        self._check_constraints(set(seen) | set(label))
         return self
+
+    def _check_constraints(self, modelled: set[str]) -> None:
+        """Each constraint names modelled columns; a formula's column is not also another
+        constraint's, and a column is the ``high`` of one inequality at most."""
+        derived = {c.column for c in self.constraints if isinstance(c, Formula)}
+        highs: list[str] = []
+        for c in self.constraints:
+            named = c.named()
+            unknown = sorted(set(named) - modelled)
+            if unknown:
+                raise ValueError(f"constraint {c.describe()!r} names columns that are in no "
+                                 f"group: {unknown}" + _near(unknown, sorted(modelled)))
+            if not isinstance(c, Formula) and derived & set(named):
+                raise ValueError(f"constraint {c.describe()!r} names {sorted(derived & set(named))}"
+                                 ", which a formula computes: state the rule on the columns "
+                                 "it is computed from")
+            if isinstance(c, Inequality):
+                if c.low == c.high:
+                    raise ValueError(f"constraint {c.describe()!r}: low and high are one column")
+                highs.append(c.high)
+        twice = sorted({h for h in highs if highs.count(h) > 1})
+        if twice:
+            raise ValueError(f"{twice} are the high side of more than one inequality: keep one "
+                             "(a <= b <= c is written as a <= b and b <= c)")
 
     def public_dump(self) -> dict:
         """The profile as a release manifest may show it: bounds marked ``origin: data`` (read

@@ -412,6 +412,8 @@ def report_markdown(dataset: str, evaluation: dict, gate: dict, *, rows: int, mo
             lines += [f"The quality rows follow {quality['follows']}; its weakest pairs: "
                       f"{q_worst or 'none scored'}."]
         lines.append("")
+    if evaluation.get("constraints"):
+        lines += constraint_lines(evaluation["constraints"])
     ts = evaluation["tstr"]
     if "skipped" in ts:
         lines += ["## Utility", "", f"TSTR skipped: {ts['skipped']}.", ""]
@@ -573,6 +575,24 @@ def plot_associations(train: pl.DataFrame, synthetic: pl.DataFrame, path: str,
     return path, mean
 
 
+def constraint_lines(section: dict) -> list[str]:
+    """The report's constraints table: each rule, how it is kept, its share of valid rows in
+    the training and the synthetic rows, and the rejection rate."""
+    lines = ["## Constraints (share of rows keeping each rule)", "",
+             "| rule | kept by | training rows | synthetic rows |", "|---|---|---|---|"]
+    lines += [f"| `{r['constraint']}` | {r['kept_by']} | {_pct(r.get('valid_real'))} | "
+              f"{_pct(r['valid_synthetic'])} |" for r in section["rules"]]
+    rej = section["rejection"]
+    lines += ["", (f"Rejection: {rej['rejected']} of {rej['drawn']} drawn rows "
+                   f"({100 * rej['rate']:.1f}%) broke a rule kept by rejection and were drawn "
+                   "again." if rej["rejected"] else "No drawn row was rejected."), ""]
+    return lines
+
+
+def _pct(share: float | None) -> str:
+    return "—" if share is None else f"{100 * share:.1f}%"
+
+
 def manifest(*, profile: DatasetProfile, params: dict, source, parent: str, flow_run_id: str,
              rows: int, frame: pl.DataFrame, config, train_log, training_rows: int,
              control_rows: int, condition: Conditioning, evaluation: dict, gate: dict,
@@ -640,6 +660,14 @@ def manifest(*, profile: DatasetProfile, params: dict, source, parent: str, flow
         "privacy": {"statement": statement, "model_in_release": False},
         "dp": dp,
     }
+    if evaluation.get("constraints"):  # the synthetic side reads only the published rows
+        out["constraints"] = {
+            "rules": [{k: v for k, v in r.items() if k != "valid_real" or not private}
+                      for r in evaluation["constraints"]["rules"]],
+            "rejection": evaluation["constraints"]["rejection"],
+            "note": "valid_synthetic: the share of published rows keeping the rule; valid_real: "
+                    "of the training rows" + (" (in the MLflow run only: dp.report = private)"
+                                              if private else "")}
     if federation is not None:
         out["federation"] = federation
         model["training"] = (f"federated ({federation['strategy']}, {federation['rounds']} "
