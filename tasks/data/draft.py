@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import polars as pl
 import yaml
 
@@ -41,6 +42,8 @@ QUASI_NAMES = r"(?i)(^age$|_age$|^age_|sex|gender|birth|dob|zip|postcode|postal|
               r"country|nationality|race|ethnic|marital|occupation|^job$|education)"
 _YES = {"1", "1.0", "true", "yes", "y", "t"}  # a two-valued label's positive value, if present
 BOUND_CATEGORIES = 20  # categories listed as (data) bounds up to this many
+MIN_RULE_ROWS = 20  # an inequality is proposed only when it held on this many rows or more
+MAX_RULES = 10  # at most this many proposed inequalities
 
 
 class DraftError(ValueError):
@@ -331,6 +334,13 @@ def _draft(path: Path, frame: pl.DataFrame, fmt: str, sep: str, name: str | None
     }
     if not doc["name"][0].isalnum():
         doc["name"] = "t" + doc["name"]
+    rules = _inequalities(frame, {c: cols[c].kind for c in features},
+                          {c: cols[c].date_format for c in features})
+    if rules:
+        doc["constraints"] = rules
+        notes.append(f"{len(rules)} inequalities held on every row (constraints:, origin: data): "
+                     "keep the ones that are rules of the domain and set origin: public, "
+                     "remove the coincidences")
     profile = DatasetProfile.model_validate(doc)
     return Draft(profile, _text(doc, notes, path), notes)
 
@@ -362,6 +372,41 @@ def _bounds(frame: pl.DataFrame, kinds_: dict[str, str],
     return out
 
 
+def _inequalities(frame: pl.DataFrame, kinds_: dict[str, str],
+                  formats: dict[str, str | None]) -> list[dict]:
+    """Proposed constraints: ``low <= high`` for each pair of date, datetime or numeric
+    columns of one kind that holds on every row where both are present, where their ranges
+    overlap (otherwise the rule says nothing the bounds do not) and at most ``MAX_RULES``;
+    marked ``origin: data`` (the rows say it: review before a DP run)."""
+    numbers: dict[str, np.ndarray] = {}
+    for c, kind in kinds_.items():
+        if kinds.FAMILY[kind] != "numeric":
+            continue
+        series = frame.get_column(c)
+        if kind in ("date", "datetime") and series.dtype == pl.String:
+            series = kinds.parse_dates(series, kind, formats.get(c), "draft")
+        try:
+            numbers[c] = kinds.to_numbers(series, kind)
+        except kinds.KindError:
+            continue
+    out = []
+    names = list(numbers)
+    for i, a in enumerate(names):
+        for b in names[i + 1:]:
+            if kinds_[a] != kinds_[b]:
+                continue
+            x, y = numbers[a], numbers[b]
+            both = ~(np.isnan(x) | np.isnan(y))
+            if both.sum() < MIN_RULE_ROWS:
+                continue
+            x, y = x[both], y[both]
+            for low, high, lo, hi in ((a, b, x, y), (b, a, y, x)):
+                if (lo <= hi).all() and (lo < hi).any() and lo.max() > hi.min():
+                    out.append({"type": "inequality", "low": low, "high": high,
+                                "origin": "data"})
+    return out[:MAX_RULES]
+
+
 def _text(doc: dict[str, Any], notes: list[str], path: Path) -> str:
     head = [f"# cloakflow profile drafted from {path.name}: review it before use.",
             "# Notes:", *(f"#  - {n}" for n in notes),
@@ -372,5 +417,7 @@ def _text(doc: dict[str, Any], notes: list[str], path: Path) -> str:
             "# public; replace them with domain bounds (origin: public) or remove them first.",
             "# nullable lists the columns with nulls in this table: a DP synthetic run takes it as",
             "# public knowledge; keep only columns known to be optional without looking.",
+            "# constraints (if any) are inequalities that held on every row (origin: data):",
+            "# keep the rules of the domain (origin: public), remove coincidences.",
             ""]
     return "\n".join(head) + yaml.safe_dump(doc, sort_keys=False, allow_unicode=True)

@@ -207,3 +207,15 @@ def test_a_zero_one_label_is_drafted_with_one_as_its_positive_value(tmp_path):
                   "y": (rng.random(200) < 0.7).astype(int)}).write_csv(path)  # 1 is common
     target = draft_profile(path).profile.target
     assert (target.column, target.positive) == ("y", 1)
+
+
+def test_the_draft_proposes_inequalities_that_held_on_every_row_for_review(tmp_path):
+    from tests.helpers import hospital_table
+
+    path = tmp_path / "hospital.csv"
+    hospital_table(300).write_csv(path)
+    draft = draft_profile(path)
+    rules = [(c.low, c.high, c.origin) for c in draft.profile.constraints]
+    # the dates' rule; not age <= cost (their ranges do not overlap: nothing to learn)
+    assert rules == [("admission_date", "discharge_date", "data")]
+    assert any("inequalities held on every row" in n for n in draft.notes)
