@@ -9,11 +9,11 @@ accountant, add/remove neighbouring relation). Nothing published is a function o
    public bounds (``TablePreprocessor`` with ``public_bounds``); a column without public bounds
    is refused before anything runs (``require_public_bounds``), and missing-value flags follow
    the profile's ``missing`` rule. A numeric column with public min and max but no public knots
-   gets **DP quantile knots** (``dp_quantile_knots``): one Gaussian mechanism over a histogram
-   of each such column on fine equal bins of its public range plus one bin for each bound
-   itself (each row in one bin per column: L2 sensitivity sqrt(k) for k columns), sized to
+   gets **DP quantile knots** (``dp_quantile_knots``): one Gaussian mechanism over a tree of
+   counts of each such column on its public range (a node per level down to 1,024 leaves, plus
+   a bin for each bound itself: L2 sensitivity ``knot_sensitivity(k)`` for k columns), sized to
    cost about ``KNOT_SHARE`` of E; how finely each stretch is resolved is post-processing of
-   the noisy counts (``resolve_blocks``).
+   the noisy counts (``resolve_tree``).
 2. **One Gaussian histogram** (``models.training.dp_counts``) of the conditioning column's
    categories (sigma ``histogram_sigma``, sized to cost about ``HISTOGRAM_SHARE`` of E on its
    own). It gives the label distribution used to sample conditions and, summed, a DP estimate
@@ -54,7 +54,8 @@ ADJACENCY = "add_remove"
 ACCOUNTANT = "pld"
 HISTOGRAM_SHARE = 0.05  # the label histogram alone costs about this share of E
 KNOT_SHARE = 0.10  # the numeric columns' histograms (DP quantile knots) about this share
-KNOT_GRID = 1024  # equal bins inside a column's public range (resolve_blocks widens them)
+KNOT_GRID = 1024  # leaves of the knot tree: equal bins inside a column's public range
+KNOT_TREE_LEVELS = 11  # the tree's levels (1, 2, 4, ..., 1024 nodes): a row counts in each
 VALUE_LIST_SHARE = 0.9  # a value list's points hold at least this share of the DP row count
 KNOT_LEVELS = 1000  # quantile levels of the DP knots (as the non-DP fitting uses)
 KNOT_THRESHOLD = 2.0  # at least: noisy bin counts under keep_threshold sigmas are set to 0
@@ -88,10 +89,11 @@ class SynthesisDpPlan:
 
     @property
     def knot_multiplier(self) -> float | None:
-        """The knot histograms as one Gaussian mechanism of sensitivity 1: sigma / sqrt(k)."""
+        """The knot trees as one Gaussian mechanism of sensitivity 1: sigma over
+        ``knot_sensitivity(k)``."""
         if not self.knot_columns:
             return None
-        return self.knot_sigma / math.sqrt(len(self.knot_columns))
+        return self.knot_sigma / knot_sensitivity(len(self.knot_columns))
 
     def mechanisms(self) -> list[dict]:
         """The ledger's and the manifest's list of mechanisms (the histogram as one Gaussian
@@ -107,7 +109,7 @@ class SynthesisDpPlan:
         ] + ([{"models": ["quantile knots: " + ", ".join(self.knot_columns)],
                "noise_multiplier": self.knot_multiplier, "sampling_rate": 1.0,
                "sampling": "poisson", "steps": 1,
-               "clip_norm": math.sqrt(len(self.knot_columns)),
+               "clip_norm": knot_sensitivity(len(self.knot_columns)),
                "noise_per_count": self.knot_sigma,
                "epsilon": round(self.knot_epsilon, 6), "delta": self.delta}]
              if self.knot_columns else [])
@@ -153,7 +155,7 @@ def plan_synthesis_dp(epsilon: float, delta: float | None, clip_norm: float | No
     knots = {}
     if knot_columns:
         knots = {"knot_columns": tuple(knot_columns),
-                 "knot_sigma": knot_multiplier * math.sqrt(len(knot_columns)),
+                 "knot_sigma": knot_multiplier * knot_sensitivity(len(knot_columns)),
                  "knot_epsilon": accounting.histogram_epsilon(knot_multiplier, delta,
                                                                  adjacency=ADJACENCY)}
     plan = SynthesisDpPlan(epsilon, delta, sgd, hist_sigma, hist_alone, clip, epochs,
@@ -175,37 +177,42 @@ def knot_columns(specs) -> tuple[str, ...]:
                  and s.transform == "minmax" and s.missing_of is None)
 
 
+def knot_sensitivity(columns: int) -> float:
+    """L2 sensitivity of the knot trees of ``columns`` columns under add/remove of one row: the
+    row adds 1 to one node per level of each column's tree (``KNOT_TREE_LEVELS``; a value at a
+    bound to its bound bin alone, which is less): sqrt(columns * levels)."""
+    return math.sqrt(columns * KNOT_TREE_LEVELS)
+
+
 def dp_quantile_knots(frame, pre, plan: SynthesisDpPlan, rows_estimate: float, rng=None
                       ) -> tuple[dict[str, list[float]], dict[str, list[float]], dict[str, dict]]:
     """DP quantile knots of ``plan.knot_columns`` (Gaussian mechanism, secret noise).
 
-    Per column, every value (nulls left out, others clipped to the public range) falls in one
-    bin of a histogram: **exactly the public min**, ``KNOT_GRID`` equal bins strictly inside the
-    range, **exactly the public max**. A whole-number column (an integer source type, or a date)
-    has its inner bins aligned on whole numbers (edges at half-integers). N(0, knot_sigma^2) is
-    added to every count (one row moves one count per column by 1: L2 sensitivity sqrt(k),
-    accounted as one Gaussian of multiplier knot_sigma / sqrt(k); the two bound bins cost
-    nothing extra). Post-processing: a bound bin is kept when its noisy count reaches
-    ``keep_threshold`` sigmas (about half a spurious bin per column), the inner bins are
-    resolved at the finest width their counts stand out at (``resolve_blocks``: fine where the
-    rows are dense, wide in a sparse tail, nothing on an empty stretch); the CDF, its mass
-    spread evenly within each resolved block and held at the bound itself by a bound bin, is
-    inverted at ``KNOT_LEVELS`` levels. So a code at the bound (999, a zero balance) keeps its
-    point mass, while a continuous column near a bound is not pushed onto it. A column where
-    nothing is resolved keeps min-max knots (a straight line over its range), with a warning.
+    Per column, every value (nulls left out, others clipped to the public range) is counted in
+    a bin for **exactly the public min**, one for **exactly the public max**, or else in a
+    **tree** over ``KNOT_GRID`` equal leaves strictly inside the range (a whole-number column,
+    an integer source type or a date, has leaves aligned on whole numbers): a node per level
+    from the root (the whole range) down to the leaves, ``KNOT_TREE_LEVELS`` counts per row.
+    N(0, knot_sigma^2) is added to every count (one row moves at most ``KNOT_TREE_LEVELS``
+    counts per column by 1: L2 sensitivity ``knot_sensitivity(k)`` for k columns, accounted as
+    one Gaussian). Post-processing (``resolve_tree``): counts under ``keep_threshold`` sigmas
+    (about half a spurious count over the whole tree) are not trusted; the root's mass goes
+    down the tree to the children that stand out, so dense stretches reach the 1,024 leaves
+    while a sparse tail stops at a wide node, whose count is far less noisy than the sum of its
+    leaves; the CDF, mass spread evenly within each leaf and held at a bound by its own bin
+    (a code like 999 or a zero balance keeps its point mass, a continuous column near its
+    bound is not pushed onto it), is inverted at ``KNOT_LEVELS`` levels. A column where nothing
+    stands out keeps min-max knots (a straight line over its range), with a warning.
 
     A numeric column (kind ``numeric``, the preprocessor's ``discrete_levels`` on) whose mass
-    stands on a few points (all its resolved mass in at most ``discrete_levels`` single bins,
-    none in a wider block, and that mass at least ``VALUE_LIST_SHARE`` of ``rows_estimate``, the
-    DP row count: a rate published per quarter, a code like 999, a small count; not a small
-    table whose few dense bins alone stood above the noise) gets a DP value list instead of
-    knots: the kept bins' values (the bound itself for a bound bin, the centre for an inner bin,
-    within half a bin of ``KNOT_GRID`` of the true value; whole numbers for a whole-number
-    column). The VAE models such a column as categories, which keeps its point masses and their
-    dependencies far better than a density over knots (measured on the bank table: SDMetrics
-    quality 0.69 with knots only, 0.77 with value lists, at epsilon 3). A continuous column
-    whose mass fills a stretch of the range keeps knots: its values are drawn within the bins,
-    not at their centres.
+    stands on a few points (every kept count a bound bin or a leaf reached on its own, at most
+    ``discrete_levels`` of them, holding at least ``VALUE_LIST_SHARE`` of ``rows_estimate``, the
+    DP row count: a rate published per quarter, a code like 999) gets a DP value list instead
+    of knots: the kept values (the bound itself for a bound bin, a leaf's centre, within half
+    a leaf of the true value; whole numbers for a whole-number column). The VAE models such a
+    column as categories, which keeps its point masses and their dependencies far better than
+    a density over knots (measured on the bank table: SDMetrics quality 0.69 with knots only,
+    0.77 with value lists, at epsilon 3).
 
     Returns:
         (column -> ascending knots in the column's unit (days for dates, seconds for
@@ -220,39 +227,43 @@ def dp_quantile_knots(frame, pre, plan: SynthesisDpPlan, rows_estimate: float, r
     specs = {s.name: s for s in pre.specs}
     out, discrete, info = {}, {}, {}
     levels = np.linspace(0.0, 1.0, KNOT_LEVELS)
+    sigma = plan.knot_sigma
+    threshold = keep_threshold(4 * KNOT_GRID + 2) * sigma  # every node and bound bin tested
     for col in plan.knot_columns:
         spec = specs[col]
         lo, hi = float(spec.minimum), float(spec.maximum)
         whole = _whole(spec)
         edges = _inner_edges(lo, hi, KNOT_GRID, whole)
+        n_inner = len(edges) - 1
         values = pre._numbers(frame.get_column(col), spec.kind, "<training rows>")
         values = np.clip(values[~np.isnan(values)], lo, hi)
         inner = (values > lo) & (values < hi)
-        counts = np.concatenate([[np.sum(values == lo)],
-                                 np.histogram(values[inner], bins=edges)[0],
-                                 [np.sum(values == hi)]]).astype(np.float64)
-        noisy = counts + stream.normal(0.0, plan.knot_sigma, len(counts))
-        threshold = keep_threshold(2 * len(counts)) * plan.knot_sigma
-        ends = np.where(noisy[[0, -1]] >= threshold, noisy[[0, -1]], 0.0)
-        fine = noisy[1:-1] >= threshold
-        mass = np.concatenate([[ends[0]], resolve_blocks(noisy[1:-1], threshold),
-                               [ends[1]]])
-        kept = int((mass > 0).sum())
-        n_inner = len(edges) - 1
+        leaves = np.zeros(KNOT_GRID)
+        leaves[:n_inner] = np.histogram(values[inner], bins=edges)[0]
+        ends = np.array([np.sum(values == lo), np.sum(values == hi)], dtype=np.float64)
+        ends += stream.normal(0.0, sigma, 2)
+        ends[ends < threshold] = 0.0
+        widths = np.zeros(KNOT_GRID)
+        widths[:n_inner] = np.diff(edges)
+        tree = [leaves.reshape(2 ** level, -1).sum(axis=1)
+                + stream.normal(0.0, sigma, 2 ** level) for level in range(KNOT_TREE_LEVELS)]
+        mass, at_leaf = resolve_tree(tree, widths, threshold)
+        kept = int((mass > 0).sum() + (ends > 0).sum())
+        points = int(at_leaf.sum() + (ends > 0).sum())
         info[col] = {"bins": n_inner, "kept": kept, "discrete": False,
                      "at_min": bool(ends[0] > 0), "at_max": bool(ends[1] > 0),
                      "whole": whole}
-        points = int(fine.sum()) + int((ends > 0).sum())
+        full = np.concatenate([[ends[0]], mass[:n_inner], [ends[1]]])
         if spec.kind == "numeric" and 0 < points == kept <= pre.discrete_levels \
-                and mass.sum() >= VALUE_LIST_SHARE * rows_estimate:
+                and full.sum() >= VALUE_LIST_SHARE * rows_estimate:
             centres = np.concatenate([[lo], (edges[1:] + edges[:-1]) / 2, [hi]])
-            found = centres[mass > 0]
+            found = centres[full > 0]
             if whole:
                 found = np.round(found)
             discrete[col] = sorted({float(v) for v in found})
             info[col]["discrete"] = True
             continue
-        if kept == 0:
+        if full.sum() <= 0:
             print(f"WARNING: column {col!r}: no part of its public range stood above the DP "
                   "noise, so its synthetic values spread evenly over the range; give public "
                   f"knots (bounds.{col}.knots) or a tighter public range in the profile",
@@ -261,39 +272,43 @@ def dp_quantile_knots(frame, pre, plan: SynthesisDpPlan, rows_estimate: float, r
             continue
         lefts = np.concatenate([[lo], edges[:-1], [hi]])
         rights = np.concatenate([[lo], edges[1:], [hi]])
-        out[col] = _inverse_cdf(mass, lefts, rights, levels)
+        out[col] = _inverse_cdf(full, lefts, rights, levels)
     return out, discrete, info
 
 
-def resolve_blocks(noisy, threshold: float):
-    """Multi-resolution post-processing of one noisy histogram (Gaussian noise of sd
-    ``threshold / t`` per bin): a bin whose noisy count reaches ``threshold`` keeps it; the
-    other bins are taken up in aligned blocks of 2, 4, 8, ... bins, a block of m not yet
-    resolved bins keeping its noisy sum, spread evenly over it, when that sum reaches
-    ``threshold * sqrt(m)`` (its noise sd grows as sqrt(m)). Dense regions keep the fine
-    grid, sparse tails get wide bins, empty stretches get nothing. Reads only the noisy
-    counts: post-processing, no privacy cost.
+def resolve_tree(tree: list, widths, threshold: float):
+    """Post-processing of one column's noisy tree of counts (``tree[level]``: 2**level noisy
+    node counts over the leaves, the root first; a hierarchical histogram as in Hay et al.
+    2010, "Boosting the accuracy of differentially private histograms through consistency")
+    into a mass per leaf, top-down: the root's count, if it stands above ``threshold``, is
+    split between the children that stand above it in proportion to their counts, and so on
+    down; a node none of whose children stands out spreads its mass over its leaves in
+    proportion to their widths (``widths``; 0 for padding). Dense stretches reach the leaves,
+    a sparse tail stops at a wide node, an empty stretch gets nothing. Reads only the noisy
+    counts: no privacy cost.
 
     Returns:
-        the mass per bin, shape (len(noisy),), zero where nothing was resolved.
+        (mass per leaf, shape (leaves,); whether a leaf's mass came down to the leaf level
+        itself rather than spread from a wider node, shape (leaves,)).
     """
     import numpy as np
 
-    mass = np.where(noisy >= threshold, noisy, 0.0)
-    free = mass == 0
-    width = 2
-    while width < 2 * len(noisy):
-        for start in range(0, len(noisy), width):
-            block = slice(start, min(start + width, len(noisy)))
-            if not free[block].all():
-                continue
-            total = float(noisy[block].sum())
-            size = block.stop - block.start
-            if total >= threshold * math.sqrt(size):
-                mass[block] = total / size
-                free[block] = False
-        width *= 2
-    return mass
+    mass = np.where(tree[0] >= threshold, tree[0], 0.0)
+    spread = np.zeros(len(widths))
+    for level in range(len(tree) - 1):
+        kids = tree[level + 1].reshape(-1, 2)
+        strong = np.where(kids >= threshold, kids, 0.0)
+        total = strong.sum(axis=1)
+        stop = (mass > 0) & (total == 0)  # no child stands out: spread over the node
+        if stop.any():
+            w = widths.reshape(len(mass), -1)
+            node = w.sum(axis=1, keepdims=True)
+            share = np.where(node > 0, w / np.where(node > 0, node, 1.0), 0.0)
+            spread += (np.where(stop, mass, 0.0)[:, None] * share).reshape(-1)
+        go = (mass > 0) & (total > 0)
+        mass = (np.where(go, mass, 0.0)[:, None] * strong
+                / np.where(total > 0, total, 1.0)[:, None]).reshape(-1)
+    return spread + mass, mass > 0
 
 
 def keep_threshold(bins: int) -> float:
