@@ -106,8 +106,10 @@ class _Column:
     date_format: str | None = None
 
 
-def _classify(series: pl.Series) -> _Column:
-    """Kind, role and notes of one column, by the same rules ingest and preprocessing apply."""
+def _classify(series: pl.Series, distinct_rows: int | None = None) -> _Column:
+    """Kind, role and notes of one column, by the same rules ingest and preprocessing apply
+    (identifiers judged per distinct row of the table, ``distinct_rows``: a key repeats only
+    with its whole row)."""
     name, rows = series.name, len(series)
     values = series.drop_nulls()
     col = _Column(name, kinds.infer_kind(series.dtype))
@@ -168,12 +170,14 @@ def _classify(series: pl.Series) -> _Column:
                              " store them as plain numbers and add the column back")
             return col
     distinct = values.n_unique()
-    if col.kind == "categorical" and len(values) >= IDENTIFIER_MIN_ROWS \
-            and distinct >= IDENTIFIER_SHARE * len(values):
+    per = min(len(values), distinct_rows or len(values))  # rows, duplicates counted once
+    if col.kind == "categorical" and per >= IDENTIFIER_MIN_ROWS \
+            and distinct >= IDENTIFIER_SHARE * per:
         col.role = "identifier"
-        col.notes.append(f"{name}: {distinct} distinct values in {len(values)} rows: an "
-                         "identifier (kept out of the features and the release)")
-    elif reasons := integer_key_reasons(series):
+        col.notes.append(f"{name}: {distinct} distinct values in {len(values)} rows"
+                         + (f" ({per} distinct rows)" if per < len(values) else "")
+                         + ": an identifier (kept out of the features and the release)")
+    elif reasons := integer_key_reasons(series, distinct_rows):
         col.role = "identifier"
         col.notes.append(f"{name}: one distinct integer per row and {' and '.join(reasons)}: "
                          "an identifier")
@@ -289,7 +293,8 @@ def draft_profile(path: str | Path, name: str | None = None,
 
 def _draft(path: Path, frame: pl.DataFrame, fmt: str, sep: str, name: str | None,
            read_notes: list[str] | None = None) -> Draft:
-    cols = {c: _classify(frame.get_column(c)) for c in frame.columns}
+    distinct_rows = frame.unique().height
+    cols = {c: _classify(frame.get_column(c), distinct_rows) for c in frame.columns}
     target, positive, candidates, target_note = _target(frame, cols)
     features = [c for c, col in cols.items() if col.role == "feature" and c != target]
     if not features:

@@ -40,15 +40,17 @@ DISCRETE_LEVELS = 32
 DISCRETE_MIN_ROWS = 50
 
 
-def integer_key_reasons(series: pl.Series) -> list[str]:
+def integer_key_reasons(series: pl.Series, distinct_rows: int | None = None) -> list[str]:
     """Why an integer column reads as a key, or ``[]``: one distinct value per row (from
-    ``IDENTIFIER_MIN_ROWS`` rows) and a key-like name (``customer_id``, ``AccountNo``) or a
-    dense run of numbers (range under twice the rows); values sorted down the file are named
-    as a further sign, never alone (a table may be sorted by a measure)."""
+    ``IDENTIFIER_MIN_ROWS`` rows; per distinct row of the table when ``distinct_rows`` is
+    given, so that a key repeated only because its whole row is a duplicate still reads as a
+    key) and a key-like name (``customer_id``, ``AccountNo``) or a dense run of numbers (range
+    under twice the rows); values sorted down the file are named as a further sign, never
+    alone (a table may be sorted by a measure)."""
     import re
 
     values = series.drop_nulls()
-    rows = len(values)
+    rows = min(len(values), distinct_rows or len(values))
     if not series.dtype.is_integer() or rows < IDENTIFIER_MIN_ROWS or values.n_unique() != rows:
         return []
     reasons = []
@@ -237,6 +239,8 @@ class TablePreprocessor:
                 "origin: public, or remove them (`cloakflow run` then scales the column on "
                 "the training rows and lists it as not covered by epsilon; a DP "
                 "`cloakflow synthesize` needs public bounds for every column)")
+        # identifiers are judged per distinct row: a key repeats only with its whole row
+        distinct_rows = frame.unique().height
         for col, group in self.modelled().items():
             series = frame.get_column(col)
             try:
@@ -296,7 +300,7 @@ class TablePreprocessor:
                 values = self._numbers(series, kind, source)
                 values = values[~np.isnan(values)]
                 if kind == "numeric" and _whole_numbers(series.dtype):
-                    self._check_not_integer_key(series, source)
+                    self._check_not_integer_key(series, source, distinct_rows)
                 spec = ColumnSpec(col, group, kind,
                                   minimum=float(values.min()), maximum=float(values.max()),
                                   fill=float(np.median(values)), dtype=dtype)
@@ -307,7 +311,8 @@ class TablePreprocessor:
             else:
                 values = kinds.category_text(series).drop_nulls()
                 counts = values.value_counts(sort=True)
-                self._check_not_identifier(col, counts.height, len(values), source)
+                self._check_not_identifier(col, counts.height, len(values), source,
+                                           distinct_rows)
                 labels = counts.get_column(col).to_list()
                 order = (lambda v: float(v)) if series.dtype.is_numeric() else None
                 spec = ColumnSpec(col, group, kind, categories=sorted(labels, key=order),
@@ -350,7 +355,8 @@ class TablePreprocessor:
             else "false"
 
     @staticmethod
-    def _check_not_integer_key(series: pl.Series, source: str) -> None:
+    def _check_not_integer_key(series: pl.Series, source: str,
+                               distinct_rows: int | None = None) -> None:
         """An integer column that reads as a key (``integer_key_reasons``) is an identifier
         stored as a number; declaring it numeric does not make it a feature.
 
@@ -359,26 +365,32 @@ class TablePreprocessor:
         """
         if isinstance(series.dtype, pl.Decimal):  # decimal(p,0): whole numbers
             series = series.cast(pl.Int128, strict=False)
-        reasons = integer_key_reasons(series)
+        reasons = integer_key_reasons(series, distinct_rows)
         if reasons:
-            rows = series.drop_nulls().len()
+            distinct, rows = series.drop_nulls().n_unique(), series.drop_nulls().len()
             raise PreprocessError(
-                f"{source}: column {series.name!r}: {rows} distinct integers in {rows} rows and "
+                f"{source}: column {series.name!r}: {distinct} distinct integers in {rows} rows"
+                + (f" ({distinct} distinct rows)" if distinct < rows else "") + " and "
                 f"{' and '.join(reasons)}: an identifier stored as a number, not a feature. "
                 "List it under `identifiers:` in the profile (kept out of the features and the "
                 "release) or under `drop:`, and remove it from its group")
 
     @staticmethod
-    def _check_not_identifier(col: str, distinct: int, rows: int, source: str) -> None:
+    def _check_not_identifier(col: str, distinct: int, rows: int, source: str,
+                              distinct_rows: int | None = None) -> None:
         """A categorical column with (nearly) one value per row is an identifier: one-hot
-        encoded it is a row index in disguise, and it would be released in the codes.
+        encoded it is a row index in disguise, and it would be released in the codes. Rows
+        are counted once per distinct row (``distinct_rows``): a key repeated only with its
+        whole row is still a key.
 
         Raises:
             PreprocessError: naming the column, the counts and the profile keys that decide.
         """
-        if rows >= IDENTIFIER_MIN_ROWS and distinct >= IDENTIFIER_SHARE * rows:
+        per = min(rows, distinct_rows or rows)
+        if per >= IDENTIFIER_MIN_ROWS and distinct >= IDENTIFIER_SHARE * per:
             raise PreprocessError(
-                f"{source}: column {col!r}: {distinct} distinct values in {rows} rows (nearly one "
+                f"{source}: column {col!r}: {distinct} distinct values in {rows} rows"
+                + (f" ({per} distinct rows)" if per < rows else "") + " (nearly one "
                 "per row): an identifier, not a feature. List it under `identifiers:` in the "
                 "profile (kept out of the features and the release) or under `drop:`, and "
                 "remove it from its group and from quasi_identifiers")

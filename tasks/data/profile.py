@@ -63,8 +63,10 @@ class Target(BaseModel):
     @model_validator(mode="after")
     def _check(self) -> Target:
         if self.kind == "binary" and self.positive is None:
-            raise ValueError(f"target {self.column!r} is binary: give `positive:` (the value "
-                             "that counts as the positive class)")
+            raise ValueError(f"target {self.column!r} is binary (the default kind): give "
+                             "`positive:` (the value that counts as the positive class), or "
+                             "declare `kind: multiclass` (three or more classes) or "
+                             "`kind: numeric` (a number to predict)")
         if self.kind != "binary" and (self.one_vs_rest or self.positive is not None):
             raise ValueError(f"target {self.column!r}: `positive:` and `one_vs_rest:` belong "
                              f"to a binary target, not kind {self.kind!r}")

@@ -219,3 +219,36 @@ def test_the_draft_proposes_inequalities_that_held_on_every_row_for_review(tmp_p
     # the dates' rule; not age <= cost (their ranges do not overlap: nothing to learn)
     assert rules == [("admission_date", "discharge_date", "data")]
     assert any("inequalities held on every row" in n for n in draft.notes)
+
+
+def test_an_identifier_repeated_only_by_duplicate_rows_is_still_an_identifier(tmp_path):
+    """15% of the rows are exact copies (their visit_id too): the id's distinct share of all
+    rows falls under the identifier rule, of the distinct rows it does not."""
+    from cloakflow.tasks.data.preprocess import PreprocessError
+    from cloakflow.tasks.data.profile import DatasetProfile
+
+    rng = np.random.default_rng(0)
+    n = 1000
+    base = pl.DataFrame({"visit_id": [f"V{i:05d}" for i in range(n)],
+                         "account": np.arange(10_000, 10_000 + n),
+                         "clinic": rng.choice(["a", "b", "c"], n),
+                         "bmi": np.round(rng.normal(26, 4, n), 1),
+                         "outcome": rng.choice(["0", "1"], n)})
+    frame = pl.concat([base, base.sample(180, seed=1)])
+    path = tmp_path / "visits.csv"
+    frame.write_csv(path)
+    draft = draft_profile(path)
+    assert draft.profile.identifiers == ["visit_id", "account"]
+    assert any("visit_id: 1000 distinct values in 1180 rows (1000 distinct rows): an "
+               "identifier" in n for n in draft.notes)
+    # preprocessing judges a profile that keeps them as features the same way
+    profile = DatasetProfile.model_validate({
+        "name": "visits", "target": {"column": "outcome", "positive": "1"},
+        "groups": {"g": ["visit_id", "clinic", "bmi"]}})
+    with pytest.raises(PreprocessError, match="'visit_id': 1000 distinct values in 1180 rows"):
+        TablePreprocessor(profile).fit(frame)
+    profile = DatasetProfile.model_validate({
+        "name": "visits", "target": {"column": "outcome", "positive": "1"},
+        "groups": {"g": ["account", "clinic", "bmi"]}, "columns": {"account": "numeric"}})
+    with pytest.raises(PreprocessError, match="'account': 1000 distinct integers"):
+        TablePreprocessor(profile).fit(frame)

@@ -191,7 +191,8 @@ def test_a_profile_target_kind_takes_positive_only_when_binary():
     from cloakflow.tasks.data.profile import DatasetProfile
     from tests.helpers import tiny_profile_dict
 
-    with pytest.raises(ValueError, match="is binary: give `positive:`"):
+    with pytest.raises(ValueError, match=r"is binary \(the default kind\): give `positive:`"
+                                         r".*kind: multiclass"):
         DatasetProfile.model_validate(tiny_profile_dict(target={"column": "label"}))
     with pytest.raises(ValueError, match="belong to a binary target, not kind 'numeric'"):
         DatasetProfile.model_validate(tiny_profile_dict(
