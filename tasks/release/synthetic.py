@@ -390,7 +390,8 @@ def report_markdown(dataset: str, evaluation: dict, gate: dict, *, rows: int, mo
                       "training rows, as SDMetrics' QualityReport scores `synthetic.parquet`. "
                       "The table subsamples the synthetic rows to the control rows' count, "
                       "beside the control rows themselves.", ""]
-        lines += ["| | synthetic | control rows (holdout maximum) |", "|---|---|---|"]
+        lines += ["| | synthetic | control rows (real rows never trained on) |",
+                  "|---|---|---|"]
         lines += [f"| {k.replace('_', '-')} | {fid[k]['synthetic']:.3f} | "
                   f"{fid[k]['holdout_maximum']:.3f} |" for k in ("univariate", "bivariate",
                                                                  "three_way")]
@@ -447,6 +448,8 @@ def report_markdown(dataset: str, evaluation: dict, gate: dict, *, rows: int, mo
         if "tstr_mae" in ts["forest"]:
             lines += ["", f"MAE of the forest: TSTR {ts['forest']['tstr_mae']:.4g}, TRTR "
                           f"{ts['forest']['trtr_mae']:.4g} (the target's units)."]
+        if (weak := weak_signal(ts)):
+            lines += ["", f"**Little of the label's signal:** {weak}"]
         lines.append("")
     privacy = evaluation.get("privacy")
     lines += ["## Privacy", ""]
@@ -573,6 +576,27 @@ def plot_associations(train: pl.DataFrame, synthetic: pl.DataFrame, path: str,
     k = len(names)
     mean = float(diff[np.triu_indices(k, 1)].mean()) if k > 1 else 0.0
     return path, mean
+
+
+WEAK_SIGNAL = 0.5  # TSTR keeping less than this share of TRTR's gain over chance is weak
+
+
+def weak_signal(ts: dict) -> str | None:
+    """A warning when the forest trained on the synthetic rows keeps less than
+    ``WEAK_SIGNAL`` of what the one trained on the real rows gains over chance (ROC AUC over
+    0.5; R² over 0), or None: a release can pass every privacy limit and still carry almost
+    nothing of the label (too few epochs, a model that ignored the condition)."""
+    forest = ts.get("forest") or {}
+    if forest.get("tstr") is None or forest.get("trtr") is None:
+        return None
+    chance = 0.0 if ts.get("metric") == "r2" else 0.5
+    gain, kept = forest["trtr"] - chance, forest["tstr"] - chance
+    if gain <= 0.05 or kept >= WEAK_SIGNAL * gain:
+        return None
+    return (f"TSTR {forest['tstr']:.3f} keeps {max(kept, 0) / gain:.0%} of what training on "
+            f"the real rows gains over chance (TRTR {forest['trtr']:.3f}, chance {chance:g}). "
+            "Train longer (--epochs) or check the model's fit (its loss in the MLflow run); "
+            "set privacy.policy.min_utility to make the gate refuse such a release.")
 
 
 def constraint_lines(section: dict) -> list[str]:

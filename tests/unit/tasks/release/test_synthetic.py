@@ -89,3 +89,12 @@ def test_the_report_shows_quality_notes_and_small_sample_warnings(tiny_frame):
     assert "singling out: 22 of 300 queries built: inconclusive" in text
     assert "no inference attack" in text
     assert f"| max_dcr_share | {0.5:.4f} |" in text
+
+
+def test_a_release_that_kept_little_of_the_labels_signal_says_so():
+    from cloakflow.tasks.release.synthetic import weak_signal
+
+    assert weak_signal({"metric": "roc_auc", "forest": {"tstr": 0.78, "trtr": 0.79}}) is None
+    text = weak_signal({"metric": "r2", "forest": {"tstr": 0.02, "trtr": 0.79}})
+    assert text.startswith("TSTR 0.020 keeps 3% of what training on the real rows gains")
+    assert weak_signal({"metric": "roc_auc", "forest": {"tstr": 0.55, "trtr": 0.52}}) is None
