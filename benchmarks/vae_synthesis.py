@@ -115,7 +115,8 @@ def _fit_vae(args, profile, train, n_rows: int):
 
     private = args.dp_epsilon is not None
     pre = TablePreprocessor(profile, numeric="quantile", with_target=True, missing_state=True,
-                            public_bounds=private, discrete_levels=DISCRETE_LEVELS)
+                            public_bounds=private, discrete_levels=DISCRETE_LEVELS,
+                            bound_state=not private)
     pre.fit(train, "train")
     x = pre.transform(train, "train")
     cond = parse_condition(None, pre, "train")

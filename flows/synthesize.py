@@ -95,7 +95,9 @@ def synthesize(params: SynthesizeParameters | None = None) -> SynthesisOutcome:
         data = prepare(profile, params.input_path, params.control_fraction, params.seed,
                        parent, timings, public_bounds=private or federated, numeric="quantile",
                        options={"with_target": True, "missing_state": True,
-                                "discrete_levels": DISCRETE_LEVELS}, secret_split=private)
+                                "discrete_levels": DISCRETE_LEVELS,
+                                "bound_state": not private and not federated},
+                       secret_split=private)
         pre, source = data.pre, data.source_name
         cond = syn.parse_condition(params.condition, pre, source)
         # the model's view: the source rows, or with constraints their transform
@@ -107,7 +109,8 @@ def synthesize(params: SynthesizeParameters | None = None) -> SynthesisOutcome:
             mpre = TablePreprocessor(rules.model_profile(), public_bounds=pre.public_bounds,
                                      numeric=pre.numeric, with_target=pre.with_target,
                                      missing_state=pre.missing_state,
-                                     discrete_levels=pre.discrete_levels).fit(train_m, source)
+                                     discrete_levels=pre.discrete_levels,
+                                     bound_state=pre.bound_state).fit(train_m, source)
             x_model = mpre.transform(train_m, source)
             cond_m = syn.parse_condition(params.condition, mpre, source)
             print("constraints: " + "; ".join(f"{c.describe()} ({rules.kept_by(c)})"
@@ -212,7 +215,8 @@ def synthesize(params: SynthesizeParameters | None = None) -> SynthesisOutcome:
                 train_log=result.log, training_rows=len(data.x),
                 control_rows=len(data.x_control), condition=cond, evaluation=evaluation,
                 gate=gate, dp=dp_release,
-                nullable={s.missing_of for s in pre.specs if s.missing_of},
+                nullable={s.missing_of for s in pre.specs
+                          if s.missing_of and s.companion == "missing"},
                 federation=federation, duplicates=data.duplicates.to_dict())
             folder = str(write_release(params.out, profile.name, parent,
                                        {"synthetic": frame}, manifest))

@@ -56,7 +56,8 @@ HISTOGRAM_SHARE = 0.05  # the label histogram alone costs about this share of E
 KNOT_SHARE = 0.10  # the numeric columns' histograms (DP quantile knots) about this share
 KNOT_GRID = 1024  # leaves of the knot tree: equal bins inside a column's public range
 KNOT_TREE_LEVELS = 11  # the tree's levels (1, 2, 4, ..., 1024 nodes): a row counts in each
-VALUE_LIST_SHARE = 0.9  # a value list's points hold at least this share of the DP row count
+VALUE_LIST_SHARE = 0.9  # a value list's column holds at least this share of the DP row count
+VALUE_LIST_POINTS = 0.97  # ... and this share of its mass on single leaves or bound bins
 KNOT_LEVELS = 1000  # quantile levels of the DP knots (as the non-DP fitting uses)
 KNOT_THRESHOLD = 2.0  # at least: noisy bin counts under keep_threshold sigmas are set to 0
 DEFAULT_DELTA = 1e-6  # public: below 1 / (10 n) for tables under 100,000 rows
@@ -205,10 +206,11 @@ def dp_quantile_knots(frame, pre, plan: SynthesisDpPlan, rows_estimate: float, r
     stands out keeps min-max knots (a straight line over its range), with a warning.
 
     A numeric column (kind ``numeric``, the preprocessor's ``discrete_levels`` on) whose mass
-    stands on a few points (every kept count a bound bin or a leaf reached on its own, at most
-    ``discrete_levels`` of them, holding at least ``VALUE_LIST_SHARE`` of ``rows_estimate``, the
-    DP row count: a rate published per quarter, a code like 999) gets a DP value list instead
-    of knots: the kept values (the bound itself for a bound bin, a leaf's centre, within half
+    stands on a few points (at most ``discrete_levels`` bound bins or leaves reached on their
+    own, holding ``VALUE_LIST_POINTS`` of its mass, the column at least ``VALUE_LIST_SHARE`` of
+    ``rows_estimate``, the DP row count: a rate published per quarter, a code like 999) gets a
+    DP value list instead of knots (the rest, a rare value spread from a wider node, is
+    dropped): the kept values (the bound itself for a bound bin, a leaf's centre, within half
     a leaf of the true value; whole numbers for a whole-number column). The VAE models such a
     column as categories, which keeps its point masses and their dependencies far better than
     a density over knots (measured on the bank table: SDMetrics quality 0.69 with knots only,
@@ -250,14 +252,17 @@ def dp_quantile_knots(frame, pre, plan: SynthesisDpPlan, rows_estimate: float, r
         mass, at_leaf = resolve_tree(tree, widths, threshold)
         kept = int((mass > 0).sum() + (ends > 0).sum())
         points = int(at_leaf.sum() + (ends > 0).sum())
+        on_points = float(mass[at_leaf].sum() + ends.sum())  # mass on single leaves or bounds
         info[col] = {"bins": n_inner, "kept": kept, "discrete": False,
                      "at_min": bool(ends[0] > 0), "at_max": bool(ends[1] > 0),
                      "whole": whole}
         full = np.concatenate([[ends[0]], mass[:n_inner], [ends[1]]])
-        if spec.kind == "numeric" and 0 < points == kept <= pre.discrete_levels \
+        if spec.kind == "numeric" and 0 < points <= pre.discrete_levels \
+                and on_points >= VALUE_LIST_POINTS * full.sum() \
                 and full.sum() >= VALUE_LIST_SHARE * rows_estimate:
             centres = np.concatenate([[lo], (edges[1:] + edges[:-1]) / 2, [hi]])
-            found = centres[full > 0]
+            found = centres[np.concatenate([[ends[0]], np.where(at_leaf, mass, 0.0)[:n_inner],
+                                            [ends[1]]]) > 0]
             if whole:
                 found = np.round(found)
             discrete[col] = sorted({float(v) for v in found})
