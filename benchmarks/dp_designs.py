@@ -30,15 +30,15 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
 def prepare(csv: str, seed: int):
-    from cloakflow.tasks.data.ingest import ingest
+    from cloakflow.tasks.data.ingest import load_table
     from cloakflow.tasks.data.preprocess import TablePreprocessor
     from cloakflow.tasks.data.profile import load_profile
-    from cloakflow.tasks.data.split import positive_labels, split
+    from cloakflow.tasks.data.split import positive_labels, split_reported
 
     profile = load_profile("bank-marketing")
-    frame = ingest(csv, profile)
+    frame = load_table(csv, profile)
     y_all = positive_labels(frame, profile)
-    train_idx, _ = split(y_all, 0.1, seed)
+    train_idx, _ = split_reported(y_all, 0.1, seed)
     train = frame[train_idx]
     pre = TablePreprocessor(profile, public_bounds=True).fit(train, Path(csv).name)
     return pre.transform(train, Path(csv).name), y_all[train_idx], pre.group_slices()
@@ -51,13 +51,13 @@ def roc(codes, y, folds: int, seed: int) -> float:
 
 
 def run(x, y, slices, epsilon: float | None, design: str, args) -> dict:
-    """One release trained as the flow trains it (``tasks.train``'s plain functions, no
+    """One release trained as the flow trains it (``tasks.training.fit``'s plain functions, no
     MLflow), then both code tables cross-validated."""
     import numpy as np
 
     from cloakflow.models.autoencoder import AutoencoderConfig
     from cloakflow.tasks.privacy.dp import plan_dp
-    from cloakflow.tasks.train import fit_and_encode, fit_and_encode_joint
+    from cloakflow.tasks.training.fit import fit_and_encode, fit_and_encode_joint
 
     config = AutoencoderConfig()
     members = {"whole": None, **slices}

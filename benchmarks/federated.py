@@ -199,12 +199,12 @@ def main() -> None:
     args = ap.parse_args()
     args.eval_rounds = {int(r) for r in args.eval_rounds.split(",") if r}
 
-    from cloakflow.tasks.data.ingest import ingest
+    from cloakflow.tasks.data.ingest import load_table
     from cloakflow.tasks.data.profile import load_profile
     from cloakflow.tasks.data.split import positive_labels
 
     profile = load_profile("bank-marketing")
-    frame = ingest.fn(args.csv, profile)
+    frame = load_table(args.csv, profile)
     if args.rows:
         frame = frame[: args.rows]
     y = positive_labels(frame, profile)

@@ -169,14 +169,14 @@ def load_holder(profile: DatasetProfile, path: str | Path, control_fraction: flo
         DataValidationError: the expectation suite fails.
         ingest errors (``IngestError``/``ValueError``): missing columns, wrong types.
     """
-    from cloakflow.tasks.data.ingest import ingest
-    from cloakflow.tasks.data.validate import DataValidationError, validate
+    from cloakflow.tasks.data.ingest import load_table
+    from cloakflow.tasks.data.validate import DataValidationError, validate_table
 
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"holder table {path} does not exist")
-    frame = ingest.fn(str(path), profile)
-    report = validate.fn(frame, profile, path.name)
+    frame = load_table(str(path), profile)
+    report = validate_table(frame, profile, path.name)
     if not report.success:
         raise DataValidationError(report)
     source_rows = frame.height

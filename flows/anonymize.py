@@ -17,19 +17,22 @@ from pydantic import BaseModel
 from cloakflow.flows.parameters import RunParameters
 from cloakflow.models.autoencoder import AutoencoderConfig
 from cloakflow.tasks import artifacts, runners, tracking
-from cloakflow.tasks.data.prepare import numeric_scaling, prepare
 from cloakflow.tasks.data.profile import CodeNoise, DatasetProfile, load_profile
+from cloakflow.tasks.data.steps import numeric_scaling, prepare
 from cloakflow.tasks.evaluation.learners import HEADLINE
-from cloakflow.tasks.evaluation.utility import Evaluations, log_utility, source_blocks
-from cloakflow.tasks.privacy.attack import attack
+from cloakflow.tasks.evaluation.steps import Evaluations
+from cloakflow.tasks.evaluation.utility import log_utility, source_blocks
 from cloakflow.tasks.privacy.dp import release_budget
 from cloakflow.tasks.privacy.gate import gate
 from cloakflow.tasks.privacy.policy import attribute_kinds, expected_coverage
+from cloakflow.tasks.privacy.steps import attack
 from cloakflow.tasks.release.codes import code_tables
 from cloakflow.tasks.release.kinds import Release
 from cloakflow.tasks.release.manifest import Folds, Source, build_manifest
-from cloakflow.tasks.release.publish import publish_release
-from cloakflow.tasks.train import model_heads, models_from_federation, train_models
+from cloakflow.tasks.release.steps import publish_release
+from cloakflow.tasks.training.federation import models_from_federation
+from cloakflow.tasks.training.fit import model_heads
+from cloakflow.tasks.training.steps import train_models
 
 
 class FlowOutcome(BaseModel):
@@ -49,7 +52,7 @@ def anonymize(params: RunParameters | None = None) -> FlowOutcome:
 
     params = params or RunParameters()
     if params.models_from is not None:  # a holder's release: the federation's split
-        from cloakflow.tasks.train import adopt_federation_split
+        from cloakflow.tasks.training.federation import adopt_federation_split
 
         params = adopt_federation_split(params)
     profile = load_profile(params.profile_path or params.dataset)

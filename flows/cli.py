@@ -177,7 +177,7 @@ def _release_run(args: argparse.Namespace, model: type[BaseModel], flow: str, re
     if isinstance(params, int):
         return params
     if getattr(params, "models_from", None):  # a holder's release: the federation's split
-        from cloakflow.tasks.train import adopt_federation_split
+        from cloakflow.tasks.training.federation import adopt_federation_split
 
         params = adopt_federation_split(params)
 
@@ -225,7 +225,7 @@ def _execute(params, call, remedy: str):
         print(f"\nINPUT REJECTED, nothing was run.\n{exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     runtime.choose_prefect_api()  # a running local server, else the temporary one
-    from cloakflow.tasks.train import FederationMismatch
+    from cloakflow.tasks.training.federation import FederationMismatch
 
     # input errors: exit 2, "INPUT REJECTED"
     rejected = (DataValidationError, IngestError, PreprocessError, ProfileError,

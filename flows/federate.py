@@ -96,8 +96,7 @@ def _holder_files(params: FederateParameters, profile: DatasetProfile,
               + ", ".join(f"{n} = {h}" for n, h in zip(names, params.holders, strict=True)),
               flush=True)
         return dict(zip(names, params.holders, strict=True))
-    from cloakflow.tasks.data.ingest import ingest
-    from cloakflow.tasks.data.locate import locate
+    from cloakflow.tasks.data.steps import ingest, locate
 
     path = locate(profile, params.input_path)
     frame = ingest(path, profile)  # typed: the by=COLUMN order is the values' order

@@ -21,9 +21,9 @@ from prefect import flow
 from cloakflow.flows.parameters import FrontierParameters
 from cloakflow.models.autoencoder import AutoencoderConfig
 from cloakflow.tasks import artifacts, runners, tracking
-from cloakflow.tasks.data.prepare import numeric_scaling, prepare
 from cloakflow.tasks.data.profile import CodeNoise, load_profile
-from cloakflow.tasks.evaluation.utility import evaluate_utility
+from cloakflow.tasks.data.steps import numeric_scaling, prepare
+from cloakflow.tasks.evaluation.steps import evaluate_utility
 from cloakflow.tasks.plots import figure
 from cloakflow.tasks.privacy.attacks import (
     POLICY_FRACTION,
@@ -33,8 +33,8 @@ from cloakflow.tasks.privacy.attacks import (
     strongest,
 )
 from cloakflow.tasks.release.codes import code_tables
-from cloakflow.tasks.train import model_heads
-from cloakflow.tasks.train import train as train_task
+from cloakflow.tasks.training.fit import model_heads
+from cloakflow.tasks.training.steps import train as train_task
 
 WITHIN = 0.02  # "inversion within 2 points of the baseline"
 

@@ -23,9 +23,9 @@ from pydantic import BaseModel
 from cloakflow.flows.parameters import SynthesizeParameters
 from cloakflow.tasks import artifacts, tracking
 from cloakflow.tasks.data import constraints
-from cloakflow.tasks.data.prepare import prepare
 from cloakflow.tasks.data.preprocess import DISCRETE_LEVELS, TablePreprocessor
 from cloakflow.tasks.data.profile import load_profile
+from cloakflow.tasks.data.steps import prepare
 from cloakflow.tasks.privacy.policy import PolicyViolation
 from cloakflow.tasks.release import synthetic as syn
 
@@ -79,7 +79,7 @@ def synthesize(params: SynthesizeParameters | None = None) -> SynthesisOutcome:
 
     params = params or SynthesizeParameters()
     if params.models_from is not None:  # a holder's release: the federation's split
-        from cloakflow.tasks.train import adopt_federation_split
+        from cloakflow.tasks.training.federation import adopt_federation_split
 
         params = adopt_federation_split(params)
     profile = load_profile(params.profile_path or params.dataset)
@@ -266,11 +266,11 @@ def _federated_vae(params: SynthesizeParameters, pre, cond, counts: np.ndarray, 
     holder's, from the federation) or None.
 
     Raises:
-        FederationMismatch: see ``tasks.train.federation_for``; or a condition on another
-            column than the one the global VAE was conditioned on.
+        FederationMismatch: see ``tasks.training.federation.federation_for``; or a condition
+            on another column than the one the global VAE was conditioned on.
     """
     from cloakflow.models.training.dp_counts import shares
-    from cloakflow.tasks.train import FederationMismatch, vae_from_federation
+    from cloakflow.tasks.training.federation import FederationMismatch, vae_from_federation
 
     vae, federation, entry = vae_from_federation(params.models_from, params.holder, pre,
                                                  params.seed, params.control_fraction,

@@ -5,11 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import polars as pl
-from prefect import task
 
 from cloakflow.tasks.data import kinds
 from cloakflow.tasks.data.profile import DatasetProfile, near_names
-from cloakflow.tasks.retry import retry_on_io
 
 
 class IngestError(ValueError):
@@ -224,10 +222,10 @@ def check_columns(frame: pl.DataFrame, profile: DatasetProfile, file: str) -> li
     return warnings
 
 
-@task(name="ingest", retries=2, retry_delay_seconds=2, retry_condition_fn=retry_on_io)
-def ingest(path: str, profile: DatasetProfile) -> pl.DataFrame:
-    """Prefect task: read the table and check its columns (``check_columns``); retried on
-    transient I/O errors, never on bad content."""
+def load_table(path: str, profile: DatasetProfile) -> pl.DataFrame:
+    """Read the table and check its columns (``check_columns``), printing what was read, the
+    readers' notes, the source types converted and the columns' warnings (the ingest step;
+    its Prefect task, retried on transient I/O errors, is ``tasks.data.steps.ingest``)."""
     notes: list[str] = []
     frame = read_table(path, profile, notes)
     print(f"ingested {path}: {frame.height} rows x {frame.width} columns", flush=True)

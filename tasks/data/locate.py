@@ -14,10 +14,7 @@ import urllib.request
 import zipfile
 from pathlib import Path
 
-from prefect import task
-
 from cloakflow.tasks.data.profile import DatasetProfile
-from cloakflow.tasks.retry import retry_on_io
 
 DATA_DIR_ENV = "CLOAKFLOW_DATA_DIR"
 CACHE_ENV = "CLOAKFLOW_CACHE_DIR"
@@ -136,10 +133,3 @@ def locate_source(
         return download(profile, cached)
     raise DataNotFoundError(f"no local copy of {name} for dataset {profile.name!r}. "
                             + _where_to_put(profile))
-
-
-@task(name="locate", retries=2, retry_delay_seconds=5, retry_condition_fn=retry_on_io)
-def locate(profile: DatasetProfile, input_path: str | None = None) -> str:
-    """Prefect task: resolve the dataset file (retried, since it may download)."""
-    return str(locate_source(profile, input_path))
-

@@ -14,7 +14,6 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from prefect import task
 
 # fewer positive (or negative) rows per test fold than this and the utility figures are noise
 RELIABLE_PER_FOLD = 10
@@ -355,10 +354,10 @@ def train_control(frame, profile, control_fraction: float,
                       control_fraction, seed, feature_groups(frame, profile.features))
 
 
-@task(name="split")
-def split(y: np.ndarray, control_fraction: float, seed: int | None,
-          groups: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Prefect task wrapper of :func:`split_rows`."""
+def split_reported(y: np.ndarray, control_fraction: float, seed: int | None,
+                   groups: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`split_rows`, printing the row counts (the split step; its Prefect task is
+    ``tasks.data.steps.split``)."""
     train, control = split_rows(y, control_fraction, seed, groups)
     print(f"split: {len(train)} training rows, {len(control)} control rows "
           + (f"(seed {seed})" if seed is not None else "(secret per-group coins)")

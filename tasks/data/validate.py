@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 import polars as pl
-from prefect import task
 
 from cloakflow.tasks.data import kinds
 from cloakflow.tasks.data.profile import DatasetProfile, near_names
@@ -197,9 +196,10 @@ def validate_frame(frame: pl.DataFrame, suite: dict[str, Any], source: str) -> V
                             failures=failures)
 
 
-@task(name="validate")
-def validate(frame: pl.DataFrame, profile: DatasetProfile, source: str) -> ValidationReport:
-    """Prefect task: validate and return the report (the flow decides what a failure stops)."""
+def validate_table(frame: pl.DataFrame, profile: DatasetProfile,
+                   source: str) -> ValidationReport:
+    """Validate against the profile's suite and print the report (the validation step; the
+    flow decides what a failure stops; its Prefect task is ``tasks.data.steps.validate``)."""
     report = validate_frame(frame, load_suite(profile), source)
     print(report.text(), flush=True)
     return report

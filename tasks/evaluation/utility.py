@@ -20,17 +20,14 @@ the utility table (``class_table``).
 
 from __future__ import annotations
 
-import sys
 import time
 from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
 import numpy as np
-from prefect import task
 from sklearn.base import BaseEstimator, ClassifierMixin
 
 from cloakflow.tasks import runners
-from cloakflow.tasks.caching import CACHE_EXPIRATION, step_policy
 from cloakflow.tasks.evaluation import learners
 
 SCORING = learners.SCORING["binary"]
@@ -475,18 +472,13 @@ def log_utility(parent: str, cv: dict[str, dict], importances: dict[str, dict],
     return rows, table_md
 
 
-# cached on inputs + this module's source: a rerun after a crash skips finished evaluations
-_CACHE = dict(persist_result=True, cache_expiration=CACHE_EXPIRATION,
-              cache_policy=step_policy(sys.modules[__name__]))
-
-
-@task(name="evaluate-utility", **_CACHE)
-def evaluate_utility(name: str, X: np.ndarray, y: np.ndarray, engine: Engine,
+def utility_of_view(name: str, X: np.ndarray, y: np.ndarray, engine: Engine,
                      scheme: FoldScheme, folds: int, seed: int, n_jobs: int = 1,
                      kind: str = "binary",
                      class_names: list[str] | None = None) -> dict[str, Any]:
-    """Prefect task: cross-validate the forest on one view of the table (target ``kind``;
-    ``class_names``: a multiclass target's, see ``cross_validate_forest``)."""
+    """Cross-validate the forest on one view of the table (target ``kind``; ``class_names``: a
+    multiclass target's, see ``cross_validate_forest``), printing the headline figures (its
+    cached Prefect task is ``tasks.evaluation.steps.evaluate_utility``)."""
     t0 = time.perf_counter()
     res = cross_validate_forest(X, y, engine=engine, scheme=scheme, folds=folds, seed=seed,
                                 n_jobs=n_jobs, kind=kind, class_names=class_names)
@@ -502,55 +494,15 @@ def evaluate_utility(name: str, X: np.ndarray, y: np.ndarray, engine: Engine,
     return res
 
 
-@task(name="permutation-importance", **_CACHE)
-def importance(name: str, X: np.ndarray, y: np.ndarray, names: list[str], engine: Engine,
+def importance_of_view(name: str, X: np.ndarray, y: np.ndarray, names: list[str], engine: Engine,
                seed: int, rows: int, blocks: list[tuple[str, list[int]]] | None = None,
                kind: str = "binary") -> dict[str, Any]:
-    """Prefect task: permutation importance of one view of the table, per block (``blocks``:
-    (source column, its column indices), see ``permutation_importances``; None: per column),
-    with progress lines while it runs."""
+    """Permutation importance of one view of the table, per block (``blocks``: (source column,
+    its column indices), see ``permutation_importances``; None: per column), with progress
+    lines while it runs (its Prefect task is ``tasks.evaluation.steps.importance``)."""
     t0 = time.perf_counter()
     res = permutation_importances(X, y, names, engine=engine, seed=seed, rows=rows,
                                   blocks=blocks, label=name, kind=kind)
     top = ", ".join(r["feature"] for r in res["ranking"][:3])
     print(f"importance {name}: top features {top} ({time.perf_counter() - t0:.1f}s)", flush=True)
     return res
-
-
-class Evaluations:
-    """The utility and importance tasks of one run, submitted (on the flow's task runner) as
-    views of the table become available; ``results()`` waits for them. ``class_names``: a
-    multiclass target's (``split.class_names``), naming its per-class figures."""
-
-    def __init__(self, y: np.ndarray, *, engine: Engine, scheme: FoldScheme, folds: int,
-                 seed: int, importance_rows: int, refresh: bool, kind: str = "binary",
-                 class_names: Sequence[str] | None = None):
-        self._cv_task = evaluate_utility.with_options(refresh_cache=refresh)
-        self._imp_task = importance.with_options(refresh_cache=refresh)
-        self._y = y
-        self._cv_kw = dict(engine=engine, scheme=scheme, folds=folds, seed=seed, kind=kind)
-        if kind == "multiclass" and class_names is not None:
-            self._cv_kw["class_names"] = [str(n) for n in class_names]
-        self._imp_kw = dict(engine=engine, seed=seed, rows=importance_rows, kind=kind)
-        self.cv: dict = {}
-        self.imp: dict = {}
-
-    def __call__(self, name: str, x: np.ndarray, columns: list[str],
-                 importance: bool = True, blocks: Blocks | None = None) -> None:
-        """Submit the view ``name`` (x: rows x columns, named by ``columns``); ``blocks``:
-        its importance per source column, (name, column indices) each (``source_blocks`` of
-        the preprocessor for ORIGINAL; None: per column, as the code views are)."""
-        self.cv[name] = self._cv_task.submit(name, x, self._y, **self._cv_kw)
-        if importance:
-            blocks = None if blocks is None else [(n, [int(i) for i in c]) for n, c in blocks]
-            self.imp[name] = self._imp_task.submit(name, x, self._y, columns, **self._imp_kw,
-                                                   blocks=blocks)
-
-    def results(self) -> tuple[dict, dict, list[str]]:
-        """(view -> CV result, view -> importance, the steps reused from the cache)."""
-        cv = {k: f.result() for k, f in self.cv.items()}
-        imp = {k: f.result() for k, f in self.imp.items()}
-        # states are read after the results: before, a future may still be running
-        cached = [f"utility:{k}" for k, f in self.cv.items() if f.state.name == "Cached"] + [
-            f"importance:{k}" for k, f in self.imp.items() if f.state.name == "Cached"]
-        return cv, imp, cached

@@ -13,10 +13,7 @@ from functools import partial
 
 import numpy as np
 import polars as pl
-from prefect import task
-from prefect.cache_policies import NO_CACHE
 
-from cloakflow.tasks import runners
 from cloakflow.tasks.data.preprocess import TablePreprocessor
 from cloakflow.tasks.data.profile import DatasetProfile
 from cloakflow.tasks.privacy.attacks import predict_chunked, reconstruction_losses, run_attacks
@@ -47,32 +44,22 @@ def model_views(table: CodeTable, x: np.ndarray,
 
 def attack_release(table: CodeTable, x: np.ndarray, x_control: np.ndarray,
                    train_records: pl.DataFrame, control_records: pl.DataFrame,
-                   pre: TablePreprocessor, profile: DatasetProfile, seed: int) -> dict:
+                   pre: TablePreprocessor, profile: DatasetProfile, seed: int,
+                   pool=None) -> dict:
     """Run every attack on one released table; returns its JSON-ready report section.
 
     Args:
         table: the released codes (training-row order) and the models behind them.
         x, x_control: preprocessed training and held-out control rows.
         train_records, control_records: the same rows as source values (anonymeter).
+        pool: an executor to run the attacks in (a process pool: the flow's attack pool,
+            ``runners.current_attack_pool``), or None to run them here.
     """
     t = time.perf_counter()
     decoded, losses = model_views(table, x, x_control)
     seconds = time.perf_counter() - t
     job = partial(run_attacks, table.codes, decoded, losses, x, x_control, train_records,
                   control_records, pre, profile, seed)
-    pool = runners.current_attack_pool()
     report = pool.submit(job).result() if pool is not None else job()
     report["seconds"]["model_calls"] = round(seconds, 2)
     return {"models": [p.name for p in table.parts], "noise": table.noise, **report}
-
-
-@task(name="privacy-attacks", cache_policy=NO_CACHE)
-def attack(table: CodeTable, x: np.ndarray, x_control: np.ndarray,
-           train_records: pl.DataFrame, control_records: pl.DataFrame,
-           pre: TablePreprocessor, profile: DatasetProfile, seed: int) -> dict:
-    """Prefect task: every attack on one released table (see :func:`attack_release`)."""
-    report = attack_release(table, x, x_control, train_records, control_records, pre, profile,
-                            seed)
-    print(f"  [{table.name}] attacks done in {sum(report['seconds'].values()):.1f}s: "
-          + ", ".join(f"{k} {v:.1f}s" for k, v in report["seconds"].items()), flush=True)
-    return report

@@ -82,7 +82,7 @@ def noisy_codes(codes: np.ndarray, noise: CodeNoise, seed: int | None, index: in
 
 def code_table(name: str, file: str, models: dict, features: dict[str, list[int]],
                noise: CodeNoise, seed: int | None, first_index: int = 0) -> CodeTable:
-    """A code table from trained models (``tasks.train.TrainedModel``), with noise applied.
+    """A code table from trained models (``tasks.training.fit.TrainedModel``), with noise applied.
 
     Args:
         models: model name -> trained model (codes, config, weights).

@@ -155,7 +155,7 @@ def build_manifest(*, release, profile, params: dict[str, Any], source: Source,
     """Assemble the manifest of ``release`` (a ``tasks.release.kinds.Release``).
 
     Args:
-        models: model name -> its summary (``tasks.train.TrainedModel.summary``).
+        models: model name -> its summary (``tasks.training.fit.TrainedModel.summary``).
         params: the run's parameters (the flow's ``RunParameters`` as a dict).
         dp_plan, dp_release: the DP plan and the manifest's DP section of a DP run; under
             ``dp_report = private`` every figure computed on private rows is left out

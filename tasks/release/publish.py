@@ -12,12 +12,8 @@ from pathlib import Path
 from typing import Any
 
 import polars as pl
-from prefect import task
 
 from cloakflow.tasks.data.profile import REPO_ROOT
-from cloakflow.tasks.release.kinds import Release
-from cloakflow.tasks.release.manifest import Manifest
-from cloakflow.tasks.retry import retry_on_io
 
 
 def code_version() -> str:
@@ -67,32 +63,3 @@ def write_release(out_dir: str | Path, dataset: str, release_id: str,
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return final
-
-
-@task(name="publish", retries=1, retry_delay_seconds=2, retry_condition_fn=retry_on_io)
-def publish(out_dir: str, dataset: str, release_id: str, tables: dict[str, pl.DataFrame],
-            manifest: Manifest) -> str:
-    """Prefect task: atomic publish (retried once on I/O errors)."""
-    path = write_release(out_dir, dataset, release_id, tables, manifest.to_json())
-    print(f"published {path}", flush=True)
-    return str(path)
-
-
-def publish_release(out_dir: str, release: Release, labels: pl.Series, manifest: Manifest,
-                    parent: str, note: str, verdict: str) -> str:
-    """Publish ``release`` with its manifest: rows in a secret random order (OS entropy; the
-    permutation is kept in the MLflow run, the owner's copy, so ``cloakflow attack`` can align
-    released rows with source rows), the manifest logged to MLflow too, and a summary on the
-    flow run's page. Returns the release folder."""
-    import numpy as np
-
-    from cloakflow.tasks import artifacts, tracking
-
-    order = np.random.default_rng().permutation(len(labels))  # secret: not from the seed
-    tracking.log_text(parent, json.dumps(order.tolist()), "release/row_order.json")
-    path = publish(out_dir, manifest.dataset, parent, release.frames(labels, order), manifest)
-    tracking.log_dict(parent, manifest.to_json(), "release/manifest.json")
-    artifacts.markdown("release", manifest.dataset,
-                       f"# Release `{path}`\n\n{note}\n\nPrivacy verdict: **{verdict}**.\n\n"
-                       f"MLflow run `{parent}`.\n\n> {release.statement}\n", "Published release")
-    return path

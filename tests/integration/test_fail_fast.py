@@ -10,7 +10,7 @@ import pytest
 from prefect import flow, task
 
 from cloakflow.tasks import runners
-from cloakflow.tasks.train import _progress
+from cloakflow.tasks.training.fit import _progress
 
 pytestmark = pytest.mark.integration
 

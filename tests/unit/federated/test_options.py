@@ -61,7 +61,7 @@ def test_the_profile_must_give_one_shared_encoding():
 
 def test_a_holders_release_takes_the_federations_split_unless_told(tmp_path):
     from cloakflow.flows.parameters import RunParameters, SynthesizeParameters
-    from cloakflow.tasks.train import adopt_federation_split
+    from cloakflow.tasks.training.federation import adopt_federation_split
 
     (tmp_path / "manifest.json").write_text(json.dumps({"settings": {"seed": 7},
                                                         "control_fraction": 0.1}))

@@ -3,14 +3,14 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from cloakflow.tasks.data.ingest import IngestError, ingest, read_table
+from cloakflow.tasks.data.ingest import IngestError, load_table, read_table
 from cloakflow.tasks.data.profile import DatasetProfile
 from tests.helpers import tiny_profile_dict
 
 
 def test_csv_drops_profile_columns(tiny_files, tiny_profile):
     csv, _ = tiny_files
-    frame = ingest.fn(str(csv), tiny_profile)
+    frame = load_table(str(csv), tiny_profile)
     assert frame.height == 400
     assert "note" not in frame.columns and "label" in frame.columns
 

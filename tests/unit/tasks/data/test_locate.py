@@ -5,8 +5,9 @@ from pathlib import Path
 
 import pytest
 
-from cloakflow.tasks.data.locate import DataNotFoundError, locate, locate_source
+from cloakflow.tasks.data.locate import DataNotFoundError, locate_source
 from cloakflow.tasks.data.profile import DatasetProfile
+from cloakflow.tasks.data.steps import locate
 from tests.helpers import tiny_profile_dict
 
 PAYLOAD = b"age,city,income,owns,note,label\n30,north,10.0,yes,x,yes\n"

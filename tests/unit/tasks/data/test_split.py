@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from cloakflow.tasks.data.split import split, split_rows
+from cloakflow.tasks.data.split import split_reported, split_rows
 
 
 def test_stratified_seeded_and_disjoint():
@@ -10,7 +10,7 @@ def test_stratified_seeded_and_disjoint():
     assert len(control) == 20 and y[control].sum() == 2
     assert not set(train) & set(control) and len(train) + len(control) == 100
     assert (np.diff(train) > 0).all()  # file order kept
-    again = split.fn(y, 0.2, 1)
+    again = split_reported(y, 0.2, 1)
     np.testing.assert_array_equal(again[1], control)
     assert not np.array_equal(split_rows(y, 0.2, seed=2)[1], control)
 

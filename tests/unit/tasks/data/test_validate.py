@@ -5,7 +5,12 @@ import pytest
 
 from cloakflow.tasks.data.ingest import read_table
 from cloakflow.tasks.data.profile import load_profile
-from cloakflow.tasks.data.validate import default_suite, load_suite, validate, validate_frame
+from cloakflow.tasks.data.validate import (
+    default_suite,
+    load_suite,
+    validate_frame,
+    validate_table,
+)
 
 
 @pytest.fixture(scope="module")
@@ -21,7 +26,7 @@ def bank():
 
 def test_bank_sample_passes_its_suite(bank):
     profile, frame, suite = bank
-    report = validate.fn(frame, profile, "bank-additional.csv")
+    report = validate_table(frame, profile, "bank-additional.csv")
     assert report.success, report.text()
     assert report.evaluated == len(suite["expectations"])
 
@@ -94,7 +99,6 @@ def test_a_decimal_column_declared_numeric_passes_the_default_suite():
     import polars as pl
 
     from cloakflow.tasks.data.profile import DatasetProfile
-    from cloakflow.tasks.data.validate import validate
     from tests.helpers import make_tiny_frame, tiny_profile_dict
 
     frame = make_tiny_frame(n=50).with_columns(
@@ -102,5 +106,5 @@ def test_a_decimal_column_declared_numeric_passes_the_default_suite():
                   dtype=pl.Decimal(12, 2)))
     profile = DatasetProfile.model_validate(tiny_profile_dict())
     assert profile.columns["income"] == "numeric"
-    report = validate.fn(frame, profile, "t.parquet")
+    report = validate_table(frame, profile, "t.parquet")
     assert report.success, report.text()

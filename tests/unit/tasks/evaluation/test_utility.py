@@ -4,11 +4,11 @@ import pytest
 from cloakflow.tasks.evaluation.utility import (
     HistForestClassifier,
     cross_validate_forest,
-    evaluate_utility,
     format_table,
     make_folds,
     permutation_importances,
     plot_importance,
+    utility_of_view,
     utility_table,
 )
 
@@ -55,7 +55,7 @@ def test_fold_schemes():
 
 def test_evaluate_task_returns_every_key(xy):
     X, y = xy
-    res = evaluate_utility.fn("X", X, y, engine="lightgbm", scheme="tutorial", folds=3, seed=0)
+    res = utility_of_view("X", X, y, engine="lightgbm", scheme="tutorial", folds=3, seed=0)
     assert set(res["mean"]) == {"fit_time", "score_time"} | {
         f"{s}_{m}" for s in ("test", "train") for m in
         ("balanced_accuracy", "f1_weighted", "roc_auc", "average_precision")}

@@ -12,14 +12,14 @@ import pytest
 
 from cloakflow.tasks.data.split import class_names
 from cloakflow.tasks.evaluation.learners import make_learner
+from cloakflow.tasks.evaluation.steps import Evaluations
 from cloakflow.tasks.evaluation.utility import (
-    Evaluations,
     class_scores,
     class_table,
     cross_validate_forest,
-    evaluate_utility,
     format_table,
     log_utility,
+    utility_of_view,
 )
 from tests.unit.tasks.evaluation.test_learners import easy_and_hard
 
@@ -112,7 +112,7 @@ def test_the_table_beside_and_the_logged_json(cv, monkeypatch):
 def test_binary_and_numeric_results_have_no_per_class_part():
     rng = np.random.default_rng(0)
     x = rng.normal(size=(300, 3))
-    binary = evaluate_utility.fn("X", x, (x[:, 0] > 0).astype(int), engine="lightgbm",
+    binary = utility_of_view("X", x, (x[:, 0] > 0).astype(int), engine="lightgbm",
                                  scheme="tutorial", folds=3, seed=0)
     numeric = cross_validate_forest(x, 2 * x[:, 0], kind="numeric", folds=3, n_estimators=20)
     assert set(binary) == set(numeric) == {"mean", "folds"}

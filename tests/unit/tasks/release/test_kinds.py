@@ -13,7 +13,7 @@ from cloakflow.models.autoencoder import AutoencoderConfig, encode, train_autoen
 from cloakflow.tasks.data.profile import CodeNoise
 from cloakflow.tasks.release.codes import code_tables
 from cloakflow.tasks.release.kinds import Release
-from cloakflow.tasks.train import TrainedModel, summarise
+from cloakflow.tasks.training.fit import TrainedModel, summarise
 
 
 def _trained(name: str, x: np.ndarray, cols: list[int]) -> TrainedModel:

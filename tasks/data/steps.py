@@ -1,5 +1,6 @@
-"""The data steps every flow starts with: locate -> ingest -> validate -> split -> preprocess,
-logged to the flow's MLflow run."""
+"""The data steps every flow starts with, as Prefect tasks: locate -> ingest -> validate ->
+split -> preprocess (``prepare``), logged to the flow's MLflow run. The work is done by the
+Prefect-free modules of ``tasks.data``; this module only wraps it (retries, task names)."""
 
 from __future__ import annotations
 
@@ -9,10 +10,11 @@ from pathlib import Path
 
 import numpy as np
 import polars as pl
+from prefect import task
 
 from cloakflow.tasks import tracking
-from cloakflow.tasks.data.ingest import ingest
-from cloakflow.tasks.data.locate import locate, sha256_file
+from cloakflow.tasks.data.ingest import load_table
+from cloakflow.tasks.data.locate import locate_source, sha256_file
 from cloakflow.tasks.data.preprocess import TablePreprocessor
 from cloakflow.tasks.data.profile import DatasetProfile
 from cloakflow.tasks.data.split import (
@@ -20,11 +22,23 @@ from cloakflow.tasks.data.split import (
     check_target,
     count_duplicates,
     feature_groups,
-    split,
+    split_reported,
     strata,
     target_labels,
 )
-from cloakflow.tasks.data.validate import DataValidationError, validate
+from cloakflow.tasks.data.validate import DataValidationError, validate_table
+from cloakflow.tasks.retry import retry_on_io
+
+ingest = task(name="ingest", retries=2, retry_delay_seconds=2,
+              retry_condition_fn=retry_on_io)(load_table)
+split = task(name="split")(split_reported)
+validate = task(name="validate")(validate_table)
+
+
+@task(name="locate", retries=2, retry_delay_seconds=5, retry_condition_fn=retry_on_io)
+def locate(profile: DatasetProfile, input_path: str | None = None) -> str:
+    """Prefect task: resolve the dataset file (retried, since it may download)."""
+    return str(locate_source(profile, input_path))
 
 
 @dataclass
