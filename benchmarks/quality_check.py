@@ -373,8 +373,25 @@ def main() -> None:
     s.add_argument("--release", type=Path, required=True)
     t = sub.add_parser("stored", help="SDMetrics venv: the generated tables' figures")
     t.add_argument("--out", type=Path)
+    p = sub.add_parser("tables", help="SDMetrics venv: synthetic tables against their real "
+                                      "rows (NAME.parquet, NAME.train.parquet, "
+                                      "NAME.metadata.json, as vae_synthesis --save writes)")
+    p.add_argument("synthetic", type=Path, nargs="+")
+    p.add_argument("--json", type=Path)
     args = parser.parse_args()
-    if args.mode == "export":
+    if args.mode == "tables":
+        for path in args.synthetic:
+            stem = path.name.removesuffix(".parquet")
+            metadata = json.loads((path.parent / f"{stem}.metadata.json").read_text())
+            got = sdmetrics_quality(pl.read_parquet(path.parent / f"{stem}.train.parquet"),
+                                    pl.read_parquet(path), metadata)
+            print(f"{stem}: SDMetrics {got['sdmetrics_version']} quality {got['score']:.4f} "
+                  f"(column shapes {got['column_shapes']:.4f}, column pair trends "
+                  f"{got['column_pair_trends']:.4f})", flush=True)
+            if args.json:
+                with open(args.json, "a") as fh:
+                    fh.write(json.dumps({"table": stem, **got}) + "\n")
+    elif args.mode == "export":
         export(args.release, args.input, args.profile, args.out)
     elif args.mode == "score":
         score(args.work, args.release)

@@ -67,6 +67,11 @@ def main() -> None:
     ap.add_argument("--external", nargs="*", default=[], help="NAME=FILE synthetic tables")
     ap.add_argument("--json", help="append the figures as one JSON line per table here")
     ap.add_argument("--tag", default="", help="suffix of the VAE table's name and file")
+    ap.add_argument("--split", choices=["anchors", "product"], default="anchors",
+                    help="anchors: train_test_split(random_state=42); product: the product's "
+                         "grouped split (tasks.data.split.train_control, 20%%, --split-seed)")
+    ap.add_argument("--split-seed", type=int, default=None, help="product split seed "
+                                                                 "(default: --seed)")
     args = ap.parse_args()
 
     import polars as pl
@@ -80,8 +85,14 @@ def main() -> None:
     frame = read_table(f"{DATA_DIR}/bank-additional-full.csv", profile)
     target = profile.target.column
     y_all = (frame[target].cast(str) == str(profile.target.positive)).to_numpy().astype(int)
-    train_idx, test_idx = train_test_split(np.arange(frame.height), test_size=0.2,
-                                           stratify=y_all, random_state=42)
+    if args.split == "product":
+        from cloakflow.tasks.data.split import train_control
+
+        seed = args.seed if args.split_seed is None else args.split_seed
+        train_idx, test_idx = train_control(frame, profile, 0.2, seed)
+    else:
+        train_idx, test_idx = train_test_split(np.arange(frame.height), test_size=0.2,
+                                               stratify=y_all, random_state=42)
     train, test = frame[np.sort(train_idx)], frame[np.sort(test_idx)]
     evaluation = TablePreprocessor(profile, numeric="quantile", with_target=True).fit(train)
     tables: dict[str, tuple[pl.DataFrame, dict]] = {}
@@ -93,6 +104,15 @@ def main() -> None:
         if args.save:
             Path(args.save).mkdir(parents=True, exist_ok=True)
             synthetic.write_parquet(Path(args.save) / f"{name}.parquet")
+            # the training rows and SDMetrics metadata from the profile's kinds, for
+            # ``quality_check.py tables`` in SDMetrics' own environment
+            train.select(synthetic.columns).write_parquet(Path(args.save) /
+                                                          f"{name}.train.parquet")
+            sdtype = {"boolean": "boolean", "categorical": "categorical", "date": "datetime",
+                      "datetime": "datetime", "numeric": "numerical"}
+            (Path(args.save) / f"{name}.metadata.json").write_text(json.dumps({
+                "columns": {c: {"sdtype": sdtype[profile.columns.get(c, "categorical")]}
+                            for c in synthetic.columns}}, indent=1))
     for spec in args.external:
         name, _, path = spec.partition("=")
         tables[name] = (pl.read_parquet(path).select(train.columns).cast(train.schema), {})
@@ -125,7 +145,8 @@ def _fit_vae(args, profile, train, n_rows: int):
     def config(pre) -> VaeConfig:  # after DP values, a discrete numeric is a one-hot block
         return VaeConfig(heads=pre.heads(), condition=cond.index, epochs=args.epochs,
                          batch_size=args.batch_size, latent=args.latent,
-                         hidden=tuple(int(h) for h in args.hidden.split(",")))
+                         hidden=tuple(int(h) for h in args.hidden.split(",")),
+                         **({"learning_rate": dps.DP_LEARNING_RATE} if private else {}))
     start, cpu = time.perf_counter(), time.process_time()  # DP: the plan and knots included
     if not private:
         result = train_vae(x, config(pre), seed=args.seed)

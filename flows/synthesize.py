@@ -160,7 +160,8 @@ def synthesize(params: SynthesizeParameters | None = None) -> SynthesisOutcome:
             config = vae.config
         else:
             config = VaeConfig(heads=mpre.heads(), condition=cond_m.index, latent=params.latent,
-                               epochs=params.epochs, batch_size=params.batch_size)
+                               epochs=params.epochs, batch_size=params.batch_size,
+                               **({"learning_rate": dps.DP_LEARNING_RATE} if private else {}))
             with timings("train"):
                 result = train_vae_task(x_model, config, params.seed, parent, plan,
                                         params.dp_sampling_rate * estimate if private else None)

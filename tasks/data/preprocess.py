@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import math
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -98,6 +99,14 @@ def _to_quantile(values: np.ndarray, knots: np.ndarray) -> np.ndarray:
     return 0.5 * (up + down)
 
 
+def on_grid(values: np.ndarray, origin: float, step: float) -> np.ndarray:
+    """``values`` moved to the nearest point of the grid origin + k * step, rounded to the
+    step's decimals (and two more) so that a 0.1 grid gives -3.4, not -3.4000000000000004."""
+    decimals = max(0, math.ceil(-math.log10(step))) + 2
+    return np.round(origin + np.round((np.asarray(values, np.float64) - origin) / step) * step,
+                    decimals)
+
+
 def _whole_numbers(dtype: pl.DataType) -> bool:
     """Integers, or decimals of scale 0 (``decimal(10,0)`` account numbers)."""
     return dtype.is_integer() or (isinstance(dtype, pl.Decimal) and not dtype.scale)
@@ -126,6 +135,8 @@ class ColumnSpec:
     knots: list[float] = field(default_factory=list)  # quantile: source-unit quantiles
     missing_of: str | None = None  # a companion block: the column whose state it marks
     companion: Literal["missing", "bound"] = "missing"  # nulls, or values at a bound
+    step: float | None = None  # a public resolution (``PublicBounds.grid_step``): decoded
+    # values lie on the grid minimum + k * step
     discrete: bool = False  # a numeric column modelled as categories of its values
     values: list[float] = field(default_factory=list)  # discrete from DP bins: each category's
     # number (a kept bin's centre); a value maps to the nearest
@@ -294,7 +305,8 @@ class TablePreprocessor:
                                           "the column is numeric; give numbers")
                 low, high = public.span(kind)
                 spec = ColumnSpec(col, group, kind, minimum=low, maximum=high,
-                                  fill=(low + high) / 2, bounds="public", dtype=dtype)
+                                  fill=(low + high) / 2, bounds="public", dtype=dtype,
+                                  step=public.grid_step() if kind == "numeric" else None)
                 if self.numeric == "quantile" and public.knots:
                     spec.transform, spec.knots = "quantile", public.knot_values(kind)
                 elif self.numeric == "quantile" and col in self.dp_knots:
@@ -561,6 +573,9 @@ class TablePreprocessor:
                     values = values * (spec.maximum - spec.minimum) + spec.minimum
                     if spec.bounds != "data":  # public bounds hold every released value
                         values = np.clip(values, spec.minimum, spec.maximum)
+                if spec.step:  # a public resolution: the values lie on its grid
+                    values = np.clip(on_grid(values, spec.minimum, spec.step), spec.minimum,
+                                     spec.maximum)
                 columns.append(kinds.from_numbers(spec.name, values, spec.kind,
                                                   spec.source_dtype))
             elif spec.values:  # discrete over DP values: back to numbers

@@ -211,6 +211,11 @@ class PublicBounds(BaseModel):
     integer: bool = Field(
         False, description="the column holds whole numbers (known without the data): a DP "
                            "release, whose types come from the profile, returns it as Int64")
+    step: float | None = Field(
+        None, gt=0, description="the column's values lie on the grid min + k * step (a "
+                                "published resolution known without the data: 0.1 for a rate "
+                                "published to one decimal): a DP release counts its DP "
+                                "histogram on that grid and decodes onto it")
     origin: Literal["public", "data"] = Field(
         "public", description="public: known without the data (usable by DP runs); data: "
                               "measured on the table (private, never used as public)")
@@ -249,10 +254,16 @@ class PublicBounds(BaseModel):
                                  f"{self.min} knots={self.knots} max={self.max}")
         if self.integer and not numeric:
             raise ValueError("integer: true needs min and max (a numeric column's bounds)")
+        if self.step is not None and (not numeric or isinstance(self.min, dt.date)):
+            raise ValueError("step needs numeric min and max (a numeric column's bounds)")
         if self.categories is not None and (not self.categories
                                             or len(set(self.categories)) != len(self.categories)):
             raise ValueError("categories must be a non-empty list without repeats")
         return self
+
+    def grid_step(self) -> float | None:
+        """The public resolution of the column's values: ``step``, or 1 for ``integer``."""
+        return self.step if self.step is not None else (1.0 if self.integer else None)
 
     def knot_values(self, kind: str) -> list[float]:
         """``[min, *knots, max]`` in the column's scaled unit (see :meth:`number`): the knots

@@ -237,3 +237,42 @@ def test_dp_knots_of_a_count_sit_on_whole_numbers_and_keep_a_mass_at_the_bound()
     # the Poisson part stays on its values: the median and the upper tail within a count
     for q in (0.5, 0.9):
         assert abs(np.quantile(synthetic, q) - np.quantile(visits, q)) <= 1
+
+
+def test_a_public_step_puts_dp_values_on_the_columns_grid():
+    """A rate published to one decimal (step 0.1): its DP value list holds grid values exactly
+    (a bin centre a hair off -1.8 would be another value to a KS test), decoded rows lie on
+    the grid, and a step on dates or without min/max is refused."""
+    from pydantic import ValidationError
+
+    from cloakflow.tasks.data.preprocess import on_grid
+    from cloakflow.tasks.data.profile import PublicBounds
+    from cloakflow.tasks.privacy.dp_synthetic import dp_quantile_knots, refit_with_knots
+
+    assert on_grid(np.array([-1.80004, 0.34999, 1.1]), -5.0, 0.1).tolist() == [-1.8, 0.3, 1.1]
+    with pytest.raises(ValidationError, match="step needs numeric min and max"):
+        PublicBounds.model_validate({"categories": ["a"], "step": 0.1})
+    assert PublicBounds.model_validate({"min": 0, "max": 9, "integer": True}).grid_step() == 1
+    rows = 20_000
+    frame, profile = _rate_table(rows, amount=(3, 0.5))
+    profile = DatasetProfile.model_validate({
+        **profile.model_dump(mode="python"),
+        "bounds": {**profile.model_dump(mode="python")["bounds"],
+                   "rate": {"min": -5, "max": 5, "step": 0.1}}})
+    pre = TablePreprocessor(profile, public_bounds=True, numeric="quantile", with_target=True,
+                            discrete_levels=32).fit(frame)
+    knots, values, info = dp_quantile_knots(frame, pre, _knot_plan(("rate", "amount"), 40.0),
+                                            rows, rng=np.random.default_rng(1))
+    assert values["rate"] == [-1.8, 1.1, 1.4] and info["rate"]["step"] == 0.1
+    back = refit_with_knots(pre, frame, knots, values).reverse_transform(
+        refit_with_knots(pre, frame, knots, values).transform(frame))
+    assert set(back["rate"].unique()) <= {-1.8, 1.1, 1.4}
+
+
+def test_the_top_quantile_stays_in_the_last_bin_holding_mass():
+    from cloakflow.tasks.privacy.dp_synthetic import _inverse_cdf
+
+    counts = np.array([0.0, 5.0, 5.0, 0.0, 0.0])
+    edges = np.arange(6, dtype=np.float64)
+    knots = _inverse_cdf(counts, edges[:-1], edges[1:], np.linspace(0, 1, 11))
+    assert knots[0] == 1.0 and knots[-1] == 3.0  # never in the empty bins past the mass
