@@ -155,7 +155,8 @@ def _fit_vae(args, profile, train, n_rows: int):
         dps.require_public_bounds(pre.specs, "train", profile)
         q = args.dp_sampling_rate or dps.DEFAULT_SAMPLING_RATE
         plan = dps.plan_synthesis_dp(args.dp_epsilon, None, None, args.dp_epochs, q,
-                                     () if args.no_dp_knots else dps.knot_columns(pre.specs))
+                                     () if args.no_dp_knots else dps.knot_columns(pre.specs),
+                                     () if args.no_dp_knots else dps.knot_levels(pre.specs))
         noisy = noisy_counts(counts, plan.histogram_sigma)
         if plan.knot_columns:
             knots, values, _ = dps.dp_quantile_knots(train, pre, plan,

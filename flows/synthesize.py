@@ -131,7 +131,8 @@ def synthesize(params: SynthesizeParameters | None = None) -> SynthesisOutcome:
                                       else profile)  # before the (slow) plan
             plan = dps.plan_synthesis_dp(params.dp_epsilon, params.dp_delta, params.dp_clip,
                                          params.dp_epochs, params.dp_sampling_rate,
-                                         dps.knot_columns(mpre.specs))
+                                         dps.knot_columns(mpre.specs),
+                                         dps.knot_levels(mpre.specs))
             from cloakflow.tasks.privacy.ledger import spend_for_run
 
             # spent before any DP mechanism reads the rows (the section is filled in after

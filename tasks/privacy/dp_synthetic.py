@@ -58,6 +58,7 @@ KNOT_SHARE = 0.30  # the numeric columns' histograms (DP quantile knots) about t
 KNOT_FALSE_COUNTS = 0.01  # expected spurious counts kept per column (sets the threshold)
 KNOT_GRID = 1024  # leaves of the knot tree: equal bins inside a column's public range
 KNOT_TREE_LEVELS = 11  # the tree's levels (1, 2, 4, ..., 1024 nodes): a row counts in each
+GRID_BINS_MAX = 20_000  # a column on a public grid with at most this many values: a bin each
 VALUE_LIST_SHARE = 0.97  # a value list's points hold at least this share of the DP row count
 KNOT_LEVELS = 1000  # quantile levels of the DP knots (as the non-DP fitting uses)
 KNOT_THRESHOLD = 2.0  # at least: noisy bin counts under keep_threshold sigmas are set to 0
@@ -89,6 +90,7 @@ class SynthesisDpPlan:
     epochs: int
     total_epsilon: float  # every mechanism composed (PLD, add/remove)
     knot_columns: tuple[str, ...] = ()  # columns given DP quantile knots
+    knot_levels: tuple[int, ...] = ()  # counts one row adds per column (``knot_levels``)
     knot_sigma: float | None = None  # noise sd per bin count of the knot histograms
     knot_epsilon: float = 0.0  # the knot histograms alone at delta
 
@@ -98,7 +100,7 @@ class SynthesisDpPlan:
         ``knot_sensitivity(k)``."""
         if not self.knot_columns:
             return None
-        return self.knot_sigma / knot_sensitivity(len(self.knot_columns))
+        return self.knot_sigma / knot_sensitivity(self.knot_levels)
 
     def mechanisms(self) -> list[dict]:
         """The ledger's and the manifest's list of mechanisms (the histogram as one Gaussian
@@ -114,7 +116,7 @@ class SynthesisDpPlan:
         ] + ([{"models": ["quantile knots: " + ", ".join(self.knot_columns)],
                "noise_multiplier": self.knot_multiplier, "sampling_rate": 1.0,
                "sampling": "poisson", "steps": 1,
-               "clip_norm": knot_sensitivity(len(self.knot_columns)),
+               "clip_norm": knot_sensitivity(self.knot_levels),
                "noise_per_count": self.knot_sigma,
                "epsilon": round(self.knot_epsilon, 6), "delta": self.delta}]
              if self.knot_columns else [])
@@ -122,10 +124,12 @@ class SynthesisDpPlan:
 
 def plan_synthesis_dp(epsilon: float, delta: float | None, clip_norm: float | None,
                       epochs: int, sampling_rate: float,
-                      knot_columns: tuple[str, ...] = ()) -> SynthesisDpPlan:
+                      knot_columns: tuple[str, ...] = (),
+                      knot_levels: tuple[int, ...] | None = None) -> SynthesisDpPlan:
     """Solve the histograms' and DP-SGD's noise so that together they spend at most
     ``epsilon`` at ``delta`` (add/remove, PLD); print the plan. ``knot_columns``: the numeric
-    columns that get DP quantile knots (``knot_columns``).
+    columns that get DP quantile knots (``knot_columns``); ``knot_levels``: the counts one row
+    adds in each (``knot_levels``; None: a tree each).
 
     Raises:
         DpPlanError: a bad epsilon, delta or sampling rate, or no sigma reaches the target.
@@ -159,8 +163,10 @@ def plan_synthesis_dp(epsilon: float, delta: float | None, clip_norm: float | No
     hist_alone = accounting.histogram_epsilon(hist_sigma, delta, adjacency=ADJACENCY)
     knots = {}
     if knot_columns:
-        knots = {"knot_columns": tuple(knot_columns),
-                 "knot_sigma": knot_multiplier * knot_sensitivity(len(knot_columns)),
+        levels = tuple(knot_levels) if knot_levels is not None else \
+            (KNOT_TREE_LEVELS,) * len(knot_columns)
+        knots = {"knot_columns": tuple(knot_columns), "knot_levels": levels,
+                 "knot_sigma": knot_multiplier * knot_sensitivity(levels),
                  "knot_epsilon": accounting.histogram_epsilon(knot_multiplier, delta,
                                                                  adjacency=ADJACENCY)}
     plan = SynthesisDpPlan(epsilon, delta, sgd, hist_sigma, hist_alone, clip, epochs,
@@ -182,11 +188,36 @@ def knot_columns(specs) -> tuple[str, ...]:
                  and s.transform == "minmax" and s.missing_of is None)
 
 
-def knot_sensitivity(columns: int) -> float:
-    """L2 sensitivity of the knot trees of ``columns`` columns under add/remove of one row: the
-    row adds 1 to one node per level of each column's tree (``KNOT_TREE_LEVELS``; a value at a
-    bound to its bound bin alone, which is less): sqrt(columns * levels)."""
-    return math.sqrt(columns * KNOT_TREE_LEVELS)
+def knot_levels(specs) -> tuple[int, ...]:
+    """Per knot column (``knot_columns`` order), the counts one row adds to its histogram: 1
+    for a column on a public grid of at most ``GRID_BINS_MAX`` values (a bin per value,
+    ``grid_points``), ``KNOT_TREE_LEVELS`` for a tree. Decided from public bounds only."""
+    by = {s.name: s for s in specs}
+    return tuple(1 if grid_points(by[c]) is not None else KNOT_TREE_LEVELS
+                 for c in knot_columns(specs))
+
+
+def grid_points(spec):
+    """The values of a column on a public grid (``ColumnSpec.step``, 1 for whole numbers)
+    from its public min to max, or None (no grid, or more than ``GRID_BINS_MAX`` values)."""
+    import numpy as np
+
+    step = spec.step or (1.0 if _whole(spec) else None)
+    if not step:
+        return None
+    lo, hi = float(spec.minimum), float(spec.maximum)
+    n = round((hi - lo) / step) + 1
+    if n > GRID_BINS_MAX or n < 2 or abs(lo + (n - 1) * step - hi) > 1e-9 * max(1.0, abs(hi)):
+        return None
+    return on_grid(lo + step * np.arange(n, dtype=np.float64), lo, step)
+
+
+def knot_sensitivity(levels: tuple[int, ...]) -> float:
+    """L2 sensitivity of the knot histograms under add/remove of one row: the row adds 1 to
+    ``levels[i]`` counts of column i (a bin per grid value: 1; a tree: one node per level,
+    ``KNOT_TREE_LEVELS``; a value at a bound to its bound bin alone, which is less):
+    sqrt(sum(levels))."""
+    return math.sqrt(sum(levels))
 
 
 def dp_quantile_knots(frame, pre, plan: SynthesisDpPlan, rows_estimate: float, rng=None
@@ -209,6 +240,12 @@ def dp_quantile_knots(frame, pre, plan: SynthesisDpPlan, rows_estimate: float, r
     zero balance keeps its point mass, a continuous column near its bound is not pushed onto
     it), is inverted at ``KNOT_LEVELS`` levels. A column where nothing stands out keeps min-max
     knots (a straight line over its range), with a warning.
+
+    A column on a public grid of at most ``GRID_BINS_MAX`` values (``grid_points``; planned so
+    by ``knot_levels``) is counted instead in one bin per grid value, a row adding 1 count
+    (``_grid_knots``): its kept values are exact grid values, which a KS test needs (a value a
+    hair off -1.8 is another value to it), and a rare value stands out against the noise of one
+    count, not of a tree's levels.
 
     A numeric column (kind ``numeric``, the preprocessor's ``discrete_levels`` on) whose mass
     stands on a few points (at most ``discrete_levels`` bound bins or leaves reached on their
@@ -235,8 +272,20 @@ def dp_quantile_knots(frame, pre, plan: SynthesisDpPlan, rows_estimate: float, r
     levels = np.linspace(0.0, 1.0, KNOT_LEVELS)
     sigma = plan.knot_sigma
     threshold = keep_threshold(2 * KNOT_GRID + 2) * sigma  # every node and bound bin tested
+    levels_of = dict(zip(plan.knot_columns, plan.knot_levels or (KNOT_TREE_LEVELS,) * len(
+        plan.knot_columns), strict=True))
     for col in plan.knot_columns:
         spec = specs[col]
+        points = grid_points(spec)
+        if levels_of[col] == 1:  # a bin per public grid value (as planned)
+            assert points is not None, col
+            grid_knots, grid_values, info[col] = _grid_knots(frame, pre, spec, points, sigma,
+                                                              stream, levels, rows_estimate)
+            if grid_values is not None:
+                discrete[col] = grid_values
+            else:
+                out[col] = grid_knots
+            continue
         lo, hi = float(spec.minimum), float(spec.maximum)
         whole = _whole(spec)
         step = spec.step or (1.0 if whole else None)
@@ -285,6 +334,38 @@ def dp_quantile_knots(frame, pre, plan: SynthesisDpPlan, rows_estimate: float, r
         rights = np.concatenate([[lo], edges[1:], [hi]])
         out[col] = _inverse_cdf(full, lefts, rights, levels)
     return out, discrete, info
+
+
+def _grid_knots(frame, pre, spec, points, sigma: float, stream, levels, rows_estimate: float):
+    """One column on a public grid: a noisy count per grid value (``points``), counts under
+    ``keep_threshold(len(points))`` sigmas set to 0; a value list when at most
+    ``discrete_levels`` values stand out holding ``VALUE_LIST_SHARE`` of ``rows_estimate``
+    (numeric kind), else knots with each kept value's mass spread over its half-step
+    neighbourhood (decoding snaps onto the grid). Returns (knots or None, values or None,
+    info)."""
+    import numpy as np
+
+    values = pre._numbers(frame.get_column(spec.name), spec.kind, "<training rows>")
+    values = np.clip(values[~np.isnan(values)], spec.minimum, spec.maximum)
+    step = spec.step or 1.0
+    index = np.clip(np.round((values - points[0]) / step).astype(np.int64), 0, len(points) - 1)
+    noisy = np.bincount(index, minlength=len(points)).astype(np.float64)
+    noisy += stream.normal(0.0, sigma, len(points))
+    noisy[noisy < keep_threshold(len(points)) * sigma] = 0.0
+    kept = int((noisy > 0).sum())
+    info = {"bins": len(points), "kept": kept, "discrete": False, "step": step,
+            "at_min": bool(noisy[0] > 0), "at_max": bool(noisy[-1] > 0), "grid": True}
+    if spec.kind == "numeric" and 0 < kept <= pre.discrete_levels \
+            and noisy.sum() >= VALUE_LIST_SHARE * rows_estimate:
+        info["discrete"] = True
+        return None, sorted(float(v) for v in points[noisy > 0]), info
+    if kept == 0:
+        print(f"WARNING: column {spec.name!r}: no value of its public grid stood above the DP "
+              "noise, so its synthetic values spread evenly over the range", flush=True)
+        return list(np.interp(levels, [0.0, 1.0], [spec.minimum, spec.maximum])), None, info
+    lefts = np.maximum(points - step / 2, spec.minimum)
+    rights = np.minimum(points + step / 2, spec.maximum)
+    return _inverse_cdf(noisy, lefts, rights, levels), None, info
 
 
 def resolve_tree(tree: list, widths, threshold: float):

@@ -158,13 +158,14 @@ def test_a_discrete_numeric_gets_a_dp_value_list_and_a_code_at_a_bound_survives(
     assert back["days"].dtype == pl.Float64 and (back["days"] == 999).mean() > 0.85
 
 
-def _knot_plan(columns: tuple[str, ...], sigma: float):
+def _knot_plan(columns: tuple[str, ...], sigma: float, levels: tuple[int, ...] = ()):
     """A plan holding only what ``dp_quantile_knots`` reads (no accounting: its noise)."""
     from cloakflow.tasks.privacy.dp_synthetic import SynthesisDpPlan
 
     return SynthesisDpPlan(target_epsilon=3.0, delta=DEFAULT_DELTA, sgd=None,
                            histogram_sigma=1.0, histogram_epsilon=0.0, clip_norm=0.1, epochs=1,
-                           total_epsilon=3.0, knot_columns=columns, knot_sigma=sigma)
+                           total_epsilon=3.0, knot_columns=columns, knot_sigma=sigma,
+                           knot_levels=levels)
 
 
 def _perfect_model_rows(pre, rows: int, seed: int = 2) -> pl.DataFrame:
@@ -261,9 +262,14 @@ def test_a_public_step_puts_dp_values_on_the_columns_grid():
                    "rate": {"min": -5, "max": 5, "step": 0.1}}})
     pre = TablePreprocessor(profile, public_bounds=True, numeric="quantile", with_target=True,
                             discrete_levels=32).fit(frame)
-    knots, values, info = dp_quantile_knots(frame, pre, _knot_plan(("rate", "amount"), 40.0),
-                                            rows, rng=np.random.default_rng(1))
+    from cloakflow.tasks.privacy.dp_synthetic import KNOT_TREE_LEVELS, knot_levels
+
+    assert knot_levels(pre.specs) == (1, KNOT_TREE_LEVELS)  # a bin per grid value; a tree
+    knots, values, info = dp_quantile_knots(
+        frame, pre, _knot_plan(("rate", "amount"), 40.0, knot_levels(pre.specs)), rows,
+        rng=np.random.default_rng(1))
     assert values["rate"] == [-1.8, 1.1, 1.4] and info["rate"]["step"] == 0.1
+    assert info["rate"]["grid"] and info["rate"]["bins"] == 101
     back = refit_with_knots(pre, frame, knots, values).reverse_transform(
         refit_with_knots(pre, frame, knots, values).transform(frame))
     assert set(back["rate"].unique()) <= {-1.8, 1.1, 1.4}
