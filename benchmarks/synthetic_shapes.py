@@ -3,6 +3,7 @@
 
     python -m benchmarks.synthetic_shapes [--rows 8000] [--epsilon 3] [--epochs 40]
         [--dp-epochs 30] [--tables claims,earnings,hospital] [--work DIR] [--json FILE]
+        [--bound-states]
 
 Three generated tables (seeded numpy; nothing of the bank table):
 
@@ -174,13 +175,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--tables", default="claims,earnings,hospital")
     ap.add_argument("--work", type=Path, default=None)
     ap.add_argument("--json", type=Path, default=None)
+    ap.add_argument("--bound-states", action="store_true",
+                    help="plain runs with `cloakflow synthesize --bound-states`")
     args = ap.parse_args(argv)
     work = args.work or Path(tempfile.mkdtemp(prefix="shapes-"))
     work.mkdir(parents=True, exist_ok=True)
     results = []
     for table in args.tables.split(","):
         frame, profile = TABLES[table](args.rows)
-        for mode, extra in (("plain", ["--epochs", str(args.epochs)]),
+        for mode, extra in (("plain", ["--epochs", str(args.epochs)]
+                             + (["--bound-states"] if args.bound_states else [])),
                             (f"dp-eps{args.epsilon:g}", [
                                 "--dp-epsilon", str(args.epsilon), "--dp-epochs",
                                 str(args.dp_epochs), "--dp-report", "full"])):

@@ -67,6 +67,8 @@ def main() -> None:
     ap.add_argument("--external", nargs="*", default=[], help="NAME=FILE synthetic tables")
     ap.add_argument("--json", help="append the figures as one JSON line per table here")
     ap.add_argument("--tag", default="", help="suffix of the VAE table's name and file")
+    ap.add_argument("--bound-states", action="store_true",
+                    help="non-DP: bound states (a mass at a column's min/max as a category)")
     ap.add_argument("--split", choices=["anchors", "product"], default="anchors",
                     help="anchors: train_test_split(random_state=42); product: the product's "
                          "grouped split (tasks.data.split.train_control, 20%%, --split-seed)")
@@ -136,7 +138,7 @@ def _fit_vae(args, profile, train, n_rows: int):
     private = args.dp_epsilon is not None
     pre = TablePreprocessor(profile, numeric="quantile", with_target=True, missing_state=True,
                             public_bounds=private, discrete_levels=DISCRETE_LEVELS,
-                            bound_state=not private)
+                            bound_state=args.bound_states and not private)
     pre.fit(train, "train")
     x = pre.transform(train, "train")
     cond = parse_condition(None, pre, "train")

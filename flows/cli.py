@@ -56,6 +56,10 @@ def add_model_options(parser: argparse.ArgumentParser, model: type[BaseModel]) -
             parser.add_argument(flag, dest=name, action="store_false",
                                 default=argparse.SUPPRESS, help=text)
             continue
+        if field.annotation is bool and default is False:  # an opt-in switch
+            parser.add_argument(_flag(name), dest=name, action="store_true",
+                                default=argparse.SUPPRESS, help=help_)
+            continue
         kind, choices = _option_type(field.annotation)
         parser.add_argument(_flag(name), dest=name,
                             type=kind, choices=choices, default=argparse.SUPPRESS,

@@ -127,6 +127,10 @@ class SynthesizeParameters(BaseModel):
     epochs: int = Field(60, ge=1, description="VAE epochs (fixed; no early stopping)")
     batch_size: int = Field(500, ge=1, description="rows per step (non-DP)")
     latent: int = Field(0, ge=0, description="latent dimensions (0: one per column, 8 to 64)")
+    bound_states: bool = Field(
+        False, description="without DP: a numeric column with 5% or more of its rows at its "
+                           "min or max models that mass as a category of its own (helps a "
+                           "zero-inflated amount, may cost elsewhere: see the README)")
     control_fraction: float = Field(
         0.2, ge=0.05, le=0.5, description="rows held out of training: the evaluation's and "
                                           "the attacks' control rows (DP: each row on a "

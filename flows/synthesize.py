@@ -96,7 +96,8 @@ def synthesize(params: SynthesizeParameters | None = None) -> SynthesisOutcome:
                        parent, timings, public_bounds=private or federated, numeric="quantile",
                        options={"with_target": True, "missing_state": True,
                                 "discrete_levels": DISCRETE_LEVELS,
-                                "bound_state": not private and not federated},
+                                "bound_state": params.bound_states and not private
+                                and not federated},
                        secret_split=private)
         pre, source = data.pre, data.source_name
         cond = syn.parse_condition(params.condition, pre, source)
