@@ -229,11 +229,12 @@ def _execute(params, call, remedy: str):
         print(f"\nINPUT REJECTED, nothing was run.\n{exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     runtime.choose_prefect_api()  # a running local server, else the temporary one
+    # input errors: exit 2, "INPUT REJECTED"
+    from cloakflow.tasks.data.constraints import ConstraintError
     from cloakflow.tasks.training.federation import FederationMismatch
 
-    # input errors: exit 2, "INPUT REJECTED"
     rejected = (DataValidationError, IngestError, PreprocessError, ProfileError,
-                DataNotFoundError, TargetError, FederationMismatch)
+                DataNotFoundError, TargetError, FederationMismatch, ConstraintError)
     from cloakflow.federated.task import SchemaMismatch
     from cloakflow.tasks.federation import FederationFailed
     from cloakflow.tasks.runners import StopRequested

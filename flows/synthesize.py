@@ -106,7 +106,8 @@ def synthesize(params: SynthesizeParameters | None = None) -> SynthesisOutcome:
         train_m = data.train_frame
         mpre, x_model, cond_m = pre, data.x, cond
         if rules:
-            train_m = rules.fit(data.train_frame).encode(data.train_frame)
+            rules.fit(data.train_frame).valid(data.train_frame)  # a bad formula fails here
+            train_m = rules.encode(data.train_frame)
             mpre = TablePreprocessor(rules.model_profile(), public_bounds=pre.public_bounds,
                                      numeric=pre.numeric, with_target=pre.with_target,
                                      missing_state=pre.missing_state,

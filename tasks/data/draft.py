@@ -381,7 +381,8 @@ def _inequalities(frame: pl.DataFrame, kinds_: dict[str, str],
                   formats: dict[str, str | None]) -> list[dict]:
     """Proposed constraints: ``low <= high`` for each pair of date, datetime or numeric
     columns of one kind that holds on every row where both are present, where their ranges
-    overlap (otherwise the rule says nothing the bounds do not) and at most ``MAX_RULES``;
+    overlap (otherwise the rule says nothing the bounds do not), the first one found per high
+    column (the profile allows one per high side) and at most ``MAX_RULES``;
     marked ``origin: data`` (the rows say it: review before a DP run)."""
     numbers: dict[str, np.ndarray] = {}
     for c, kind in kinds_.items():
@@ -394,7 +395,7 @@ def _inequalities(frame: pl.DataFrame, kinds_: dict[str, str],
             numbers[c] = kinds.to_numbers(series, kind)
         except kinds.KindError:
             continue
-    out = []
+    out, highs = [], set()
     names = list(numbers)
     for i, a in enumerate(names):
         for b in names[i + 1:]:
@@ -406,7 +407,9 @@ def _inequalities(frame: pl.DataFrame, kinds_: dict[str, str],
                 continue
             x, y = x[both], y[both]
             for low, high, lo, hi in ((a, b, x, y), (b, a, y, x)):
-                if (lo <= hi).all() and (lo < hi).any() and lo.max() > hi.min():
+                if (lo <= hi).all() and (lo < hi).any() and lo.max() > hi.min() \
+                        and high not in highs:  # a column is the high side of one at most
+                    highs.add(high)
                     out.append({"type": "inequality", "low": low, "high": high,
                                 "origin": "data"})
     return out[:MAX_RULES]

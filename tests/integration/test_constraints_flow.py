@@ -60,3 +60,19 @@ def test_dp_synthetic_rows_keep_the_declared_rules(prefect_harness, workdir, cap
     assert "discharge_date" in manifest["dp"]["preprocessing"]["dp_quantile_knots"]
     assert all("valid_real" not in r for r in manifest["constraints"]["rules"])  # private
     assert all(r["valid_synthetic"] == 1.0 for r in manifest["constraints"]["rules"])
+
+
+def test_a_broken_rule_is_refused_as_input_before_training(prefect_harness, workdir, capsys):
+    csv, prof = workdir / "hospital.csv", workdir / "typo.yaml"
+    hospital_table(600).write_csv(csv)
+    prof.write_text(yaml.safe_dump(hospital_profile(constraints=[
+        {"type": "formula", "column": "length_of_stay",
+         "expression": "discharge_date - checkin_date"}])))
+    capsys.readouterr()
+    rc = main(["synthesize", "hospital", "--input", str(csv), "--profile", str(prof),
+               "--out", str(workdir / "releases"), "--epochs", "2"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "INPUT REJECTED" in err
+    assert "length_of_stay = discharge_date - checkin_date" in err and "checkin_date" in err
+    assert "VAE epoch" not in err  # refused before any training
+    assert not (workdir / "releases").exists() or not any((workdir / "releases").rglob("*.parquet"))

@@ -252,3 +252,18 @@ def test_an_identifier_repeated_only_by_duplicate_rows_is_still_an_identifier(tm
         "groups": {"g": ["account", "clinic", "bmi"]}, "columns": {"account": "numeric"}})
     with pytest.raises(PreprocessError, match="'account': 1000 distinct integers"):
         TablePreprocessor(profile).fit(frame)
+
+
+def test_the_draft_proposes_one_inequality_per_high_column(tmp_path):
+    """Two counts both below a price on every row: one proposal for the price, so the draft
+    still passes the profile's contract (a column is the high side of one inequality)."""
+    rng = np.random.default_rng(0)
+    n = 300
+    nights, guests = rng.integers(1, 10, n), rng.integers(1, 8, n)
+    frame = pl.DataFrame({"nights": nights, "guests": guests,
+                          "price": np.round(nights + guests + rng.uniform(0, 5, n), 2),
+                          "cancelled": rng.choice(["yes", "no"], n)})
+    path = tmp_path / "rentals.csv"
+    frame.write_csv(path)
+    draft = draft_profile(path)
+    assert [c.high for c in draft.profile.constraints].count("price") == 1
