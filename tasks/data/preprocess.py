@@ -42,7 +42,6 @@ DISCRETE_MIN_ROWS = 50
 # a numeric column with at least this share of its rows exactly at its min (or max) gets a
 # bound state (``bound_state``): a zero balance, a capped value, a code at the end of a range
 BOUND_STATE_SHARE = 0.05
-BOUND_STATES = ("inside", "min", "max")
 
 
 def integer_key_reasons(series: pl.Series, distinct_rows: int | None = None) -> list[str]:
