@@ -16,7 +16,7 @@ from pydantic import BaseModel
 
 from cloakflow.flows.parameters import RunParameters
 from cloakflow.models.autoencoder import AutoencoderConfig
-from cloakflow.tasks import artifacts, runners, tracking
+from cloakflow.tasks import runners, steps, tracking
 from cloakflow.tasks.data.profile import CodeNoise, DatasetProfile, load_profile
 from cloakflow.tasks.data.steps import numeric_scaling, prepare
 from cloakflow.tasks.evaluation.learners import HEADLINE
@@ -44,7 +44,7 @@ class FlowOutcome(BaseModel):
     privacy_summary: str = ""
 
 
-@flow(name="anonymize", task_runner=runners.task_runner(), log_prints=True)
+@flow(name="anonymize", task_runner=steps.task_runner(), log_prints=True)
 def anonymize(params: RunParameters | None = None) -> FlowOutcome:
     """Encode a sensitive table with autoencoders, measure utility, attack the release, gate
     it on the profile's policy and publish it."""
@@ -62,7 +62,7 @@ def anonymize(params: RunParameters | None = None) -> FlowOutcome:
     with tracking.parent_run(profile.name, f"anonymize-{profile.name}", {
             "prefect.flow_run_id": flow_run_id, "cloakflow.dataset": profile.name},
             params.model_dump()) as parent, runners.attack_workers(
-            enabled=params.privacy_attacks):
+            enabled=params.privacy_attacks) as pool:
         private = params.dp_epsilon is not None
         federated = params.models_from is not None  # a holder's release: the shared schema
         data = prepare(profile, params.input_path, params.control_fraction, params.seed,
@@ -109,12 +109,12 @@ def anonymize(params: RunParameters | None = None) -> FlowOutcome:
                 + (f"; one-vs-rest: {profile.target.positive!r} against every other value of "
                    f"{profile.target.column!r}" if profile.target.one_vs_rest else ""))
         rows, table_md = log_utility(parent, cv, importances, note, timings, reused + cached)
-        artifacts.table("utility", profile.name, rows, f"Utility of the release: {note}")
+        steps.table("utility", profile.name, rows, f"Utility of the release: {note}")
         # after the evaluations, not beside them (on two cores both got slower); each table's
         # attack maths runs in its own worker process
         with timings("attacks"):
             futures = {t.name: attack.submit(t, x, data.x_control, data.records(), data.records(
-                control=True), data.pre, profile, params.seed) for t in release.tables
+                control=True), data.pre, profile, params.seed, pool) for t in release.tables
                 if params.privacy_attacks}
             releases = {k: f.result() for k, f in futures.items()}
         headline = f"test_{HEADLINE[profile.target.kind]}"

@@ -118,9 +118,9 @@ def attack_published(release_dir: str | Path, input_path: str | None = None) -> 
         tables.append(CodeTable(name, file, codes, cols, parts, noise))
 
     records = (train_frame.select(profile.features), control_frame.select(profile.features))
-    with runners.attack_workers(), ThreadPoolExecutor(len(tables)) as threads:
+    with runners.attack_workers() as pool, ThreadPoolExecutor(len(tables)) as threads:
         jobs = {t.name: threads.submit(attack_release, t, x, x_control, *records, pre, profile,
-                                       seed) for t in tables}
+                                       seed, pool=pool) for t in tables}
         releases = {name: job.result() for name, job in jobs.items()}
     return PrivacyReport(
         dataset=profile.name, release=str(release_dir), kind=manifest.kind,

@@ -3,7 +3,7 @@
 Runs a release flow, prints its results and, as its last line, the release folder.
 Bad input exits with status 2 and a report naming the file, column and rule. Ctrl-C or SIGTERM
 stops a ``run`` or ``synthesize`` within seconds, nothing published, with status 130 or 143
-(``runtime.StopOnSignals``).
+(``engine.StopOnSignals``).
 """
 
 from __future__ import annotations
@@ -20,6 +20,8 @@ from cloakflow.tasks import runtime
 
 # defaults (never overriding the user's) and quiet TensorFlow start-up, before any heavy import
 runtime.prepare_cli()
+
+from cloakflow.flows import engine  # noqa: E402 - after the defaults: it reads no settings
 
 EXIT_BAD_INPUT = 2
 EXIT_POLICY = 3
@@ -188,9 +190,11 @@ def _release_run(args: argparse.Namespace, model: type[BaseModel], flow: str, re
     def call():
         import importlib
 
-        return getattr(importlib.import_module(f"cloakflow.flows.{flow}"), flow)(params)
+        # the task runner is chosen for this run (the decorator's is a deployment's default)
+        return engine.for_run(getattr(importlib.import_module(f"cloakflow.flows.{flow}"),
+                                      flow))(params)
 
-    with runtime.StopOnSignals():  # Ctrl-C, SIGTERM: stopped within seconds, exit 130 / 143
+    with engine.StopOnSignals():  # Ctrl-C, SIGTERM: stopped within seconds, exit 130 / 143
         outcome = _execute(params, call, remedy)
     return outcome if isinstance(outcome, int) else (params, outcome)
 
@@ -228,7 +232,7 @@ def _execute(params, call, remedy: str):
     except ProfileError as exc:
         print(f"\nINPUT REJECTED, nothing was run.\n{exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    runtime.choose_prefect_api()  # a running local server, else the temporary one
+    engine.choose_prefect_api()  # a running local server, else the temporary one
     # input errors: exit 2, "INPUT REJECTED"
     from cloakflow.tasks.data.constraints import ConstraintError
     from cloakflow.tasks.training.federation import FederationMismatch
@@ -366,8 +370,8 @@ def _frontier(args: argparse.Namespace) -> int:
     from cloakflow.flows.frontier import FrontierParameters, frontier
 
     params = FrontierParameters(**_values(args))
-    runtime.choose_prefect_api()
-    result = frontier(params)
+    engine.choose_prefect_api()
+    result = engine.for_run(frontier)(params)
     print(result["folder"])
     return 0
 

@@ -27,7 +27,7 @@ from pydantic import BaseModel
 
 from cloakflow.federated.task import DEFAULT_DELTA
 from cloakflow.flows.parameters import FederateParameters
-from cloakflow.tasks import artifacts, tracking
+from cloakflow.tasks import steps, tracking
 from cloakflow.tasks.data.profile import DatasetProfile, load_profile
 from cloakflow.tasks.federation import Federation, FederationFailed, merge_private_rounds
 
@@ -289,7 +289,7 @@ def federate(params: FederateParameters | None = None) -> FederationOutcome:
             tracking.log_dict(parent, releases, "federation/releases.json")
         manifest["releases"] = releases
         summary = _summary(profile.name, manifest, overhead)
-        artifacts.markdown("federation", profile.name, summary, "Federated training")
+        steps.markdown("federation", profile.name, summary, "Federated training")
         tracking.finish_parent(parent, str(folder), {})
     get_run_logger().info("federation folder: %s", folder)
     return FederationOutcome(folder=str(folder), mlflow_run_id=parent, rounds=rounds,

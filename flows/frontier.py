@@ -20,7 +20,7 @@ from prefect import flow
 
 from cloakflow.flows.parameters import FrontierParameters
 from cloakflow.models.autoencoder import AutoencoderConfig
-from cloakflow.tasks import artifacts, runners, tracking
+from cloakflow.tasks import steps, tracking
 from cloakflow.tasks.data.profile import CodeNoise, load_profile
 from cloakflow.tasks.data.steps import numeric_scaling, prepare
 from cloakflow.tasks.evaluation.steps import evaluate_utility
@@ -54,7 +54,7 @@ def inversion_point(codes: np.ndarray, x: np.ndarray, blocks, sensitive: set[str
             "per_attribute": best}
 
 
-@flow(name="privacy-frontier", task_runner=runners.task_runner(), log_prints=True)
+@flow(name="privacy-frontier", task_runner=steps.task_runner(), log_prints=True)
 def frontier(params: FrontierParameters | None = None) -> dict:
     """Sweep code-noise scales; plot ROC AUC against the p = 1% inversion accuracy."""
     params = params or FrontierParameters()
@@ -95,7 +95,7 @@ def _sweep(params: FrontierParameters, profile, parent: str) -> dict:
                                        [columns[i] for i in slices[name]],
                                        replace(config, heads=heads.get(name, ())), params.seed,
                                        parent) for name in ["whole", *slices]}
-    models = runners.gather(futures, parent)
+    models = steps.gather(futures, parent)
     whole_model = models["whole"]
     group_models = {g: models[g] for g in slices}
     blocks = blocks_of(data.pre)
@@ -137,10 +137,10 @@ def _sweep(params: FrontierParameters, profile, parent: str) -> dict:
     tracking.log_file(parent, png, "frontier")
     tracking.log_dict(parent, result, "frontier/frontier.json")
     tracking.log_text(parent, table, "frontier/frontier.md")
-    artifacts.table("frontier", profile.name,
+    steps.table("frontier", profile.name,
                     [{k: v for k, v in p.items() if k != "per_attribute"} for p in points],
                     "Privacy-utility frontier")
-    artifacts.markdown("frontier-summary", profile.name, table, "Privacy-utility frontier")
+    steps.markdown("frontier-summary", profile.name, table, "Privacy-utility frontier")
     result["folder"] = str(out)
     return result
 

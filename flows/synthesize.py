@@ -21,7 +21,7 @@ from prefect.cache_policies import NO_CACHE
 from pydantic import BaseModel
 
 from cloakflow.flows.parameters import SynthesizeParameters
-from cloakflow.tasks import artifacts, tracking
+from cloakflow.tasks import steps, tracking
 from cloakflow.tasks.data import constraints
 from cloakflow.tasks.data.preprocess import DISCRETE_LEVELS, TablePreprocessor
 from cloakflow.tasks.data.profile import load_profile
@@ -226,7 +226,7 @@ def synthesize(params: SynthesizeParameters | None = None) -> SynthesisOutcome:
                                        {"synthetic": frame}, manifest))
             tracking.log_dict(parent, manifest, "release/manifest.json")
             print(f"published {folder}", flush=True)
-            artifacts.markdown("synthetic-release", profile.name,
+            steps.markdown("synthetic-release", profile.name,
                                f"# Release `{folder}`\n\n{report}", "Published synthetic rows")
         tracking.finish_parent(parent, folder, timings)
     get_run_logger().info("release folder: %s", folder)
@@ -331,7 +331,7 @@ def _log_report(parent: str, dataset: str, evaluation: dict, gate: dict, report:
     metrics.update({f"tstr.{k}": ts[k]["tstr"] for k in ("forest", "lightgbm") if k in ts})
     metrics.update({f"privacy.{k}": v for k, v in gate["measured"].items() if v is not None})
     tracking.log_metrics(parent, metrics)
-    artifacts.markdown("synthetic-report", dataset, report, "Synthetic release report")
+    steps.markdown("synthetic-report", dataset, report, "Synthetic release report")
 
 
 __all__ = ["synthesize", "SynthesizeParameters", "SynthesisOutcome"]

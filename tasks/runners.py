@@ -1,22 +1,18 @@
 """Where work runs, chosen in one place.
 
-- ``task_runner(kind)``: the Prefect task runner of a flow. ``thread`` (default) runs the
-  flow's tasks in a thread pool in the flow's process. The release and model steps exchange
-  only plain data (NumPy arrays, weight lists, typed records), so a distributed runner can be
-  added here without touching the flows.
-- ``gather(futures, key)``: wait for a flow's parallel tasks and fail fast: the first failure
-  asks the others to stop (``stop_requested(key)``, checked by the training loops after every
-  epoch) and is raised at once, instead of after minutes of training whose result is lost.
+- ``Stop(key)``: the stop signal handed to a long computation (training epochs, permutation
+  importance, LightGBM trees): it stops when the process is interrupted or when another task
+  of the run ``key`` failed (``request_stop``, called by ``tasks.steps.gather``).
 - ``interrupt(signum)``: the same stop for every run of the process, on Ctrl-C or SIGTERM
-  (``runtime.StopOnSignals`` in the command line; ``tracking.parent_run`` when an interrupt
+  (``engine.StopOnSignals`` in the command line; ``tracking.parent_run`` when an interrupt
   reaches a flow): ``stop_requested`` is then true for every key, the long loops (training
   epochs, permutation importance, LightGBM trees) raise ``StopRequested`` at their next check,
   the attack worker processes are terminated, and the hooks of ``on_interrupt`` run once.
 - ``attack_workers()``: the worker processes that run the attack maths (pure NumPy,
   scikit-learn and anonymeter; ``tasks.privacy.attacks.suite``). Threads would serialise that
   work on the interpreter lock, so each release's attacks run in a process of this pool; the
-  flow opens the pool for its lifetime with ``with attack_workers():`` and the attack task
-  finds it with ``current_attack_pool()`` (None: run in the calling thread).
+  flow opens the pool for its lifetime with ``with attack_workers() as pool:`` and hands
+  ``pool`` to its attack tasks (None: they run in the calling thread).
 """
 
 from __future__ import annotations
@@ -25,9 +21,6 @@ import contextlib
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import Executor
-from typing import Literal
-
-RunnerKind = Literal["thread"]
 
 _LIMITS: list = []
 _STOPS: set[str] = set()
@@ -115,42 +108,47 @@ def _signal_name(signum: int) -> str:
         return f"signal {signum}"
 
 
-def gather(futures: dict, key: str | None) -> dict:
-    """Results of Prefect futures by name; on the first failure, the run's other tasks are
-    asked to stop (see ``stop_requested``), not-yet-started ones are cancelled, and the failure
-    is raised.
+def request_stop(key: str | None) -> None:
+    """Ask the tasks of the run ``key`` to stop (another of its tasks failed)."""
+    with _STOPS_LOCK:
+        _STOPS.add(key or "")
 
-    Raises:
-        The first exception a task raised.
-    """
-    from prefect.futures import as_completed
 
+def clear_stop(key: str | None) -> None:
+    """Forget a stop request of the run ``key`` (its parallel tasks start afresh)."""
     with _STOPS_LOCK:
         _STOPS.discard(key or "")
-    try:
-        for future in as_completed(list(futures.values())):
-            future.result()  # raises the task's exception
-    except BaseException:
-        with _STOPS_LOCK:
-            _STOPS.add(key or "")
-        for future in futures.values():
-            wrapped = getattr(future, "wrapped_future", None)
-            if wrapped is not None:
-                wrapped.cancel()
-        raise
-    return {name: f.result() for name, f in futures.items()}
-_POOL: Executor | None = None
+
+
+class Stop:
+    """The stop signal a long computation is handed: ``check(what)`` between its steps raises
+    ``StopRequested`` once the process was interrupted (``interrupt``) or the run ``key``
+    asked its tasks to stop (``request_stop``, by ``tasks.steps.gather`` on a failure).
+
+    A computation takes it as a parameter (``stop: Stop | None``; None: the process's
+    interrupt only), so a runner in another process can hand in its own.
+    """
+
+    def __init__(self, key: str | None = None):
+        self.key = key
+
+    def requested(self) -> bool:
+        """Whether the computation should stop now."""
+        return stop_requested(self.key)
+
+    def check(self, what: str) -> None:
+        """Raise ``StopRequested`` naming ``what`` if a stop was requested.
+
+        Raises:
+            StopRequested: after ``interrupt``, or after ``request_stop(key)``.
+        """
+        check_interrupt(what)
+        if self.key is not None and stop_requested(self.key):
+            raise StopRequested(f"{what}: stopped because another task of this run failed")
+
+
 _POOL_LOCK = threading.RLock()
 _OPEN_POOLS: list = []  # every attack pool open now (nested blocks included)
-
-
-def task_runner(kind: RunnerKind = "thread", workers: int = 8):
-    """The Prefect task runner for ``kind`` (``thread``: a thread pool of ``workers``)."""
-    from prefect.task_runners import ThreadPoolTaskRunner
-
-    if kind == "thread":
-        return ThreadPoolTaskRunner(max_workers=workers)
-    raise ValueError(f"unknown task runner {kind!r}: expected 'thread'")
 
 
 def worker_init() -> None:
@@ -173,7 +171,6 @@ def attack_workers(workers: int = 2, enabled: bool = True) -> Iterator[Executor 
     block waits for running attacks, except after an interrupt (a ``KeyboardInterrupt`` or
     Prefect's ``TerminationSignal`` leaving it calls ``interrupt``): the workers are then
     terminated."""
-    global _POOL
     if not enabled:
         yield None
         return
@@ -185,7 +182,6 @@ def attack_workers(workers: int = 2, enabled: bool = True) -> Iterator[Executor 
     for _ in range(workers):
         pool.submit(int)
     with _POOL_LOCK:
-        previous, _POOL = _POOL, pool
         _OPEN_POOLS.append(pool)
     try:
         yield pool
@@ -195,7 +191,6 @@ def attack_workers(workers: int = 2, enabled: bool = True) -> Iterator[Executor 
         raise
     finally:
         with _POOL_LOCK:
-            _POOL = previous
             _OPEN_POOLS.remove(pool)
         if _INTERRUPT.is_set():  # the running attacks' results are lost: do not wait for them
             _terminate(pool)
@@ -225,8 +220,3 @@ def _terminate(pool) -> None:
         proc.join(max(0.0, deadline - time.monotonic()))
         if proc.is_alive():
             proc.kill()
-
-
-def current_attack_pool() -> Executor | None:
-    """The pool opened by the innermost ``attack_workers()`` block, if any."""
-    return _POOL

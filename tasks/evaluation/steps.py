@@ -9,7 +9,6 @@ from collections.abc import Sequence
 import numpy as np
 from prefect import task
 
-from cloakflow.tasks.caching import CACHE_EXPIRATION, step_policy
 from cloakflow.tasks.evaluation import learners, utility
 from cloakflow.tasks.evaluation.utility import (
     Blocks,
@@ -18,6 +17,7 @@ from cloakflow.tasks.evaluation.utility import (
     importance_of_view,
     utility_of_view,
 )
+from cloakflow.tasks.steps import CACHE_EXPIRATION, step_policy
 
 _CACHE = dict(persist_result=True, cache_expiration=CACHE_EXPIRATION,
               cache_policy=step_policy(utility, learners))

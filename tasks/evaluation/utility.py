@@ -111,7 +111,9 @@ class HistForestClassifier(ClassifierMixin, BaseEstimator):
 
 
 def _stop_between_trees(env) -> None:
-    """LightGBM callback after every tree: stop when the process is interrupted."""
+    """LightGBM callback after every tree: stop when the process is interrupted (a signal
+    reaches the whole process; a run's own ``runners.Stop`` is checked between folds and
+    permutations)."""
     runners.check_interrupt(f"forest fit at tree {env.iteration + 1}")
 
 
@@ -149,7 +151,8 @@ def cross_validate_forest(X: np.ndarray, y: np.ndarray, *, engine: Engine = "lig
                           scheme: FoldScheme = "stratified-shuffled", folds: int = 10,
                           seed: int = 42, n_estimators: int = 500, n_jobs: int = 1,
                           kind: str = "binary",
-                          class_names: Sequence[str] | None = None) -> dict[str, Any]:
+                          class_names: Sequence[str] | None = None,
+                          stop: runners.Stop | None = None) -> dict[str, Any]:
     """``sklearn.model_selection.cross_validate`` of the evaluation forest for the target's
     ``kind`` (``learners.make_learner``, scored by ``learners.SCORING[kind]``).
 
@@ -162,10 +165,13 @@ def cross_validate_forest(X: np.ndarray, y: np.ndarray, *, engine: Engine = "lig
         ``"per_class"`` (see ``class_scores``).
 
     Raises:
-        StopRequested: the process was interrupted (LightGBM stops between trees).
+        StopRequested: the process was interrupted (LightGBM stops between trees), or
+            ``stop`` was requested.
     """
     from sklearn.model_selection import cross_validate
 
+    stop = stop or runners.Stop()
+    stop.check("cross-validation")
     per_class = kind == "multiclass"
     try:
         res = cross_validate(learners.make_learner(kind, engine, seed, n_estimators,
@@ -174,9 +180,9 @@ def cross_validate_forest(X: np.ndarray, y: np.ndarray, *, engine: Engine = "lig
                              scoring=learners.SCORING[kind], return_train_score=True,
                              return_estimator=per_class, return_indices=per_class)
     except ValueError:  # every fold's fit failed: stopped by an interrupt (or a real error)
-        runners.check_interrupt("cross-validation")
+        stop.check("cross-validation")
         raise
-    runners.check_interrupt("cross-validation")  # some folds stopped: their scores are NaN
+    stop.check("cross-validation")  # some folds stopped: their scores are NaN
     fitted, indices = res.pop("estimator", None), res.pop("indices", None)
     out = {"mean": {k: float(np.mean(v)) for k, v in res.items()},
            "folds": {k: [float(x) for x in v] for k, v in res.items()}}
@@ -241,7 +247,8 @@ def source_blocks(pre) -> list[tuple[str, list[int]]]:
 def block_permutation_importance(model, X: np.ndarray, y: np.ndarray, blocks: Blocks, *,
                                  repeats: int = 10, seed: int = 42,
                                  progress: Callable[[int, int], None] | None = None,
-                                 what: str = "permutation importance", kind: str = "binary"
+                                 what: str = "permutation importance", kind: str = "binary",
+                                 stop: runners.Stop | None = None
                                  ) -> tuple[np.ndarray, np.ndarray]:
     """Permutation importance of column blocks: the drop in ROC AUC when the rows of a whole
     block are shuffled together (one permutation per block and repeat, the same for all its
@@ -263,19 +270,22 @@ def block_permutation_importance(model, X: np.ndarray, y: np.ndarray, blocks: Bl
         seed: seeds the permutations.
         progress: called as ``progress(blocks done, blocks)`` after every block.
         what: names the computation in the ``StopRequested`` message.
+        stop: checked before every permutation (None: the process's interrupt only).
 
     Returns:
         (importances, baseline): importances (blocks, repeats), the drop in ROC AUC of each
         permutation; baseline, the unpermuted ROC AUC (a 0-d array).
 
     Raises:
-        StopRequested: the process was interrupted (checked before every permutation).
+        StopRequested: ``stop`` was requested or the process interrupted (checked before
+            every permutation).
         ValueError: a block without columns, or y with a single class.
     """
     from sklearn.metrics import roc_auc_score
 
     X = np.asarray(X)
     y = np.asarray(y)
+    stop = stop or runners.Stop()
     if any(len(cols) == 0 for _, cols in blocks):
         raise ValueError("every block needs at least one column")
     if kind == "binary":
@@ -295,7 +305,7 @@ def block_permutation_importance(model, X: np.ndarray, y: np.ndarray, blocks: Bl
         rng = np.random.RandomState(block_seed)
         order = np.arange(len(y))
         for r in range(repeats):
-            runners.check_interrupt(f"{what}, block {name!r}")
+            stop.check(f"{what}, block {name!r}")
             rng.shuffle(order)
             work[:, cols] = work[np.ix_(order, cols)]
             drops[b, r] = baseline - scored(work)
@@ -310,7 +320,8 @@ def permutation_importances(X: np.ndarray, y: np.ndarray, names: list[str], *,
                             repeats: int = 10, n_estimators: int = 500, n_jobs: int = 1,
                             blocks: Blocks | None = None, label: str | None = None,
                             every_s: float = PROGRESS_EVERY_S,
-                            kind: str = "binary") -> dict[str, Any]:
+                            kind: str = "binary",
+                            stop: runners.Stop | None = None) -> dict[str, Any]:
     """Permutation importance (ROC AUC drop) of a forest fit on all rows, per block.
 
     Scored with ROC AUC, not accuracy: a depth-2 forest on a rare positive class predicts almost
@@ -325,6 +336,7 @@ def permutation_importances(X: np.ndarray, y: np.ndarray, names: list[str], *,
             None: one block per column, named by ``names``.
         label: with it, progress lines on stdout: ``importance <label>: ...`` after the fit
             and at most every ``every_s`` seconds while permuting.
+        stop: checked before every permutation (``block_permutation_importance``).
 
     Returns:
         ``{"scoring", "rows_scored", "repeats", "blocks", "ranking": [{"feature", "mean",
@@ -361,7 +373,8 @@ def permutation_importances(X: np.ndarray, y: np.ndarray, names: list[str], *,
 
     drops, _ = block_permutation_importance(forest, X[idx], y[idx], blocks, repeats=repeats,
                                             seed=seed, progress=progress,
-                                            what=f"importance {label or ''}".strip(), kind=kind)
+                                            what=f"importance {label or ''}".strip(), kind=kind,
+                                            stop=stop)
     means, stds = drops.mean(axis=1), drops.std(axis=1)
     order = np.argsort(-means, kind="stable")
     return {
@@ -475,13 +488,14 @@ def log_utility(parent: str, cv: dict[str, dict], importances: dict[str, dict],
 def utility_of_view(name: str, X: np.ndarray, y: np.ndarray, engine: Engine,
                      scheme: FoldScheme, folds: int, seed: int, n_jobs: int = 1,
                      kind: str = "binary",
-                     class_names: list[str] | None = None) -> dict[str, Any]:
+                     class_names: list[str] | None = None,
+                     stop: runners.Stop | None = None) -> dict[str, Any]:
     """Cross-validate the forest on one view of the table (target ``kind``; ``class_names``: a
-    multiclass target's, see ``cross_validate_forest``), printing the headline figures (its
-    cached Prefect task is ``tasks.evaluation.steps.evaluate_utility``)."""
+    multiclass target's; ``stop``: see ``cross_validate_forest``), printing the headline
+    figures (its cached Prefect task is ``tasks.evaluation.steps.evaluate_utility``)."""
     t0 = time.perf_counter()
     res = cross_validate_forest(X, y, engine=engine, scheme=scheme, folds=folds, seed=seed,
-                                n_jobs=n_jobs, kind=kind, class_names=class_names)
+                                n_jobs=n_jobs, kind=kind, class_names=class_names, stop=stop)
     m = res["mean"]
     shown = {"binary": ("ROC AUC", "roc_auc", "average precision", "average_precision"),
              "multiclass": ("macro ROC AUC", "roc_auc_ovr", "balanced accuracy",
@@ -496,13 +510,14 @@ def utility_of_view(name: str, X: np.ndarray, y: np.ndarray, engine: Engine,
 
 def importance_of_view(name: str, X: np.ndarray, y: np.ndarray, names: list[str], engine: Engine,
                seed: int, rows: int, blocks: list[tuple[str, list[int]]] | None = None,
-               kind: str = "binary") -> dict[str, Any]:
+               kind: str = "binary", stop: runners.Stop | None = None) -> dict[str, Any]:
     """Permutation importance of one view of the table, per block (``blocks``: (source column,
-    its column indices), see ``permutation_importances``; None: per column), with progress
+    its column indices), see ``permutation_importances``; None: per column; ``stop``: checked
+    before every permutation), with progress
     lines while it runs (its Prefect task is ``tasks.evaluation.steps.importance``)."""
     t0 = time.perf_counter()
     res = permutation_importances(X, y, names, engine=engine, seed=seed, rows=rows,
-                                  blocks=blocks, label=name, kind=kind)
+                                  blocks=blocks, label=name, kind=kind, stop=stop)
     top = ", ".join(r["feature"] for r in res["ranking"][:3])
     print(f"importance {name}: top features {top} ({time.perf_counter() - t0:.1f}s)", flush=True)
     return res

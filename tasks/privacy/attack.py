@@ -53,7 +53,7 @@ def attack_release(table: CodeTable, x: np.ndarray, x_control: np.ndarray,
         x, x_control: preprocessed training and held-out control rows.
         train_records, control_records: the same rows as source values (anonymeter).
         pool: an executor to run the attacks in (a process pool: the flow's attack pool,
-            ``runners.current_attack_pool``), or None to run them here.
+            ``runners.attack_workers``), or None to run them here.
     """
     t = time.perf_counter()
     decoded, losses = model_views(table, x, x_control)

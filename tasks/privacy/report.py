@@ -206,11 +206,10 @@ def _plot_sections(report: PrivacyReport, names: list[str], axes) -> None:
         ax.legend(loc="upper center", ncol=3, fontsize=8)
 
 
-def log_report(parent: str, report: PrivacyReport, dataset: str) -> str:
+def log_report(parent: str, report: PrivacyReport) -> str:
     """Print the one-page summary and log the report (JSON, markdown, plot, per-release
-    policy metrics, verdict tag) to the MLflow run and the flow run's page; returns the
-    summary."""
-    from cloakflow.tasks import artifacts, tracking
+    policy metrics, verdict tag) to the MLflow run; returns the summary."""
+    from cloakflow.tasks import tracking
 
     summary = summary_markdown(report)
     print(summary, flush=True)
@@ -224,5 +223,4 @@ def log_report(parent: str, report: PrivacyReport, dataset: str) -> str:
         with tracking.scratch_dir() as tmp:
             tracking.log_file(parent, plot_attacks(report, str(tmp / "inversion.png")),
                               "privacy")
-    artifacts.markdown("privacy", dataset, summary, "Privacy report of the release")
     return summary

@@ -1,28 +1,43 @@
-"""Prefect tasks of the privacy evaluation: every attack on one released table, in the flow's
-attack process pool when it has one."""
+"""Prefect tasks of the privacy evaluation: every attack on one released table (in the flow's
+attack process pool when it has one), and the gate with its summary on the flow run's page."""
 
 from __future__ import annotations
+
+from concurrent.futures import Executor
 
 import numpy as np
 import polars as pl
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from cloakflow.tasks import runners
 from cloakflow.tasks.data.preprocess import TablePreprocessor
 from cloakflow.tasks.data.profile import DatasetProfile
 from cloakflow.tasks.privacy.attack import attack_release
+from cloakflow.tasks.privacy.gate import gate
+from cloakflow.tasks.privacy.report import PrivacyReport
 from cloakflow.tasks.release.codes import CodeTable
+from cloakflow.tasks.steps import markdown
 
 
 @task(name="privacy-attacks", cache_policy=NO_CACHE)
 def attack(table: CodeTable, x: np.ndarray, x_control: np.ndarray,
            train_records: pl.DataFrame, control_records: pl.DataFrame,
-           pre: TablePreprocessor, profile: DatasetProfile, seed: int) -> dict:
-    """Prefect task: every attack on one released table (see ``attack_release``), in the
-    flow's attack pool (``runners.current_attack_pool``) when it has one."""
+           pre: TablePreprocessor, profile: DatasetProfile, seed: int,
+           pool: Executor | None = None) -> dict:
+    """Prefect task: every attack on one released table (see ``attack_release``), in
+    ``pool`` (the flow's ``runners.attack_workers()``) when it is given."""
     report = attack_release(table, x, x_control, train_records, control_records, pre, profile,
-                            seed, pool=runners.current_attack_pool())
+                            seed, pool=pool)
     print(f"  [{table.name}] attacks done in {sum(report['seconds'].values()):.1f}s: "
           + ", ".join(f"{k} {v:.1f}s" for k, v in report["seconds"].items()), flush=True)
     return report
+
+
+def gate_release(parent: str, kind: str, releases: dict[str, dict], profile: DatasetProfile,
+                 **options) -> tuple[PrivacyReport, str]:
+    """``gate`` (same arguments and errors), with the privacy summary shown on the flow run's
+    page as a markdown artifact, blocked or not."""
+    def show(summary: str) -> None:
+        markdown("privacy", profile.name, summary, "Privacy report of the release")
+
+    return gate(parent, kind, releases, profile, show=show, **options)

@@ -12,6 +12,7 @@ from cloakflow.tasks.release.kinds import Release
 from cloakflow.tasks.release.manifest import Manifest
 from cloakflow.tasks.release.publish import write_release
 from cloakflow.tasks.retry import retry_on_io
+from cloakflow.tasks.steps import markdown
 
 
 @task(name="publish", retries=1, retry_delay_seconds=2, retry_condition_fn=retry_on_io)
@@ -31,13 +32,13 @@ def publish_release(out_dir: str, release: Release, labels: pl.Series, manifest:
     flow run's page. Returns the release folder."""
     import numpy as np
 
-    from cloakflow.tasks import artifacts, tracking
+    from cloakflow.tasks import tracking
 
     order = np.random.default_rng().permutation(len(labels))  # secret: not from the seed
     tracking.log_text(parent, json.dumps(order.tolist()), "release/row_order.json")
     path = publish(out_dir, manifest.dataset, parent, release.frames(labels, order), manifest)
     tracking.log_dict(parent, manifest.to_json(), "release/manifest.json")
-    artifacts.markdown("release", manifest.dataset,
+    markdown("release", manifest.dataset,
                        f"# Release `{path}`\n\n{note}\n\nPrivacy verdict: **{verdict}**.\n\n"
                        f"MLflow run `{parent}`.\n\n> {release.statement}\n", "Published release")
     return path

@@ -124,15 +124,16 @@ def _finish(name: str, x: np.ndarray, columns: list[str], config: AutoencoderCon
 
 
 def _progress(name: str, config: AutoencoderConfig, dp: DpPlan | None, log_every: int = 10,
-              run: str | None = None):
-    """The per-epoch callback: progress lines, and a stop when another task of the run
-    ``run`` failed (``runners.gather``)."""
+              stop: runners.Stop | None = None):
+    """The per-epoch callback: progress lines, and a stop when ``stop`` is requested (the
+    process was interrupted, or another task of its run failed: ``tasks.steps.gather``)."""
     started = False
+    stop = stop or runners.Stop()
 
     def progress(epoch: int, m: dict[str, float]) -> None:
         nonlocal started
         runners.check_interrupt(f"[{name}] epoch {epoch}")  # Ctrl-C / SIGTERM
-        if runners.stop_requested(run):
+        if stop.requested():
             raise runners.StopRequested(f"[{name}] stopped after epoch {epoch}: another task "
                                         "of this run failed")
         if epoch == 1 and started:
@@ -154,12 +155,13 @@ def _progress(name: str, config: AutoencoderConfig, dp: DpPlan | None, log_every
 
 def fit_and_encode(name: str, x: np.ndarray, columns: list[str], config: AutoencoderConfig,
                    seed: int, parent_run_id: str | None = None,
-                   dp: DpPlan | None = None) -> TrainedModel:
+                   dp: DpPlan | None = None, stop: runners.Stop | None = None) -> TrainedModel:
     """Train one model on ``x`` (plain, or DP-SGD as its own mechanism when ``dp`` is given:
-    the ``split`` design), encode ``x``, and log params, curves, metrics and the model."""
+    the ``split`` design), encode ``x``, and log params, curves, metrics and the model.
+    ``stop`` is checked after every epoch (None: ``runners.Stop(parent_run_id)``)."""
     run_id = _start_child(parent_run_id, name, x, columns, config,
                           seed if dp is None else None, dp)
-    progress = _progress(name, config, dp, run=parent_run_id)
+    progress = _progress(name, config, dp, stop=stop or runners.Stop(parent_run_id))
     if dp is None:
         result = train_autoencoder(x, config, seed=seed, on_epoch=progress)
     else:  # its own secret streams: independent of every other model's
@@ -171,16 +173,20 @@ def fit_and_encode(name: str, x: np.ndarray, columns: list[str], config: Autoenc
 def fit_and_encode_joint(x: np.ndarray, members: dict[str, list[int] | None],
                          columns: list[str], config: AutoencoderConfig,
                          parent_run_id: str | None, dp: DpPlan,
-                         heads: dict[str, tuple] | None = None) -> dict[str, TrainedModel]:
+                         heads: dict[str, tuple] | None = None,
+                         stop: runners.Stop | None = None) -> dict[str, TrainedModel]:
     """Train every model in ``members`` (name -> column indices of ``x``, None = all) as one
-    joint DP-SGD mechanism, encode, log each model to its own child run."""
+    joint DP-SGD mechanism, encode, log each model to its own child run (``stop``: checked
+    after every epoch; None: ``runners.Stop(parent_run_id)``)."""
     names = {n: columns if c is None else [columns[i] for i in c] for n, c in members.items()}
     views = {n: x if c is None else x[:, c] for n, c in members.items()}
     configs = {n: replace(config, heads=tuple((heads or {}).get(n, ()))) for n in members}
     run_ids = {n: _start_child(parent_run_id, n, views[n], names[n], configs[n], None, dp)
                for n in members}
     results = train_autoencoders_dp(x, members, config, dp.mechanism, dp.clip_norm,
-                                    on_epoch=_progress("joint", config, dp), heads=heads)
+                                    on_epoch=_progress("joint", config, dp, stop=stop or
+                                                       runners.Stop(parent_run_id)),
+                                    heads=heads)
     return {n: _finish(n, views[n], names[n], configs[n], results[n], run_ids[n])
             for n in members}
 

@@ -15,8 +15,8 @@ from cloakflow.models.autoencoder import AutoencoderConfig
 from cloakflow.models.training import accounting as accounting_module
 from cloakflow.models.training import dp_sgd as dp_sgd_module
 from cloakflow.tasks import runners, tracking
-from cloakflow.tasks.caching import CACHE_EXPIRATION, step_policy
 from cloakflow.tasks.privacy.dp import DpPlan
+from cloakflow.tasks.steps import CACHE_EXPIRATION, gather, step_policy
 from cloakflow.tasks.training.fit import TrainedModel, fit_and_encode, fit_and_encode_joint
 
 
@@ -35,7 +35,8 @@ def train(name: str, x: np.ndarray, columns: list[str], config: AutoencoderConfi
     DP runs never read the cache (the flow refreshes it): their randomness is secret, not a
     function of the inputs.
     """
-    return fit_and_encode(name, x, columns, config, seed, parent_run_id, dp=dp)
+    return fit_and_encode(name, x, columns, config, seed, parent_run_id, dp=dp,
+                          stop=runners.Stop(parent_run_id))
 
 
 @task(name="train-autoencoders-dp-joint")
@@ -43,7 +44,8 @@ def train_joint(x: np.ndarray, members: dict[str, list[int] | None], columns: li
                 config: AutoencoderConfig, parent_run_id: str | None,
                 dp: DpPlan, heads: dict[str, tuple] | None = None) -> dict[str, TrainedModel]:
     """Prefect task: every autoencoder as one joint DP-SGD mechanism (never cached)."""
-    return fit_and_encode_joint(x, members, columns, config, parent_run_id, dp, heads)
+    return fit_and_encode_joint(x, members, columns, config, parent_run_id, dp, heads,
+                                stop=runners.Stop(parent_run_id))
 
 
 def train_models(x: np.ndarray, columns: list[str], slices: dict[str, list[int]],
@@ -76,5 +78,5 @@ def train_models(x: np.ndarray, columns: list[str], slices: dict[str, list[int]]
                                     store=store)}
     futures.update({g: step.submit(g, x[:, s], [columns[i] for i in s], cfg(g), seed, parent,
                                    dp=dp, store=store) for g, s in slices.items()})
-    models = runners.gather(futures, parent)
+    models = gather(futures, parent)
     return models, [f"model:{k}" for k, f in futures.items() if f.state.name == "Cached"]

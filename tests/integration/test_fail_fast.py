@@ -9,7 +9,7 @@ import time
 import pytest
 from prefect import flow, task
 
-from cloakflow.tasks import runners
+from cloakflow.tasks import runners, steps
 from cloakflow.tasks.training.fit import _progress
 
 pytestmark = pytest.mark.integration
@@ -27,16 +27,17 @@ def _trains(run: str, epochs: int = 120) -> int:
     callback after each."""
     from cloakflow.models.autoencoder import AutoencoderConfig
 
-    progress = _progress("slow", AutoencoderConfig(epochs=epochs), None, run=run)
+    progress = _progress("slow", AutoencoderConfig(epochs=epochs), None,
+                         stop=runners.Stop(run))
     for epoch in range(1, epochs + 1):
         time.sleep(0.5)
         progress(epoch, {"loss": 1.0, "val_loss": 1.0})
     return epochs
 
 
-@flow(task_runner=runners.task_runner())
+@flow(task_runner=steps.task_runner())
 def _two_tasks(run: str) -> dict:
-    return runners.gather({"slow": _trains.submit(run), "bad": _fails.submit()}, run)
+    return steps.gather({"slow": _trains.submit(run), "bad": _fails.submit()}, run)
 
 
 def test_first_failure_stops_the_others_and_is_raised_at_once(prefect_harness):
@@ -49,6 +50,6 @@ def test_first_failure_stops_the_others_and_is_raised_at_once(prefect_harness):
     assert not runners.stop_requested("run-2")
     from cloakflow.models.autoencoder import AutoencoderConfig
 
-    progress = _progress("slow", AutoencoderConfig(epochs=5), None, run="run-1")
+    progress = _progress("slow", AutoencoderConfig(epochs=5), None, stop=runners.Stop("run-1"))
     with pytest.raises(runners.StopRequested, match=r"\[slow\] stopped after epoch 3"):
         progress(3, {"loss": 1.0, "val_loss": 1.0})

@@ -14,7 +14,8 @@ import pytest
 from tests.integration.conftest import clean_env
 
 PROBE = ("from cloakflow.tasks import runtime; runtime.prepare_cli(); "
-         "print(runtime.choose_prefect_api(start_temporary=False)); import os; "
+         "from cloakflow.flows import engine; "
+         "print(engine.choose_prefect_api(start_temporary=False)); import os; "
          "print(os.environ['PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS'])")
 
 

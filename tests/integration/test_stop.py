@@ -1,6 +1,6 @@
 """Ctrl-C and SIGTERM stop a ``cloakflow run`` within 5 s in each long phase (permutation
 importance, training, the attacks): exit status 130 / 143, no release folder, the MLflow run
-KILLED and the Prefect flow run Cancelled (``runtime.StopOnSignals``, ``runners.interrupt``).
+KILLED and the Prefect flow run Cancelled (``engine.StopOnSignals``, ``runners.interrupt``).
 
 Each test starts the real command line on a generated table, waits until its output shows the
 phase has started, sends the signal and times the exit. The default-suite test records its run
