@@ -41,37 +41,42 @@ def probe_gradients(fn: Callable, probes: list, others: list):
     return grads, list(per), aux
 
 
-def compile_step(trainer):
-    """One ``jax.jit``-compiled DP-SGD step; jit needs static shapes, so each batch is padded
-    (and masked) to a multiple of ``pad_to`` rows. The state (trainable, optimizer and seed
-    values per model) goes in and out explicitly."""
-    members = trainer.members
-
-    def step(state, x, mask, noise, clip_norm, noise_std, denominator):
-        grads, total, clipped, new_states = trainer._noisy_step(
-            [s[0] for s in state], [s[2] for s in state], x, mask, noise, clip_norm, noise_std,
-            denominator)
-        state = [(*m.optimizer.stateless_apply(opt_values, g, values), st)
-                 for m, g, (values, opt_values, _), st in zip(members, grads, state, new_states,
-                                                              strict=True)]
-        return state, total, clipped
-
-    return jax.jit(step)
+def value_and_grad(fn: Callable, params):
+    """(fn(params), gradient of that scalar with respect to every array of ``params``)."""
+    return jax.value_and_grad(fn)(params)
 
 
-def run(trainer, x: np.ndarray, batches: list, noises: np.ndarray, args: tuple, pad_to: int):
-    """One compiled step per batch, each padded to a multiple of ``pad_to`` rows."""
+
+
+def compile_phase_steps(trainer, phase) -> Callable:
+    """Steps of a phase (``phases.PhaseTrainer``), one ``jax.jit``-compiled step each (batches
+    padded to a multiple of ``pad_to`` rows and masked): every network's values, seed states
+    and optimizer state go in and out explicitly (held in ``trainer.state``;
+    ``trainer.sync`` writes them back into the Keras variables), so each phase sees the
+    weights the others left."""
     from cloakflow.models.training.dp_sgd import padded
 
-    if trainer._step is None:
-        trainer._step = compile_step(trainer)
-    if trainer._state is None:
-        trainer._state = [([v.value for v in m.variables],
-                           [v.value for v in m.optimizer.variables],
-                           [v.value for v in m.state]) for m in trainer.members]
-    total = clipped = 0.0
-    for idx, noise in zip(batches, noises, strict=True):
-        batch, mask = padded(x, idx, pad_to)
-        trainer._state, t, c = trainer._step(trainer._state, batch, mask, noise, *args)
-        total, clipped = total + t, clipped + c
-    return total, clipped
+    def step(state, x, mask, noise, public_in, clip_norm, noise_std, denominator):
+        grads, seeds, total, public, clipped = trainer.gradients(
+            phase, state["values"], state["seeds"], x, mask, noise, public_in, clip_norm,
+            noise_std, denominator)
+        values, opt = dict(state["values"]), dict(state["opt"])
+        for n in phase.updates:
+            values[n], opt[n] = trainer.optimizers[n].stateless_apply(opt[n], grads[n],
+                                                                      values[n])
+        return {"values": values, "seeds": seeds, "opt": opt}, total, public, clipped
+
+    jitted = jax.jit(step)
+
+    def run(x, batches, noises, publics, clip_norm, noise_std, denominators, pad_to):
+        total = public = clipped = 0.0
+        for idx, noise, public_in, denominator in zip(batches, noises, publics, denominators,
+                                                      strict=True):
+            batch, mask = padded(x, idx, pad_to) if len(idx) else (
+                np.zeros((pad_to, x.shape[1]), np.float32), np.zeros(pad_to, np.float32))
+            trainer.state, t, p, c = jitted(trainer.current(), batch, mask, noise, public_in,
+                                            clip_norm, noise_std, denominator)
+            total, public, clipped = total + t, public + p, clipped + c
+        return total, public, clipped
+
+    return run

@@ -30,44 +30,49 @@ def probe_gradients(fn: Callable, probes: list, others: list):
     return grads, per, aux
 
 
-def compile_step(trainer, width: int):
-    """Several DP-SGD steps per ``tf.function`` call, as Keras's steps_per_execution: one
-    Python dispatch per step costs more than the step itself on a small model. The batches
-    arrive concatenated (Poisson batches differ in size) with their offsets.
+def value_and_grad(fn: Callable, params):
+    """(fn(params), gradient of that scalar with respect to every tensor of ``params``, a
+    nested structure of tensors; zeros where it does not depend on one)."""
+    flat = tf.nest.flatten(params)
+    with tf.GradientTape() as tape:
+        tape.watch(flat)
+        value = fn(tf.nest.pack_sequence_as(params, flat))
+    grads = tape.gradient(value, flat, unconnected_gradients=tf.UnconnectedGradients.ZERO)
+    return value, tf.nest.pack_sequence_as(params, grads)
 
-    The input signature is fixed (``width`` columns, any number of rows and steps), so the
-    function is traced once per trainer and table width, whatever the batch sizes: Poisson
-    batches of varying size used to retrace it.
-    """
-    members = trainer.members
 
-    def steps(rows, offsets, noises, clip_norm, noise_std, denominator):
-        total, clipped = tf.constant(0.0), tf.constant(0.0)
+
+def compile_phase_steps(trainer, phase) -> Callable:
+    """Steps of a phase (``phases.PhaseTrainer``) in one ``tf.function`` call, as
+    ``compile_step`` does for DP-SGD: each step's gradients at the Keras variables' current
+    values, applied by each updated network's optimizer, seed states assigned. The batches
+    arrive concatenated with their offsets; compiled once per input shape
+    (``reduce_retracing``)."""
+    graphs = trainer.graphs
+
+    def steps(rows, offsets, noises, publics, clip_norm, noise_std, denominators):
+        total, public, clipped = tf.constant(0.0), tf.constant(0.0), tf.constant(0.0)
         for i in tf.range(tf.shape(noises)[0]):
             x = rows[offsets[i]:offsets[i + 1]]
-            values = [[v.value for v in m.variables] for m in members]
-            states = [[v.value for v in m.state] for m in members]
-            grads, t, c, new_states = trainer._noisy_step(
-                values, states, x, tf.ones(tf.shape(x)[:1]), noises[i], clip_norm, noise_std,
-                denominator)
-            for m, g, st in zip(members, grads, new_states, strict=True):
-                m.optimizer.apply(g, m.variables)
-                for v, value in zip(m.state, st, strict=True):
+            values = {n: [v.value for v in g.variables] for n, g in graphs.items()}
+            seeds = {n: [v.value for v in g.state] for n, g in graphs.items()}
+            grads, new_seeds, t, p, c = trainer.gradients(
+                phase, values, seeds, x, tf.ones(tf.shape(x)[:1]), noises[i], publics[i],
+                clip_norm, noise_std, denominators[i])
+            for n in phase.updates:
+                trainer.optimizers[n].apply(grads[n], graphs[n].variables)
+            for n, g in graphs.items():
+                for v, value in zip(g.state, new_seeds[n], strict=True):
                     v.assign(value)
-            total, clipped = total + t, clipped + c
-        return total, clipped
+            total, public, clipped = total + t, public + p, clipped + c
+        return total, public, clipped
 
-    scalar = tf.TensorSpec([], tf.float32)
-    signature = [tf.TensorSpec([None, width], tf.float32), tf.TensorSpec([None], tf.int64),
-                 tf.TensorSpec([None, sum(trainer.sizes)], tf.float32), scalar, scalar, scalar]
-    return tf.function(steps, input_signature=signature)
+    compiled = tf.function(steps, reduce_retracing=True)
 
+    def run(x, batches, noises, publics, clip_norm, noise_std, denominators, pad_to):
+        offsets = np.zeros(len(batches) + 1, dtype=np.int64)
+        np.cumsum([len(b) for b in batches], out=offsets[1:])
+        rows = x[np.concatenate(batches)] if offsets[-1] else x[:0]
+        return compiled(rows, offsets, noises, publics, clip_norm, noise_std, denominators)
 
-def run(trainer, x: np.ndarray, batches: list, noises: np.ndarray, args: tuple, pad_to: int):
-    """All ``batches`` (row indices into ``x``) in one compiled call; ``pad_to`` is unused."""
-    if trainer._step is None or trainer._step_width != x.shape[1]:
-        trainer._step, trainer._step_width = compile_step(trainer, x.shape[1]), x.shape[1]
-    offsets = np.zeros(len(batches) + 1, dtype=np.int64)
-    np.cumsum([len(b) for b in batches], out=offsets[1:])
-    rows = x[np.concatenate(batches)] if batches else x[:0]
-    return trainer._step(rows, offsets, np.asarray(noises, dtype=np.float32), *args)
+    return run

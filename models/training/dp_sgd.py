@@ -29,7 +29,8 @@ every parameter, so the models together cost one mechanism's epsilon.
 Randomness: batch sampling, noise and the seed state of random layers come from secret
 generators seeded from OS entropy (``secret_streams``), one independent stream per purpose,
 never recorded: a published seed must not let anyone replay a DP training. Tests inject a
-generator to make a run reproducible. ``trainer.train`` is the entry point for callers.
+generator to make a run reproducible. ``trainer.train`` is the entry point for callers; the
+steps themselves run in the phase trainer (``phases``), the one loop of every model.
 
 This module imports neither Prefect, MLflow nor polars.
 """
@@ -37,7 +38,6 @@ This module imports neither Prefect, MLflow nor polars.
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -488,8 +488,10 @@ def model_loss(model) -> Callable:
 
 
 class DpSgd:
-    """Compiled DP-SGD steps (Abadi et al. 2016) for one model, or for several models sharing
-    one mechanism.
+    """The members of one DP-SGD mechanism (Abadi et al. 2016): one model, or several models
+    sharing it, seen as what per-example gradients need: their per-example norms
+    (``per_example_norms``, for choosing C on a public table). Training runs in the phase
+    trainer (``phases.train_phases``; ``trainer.train`` for one phase).
 
     Args:
         models: a functional Keras model (see ``PerExampleGraph`` for what it may contain) or a
@@ -536,126 +538,26 @@ class DpSgd:
             cols = None if cols is None else np.asarray(cols, dtype=np.int32)
             tgt = None if tgt is None else np.asarray(tgt, dtype=np.int32)
             self.members.append(_Member(model, graph, opt, loss or model_loss(model), cols, tgt))
-        self._backend = _backend_module()
         self.variables = [v for m in self.members for v in m.variables]
         self.sizes = [int(np.prod(v.shape)) for v in self.variables]
-        self.shapes = [tuple(v.shape) for v in self.variables]
-        self._step, self._step_width = None, None  # compiled by the backend on first run
-        self._state = None  # jax: per model (trainable, optimizer, seed-state values)
-        self.proximal: tuple[float, list[list[np.ndarray]]] | None = None
-
-    def set_proximal(self, mu: float) -> None:
-        """FedProx (Li et al. 2020, arXiv:1812.06127): add mu * (w - w_0) to every step's
-        gradient, w_0 the parameters now (the global model a federated round starts from), the
-        gradient of the proximal term mu/2 ||w - w_0||^2. It is added after clipping and noise:
-        it depends on no row, so it costs no privacy (post-processing). Call before training.
-
-        Raises:
-            ValueError: a negative mu, or the steps are already compiled.
-        """
-        if mu < 0:
-            raise ValueError(f"the proximal mu must be >= 0, got {mu}")
-        if self._step is not None:
-            raise ValueError("set the proximal term before the first step")
-        self.proximal = None if mu == 0 else (
-            float(mu), [[np.array(v.value, dtype=np.float32) for v in m.variables]
-                        for m in self.members])
 
     def reseed(self, rng: np.random.Generator) -> None:
         """Draw every seed state (e.g. of a sampling layer's ``SeedGenerator``) from ``rng``,
         a secret stream: randomness inside the step never comes from a published seed."""
-        from keras import backend
-
         for m in self.members:
-            for v in m.state:
-                dtype = np.dtype(backend.standardize_dtype(v.dtype))
-                high = min(np.iinfo(dtype).max, 2**31 - 1) if dtype.kind in "iu" else 1.0
-                draw = rng.integers(0, high, size=v.shape) if dtype.kind in "iu" \
-                    else rng.random(v.shape)
-                v.assign(draw.astype(dtype))
-        self._state = None
+            reseed_states(m.state, rng)
 
     def check_forward(self, x: np.ndarray) -> None:
         """Fail unless the traced graph reproduces each deterministic model's output (it would
         train another function). Models with seed state (random layers) are not checked."""
         for m in self.members:
-            if m.state:
-                continue
-            xm = np.asarray(m.inputs(x))
-            values = {id(v): v.value for v in m.variables}
-            expected = [np.asarray(t) for t in _flat(m.model(xm))]
-            got = [np.asarray(t) for t in _flat(m.graph.forward(values, xm, None)[0])]
-            if not all(np.allclose(a, b, atol=1e-5) for a, b in zip(expected, got,
-                                                                  strict=True)):
+            if not m.state and not traced_matches(m.graph, np.asarray(m.inputs(x))):
                 raise TypeError(f"{m.model.name}: the traced graph does not compute the model's "
                                 "output")
-
-    def _noisy_step(self, values, states, x, mask, noise, clip_norm, noise_std, denominator):
-        """The noisy clipped mean gradient of every model (``values``, ``states``: one list per
-        model), the summed loss, the rows clipped and the new seed states."""
-        from keras import ops
-
-        pieces, squared, total, new_states = [], 0.0, 0.0, []
-        for m, vals, st in zip(self.members, values, states, strict=True):
-            xm = m.inputs(x)
-            p, sq, t, ns = per_example_pass(m.graph, vals, xm, m.targets_of(x, xm), mask,
-                                            m.loss_fn, st)
-            pieces.append(p)
-            new_states.append(ns)
-            squared, total = squared + sq, total + t
-        factor, norms = _clip_factor(squared, clip_norm, mask)  # joint over all models
-        out, start, i = [], 0, 0
-        for k, p in enumerate(pieces):
-            grads = []
-            for j, g in enumerate(_clipped_sum(p, factor)):
-                size, shape = self.sizes[i], self.shapes[i]
-                n = ops.reshape(noise[start:start + size], shape)
-                grad = (g + noise_std * n) / denominator
-                if self.proximal is not None:  # FedProx: no row involved
-                    mu, anchors = self.proximal
-                    grad = grad + mu * (values[k][j] - anchors[k][j])
-                grads.append(grad)
-                start, i = start + size, i + 1
-            out.append(grads)
-        clipped = ops.sum(ops.cast(norms > clip_norm, "float32") * mask)
-        return out, total, clipped, new_states
-
-    def _noisy_mean(self, values, x, mask, noise, clip_norm, noise_std, denominator):
-        """``_noisy_step`` on the current seed states, without the new states."""
-        states = [[v.value for v in m.state] for m in self.members]
-        out, total, clipped, _ = self._noisy_step(values, states, x, mask, noise, clip_norm,
-                                                  noise_std, denominator)
-        return out, total, clipped
-
-    def run(self, x: np.ndarray, batches: list[np.ndarray], noises: np.ndarray,
-            clip_norm: float, noise_std: float, denominator: float, pad_to: int = 32):
-        """Apply one update per batch (row indices into ``x``), in order.
-
-        ``noises[i]`` holds standard normal draws for step i, one per parameter of every model
-        (scaled here by ``noise_std``). TensorFlow runs all the batches in one compiled call;
-        jax runs one compiled step per batch, padded to a multiple of ``pad_to`` rows.
-        Returns (summed per-row loss, rows whose joint gradient norm exceeded C) as backend
-        scalars; reading them forces the device to finish.
-        """
-        args = (np.float32(clip_norm), np.float32(noise_std), np.float32(denominator))
-        return self._backend.run(self, x, batches, noises, args, pad_to)
-
-    def sync(self) -> None:
-        """Write the jax state back into the Keras variables (a no-op on TensorFlow)."""
-        if self._state is None:
-            return
-        for m, (values, opt_values, st) in zip(self.members, self._state, strict=True):
-            for v, value in zip(m.variables, values, strict=True):
-                v.assign(value)
-            for v, value in zip(m.optimizer.variables, opt_values, strict=True):
-                v.assign(value)
-            for v, value in zip(m.state, st, strict=True):
-                v.assign(value)
 
     def per_example_norms(self, x: np.ndarray) -> np.ndarray:
         """Unclipped per-example gradient norms over all models' parameters, shape (rows,)
         (for choosing C on a public table)."""
-        self.sync()
         x = np.ascontiguousarray(x, dtype=np.float32)
         mask = np.ones(len(x), dtype=np.float32)
         squared = 0.0
@@ -665,6 +567,26 @@ class DpSgd:
                                            m.targets_of(x, xm), mask, m.loss_fn)
             squared = squared + sq
         return np.sqrt(np.asarray(squared))
+
+
+def reseed_states(states: list, rng: np.random.Generator) -> None:
+    """Assign every seed-state variable in ``states`` a fresh draw from ``rng``."""
+    from keras import backend
+
+    for v in states:
+        dtype = np.dtype(backend.standardize_dtype(v.dtype))
+        high = min(np.iinfo(dtype).max, 2**31 - 1) if dtype.kind in "iu" else 1.0
+        draw = rng.integers(0, high, size=v.shape) if dtype.kind in "iu" \
+            else rng.random(v.shape)
+        v.assign(draw.astype(dtype))
+
+
+def traced_matches(graph: PerExampleGraph, x: np.ndarray) -> bool:
+    """Whether ``graph.forward`` reproduces the model's own output on ``x``."""
+    values = {id(v): v.value for v in graph.variables}
+    expected = [np.asarray(t) for t in _flat(graph.model(x))]
+    got = [np.asarray(t) for t in _flat(graph.forward(values, x, None)[0])]
+    return all(np.allclose(a, b, atol=1e-5) for a, b in zip(expected, got, strict=True))
 
 
 def _flat(structure) -> list:
@@ -735,51 +657,11 @@ def train_dp(models, x: np.ndarray, budget: DpBudget, clip_norm: float, *,
         raise ValueError("train_dp draws Poisson batches; its budget must say so")
     if steps_per_execution < 1:
         raise ValueError("steps_per_execution must be positive")
-    x = np.ascontiguousarray(x, dtype=np.float32)
-    n = len(x)
-    q = budget.sampling_rate
-    trainer = DpSgd(models, optimizers, loss_fn=loss_fn, columns=columns, targets=targets)
-    trainer.check_forward(x[: min(n, 64)])
-    if proximal_mu:
-        trainer.set_proximal(proximal_mu)
-    # spawn(3)[:2] equals spawn(2): adding the seed-state stream leaves sampling and noise as
-    # they were
-    sampler, noise_rng, state_rng = secret_streams(3, rng)
-    if any(m.state for m in trainer.members):
-        trainer.reseed(state_rng)
-    total_params = sum(trainer.sizes)
-    noise_std = budget.noise_multiplier * clip_norm if budget.noise_multiplier > 0 else 0.0
-    denominator = expected_batch if expected_batch is not None else q * n
-    if denominator <= 0:
-        raise ValueError(f"the expected batch size must be positive, got {denominator}")
-    ends = epoch_ends(budget.steps, q)
-    log = DpTrainLog(budget, clip_norm)
-    start = epoch_start = time.perf_counter()
-    done = 0
-    for end in ends:
-        # one epoch (1/q steps in expectation), in chunks of steps_per_execution steps
-        epoch_steps = end - done
-        loss = clipped = 0.0
-        rows_seen = 0
-        for first in range(0, epoch_steps, steps_per_execution):
-            k = min(steps_per_execution, epoch_steps - first)
-            batches = list(poisson_batches(n, q, k, sampler))
-            noises = noise_rng.standard_normal((k, total_params), dtype=np.float32)
-            t, c = trainer.run(x, batches, noises, clip_norm, noise_std, denominator, pad_to)
-            loss, clipped = loss + t, clipped + c
-            rows_seen += sum(len(b) for b in batches)
-        done += epoch_steps
-        log.steps_run = done
-        log.epochs_run += 1
-        metrics = {"loss": float(loss) / max(rows_seen, 1),
-                   "clipped": float(clipped) / max(rows_seen, 1)}
-        now = time.perf_counter()
-        log.seconds_per_epoch.append(now - epoch_start)
-        epoch_start = now
-        log.history["loss"].append(metrics["loss"])
-        log.clipped_share.append(metrics["clipped"])
-        if on_epoch is not None:
-            on_epoch(log.epochs_run, metrics)
-    trainer.sync()
-    log.seconds = time.perf_counter() - start
-    return log
+    from cloakflow.models.training.trainer import TrainConfig, train
+
+    batch = max(int(round(budget.sampling_rate * len(x))), 1)
+    config = TrainConfig(epochs=max(int(round(budget.epochs)), 1), batch_size=batch,
+                         steps_per_execution=steps_per_execution, pad_to=pad_to)
+    return train(models, x, config, budget=budget, clip_norm=clip_norm, columns=columns,
+                 targets=targets, loss_fn=loss_fn, optimizers=optimizers, rng=rng,
+                 on_epoch=on_epoch, expected_batch=expected_batch, proximal_mu=proximal_mu)

@@ -5,7 +5,8 @@ DP mechanism, each reading its own columns of ``x`` and scoring its outputs with
 loss that the model supplies (``per_example_loss``) or the caller passes. Without a budget
 the same compiled step runs with no clipping and no noise (C = inf, sigma = 0) on shuffled
 fixed-size batches, which is ordinary minibatch training (tested against Keras's own step);
-with one, DP-SGD (Abadi et al. 2016) runs exactly the budget's steps (``dp_sgd.train_dp``).
+with one, DP-SGD (Abadi et al. 2016) runs exactly the budget's steps. Both are one phase of
+the phase trainer (``phases.train_phases``), the one loop every model trains in.
 Nothing here depends on what the model is: an autoencoder, a VAE (sampling layer, several
 heads, loss summed over heads) or a GAN discriminator go through the same call.
 
@@ -14,15 +15,13 @@ This module imports neither Prefect, MLflow nor polars.
 
 from __future__ import annotations
 
-import math
-import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 import numpy as np
 
 from cloakflow.models.training.accounting import DpBudget
-from cloakflow.models.training.dp_sgd import DpSgd, DpTrainLog, train_dp
+from cloakflow.models.training.dp_sgd import DpTrainLog
 
 TrainLog = DpTrainLog  # what a run did; ``budget`` is None for plain runs
 
@@ -65,7 +64,7 @@ def _optimizers(models: list, config: TrainConfig, optimizers):
     import keras
 
     if optimizers is not None:
-        return optimizers
+        return list(optimizers) if isinstance(optimizers, (list, tuple)) else [optimizers]
     return [getattr(m, "optimizer", None) or keras.optimizers.Adam(config.learning_rate)
             for m in models]
 
@@ -76,7 +75,8 @@ def train(models, x: np.ndarray, config: TrainConfig, *, budget: DpBudget | None
           optimizers=None, seed: int = 0, rng: np.random.Generator | None = None,
           on_epoch: Callable[[int, dict[str, float]], None] | None = None,
           expected_batch: float | None = None, proximal_mu: float = 0.0) -> TrainLog:
-    """Train ``models`` on the rows of ``x``, plainly or with DP-SGD.
+    """Train ``models`` on the rows of ``x``, plainly or with DP-SGD: one phase of the phase
+    trainer (``phases.train_phases``) whose private terms are the models' per-example losses.
 
     Args:
         models: a functional Keras model or a list of them (one DP mechanism: same batches,
@@ -95,69 +95,95 @@ def train(models, x: np.ndarray, config: TrainConfig, *, budget: DpBudget | None
         optimizers: one Keras optimizer per model; default each model's compiled optimizer,
             else Adam(config.learning_rate).
         seed: plain runs only: the published seed of each epoch's row order.
-        rng: DP runs, tests only: see ``dp_sgd.train_dp`` (without it every DP random draw
-            comes from secret OS-entropy streams).
+        rng: DP runs, tests only: see ``phases.train_phases`` (without it every DP random
+            draw comes from secret OS-entropy streams).
         on_epoch: ``on_epoch(epoch, {"loss": ..., "clipped": ...})`` after every epoch.
         expected_batch: DP runs with a private row count: the public divisor of the noisy
-            gradient sum (``dp_sgd.train_dp``).
-        proximal_mu: FedProx (Li et al. 2020): every step's gradient gains mu * (w - w_0),
-            w_0 the models' parameters when training starts (a federated round's global
-            model); 0 trains without it. Under DP it is added after clipping and noise.
+            gradient sum.
+        proximal_mu: FedProx (Li et al. 2020, arXiv:1812.06127): a public term
+            mu/2 ||w - w_0||^2, w_0 the models' parameters when training starts (a federated
+            round's global model): its gradient mu (w - w_0) is added after clipping and
+            noise (it reads no row); 0 trains without it.
 
     Returns:
         The run's log; steps_run equals ``budget.steps`` under DP.
 
     Raises:
-        ValueError: a budget without clip_norm, or x not a 2-D matrix with rows.
+        ValueError: a budget without clip_norm, x not a 2-D matrix with rows, a negative
+            proximal mu, or one optimizer, column list, target list or loss per model missing.
         TypeError: a model DP-SGD cannot follow.
     """
-    x = np.ascontiguousarray(x, dtype=np.float32)
-    if x.ndim != 2 or len(x) < 1:
-        raise ValueError(f"need a 2-D matrix with at least 1 row, got shape {x.shape}")
+    from cloakflow.models.training.phases import train_phases
+
+    networks, phase, optimizers = one_phase(models, config, columns=columns, targets=targets,
+                                            loss_fn=loss_fn, optimizers=optimizers,
+                                            proximal_mu=proximal_mu)
+    log, _ = train_phases(networks, [phase], x, config, budget=budget, clip_norm=clip_norm,
+                          optimizers=optimizers, seed=seed,
+                          rng=rng, expected_batch=expected_batch,
+                          on_epoch=None if on_epoch is None else lambda e, m: on_epoch(
+                              e, {"loss": m["train.private"], "clipped": m["clipped"]}))
+    out = TrainLog(budget, log.clip_norm, steps_run=log.private_steps,
+                   epochs_run=log.epochs_run, seconds=log.seconds)
+    out.history["loss"] = list(log.history.get("train.private", []))
+    out.clipped_share = list(log.clipped_share)
+    out.seconds_per_epoch = list(log.seconds_per_epoch)
+    return out
+
+
+def one_phase(models, config: TrainConfig | None = None, *, columns: list | None = None,
+              targets: list | None = None, loss_fn: Callable | list | None = None,
+              optimizers=None, proximal_mu: float = 0.0):
+    """``models`` (one model or a list sharing one DP mechanism) as the phase trainer's
+    networks and one phase ``"train"``: a private term per model (its per-example loss on the
+    columns it reads), and FedProx's proximal term as the public term when ``proximal_mu``.
+
+    Returns:
+        (networks by name, the phase, optimizers by name); names are ``"<i>:<model name>"``.
+
+    Raises:
+        ValueError: a negative mu, or one optimizer, column list, target list or loss per
+            model missing.
+    """
+    from cloakflow.models.training.dp_sgd import model_loss
+    from cloakflow.models.training.phases import Phase, PrivateTerm
+
     models = list(models) if isinstance(models, (list, tuple)) else [models]
-    optimizers = _optimizers(models, config, optimizers)
-    if budget is not None:
-        if clip_norm is None:
-            raise ValueError("DP-SGD needs clip_norm with its budget")
-        return train_dp(models, x, budget, clip_norm, columns=columns, targets=targets,
-                        loss_fn=loss_fn, rng=rng, pad_to=config.pad_to,
-                        steps_per_execution=config.steps_per_execution, on_epoch=on_epoch,
-                        optimizers=optimizers, expected_batch=expected_batch,
-                        proximal_mu=proximal_mu)
-    return _train_plain(models, x, config, columns, targets, loss_fn, optimizers, seed,
-                        on_epoch, proximal_mu)
+    optimizers = _optimizers(models, config or TrainConfig(), optimizers)
+    columns = columns if columns is not None else [None] * len(models)
+    targets = targets if targets is not None else [None] * len(models)
+    losses = loss_fn if isinstance(loss_fn, (list, tuple)) else [loss_fn] * len(models)
+    if not len(models) == len(optimizers) == len(columns) == len(targets) == len(losses):
+        raise ValueError("give one optimizer, column list, target list and loss per model")
+    if proximal_mu < 0:
+        raise ValueError(f"the proximal mu must be >= 0, got {proximal_mu}")
+    names = [f"{i}:{m.name}" for i, m in enumerate(models)]
+
+    def cols(c):
+        return None if c is None else tuple(int(i) for i in c)
+
+    private = tuple(PrivateTerm(n, loss or model_loss(m), cols(c), cols(t))
+                    for n, m, loss, c, t in zip(names, models, losses, columns, targets,
+                                                strict=True))
+    phase = Phase("train", tuple(names), private=private,
+                  public=proximal_term(models, names, proximal_mu) if proximal_mu else None)
+    return (dict(zip(names, models, strict=True)), phase,
+            dict(zip(names, optimizers, strict=True)))
 
 
-def _train_plain(models, x, config, columns, targets, loss_fn, optimizers, seed,
-                 on_epoch, proximal_mu: float = 0.0) -> TrainLog:
-    """Shuffled fixed-size batches through the DP step with C = inf and sigma = 0."""
-    trainer = DpSgd(models, optimizers, loss_fn=loss_fn, columns=columns, targets=targets)
-    if proximal_mu:
-        trainer.set_proximal(proximal_mu)
-    order_rng = np.random.default_rng(seed)
-    n, b = len(x), config.batch_size
-    log = TrainLog(None, math.inf)
-    start = time.perf_counter()
-    for epoch in range(1, config.epochs + 1):
-        epoch_start = time.perf_counter()
-        order = order_rng.permutation(n)
-        full, rest = [order[i:i + b] for i in range(0, n - n % b, b)], order[n - n % b:]
-        loss = 0.0
-        groups = [(full[i:i + config.steps_per_execution], b)
-                  for i in range(0, len(full), config.steps_per_execution)]
-        if len(rest):
-            groups.append(([rest], len(rest)))
-        for batches, size in groups:
-            zeros = np.zeros((len(batches), sum(trainer.sizes)), dtype=np.float32)
-            t, _ = trainer.run(x, batches, zeros, math.inf, 0.0, float(size), config.pad_to)
-            loss += t
-        log.steps_run += len(full) + (1 if len(rest) else 0)
-        log.epochs_run = epoch
-        log.history["loss"].append(float(loss) / n)
-        log.clipped_share.append(0.0)
-        log.seconds_per_epoch.append(time.perf_counter() - epoch_start)
-        if on_epoch is not None:
-            on_epoch(epoch, {"loss": log.history["loss"][-1], "clipped": 0.0})
-    trainer.sync()
-    log.seconds = time.perf_counter() - start
-    return log
+def proximal_term(models: list, names: list[str], mu: float):
+    """FedProx's proximal term as a public term: mu/2 sum ||w - w_0||^2 over the models'
+    trainable weights, w_0 their values now (the round's global model)."""
+    from keras import ops
+
+    from cloakflow.models.training.dp_sgd import PerExampleGraph
+    from cloakflow.models.training.phases import PublicTerm
+
+    anchors = {n: [np.array(v.value, dtype=np.float32) for v in PerExampleGraph(m).variables]
+               for n, m in zip(names, models, strict=True)}
+
+    def loss(view, _):
+        return 0.5 * mu * sum(ops.sum(ops.square(w - a)) for n in names
+                              for w, a in zip(view.weights(n), anchors[n], strict=True))
+
+    return PublicTerm(loss, lambda rng, rows: np.zeros((1, 1), dtype=np.float32), rows=1)

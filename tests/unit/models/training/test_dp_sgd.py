@@ -10,7 +10,7 @@ from pathlib import Path
 import keras
 import numpy as np
 import pytest
-from dp_sgd_helpers import plain_vs_dp_max_difference
+from dp_sgd_helpers import one_phase_trainer, plain_vs_dp_max_difference
 
 from cloakflow.models.autoencoder import (
     AutoencoderConfig,
@@ -89,10 +89,13 @@ def test_no_noise_no_clipping_reproduces_plain_training():
 def test_noise_changes_the_update_by_its_scale(model):
     x = _data(64)
     base = [w.copy() for w in model.get_weights()]
-    trainer = DpSgd(model, keras.optimizers.SGD(learning_rate=1.0))
-    noise = np.random.default_rng(0).standard_normal((1, sum(trainer.sizes)), dtype=np.float32)
+    trainer, phase = one_phase_trainer(model, keras.optimizers.SGD(learning_rate=1.0))
+    noise = np.random.default_rng(0).standard_normal((1, trainer.noise_width(phase)),
+                                                     dtype=np.float32)
     empty = [np.array([], dtype=np.int64)]  # no rows sampled: the update is the noise alone
-    trainer.run(x, empty, noise, 0.5, 0.5 * 2.0, 10.0)
+    trainer.run_steps(phase, x, empty, noise, np.zeros((1, 1, 1), np.float32), 0.5, 0.5 * 2.0,
+                      np.array([10.0], np.float32))
+    trainer.sync()
     step = np.concatenate([np.ravel(b - a) for a, b in zip(model.get_weights(), base,
                                                            strict=True)])
     np.testing.assert_allclose(step, noise[0] * 1.0 / 10.0, rtol=1e-5, atol=1e-7)
@@ -161,7 +164,7 @@ JAX_CHECK = textwrap.dedent("""
     from cloakflow.models.autoencoder import AutoencoderConfig, build_autoencoder
     from cloakflow.models.training.dp_sgd import DpSgd, DpSgdConfig, plan, train_dp
     sys.path.insert(0, HELPERS)
-    from dp_sgd_helpers import plain_vs_dp_max_difference
+    from dp_sgd_helpers import one_phase_trainer, plain_vs_dp_max_difference
     assert keras.backend.backend() == "jax"
     diff = plain_vs_dp_max_difference()
     x = np.random.default_rng(1).random((300, 12), dtype=np.float32)

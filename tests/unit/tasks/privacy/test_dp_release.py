@@ -15,11 +15,13 @@ from cloakflow.models.autoencoder import (
     build_autoencoder,
     train_autoencoders_dp,
 )
-from cloakflow.models.training import dp_sgd
+from cloakflow.models.training import dp_sgd, phases
 from cloakflow.models.training.dp_sgd import DpSgd, DpSgdConfig, plan, secret_streams
+from cloakflow.models.training.phases import PhaseTrainer
 from cloakflow.tasks.privacy import ledger
 from cloakflow.tasks.privacy.dp import dp_section, plan_dp, private_report
 from tests.helpers import release_epsilon_by_dp_accounting
+from tests.unit.models.training.dp_sgd_helpers import one_phase_trainer, run_plain
 
 N, D = 300, 10
 GROUPS = {"whole": None, "a": [0, 1, 2, 3], "b": [4, 5, 6, 7, 8, 9]}
@@ -97,14 +99,14 @@ def test_split_design_models_share_no_batch_and_no_noise(monkeypatch):
             yield b
 
     noises = []
-    real_run = DpSgd.run
+    real_run = PhaseTrainer.run_steps
 
-    def run(self, x, batches, noise, *args, **kw):
+    def run(self, phase, x, batches, noise, *args, **kw):
         noises[-1].append(np.array(noise))
-        return real_run(self, x, batches, noise, *args, **kw)
+        return real_run(self, phase, x, batches, noise, *args, **kw)
 
-    monkeypatch.setattr(dp_sgd, "poisson_batches", recording)
-    monkeypatch.setattr(DpSgd, "run", run)
+    monkeypatch.setattr(phases, "poisson_batches", recording)
+    monkeypatch.setattr(PhaseTrainer, "run_steps", run)
     x, cfg, budget = _x(), AutoencoderConfig(batch_size=30), _budget(epochs=1)
     for name, cols in (("a", GROUPS["a"]), ("b", GROUPS["b"])):
         seen.append([])
@@ -123,32 +125,34 @@ def test_joint_mechanism_clips_each_row_over_all_models():
     models = [build_autoencoder(len(c) if c else D, cfg, seed=i)[0]
               for i, c in enumerate(GROUPS.values())]
     cols = list(GROUPS.values())
-    joint = DpSgd(models, [keras.optimizers.Adam(1e-3) for _ in models], columns=cols)
+    joint, phase = one_phase_trainer(models, [keras.optimizers.Adam(1e-3) for _ in models],
+                                     columns=cols)
     alone = [DpSgd(m, keras.optimizers.Adam(1e-3)).per_example_norms(
         x if c is None else x[:, c]) for m, c in zip(models, cols, strict=True)]
-    np.testing.assert_allclose(joint.per_example_norms(x),
+    np.testing.assert_allclose(joint.private_norms(phase, x),
                                np.sqrt(np.sum(np.square(alone), axis=0)), rtol=1e-5)
     # one row's clipped contribution over all models' parameters has norm <= C
     clip = 0.05
-    values = [[v.value for v in m.variables] for m in joint.members]
+    now = joint.current()
     for i in range(4):
         mask = np.zeros(len(x), np.float32)
         mask[i] = 1.0
-        noise = np.zeros(sum(joint.sizes), np.float32)
-        grads, _, _ = joint._noisy_mean(values, x, mask, noise, clip, 0.0, 1.0)
-        flat = np.concatenate([np.ravel(np.asarray(g)) for gs in grads for g in gs])
+        noise = np.zeros(joint.noise_width(phase), np.float32)
+        grads, _, _, _, _ = joint.gradients(phase, now["values"], now["seeds"], x, mask, noise,
+                                            None, clip, 0.0, 1.0)
+        flat = np.concatenate([np.ravel(np.asarray(g)) for gs in grads.values() for g in gs])
         assert np.linalg.norm(flat) <= clip * (1 + 1e-5)
 
 
 def test_joint_mechanism_draws_one_batch_and_one_noise_vector_per_step(monkeypatch):
     calls = []
-    real_run = DpSgd.run
+    real_run = PhaseTrainer.run_steps
 
-    def run(self, x, batches, noise, *args, **kw):
-        calls.append((len(self.members), len(batches), noise.shape))
-        return real_run(self, x, batches, noise, *args, **kw)
+    def run(self, phase, x, batches, noise, *args, **kw):
+        calls.append((len(phase.private), len(batches), noise.shape))
+        return real_run(self, phase, x, batches, noise, *args, **kw)
 
-    monkeypatch.setattr(DpSgd, "run", run)
+    monkeypatch.setattr(PhaseTrainer, "run_steps", run)
     x, cfg, budget = _x(), AutoencoderConfig(batch_size=30), _budget(epochs=1)
     results = train_autoencoders_dp(x, GROUPS, cfg, budget, 0.1, rng=np.random.default_rng(0))
     total_params = sum(int(np.prod(w.shape)) for r in results.values()
@@ -168,15 +172,14 @@ def test_joint_without_noise_or_clipping_equals_separate_training():
                     for i, c in enumerate(cols)]
     alone_models = [build_autoencoder(len(c) if c else D, cfg, seed=i)[0]
                     for i, c in enumerate(cols)]
-    joint = DpSgd(joint_models, [keras.optimizers.Adam(1e-3) for _ in cols], columns=cols)
-    alone = [DpSgd(m, keras.optimizers.Adam(1e-3)) for m in alone_models]
+    joint, phase = one_phase_trainer(joint_models,
+                                     [keras.optimizers.Adam(1e-3) for _ in cols], columns=cols)
     rng = np.random.default_rng(3)
     batches = [rng.choice(200, 40, replace=False) for _ in range(4)]
-    joint.run(x, batches, np.zeros((4, sum(joint.sizes)), np.float32), math.inf, 0.0, 40.0)
-    for t, c in zip(alone, cols, strict=True):
+    run_plain(joint, phase, x, batches, 40.0)
+    for m, c in zip(alone_models, cols, strict=True):
         xc = np.ascontiguousarray(x if c is None else x[:, c])
-        t.run(xc, batches, np.zeros((4, sum(t.sizes)), np.float32), math.inf, 0.0, 40.0)
-    joint.sync()
+        run_plain(*one_phase_trainer(m, keras.optimizers.Adam(1e-3)), xc, batches, 40.0)
     for a, b in zip(joint_models, alone_models, strict=True):
         for wa, wb in zip(a.get_weights(), b.get_weights(), strict=True):
             np.testing.assert_allclose(wa, wb, atol=1e-6)
