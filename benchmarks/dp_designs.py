@@ -33,12 +33,13 @@ def prepare(csv: str, seed: int):
     from cloakflow.tasks.data.ingest import load_table
     from cloakflow.tasks.data.preprocess import TablePreprocessor
     from cloakflow.tasks.data.profile import load_profile
-    from cloakflow.tasks.data.split import positive_labels, split_reported
+    from cloakflow.tasks.data.split import feature_groups, positive_labels, split_reported
 
     profile = load_profile("bank-marketing")
     frame = load_table(csv, profile)
     y_all = positive_labels(frame, profile)
-    train_idx, _ = split_reported(y_all, 0.1, seed)
+    # the product's split (tasks.data.steps.prepare): grouped on the modelled features
+    train_idx, _ = split_reported(y_all, 0.1, seed, feature_groups(frame, profile.features))
     train = frame[train_idx]
     pre = TablePreprocessor(profile, public_bounds=True).fit(train, Path(csv).name)
     return pre.transform(train, Path(csv).name), y_all[train_idx], pre.group_slices()
