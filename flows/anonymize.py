@@ -23,9 +23,8 @@ from cloakflow.tasks.evaluation.learners import HEADLINE
 from cloakflow.tasks.evaluation.steps import Evaluations
 from cloakflow.tasks.evaluation.utility import log_utility, source_blocks
 from cloakflow.tasks.privacy.dp import release_budget
-from cloakflow.tasks.privacy.gate import gate
 from cloakflow.tasks.privacy.policy import attribute_kinds, expected_coverage
-from cloakflow.tasks.privacy.steps import attack
+from cloakflow.tasks.privacy.steps import attack, gate_release
 from cloakflow.tasks.release.codes import code_tables
 from cloakflow.tasks.release.kinds import Release
 from cloakflow.tasks.release.manifest import Folds, Source, build_manifest
@@ -118,7 +117,7 @@ def anonymize(params: RunParameters | None = None) -> FlowOutcome:
                 if params.privacy_attacks}
             releases = {k: f.result() for k, f in futures.items()}
         headline = f"test_{HEADLINE[profile.target.kind]}"
-        report, summary = gate(parent, release.kind, releases, profile, seed=params.seed,
+        report, summary = gate_release(parent, release.kind, releases, profile, seed=params.seed,
                                noise=_noise(params, profile).model_dump(), dp=dp_release,
                                attacked=params.privacy_attacks, accept_risk=params.accept_risk,
                                timings=timings, expected=expected_coverage(

@@ -541,20 +541,6 @@ class DpSgd:
         self.variables = [v for m in self.members for v in m.variables]
         self.sizes = [int(np.prod(v.shape)) for v in self.variables]
 
-    def reseed(self, rng: np.random.Generator) -> None:
-        """Draw every seed state (e.g. of a sampling layer's ``SeedGenerator``) from ``rng``,
-        a secret stream: randomness inside the step never comes from a published seed."""
-        for m in self.members:
-            reseed_states(m.state, rng)
-
-    def check_forward(self, x: np.ndarray) -> None:
-        """Fail unless the traced graph reproduces each deterministic model's output (it would
-        train another function). Models with seed state (random layers) are not checked."""
-        for m in self.members:
-            if not m.state and not traced_matches(m.graph, np.asarray(m.inputs(x))):
-                raise TypeError(f"{m.model.name}: the traced graph does not compute the model's "
-                                "output")
-
     def per_example_norms(self, x: np.ndarray) -> np.ndarray:
         """Unclipped per-example gradient norms over all models' parameters, shape (rows,)
         (for choosing C on a public table)."""

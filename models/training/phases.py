@@ -94,6 +94,13 @@ class PrivateTerm:
     columns: tuple[int, ...] | None = None
     targets: tuple[int, ...] | None = None
 
+    def views(self, x):
+        """(what the network reads, what the loss compares with) of a batch ``x``."""
+        from keras import ops
+
+        xm = x if self.columns is None else ops.take(x, np.asarray(self.columns), axis=1)
+        return xm, xm if self.targets is None else ops.take(x, np.asarray(self.targets), axis=1)
+
 
 @dataclass(frozen=True)
 class PublicTerm:
@@ -188,7 +195,8 @@ class PhaseTrainer:
             compiled optimizer, else Adam(``learning_rate``)).
 
     Raises:
-        ValueError: a phase names an unknown network, or a network without optimizer.
+        ValueError: no phase, a phase names an unknown network, or an optimizer built for
+            other variables.
         TypeError: a network DP-SGD cannot follow (``PerExampleGraph``).
     """
 
@@ -213,6 +221,10 @@ class PhaseTrainer:
                 or keras.optimizers.Adam(learning_rate)
             if not opt.built:
                 opt.build(self.graphs[n].variables)
+            elif [id(v) for v in opt._trainable_variables] != [
+                    id(v) for v in self.graphs[n].variables]:
+                raise ValueError(f"{n}: the optimizer was built for other variables (or another "
+                                 "order); give the network a fresh optimizer")
             self.optimizers[n] = opt
         self._backend = _backend_module()
         self._steps: dict[str, Callable] = {}
@@ -284,8 +296,7 @@ class PhaseTrainer:
         pieces, squared, total, new_seeds = [], 0.0, 0.0, dict(seeds)
         for term in phase.private:
             graph = self.graphs[term.network]
-            xm = x if term.columns is None else ops.take(x, np.asarray(term.columns), axis=1)
-            y = xm if term.targets is None else ops.take(x, np.asarray(term.targets), axis=1)
+            xm, y = term.views(x)
             p, sq, t, ns = per_example_pass(graph, values[term.network], xm, y, mask,
                                             term.loss, seeds[term.network] or None)
             pieces.append(p)
@@ -358,14 +369,11 @@ class PhaseTrainer:
     def private_norms(self, phase: Phase, x: np.ndarray) -> np.ndarray:
         """Unclipped per-example gradient norms of ``phase``'s private terms (jointly over
         them), shape (rows,): what DP-SGD clips."""
-        from keras import ops
-
         x = np.ascontiguousarray(x, dtype=np.float32)
         mask = np.ones(len(x), dtype=np.float32)
         squared, now = 0.0, self.current()
         for term in phase.private:
-            xm = x if term.columns is None else ops.take(x, np.asarray(term.columns), axis=1)
-            y = xm if term.targets is None else ops.take(x, np.asarray(term.targets), axis=1)
+            xm, y = term.views(x)
             _, sq, _, _ = per_example_pass(self.graphs[term.network],
                                            now["values"][term.network], xm, y, mask,
                                            term.loss, now["seeds"][term.network] or None)

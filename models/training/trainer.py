@@ -60,15 +60,6 @@ class TrainConfig:
                    steps_per_execution=settings.steps_per_execution)
 
 
-def _optimizers(models: list, config: TrainConfig, optimizers):
-    import keras
-
-    if optimizers is not None:
-        return list(optimizers) if isinstance(optimizers, (list, tuple)) else [optimizers]
-    return [getattr(m, "optimizer", None) or keras.optimizers.Adam(config.learning_rate)
-            for m in models]
-
-
 def train(models, x: np.ndarray, config: TrainConfig, *, budget: DpBudget | None = None,
           clip_norm: float | None = None, columns: list | None = None,
           targets: list | None = None, loss_fn: Callable | list | None = None,
@@ -115,7 +106,7 @@ def train(models, x: np.ndarray, config: TrainConfig, *, budget: DpBudget | None
     """
     from cloakflow.models.training.phases import train_phases
 
-    networks, phase, optimizers = one_phase(models, config, columns=columns, targets=targets,
+    networks, phase, optimizers = one_phase(models, columns=columns, targets=targets,
                                             loss_fn=loss_fn, optimizers=optimizers,
                                             proximal_mu=proximal_mu)
     log, _ = train_phases(networks, [phase], x, config, budget=budget, clip_norm=clip_norm,
@@ -131,7 +122,7 @@ def train(models, x: np.ndarray, config: TrainConfig, *, budget: DpBudget | None
     return out
 
 
-def one_phase(models, config: TrainConfig | None = None, *, columns: list | None = None,
+def one_phase(models, *, columns: list | None = None,
               targets: list | None = None, loss_fn: Callable | list | None = None,
               optimizers=None, proximal_mu: float = 0.0):
     """``models`` (one model or a list sharing one DP mechanism) as the phase trainer's
@@ -149,7 +140,10 @@ def one_phase(models, config: TrainConfig | None = None, *, columns: list | None
     from cloakflow.models.training.phases import Phase, PrivateTerm
 
     models = list(models) if isinstance(models, (list, tuple)) else [models]
-    optimizers = _optimizers(models, config or TrainConfig(), optimizers)
+    if optimizers is None:  # the phase trainer's default: compiled, else Adam
+        optimizers = [None] * len(models)
+    elif not isinstance(optimizers, (list, tuple)):
+        optimizers = [optimizers]
     columns = columns if columns is not None else [None] * len(models)
     targets = targets if targets is not None else [None] * len(models)
     losses = loss_fn if isinstance(loss_fn, (list, tuple)) else [loss_fn] * len(models)
@@ -168,7 +162,7 @@ def one_phase(models, config: TrainConfig | None = None, *, columns: list | None
     phase = Phase("train", tuple(names), private=private,
                   public=proximal_term(models, names, proximal_mu) if proximal_mu else None)
     return (dict(zip(names, models, strict=True)), phase,
-            dict(zip(names, optimizers, strict=True)))
+            {n: o for n, o in zip(names, optimizers, strict=True) if o is not None})
 
 
 def proximal_term(models: list, names: list[str], mu: float):
