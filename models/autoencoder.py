@@ -13,7 +13,9 @@ Two architectures (``AutoencoderConfig.architecture``):
 
 Both: Adam, batch 256, up to 100 epochs, 30% validation rows, early stopping on validation loss
 (patience 5, best weights restored; min_delta 1e-4 for the tutorial's, 1e-3 per column for
-``kinds``: ``AutoencoderConfig.stopping_delta``).
+``kinds``: ``AutoencoderConfig.stopping_delta``). Plain and DP-SGD training run in the one loop
+of the phase trainer (``models.training.phases``): plainly as one phase with early stopping,
+under DP as the budget's steps with no validation rows.
 
 Reproducibility without process-global seeding: every layer gets its own seeded initializer and
 every epoch's row order comes from a ``numpy.random.Generator`` owned by the call, so several
@@ -25,8 +27,6 @@ or a notebook alike.
 
 from __future__ import annotations
 
-import logging
-import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 
@@ -141,6 +141,8 @@ def build_autoencoder(n_inputs: int, config: AutoencoderConfig, seed: int):
     import keras
     from keras import layers
 
+    from cloakflow.models.training.dp_sgd import mse_per_example
+
     if config.architecture == "kinds":
         return _build_kinds(n_inputs, config, seed)
     if config.architecture != "tutorial":
@@ -172,6 +174,7 @@ def build_autoencoder(n_inputs: int, config: AutoencoderConfig, seed: int):
         loss="mse",
         steps_per_execution=config.steps_per_execution,
     )
+    autoencoder.per_example_loss = mse_per_example  # Keras's "mse", row by row
     return autoencoder, encoder, decoder
 
 
@@ -253,7 +256,6 @@ def train_autoencoder(
     x = np.ascontiguousarray(x, dtype=np.float32)
     if x.ndim != 2 or len(x) < 2:
         raise ValueError(f"need a 2-D matrix with at least 2 rows, got shape {x.shape}")
-    _quiet_first_trace_per_model()
     best: TrainResult | None = None
     seconds = 0.0
     for attempt in range(config.max_attempts):
@@ -272,34 +274,6 @@ def train_autoencoder(
 RESTART_STRIDE = 1_000_003
 
 
-class _FirstTracePerModelFilter(logging.Filter):
-    """Drops TensorFlow's "N out of the last M calls to <...multi_step_on_iterator...>
-    triggered tf.function retracing" warning, and nothing else.
-
-    Each model's ``fit`` traces its train and its test function once, on the first epoch, and
-    every later epoch reuses them (tests/unit/models/test_autoencoder.py checks one trace
-    each). But TensorFlow counts traces per Python code object, not per function: the train
-    and test functions of every Keras model are closures of the same
-    ``TensorFlowTrainer._make_function.<locals>.multi_step_on_iterator``, so the flow's five
-    models (the whole table and four feature groups) add up to ten first traces on one
-    counter, which it reports as excessive retracing. That is one compile per model, not a
-    retrace; the warning is noise there. A retrace within one model stays caught by the test.
-    """
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
-        return not ("triggered tf.function retracing" in message
-                    and "TensorFlowTrainer._make_function.<locals>.multi_step_on_iterator"
-                    in message)
-
-
-def _quiet_first_trace_per_model() -> None:
-    """Install :class:`_FirstTracePerModelFilter` on the ``tensorflow`` logger, once."""
-    logger = logging.getLogger("tensorflow")
-    if not any(isinstance(f, _FirstTracePerModelFilter) for f in logger.filters):
-        logger.addFilter(_FirstTracePerModelFilter())
-
-
 def _train_once(x: np.ndarray, config: AutoencoderConfig, seed: int,
                 on_epoch: EpochCallback | None) -> TrainResult:
     rng = np.random.default_rng(seed)
@@ -312,33 +286,30 @@ def _train_once(x: np.ndarray, config: AutoencoderConfig, seed: int,
     else:
         raise ValueError(f"validation must be 'random' or 'tail', not {config.validation!r}")
 
+    from cloakflow.models.training.phases import (
+        EarlyStopping,
+        Phase,
+        PrivateTerm,
+        train_phases,
+    )
+
     autoencoder, encoder, decoder = _live_initialisation(x_fit, config, seed)
-    history: dict[str, list[float]] = {"loss": [], "val_loss": []}
-    best, best_epoch, best_weights, waited = np.inf, 0, None, 0
-    delta = config.stopping_delta(x.shape[1])
-    start = time.perf_counter()
-    for epoch in range(1, config.epochs + 1):
-        batch = x_fit[rng.permutation(len(x_fit))]
-        fit = autoencoder.fit(batch, batch, batch_size=config.batch_size, epochs=1,
-                              shuffle=False, validation_data=(x_val, x_val),
-                              validation_batch_size=config.validation_batch_size, verbose=0)
-        metrics = {k: float(v[-1]) for k, v in fit.history.items() if k in history}
-        for k, v in metrics.items():
-            history[k].append(v)
-        if on_epoch is not None:
-            on_epoch(epoch, metrics)
-        if metrics["val_loss"] < best - delta:
-            best, best_epoch, best_weights, waited = metrics["val_loss"], epoch, \
-                autoencoder.get_weights(), 0
-        else:
-            waited += 1
-            if waited >= config.patience:
-                break
-    if best_weights is not None:
-        autoencoder.set_weights(best_weights)
-    return TrainResult(autoencoder, encoder, decoder, history=history, best_epoch=best_epoch,
-                       epochs_run=len(history["loss"]), seconds=time.perf_counter() - start,
-                       seed=seed)
+    # one phase of the phase trainer, plainly (C = inf, sigma = 0): each epoch a new row
+    # order from the seed, early stopping on the validation rows
+    phase = Phase("reconstruct", ("autoencoder",),
+                  private=(PrivateTerm("autoencoder", autoencoder.per_example_loss),))
+    stopping = EarlyStopping(x_val, config.patience, config.stopping_delta(x.shape[1]),
+                             config.validation_batch_size)
+    log, _ = train_phases(
+        {"autoencoder": autoencoder}, [phase], x_fit, config.training(),
+        seed=int(rng.integers(2**31)), stopping=stopping,
+        on_epoch=None if on_epoch is None else lambda e, m: on_epoch(
+            e, {"loss": m["reconstruct.private"], "val_loss": m["validation"]}))
+    history = {"loss": list(log.history["reconstruct.private"]),
+               "val_loss": list(log.history["validation"])}
+    return TrainResult(autoencoder, encoder, decoder, history=history,
+                       best_epoch=log.best_epoch, epochs_run=log.epochs_run,
+                       seconds=log.seconds, seed=seed)
 
 
 def train_autoencoders_dp(

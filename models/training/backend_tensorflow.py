@@ -5,6 +5,7 @@ Imported by ``dp_sgd`` when ``keras.backend.backend() == "tensorflow"``.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 
 import numpy as np
@@ -42,6 +43,31 @@ def value_and_grad(fn: Callable, params):
 
 
 
+class FirstTracePerTrainerFilter(logging.Filter):
+    """Drops TensorFlow's "N out of the last M calls to <...compile_phase_steps.<locals>.steps>
+    triggered tf.function retracing" warning, and nothing else.
+
+    Each phase trainer compiles its own ``tf.function`` per phase, traced once or twice
+    (``reduce_retracing``: the second shape makes it generic), and every later call reuses it
+    (tests/unit/models/training/test_phases.py counts the traces). But TensorFlow counts
+    traces per Python code object, not per function: the codes flow's five autoencoders (the
+    whole table and four feature groups) are five trainers of one closure, whose first traces
+    it reports as excessive retracing. That is one compile per trainer, not a retrace.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        return not ("triggered tf.function retracing" in message
+                    and "compile_phase_steps.<locals>.steps" in message)
+
+
+def quiet_first_trace_per_trainer() -> None:
+    """Install :class:`FirstTracePerTrainerFilter` on the ``tensorflow`` logger, once."""
+    logger = logging.getLogger("tensorflow")
+    if not any(isinstance(f, FirstTracePerTrainerFilter) for f in logger.filters):
+        logger.addFilter(FirstTracePerTrainerFilter())
+
+
 def compile_phase_steps(trainer, phase) -> Callable:
     """Steps of a phase (``phases.PhaseTrainer``) in one ``tf.function`` call, as
     ``compile_step`` does for DP-SGD: each step's gradients at the Keras variables' current
@@ -67,7 +93,9 @@ def compile_phase_steps(trainer, phase) -> Callable:
             total, public, clipped = total + t, public + p, clipped + c
         return total, public, clipped
 
+    quiet_first_trace_per_trainer()
     compiled = tf.function(steps, reduce_retracing=True)
+    trainer.compiled[phase.name] = compiled  # tests count its traces
 
     def run(x, batches, noises, publics, clip_norm, noise_std, denominators, pad_to):
         offsets = np.zeros(len(batches) + 1, dtype=np.int64)

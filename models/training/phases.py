@@ -164,13 +164,44 @@ class Phase:
         return bool(self.private)
 
 
+@dataclass(frozen=True)
+class EarlyStopping:
+    """Plain runs only: stop when the validation loss has not improved by more than
+    ``min_delta`` for ``patience`` epochs, and restore the weights of the best epoch.
+
+    The validation loss is the mean per-row loss of every private term of the phases on
+    ``rows`` (held-out training rows: a look at the data that DP-SGD does not account, so a
+    DP run refuses it), at the weights after each epoch.
+
+    Args:
+        rows: float32 matrix (n_val, features), the training matrix's columns.
+        patience: epochs without improvement before the run stops (>= 1).
+        min_delta: the improvement over the best loss that counts (same unit as the loss).
+        batch_size: rows per forward pass (memory only).
+    """
+
+    rows: np.ndarray
+    patience: int = 5
+    min_delta: float = 0.0
+    batch_size: int = 8192
+
+    def __post_init__(self):
+        if self.patience < 1 or self.batch_size < 1:
+            raise ValueError("patience and batch_size must be positive")
+        if np.ndim(self.rows) != 2 or len(self.rows) < 1:
+            raise ValueError(f"validation rows must be a 2-D matrix with rows, got shape "
+                             f"{np.shape(self.rows)}")
+
+
 @dataclass
 class PhaseLog:
     """What a phase-trained run did.
 
     ``steps[phase]`` counts each phase's steps; ``private_steps`` those that read real rows
-    (under DP it equals ``budget.steps``). ``history[phase]`` holds each epoch's mean private
-    loss per row (``"<phase>.private"``) and mean public loss per step (``"<phase>.public"``).
+    (under DP it equals ``budget.steps``). ``history`` holds each epoch's mean private loss
+    per row (``"<phase>.private"``), mean public loss per step (``"<phase>.public"``) and,
+    with early stopping, the validation loss (``"validation"``); ``best_epoch`` is the epoch
+    whose weights were kept (the last one without early stopping).
     """
 
     budget: DpBudget | None
@@ -182,6 +213,7 @@ class PhaseLog:
     clipped_share: list[float] = field(default_factory=list)  # per epoch, private rows
     seconds: float = 0.0
     seconds_per_epoch: list[float] = field(default_factory=list)
+    best_epoch: int = 0
 
 
 class PhaseTrainer:
@@ -228,6 +260,7 @@ class PhaseTrainer:
             self.optimizers[n] = opt
         self._backend = _backend_module()
         self._steps: dict[str, Callable] = {}
+        self.compiled: dict[str, object] = {}  # TensorFlow: each phase's tf.function
         self.sizes = {n: [int(np.prod(v.shape)) for v in g.variables]
                       for n, g in self.graphs.items()}
         self.state: dict | None = None  # jax: what the compiled steps hold (``current``)
@@ -280,6 +313,31 @@ class PhaseTrainer:
             if not graph.state and not traced_matches(graph, xm):
                 raise TypeError(f"{graph.model.name}: the traced graph does not compute the "
                                 "model's output")
+
+    def assign(self, weights: Mapping[str, list[np.ndarray]]) -> None:
+        """Set networks' trainable values (``weights()`` order) in the Keras variables and in
+        the state the compiled steps hold."""
+        self.sync()
+        for n, values in weights.items():
+            for v, value in zip(self.graphs[n].variables, values, strict=True):
+                v.assign(value)
+            if self.state is not None:
+                self.state["values"][n] = [v.value for v in self.graphs[n].variables]
+
+    def validation_loss(self, x: np.ndarray, batch_size: int = 8192) -> float:
+        """Mean per-row loss of every private term of the phases on the rows of ``x``, at the
+        current weights (forward passes only)."""
+        from keras import ops
+
+        self.sync()
+        terms = {(t.network, t.columns, t.targets): t for p in self.phases for t in p.private}
+        total = 0.0
+        for term in terms.values():
+            model = self.networks[term.network]
+            for i in range(0, len(x), batch_size):
+                xm, y = term.views(ops.convert_to_tensor(x[i:i + batch_size]))
+                total += float(ops.sum(term.loss(y, model(xm, training=False))))
+        return total / len(x)
 
     def weights(self) -> dict[str, list[np.ndarray]]:
         """Each network's trainable weights as NumPy arrays (``graph.variables`` order)."""
@@ -395,7 +453,8 @@ def train_phases(networks: Mapping, phases: Sequence[Phase], x: np.ndarray,
                  clip_norm: float | None = None, optimizers: Mapping | None = None,
                  seed: int = 0, rng: np.random.Generator | None = None,
                  expected_batch: float | None = None,
-                 on_epoch: Callable[[int, dict[str, float]], None] | None = None
+                 on_epoch: Callable[[int, dict[str, float]], None] | None = None,
+                 stopping: EarlyStopping | None = None,
                  ) -> tuple[PhaseLog, dict[str, list[np.ndarray]]]:
     """Train ``networks`` by rounds of ``phases`` on the rows of ``x``, plainly or with DP-SGD.
 
@@ -416,7 +475,10 @@ def train_phases(networks: Mapping, phases: Sequence[Phase], x: np.ndarray,
             secret OS-entropy streams (``dp_sgd.secret_streams``).
         expected_batch: DP with a private row count: the public divisor of the noisy sum.
         on_epoch: ``on_epoch(epoch, metrics)`` after every epoch (1/q private steps under DP),
-            metrics ``"<phase>.private"``, ``"<phase>.public"`` and ``"clipped"``.
+            metrics ``"<phase>.private"``, ``"<phase>.public"``, ``"clipped"`` and, with
+            ``stopping``, ``"validation"``.
+        stopping: plain runs only: early stopping on held-out rows (:class:`EarlyStopping`);
+            the best epoch's weights are kept.
 
     Returns:
         (the run's log, each network's trained weights as NumPy arrays). The Keras networks
@@ -424,7 +486,7 @@ def train_phases(networks: Mapping, phases: Sequence[Phase], x: np.ndarray,
 
     Raises:
         ValueError: no phase reads rows, a budget without clip_norm or not for Poisson
-            sampling, or ``x`` not a 2-D matrix with rows.
+            sampling, early stopping under a budget, or ``x`` not a 2-D matrix with rows.
         TypeError: a network DP-SGD cannot follow.
     """
     x = np.ascontiguousarray(x, dtype=np.float32)
@@ -438,6 +500,10 @@ def train_phases(networks: Mapping, phases: Sequence[Phase], x: np.ndarray,
             raise ValueError("DP-SGD needs clip_norm with its budget")
         if budget.sampling != "poisson":
             raise ValueError("the phase trainer draws Poisson batches; its budget must say so")
+        if stopping is not None:
+            raise ValueError("early stopping reads held-out rows after every epoch, which "
+                             "DP-SGD's budget does not account: a DP run trains its planned "
+                             "steps")
     trainer = PhaseTrainer(networks, phases, optimizers, config.learning_rate)
     n, b = len(x), config.batch_size
     if budget is None:
@@ -464,6 +530,7 @@ def train_phases(networks: Mapping, phases: Sequence[Phase], x: np.ndarray,
     draw = _Draws(trainer, x, b, batches, noise_rng, public_rng, denominator)
     sums, start = _Sums(phases), time.perf_counter()
     epoch_start = start
+    best = _Best(trainer, stopping)
     # one phase: its steps are consecutive, run in chunks of steps_per_execution; several:
     # each round runs every phase's ``steps`` in order, and the last round is completed
     for phase, k in _schedule(phases, ends, config.steps_per_execution):
@@ -480,14 +547,49 @@ def train_phases(networks: Mapping, phases: Sequence[Phase], x: np.ndarray,
                     log.history.setdefault(key, []).append(v)
                 log.clipped_share.append(metrics["clipped"])
                 log.epochs_run += 1
+                stop = best.after_epoch(log.epochs_run, metrics)
+                for key in ("validation",) if stopping is not None else ():
+                    log.history.setdefault(key, []).append(metrics[key])
                 now = time.perf_counter()
                 log.seconds_per_epoch.append(now - epoch_start)
                 epoch_start = now
                 if on_epoch is not None:
                     on_epoch(log.epochs_run, metrics)
+                if stop:
+                    break
+    log.best_epoch = best.restore() or log.epochs_run
     trainer.sync()
     log.seconds = time.perf_counter() - start
     return log, trainer.weights()
+
+
+class _Best:
+    """Early stopping's bookkeeping: the best validation loss, its epoch and weights."""
+
+    def __init__(self, trainer: PhaseTrainer, stopping: EarlyStopping | None):
+        self.trainer, self.stopping = trainer, stopping
+        self.loss, self.epoch, self.weights, self.waited = math.inf, 0, None, 0
+        if stopping is not None:
+            self.rows = np.ascontiguousarray(stopping.rows, dtype=np.float32)
+
+    def after_epoch(self, epoch: int, metrics: dict) -> bool:
+        """Add ``"validation"`` to ``metrics``; whether the run should stop now."""
+        if self.stopping is None:
+            return False
+        loss = self.trainer.validation_loss(self.rows, self.stopping.batch_size)
+        metrics["validation"] = loss
+        if loss < self.loss - self.stopping.min_delta:
+            self.loss, self.epoch, self.waited = loss, epoch, 0
+            self.weights = self.trainer.weights()
+            return False
+        self.waited += 1
+        return self.waited >= self.stopping.patience
+
+    def restore(self) -> int:
+        """Put the best epoch's weights back; that epoch (0 without early stopping)."""
+        if self.weights is not None:
+            self.trainer.assign(self.weights)
+        return self.epoch
 
 
 def _schedule(phases: Sequence[Phase], ends: list[int], chunk: int):

@@ -101,45 +101,12 @@ def test_tail_validation_uses_the_last_rows(data):
         train_autoencoder(data, AutoencoderConfig(validation="first"), seed=0)
 
 
-def _tf_functions(fn, seen=None) -> list:
-    """The ``tf.function`` objects inside a Keras trainer function (through its closures)."""
-    seen = set() if seen is None else seen
-    if id(fn) in seen:
-        return []
-    seen.add(id(fn))
-    found = []
-    if hasattr(fn, "experimental_get_tracing_count"):
-        found.append(fn)
-        fn = fn.python_function
-    for cell in getattr(fn, "__closure__", None) or ():
-        try:
-            value = cell.cell_contents
-        except ValueError:
-            continue
-        if callable(value):
-            found += _tf_functions(value, seen)
-    return found
-
-
-def test_each_model_traces_its_train_and_test_function_once():
-    # 700 training rows in batches of 256 end with a partial batch; one fit call per epoch,
-    # each with a new row order (a new tf.data pipeline): none of it may retrace
-    x = np.random.default_rng(2).random((1000, 12)).astype(np.float32)
-    res = train_autoencoder(x, AutoencoderConfig(epochs=4, patience=10), seed=7)
-    assert res.epochs_run == 4
-    for name in ("train_function", "test_function"):
-        outer = [f for f in _tf_functions(getattr(res.autoencoder, name))
-                 if f.python_function.__name__ == "multi_step_on_iterator"]
-        assert len(outer) == 1, name
-        assert outer[0].experimental_get_tracing_count() == 1, name
-
-
-def test_only_the_first_trace_per_model_warning_is_filtered():
+def test_only_the_first_trace_per_trainer_warning_is_filtered():
     import logging
 
-    from cloakflow.models.autoencoder import _FirstTracePerModelFilter
+    from cloakflow.models.training.backend_tensorflow import FirstTracePerTrainerFilter
 
-    flt = _FirstTracePerModelFilter()
+    flt = FirstTracePerTrainerFilter()
 
     def record(function: str) -> logging.LogRecord:
         return logging.LogRecord(
@@ -147,12 +114,13 @@ def test_only_the_first_trace_per_model_warning_is_filtered():
             "%d out of the last %d calls to %s triggered tf.function retracing. Tracing is "
             "expensive", (5, 5, f"<function {function} at 0x7f00>"), None)
 
-    assert not flt.filter(record("TensorFlowTrainer._make_function.<locals>."
-                                 "multi_step_on_iterator"))
+    assert not flt.filter(record("compile_phase_steps.<locals>.steps"))
     assert flt.filter(record("TensorFlowTrainer.make_predict_function.<locals>."
                              "multi_step_on_data"))
     assert flt.filter(record("compile_step.<locals>.steps"))
     train_autoencoder(np.random.default_rng(3).random((50, 4)).astype(np.float32),
                       AutoencoderConfig(epochs=1), seed=1)
+    train_autoencoder(np.random.default_rng(3).random((50, 4)).astype(np.float32),
+                      AutoencoderConfig(epochs=1), seed=2)
     filters = logging.getLogger("tensorflow").filters
-    assert sum(isinstance(f, _FirstTracePerModelFilter) for f in filters) == 1
+    assert sum(isinstance(f, FirstTracePerTrainerFilter) for f in filters) == 1

@@ -17,6 +17,7 @@ import tensorflow as tf
 from cloakflow.models.training.accounting import DpBudget
 from cloakflow.models.training.dp_sgd import DpSgdConfig, plan, secret_streams
 from cloakflow.models.training.phases import (
+    EarlyStopping,
     Phase,
     PhaseTrainer,
     PrivateTerm,
@@ -135,6 +136,63 @@ def test_phases_that_cannot_train_are_refused():
     with pytest.raises(ValueError, match="clip_norm"):
         train_phases(toy_gan.networks(), toy_gan.phases(), toy_gan.mixture(10), TrainConfig(),
                      budget=plan(10, 5, 1, DpSgdConfig(target_epsilon=3.0, delta=1e-3)))
+
+
+def _line(seed: int = 0):
+    """A one-Dense regression network and its one-phase fit: y = 2 x0 - x1 + noise."""
+    rng = np.random.default_rng(seed)
+    x = rng.random((300, 3)).astype(np.float32)
+    x[:, 2] = 2 * x[:, 0] - x[:, 1] + 0.01 * rng.standard_normal(300)
+    inputs = keras.Input((2,))
+    net = keras.Model(inputs, keras.layers.Dense(
+        1, kernel_initializer=keras.initializers.GlorotUniform(seed))(inputs))
+
+    def loss(y, out):
+        return keras.ops.mean(keras.ops.square(out - y), axis=-1)
+
+    phase = Phase("fit", ("net",), private=(PrivateTerm("net", loss, (0, 1), (2,)),))
+    return x, net, phase
+
+
+def test_early_stopping_keeps_the_best_epoch_and_stops_after_patience():
+    x, net, phase = _line()
+    # a large learning rate makes the validation loss bounce: the best epoch is not the last
+    log, weights = train_phases({"net": net}, [phase], x[:200], TrainConfig(
+        epochs=40, batch_size=16, learning_rate=0.5), seed=1,
+        stopping=EarlyStopping(x[200:], patience=3))
+    val = log.history["validation"]
+    assert len(val) == log.epochs_run and log.best_epoch == int(np.argmin(val)) + 1
+    assert log.epochs_run < 40 and log.epochs_run - log.best_epoch == 3
+    out = np.asarray(net(x[200:, :2]))[:, 0]
+    assert float(np.mean((out - x[200:, 2]) ** 2)) == pytest.approx(min(val), rel=1e-5)
+    np.testing.assert_array_equal(weights["net"][0], net.get_weights()[0])
+    # without early stopping: every epoch runs and the last one is kept
+    log, _ = train_phases({"net": _line()[1]}, [phase], x[:200], TrainConfig(
+        epochs=4, batch_size=16), seed=1)
+    assert log.epochs_run == log.best_epoch == 4 and "validation" not in log.history
+
+
+def test_early_stopping_is_refused_under_dp():
+    x, net, phase = _line()
+    budget = plan(200, 20, 1, DpSgdConfig(target_epsilon=3.0, delta=1e-5))
+    with pytest.raises(ValueError, match="early stopping"):
+        train_phases({"net": net}, [phase], x[:200], TrainConfig(batch_size=20), budget=budget,
+                     clip_norm=1.0, stopping=EarlyStopping(x[200:]))
+    with pytest.raises(ValueError, match="patience"):
+        EarlyStopping(x, patience=0)
+
+
+def test_a_phase_traces_at_most_twice_whatever_its_batches():
+    # chunks of different lengths, batches of different sizes (an epoch's partial batch):
+    # reduce_retracing makes the second trace generic, and nothing traces again
+    x, net, phase = _line()
+    trainer = PhaseTrainer({"net": net}, [phase])
+    rng = np.random.default_rng(0)
+    for k, b in [(4, 16), (3, 16), (1, 7), (5, 16), (2, 9)]:
+        batches = [rng.choice(300, b, replace=False) for _ in range(k)]
+        trainer.run_steps(phase, x, batches, np.zeros((k, trainer.noise_width(phase))),
+                          np.zeros((k, 1, 1)), math.inf, 0.0, np.full(k, float(b)))
+    assert 1 <= trainer.compiled["fit"].experimental_get_tracing_count() <= 2
 
 
 JAX_CHECK = textwrap.dedent("""
