@@ -30,20 +30,18 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
-import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import polars as pl
 
-from cloakflow.models.autoencoder import AutoencoderConfig, build_autoencoder, encode
+from cloakflow.models.autoencoder import AutoencoderConfig, encode
 from cloakflow.tasks.data.preprocess import PreprocessError, TablePreprocessor
 from cloakflow.tasks.data.profile import DatasetProfile
 
 ARCHITECTURE = "kinds"
 WEIGHTINGS = ("examples", "uniform", "declared", "dp-count")
-MODELS = ("codes", "vae")
 
 
 class SchemaMismatch(ValueError):
@@ -83,20 +81,27 @@ def fingerprint(schema: dict) -> str:
     return hashlib.sha256(json.dumps(schema, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def preprocessor_options(model: str) -> dict:
-    """The ``TablePreprocessor`` options of a model kind: the VAE models the whole row with a
-    missing-value state per nullable column, as ``cloakflow synthesize`` does.
+def family(settings_or_model: dict | str):
+    """The registered model family (``models.registry``) of a run's settings or a name.
 
     Raises:
-        ValueError: an unknown model kind.
+        ValueError: an unknown model (the message lists the registered ones).
     """
-    if model not in MODELS:
-        raise ValueError(f"unknown model {model!r}; choose one of {MODELS}")
-    if model == "codes":
-        return {}
-    from cloakflow.tasks.data.preprocess import DISCRETE_LEVELS
+    from cloakflow.models import registry
 
-    return {"with_target": True, "missing_state": True, "discrete_levels": DISCRETE_LEVELS}
+    name = settings_or_model if isinstance(settings_or_model, str) else \
+        settings_or_model.get("model", "codes")
+    return registry.get(name)
+
+
+def preprocessor_options(model: str) -> dict:
+    """The ``TablePreprocessor`` options of a model (its family's): the VAE models the whole
+    row with a missing-value state per nullable column, as ``cloakflow synthesize`` does.
+
+    Raises:
+        ValueError: an unknown model.
+    """
+    return family(model).preprocessor_options()
 
 
 def shared_preprocessor(profile: DatasetProfile, frame: pl.DataFrame,
@@ -195,73 +200,49 @@ def load_holder(profile: DatasetProfile, path: str | Path, control_fraction: flo
 
 # ---------------------------------------------------------------------------- models
 def members(pre: TablePreprocessor) -> dict[str, list[int] | None]:
-    """Model name -> the encoded columns it reads: ``whole`` (all) and each feature group."""
+    """Codes model name -> the encoded columns it reads: ``whole`` (all) and each group."""
     return {"whole": None, **pre.group_slices()}
 
 
+def loop_settings(settings: dict):
+    """The local loop of a round (``trainer.TrainConfig``): ``local-epochs``, ``batch-size``,
+    ``learning-rate``."""
+    from cloakflow.models.training.trainer import TrainConfig
+
+    return TrainConfig(epochs=int(settings["local-epochs"]),
+                       batch_size=int(settings["batch-size"]),
+                       learning_rate=float(settings["learning-rate"]))
+
+
+def model_spec(pre: TablePreprocessor, settings: dict):
+    """The run's model architecture over the shared schema (its family's ``spec``): the
+    codes autoencoders in the ``kinds`` architecture, or the VAE conditioned on the target
+    with ``latent`` (0: the rule)."""
+    fam = family(settings)
+    options = {"latent": int(settings.get("latent", 0) or 0)} if fam.models_target else \
+        {"architecture": ARCHITECTURE}
+    return fam.spec(pre, loop_settings(settings), **options)
+
+
 def model_configs(pre: TablePreprocessor, settings: dict) -> dict[str, AutoencoderConfig]:
-    """Each model's architecture (``kinds`` heads from the shared schema) and loop settings."""
-    base = AutoencoderConfig(architecture=ARCHITECTURE, batch_size=int(settings["batch-size"]),
-                             learning_rate=float(settings["learning-rate"]),
-                             epochs=int(settings["local-epochs"]))
-    heads = {"whole": pre.heads(), **{g: pre.heads(g) for g in pre.profile.groups}}
-    return {name: replace(base, heads=tuple(heads[name])) for name in members(pre)}
-
-
-def widths(pre: TablePreprocessor) -> dict[str, int]:
-    total = len(pre.output_columns)
-    return {name: total if cols is None else len(cols) for name, cols in members(pre).items()}
+    """Each codes model's architecture (``kinds`` heads from the shared schema) and loop."""
+    return family("codes").spec(pre, loop_settings(settings), architecture=ARCHITECTURE).configs
 
 
 def vae_config(pre: TablePreprocessor, settings: dict):
-    """The federated VAE's ``VaeConfig``: every holder's shared-schema heads, conditioned on
-    the target (as ``cloakflow synthesize`` is by default), ``latent`` (0: the rule) and the
-    run's loop settings (``local-epochs`` per round)."""
-    from cloakflow.models.vae import VaeConfig
-    from cloakflow.tasks.release.synthetic import parse_condition
-
-    cond = parse_condition(None, pre, "<shared schema>")
-    return VaeConfig(heads=pre.heads(), condition=cond.index,
-                     latent=int(settings.get("latent", 0) or 0),
-                     epochs=int(settings["local-epochs"]),
-                     batch_size=int(settings["batch-size"]),
-                     learning_rate=float(settings["learning-rate"]))
-
-
-def vae_weights(vae) -> list[np.ndarray]:
-    """The VAE's trainable parameters (what travels and is averaged; the sampling layer's seed
-    state stays with each holder)."""
-    return [np.array(v.value, dtype=np.float32) for v in vae.model.trainable_variables]
-
-
-def set_vae_weights(vae, weights: list[np.ndarray]) -> None:
-    """Assign ``vae_weights``-ordered arrays to the VAE's trainable parameters.
-
-    Raises:
-        ValueError: a different number of arrays (another architecture).
-    """
-    variables = vae.model.trainable_variables
-    if len(variables) != len(weights):
-        raise ValueError(f"{len(weights)} arrays for the VAE's {len(variables)} parameters: "
-                         "the global model was built for another schema or architecture")
-    for v, a in zip(variables, weights, strict=True):
-        v.assign(np.asarray(a, dtype=np.float32))
+    """The federated VAE's ``VaeConfig`` (``model_spec`` of a VAE run)."""
+    return family("vae").spec(pre, loop_settings(settings),
+                              latent=int(settings.get("latent", 0) or 0))
 
 
 def model_names(pre: TablePreprocessor, settings: dict) -> list[str]:
-    """The run's models: ``["vae"]``, or the codes autoencoders (``members``)."""
-    return ["vae"] if settings.get("model", "codes") == "vae" else list(members(pre))
+    """The run's networks: ``["vae"]``, or the codes autoencoders (``members``)."""
+    return family(settings).member_names(pre.profile)
 
 
 def initial_weights(pre: TablePreprocessor, settings: dict, seed: int) -> dict[str, list]:
     """The global models' starting weights, from the public seed (no rows involved)."""
-    if settings.get("model", "codes") == "vae":
-        from cloakflow.models.vae import build_vae
-
-        return {"vae": vae_weights(build_vae(vae_config(pre, settings), seed))}
-    configs, w = model_configs(pre, settings), widths(pre)
-    return {name: build_autoencoder(w[name], cfg, seed + i)[0].get_weights()
-            for i, (name, cfg) in enumerate(configs.items())}
+    return family(settings).initial_weights(model_spec(pre, settings), seed)
 
 
 def to_arrays(weights: dict[str, list[np.ndarray]]) -> dict[str, np.ndarray]:
@@ -367,8 +348,7 @@ def dp_plan(settings: dict, models: int) -> FederatedDpPlan:
     rounds, local = int(settings["num-server-rounds"]), int(settings["local-epochs"])
     per_round = max(1, math.ceil(local / q))
     count_sigma, sgd, total, count_alone = _solve(eps, delta, q, rounds * per_round)
-    counted = ("condition histogram" if settings.get("model", "codes") == "vae"
-               else "row count")
+    counted = family(settings).counted
     return FederatedDpPlan(eps, delta, sgd, per_round, count_sigma, count_alone, total,
                            float(settings["dp-clip"]) * math.sqrt(models), counted)
 
@@ -397,13 +377,7 @@ def dp_counts(holder: HolderData, settings: dict, plan: FederatedDpPlan,
     condition's category counts for the VAE. Their sum (at least 1) is the DP row count."""
     from cloakflow.models.training.dp_counts import noisy_counts
 
-    if settings.get("model", "codes") == "vae":
-        from cloakflow.tasks.release.synthetic import block
-
-        cond = vae_config(holder.pre, settings).condition
-        counts = holder.x[:, block(holder.pre, cond)].sum(axis=0).astype(np.float64)
-    else:
-        counts = np.array([holder.rows], dtype=np.float64)
+    counts = family(settings).counts(model_spec(holder.pre, settings), holder.pre, holder.x)
     return noisy_counts(counts, plan.count_sigma, rng)
 
 
@@ -421,7 +395,7 @@ def local_train(holder: HolderData, weights: dict[str, list[np.ndarray]], settin
     injects ``rng``. With ``proximal-mu`` > 0 (FedProx) every step's gradient gains
     mu * (w - weights). Returns (new weights, metrics: mean loss of the last epoch, seconds, steps).
     """
-    from cloakflow.models.training.trainer import TrainConfig, train
+    from cloakflow.models import registry
 
     budget = clip = expected = None
     if plan is not None:
@@ -431,37 +405,14 @@ def local_train(holder: HolderData, weights: dict[str, list[np.ndarray]], settin
         expected = plan.sgd.sampling_rate * dp_rows
     # FedProx: Flower's FedProx strategy sends proximal-mu in the train config
     mu = float(settings.get("proximal-mu", 0) or 0)
-    if settings.get("model", "codes") == "vae":
-        from cloakflow.models.vae import build_vae, to_model_space
-
-        cfg = vae_config(holder.pre, settings)
-        vae = build_vae(cfg, seed=seed)  # plain runs: the round's seed draws the sampling
-        set_vae_weights(vae, weights["vae"])
-        start = time.perf_counter()  # training only: building the models is round overhead
-        log = train(vae.model, to_model_space(holder.x, cfg.output_heads), cfg.training(),
-                    budget=budget, clip_norm=clip, loss_fn=vae.per_example_loss(), seed=seed,
-                    rng=rng, expected_batch=expected, proximal_mu=mu)
-        new = {"vae": vae_weights(vae)}
-    else:
-        configs, w = model_configs(holder.pre, settings), widths(holder.pre)
-        cols = members(holder.pre)
-        models = []
-        for name, cfg in configs.items():
-            ae = build_autoencoder(w[name], cfg, seed=0)[0]
-            ae.set_weights(weights[name])
-            models.append(ae)
-        config = TrainConfig(epochs=int(settings["local-epochs"]),
-                             batch_size=int(settings["batch-size"]),
-                             learning_rate=float(settings["learning-rate"]))
-        start = time.perf_counter()
-        log = train(models, holder.x, config, budget=budget, clip_norm=clip,
-                    columns=list(cols.values()), seed=seed, rng=rng, expected_batch=expected,
-                    proximal_mu=mu)
-        new = {name: m.get_weights() for name, m in zip(configs, models, strict=True)}
-    seconds = time.perf_counter() - start
-    loss = log.history.get("loss", [float("nan")])[-1]
-    return new, {"train-loss": float(loss), "train-seconds": seconds,
-                 "steps": int(log.steps_run)}
+    fam, spec = family(settings), model_spec(holder.pre, settings)
+    new, log = registry.fit(fam, spec, holder.x, weights, seed=seed, budget=budget,
+                            clip_norm=clip, rng=rng, expected_batch=expected, proximal_mu=mu)
+    losses = [v for k, v in log.history.items() if k.endswith(".private")]
+    loss = sum(v[-1] for v in losses) if losses else float("nan")
+    # training only: building the models is round overhead
+    return new, {"train-loss": float(loss), "train-seconds": log.seconds,
+                 "steps": int(log.private_steps)}
 
 
 def holder_weight(rows: int, settings: dict, dp_rows: float | None = None) -> float:
@@ -495,10 +446,10 @@ def codes_of(holder: HolderData, weights: dict[str, list[np.ndarray]],
     """The holder's own rows encoded by each global model: name -> (rows, code size)."""
     from cloakflow.models.autoencoder import autoencoder_from_weights
 
-    configs, w, cols = model_configs(holder.pre, settings), widths(holder.pre), members(holder.pre)
+    spec = family("codes").spec(holder.pre, loop_settings(settings), architecture=ARCHITECTURE)
     out = {}
-    for name, cfg in configs.items():
-        _, encoder, _ = autoencoder_from_weights(w[name], cfg, weights[name])
-        x = holder.x if cols[name] is None else holder.x[:, cols[name]]
-        out[name] = encode(encoder, x)
+    for name, cfg in spec.configs.items():
+        _, encoder, _ = autoencoder_from_weights(spec.widths[name], cfg, weights[name])
+        cols = spec.columns[name]
+        out[name] = encode(encoder, holder.x if cols is None else holder.x[:, cols])
     return out

@@ -27,6 +27,7 @@ from pydantic import BaseModel
 
 from cloakflow.federated.task import DEFAULT_DELTA
 from cloakflow.flows.parameters import FederateParameters
+from cloakflow.models import registry
 from cloakflow.tasks import steps, tracking
 from cloakflow.tasks.data.profile import DatasetProfile, load_profile
 from cloakflow.tasks.federation import Federation, FederationFailed, merge_private_rounds
@@ -146,7 +147,8 @@ def check_profile(profile: DatasetProfile, model: str) -> None:
     Raises:
         FederationFailed: naming the profile, the columns and the rule.
     """
-    columns = list(profile.features) + ([profile.target.column] if model == "vae" else [])
+    target = registry.get(model).models_target
+    columns = list(profile.features) + ([profile.target.column] if target else [])
     undeclared = [c for c in profile.features if c not in profile.columns]
     unbounded = [c for c in columns if c not in profile.bounds and
                  profile.columns.get(c) != "boolean"]
@@ -158,7 +160,7 @@ def check_profile(profile: DatasetProfile, model: str) -> None:
                         "would infer it from its own rows)")
     if unbounded:
         problems.append(f"give public bounds for {unbounded} under `bounds:` (min and max, or "
-                        "categories" + ("; the VAE models the target too" if model == "vae"
+                        "categories" + (f"; model {model!r} models the target too" if target
                                         else "") + ")")
     if measured:
         problems.append(f"the bounds of {measured} are marked `origin: data` (read off one "
@@ -183,7 +185,7 @@ def check_caps(profile: DatasetProfile, holders: list[str], run_config: dict) ->
     from cloakflow.tasks.privacy import ledger
     from cloakflow.tasks.privacy.dp import DpPlanError
 
-    models = ["vae"] if run_config["model"] == "vae" else ["whole", *profile.groups]
+    models = task.family(run_config).member_names(profile)
     try:
         section = task.dp_plan(run_config, len(models)).section(models)
     except ValueError as exc:
@@ -408,7 +410,7 @@ def _manifest(params, profile, result, rounds, reports, weighting, parent, flow_
             "control_fraction": params.control_fraction,
             "rounds": result["rounds"], "holders": holders,
             "model": params.model,
-            "models": ["vae"] if params.model == "vae" else ["whole", *profile.groups],
+            "models": registry.get(params.model).member_names(profile),
             "dp_statement": statement,
             "round_seconds": [{k: r[k] for k in ("round", "wall_seconds",
                                                  "slowest_training_seconds",

@@ -33,6 +33,7 @@ from dataclasses import asdict, dataclass, field, replace
 import numpy as np
 
 from cloakflow.models.heads import NUMERIC, Head, as_heads, code_size, hidden_size, total_width
+from cloakflow.models.registry import ModelFamily
 
 
 @dataclass(frozen=True)
@@ -422,3 +423,70 @@ def encode(encoder, x: np.ndarray, batch_size: int = 8192) -> np.ndarray:
 def reconstruct(autoencoder, x: np.ndarray, batch_size: int = 8192) -> np.ndarray:
     """Reconstructions of ``x``, in batches."""
     return encode(autoencoder, x, batch_size)
+
+
+@dataclass(frozen=True)
+class CodesSpec:
+    """The codes autoencoders of one schema: per member (``whole``, then each feature group)
+    its config (heads included), input width and the encoded columns it reads (None: all),
+    and the loop settings (``trainer.TrainConfig``)."""
+
+    configs: dict[str, AutoencoderConfig]
+    widths: dict[str, int]
+    columns: dict[str, list[int] | None]
+    loop: object
+
+
+class CodesFamily(ModelFamily):
+    """The codes autoencoders as a registered model (``models.registry``): the whole-table
+    model and one per feature group, trained in one phase whose private terms are each
+    member's per-row reconstruction loss on its own columns (one DP mechanism under DP: the
+    same batches, joint clipping). Feeds codes releases."""
+
+    name = "codes"
+    description = ("the codes autoencoders: one over the whole table and one per feature "
+                   "group")
+    release = "codes"
+    command = "cloakflow run"
+
+    def spec(self, pre, loop, architecture: str = "kinds") -> CodesSpec:
+        """``architecture`` autoencoders over a fitted preprocessor's columns, with ``loop``'s
+        epochs, batch and rate (``kinds``: one head per source column, from the schema)."""
+        columns = {"whole": None, **pre.group_slices()}
+        base = AutoencoderConfig(architecture=architecture, batch_size=loop.batch_size,
+                                 learning_rate=loop.learning_rate, epochs=loop.epochs)
+        heads = {"whole": pre.heads(), **{g: pre.heads(g) for g in pre.profile.groups}} \
+            if architecture == "kinds" else {}
+        total = len(pre.output_columns)
+        return CodesSpec({n: replace(base, heads=tuple(heads.get(n, ()))) for n in columns},
+                         {n: total if c is None else len(c) for n, c in columns.items()},
+                         columns, loop)
+
+    def member_names(self, profile) -> list[str]:
+        return ["whole", *profile.groups]
+
+    def networks(self, spec: CodesSpec, seed: int) -> dict:
+        return {n: build_autoencoder(spec.widths[n], cfg, seed + i)[0]
+                for i, (n, cfg) in enumerate(spec.configs.items())}
+
+    def phases(self, spec: CodesSpec, networks: dict) -> list:
+        from cloakflow.models.training.dp_sgd import model_loss
+        from cloakflow.models.training.phases import Phase, PrivateTerm
+
+        def cols(c):
+            return None if c is None else tuple(int(i) for i in c)
+
+        return [Phase("reconstruct", tuple(networks), private=tuple(
+            PrivateTerm(n, model_loss(m), cols(spec.columns[n])) for n, m in networks.items()))]
+
+    def get_weights(self, networks: dict) -> dict[str, list[np.ndarray]]:
+        return {n: m.get_weights() for n, m in networks.items()}
+
+    def set_weights(self, networks: dict, weights: dict[str, list[np.ndarray]]) -> None:
+        for n, m in networks.items():
+            if n not in weights:
+                raise ValueError(f"codes: no weights for model {n!r}; got {sorted(weights)}")
+            m.set_weights(weights[n])
+
+
+CODES = CodesFamily()

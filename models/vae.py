@@ -38,6 +38,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from cloakflow.models.heads import NUMERIC, Head, as_heads, starts, total_width
+from cloakflow.models.registry import ModelFamily
 
 PROBIT_CLIP = 1e-4  # CDF values are clipped to [c, 1 - c] before the probit (|score| <= 3.72)
 MIN_LOG_SIGMA = -7.0  # a numeric head's log standard deviation is kept above this
@@ -410,3 +411,56 @@ def train_vae(x: np.ndarray, config: VaeConfig, seed: int = 0, *, budget=None,
                 loss_fn=vae.per_example_loss(), rng=train_rng, on_epoch=on_epoch,
                 expected_batch=expected_batch)
     return VaeResult(vae, log, None)
+
+
+class VaeFamily(ModelFamily):
+    """The conditional tabular VAE as a registered model (``models.registry``): one network
+    ``vae`` trained in one phase whose private term is each row's negative ELBO, reading the
+    rows in model space (``to_model_space``). The target is a modelled column; its DP count
+    in a federation is the condition's histogram. Feeds synthetic releases."""
+
+    name = "vae"
+    description = "a conditional tabular VAE (Kingma and Welling 2014) over the whole row"
+    models_target = True
+    counted = "condition histogram"
+    release = "synthetic"
+    command = "cloakflow synthesize"
+
+    def preprocessor_options(self) -> dict:
+        from cloakflow.tasks.data.preprocess import DISCRETE_LEVELS
+
+        return {"with_target": True, "missing_state": True, "discrete_levels": DISCRETE_LEVELS}
+
+    def spec(self, pre, loop, latent: int = 0) -> VaeConfig:
+        """The ``VaeConfig`` over a fitted preprocessor's heads, conditioned on the target as
+        ``cloakflow synthesize`` is by default, with ``loop``'s epochs, batch and rate."""
+        from cloakflow.tasks.release.synthetic import parse_condition
+
+        cond = parse_condition(None, pre, "<shared schema>")
+        return VaeConfig(heads=pre.heads(), condition=cond.index, latent=int(latent or 0),
+                         epochs=loop.epochs, batch_size=loop.batch_size,
+                         learning_rate=loop.learning_rate)
+
+    def member_names(self, profile) -> list[str]:
+        return ["vae"]
+
+    def networks(self, spec: VaeConfig, seed: int) -> dict:
+        return {"vae": build_vae(spec, seed).model}
+
+    def phases(self, spec: VaeConfig, networks: dict) -> list:
+        from cloakflow.models.training.phases import Phase, PrivateTerm
+
+        return [Phase("elbo", ("vae",), private=(PrivateTerm("vae", elbo_loss(spec)),))]
+
+    def inputs(self, spec: VaeConfig, x: np.ndarray) -> np.ndarray:
+        return to_model_space(x, spec.output_heads)
+
+    def loop(self, spec: VaeConfig):
+        return spec.training()
+
+    def counts(self, spec: VaeConfig, pre, x: np.ndarray) -> np.ndarray:
+        _, start, stop = pre.column_blocks()[spec.condition]
+        return x[:, start:stop].sum(axis=0).astype(np.float64)
+
+
+VAE = VaeFamily()

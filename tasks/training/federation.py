@@ -46,7 +46,7 @@ def federation_for(folder: str, holder: str | None, pre, seed: int | None = None
     manifest = json.loads((root / "manifest.json").read_text())
     trained = manifest.get("model", "codes")
     if trained != model:
-        use = "cloakflow synthesize" if trained == "vae" else "cloakflow run"
+        use = fed.family(trained).command
         raise FederationMismatch(f"{folder}: this federation trained {trained!r} models, not "
                                  f"{model!r}; use them with `{use} --models-from`")
     names = [h["holder"] for h in manifest["holders"]]
@@ -183,6 +183,6 @@ def vae_from_federation(folder: str, holder: str | None, pre, seed: int | None =
 
     manifest, entry, weights = federation_for(folder, holder, pre, seed, control_fraction,
                                               model="vae", source_sha=source_sha)
-    vae = build_vae(fed.vae_config(pre, manifest["settings"]), seed=0)
-    fed.set_vae_weights(vae, weights["vae"])
+    vae = build_vae(fed.model_spec(pre, manifest["settings"]), seed=0)
+    fed.family("vae").set_weights({"vae": vae.model}, {"vae": weights["vae"]})
     return vae, federation_section(folder, manifest, entry), entry

@@ -56,7 +56,7 @@ def test_the_profile_must_give_one_shared_encoding():
     text = str(err.value)
     assert "'tiny'" in text and "rule: shared schema" in text
     assert "['city']" in text and "origin: data" in text  # measured on one table
-    assert "['label']" in text and "the VAE models the target too" in text
+    assert "['label']" in text and "model 'vae' models the target too" in text
 
 
 def test_a_holders_release_takes_the_federations_split_unless_told(tmp_path):

@@ -1,13 +1,17 @@
 """A two-network model for the phase trainer's tests (not a test module): a small GAN, critic
 and generator trained in alternating phases on a 2-D mixture of two Gaussians (also run in a
-jax subprocess)."""
+jax subprocess). ``FAMILY`` is the same model as a model family: registered in
+tests/unit/models/test_registry.py by one line, it trains through ``registry.fit``."""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import keras
 import numpy as np
 from keras import ops
 
+from cloakflow.models.registry import ModelFamily
 from cloakflow.models.training.phases import Phase, PrivateTerm, PublicTerm
 
 CENTRES = np.array([[-2.0, 0.0], [2.0, 0.0]], dtype=np.float32)
@@ -65,3 +69,34 @@ def mode_coverage(generator, rows: int = 2000, seed: int = 3) -> tuple[float, fl
     s = np.asarray(generator(latent(np.random.default_rng(seed), rows)))
     d = np.min(np.linalg.norm(s[:, None, :] - CENTRES[None], axis=2), axis=1)
     return float((d < 1.0).mean()), float((s[:, 0] < 0).mean())
+
+
+@dataclass(frozen=True)
+class ToyGanSpec:
+    critic_steps: int
+    loop: object  # trainer.TrainConfig
+
+
+class ToyGan(ModelFamily):
+    """The toy GAN as a model family: its networks and phases, nothing about the loop."""
+
+    name = "toy-gan"
+    description = "a two-network GAN on 2-D rows (tests)"
+
+    def spec(self, pre, loop, critic_steps: int = 1) -> ToyGanSpec:
+        return ToyGanSpec(critic_steps, loop)
+
+    def member_names(self, profile) -> list[str]:
+        return ["generator", "critic"]
+
+    def networks(self, spec: ToyGanSpec, seed: int) -> dict:
+        nets = networks(seed)
+        for net in nets.values():  # the optimizer the phase trainer takes: a GAN's Adam
+            net.compile(optimizer=keras.optimizers.Adam(1e-3, beta_1=0.5))
+        return nets
+
+    def phases(self, spec: ToyGanSpec, networks: dict) -> list[Phase]:
+        return phases(spec.critic_steps)
+
+
+FAMILY = ToyGan()
