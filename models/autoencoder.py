@@ -295,15 +295,16 @@ def _train_once(x: np.ndarray, config: AutoencoderConfig, seed: int,
     )
 
     autoencoder, encoder, decoder = _live_initialisation(x_fit, config, seed)
-    # one phase of the phase trainer, plainly (C = inf, sigma = 0): each epoch a new row
-    # order from the seed, early stopping on the validation rows
+    # one phase of the phase trainer, plainly (C = inf, sigma = 0): each epoch's row order is
+    # the next permutation of the run's generator (after the validation split's), early
+    # stopping on the validation rows
     phase = Phase("reconstruct", ("autoencoder",),
                   private=(PrivateTerm("autoencoder", autoencoder.per_example_loss),))
     stopping = EarlyStopping(x_val, config.patience, config.stopping_delta(x.shape[1]),
                              config.validation_batch_size)
     log, _ = train_phases(
         {"autoencoder": autoencoder}, [phase], x_fit, config.training(),
-        seed=int(rng.integers(2**31)), stopping=stopping,
+        seed=rng, stopping=stopping,
         on_epoch=None if on_epoch is None else lambda e, m: on_epoch(
             e, {"loss": m["reconstruct.private"], "val_loss": m["validation"]}))
     history = {"loss": list(log.history["reconstruct.private"]),

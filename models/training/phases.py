@@ -451,7 +451,7 @@ def private_steps_per_round(phases: Sequence[Phase]) -> int:
 def train_phases(networks: Mapping, phases: Sequence[Phase], x: np.ndarray,
                  config: TrainConfig, *, budget: DpBudget | None = None,
                  clip_norm: float | None = None, optimizers: Mapping | None = None,
-                 seed: int = 0, rng: np.random.Generator | None = None,
+                 seed: int | np.random.Generator = 0, rng: np.random.Generator | None = None,
                  expected_batch: float | None = None,
                  on_epoch: Callable[[int, dict[str, float]], None] | None = None,
                  stopping: EarlyStopping | None = None,
@@ -470,7 +470,9 @@ def train_phases(networks: Mapping, phases: Sequence[Phase], x: np.ndarray,
         clip_norm: C, required with a budget (per-example L2 norm over the phase's private
             networks' parameters).
         optimizers: name -> optimizer of an updated network (default: see ``PhaseTrainer``).
-        seed: plain runs: the published seed of the row order and of the public inputs.
+        seed: plain runs: the published seed of the row order and of the public inputs, or
+            a ``numpy.random.Generator`` seeded from it whose stream continues there (each
+            epoch's order is its next ``permutation``).
         rng: DP runs, tests only: without it sampling, noise and public inputs come from
             secret OS-entropy streams (``dp_sgd.secret_streams``).
         expected_batch: DP with a private row count: the public divisor of the noisy sum.
@@ -507,8 +509,9 @@ def train_phases(networks: Mapping, phases: Sequence[Phase], x: np.ndarray,
     trainer = PhaseTrainer(networks, phases, optimizers, config.learning_rate)
     n, b = len(x), config.batch_size
     if budget is None:
-        batches, public_rng = _plain_batches(n, b, config.epochs, seed), \
+        public_rng = seed.spawn(1)[0] if isinstance(seed, np.random.Generator) else \
             np.random.default_rng([seed, 1])
+        batches = _plain_batches(n, b, config.epochs, seed)
         noise_rng, c, noise_std, denominator = None, math.inf, 0.0, None
         ends = [math.ceil(n / b) * e for e in range(1, config.epochs + 1)]
     else:
@@ -684,9 +687,9 @@ class _Sums:
         return metrics
 
 
-def _plain_batches(n: int, b: int, epochs: int, seed: int):
+def _plain_batches(n: int, b: int, epochs: int, seed):
     """Shuffled batches of at most ``b`` rows, epoch after epoch (the last of each epoch
-    holds the remainder), from a published seed."""
+    holds the remainder), from a published seed (or a Generator seeded from one)."""
     order_rng = np.random.default_rng(seed)
     for _ in range(epochs):
         order = order_rng.permutation(n)
