@@ -306,19 +306,22 @@ class FederatedDpPlan:
                        self.delta, "pld", adjacency="add_remove",
                        extra_events=(histogram_event(self.count_sigma),)).epsilon
 
+    def budget(self, models: list[str]):
+        """The holder's ``tasks.privacy.budget.Budget``: DP-SGD over all models and rounds,
+        then the Gaussian count (add/remove adjacency)."""
+        from cloakflow.tasks.privacy.budget import Budget, Mechanism
+
+        return Budget(self.target_epsilon, self.delta, "add_remove", (
+            Mechanism.dp_sgd(models, self.sgd, self.clip_norm),
+            Mechanism.gaussian((self.counted,), self.count_sigma)))
+
     def section(self, models: list[str]) -> dict:
         """The manifest's and the ledger's ``dp`` shape (``tasks.privacy.dp``): two mechanisms,
         DP-SGD over all models and rounds and the row count."""
-        b = self.sgd
+        mechanisms = [m.entry(self.delta, "add_remove", digits=None)
+                      for m in self.budget(models).mechanisms]
         return {"design": "joint", "adjacency": "add_remove", "accountant": "pld",
-                "epsilon": self.epsilon, "delta": self.delta, "mechanisms": [
-                    {"models": list(models), "noise_multiplier": b.noise_multiplier,
-                     "sampling_rate": b.sampling_rate, "sampling": "poisson",
-                     "steps": b.steps, "clip_norm": self.clip_norm,
-                     "epsilon": b.epsilon, "delta": self.delta},
-                    {"models": [self.counted], "noise_multiplier": self.count_sigma,
-                     "sampling_rate": 1.0, "sampling": "poisson", "steps": 1,
-                     "clip_norm": 1.0, "epsilon": self.count_epsilon, "delta": self.delta}]}
+                "epsilon": self.epsilon, "delta": self.delta, "mechanisms": mechanisms}
 
 
 def dp_plan(settings: dict, models: int) -> FederatedDpPlan:
@@ -358,16 +361,14 @@ def _solve(eps: float, delta: float, q: float, steps: int):
     """(count sigma, DP-SGD budget, composed epsilon, the count's epsilon alone); cached,
     since PLD calibration takes seconds and every holder of a run solves the same plan."""
     from cloakflow.models.training import accounting
+    from cloakflow.tasks.privacy.budget import solve
 
-    count_sigma = accounting.histogram_noise_for(COUNT_SHARE * eps, delta,
-                                                 adjacency="add_remove")
-    count = accounting.histogram_event(count_sigma)
-    total = accounting.noise_multiplier_for(eps, delta, q, steps, "pld",
-                                            adjacency="add_remove", extra_events=(count,))
-    sgd = accounting.epsilon(total.noise_multiplier, q, steps, delta, "pld",
+    budget = solve(eps, delta, "add_remove", sampling_rate=q, steps=steps, clip_norm=1.0,
+                   trains=("models",), counts=((("row count",), COUNT_SHARE, 1.0),))
+    sgd_m, count = budget.mechanisms
+    sgd = accounting.epsilon(sgd_m.noise_multiplier, q, steps, delta, "pld",
                              adjacency="add_remove")
-    alone = accounting.histogram_epsilon(count_sigma, delta, adjacency="add_remove")
-    return count_sigma, sgd, total.epsilon, alone
+    return count.noise_multiplier, sgd, budget.epsilon, count.epsilon(delta, "add_remove")
 
 
 def dp_counts(holder: HolderData, settings: dict, plan: FederatedDpPlan,

@@ -31,10 +31,10 @@ from typing import Literal
 from cloakflow.models.training.accounting import (
     ADJACENCY_TEXT,
     DpBudget,
-    composed_epsilon,
     epsilon,
 )
 from cloakflow.models.training.dp_sgd import DEFAULT_CLIP_NORM, DpSgdConfig, plan
+from cloakflow.tasks.privacy.budget import Budget, Mechanism, compose
 from cloakflow.tasks.release.codes import PSEUDONYMISATION_STATEMENT
 
 Design = Literal["joint", "split"]
@@ -97,6 +97,11 @@ class DpPlan:
             return [(self.models, self.mechanism)]
         return [((name,), self.mechanism) for name in self.models]
 
+    def budget(self) -> Budget:
+        """The release's ``tasks.privacy.budget.Budget`` (replace-one): its DP-SGD runs."""
+        return Budget(self.target_epsilon, self.mechanism.delta, ADJACENCY, tuple(
+            Mechanism.dp_sgd(names, m, self.clip_norm) for names, m in self.mechanisms()))
+
 
 def plan_dp(target_epsilon: float, delta: float | None, clip_norm: float | None, epochs: int,
             rows: int, batch_size: int, models: list[str], design: Design = "split") -> DpPlan:
@@ -147,7 +152,7 @@ def plan_dp(target_epsilon: float, delta: float | None, clip_norm: float | None,
 def _total(mechanism: DpBudget, runs: int) -> float:
     """Epsilon of ``runs`` independent copies of ``mechanism``, composed as the manifest and the
     ledger recompute it (one event per mechanism)."""
-    return composed_epsilon([mechanism] * runs, mechanism.delta, ADJACENCY, ACCOUNTANT)
+    return compose([Mechanism.dp_sgd((), mechanism, 1.0)] * runs, mechanism.delta, ADJACENCY)
 
 
 def model_dp(plan_: DpPlan, name: str) -> dict:
@@ -261,11 +266,7 @@ def dp_section(plan_: DpPlan, bounds_used: dict[str, list[str]], mode: DpReport,
         "adjacency": ADJACENCY,
         "accountant": ACCOUNTANT,
         "models": list(plan_.models),
-        "mechanisms": [{"models": list(names), "noise_multiplier": m.noise_multiplier,
-                        "sampling_rate": m.sampling_rate, "sampling": m.sampling,
-                        "steps": m.steps, "clip_norm": plan_.clip_norm,
-                        "epsilon": round(m.epsilon, 6), "delta": m.delta}
-                       for names, m in plan_.mechanisms()],
+        "mechanisms": [m.entry(b.delta, ADJACENCY) for m in plan_.budget().mechanisms],
         "per_model_clip_norm": plan_.per_model_clip,
         "membership_bound": membership_bound(plan_.total_epsilon, b.delta),
         "preprocessing": preprocessing,

@@ -49,6 +49,7 @@ from cloakflow.models.training import accounting
 from cloakflow.models.training.accounting import ADJACENCY_TEXT, DpBudget
 from cloakflow.models.training.dp_sgd import DEFAULT_CLIP_NORM
 from cloakflow.tasks.data.preprocess import on_grid
+from cloakflow.tasks.privacy.budget import Budget, solve
 from cloakflow.tasks.privacy.dp import DpPlanError, hyperparameter_statement, membership_bound
 
 ADJACENCY = "add_remove"
@@ -93,6 +94,7 @@ class SynthesisDpPlan:
     knot_levels: tuple[int, ...] = ()  # counts one row adds per column (``knot_levels``)
     knot_sigma: float | None = None  # noise sd per bin count of the knot histograms
     knot_epsilon: float = 0.0  # the knot histograms alone at delta
+    budget: Budget | None = None  # every mechanism (``tasks.privacy.budget``)
 
     @property
     def knot_multiplier(self) -> float | None:
@@ -103,23 +105,10 @@ class SynthesisDpPlan:
         return self.knot_sigma / knot_sensitivity(self.knot_levels)
 
     def mechanisms(self) -> list[dict]:
-        """The ledger's and the manifest's list of mechanisms (the histogram as one Gaussian
-        step: q = 1, one step, sensitivity 1 under add/remove)."""
-        b = self.sgd
-        return [
-            {"models": ["vae"], "noise_multiplier": b.noise_multiplier,
-             "sampling_rate": b.sampling_rate, "sampling": b.sampling, "steps": b.steps,
-             "clip_norm": self.clip_norm, "epsilon": round(b.epsilon, 6), "delta": self.delta},
-            {"models": ["condition histogram"], "noise_multiplier": self.histogram_sigma,
-             "sampling_rate": 1.0, "sampling": "poisson", "steps": 1, "clip_norm": 1.0,
-             "epsilon": round(self.histogram_epsilon, 6), "delta": self.delta},
-        ] + ([{"models": ["quantile knots: " + ", ".join(self.knot_columns)],
-               "noise_multiplier": self.knot_multiplier, "sampling_rate": 1.0,
-               "sampling": "poisson", "steps": 1,
-               "clip_norm": knot_sensitivity(self.knot_levels),
-               "noise_per_count": self.knot_sigma,
-               "epsilon": round(self.knot_epsilon, 6), "delta": self.delta}]
-             if self.knot_columns else [])
+        """The ledger's and the manifest's list of mechanisms (``Budget.section``: DP-SGD,
+        the histogram as one Gaussian step, the knot trees as one of sensitivity
+        ``knot_sensitivity``)."""
+        return self.budget.section()["mechanisms"]
 
 
 def plan_synthesis_dp(epsilon: float, delta: float | None, clip_norm: float | None,
@@ -143,34 +132,29 @@ def plan_synthesis_dp(epsilon: float, delta: float | None, clip_norm: float | No
         raise DpPlanError(f"--dp-sampling-rate must be in (0, 1], got {sampling_rate}")
     clip = clip_norm or DEFAULT_CLIP_NORM
     steps = max(1, math.ceil(epochs / sampling_rate))
+    knot_columns = tuple(knot_columns)
+    levels = (tuple(knot_levels) if knot_levels is not None else
+              (KNOT_TREE_LEVELS,) * len(knot_columns)) if knot_columns else ()
+    counts = ((("condition histogram",), HISTOGRAM_SHARE, 1.0),) + (
+        ((("quantile knots: " + ", ".join(knot_columns),), KNOT_SHARE,
+          knot_sensitivity(levels)),) if knot_columns else ())
     try:
-        hist_sigma = accounting.histogram_noise_for(HISTOGRAM_SHARE * epsilon, delta,
-                                                    adjacency=ADJACENCY)
-        events = [accounting.histogram_event(hist_sigma)]
-        knot_multiplier = None
-        if knot_columns:
-            knot_multiplier = accounting.histogram_noise_for(KNOT_SHARE * epsilon, delta,
-                                                             adjacency=ADJACENCY)
-            events.append(accounting.histogram_event(knot_multiplier))
-        total = accounting.noise_multiplier_for(
-            epsilon, delta, sampling_rate, steps, ACCOUNTANT, adjacency=ADJACENCY,
-            extra_events=tuple(events))
+        budget = solve(epsilon, delta, ADJACENCY, sampling_rate=sampling_rate, steps=steps,
+                       clip_norm=clip, trains=("vae",), counts=counts)
     except ValueError as exc:
         raise DpPlanError(f"cannot spend epsilon {epsilon} at delta {delta:g} over {epochs} "
                           f"epochs at sampling rate {sampling_rate}: {exc}") from exc
-    sgd = accounting.epsilon(total.noise_multiplier, sampling_rate, steps, delta, ACCOUNTANT,
+    sgd_m, hist, *knots = budget.mechanisms
+    sgd = accounting.epsilon(sgd_m.noise_multiplier, sampling_rate, steps, delta, ACCOUNTANT,
                              adjacency=ADJACENCY)
-    hist_alone = accounting.histogram_epsilon(hist_sigma, delta, adjacency=ADJACENCY)
-    knots = {}
-    if knot_columns:
-        levels = tuple(knot_levels) if knot_levels is not None else \
-            (KNOT_TREE_LEVELS,) * len(knot_columns)
-        knots = {"knot_columns": tuple(knot_columns), "knot_levels": levels,
-                 "knot_sigma": knot_multiplier * knot_sensitivity(levels),
-                 "knot_epsilon": accounting.histogram_epsilon(knot_multiplier, delta,
-                                                                 adjacency=ADJACENCY)}
-    plan = SynthesisDpPlan(epsilon, delta, sgd, hist_sigma, hist_alone, clip, epochs,
-                           total.epsilon, **knots)
+    alone = budget.alone()
+    extra = {"knot_columns": knot_columns, "knot_levels": levels,
+             "knot_sigma": knots[0].noise_per_count,
+             "knot_epsilon": alone[knots[0].covers[0]]} if knots else {}
+    plan = SynthesisDpPlan(epsilon, delta, sgd, hist.noise_multiplier,
+                           alone["condition histogram"], clip, epochs, budget.epsilon,
+                           budget=budget, **extra)
+    hist_sigma, hist_alone = plan.histogram_sigma, plan.histogram_epsilon
     print(f"DP plan: release epsilon {plan.total_epsilon:.4g} <= {epsilon} at delta {delta:g} "
           f"(add/remove one row, PLD): condition histogram sigma {hist_sigma:.2f} (epsilon "
           f"{hist_alone:.3g} alone)"
