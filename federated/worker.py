@@ -193,8 +193,9 @@ class Holder:
 
     def codes(self, arrays: dict, config: dict) -> dict:
         config = self._settings(config)
-        if self.model != "codes":
-            raise RuntimeError("codes: this holder trains the VAE, not the codes models")
+        if not self.task.family(self.model).encodes:
+            raise RuntimeError(f"codes: this holder trains {self.model!r}, which encodes no "
+                               "rows")
         weights = self.task.from_arrays(arrays)
         return {"codes": self.task.codes_of(self.data, weights, config),
                 "rows": None if self.plan is not None else self.data.rows}

@@ -26,7 +26,7 @@ from prefect import flow, get_run_logger
 from pydantic import BaseModel
 
 from cloakflow.federated.task import DEFAULT_DELTA
-from cloakflow.flows.parameters import FederateParameters
+from cloakflow.flows.parameters import FederateParameters, release_kind
 from cloakflow.models import registry
 from cloakflow.tasks import steps, tracking
 from cloakflow.tasks.data.profile import DatasetProfile, load_profile
@@ -309,36 +309,20 @@ def _log_round(parent: str, line: dict) -> None:
 
 def _holder_releases(params: FederateParameters, profile: DatasetProfile,
                      files: dict[str, str], folder: Path) -> list[dict]:
-    """Each holder encodes its own rows with the global models and publishes its own codes
-    release through the evaluation, attacks and gate (the ``anonymize`` flow with
-    ``models_from``, as a holder would run ``cloakflow run --models-from``); with the VAE each
-    holder samples its own synthetic release from the global VAE (the ``synthesize`` flow with
-    ``models_from``: ``cloakflow synthesize --models-from``). A release the
-    gate blocks is recorded as blocked; the others still run."""
-    from cloakflow.flows.anonymize import anonymize
-    from cloakflow.flows.parameters import RunParameters, SynthesizeParameters
-    from cloakflow.flows.synthesize import synthesize
+    """Each holder publishes its own release of the kind the model feeds
+    (``tasks.release.kinds``) with the global models, through that kind's entry flow with
+    ``models_from`` (as a holder would run ``cloakflow run --models-from`` for codes, or
+    ``cloakflow synthesize --models-from`` for synthetic rows): evaluation, attacks and gate
+    included. A release the gate blocks is recorded as blocked; the others still run."""
     from cloakflow.tasks.privacy.policy import PolicyViolation
 
+    kind = release_kind(params.model)
+    entry = _resolve(kind.flow)
     out = []
     for holder, path in files.items():
-        what = "synthetic release from the global VAE" if params.model == "vae" else \
-            "codes release with the global models"
-        print(f"holder {holder}: its own {what}", flush=True)
+        print(f"holder {holder}: its own {kind.holder_release}", flush=True)
         try:
-            if params.model == "vae":
-                outcome = synthesize(SynthesizeParameters(
-                    dataset=profile.name, profile_path=params.profile_path, input_path=path,
-                    models_from=str(folder), holder=holder, seed=params.seed,
-                    control_fraction=params.control_fraction, out=params.out,
-                    accept_risk=params.accept_risk))
-            else:
-                outcome = anonymize(RunParameters(
-                    dataset=profile.name, profile_path=params.profile_path, input_path=path,
-                    models_from=str(folder), holder=holder, seed=params.seed,
-                    control_fraction=params.control_fraction, out=params.out,
-                    folds=params.folds, importance_rows=params.importance_rows,
-                    accept_risk=params.accept_risk))
+            outcome = entry(_holder_parameters(kind, params, profile, path, folder, holder))
             verdict = getattr(outcome, "verdict", None) or json.loads(
                 (Path(outcome.release) / "manifest.json").read_text())["privacy"]["verdict"]
             out.append({"holder": holder, "verdict": verdict, "release": outcome.release,
@@ -358,8 +342,31 @@ def _holder_releases(params: FederateParameters, profile: DatasetProfile,
     return out
 
 
+def _resolve(path: str):
+    """The object at ``"module:attribute"``."""
+    import importlib
+
+    module, _, attribute = path.partition(":")
+    return getattr(importlib.import_module(module), attribute)
+
+
+def _holder_parameters(kind, params: FederateParameters, profile: DatasetProfile, path: str,
+                       folder: Path, holder: str):
+    """The entry flow's parameters of a holder's release with the global models: the shared
+    fields, and those of the federation's fields the kind's parameters have (folds, ...)."""
+    cls = _resolve(kind.parameters)
+    shared = {"dataset": profile.name, "profile_path": params.profile_path,
+              "input_path": path, "models_from": str(folder), "holder": holder,
+              "seed": params.seed, "control_fraction": params.control_fraction,
+              "out": params.out, "accept_risk": params.accept_risk}
+    extra = {k: getattr(params, k) for k in ("folds", "importance_rows")
+             if k in cls.model_fields}
+    return cls(**shared, **extra)
+
+
 def _manifest(params, profile, result, rounds, reports, weighting, parent, flow_run_id,
               files: dict[str, str]) -> dict:
+    family = registry.get(params.model)
     holders = []
     for r in reports:
         entry = {"holder": r["holder"], "file": str(files[r["holder"]]), "dp": r["dp"],
@@ -370,7 +377,7 @@ def _manifest(params, profile, result, rounds, reports, weighting, parent, flow_
             entry["source_sha256"] = r["source_sha256"]
         if r.get("dp_rows") is not None:  # DP outputs: covered by the holder's epsilon
             entry["dp_rows"] = r["dp_rows"]
-            if params.model == "vae":  # the labels the holder's synthetic rows are drawn with
+            if family.counted != "row count":  # e.g. a label histogram
                 entry["dp_counts"] = r["dp_counts"]
         holders.append(entry)
     statement = None
@@ -385,7 +392,7 @@ def _manifest(params, profile, result, rounds, reports, weighting, parent, flow_
             "differentially private with respect to adding or "
             "removing one of that holder's rows, with the holder's (epsilon, delta) below, "
             "composed over all its models and rounds and a Gaussian count of its rows ("
-            + ("a histogram of its labels, " if params.model == "vae" else "")
+            + (f"a {family.counted}, " if family.counted != "row count" else "")
             + "PLD, add/remove adjacency). The exact row counts stay private: DP-SGD samples at a "
             "public rate and divides by q times the DP count; holders are weighed " + how
             + " in FedAvg. When each reply arrives is seen by the server and not covered (a "
@@ -393,11 +400,7 @@ def _manifest(params, profile, result, rounds, reports, weighting, parent, flow_
             "timings here, reported by the holders after the run, are computed on private rows "
             "and are not covered. " + (
                 "The guarantee is for the holder's training rows: its control rows are split "
-                "off by the public seed. "
-                + ("A holder's synthetic release draws its labels from its DP label counts."
-                   if params.model == "vae" else
-                   "A holder's own codes release publishes one row per training and control "
-                   "row, so its row count is public there.")))
+                "off by the public seed. " + release_kind(params.model).holder_note))
     return {"kind": "federated-model", "dataset": profile.name,
             "created": datetime.now(UTC).isoformat(timespec="seconds"),
             "mlflow_run_id": parent, "prefect_flow_run_id": flow_run_id,

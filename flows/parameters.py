@@ -248,10 +248,11 @@ class FederateParameters(BaseModel):
         if self.dp_epsilon is not None and self.weighting == "examples":
             raise ValueError("under DP holders are weighed independently of their exact rows: "
                              "weighting must be uniform, declared or dp-count")
-        if self.model == "vae" and self.release and self.control_fraction < 0.05:
-            raise ValueError("a holder's synthetic release measures itself on control rows: "
-                             "--control-fraction must be at least 0.05 with --model vae (or "
-                             "--no-release)")
+        kind = release_kind(self.model)
+        if self.release and self.control_fraction < kind.min_control_fraction:
+            raise ValueError(f"a holder's {kind.name} release measures itself on control rows: "
+                             f"--control-fraction must be at least {kind.min_control_fraction:g}"
+                             f" with --model {self.model} (or --no-release)")
         if self.proximal_mu is not None and self.strategy != "fedprox":
             raise ValueError("--proximal-mu is FedProx's: add --strategy fedprox")
         if self.declared_sizes is not None and self.weighting != "declared":
@@ -293,3 +294,11 @@ class FrontierParameters(BaseModel):
     fold_scheme: Literal["stratified-shuffled", "tutorial"] = "stratified-shuffled"
     forest: Literal["lightgbm", "sklearn"] = "lightgbm"
     control_fraction: float = Field(0.1, ge=0.0, le=0.5)
+
+
+def release_kind(model: str):
+    """The release kind (``tasks.release.kinds``) a model's trained weights feed."""
+    from cloakflow.models import registry
+    from cloakflow.tasks.release import kinds
+
+    return kinds.get(registry.get(model).release)

@@ -449,6 +449,7 @@ class CodesFamily(ModelFamily):
                    "group")
     release = "codes"
     command = "cloakflow run"
+    encodes = True
 
     def spec(self, pre, loop, architecture: str = "kinds") -> CodesSpec:
         """``architecture`` autoencoders over a fitted preprocessor's columns, with ``loop``'s

@@ -55,6 +55,8 @@ class ModelFamily:
         release: the release kind its trained weights feed.
         command: the command that publishes that release (from weights trained elsewhere
             with ``--models-from``).
+        encodes: whether it encodes rows into codes (a federation's holders can then return
+            their codes).
     """
 
     name: str = ""
@@ -63,6 +65,7 @@ class ModelFamily:
     counted: str = "row count"
     release: str = ""
     command: str = ""
+    encodes: bool = False
 
     def preprocessor_options(self) -> dict:
         """Extra ``TablePreprocessor`` options the family needs (default none)."""

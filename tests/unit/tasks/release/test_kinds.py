@@ -52,3 +52,26 @@ def test_code_tables_cross_process_boundaries_and_rebuild_the_same_models():
     entries = release.column_entries()
     assert {e["group"] for e in entries} == {"whole", "a", "b", "label"}
     assert "known_plaintext_inversion" in release.attacks and "utility" in release.evaluations
+
+
+def test_the_kind_registry_resolves_and_refuses():
+    import dataclasses
+
+    from cloakflow.tasks.release import kinds
+
+    assert kinds.names() == ("codes", "synthetic")
+    codes, synthetic = kinds.get("codes"), kinds.get("synthetic")
+    assert codes.label_in_clear and not synthetic.label_in_clear
+    assert synthetic.min_control_fraction > 0 and codes.command == "cloakflow run"
+    with pytest.raises(ValueError, match=r"unknown release kind 'masked'.*'codes', 'synthetic'"):
+        kinds.get("masked")
+    with pytest.raises(ValueError, match="registered already"):
+        kinds.register(dataclasses.replace(codes))
+    with pytest.raises(ValueError, match="built in"):
+        kinds.unregister("synthetic")
+    toy = kinds.register(dataclasses.replace(synthetic, name="toy-kind"))
+    try:
+        assert kinds.get("toy-kind") is toy and kinds.names()[-1] == "toy-kind"
+    finally:
+        kinds.unregister("toy-kind")
+    assert "toy-kind" not in kinds.names()
