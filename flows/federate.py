@@ -16,6 +16,7 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+import io
 import json
 from datetime import UTC, datetime
 from pathlib import Path
@@ -97,6 +98,7 @@ def _holder_files(params: FederateParameters, profile: DatasetProfile,
               + ", ".join(f"{n} = {h}" for n, h in zip(names, params.holders, strict=True)),
               flush=True)
         return dict(zip(names, params.holders, strict=True))
+    from cloakflow.tasks.data.ingest import file_format
     from cloakflow.tasks.data.steps import ingest, locate
 
     path = locate(profile, params.input_path)
@@ -104,16 +106,20 @@ def _holder_files(params: FederateParameters, profile: DatasetProfile,
     parts = partition(frame, params.clients, params.partition, params.seed, Path(path).name)
     # each holder's file is the source's own rows, in the profile's format, so that it reads
     # exactly as the source does (text as written: dates in their formats, codes as codes)
-    if profile.format == "csv":
-        raw = pl.read_csv(path, separator=profile.separator, infer_schema=False)
+    fmt = file_format(path, profile)
+    if fmt == "csv":  # as text, in the file's own encoding
+        text = Path(path).read_bytes().decode(profile.encoding)
+        raw = pl.read_csv(io.BytesIO(text.encode("utf-8")), separator=profile.separator,
+                          infer_schema=False)
     else:
         raw = pl.read_parquet(path)
     folder.mkdir(parents=True, exist_ok=True)
     files = {}
     for i, rows in enumerate(parts, start=1):
-        file = folder / f"holder{i}.{'csv' if profile.format == 'csv' else 'parquet'}"
-        if profile.format == "csv":
-            raw[rows].write_csv(file, separator=profile.separator)
+        file = folder / f"holder{i}.{fmt}"
+        if fmt == "csv":
+            file.write_bytes(raw[rows].write_csv(separator=profile.separator)
+                             .encode(profile.encoding))
         else:
             raw[rows].write_parquet(file)
         files[f"holder{i}"] = str(file)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import codecs
+import io
 from pathlib import Path
 
 import polars as pl
@@ -14,19 +16,48 @@ class IngestError(ValueError):
     """The file cannot be read as a table."""
 
 
-def scan_table(path: str | Path, profile: DatasetProfile) -> pl.LazyFrame:
-    """A lazy scan of the file in the profile's format.
+PARQUET_MAGIC = b"PAR1"  # the first (and last) four bytes of every Parquet file
+
+
+def file_format(path: str | Path, profile: DatasetProfile) -> str:
+    """What the file is: ``parquet`` when it starts with Parquet's magic bytes, else ``csv``
+    (text); the profile's ``format`` is only the default for files that cannot be opened."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(4)
+    except OSError:
+        return profile.format
+    return "parquet" if head == PARQUET_MAGIC else "csv"
+
+
+def scan_table(path: str | Path, profile: DatasetProfile,
+               fmt: str | None = None) -> pl.LazyFrame:
+    """A lazy scan of the file in its format (``file_format``; ``fmt`` overrides).
 
     CSV schema inference reads the whole file (``infer_schema_length=None``): on wide or ordered
     tables a prefix guess is wrong (a decimal first seen after row 100 breaks the scan). Types are
     not forced here, so that a wrongly typed column reaches validation and is reported there by
     name instead of failing the parser. Dates are parsed after reading (``read_table``): ISO
-    8601 text by itself, other forms only when declared.
+    8601 text by itself, other forms only when declared. The profile's ``null_values`` read as
+    nulls; a CSV in another ``encoding`` than UTF-8 (a spreadsheet's cp1252 export) is decoded
+    by Python's codec first and handed to polars as UTF-8 (in memory).
+
+    Raises:
+        IngestError: the file does not decode in the profile's encoding.
     """
     path = Path(path)
-    if profile.format == "csv":
-        return pl.scan_csv(path, separator=profile.separator, infer_schema_length=None)
-    return pl.scan_parquet(path)
+    if (fmt or file_format(path, profile)) == "parquet":
+        return pl.scan_parquet(path)
+    options = {"separator": profile.separator, "infer_schema_length": None,
+               "null_values": list(profile.null_values) or None}
+    if codecs.lookup(profile.encoding).name == "utf-8":
+        return pl.scan_csv(path, **options)
+    try:
+        text = path.read_bytes().decode(profile.encoding)
+    except UnicodeDecodeError as exc:
+        raise IngestError(f"{path}: byte {exc.start} does not decode as {profile.encoding} "
+                          "(rule: encoding; set the file's `encoding:` in the profile)") from exc
+    return pl.read_csv(io.BytesIO(text.encode("utf-8")), **options).lazy()
 
 
 def read_table(path: str | Path, profile: DatasetProfile,
@@ -48,25 +79,28 @@ def read_table(path: str | Path, profile: DatasetProfile,
         raise IngestError(f"{path}: no such file")
     if path.stat().st_size == 0:
         raise IngestError(f"{path}: file is empty")
+    fmt = file_format(path, profile)
+    if fmt != profile.format and notes is not None:
+        notes.append(f"{path.name} is a {fmt} file (its first bytes say so): read as {fmt}, "
+                     f"not as the profile's `format: {profile.format}`")
     try:
-        lazy = scan_table(path, profile)
+        lazy = scan_table(path, profile, fmt)
         schema = lazy.collect_schema()
         keep = [c for c in schema.names() if c not in set(profile.drop)]
         frame = lazy.select(keep).collect()
     except (pl.exceptions.PolarsError, OSError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        other = "parquet" if profile.format == "csv" else "csv"
-        hint = (f" (the file name says {other}: set `format: {other}` in the profile)"
-                if path.suffix.lower().lstrip(".") in {other, "pq" if other == "parquet"
-                                                       else other} else "")
+        hint = (" (rule: encoding; the file is not UTF-8: set its `encoding:` in the profile, "
+                "e.g. cp1252 for a spreadsheet export)" if "utf-8" in first.lower()
+                or "utf8" in first.lower() else "")
         raise IngestError(
-            f"{path}: cannot be read as {profile.format}"
-            + (f" with separator {profile.separator!r}" if profile.format == "csv" else "")
+            f"{path}: cannot be read as {fmt}"
+            + (f" with separator {profile.separator!r}" if fmt == "csv" else "")
             + f": {first}{hint}"
         ) from exc
     if frame.height == 0:
         raise IngestError(f"{path}: the table has a header but no rows")
-    if frame.width == 1 and profile.format == "csv" and len(profile.features) > 1:
+    if frame.width == 1 and fmt == "csv" and len(profile.features) > 1:
         raise IngestError(
             f"{path}: only one column ({frame.columns[0][:60]!r}) was found; is the separator "
             f"{profile.separator!r} right?"
@@ -90,7 +124,7 @@ def source_schema(path: str | Path, profile: DatasetProfile) -> dict[str, pl.Dat
     """The column types the file stores: a Parquet file's schema (read from its footer, no
     rows); a CSV file stores text only, and what ingest parses from it (dates, ISO datetimes
     with offsets, already in UTC) is no conversion to state: ``{}``."""
-    if profile.format != "parquet":
+    if file_format(path, profile) != "parquet":
         return {}
     return dict(pl.scan_parquet(Path(path)).collect_schema())
 
@@ -119,10 +153,8 @@ def stated_conversions(profile: DatasetProfile, input_path: str | None,
     """
     from cloakflow.tasks.data.locate import locate_source
 
-    if profile.format != "parquet":  # text stores no types to convert (``source_schema``)
-        return {}
     path = locate_source(profile, input_path, allow_download=False)
-    return conversions(path, profile, released)
+    return conversions(path, profile, released)  # text stores no types: {} for a CSV
 
 
 # text that reads as a number written for people: thousands separators or a decimal comma

@@ -392,8 +392,16 @@ class DatasetProfile(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
-    format: Literal["csv", "parquet"] = "csv"
+    format: Literal["csv", "parquet"] = Field(
+        "csv", description="the profile's own file's format; a file given with --input is "
+                           "read as what its first bytes say (Parquet or text)")
     separator: str = ","
+    encoding: str = Field(
+        "utf8", description="text encoding of a CSV file (e.g. cp1252 or latin-1 for a "
+                            "spreadsheet export); decoded before polars reads it")
+    null_values: list[str] = Field(
+        default_factory=list, description="CSV cell values that mean missing (e.g. 'NA', "
+                                          "'N/A', '-'): read as nulls")
     target: Target | None = Field(
         None, description="the label; a draft without an unambiguous label leaves it unset, "
                           "and runs refuse the profile until the owner sets it")
@@ -426,6 +434,18 @@ class DatasetProfile(BaseModel):
         default_factory=list, description="rules every row keeps (inequalities, formulas, "
                                           "fixed combinations, ranges): synthetic releases keep "
                                           "them and report each one's share of valid rows")
+
+    @field_validator("encoding")
+    @classmethod
+    def _known_encoding(cls, value: str) -> str:
+        import codecs
+
+        try:
+            codecs.lookup(value)
+        except LookupError:
+            raise ValueError(f"encoding {value!r} is not a text encoding Python knows (e.g. "
+                             "utf8, cp1252, latin-1)") from None
+        return value
 
     @model_validator(mode="after")
     def _check_columns(self) -> DatasetProfile:

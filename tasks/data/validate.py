@@ -190,10 +190,24 @@ def validate_frame(frame: pl.DataFrame, suite: dict[str, Any], source: str) -> V
             near = near_names(f.column, frame.columns, n=2)
             if near:
                 f.error = f"the table has {', '.join(map(repr, near))}: a typo?"
+        elif (f.expectation == "expect_column_values_to_be_in_type_list" and f.column in
+              frame.columns and not f.examples and frame.schema[f.column] == pl.String):
+            f.examples, f.error = _offending_text(frame.get_column(f.column))
     return ValidationReport(source=source, suite=suite["name"],
                             evaluated=len(result["results"]),
                             passed=sum(r["success"] for r in result["results"]),
                             failures=failures)
+
+
+def _offending_text(values: pl.Series) -> tuple[list[str], str]:
+    """A text column where numbers were expected: up to five distinct values that are not
+    numbers, and what to do about them."""
+    text = values.drop_nulls().str.strip_chars()
+    bad = text.filter(text.cast(pl.Float64, strict=False).is_null()).unique(maintain_order=True)
+    shown = bad.head(5).to_list()
+    return shown, (f"{bad.len()} distinct values are not numbers; if they mean missing, list "
+                   "them under `null_values:` in the profile (read as nulls), else declare the "
+                   "column's kind under `columns:`")
 
 
 def validate_table(frame: pl.DataFrame, profile: DatasetProfile,

@@ -154,3 +154,47 @@ def test_infinite_values_are_refused_by_column(tiny_profile):
     with pytest.raises(IngestError, match=r"t.csv, column 'income': 2 infinite values \(-inf, "
                                           r"inf\) in 4 rows \(rule: numbers must be finite"):
         check_columns(frame, tiny_profile, "t.csv")
+
+
+def test_an_input_is_read_as_what_its_bytes_say_with_a_notice(tmp_path, tiny_frame, tiny_profile):
+    path = tmp_path / "export.csv"  # a Parquet file under a CSV name and a CSV profile
+    tiny_frame.write_parquet(path)
+    notes: list[str] = []
+    frame = read_table(path, tiny_profile, notes)
+    assert frame.shape == (400, 5) and frame.schema["income"] == tiny_frame.schema["income"]
+    assert any("parquet file" in n and "`format: csv`" in n for n in notes), notes
+
+
+def test_a_spreadsheet_export_in_cp1252_reads_with_its_encoding(tmp_path, tiny_profile):
+    rows = ["age,city,income,owns,note,label"] + [
+        f"{20 + i % 40},{'Zürich' if i % 2 else 'Málaga'},{1000 + i},yes,x,"
+        f"{'yes' if i % 3 else 'no'}" for i in range(60)]
+    path = tmp_path / "export.csv"
+    path.write_bytes(("\r\n".join(rows) + "\r\n").encode("cp1252"))
+    with pytest.raises(IngestError, match="encoding"):
+        read_table(path, tiny_profile)
+    prof = DatasetProfile.model_validate(tiny_profile_dict(encoding="cp1252"))
+    frame = read_table(path, prof)
+    assert set(frame.get_column("city").to_list()) == {"Zürich", "Málaga"}
+    with pytest.raises(ValueError, match="not a text encoding"):
+        DatasetProfile.model_validate(tiny_profile_dict(encoding="klingon"))
+
+
+def test_null_tokens_read_as_nulls_and_other_text_is_shown(tmp_path, tiny_profile):
+    from cloakflow.tasks.data.validate import validate_table
+
+    rows = ["age,city,income,owns,note,label"] + [
+        f"{20 + i % 40},north,{'unknown' if i % 7 == 0 else 1000 + i},yes,x,"
+        f"{'yes' if i % 3 else 'no'}" for i in range(80)]
+    path = tmp_path / "tokens.csv"
+    path.write_text("\n".join(rows) + "\n")
+    # undeclared token: validation names the column, shows the value and the way out
+    frame = read_table(path, DatasetProfile.model_validate(tiny_profile_dict(columns={})))
+    report = validate_table(frame, tiny_profile, "tokens.csv")
+    text = report.text()
+    assert "'income'" in text and "'unknown'" in text and "null_values:" in text
+    prof = DatasetProfile.model_validate(tiny_profile_dict(null_values=["unknown"],
+                                                           missing="impute"))
+    frame = read_table(path, prof)
+    assert frame.schema["income"].is_numeric()
+    assert frame.get_column("income").null_count() == len(range(0, 80, 7))
