@@ -202,8 +202,8 @@ def synthesize(params: SynthesizeParameters | None = None) -> SynthesisOutcome:
         report = syn.report_markdown(profile.name, evaluation, gate, rows=rows,
                                      model=params.model, dp=dp_release, condition=cond,
                                      profile_target=profile.target)
-        _log_report(parent, profile.name, evaluation, gate, report, data.train_frame.select(
-            columns), frame, syn.exact_discrete(pre))
+        plots = _log_report(parent, profile.name, evaluation, gate, report,
+                            data.train_frame.select(columns), frame, syn.exact_discrete(pre))
         if gate["verdict"] == "blocked":
             tracking.log_metrics(parent, {f"time.{k}": v for k, v in timings.items()})
             raise PolicyViolation(gate["crossed"], report)
@@ -222,8 +222,9 @@ def synthesize(params: SynthesizeParameters | None = None) -> SynthesisOutcome:
                 nullable={s.missing_of for s in pre.specs
                           if s.missing_of and s.companion == "missing"},
                 federation=federation, duplicates=data.duplicates.to_dict())
-            folder = str(write_release(params.out, profile.name, parent,
-                                       {"synthetic": frame}, manifest))
+            documents, readme = _folder_documents(parent, report, plots, manifest, frame)
+            folder = str(write_release(params.out, profile.name, parent, {"synthetic": frame},
+                                       manifest, documents, readme))
             tracking.log_dict(parent, manifest, "release/manifest.json")
             print(f"published {folder}", flush=True)
             steps.markdown("synthetic-release", profile.name,
@@ -306,15 +307,43 @@ def _decoder_sample(vae, conditions: np.ndarray) -> list[np.ndarray] | np.ndarra
     return [z.astype(np.float32), np.eye(k, dtype=np.float32)[conditions]]
 
 
+def _folder_documents(parent: str, report: str, plots: dict[str, bytes], manifest: dict,
+                      frame) -> tuple[dict, str]:
+    """The release folder's report, plots and README: the report and plots only where the
+    manifest may hold private-row figures (not under a DP release's private report)."""
+    from cloakflow.tasks.release.publish import folder_readme
+
+    dp = manifest.get("dp")
+    private = bool(dp) and dp.get("report") == "private"
+    documents = {} if private else {"report.md": report, **plots}
+    described = {} if private else {
+        "report.md": "the data owner's report: fidelity, TSTR, privacy measurements, verdict",
+        "columns.png": "each column's distribution, training rows against synthetic rows",
+        "associations.png": "pairwise associations, training rows against synthetic rows"}
+    elsewhere = (f"The report and its plots are computed on the private training and control "
+                 f"rows, which this DP release's guarantee does not cover (`--dp-report "
+                 f"private`): they stay in MLflow run `{parent}` (artifacts `report/`).")
+    readme = folder_readme(f"Synthetic release `{parent}` of `{manifest['dataset']}`",
+                           {"synthetic": frame}, {k: described[k] for k in documents},
+                           manifest["privacy"]["statement"], manifest["privacy"].get("verdict"),
+                           elsewhere if private else None)
+    return documents, readme
+
+
 def _log_report(parent: str, dataset: str, evaluation: dict, gate: dict, report: str,
-                train, frame, discrete: tuple[str, ...]) -> None:
-    """The report JSON, markdown and plots to the MLflow run and the Prefect flow run."""
+                train, frame, discrete: tuple[str, ...]) -> dict[str, bytes]:
+    """The report JSON, markdown and plots to the MLflow run and the Prefect flow run; returns
+    the plots (file name -> PNG bytes) for the release folder."""
+    from pathlib import Path
+
     with tracking.scratch_dir() as tmp:
         columns = syn.plot_columns(train, frame, f"{tmp}/columns.png")
         heat, mean_diff = syn.plot_associations(train, frame, f"{tmp}/associations.png",
                                                 categorical=discrete)
+        plots = {}
         for path in (columns, heat):
             tracking.log_file(parent, path, "report")
+            plots[Path(path).name] = Path(path).read_bytes()
     if "skipped" not in evaluation["fidelity"]:
         evaluation["fidelity"]["association_difference_mean"] = mean_diff
     tracking.log_dict(parent, {"evaluation": evaluation, "gate": gate}, "report/report.json")
@@ -332,6 +361,7 @@ def _log_report(parent: str, dataset: str, evaluation: dict, gate: dict, report:
     metrics.update({f"privacy.{k}": v for k, v in gate["measured"].items() if v is not None})
     tracking.log_metrics(parent, metrics)
     steps.markdown("synthetic-report", dataset, report, "Synthetic release report")
+    return plots
 
 
 __all__ = ["synthesize", "SynthesizeParameters", "SynthesisOutcome"]

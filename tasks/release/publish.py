@@ -31,11 +31,20 @@ def code_version() -> str:
 
 
 def write_release(out_dir: str | Path, dataset: str, release_id: str,
-                  tables: dict[str, pl.DataFrame], manifest: dict[str, Any]) -> Path:
+                  tables: dict[str, pl.DataFrame], manifest: dict[str, Any],
+                  documents: dict[str, str | bytes] | None = None,
+                  readme: str | None = None) -> Path:
     """Write ``<out>/<dataset>/<release_id>/`` atomically.
 
     Files go to a hidden temporary sibling folder first; the folder is renamed into place only
     after every file was written, so a crash leaves no partial release under the final name.
+
+    Args:
+        tables: file stem -> table, written as ``<stem>.parquet``.
+        manifest: written as ``manifest.json`` with ``files`` (the tables) and ``documents``.
+        documents: file name -> text or bytes beside them (the data owner's report, plots);
+            only what the release's privacy statement lets leave the owner's MLflow run.
+        readme: the folder's ``README.md`` (what each file is); None writes none.
 
     Raises:
         FileExistsError: a release with that id already exists.
@@ -52,8 +61,15 @@ def write_release(out_dir: str | Path, dataset: str, release_id: str,
             path = tmp / f"{name}.parquet"
             table.write_parquet(path)
             files[name] = {"file": path.name, "rows": table.height, "columns": table.width}
+        docs = dict(documents or {})
+        if readme is not None:
+            docs["README.md"] = readme
+        for name, content in docs.items():
+            (tmp / name).write_bytes(content.encode() if isinstance(content, str) else content)
         manifest = {**manifest, "files": files,
                     "created_at": datetime.now(UTC).isoformat(timespec="seconds")}
+        if docs:
+            manifest["documents"] = sorted(docs)
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1, default=str) + "\n")
         umask = os.umask(0)
         os.umask(umask)
@@ -63,3 +79,22 @@ def write_release(out_dir: str | Path, dataset: str, release_id: str,
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return final
+
+
+def folder_readme(title: str, tables: dict[str, pl.DataFrame], documents: dict[str, str],
+                  statement: str, verdict: str | None, elsewhere: str | None = None) -> str:
+    """The release folder's ``README.md``: what it is, each file, the verdict (None: kept out,
+    it was decided on private-row figures) and the statement; ``documents``: file name -> what
+    it holds; ``elsewhere``: what is kept out of the folder, and where."""
+    said = (f"Verdict of the privacy gate: **{verdict}**." if verdict else
+            "The privacy gate's verdict was decided on figures computed on private rows: it "
+            "stays with the data owner.")
+    lines = [f"# {title}", "", said, "", "## Files", ""]
+    lines += [f"- `{stem}.parquet`: {t.height} rows x {t.width} columns" for stem, t in
+              tables.items()]
+    lines += ["- `manifest.json`: how the release was made (source, parameters, models, "
+              "measurements the statement allows, DP budget, MLflow and Prefect ids)"]
+    lines += [f"- `{name}`: {what}" for name, what in documents.items()]
+    if elsewhere:
+        lines += ["", elsewhere]
+    return "\n".join(lines + ["", "## What this release claims", "", statement, ""])

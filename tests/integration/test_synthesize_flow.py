@@ -45,7 +45,14 @@ def test_bank_sample_synthetic_release_end_to_end(prefect_harness, workdir: Path
     outcome = synthesize(SynthesizeParameters(input_path=str(bank_sample), epochs=4))
     release = Path(outcome.release)
     assert release.parent == Path("releases") / "bank-marketing"
-    assert sorted(p.name for p in release.iterdir()) == ["manifest.json", "synthetic.parquet"]
+    # the folder holds its reader's report, plots and README beside the data and manifest
+    assert sorted(p.name for p in release.iterdir()) == [
+        "README.md", "associations.png", "columns.png", "manifest.json", "report.md",
+        "synthetic.parquet"]
+    assert (release / "columns.png").read_bytes()[:4] == b"\x89PNG"
+    readme = (release / "README.md").read_text()
+    assert "`synthetic.parquet`: " in readme and "`report.md`" in readme
+    assert (release / "report.md").read_text() == outcome.report_markdown
     source = pl.read_csv(bank_sample, separator=";").drop("duration")
     rows = pl.read_parquet(release / "synthetic.parquet")
     manifest = json.loads((release / "manifest.json").read_text())
@@ -101,8 +108,12 @@ def test_dp_synthetic_release_spends_one_budget_end_to_end(prefect_harness, work
     assert dp["preprocessing"]["measured_on_data"] == []
     assert sorted(dp["preprocessing"]["dp_quantile_knots"]) == ["age", "income"]
     assert "(2, 1e-06)-differentially private" in manifest["privacy"]["statement"]
-    # private report: no figure computed on the private rows, no exact row count
+    # private report: no figure computed on the private rows, no exact row count; the folder
+    # has no report or plots, and its README says where they are
     assert manifest["evaluation"].startswith("in the MLflow run only")
+    assert manifest["documents"] == ["README.md"]
+    readme = (release / "README.md").read_text()
+    assert "stay in MLflow run" in readme and "stays with the data owner" in readme
     assert manifest["split"]["rows"].startswith("private")
     assert "sha256" not in manifest["source"] and manifest["model"]["seed"] is None
     assert "secret coin" in dp["statement"]  # the control split is not the seed's
