@@ -122,6 +122,7 @@ class Manifest(_Record):
     # models", "datetime[us, Europe/Paris] -> UTC"): ``ingest.conversions``
     conversions: dict[str, str] = {}
     files: dict[str, FileEntry] | None = None  # set by publish
+    documents: list[str] = []  # set by publish: the folder's report, plots and README
     created_at: str | None = None  # set by publish
 
     def to_json(self) -> dict:

@@ -98,3 +98,42 @@ def folder_readme(title: str, tables: dict[str, pl.DataFrame], documents: dict[s
     if elsewhere:
         lines += ["", elsewhere]
     return "\n".join(lines + ["", "## What this release claims", "", statement, ""])
+
+
+def codes_documents(frames: dict[str, pl.DataFrame], manifest) -> tuple[dict, str]:
+    """A codes release folder's documents and README: the privacy report's summary and its
+    inversion plot and the utility table, where the manifest holds them (not under a DP
+    release's private report: they stay in the MLflow run)."""
+    import tempfile as _tempfile
+
+    from cloakflow.tasks.privacy.report import plot_attacks, summary_markdown
+
+    documents, described = {}, {}
+    report = manifest.privacy.report
+    if report is not None:
+        documents["privacy-report.md"] = summary_markdown(report)
+        described["privacy-report.md"] = ("the privacy report: every attack, its figure beside "
+                                          "its baseline, the policy and the verdict")
+        if report.releases:
+            with _tempfile.TemporaryDirectory() as tmp:
+                documents["inversion.png"] = Path(plot_attacks(
+                    report, f"{tmp}/inversion.png")).read_bytes()
+            described["inversion.png"] = "inversion accuracy per attribute against its baseline"
+    if isinstance(manifest.utility, list) and manifest.utility:
+        views = [k for k in manifest.utility[0] if k != "metric"]
+        rows = [f"| {r['metric']} | " + " | ".join(f"{r[v]:.4f}" if isinstance(r[v], float)
+                                                  else str(r[v]) for v in views) + " |"
+                for r in manifest.utility]
+        documents["utility.md"] = "\n".join(
+            ["# Utility (cross-validated, training rows)", "", "| metric | " + " | ".join(views)
+             + " |", "|---|" + "---|" * len(views), *rows, ""])
+        described["utility.md"] = "what the codes are still good for: the forest's scores on " \
+                                  "each view"
+    elsewhere = None if report is not None else (
+        f"The utility table and the privacy report are computed on the private rows, which "
+        f"the DP guarantee does not cover (`--dp-report private`): they stay in MLflow run "
+        f"`{manifest.mlflow.run_id}`.")
+    readme = folder_readme(f"Codes release `{manifest.mlflow.run_id}` of `{manifest.dataset}`",
+                           frames, described, manifest.privacy.statement,
+                           manifest.privacy.verdict, elsewhere)
+    return documents, readme

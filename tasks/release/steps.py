@@ -10,7 +10,7 @@ from prefect import task
 
 from cloakflow.tasks.release.kinds import Release
 from cloakflow.tasks.release.manifest import Manifest
-from cloakflow.tasks.release.publish import write_release
+from cloakflow.tasks.release.publish import codes_documents, write_release
 from cloakflow.tasks.retry import retry_on_io
 from cloakflow.tasks.steps import markdown
 
@@ -18,8 +18,11 @@ from cloakflow.tasks.steps import markdown
 @task(name="publish", retries=1, retry_delay_seconds=2, retry_condition_fn=retry_on_io)
 def publish(out_dir: str, dataset: str, release_id: str, tables: dict[str, pl.DataFrame],
             manifest: Manifest) -> str:
-    """Prefect task: atomic publish (retried once on I/O errors)."""
-    path = write_release(out_dir, dataset, release_id, tables, manifest.to_json())
+    """Prefect task: atomic publish (retried once on I/O errors), with the folder's report
+    documents and README (``codes_documents``)."""
+    documents, readme = codes_documents(tables, manifest)
+    path = write_release(out_dir, dataset, release_id, tables, manifest.to_json(), documents,
+                         readme)
     print(f"published {path}", flush=True)
     return str(path)
 

@@ -23,7 +23,12 @@ def test_bank_sample_end_to_end(prefect_harness, workdir: Path, bank_sample: Pat
     release = Path(outcome.release)
     assert release.parent == Path("releases") / "bank-marketing"
     assert sorted(p.name for p in release.iterdir()) == [
-        "encoded.parquet", "group_encoded.parquet", "manifest.json"]
+        "README.md", "encoded.parquet", "group_encoded.parquet", "inversion.png",
+        "manifest.json", "privacy-report.md", "utility.md"]
+    readme = (release / "README.md").read_text()
+    assert "`encoded.parquet`: " in readme and "Verdict of the privacy gate: **accepted**" \
+        in readme
+    assert (release / "privacy-report.md").read_text() == outcome.privacy_summary
 
     manifest = json.loads((release / "manifest.json").read_text())
     assert manifest["source"]["sha256"] == hashlib.sha256(bank_sample.read_bytes()).hexdigest()

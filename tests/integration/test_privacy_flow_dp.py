@@ -72,6 +72,8 @@ def test_dp_run_spends_one_budget_keeps_private_figures_out_and_records_it(
     # private report: no figure computed on private rows in the release; MLflow has them
     assert isinstance(manifest["utility"], str) and "sha256" not in manifest["source"]
     assert "report" not in manifest["privacy"] and "verdict" not in manifest["privacy"]
+    assert manifest["documents"] == ["README.md"]  # no report beside the codes: it is private
+    assert "stay in MLflow run" in (release / "README.md").read_text()
     keys = {f["manifest_key"] for f in dp["private_row_figures"]}
     assert {"utility", "source.sha256"} <= keys
     client = MlflowClient()
