@@ -119,6 +119,8 @@ def _parser() -> argparse.ArgumentParser:
     pr.add_argument("--out", help="write the draft here (default: print it)")
     pr.add_argument("--name", help="dataset name (default: from the file name)")
     pr.add_argument("--separator", help="CSV separator (default: sniffed)")
+    pr.add_argument("--encoding", help="CSV text encoding, e.g. cp1252 (default: UTF-8 if the "
+                                       "file decodes as UTF-8, else cp1252, noted in the draft)")
 
     at = sub.add_parser("attack", help="rerun the privacy attacks on a published release")
     at.add_argument("release_dir", help="releases/<dataset>/<run id>")
@@ -323,7 +325,8 @@ def _profile(args: argparse.Namespace) -> int:
     from cloakflow.tasks.data.draft import DraftError, draft_profile
 
     try:
-        draft = draft_profile(args.table, name=args.name, separator=args.separator)
+        draft = draft_profile(args.table, name=args.name, separator=args.separator,
+                              encoding=args.encoding)
     except DraftError as exc:
         print(f"cannot draft a profile: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT

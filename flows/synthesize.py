@@ -323,10 +323,13 @@ def _folder_documents(parent: str, report: str, plots: dict[str, bytes], manifes
     elsewhere = (f"The report and its plots are computed on the private training and control "
                  f"rows, which this DP release's guarantee does not cover (`--dp-report "
                  f"private`): they stay in MLflow run `{parent}` (artifacts `report/`).")
+    rows = (f"Rows: {frame.height} synthetic rows drawn from the model; no row is a source "
+            "row.")
     readme = folder_readme(f"Synthetic release `{parent}` of `{manifest['dataset']}`",
                            {"synthetic": frame}, {k: described[k] for k in documents},
                            manifest["privacy"]["statement"], manifest["privacy"].get("verdict"),
-                           elsewhere if private else None)
+                           elsewhere if private else None, manifest["privacy"].get("policy"),
+                           rows)
     return documents, readme
 
 

@@ -13,6 +13,7 @@ Bounds read off the table are statistics of the private rows: the draft writes t
 
 from __future__ import annotations
 
+import io
 import re
 from collections import Counter
 from dataclasses import dataclass, field
@@ -74,13 +75,44 @@ def sniff_separator(path: Path) -> str:
     return best
 
 
-def _read(path: Path, fmt: str, separator: str) -> pl.DataFrame:
+def text_encoding(path: Path, encoding: str | None) -> tuple[str, str | None]:
+    """(the CSV's encoding, a note or None): ``encoding`` if given, else UTF-8 when the file
+    decodes as UTF-8, else cp1252 (a spreadsheet's export; latin-1 where cp1252 fails).
+
+    Raises:
+        DraftError: the file does not decode in the given encoding.
+    """
+    raw = path.read_bytes()
+    if encoding is not None:
+        try:
+            raw.decode(encoding)
+        except (UnicodeDecodeError, LookupError) as exc:
+            raise DraftError(f"{path}: does not decode as {encoding}: {exc}") from exc
+        return encoding, None
+    try:
+        raw.decode("utf-8")
+        return "utf8", None
+    except UnicodeDecodeError as exc:
+        for guess in ("cp1252", "latin-1"):
+            try:
+                raw.decode(guess)
+            except UnicodeDecodeError:
+                continue
+            return guess, (f"{path.name} is not UTF-8 (byte {exc.start}); it decodes as "
+                           f"{guess}, a spreadsheet export's encoding: encoding: {guess} "
+                           "(check a few accented values; --encoding states it)")
+    raise DraftError(f"{path}: not UTF-8 and no fallback decodes it; give --encoding")
+
+
+def _read(path: Path, fmt: str, separator: str, encoding: str = "utf8") -> pl.DataFrame:
     try:
         if fmt == "parquet":
             frame = pl.read_parquet(path)
         else:
+            source = path if encoding in ("utf8", "utf-8") else io.BytesIO(
+                path.read_bytes().decode(encoding).encode("utf-8"))
             frame = kinds.parse_iso_text(
-                pl.read_csv(path, separator=separator, infer_schema_length=None), skip=set())
+                pl.read_csv(source, separator=separator, infer_schema_length=None), skip=set())
     except (pl.exceptions.PolarsError, OSError) as exc:
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise DraftError(f"{path}: cannot be read as {fmt}: {first}") from exc
@@ -261,13 +293,15 @@ def _groups(features: list[str]) -> dict[str, list[str]]:
 
 
 def draft_profile(path: str | Path, name: str | None = None,
-                  separator: str | None = None) -> Draft:
-    """Draft a profile for the table at ``path`` (CSV or Parquet).
+                  separator: str | None = None, encoding: str | None = None) -> Draft:
+    """Draft a profile for the table at ``path`` (CSV or Parquet, as its first bytes say).
 
     Args:
         path: the table.
         name: dataset name (default: the file name's stem, made a valid name).
         separator: CSV separator (default: sniffed from the first lines).
+        encoding: a CSV's text encoding (default: UTF-8 if it decodes, else cp1252 or latin-1,
+            noted in the draft).
 
     Returns:
         The draft, validated against the profile contract.
@@ -280,19 +314,22 @@ def draft_profile(path: str | Path, name: str | None = None,
         raise DraftError(f"{path}: no such file")
     if path.stat().st_size == 0:
         raise DraftError(f"{path}: file is empty")
-    fmt = "parquet" if path.suffix.lower() in {".parquet", ".pq"} else "csv"
+    with open(path, "rb") as f:
+        fmt = "parquet" if f.read(4) == b"PAR1" else "csv"
+    enc, enc_note = text_encoding(path, encoding) if fmt == "csv" else ("utf8", None)
     sep = separator or (sniff_separator(path) if fmt == "csv" else ",")
-    frame = _read(path, fmt, sep)
+    frame = _read(path, fmt, sep, enc)
     # as ingest reads it: spaces stripped, numbers with missing-value markers read as numbers
     frame, tidied = kinds.tidy_text(frame, {}, path.name)
     try:
-        return _draft(path, frame, fmt, sep, name, tidied)
+        return _draft(path, frame, fmt, sep, name, ([enc_note] if enc_note else []) + tidied,
+                      enc)
     except kinds.KindError as exc:
         raise DraftError(f"{path}: {exc}") from exc
 
 
 def _draft(path: Path, frame: pl.DataFrame, fmt: str, sep: str, name: str | None,
-           read_notes: list[str] | None = None) -> Draft:
+           read_notes: list[str] | None = None, encoding: str = "utf8") -> Draft:
     distinct_rows = frame.unique().height
     cols = {c: _classify(frame.get_column(c), distinct_rows) for c in frame.columns}
     target, positive, candidates, target_note = _target(frame, cols)
@@ -317,6 +354,7 @@ def _draft(path: Path, frame: pl.DataFrame, fmt: str, sep: str, name: str | None
         "name": name or (re.sub(r"[^A-Za-z0-9_.-]", "-", path.stem).strip("-.") or "table"),
         "format": fmt,
         **({"separator": sep} if fmt == "csv" else {}),
+        **({"encoding": encoding} if encoding not in ("utf8", "utf-8") else {}),
         "target": None if target is None else (
             {"column": target, "positive": positive} if target_kind == "binary"
             else {"column": target, "kind": target_kind}),

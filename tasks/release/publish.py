@@ -82,14 +82,27 @@ def write_release(out_dir: str | Path, dataset: str, release_id: str,
 
 
 def folder_readme(title: str, tables: dict[str, pl.DataFrame], documents: dict[str, str],
-                  statement: str, verdict: str | None, elsewhere: str | None = None) -> str:
+                  statement: str, verdict: str | None, elsewhere: str | None = None,
+                  policy: dict | None = None, rows: str | None = None) -> str:
     """The release folder's ``README.md``: what it is, each file, the verdict (None: kept out,
-    it was decided on private-row figures) and the statement; ``documents``: file name -> what
-    it holds; ``elsewhere``: what is kept out of the folder, and where."""
+    it was decided on private-row figures), the limits crossed and the risk accepted on
+    record (``policy``: the gate's ``crossed`` and ``accepted_risk``), which rows it holds
+    (``rows``) and the statement; ``documents``: file name -> what it holds; ``elsewhere``:
+    what is kept out of the folder, and where."""
     said = (f"Verdict of the privacy gate: **{verdict}**." if verdict else
             "The privacy gate's verdict was decided on figures computed on private rows: it "
             "stays with the data owner.")
-    lines = [f"# {title}", "", said, "", "## Files", ""]
+    lines = [f"# {title}", "", said]
+    crossed = list((policy or {}).get("crossed") or [])
+    if crossed:
+        lines += ["", "This release crossed the privacy policy's limits:", "",
+                  *[f"- {c}" for c in crossed]]
+        if (policy or {}).get("accepted_risk"):
+            lines += ["", f"The data owner published it anyway, accepting the risk on record: "
+                          f"\"{policy['accepted_risk']}\"."]
+    if rows:
+        lines += ["", rows]
+    lines += ["", "## Files", ""]
     lines += [f"- `{stem}.parquet`: {t.height} rows x {t.width} columns" for stem, t in
               tables.items()]
     lines += ["- `manifest.json`: how the release was made (source, parameters, models, "
@@ -133,7 +146,10 @@ def codes_documents(frames: dict[str, pl.DataFrame], manifest) -> tuple[dict, st
         f"The utility table and the privacy report are computed on the private rows, which "
         f"the DP guarantee does not cover (`--dp-report private`): they stay in MLflow run "
         f"`{manifest.mlflow.run_id}`.")
+    rows = (f"Rows: one per training row ({manifest.rows}), in a secret random order; the "
+            f"{manifest.control_rows} control rows held out of training (for the attacks) are "
+            "not released.")
     readme = folder_readme(f"Codes release `{manifest.mlflow.run_id}` of `{manifest.dataset}`",
                            frames, described, manifest.privacy.statement,
-                           manifest.privacy.verdict, elsewhere)
+                           manifest.privacy.verdict, elsewhere, manifest.privacy.policy, rows)
     return documents, readme

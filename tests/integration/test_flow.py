@@ -28,6 +28,9 @@ def test_bank_sample_end_to_end(prefect_harness, workdir: Path, bank_sample: Pat
     readme = (release / "README.md").read_text()
     assert "`encoded.parquet`: " in readme and "Verdict of the privacy gate: **accepted**" \
         in readme
+    # what was crossed, the risk accepted on record, which rows the files hold
+    assert "crossed the privacy policy's limits" in readme and '"public table"' in readme
+    assert "control rows held out of training" in readme
     assert (release / "privacy-report.md").read_text() == outcome.privacy_summary
 
     manifest = json.loads((release / "manifest.json").read_text())

@@ -267,3 +267,19 @@ def test_the_draft_proposes_one_inequality_per_high_column(tmp_path):
     frame.write_csv(path)
     draft = draft_profile(path)
     assert [c.high for c in draft.profile.constraints].count("price") == 1
+
+
+def test_a_cp1252_export_is_drafted_with_its_encoding(tmp_path):
+    rows = ["age;clinic;wait;no_show"] + [
+        f"{20 + i % 50};{['Zürich Nord', 'Málaga', 'Köln Süd'][i % 3]};{i % 9};"
+        f"{'yes' if i % 5 == 0 else 'no'}" for i in range(300)]
+    path = tmp_path / "export.csv"
+    path.write_bytes(("\r\n".join(rows) + "\r\n").encode("cp1252"))
+    draft = draft_profile(path)
+    assert draft.profile.encoding == "cp1252" and "encoding: cp1252" in draft.text
+    assert any("not UTF-8" in n and "cp1252" in n for n in draft.notes), draft.notes
+    frame = read_table(path, draft.profile)
+    assert set(frame.get_column("clinic").to_list()) == {"Zürich Nord", "Málaga", "Köln Süd"}
+    # stated: a wrong encoding is refused by name
+    with pytest.raises(DraftError, match="does not decode as utf-8"):
+        draft_profile(path, encoding="utf-8")
