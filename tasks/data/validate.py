@@ -188,8 +188,11 @@ def validate_frame(frame: pl.DataFrame, suite: dict[str, Any], source: str) -> V
     for f in failures:  # a typo in the profile or a renamed column: name the near ones
         if f.expectation == "expect_column_to_exist" and f.column and not f.error:
             near = near_names(f.column, frame.columns, n=2)
-            if near:
-                f.error = f"the table has {', '.join(map(repr, near))}: a typo?"
+            shown = ", ".join(map(repr, frame.columns[:12])) + (
+                ", ..." if frame.width > 12 else "")
+            f.error = (f"the table has {', '.join(map(repr, near))}: a typo?" if near else
+                       f"the table's columns are {shown}; fix the file, or take the column out "
+                       "of the profile (its groups, columns and bounds)")
         elif (f.expectation == "expect_column_values_to_be_in_type_list" and f.column in
               frame.columns and not f.examples and frame.schema[f.column] == pl.String):
             f.examples, f.error = _offending_text(frame.get_column(f.column))

@@ -41,6 +41,9 @@ def test_missing_column_is_reported_once(bank):
     # exist, not-null and in-set on 'marital' all failed; one line reports them
     assert report.passed == report.evaluated - 3
     assert f"{report.passed}/{report.evaluated} expectations passed" in report.text()
+    # no near name: the table's own columns and the two ways out
+    assert "the table's columns are 'age', 'job'" in report.text()
+    assert "take the column out of the profile" in report.text()
 
 
 def test_wrong_type_null_range_and_category(bank):
