@@ -32,6 +32,7 @@ from cloakflow.models import registry
 from cloakflow.tasks import steps, tracking
 from cloakflow.tasks.data.profile import DatasetProfile, load_profile
 from cloakflow.tasks.federation import Federation, FederationFailed, merge_private_rounds
+from cloakflow.tasks.release.manifest import SCHEMA_VERSION
 
 
 class PartitionError(FederationFailed):
@@ -407,7 +408,7 @@ def _manifest(params, profile, result, rounds, reports, weighting, parent, flow_
             "and are not covered. " + (
                 "The guarantee is for the holder's training rows: its control rows are split "
                 "off by the public seed. " + release_kind(params.model).holder_note))
-    return {"kind": "federated-model", "dataset": profile.name,
+    return {"schema_version": SCHEMA_VERSION, "kind": "federated-model", "dataset": profile.name,
             "created": datetime.now(UTC).isoformat(timespec="seconds"),
             "mlflow_run_id": parent, "prefect_flow_run_id": flow_run_id,
             "strategy": ("FedAvg (Flower)" if params.strategy == "fedavg" else

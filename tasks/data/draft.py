@@ -33,7 +33,7 @@ from cloakflow.tasks.data.preprocess import (
     MAX_CATEGORIES,
     integer_key_reasons,
 )
-from cloakflow.tasks.data.profile import DatasetProfile
+from cloakflow.tasks.data.profile import PROFILE_VERSION, DatasetProfile
 
 SEPARATORS = [",", ";", "\t", "|"]
 # names that usually mark the label, and columns an attacker can usually look up elsewhere
@@ -351,6 +351,7 @@ def _draft(path: Path, frame: pl.DataFrame, fmt: str, sep: str, name: str | None
                    "numeric" if target is not None and cols[target].kind == "numeric"
                    else "multiclass")
     doc: dict[str, Any] = {
+        "version": PROFILE_VERSION,
         "name": name or (re.sub(r"[^A-Za-z0-9_.-]", "-", path.stem).strip("-.") or "table"),
         "format": fmt,
         **({"separator": sep} if fmt == "csv" else {}),

@@ -386,11 +386,15 @@ Constraint = Annotated[Inequality | Formula | FixedCombinations | Range,
                        Field(discriminator="type")]
 
 
+PROFILE_VERSION = 1  # the layout of a profile; a newer one is refused by name
+
+
 class DatasetProfile(BaseModel):
     """Everything cloakflow needs to know about one table."""
 
     model_config = ConfigDict(extra="forbid")
 
+    version: int = Field(PROFILE_VERSION, description="the profile layout's version (absent: 1)")
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
     format: Literal["csv", "parquet"] = Field(
         "csv", description="the profile's own file's format; a file given with --input is "
@@ -434,6 +438,14 @@ class DatasetProfile(BaseModel):
         default_factory=list, description="rules every row keeps (inequalities, formulas, "
                                           "fixed combinations, ranges): synthetic releases keep "
                                           "them and report each one's share of valid rows")
+
+    @field_validator("version")
+    @classmethod
+    def _known_version(cls, value: int) -> int:
+        if not 1 <= value <= PROFILE_VERSION:
+            raise ValueError(f"profile version {value}: this cloakflow reads profile versions 1 "
+                             f"to {PROFILE_VERSION} (a newer profile needs a newer cloakflow)")
+        return value
 
     @field_validator("encoding")
     @classmethod

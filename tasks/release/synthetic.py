@@ -640,7 +640,7 @@ def manifest(*, profile: DatasetProfile, params: dict, source, parent: str, flow
     from cloakflow.tasks.data.ingest import stated_conversions
     from cloakflow.tasks.privacy.dp_synthetic import SYNTHETIC_STATEMENT
     from cloakflow.tasks.release.kinds import label_statement
-    from cloakflow.tasks.release.manifest import GROUPED_ON
+    from cloakflow.tasks.release.manifest import GROUPED_ON, SCHEMA_VERSION
     from cloakflow.tasks.release.publish import code_version
 
     private = dp is not None and params.get("dp_report") == "private"
@@ -661,7 +661,8 @@ def manifest(*, profile: DatasetProfile, params: dict, source, parent: str, flow
                                        "privacy figures.") + " " + label_statement(
                                            profile.target, "synthetic")
     out = {
-        "dataset": profile.name, "kind": "synthetic", "model": model,
+        "schema_version": SCHEMA_VERSION, "dataset": profile.name, "kind": "synthetic",
+        "model": model,
         "source": source.model_dump(exclude_none=True), "profile": profile.public_dump(),
         "rows": rows, "label": profile.target.column,
         "condition": {"column": condition.column, "value": condition.value,

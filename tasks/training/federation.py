@@ -38,12 +38,17 @@ def federation_for(folder: str, holder: str | None, pre, seed: int | None = None
     from pathlib import Path
 
     from cloakflow.federated import task as fed
+    from cloakflow.tasks.release.manifest import check_schema_version
 
     root = Path(folder)
     if not (root / "manifest.json").is_file() or not (root / "global.npz").is_file():
         raise FederationMismatch(f"{folder}: not a federation folder (no manifest.json and "
                                  "global.npz; give the folder `cloakflow federate` printed)")
     manifest = json.loads((root / "manifest.json").read_text())
+    try:
+        check_schema_version(manifest, str(root / "manifest.json"))
+    except ValueError as exc:
+        raise FederationMismatch(str(exc)) from exc
     trained = manifest.get("model", "codes")
     if trained != model:
         use = fed.family(trained).command

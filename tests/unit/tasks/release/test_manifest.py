@@ -55,3 +55,29 @@ def test_a_foreign_json_is_refused():
         Manifest.model_validate(_manifest(unexpected=1))
     with pytest.raises(ValidationError):
         Manifest.model_validate({k: v for k, v in _manifest().items() if k != "models"})
+
+
+def test_schema_versions_old_shape_read_newer_refused_by_name(tmp_path):
+    from cloakflow.tasks.data.profile import DatasetProfile
+    from cloakflow.tasks.release.manifest import SCHEMA_VERSION
+    from tests.helpers import tiny_profile_dict
+
+    old = tmp_path / "old"
+    old.mkdir()
+    (old / "manifest.json").write_text(json.dumps(_manifest()))  # written before versions
+    assert Manifest.read(old).schema_version == 1
+    (old / "manifest.json").write_text(json.dumps(_manifest(schema_version=SCHEMA_VERSION + 1)))
+    with pytest.raises(ValueError, match=r"schema_version 2; this cloakflow reads versions 1"):
+        Manifest.read(old)
+    assert DatasetProfile.model_validate(tiny_profile_dict()).version == 1
+    with pytest.raises(ValidationError, match="profile version 2"):
+        DatasetProfile.model_validate(tiny_profile_dict(version=2))
+
+
+def test_the_published_json_schema_is_the_types():
+    from cloakflow.tasks.release.manifest import SCHEMA_FILE, json_schema
+
+    assert SCHEMA_FILE.read_text() == json_schema(), (
+        "schemas/manifest-codes.schema.json is stale: regenerate it with python -c 'from "
+        "cloakflow.tasks.release.manifest import SCHEMA_FILE, json_schema; "
+        "SCHEMA_FILE.write_text(json_schema())'")
