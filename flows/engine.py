@@ -141,7 +141,10 @@ class StopOnSignals:
 
     Prefect replaces the Python SIGTERM handler while a flow runs (its ``TerminationSignal``);
     the watcher still sees the signal, and the flow's ``tracking.parent_run`` and
-    ``runners.attack_workers`` pass ``TerminationSignal`` on to ``runners.interrupt``.
+    ``runners.attack_workers`` pass ``TerminationSignal`` on to ``runners.interrupt``. Once the
+    flow has unwound, Prefect sends the SIGTERM to the process again (to reach the handler it
+    replaced); while the exit is under way that second SIGTERM is ignored (a second SIGINT
+    still exits at once), so the clean-up and its last lines are not cut short.
     """
 
     def __init__(self, grace_s: float = STOP_GRACE_S):
@@ -209,6 +212,11 @@ class StopOnSignals:
                     runners.interrupt(signum)
                 else:  # a second signal: no more waiting
                     if self._exit_lock.locked():
+                        if signum == signal.SIGTERM:
+                            # Prefect's flow engine re-sends the first SIGTERM to the process
+                            # itself once the flow has unwound (``capture_sigterm``): not a
+                            # second request; the exit under way finishes its clean-up
+                            continue
                         os._exit(128 + signum)
                     self.exit_now(signum)
 

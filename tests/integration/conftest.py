@@ -139,13 +139,23 @@ def _host(hex_addr: str, v6: bool) -> str:
 
 
 def group_pids(pgids: set[int]) -> set[int]:
-    """Every live process whose process group is one of ``pgids``."""
+    """Every live process whose process group is one of ``pgids`` (a zombie, an exited
+    process its new parent has not reaped yet, is not live)."""
     pids = set()
     for entry in os.listdir("/proc"):
         if entry.isdigit():
             try:
-                if os.getpgid(int(entry)) in pgids:
+                if os.getpgid(int(entry)) in pgids and not _zombie(int(entry)):
                     pids.add(int(entry))
             except OSError:
                 continue
     return pids
+
+
+def _zombie(pid: int) -> bool:
+    """Whether ``pid`` has exited and waits to be reaped (state Z in /proc/<pid>/stat)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True
+    return stat.rpartition(")")[2].split()[0] == "Z"
