@@ -47,6 +47,10 @@ WEIGHTINGS = ("examples", "uniform", "declared", "dp-count")
 class SchemaMismatch(ValueError):
     """A holder's table does not fit the shared schema (the message names file, column, rule)."""
 
+    exit_code = 2  # the command line's exit status
+    headline = ("FEDERATION FAILED, nothing was published; every process of the run was "
+                "stopped.")
+
 
 @dataclass
 class HolderData:

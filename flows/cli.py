@@ -13,6 +13,8 @@ import os
 import sys
 import types
 import typing
+from collections.abc import Callable
+from dataclasses import dataclass
 
 from pydantic import BaseModel
 
@@ -85,67 +87,57 @@ def _option_type(annotation):
     raise TypeError(f"no command-line form for a parameter of type {annotation!r}")
 
 
+@dataclass(frozen=True)
+class Command:
+    """One sub-command: its help, the function that runs it (parsed options -> exit status),
+    and its options: the fields of a parameter model of ``flows/parameters.py`` (``model``),
+    or its own (``arguments``)."""
+
+    help: str
+    run: Callable[[argparse.Namespace], int]
+    model: str | None = None
+    arguments: Callable[[argparse.ArgumentParser], None] | None = None
+
+
 def _parser() -> argparse.ArgumentParser:
-    from cloakflow.flows.parameters import (
-        FederateParameters,
-        FrontierParameters,
-        RunParameters,
-        SynthesizeParameters,
-    )
+    from cloakflow.flows import parameters
 
     ap = argparse.ArgumentParser(prog="cloakflow", description=__doc__.split("\n\n")[0])
     sub = ap.add_subparsers(dest="command", required=True)
-    run = sub.add_parser("run", help="encode a table, evaluate it and publish the release")
-    add_model_options(run, RunParameters)
-    sy = sub.add_parser("synthesize", help="train a generator (a VAE, optionally DP end to "
-                                           "end), publish synthetic rows with their "
-                                           "evaluation and privacy report")
-    add_model_options(sy, SynthesizeParameters)
-    fe = sub.add_parser("federate", help="train the codes autoencoders or the VAE across data "
-                        "holders with Flower (FedAvg or FedProx; optionally DP-SGD per "
-                        "holder), then each holder's own release")
-    add_model_options(fe, FederateParameters)
-    fr = sub.add_parser("frontier", help="sweep code-noise scales: utility vs inversion")
-    add_model_options(fr, FrontierParameters)
-
-    bu = sub.add_parser("budget", help="print the privacy ledger of a dataset: every DP run "
-                                       "and the total epsilon spent")
-    bu.add_argument("dataset", nargs="?", default="bank-marketing")
-    bu.add_argument("--profile", dest="profile_path", help="profile YAML (for its dp_cap)")
-
-    pr = sub.add_parser("profile", help="draft a profile from a table (kinds, groups, target, "
-                                        "identifiers) for you to edit")
-    pr.add_argument("table", help="a CSV or Parquet file")
-    pr.add_argument("--out", help="write the draft here (default: print it)")
-    pr.add_argument("--name", help="dataset name (default: from the file name)")
-    pr.add_argument("--separator", help="CSV separator (default: sniffed)")
-    pr.add_argument("--encoding", help="CSV text encoding, e.g. cp1252 (default: UTF-8 if the "
-                                       "file decodes as UTF-8, else cp1252, noted in the draft)")
-
-    at = sub.add_parser("attack", help="rerun the privacy attacks on a published release")
-    at.add_argument("release_dir", help="releases/<dataset>/<run id>")
-    at.add_argument("--input", dest="input_path", help="the source table, if not found by name")
-    at.add_argument("--json", dest="json_out", help="also write the report as JSON here")
+    for name, command in COMMANDS.items():
+        parser = sub.add_parser(name, help=command.help)
+        if command.model is not None:
+            add_model_options(parser, getattr(parameters, command.model))
+        else:
+            command.arguments(parser)
     return ap
+
+
+def _budget_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("dataset", nargs="?", default="bank-marketing")
+    parser.add_argument("--profile", dest="profile_path", help="profile YAML (for its dp_cap)")
+
+
+def _profile_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("table", help="a CSV or Parquet file")
+    parser.add_argument("--out", help="write the draft here (default: print it)")
+    parser.add_argument("--name", help="dataset name (default: from the file name)")
+    parser.add_argument("--separator", help="CSV separator (default: sniffed)")
+    parser.add_argument("--encoding", help="CSV text encoding, e.g. cp1252 (default: UTF-8 if "
+                                           "the file decodes as UTF-8, else cp1252, noted in "
+                                           "the draft)")
+
+
+def _attack_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("release_dir", help="releases/<dataset>/<run id>")
+    parser.add_argument("--input", dest="input_path",
+                        help="the source table, if not found by name")
+    parser.add_argument("--json", dest="json_out", help="also write the report as JSON here")
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    if args.command == "run":
-        return _run(args)
-    if args.command == "synthesize":
-        return _synthesize(args)
-    if args.command == "frontier":
-        return _frontier(args)
-    if args.command == "federate":
-        return _federate(args)
-    if args.command == "attack":
-        return _attack(args)
-    if args.command == "budget":
-        return _budget(args)
-    if args.command == "profile":
-        return _profile(args)
-    return 1  # pragma: no cover - argparse enforces the sub-command
+    return COMMANDS[args.command].run(args)
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -219,15 +211,7 @@ def _execute(params, call, remedy: str):
     """Run a release flow (``call``) with the command line's error handling: the flow's
     outcome, or the exit status after a report on stderr (2: bad input or DP plan, 3: policy
     or budget)."""
-    from cloakflow.tasks.data.ingest import IngestError
-    from cloakflow.tasks.data.locate import DataNotFoundError
-    from cloakflow.tasks.data.preprocess import PreprocessError
     from cloakflow.tasks.data.profile import ProfileError, load_profile
-    from cloakflow.tasks.data.split import TargetError
-    from cloakflow.tasks.data.validate import DataValidationError
-    from cloakflow.tasks.privacy.dp import DpPlanError
-    from cloakflow.tasks.privacy.ledger import BudgetExhausted
-    from cloakflow.tasks.privacy.policy import PolicyViolation
 
     try:  # a broken profile is reported before any server starts
         load_profile(params.profile_path or params.dataset)
@@ -235,50 +219,61 @@ def _execute(params, call, remedy: str):
         print(f"\nINPUT REJECTED, nothing was run.\n{exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     engine.choose_prefect_api()  # a running local server, else the temporary one
-    # input errors: exit 2, "INPUT REJECTED"
-    from cloakflow.tasks.data.constraints import ConstraintError
-    from cloakflow.tasks.training.federation import FederationMismatch
-
-    rejected = (DataValidationError, IngestError, PreprocessError, ProfileError,
-                DataNotFoundError, TargetError, FederationMismatch, ConstraintError)
-    from cloakflow.federated.task import SchemaMismatch
-    from cloakflow.tasks.federation import FederationFailed
     from cloakflow.tasks.runners import StopRequested
 
-    runtime.quiet_expected_errors((DpPlanError, PolicyViolation, BudgetExhausted,
-                                   FederationFailed, SchemaMismatch, StopRequested, *rejected))
+    refusals = _refusals()
+    runtime.quiet_expected_errors((*refusals, StopRequested))
     try:
         return call()
-    except (FederationFailed, SchemaMismatch) as exc:
-        print(f"\nFEDERATION FAILED, nothing was published; every process of the run was "
-              f"stopped.\n{exc}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    except DpPlanError as exc:
-        print(f"\nDP PLAN REJECTED, nothing was trained or published.\n{exc}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    except rejected as exc:
-        print(f"\nINPUT REJECTED, nothing was published.\n{exc}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    except PolicyViolation as exc:
-        skipped = not params.privacy_attacks
-        if getattr(params, "models_from", None):  # nothing trained here: the federation did
-            remedy = ("Retrain the federation with DP or a smaller --dp-epsilon, fewer rounds "
-                      "or more rows per holder, ")
-        print(f"\nRELEASE BLOCKED by the privacy policy, nothing was published.\n{exc}\n"
-              + ("Run the attacks (drop --skip-attacks) " if skipped else remedy)
-              + "or publish anyway with --accept-risk \"reason\".", file=sys.stderr)
-        if params.dp_epsilon is not None:
-            print(f"This DP run already spent epsilon {params.dp_epsilon:g} of the dataset's "
-                  "privacy budget (its ledger, `cloakflow budget`): training looked at the "
-                  "rows. Rerunning, with --accept-risk or not, spends it again.",
-                  file=sys.stderr)
-        return EXIT_POLICY
-    except BudgetExhausted as exc:
-        print(f"\nRUN REFUSED by the dataset's privacy budget, nothing was trained or "
-              f"published.\n{exc}\n`cloakflow budget {exc.dataset}"
-              f"{' --profile ' + params.profile_path if params.profile_path else ''}` lists "
-              "what was spent.", file=sys.stderr)
-        return EXIT_POLICY
+    except refusals as exc:  # each carries its exit status and headline
+        print(f"\n{exc.headline}\n{exc}{_advice(exc, params, remedy)}", file=sys.stderr)
+        return exc.exit_code
+
+
+def _refusals() -> tuple[type[Exception], ...]:
+    """The errors a run ends with on purpose (bad input, a DP plan, the policy, the budget, a
+    federation), each with its ``exit_code`` and ``headline``."""
+    from cloakflow.federated.task import SchemaMismatch
+    from cloakflow.tasks.data.constraints import ConstraintError
+    from cloakflow.tasks.data.ingest import IngestError
+    from cloakflow.tasks.data.locate import DataNotFoundError
+    from cloakflow.tasks.data.preprocess import PreprocessError
+    from cloakflow.tasks.data.profile import ProfileError
+    from cloakflow.tasks.data.split import TargetError
+    from cloakflow.tasks.data.validate import DataValidationError
+    from cloakflow.tasks.federation import FederationFailed
+    from cloakflow.tasks.privacy.dp import DpPlanError
+    from cloakflow.tasks.privacy.ledger import BudgetExhausted
+    from cloakflow.tasks.privacy.policy import PolicyViolation
+    from cloakflow.tasks.training.federation import FederationMismatch
+
+    return (FederationFailed, SchemaMismatch, DpPlanError, DataValidationError, IngestError,
+            PreprocessError, ProfileError, DataNotFoundError, TargetError, FederationMismatch,
+            ConstraintError, PolicyViolation, BudgetExhausted)
+
+
+def _advice(exc: Exception, params, remedy: str) -> str:
+    """What to do next, after a blocked release (``remedy``: the command's way to fewer
+    risks) or a refused budget; nothing for the other refusals."""
+    from cloakflow.tasks.privacy.ledger import BudgetExhausted
+    from cloakflow.tasks.privacy.policy import PolicyViolation
+
+    if isinstance(exc, BudgetExhausted):
+        return (f"\n`cloakflow budget {exc.dataset}"
+                f"{' --profile ' + params.profile_path if params.profile_path else ''}` lists "
+                "what was spent.")
+    if not isinstance(exc, PolicyViolation):
+        return ""
+    if getattr(params, "models_from", None):  # nothing trained here: the federation did
+        remedy = ("Retrain the federation with DP or a smaller --dp-epsilon, fewer rounds or "
+                  "more rows per holder, ")
+    text = ("\n" + ("Run the attacks (drop --skip-attacks) " if not params.privacy_attacks
+                    else remedy) + "or publish anyway with --accept-risk \"reason\".")
+    if params.dp_epsilon is not None:
+        text += (f"\nThis DP run already spent epsilon {params.dp_epsilon:g} of the dataset's "
+                 "privacy budget (its ledger, `cloakflow budget`): training looked at the "
+                 "rows. Rerunning, with --accept-risk or not, spends it again.")
+    return text
 
 
 def _flag(name: str) -> str:
@@ -395,6 +390,26 @@ def _attack(args: argparse.Namespace) -> int:
         with open(args.json_out, "w") as fh:
             json.dump(report.model_dump(mode="json"), fh, indent=1)
     return EXIT_POLICY if report.policy.crossed else 0
+
+
+COMMANDS: dict[str, Command] = {
+    "run": Command("encode a table, evaluate it and publish the release", _run,
+                   "RunParameters"),
+    "synthesize": Command("train a generator (a VAE, optionally DP end to end), publish "
+                          "synthetic rows with their evaluation and privacy report",
+                          _synthesize, "SynthesizeParameters"),
+    "federate": Command("train the codes autoencoders or the VAE across data holders with "
+                        "Flower (FedAvg or FedProx; optionally DP-SGD per holder), then each "
+                        "holder's own release", _federate, "FederateParameters"),
+    "frontier": Command("sweep code-noise scales: utility vs inversion", _frontier,
+                        "FrontierParameters"),
+    "budget": Command("print the privacy ledger of a dataset: every DP run and the total "
+                      "epsilon spent", _budget, arguments=_budget_arguments),
+    "profile": Command("draft a profile from a table (kinds, groups, target, identifiers) for "
+                       "you to edit", _profile, arguments=_profile_arguments),
+    "attack": Command("rerun the privacy attacks on a published release", _attack,
+                      arguments=_attack_arguments),
+}
 
 
 if __name__ == "__main__":

@@ -195,8 +195,6 @@ class StopOnSignals:
 
     def _watch(self, sock) -> None:
         """The watcher thread: one byte per signal received (the wakeup fd)."""
-        from cloakflow.tasks import runners
-
         while True:
             try:
                 data = sock.recv(64)
@@ -205,20 +203,23 @@ class StopOnSignals:
             if not data:
                 return
             for signum in data:
-                if signum not in STOP_SIGNALS:
-                    continue
-                self._signals += 1
-                if self._signals == 1:
-                    runners.interrupt(signum)
-                else:  # a second signal: no more waiting
-                    if self._exit_lock.locked():
-                        if signum == signal.SIGTERM:
-                            # Prefect's flow engine re-sends the first SIGTERM to the process
-                            # itself once the flow has unwound (``capture_sigterm``): not a
-                            # second request; the exit under way finishes its clean-up
-                            continue
-                        os._exit(128 + signum)
-                    self.exit_now(signum)
+                if signum in STOP_SIGNALS:
+                    self._on_signal(signum)
+
+    def _on_signal(self, signum: int) -> None:
+        """The first signal asks the run to stop; a second one exits now."""
+        from cloakflow.tasks import runners
+
+        self._signals += 1
+        if self._signals == 1:
+            runners.interrupt(signum)
+        elif not self._exit_lock.locked():  # a second signal: no more waiting
+            self.exit_now(signum)
+        elif signum != signal.SIGTERM:
+            os._exit(128 + signum)
+        # else: Prefect's flow engine re-sends the first SIGTERM to the process itself once
+        # the flow has unwound (``capture_sigterm``): not a second request; the exit under
+        # way finishes its clean-up
 
     def _handle(self, signum: int, frame) -> None:
         """The Python handler (main thread): unwind the run once."""
@@ -238,28 +239,10 @@ class StopOnSignals:
         timer.start()
 
     def exit_now(self, signum: int) -> NoReturn:
-        """End the process now with status 128 + ``signum``, after the clean-up of a stop:
-        attack workers terminated, the open MLflow runs KILLED, their Prefect flow runs
-        Cancelled, the temporary Prefect server stopped. Called by one thread; any other
-        caller waits for the exit."""
+        """End the process now with status 128 + ``signum``, after the clean-up of a stop
+        (``clean_up``). Called by one thread; any other caller waits for the exit."""
         self._exit_lock.acquire()  # never released: the process ends here
-        from cloakflow.tasks import runners
-
-        runners.terminate_attack_workers()
-        runs = []
-        if "cloakflow.tasks.tracking" in sys.modules:  # no MLflow run before it is imported
-            from cloakflow.tasks import tracking
-
-            runs = tracking.kill_active_runs(timeout=STOP_STEP_S)
-        flow_runs = [r["prefect.flow_run_id"] for r in runs
-                     if r.get("prefect.flow_run_id") not in (None, "", "none")]
-        cancelled = _bounded(lambda: cancel_flow_runs(flow_runs), STOP_STEP_S) \
-            if flow_runs else False
-        stop_temporary_servers(STOP_STEP_S)
-        done = [f"MLflow run {r['mlflow_run_id']} marked KILLED" for r in runs]
-        if flow_runs:
-            done.append(f"Prefect flow run {', '.join(flow_runs)} "
-                        + ("cancelled" if cancelled else "left as Prefect recorded it"))
+        done = clean_up()
         for stream in (sys.stdout, sys.stderr):
             try:
                 stream.flush()
@@ -269,6 +252,30 @@ class StopOnSignals:
         say(f"STOPPED by {signal.Signals(signum).name}, nothing was published"
              + (f"; {'; '.join(done)}" if done else "") + ".")
         os._exit(128 + int(signum))
+
+
+def clean_up() -> list[str]:
+    """The clean-up of a stop: attack workers terminated, the open MLflow runs KILLED, their
+    Prefect flow runs Cancelled, the temporary Prefect server stopped; returns what was done,
+    as phrases."""
+    from cloakflow.tasks import runners
+
+    runners.terminate_attack_workers()
+    runs = []
+    if "cloakflow.tasks.tracking" in sys.modules:  # no MLflow run before it is imported
+        from cloakflow.tasks import tracking
+
+        runs = tracking.kill_active_runs(timeout=STOP_STEP_S)
+    flow_runs = [r["prefect.flow_run_id"] for r in runs
+                 if r.get("prefect.flow_run_id") not in (None, "", "none")]
+    cancelled = _bounded(lambda: cancel_flow_runs(flow_runs), STOP_STEP_S) \
+        if flow_runs else False
+    stop_temporary_servers(STOP_STEP_S)
+    done = [f"MLflow run {r['mlflow_run_id']} marked KILLED" for r in runs]
+    if flow_runs:
+        done.append(f"Prefect flow run {', '.join(flow_runs)} "
+                    + ("cancelled" if cancelled else "left as Prefect recorded it"))
+    return done
 
 
 def _bounded(step, seconds: float) -> bool:

@@ -12,13 +12,32 @@ from typing import Literal
 from pydantic import BaseModel, Field, model_validator
 
 
-class RunParameters(BaseModel):
-    """Parameters of one anonymisation run (shown as a form in the Prefect UI)."""
+class SourceFields(BaseModel):
+    """The fields every flow shares: which table, described by which profile."""
 
     dataset: str = Field("bank-marketing", description="profile name in deployments/profiles/")
     input_path: str | None = Field(None, description="table to read instead of the profile's")
     profile_path: str | None = Field(None, description="profile YAML instead of the named one")
+
+
+class ReleaseFields(SourceFields):
+    """The fields every release kind's entry flow shares (mixed into its parameters): the
+    table, the release folder and the gate."""
+
     out: str = Field("releases", description="folder that receives <dataset>/<run id>/")
+    privacy_attacks: bool = Field(
+        True, description="run the attacks; without them the policy cannot be checked and "
+                          "the release is published only with accept_risk")
+    accept_risk: str | None = Field(
+        None, description="publish even if the privacy policy is crossed; the reason is "
+                          "recorded in the manifest")
+    holder: str | None = Field(None, description="with models_from: this table's holder name "
+                                                 "in the federation")
+
+
+class RunParameters(ReleaseFields):
+    """Parameters of one anonymisation run (shown as a form in the Prefect UI)."""
+
     seed: int = Field(42, description="seeds the split, the models and the evaluation")
     epochs: int = Field(100, ge=1, description="most epochs per autoencoder (early stopping)")
     batch_size: int = Field(256, ge=1)
@@ -44,12 +63,6 @@ class RunParameters(BaseModel):
         None, ge=0, description="code noise sd in units of the clip norm (default: profile's)")
     clip_norm: float | None = Field(
         None, gt=0, description="L2 bound per code vector (default: profile's; none = median)")
-    privacy_attacks: bool = Field(
-        True, description="run the attack step; without it the policy cannot be checked and "
-                          "the release is published only with accept_risk")
-    accept_risk: str | None = Field(
-        None, description="publish even if the privacy policy is crossed; the reason is "
-                          "recorded in the manifest")
     dp_epsilon: float | None = Field(
         None, gt=0, allow_inf_nan=False,
         description="train every autoencoder with DP-SGD; epsilon is the total for the release, "
@@ -74,8 +87,6 @@ class RunParameters(BaseModel):
     models_from: str | None = Field(
         None, description="a federation folder (cloakflow federate): encode with its global "
                           "models instead of training (a holder's own release)")
-    holder: str | None = Field(None, description="with models_from: this table's holder name "
-                                                 "in the federation")
 
     @model_validator(mode="after")
     def _federated(self) -> RunParameters:
@@ -105,13 +116,9 @@ def _holder_release_rules(params, no_dp: str) -> None:
             raise ValueError(f"models_from {no_dp}")
 
 
-class SynthesizeParameters(BaseModel):
+class SynthesizeParameters(ReleaseFields):
     """Parameters of one synthetic release (shown as a form in the Prefect UI)."""
 
-    dataset: str = Field("bank-marketing", description="profile name in deployments/profiles/")
-    input_path: str | None = Field(None, description="table to read instead of the profile's")
-    profile_path: str | None = Field(None, description="profile YAML instead of the named one")
-    out: str = Field("releases", description="folder that receives <dataset>/<run id>/")
     model: Literal["vae"] = Field("vae", description="the generator: vae (a conditional "
                                                      "tabular VAE)")
     rows: int | None = Field(
@@ -135,12 +142,6 @@ class SynthesizeParameters(BaseModel):
         0.2, ge=0.05, le=0.5, description="rows held out of training: the evaluation's and "
                                           "the attacks' control rows (DP: each row on a "
                                           "secret coin)")
-    privacy_attacks: bool = Field(
-        True, description="run the attacks; without them the policy cannot be checked and "
-                          "the release is published only with accept_risk")
-    accept_risk: str | None = Field(
-        None, description="publish even if the privacy policy is crossed; the reason is "
-                          "recorded in the manifest")
     dp_epsilon: float | None = Field(
         None, gt=0, allow_inf_nan=False,
         description="differentially private end to end: epsilon for everything that reads "
@@ -160,8 +161,6 @@ class SynthesizeParameters(BaseModel):
     models_from: str | None = Field(
         None, description="a federation folder (cloakflow federate --model vae): sample from "
                           "its global VAE instead of training (a holder's own release)")
-    holder: str | None = Field(None, description="with models_from: this table's holder name "
-                                                 "in the federation")
 
     @model_validator(mode="after")
     def _federated(self) -> SynthesizeParameters:
@@ -171,14 +170,12 @@ class SynthesizeParameters(BaseModel):
         return self
 
 
-class FederateParameters(BaseModel):
+class FederateParameters(SourceFields):
     """Parameters of one federated training run (shown as a form in the Prefect UI)."""
 
-    dataset: str = Field("bank-marketing", description="profile name in deployments/profiles/")
     input_path: str | None = Field(
         None, description="one table to partition into --clients holders (a demo; default: "
                           "the profile's table)")
-    profile_path: str | None = Field(None, description="profile YAML instead of the named one")
     holders: list[str] | None = Field(
         None, description="FILE1,FILE2,...: each holder's own table (instead of a partition)")
     partition: str = Field(
@@ -274,12 +271,9 @@ class FederateParameters(BaseModel):
         return self
 
 
-class FrontierParameters(BaseModel):
+class FrontierParameters(SourceFields):
     """Parameters of a frontier sweep (shown as a form in the Prefect UI)."""
 
-    dataset: str = "bank-marketing"
-    input_path: str | None = None
-    profile_path: str | None = None
     out: str = Field("frontier", description="folder that receives <dataset>/<run id>/")
     multipliers: list[float] = Field(
         [0.0, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0], min_length=1,
@@ -298,7 +292,6 @@ class FrontierParameters(BaseModel):
 
 def release_kind(model: str):
     """The release kind (``tasks.release.kinds``) a model's trained weights feed."""
-    from cloakflow.models import registry
     from cloakflow.tasks.release import kinds
 
-    return kinds.get(registry.get(model).release)
+    return kinds.for_model(model)

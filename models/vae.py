@@ -365,6 +365,28 @@ class VaeResult:
     def history(self) -> dict[str, list[float]]:
         return dict(self.log.history)
 
+    def portable(self) -> VaeWeights:
+        """What crosses a task or process boundary: configuration, weights and log."""
+        return VaeWeights(self.vae.config, [np.asarray(w) for w in self.vae.model.get_weights()],
+                          self.log, self.seed)
+
+
+@dataclass
+class VaeWeights:
+    """A trained VAE without a Keras object: its configuration, its weights (NumPy arrays in
+    ``model.get_weights()`` order), its training log and seed; ``result()`` rebuilds it
+    (``build_vae`` + ``set_weights``: the same decoder, so the same samples)."""
+
+    config: VaeConfig
+    weights: list
+    log: object
+    seed: int | None
+
+    def result(self) -> VaeResult:
+        vae = build_vae(self.config, 0)
+        vae.model.set_weights(self.weights)
+        return VaeResult(vae, self.log, self.seed)
+
 
 def train_vae(x: np.ndarray, config: VaeConfig, seed: int = 0, *, budget=None,
               clip_norm: float | None = None, rng: np.random.Generator | None = None,

@@ -61,6 +61,10 @@ for pgid in open(groups).read().split():
 class FederationFailed(RuntimeError):
     """The federated run failed; the message names the holder or process and the reason."""
 
+    exit_code = 2  # the command line's exit status
+    headline = ("FEDERATION FAILED, nothing was published; every process of the run was "
+                "stopped.")
+
 
 def free_port() -> int:
     """A TCP port free on 127.0.0.1 right now (the OS's choice)."""

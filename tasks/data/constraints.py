@@ -47,6 +47,9 @@ class ConstraintError(ValueError):
     """A constraint that cannot be applied: a column of the wrong kind, a formula that does
     not parse, a DP release without the public facts it needs, or too few valid draws."""
 
+    exit_code = 2  # the command line's exit status
+    headline = "INPUT REJECTED, nothing was published."
+
 
 @dataclass
 class ConstraintSet:

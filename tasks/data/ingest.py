@@ -15,6 +15,9 @@ from cloakflow.tasks.data.profile import DatasetProfile, near_names
 class IngestError(ValueError):
     """The file cannot be read as a table."""
 
+    exit_code = 2  # the command line's exit status
+    headline = "INPUT REJECTED, nothing was published."
+
 
 PARQUET_MAGIC = b"PAR1"  # the first (and last) four bytes of every Parquet file
 

@@ -23,6 +23,9 @@ CACHE_ENV = "CLOAKFLOW_CACHE_DIR"
 class DataNotFoundError(FileNotFoundError):
     """No copy of the dataset could be found or fetched."""
 
+    exit_code = 2  # the command line's exit status
+    headline = "INPUT REJECTED, nothing was published."
+
 
 def cache_dir() -> Path:
     """Cache: $CLOAKFLOW_CACHE_DIR, else $XDG_CACHE_HOME/cloakflow, else ~/.cache/cloakflow."""

@@ -114,6 +114,9 @@ def _whole_numbers(dtype: pl.DataType) -> bool:
 class PreprocessError(ValueError):
     """A value breaks the profile's rule for nulls or unseen categories."""
 
+    exit_code = 2  # the command line's exit status
+    headline = "INPUT REJECTED, nothing was published."
+
 
 @dataclass
 class ColumnSpec:
@@ -689,3 +692,10 @@ class TablePreprocessor:
                   bound_state=state.get("bound_state", False))
         pre.specs = [ColumnSpec(**s) for s in state["columns"]]
         return pre
+
+
+def numeric_scaling(architecture: str) -> str:
+    """Quantile scaling for the ``kinds`` architecture, min-max for the tutorial's. In a DP run
+    (``public_bounds``) a column with public bounds is scaled from the profile's public
+    ``knots`` or, without them, min-max over its bounds (``TablePreprocessor``)."""
+    return "quantile" if architecture == "kinds" else "minmax"

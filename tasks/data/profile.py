@@ -34,6 +34,9 @@ from cloakflow.tasks.data.kinds import FAMILY, ColumnKind  # noqa: E402
 class ProfileError(ValueError):
     """A profile file is missing or does not satisfy the profile contract."""
 
+    exit_code = 2  # the command line's exit status
+    headline = "INPUT REJECTED, nothing was published."
+
 
 TargetKind = Literal["binary", "multiclass", "numeric"]
 

@@ -23,6 +23,9 @@ _TRUE, _FALSE = {"true", "1", "yes", "t", "y"}, {"false", "0", "no", "f", "n"}
 class TargetError(ValueError):
     """The target cannot support the split and the cross-validation asked for."""
 
+    exit_code = 2  # the command line's exit status
+    headline = "INPUT REJECTED, nothing was published."
+
 
 def positive_labels(frame, profile) -> np.ndarray:
     """The profile's target as 0/1 (1 = the positive value), one entry per row of ``frame``.

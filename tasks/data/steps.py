@@ -15,7 +15,7 @@ from prefect import task
 from cloakflow.tasks import tracking
 from cloakflow.tasks.data.ingest import load_table
 from cloakflow.tasks.data.locate import locate_source, sha256_file
-from cloakflow.tasks.data.preprocess import TablePreprocessor
+from cloakflow.tasks.data.preprocess import TablePreprocessor, numeric_scaling  # noqa: F401
 from cloakflow.tasks.data.profile import DatasetProfile
 from cloakflow.tasks.data.split import (
     Duplicates,
@@ -65,13 +65,6 @@ class Prepared:
         """Feature columns of the training (or control) rows, as source values."""
         frame = self.control_frame if control else self.train_frame
         return frame.select(self.pre.profile.features)
-
-
-def numeric_scaling(architecture: str) -> str:
-    """Quantile scaling for the ``kinds`` architecture, min-max for the tutorial's. In a DP run
-    (``public_bounds``) a column with public bounds is scaled from the profile's public
-    ``knots`` or, without them, min-max over its bounds (``TablePreprocessor``)."""
-    return "quantile" if architecture == "kinds" else "minmax"
 
 
 def prepare(profile: DatasetProfile, input_path: str | None, control_fraction: float, seed: int,

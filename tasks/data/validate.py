@@ -96,6 +96,9 @@ class ValidationReport:
 class DataValidationError(ValueError):
     """The table broke its expectation suite; carries the report."""
 
+    exit_code = 2  # the command line's exit status
+    headline = "INPUT REJECTED, nothing was published."
+
     def __init__(self, report: ValidationReport):
         super().__init__(report.text())
         self.report = report

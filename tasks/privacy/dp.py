@@ -55,6 +55,9 @@ LARGE_EPSILON = 10.0  # above this the membership bound says next to nothing
 class DpPlanError(ValueError):
     """The DP settings cannot be met (e.g. no noise multiplier reaches the target epsilon)."""
 
+    exit_code = 2  # the command line's exit status
+    headline = "DP PLAN REJECTED, nothing was trained or published."
+
 
 def hyperparameter_statement(per_model_clip: float, epochs: int) -> str:
     """What the manifest says about the clip norm and epochs: public defaults, or the owner's

@@ -33,6 +33,10 @@ LEDGER_ARTIFACT = "dp/ledger_entry.json"
 class BudgetExhausted(Exception):
     """A DP run would take the dataset past its lifetime privacy cap (nothing is trained)."""
 
+    exit_code = 3  # the command line's exit status
+    headline = ("RUN REFUSED by the dataset's privacy budget, nothing was trained or "
+                "published.")
+
     def __init__(self, dataset: str, message: str):
         super().__init__(message)
         self.dataset = dataset

@@ -82,21 +82,26 @@ def expected_coverage(profile: DatasetProfile, kinds: dict[str, str], models: li
             "max_reidentification": list(profile.quasi_identifiers)}
 
 
-def judge(measured: dict[str, dict], policy: ReleasePolicy,
-          expected: dict[str, list[str]] | None = None) -> list[str]:
-    """Every limit a release crosses, as readable sentences (empty when the policy holds).
+def judge(measured: dict[str, dict], limits, expected: dict[str, list[str]] | None = None,
+          missing: str | None = None) -> list[str]:
+    """Every limit a release crosses, as readable sentences (empty when the limits hold).
 
+    ``limits``: limit name -> bound, or the profile's ``ReleasePolicy`` (read by attribute).
     A limit that measured nothing counts as crossed when something it should cover exists
-    (``expected``); when nothing of its kind exists on the table it is not judged.
+    (``expected``; None: everything should be measured); when nothing of its kind exists on
+    the table it is not judged. ``missing``: why a value is absent, for the sentence (default:
+    what it should have covered).
     """
+    bound = limits.get if isinstance(limits, dict) else (lambda k: getattr(limits, k))
     crossed = []
     for name, values in measured.items():
         for key, value in values.items():
-            limit = getattr(policy, key)
+            limit = bound(key)
             if value is None:
                 if expected is None or expected.get(key):
                     what = ", ".join((expected or {}).get(key, [])) or "its attributes"
-                    crossed.append(f"{name}: {key} not measured although {what} should be "
+                    crossed.append(f"{name}: {key} not measured ({missing})" if missing else
+                                   f"{name}: {key} not measured although {what} should be "
                                    "covered")
             elif value > limit:
                 crossed.append(f"{name}: {key} = {value:.4f} exceeds the limit {limit}")
@@ -129,6 +134,9 @@ def not_measured(measured: dict[str, dict], expected: dict[str, list[str]]) -> l
 class PolicyViolation(RuntimeError):
     """A release crossed the profile's privacy policy and was not published."""
 
+    exit_code = 3  # the command line's exit status
+    headline = "RELEASE BLOCKED by the privacy policy, nothing was published."
+
     def __init__(self, crossed: list[str], summary: str):
         self.crossed, self.summary = crossed, summary
         super().__init__("the release crosses the privacy policy:\n  - " + "\n  - ".join(crossed))
@@ -137,21 +145,46 @@ class PolicyViolation(RuntimeError):
 def policy_outcome(releases: dict[str, dict], profile: DatasetProfile, attacked: bool,
                    accept_risk: str | None, expected: dict[str, list[str]] | None = None,
                    utility: tuple[str, float | None] | None = None):
-    """The gate: measure, judge, decide. Not attacked counts as crossed, and so does a limit
-    that measured nothing although something of its kind exists (``expected``, from
-    ``expected_coverage``); crossed is ``accepted`` with a reason on record, else
-    ``blocked``. ``utility``: (what, value) of the release's headline utility, judged against
-    ``min_utility`` (``utility_crossed``); None: not judged (an attack rerun)."""
-    from cloakflow.tasks.privacy.report import PolicyOutcome
-
+    """The gate of a codes release: measure (``measure_policy``), then :func:`decide`. Not
+    attacked counts as crossed, and so does a limit that measured nothing although something
+    of its kind exists (``expected``, from ``expected_coverage``); crossed is ``accepted``
+    with a reason on record, else ``blocked``. ``utility``: (what, value) of the release's
+    headline utility, judged against ``min_utility`` (``utility_crossed``); None: not judged
+    (an attack rerun)."""
     policy = profile.privacy.policy
     measured, covered = measure_policy(releases, profile)
-    crossed = judge(measured, policy, expected) if attacked else [NOT_ATTACKED]
+    limits = {k: getattr(policy, k) for k in CODES_LIMITS}
+    return decide(measured, limits, policy, attacked, accept_risk, expected, utility,
+                  covered=covered, unmeasured=not_measured(measured, expected or {}))
+
+
+# the limits of each kind's measurements, read from the profile's policy
+CODES_LIMITS = ("max_inversion_gain", "max_inversion_r2", "max_membership_auc",
+                "max_reidentification")
+
+
+def decide(measured: dict[str, dict], limits: dict[str, float], policy: ReleasePolicy,
+           attacked: bool, accept_risk: str | None,
+           expected: dict[str, list[str]] | None = None,
+           utility: tuple[str, float | None] | None = None, missing: str | None = None,
+           covered: dict[str, list[str]] | None = None, unmeasured: list[str] | None = None):
+    """The one gate decision of every release kind: ``measured`` (table -> limit -> value)
+    judged against ``limits`` (:func:`judge`, with ``expected`` and ``missing``), not attacked
+    counted as crossed, the headline ``utility`` against the policy's ``min_utility``;
+    crossed is ``accepted`` with ``accept_risk`` on record, else ``blocked``.
+
+    Returns:
+        ``report.PolicyOutcome`` (limits as judged, with ``min_utility`` when it is set).
+    """
+    from cloakflow.tasks.privacy.report import PolicyOutcome
+
+    crossed = judge(measured, limits, expected, missing) if attacked else [NOT_ATTACKED]
     if utility is not None:
         crossed += utility_crossed(policy, *utility)
     verdict = "pass" if not crossed else ("accepted" if accept_risk else "blocked")
-    return PolicyOutcome(limits=policy.model_dump(exclude_none=True), measured=measured,
-                         crossed=crossed,
-                         verdict=verdict, accepted_risk=accept_risk if crossed else None,
-                         covered=covered,
-                         not_measured=not_measured(measured, expected or {}))
+    shown = {k: v for k, v in limits.items() if v is not None}
+    if policy.min_utility is not None:
+        shown["min_utility"] = policy.min_utility
+    return PolicyOutcome(limits=shown, measured=measured, crossed=crossed, verdict=verdict,
+                         accepted_risk=accept_risk if crossed else None,
+                         covered=covered or {}, not_measured=unmeasured or [])

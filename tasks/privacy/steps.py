@@ -1,5 +1,6 @@
-"""Prefect tasks of the privacy evaluation: every attack on one released table (in the flow's
-attack process pool when it has one), and the gate with its summary on the flow run's page."""
+"""Prefect task of the privacy evaluation: every attack on one released table (in the flow's
+attack process pool when it has one). The gate is the release pipeline's
+(``flows/release.py``, ``tasks.privacy.policy.decide``)."""
 
 from __future__ import annotations
 
@@ -13,10 +14,7 @@ from prefect.cache_policies import NO_CACHE
 from cloakflow.tasks.data.preprocess import TablePreprocessor
 from cloakflow.tasks.data.profile import DatasetProfile
 from cloakflow.tasks.privacy.attack import attack_release
-from cloakflow.tasks.privacy.gate import gate
-from cloakflow.tasks.privacy.report import PrivacyReport
 from cloakflow.tasks.release.codes import CodeTable
-from cloakflow.tasks.steps import markdown
 
 
 @task(name="privacy-attacks", cache_policy=NO_CACHE)
@@ -31,13 +29,3 @@ def attack(table: CodeTable, x: np.ndarray, x_control: np.ndarray,
     print(f"  [{table.name}] attacks done in {sum(report['seconds'].values()):.1f}s: "
           + ", ".join(f"{k} {v:.1f}s" for k, v in report["seconds"].items()), flush=True)
     return report
-
-
-def gate_release(parent: str, kind: str, releases: dict[str, dict], profile: DatasetProfile,
-                 **options) -> tuple[PrivacyReport, str]:
-    """``gate`` (same arguments and errors), with the privacy summary shown on the flow run's
-    page as a markdown artifact, blocked or not."""
-    def show(summary: str) -> None:
-        markdown("privacy", profile.name, summary, "Privacy report of the release")
-
-    return gate(parent, kind, releases, profile, show=show, **options)

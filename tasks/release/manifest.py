@@ -95,7 +95,8 @@ class PrivacySection(_Record):
 
 
 SCHEMA_VERSION = 1  # the manifests' layout (codes, synthetic, federation); absent: 1
-SCHEMA_FILE = Path(__file__).resolve().parents[2] / "schemas" / "manifest-codes.schema.json"
+SCHEMAS = Path(__file__).resolve().parents[2] / "schemas"
+SCHEMA_FILE = SCHEMAS / "manifest-codes.schema.json"
 
 
 def check_schema_version(manifest: dict, where: str) -> None:
@@ -164,9 +165,120 @@ class Manifest(_Record):
         return cls.model_validate(data)
 
 
-def json_schema() -> str:
-    """The codes manifest's JSON Schema (from the types), as ``SCHEMA_FILE`` holds it."""
-    return json.dumps(Manifest.model_json_schema(), indent=1, sort_keys=True) + "\n"
+class SyntheticColumn(_Record):
+    name: str
+    dtype: str
+    nullable: bool
+
+
+class ConditionEntry(_Record):
+    column: str | None
+    value: str | None
+    distribution: str
+
+
+class SyntheticMlflowRef(MlflowRef):
+    model: str  # the logged decoder's name in the run
+
+
+class SyntheticPrivacy(_Record):
+    statement: str
+    model_in_release: bool
+    verdict: str | None = None
+    policy: dict[str, Any] | None = None  # the gate: limits, measured, crossed, verdict
+    gate: str | None = None  # private DP report: what the gate was, without its figures
+
+
+class SyntheticManifest(_Record):
+    """What a synthetic release folder holds and how it was made (its JSON Schema is
+    ``schemas/manifest-synthetic.schema.json``). Under ``--dp-report private`` the sections
+    computed on private rows are strings saying where they are (the MLflow run)."""
+
+    schema_version: int = 1
+    dataset: str
+    kind: str = "synthetic"
+    model: dict[str, Any]  # kind, config, epochs_run, seed, training, final_loss, seconds
+    source: Source
+    profile: dict[str, Any]
+    rows: int
+    label: str
+    condition: ConditionEntry
+    seed: int
+    parameters: dict[str, Any]
+    columns: list[SyntheticColumn]
+    conversions: dict[str, str] = {}
+    mlflow: SyntheticMlflowRef
+    prefect_flow_run_id: str
+    code_version: str
+    row_order: str
+    privacy: SyntheticPrivacy
+    dp: dict[str, Any] | None = None
+    constraints: dict[str, Any] | None = None
+    federation: dict[str, Any] | None = None
+    split: dict[str, Any]
+    evaluation: dict[str, Any] | str
+    quality: dict[str, Any] | str | None = None
+    evaluation_note: str | None = None
+    files: dict[str, FileEntry] | None = None  # set by publish
+    documents: list[str] = []  # set by publish
+    created_at: str | None = None  # set by publish
+
+
+class HolderEntry(_Record):
+    holder: str
+    file: str
+    dp: dict[str, Any] | None
+    ledger: dict[str, Any] | None
+    rows: int | None = None  # without DP only
+    source_sha256: str | None = None
+    dp_rows: float | None = None  # DP: the holder's Gaussian row count
+    dp_counts: list[float] | None = None  # DP: a model's counted histogram (e.g. labels)
+
+
+class RoundSeconds(_Record):
+    round: int
+    wall_seconds: float
+    slowest_training_seconds: float | None
+    overhead_seconds: float | None
+
+
+class FederationManifest(_Record):
+    """A federated training run's ``manifest.json`` (``cloakflow federate``; its JSON Schema
+    is ``schemas/manifest-federation.schema.json``): the global models' settings and schema,
+    the holders, the DP statement and the rounds' timings. Each holder's own release has its
+    kind's manifest."""
+
+    schema_version: int = 1
+    kind: str = "federated-model"
+    dataset: str
+    created: str
+    mlflow_run_id: str
+    prefect_flow_run_id: str
+    strategy: str
+    weighting: str
+    engine: str
+    settings: dict[str, Any]
+    schema_fingerprint: str
+    control_fraction: float
+    rounds: int
+    holders: list[HolderEntry]
+    model: str
+    models: list[str]
+    dp_statement: str | None
+    round_seconds: list[RoundSeconds]
+
+
+# file name -> the type behind it (tests/unit/tasks/release/test_manifest.py keeps them current)
+SCHEMA_TYPES = {"manifest-codes.schema.json": "Manifest",
+                "manifest-synthetic.schema.json": "SyntheticManifest",
+                "manifest-federation.schema.json": "FederationManifest"}
+
+
+def json_schema(name: str = "manifest-codes.schema.json") -> str:
+    """The JSON Schema (from the types) of the manifest ``name`` (a key of ``SCHEMA_TYPES``),
+    as ``schemas/<name>`` holds it."""
+    model = globals()[SCHEMA_TYPES[name]]
+    return json.dumps(model.model_json_schema(), indent=1, sort_keys=True) + "\n"
 
 
 ROW_ORDER = ("rows are in a secret random order (OS entropy, not derived from the seed); no "

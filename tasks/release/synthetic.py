@@ -175,29 +175,38 @@ def feature_columns(pre: TablePreprocessor) -> np.ndarray:
                      and s.missing_of != target for j in range(a, b)])
 
 
-def evaluate(pre: TablePreprocessor, profile: DatasetProfile, *, x_syn: np.ndarray,
-             x_train: np.ndarray, x_control: np.ndarray, synthetic: pl.DataFrame,
-             train: pl.DataFrame, control: pl.DataFrame, seed: int, attacks: bool,
-             condition: Conditioning | None = None) -> dict:
-    """Every figure of a synthetic release, against the control rows (never trained on).
+@dataclass
+class Compared:
+    """The rows a synthetic release is measured against (``compare``): the synthetic,
+    training and control rows in the preprocessor's space (``x_*``) and as source columns in
+    one type per column (``kinds.common_types``: decimals as Float64 on every side, as the
+    models read them)."""
+
+    x_syn: np.ndarray
+    x_train: np.ndarray
+    x_control: np.ndarray
+    synthetic: pl.DataFrame
+    train: pl.DataFrame
+    control: pl.DataFrame
+
+
+def compare(pre: TablePreprocessor, *, x_syn: np.ndarray, x_train: np.ndarray,
+            x_control: np.ndarray, synthetic: pl.DataFrame, train: pl.DataFrame,
+            control: pl.DataFrame, condition: Conditioning | None = None
+            ) -> tuple[dict, Compared | None]:
+    """What a synthetic release is compared with, and the notes the evaluation carries.
 
     Args:
         x_syn, x_train, x_control: the three tables in the preprocessor's space.
         synthetic, train, control: the same as source columns (decoded synthetic rows).
-        attacks: run the privacy attacks (distances, membership, anonymeter).
         condition: with a fixed value, the real rows compared with are those with that value
             (the synthetic rows stand for that subpopulation).
 
-    Every evaluation and attack reads the three tables in one type per column
-    (``kinds.common_types``: decimals as Float64 on every side, as the models read them).
-
     Returns:
-        ``{"fidelity": ..., "tstr": ..., "privacy": {...} (absent without attacks),
-        "compared_with": ...}``.
+        (``{"compared_with": ..., "small_sample"?: ...}``, the rows); the rows are None when
+        too few real rows hold a fixed condition's value (the notes then say so for fidelity
+        and TSTR).
     """
-    from cloakflow.tasks.evaluation.fidelity import fidelity_report
-    from cloakflow.tasks.evaluation.tstr import tstr
-
     out: dict = {"compared_with": "all training and control rows"}
     if condition is not None and condition.fixed is not None:
         where = block(pre, condition.index)
@@ -218,9 +227,29 @@ def evaluate(pre: TablePreprocessor, profile: DatasetProfile, *, x_syn: np.ndarr
             min(len(x_train), len(x_control)) < 2:
         out["fidelity"] = {"skipped": "too few real rows with the condition's value"}
         out["tstr"] = {"skipped": "too few real rows with the condition's value"}
-        return out
+        return out, None
     train, synthetic, control = common_types({"training rows": train, "synthetic rows": synthetic,
                                               "control rows": control}).values()
+    return out, Compared(x_syn, x_train, x_control, synthetic, train, control)
+
+
+def evaluate(pre: TablePreprocessor, profile: DatasetProfile, notes: dict, rows: Compared,
+             seed: int) -> dict:
+    """Every utility and fidelity figure of a synthetic release against the control rows
+    (never trained on): fidelity (1 - TVD, SDMetrics quality) and TSTR/TRTR.
+
+    Args:
+        notes, rows: ``compare``'s result (``rows`` not None).
+
+    Returns:
+        ``{"fidelity": ..., "tstr": ..., "compared_with": ...}``.
+    """
+    from cloakflow.tasks.evaluation.fidelity import fidelity_report
+    from cloakflow.tasks.evaluation.tstr import tstr
+
+    out = dict(notes)
+    x_syn, x_train, x_control = rows.x_syn, rows.x_train, rows.x_control
+    train, synthetic, control = rows.train, rows.synthetic, rows.control
     columns = synthetic.columns
     discrete = exact_discrete(pre)
     print("evaluating: fidelity (1 - TVD of discretised distributions)", flush=True)
@@ -243,10 +272,14 @@ def evaluate(pre: TablePreprocessor, profile: DatasetProfile, *, x_syn: np.ndarr
     else:
         out["tstr"] = {"skipped": "a table holds a single label value (a fixed --condition on "
                                   "the target, or too few control rows)"}
-    if attacks:
-        out["privacy"] = attack(pre, profile, x_syn, x_train, x_control, synthetic, train,
-                                control, seed)
     return out
+
+
+def attack_rows(pre: TablePreprocessor, profile: DatasetProfile, rows: Compared,
+                seed: int) -> dict:
+    """``attack`` on ``compare``'s rows."""
+    return attack(pre, profile, rows.x_syn, rows.x_train, rows.x_control, rows.synthetic,
+                  rows.train, rows.control, seed)
 
 
 def attack(pre, profile, x_syn, x_train, x_control, synthetic, train, control, seed) -> dict:
@@ -316,39 +349,45 @@ def measure(evaluation: dict) -> dict[str, float | None]:
     }
 
 
+def judged(evaluation: dict, profile: DatasetProfile):
+    """The measurements of a synthetic release as the one gate reads them
+    (``tasks.release.kinds.Judged``): its four quantities (``measure``) under the table name
+    ``synthetic``, every one expected (a None is too few control rows), and the forest's TSTR
+    score as the headline utility."""
+    from cloakflow.tasks.release.kinds import Judged
+
+    policy = profile.privacy.policy
+    tstr = evaluation.get("tstr", {})
+    return Judged(measured={"synthetic": measure(evaluation)},
+                  limits={k: getattr(policy, k) for k in SYNTHETIC_LIMITS}, expected=None,
+                  utility=(f"TSTR forest {tstr.get('metric', 'roc_auc')}",
+                           tstr.get("forest", {}).get("tstr")),
+                  missing="too few control rows")
+
+
 def judge(evaluation: dict, profile: DatasetProfile, attacked: bool,
           accept_risk: str | None) -> dict:
-    """The gate of a synthetic release: measured values, crossed limits, verdict.
+    """The gate of a synthetic release: measured values, crossed limits, verdict
+    (``policy.decide`` on :func:`judged`).
 
     A limit that measured nothing is crossed (there were control rows to measure it on, or
     there should have been); not attacked is crossed. The profile's ``min_utility`` is judged
     on the forest's TSTR score (``policy.utility_crossed``). Crossed is ``accepted`` with a
     reason on record, else ``blocked``.
     """
-    from cloakflow.tasks.privacy.policy import NOT_ATTACKED, utility_crossed
+    from cloakflow.tasks.privacy.policy import decide
 
-    policy = profile.privacy.policy
-    measured = measure(evaluation)
-    crossed = []
-    if not attacked:
-        crossed.append(NOT_ATTACKED)
-    else:
-        for key, value in measured.items():
-            limit = getattr(policy, key)
-            if value is None:
-                crossed.append(f"synthetic: {key} not measured (too few control rows)")
-            elif value > limit:
-                crossed.append(f"synthetic: {key} = {value:.4f} exceeds the limit {limit}")
-    tstr = evaluation.get("tstr", {})
-    crossed += utility_crossed(policy, f"TSTR forest {tstr.get('metric', 'roc_auc')}",
-                               tstr.get("forest", {}).get("tstr"))
-    verdict = "pass" if not crossed else ("accepted" if accept_risk else "blocked")
-    limits = {k: getattr(policy, k) for k in SYNTHETIC_LIMITS}
-    if policy.min_utility is not None:
-        limits["min_utility"] = policy.min_utility
-    return {"limits": limits, "measured": measured,
-            "crossed": crossed, "verdict": verdict,
-            "accepted_risk": accept_risk if crossed else None}
+    j = judged(evaluation, profile)
+    return gate_dict(decide(j.measured, j.limits, profile.privacy.policy, attacked,
+                            accept_risk, j.expected, j.utility, j.missing))
+
+
+def gate_dict(outcome) -> dict:
+    """A synthetic release's gate as its report and manifest carry it: the one gate's
+    ``PolicyOutcome`` with the single table's measured values."""
+    return {"limits": outcome.limits, "measured": outcome.measured["synthetic"],
+            "crossed": outcome.crossed, "verdict": outcome.verdict,
+            "accepted_risk": outcome.accepted_risk}
 
 
 def _fmt(value, digits: int = 3) -> str:
@@ -640,7 +679,7 @@ def manifest(*, profile: DatasetProfile, params: dict, source, parent: str, flow
     from cloakflow.tasks.data.ingest import stated_conversions
     from cloakflow.tasks.privacy.dp_synthetic import SYNTHETIC_STATEMENT
     from cloakflow.tasks.release.kinds import label_statement
-    from cloakflow.tasks.release.manifest import GROUPED_ON, SCHEMA_VERSION
+    from cloakflow.tasks.release.manifest import GROUPED_ON, SCHEMA_VERSION, SyntheticManifest
     from cloakflow.tasks.release.publish import code_version
 
     private = dp is not None and params.get("dp_report") == "private"
@@ -726,4 +765,22 @@ def manifest(*, profile: DatasetProfile, params: dict, source, parent: str, flow
         if dp:
             out["evaluation_note"] = ("evaluation and gate figures are computed on private "
                                       "training and control rows: NOT covered by epsilon")
+    SyntheticManifest.model_validate(out)  # the typed layout, or a ValidationError
     return out
+
+
+def report_metrics(evaluation: dict, gate: dict) -> dict[str, float]:
+    """The MLflow metrics of a synthetic release: fidelity, SDMetrics quality (of the control
+    holdout and of the release), TSTR per learner, the gate's measured values."""
+    fid, ts = evaluation["fidelity"], evaluation["tstr"]
+    metrics = {f"fidelity.{k}": fid[k]["synthetic"] for k in ("univariate", "bivariate",
+                                                              "three_way") if k in fid}
+    if "quality" in fid:
+        for part, prefix in (("synthetic", "fidelity.quality"),
+                             ("release", "fidelity.quality.release")):
+            metrics.update({f"{prefix}.{k}": v for k, v in fid["quality"].get(part, {}).items()
+                            if k in ("score", "column_shapes", "column_pair_trends")
+                            and v is not None})
+    metrics.update({f"tstr.{k}": ts[k]["tstr"] for k in ("forest", "lightgbm") if k in ts})
+    metrics.update({f"privacy.{k}": v for k, v in gate["measured"].items() if v is not None})
+    return metrics

@@ -13,6 +13,9 @@ from cloakflow.tasks.training.fit import TrainedModel
 class FederationMismatch(ValueError):
     """A federation's global models do not fit this table or run (the message says why)."""
 
+    exit_code = 2  # the command line's exit status
+    headline = "INPUT REJECTED, nothing was published."
+
 
 def federation_for(folder: str, holder: str | None, pre, seed: int | None = None,
                    control_fraction: float | None = None, model: str = "codes",

@@ -8,6 +8,12 @@ describes it. Code that must tell kinds apart asks the kind (``get(name)``), nev
 names. Adding a kind is one module here plus one line in ``_KINDS`` (or :func:`register`, as
 the tests' toy kind does).
 
+A kind's **stages** (:class:`Stages`) are what ``flows/release.py``'s one pipeline runs for
+it: prepare -> budget -> train -> build -> evaluate -> attack -> gate -> publish. Each stage
+reads and fills in one :class:`ReleaseRun`; the Prefect side (tasks, artifacts) reaches a stage
+as ``run.steps``, so a kind's module imports no Prefect and another orchestrator (a Dask
+runner) can run the same stages with its own steps.
+
 ``Release`` is a codes release before publishing: the policy gate, the report, the manifest and
 publish take it.
 """
@@ -15,8 +21,8 @@ publish take it.
 from __future__ import annotations
 
 import importlib
-from dataclasses import dataclass
-from typing import Literal
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
 
 import numpy as np
 import polars as pl
@@ -47,6 +53,8 @@ class ReleaseKind:
         min_control_fraction: the control rows its attacks need (a smaller fraction refused).
         holder_release: what a federation's holder publishes with the global models.
         holder_note: what the federation's DP statement says of that release.
+        stages: its pipeline stages (:class:`Stages`).
+        run_name: the MLflow parent run's name prefix (its entry flow's name).
     """
 
     name: str
@@ -60,6 +68,104 @@ class ReleaseKind:
     min_control_fraction: float = 0.0
     holder_release: str = ""
     holder_note: str = ""
+    stages: Stages | None = None
+    run_name: str = "release"
+
+
+@dataclass
+class Judged:
+    """What a kind's measurements give the one gate (``tasks.privacy.policy.decide``).
+
+    Attributes:
+        measured: released table -> limit name -> value (None: not measured).
+        limits: limit name -> its bound (a value above it is crossed).
+        expected: limit name -> what it must cover on this table; a limit that measured
+            nothing although it has something to cover is crossed, one with nothing is not
+            judged (``policy.judge``).
+        utility: (what, value) of the headline utility judged against ``min_utility``.
+        missing: why a value is None where it should not be (the sentence's tail).
+        covered: limit name -> what it measured; unmeasured: the limits with nothing of
+            their kind on this table, as sentences (both shown in the report).
+    """
+
+    measured: dict[str, dict[str, float | None]]
+    limits: dict[str, float]
+    expected: dict[str, list[str]] | None
+    utility: tuple[str, float | None] | None
+    missing: str | None = None
+    covered: dict[str, list[str]] = field(default_factory=dict)
+    unmeasured: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Package:
+    """What the one publish path writes: tables (file stem -> frame), the manifest (JSON-ready),
+    the folder's documents (file name -> text or bytes) and README, and what the flow run's
+    page shows."""
+
+    tables: dict[str, pl.DataFrame]
+    manifest: dict
+    documents: dict[str, str | bytes]
+    readme: str
+    page: str
+
+
+@dataclass
+class ReleaseRun:
+    """One release being built: what every stage of the pipeline reads and fills in.
+
+    Attributes:
+        kind: the release kind; params: its entry flow's parameters; profile: the dataset's.
+        steps: the orchestrator's steps (``flows/release.py``: Prefect tasks and artifacts).
+        timings: stage -> seconds, logged to MLflow.
+        parent: the MLflow parent run id; pool: the attack worker pool (or None).
+        data: the prepared table (``tasks.data.steps.Prepared``); the other fields are each
+            stage's result, ``state`` what a kind keeps between its own stages.
+    """
+
+    kind: ReleaseKind
+    params: Any
+    profile: Any
+    flow_run_id: str
+    steps: Any
+    timings: dict
+    parent: str = ""
+    pool: Any = None
+    data: Any = None
+    budget: Any = None
+    models: Any = None
+    release: Any = None
+    evaluation: Any = None
+    attacks: Any = None
+    judged: Judged | None = None
+    report: Any = None
+    verdict: str = ""
+    folder: str = ""
+    state: dict = field(default_factory=dict)
+
+
+class Stages(Protocol):
+    """The stages a release kind runs in the pipeline, in this order (each fills in ``run``).
+
+    ``resolve`` adjusts the parameters before anything runs (a federation's holder adopts its
+    split); ``pooled`` says whether the attacks use a worker pool; ``judge`` turns the
+    measurements into :class:`Judged`; ``render`` writes the report once the verdict is known
+    (and logs it) and returns its markdown; ``package`` is what ``publish`` writes;
+    ``outcome`` is what the entry flow returns.
+    """
+
+    def resolve(self, params: Any) -> Any: ...
+    def pooled(self, run: ReleaseRun) -> bool: ...
+    def prepare(self, run: ReleaseRun) -> None: ...
+    def budget(self, run: ReleaseRun) -> None: ...
+    def train(self, run: ReleaseRun) -> None: ...
+    def build(self, run: ReleaseRun) -> None: ...
+    def evaluate(self, run: ReleaseRun) -> None: ...
+    def attack(self, run: ReleaseRun) -> None: ...
+    def judge(self, run: ReleaseRun) -> Judged: ...
+    def render(self, run: ReleaseRun, outcome: Any) -> str: ...
+    def package(self, run: ReleaseRun) -> Package: ...
+    def outcome(self, run: ReleaseRun) -> Any: ...
 
 
 def names() -> tuple[str, ...]:
@@ -81,6 +187,13 @@ def get(name: str) -> ReleaseKind:
     kind = getattr(importlib.import_module(module), attribute)
     _LOADED[name] = kind
     return kind
+
+
+def for_model(model: str) -> ReleaseKind:
+    """The kind a registered model family's trained weights feed (``ModelFamily.release``)."""
+    from cloakflow.models import registry
+
+    return get(registry.get(model).release)
 
 
 def register(kind: ReleaseKind) -> ReleaseKind:

@@ -92,6 +92,22 @@ def test_sampling_is_seeded_and_asks_for_a_label():
         vae.sample(2, np.random.default_rng(0), np.array([0, 5]))
 
 
+def test_a_trained_vae_crosses_a_boundary_as_weights_and_samples_the_same():
+    import pickle
+
+    _, pre, x = _prepared(300)
+    label = [s.name for s in pre.specs].index("label")
+    cfg = VaeConfig(heads=pre.heads(), condition=label, hidden=(16,), epochs=2)
+    result = train_vae(x, cfg, seed=3)
+    portable = pickle.loads(pickle.dumps(result.portable()))  # plain data: no Keras object
+    assert all(isinstance(w, np.ndarray) for w in portable.weights)
+    again = portable.result()
+    cond = np.zeros(40, dtype=int)
+    np.testing.assert_array_equal(result.vae.sample(40, np.random.default_rng(5), cond),
+                                  again.vae.sample(40, np.random.default_rng(5), cond))
+    assert again.log.epochs_run == result.log.epochs_run == 2
+
+
 def test_model_space_is_normal_scores_of_the_cdf_values():
     _, pre, x = _prepared(500)
     xm = to_model_space(x, pre.heads())

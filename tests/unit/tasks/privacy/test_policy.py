@@ -124,3 +124,28 @@ def test_min_utility_is_judged_on_the_kind_headline_and_not_measured_is_crossed(
     assert gate["verdict"] == "blocked" and gate["limits"]["min_utility"] == 0.7
     assert "utility: TSTR forest roc_auc_ovr = 0.5500 is below the limit min_utility 0.7" \
         in gate["crossed"]
+
+
+def test_one_decision_for_every_kind_reads_limits_missing_values_and_utility():
+    from cloakflow.tasks.privacy.policy import decide
+
+    policy = _profile(min_utility=0.7).privacy.policy
+    measured = {"rows": {"max_a": 0.2, "max_b": None}}
+    limits = {"max_a": 0.1, "max_b": 0.5}
+    out = decide(measured, limits, policy, True, None, expected=None,
+                 utility=("TSTR", 0.65), missing="too few control rows")
+    assert out.verdict == "blocked" and out.crossed == [
+        "rows: max_a = 0.2000 exceeds the limit 0.1",
+        "rows: max_b not measured (too few control rows)",
+        "utility: TSTR = 0.6500 is below the limit min_utility 0.7"]
+    assert out.limits == {"max_a": 0.1, "max_b": 0.5, "min_utility": 0.7}
+    # a limit with nothing of its kind to cover is not judged; a crossed one can be accepted
+    quiet = decide(measured, limits, policy, True, "owner's reason", expected={"max_b": []},
+                   utility=("TSTR", 0.9))
+    assert quiet.crossed == ["rows: max_a = 0.2000 exceeds the limit 0.1"]
+    assert quiet.verdict == "accepted" and quiet.accepted_risk == "owner's reason"
+    unattacked = decide({}, limits, policy, False, None, utility=("TSTR", 0.9))
+    assert unattacked.crossed == [NOT_ATTACKED] and unattacked.verdict == "blocked"
+    clean = decide({"rows": {"max_a": 0.05}}, limits, policy, True, "unused", None,
+                   ("TSTR", 0.9))
+    assert clean.verdict == "pass" and clean.accepted_risk is None

@@ -74,10 +74,13 @@ def test_schema_versions_old_shape_read_newer_refused_by_name(tmp_path):
         DatasetProfile.model_validate(tiny_profile_dict(version=2))
 
 
-def test_the_published_json_schema_is_the_types():
-    from cloakflow.tasks.release.manifest import SCHEMA_FILE, json_schema
+@pytest.mark.parametrize("name", ["manifest-codes.schema.json",
+                                  "manifest-synthetic.schema.json",
+                                  "manifest-federation.schema.json"])
+def test_the_published_json_schemas_are_the_types(name):
+    from cloakflow.tasks.release.manifest import SCHEMAS, json_schema
 
-    assert SCHEMA_FILE.read_text() == json_schema(), (
-        "schemas/manifest-codes.schema.json is stale: regenerate it with python -c 'from "
-        "cloakflow.tasks.release.manifest import SCHEMA_FILE, json_schema; "
-        "SCHEMA_FILE.write_text(json_schema())'")
+    assert (SCHEMAS / name).read_text() == json_schema(name), (
+        f"schemas/{name} is stale: regenerate every schema with python -c 'from "
+        "cloakflow.tasks.release.manifest import SCHEMAS, SCHEMA_TYPES, json_schema; "
+        "[(SCHEMAS / n).write_text(json_schema(n)) for n in SCHEMA_TYPES]'")
