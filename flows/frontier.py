@@ -26,6 +26,7 @@ from cloakflow.tasks.evaluation.steps import evaluate_utility
 from cloakflow.tasks.privacy import frontier as fr
 from cloakflow.tasks.privacy.attacks import blocks_of
 from cloakflow.tasks.release.codes import code_tables
+from cloakflow.tasks.release.kinds import limits_of
 from cloakflow.tasks.training.fit import model_heads
 from cloakflow.tasks.training.steps import train as train_task
 
@@ -68,7 +69,7 @@ def _sweep(params: FrontierParameters, profile, parent: str) -> dict:
     result = {"dataset": profile.name, "seed": params.seed, "folds": params.folds,
               "forest": params.forest,
               "original_roc_auc": original.result()["mean"]["test_roc_auc"],
-              "policy_max_inversion_gain": profile.privacy.policy.max_inversion_gain,
+              "policy_max_inversion_gain": limits_of(profile, "codes").max_inversion_gain,
               "points": points, "within_baseline": fr.within_baseline(points)}
     result["folder"] = _publish(params, profile, parent, result)
     return result

@@ -89,9 +89,9 @@ def gate(run: ReleaseRun) -> None:
     """The one gate: the kind's measurements judged by the profile's policy, the report
     rendered with the outcome; a blocked release raises ``PolicyViolation``."""
     j = run.judged = run.kind.stages.judge(run)
-    outcome = decide(j.measured, j.limits, run.profile.privacy.policy,
-                     run.params.privacy_attacks, run.params.accept_risk, j.expected, j.utility,
-                     j.missing, covered=j.covered, unmeasured=j.unmeasured)
+    outcome = decide(j.measured, j.limits, run.params.privacy_attacks, run.params.accept_risk,
+                     j.expected, j.utility, j.missing, covered=j.covered,
+                     unmeasured=j.unmeasured)
     run.verdict = outcome.verdict
     summary = run.kind.stages.render(run, outcome)
     if outcome.verdict == "blocked":

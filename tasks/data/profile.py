@@ -91,43 +91,36 @@ class Source(BaseModel):
 
 
 class ReleasePolicy(BaseModel):
-    """Limits a release must stay within to be published without ``--accept-risk``.
+    """The limits a release must stay within to be published without ``--accept-risk``, per
+    release kind: ``privacy.policy.<kind>: {limit: value}`` (``codes:``, ``synthetic:``, ...).
 
-    Every limit is compared with a measured attack result (see ``tasks/privacy/attacks/``); the
-    attacker knowledge behind each is stated in the privacy report.
+    Each kind declares its limits, their bounds and defaults (``ReleaseKind.limits``); a
+    section is validated against them when a release of that kind reads it
+    (``tasks.release.kinds.limits_of``), since the kinds are not this module's to know. Limits
+    given flat under ``policy:`` (the layout of profile version 1) apply to every kind that
+    has a limit of that name; a kind's own section wins over them.
     """
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="allow")
 
-    max_inversion_gain: float = Field(
-        0.05, ge=0, le=1,
-        description="largest accuracy gain over the majority-class baseline of the p = 1% "
-                    "known-plaintext inversion, on any sensitive categorical attribute")
-    max_inversion_r2: float = Field(
-        0.25, le=1, description="largest R^2 of the p = 1% inversion on any sensitive numeric "
-                                "attribute")
-    max_membership_auc: float = Field(
-        0.6, ge=0.5, le=1, description="largest membership-inference AUC against any model")
-    max_reidentification: float = Field(
-        0.01, ge=0, le=1, description="largest share of target rows linked to their own "
-                                      "released row after the p = 1% inversion")
-    # synthetic releases (the codes' limits above that apply to them: max_membership_auc)
-    max_dcr_share: float = Field(
-        0.6, ge=0.5, le=1, description="synthetic rows: largest share closer to a training row "
-                                       "than to a control row (0.5: no closer to the rows "
-                                       "trained on than to unseen ones)")
-    max_exact_copy_excess: float = Field(
-        0.01, ge=0, le=1, description="synthetic rows: largest share that copy a training row "
-                                      "exactly, minus the control rows' own share")
-    max_membership_tpr: float = Field(
-        0.05, ge=0, le=1, description="synthetic rows: largest membership-inference TPR at 1% "
-                                      "FPR (distance and density-ratio attacks)")
-    min_utility: float | None = Field(
-        None, le=1, description="smallest utility of the release in its target kind's headline "
-                                "score: ROC AUC (binary), macro one-vs-rest ROC AUC "
-                                "(multiclass) or R² (numeric); of GROUP_ENCODED's "
-                                "cross-validation for codes, of the forest's TSTR for synthetic "
-                                "rows; null: no utility limit")
+    @model_validator(mode="after")
+    def _numbers_or_sections(self) -> ReleasePolicy:
+        for key, value in (self.__pydantic_extra__ or {}).items():
+            number = value is None or (isinstance(value, int | float)
+                                       and not isinstance(value, bool))
+            if not (number or isinstance(value, dict)):
+                raise ValueError(f"privacy.policy.{key}: a limit is a number and a release "
+                                 f"kind's section a mapping of limits, not {value!r}")
+        return self
+
+    def sections(self) -> dict[str, dict]:
+        """Release kind -> the limits its section sets."""
+        return {k: v for k, v in (self.__pydantic_extra__ or {}).items() if isinstance(v, dict)}
+
+    def flat(self) -> dict[str, float | None]:
+        """The limits set flat under ``policy:`` (for every kind that has them)."""
+        return {k: v for k, v in (self.__pydantic_extra__ or {}).items()
+                if not isinstance(v, dict)}
 
 
 class CodeNoise(BaseModel):
@@ -389,7 +382,9 @@ Constraint = Annotated[Inequality | Formula | FixedCombinations | Range,
                        Field(discriminator="type")]
 
 
-PROFILE_VERSION = 1  # the layout of a profile; a newer one is refused by name
+# the layout of a profile; a newer one is refused by name. 2: the policy's limits in
+# one section per release kind (version 1's flat limits are still read)
+PROFILE_VERSION = 2
 
 
 class DatasetProfile(BaseModel):
@@ -397,7 +392,7 @@ class DatasetProfile(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    version: int = Field(PROFILE_VERSION, description="the profile layout's version (absent: 1)")
+    version: int = Field(1, description="the profile layout's version (absent: 1)")
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
     format: Literal["csv", "parquet"] = Field(
         "csv", description="the profile's own file's format; a file given with --input is "

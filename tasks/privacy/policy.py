@@ -4,7 +4,7 @@ share."""
 
 from __future__ import annotations
 
-from cloakflow.tasks.data.profile import DatasetProfile, ReleasePolicy
+from cloakflow.tasks.data.profile import DatasetProfile
 from cloakflow.tasks.privacy.attacks import POLICY_FRACTION, REGRESSORS, strongest
 
 NOT_ATTACKED = ("no privacy attacks were run (--skip-attacks, privacy_attacks=False): the "
@@ -86,17 +86,16 @@ def judge(measured: dict[str, dict], limits, expected: dict[str, list[str]] | No
           missing: str | None = None) -> list[str]:
     """Every limit a release crosses, as readable sentences (empty when the limits hold).
 
-    ``limits``: limit name -> bound, or the profile's ``ReleasePolicy`` (read by attribute).
+    ``limits``: limit name -> bound (a kind's limits, ``kinds.limits_of``).
     A limit that measured nothing counts as crossed when something it should cover exists
     (``expected``; None: everything should be measured); when nothing of its kind exists on
     the table it is not judged. ``missing``: why a value is absent, for the sentence (default:
     what it should have covered).
     """
-    bound = limits.get if isinstance(limits, dict) else (lambda k: getattr(limits, k))
     crossed = []
     for name, values in measured.items():
         for key, value in values.items():
-            limit = bound(key)
+            limit = limits[key]
             if value is None:
                 if expected is None or expected.get(key):
                     what = ", ".join((expected or {}).get(key, [])) or "its attributes"
@@ -108,10 +107,9 @@ def judge(measured: dict[str, dict], limits, expected: dict[str, list[str]] | No
     return crossed
 
 
-def utility_crossed(policy: ReleasePolicy, what: str, value: float | None) -> list[str]:
-    """The ``min_utility`` limit, judged on ``value`` (``what`` names the figure): a readable
-    sentence when crossed or, with a limit set, not measured; empty otherwise."""
-    limit = policy.min_utility
+def utility_crossed(limit: float | None, what: str, value: float | None) -> list[str]:
+    """The kind's ``min_utility`` limit, judged on ``value`` (``what`` names the figure): a
+    readable sentence when crossed or, with a limit set, not measured; empty otherwise."""
     if limit is None:
         return []
     if value is None:
@@ -151,40 +149,35 @@ def policy_outcome(releases: dict[str, dict], profile: DatasetProfile, attacked:
     with a reason on record, else ``blocked``. ``utility``: (what, value) of the release's
     headline utility, judged against ``min_utility`` (``utility_crossed``); None: not judged
     (an attack rerun)."""
-    policy = profile.privacy.policy
+    from cloakflow.tasks.release.kinds import limits_of
+
     measured, covered = measure_policy(releases, profile)
-    limits = {k: getattr(policy, k) for k in CODES_LIMITS}
-    return decide(measured, limits, policy, attacked, accept_risk, expected, utility,
-                  covered=covered, unmeasured=not_measured(measured, expected or {}))
+    return decide(measured, limits_of(profile, "codes").model_dump(), attacked, accept_risk,
+                  expected, utility, covered=covered,
+                  unmeasured=not_measured(measured, expected or {}))
 
 
-# the limits of each kind's measurements, read from the profile's policy
-CODES_LIMITS = ("max_inversion_gain", "max_inversion_r2", "max_membership_auc",
-                "max_reidentification")
-
-
-def decide(measured: dict[str, dict], limits: dict[str, float], policy: ReleasePolicy,
-           attacked: bool, accept_risk: str | None,
+def decide(measured: dict[str, dict], limits: dict[str, float | None], attacked: bool,
+           accept_risk: str | None,
            expected: dict[str, list[str]] | None = None,
            utility: tuple[str, float | None] | None = None, missing: str | None = None,
            covered: dict[str, list[str]] | None = None, unmeasured: list[str] | None = None):
     """The one gate decision of every release kind: ``measured`` (table -> limit -> value)
-    judged against ``limits`` (:func:`judge`, with ``expected`` and ``missing``), not attacked
-    counted as crossed, the headline ``utility`` against the policy's ``min_utility``;
-    crossed is ``accepted`` with ``accept_risk`` on record, else ``blocked``.
+    judged against ``limits`` (the kind's limits, ``kinds.limits_of``: :func:`judge`, with
+    ``expected`` and ``missing``), not attacked counted as crossed, the headline ``utility``
+    against the limits' ``min_utility``; crossed is ``accepted`` with ``accept_risk`` on
+    record, else ``blocked``.
 
     Returns:
-        ``report.PolicyOutcome`` (limits as judged, with ``min_utility`` when it is set).
+        ``report.PolicyOutcome`` (the limits that are set).
     """
     from cloakflow.tasks.privacy.report import PolicyOutcome
 
     crossed = judge(measured, limits, expected, missing) if attacked else [NOT_ATTACKED]
     if utility is not None:
-        crossed += utility_crossed(policy, *utility)
+        crossed += utility_crossed(limits.get("min_utility"), *utility)
     verdict = "pass" if not crossed else ("accepted" if accept_risk else "blocked")
     shown = {k: v for k, v in limits.items() if v is not None}
-    if policy.min_utility is not None:
-        shown["min_utility"] = policy.min_utility
     return PolicyOutcome(limits=shown, measured=measured, crossed=crossed, verdict=verdict,
                          accepted_risk=accept_risk if crossed else None,
                          covered=covered or {}, not_measured=unmeasured or [])

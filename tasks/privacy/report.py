@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from cloakflow.tasks.plots import figure
 from cloakflow.tasks.privacy.policy import best_inversion
+from cloakflow.tasks.release.report import Section, policy_section, render
 
 Verdict = Literal["pass", "accepted", "blocked"]
 
@@ -80,100 +81,114 @@ class PrivacyReport(BaseModel):
 
 
 def summary_markdown(report: PrivacyReport) -> str:
-    """The one-page summary: every figure beside its attack and attacker knowledge."""
-    lines = [f"# Privacy report: {report.dataset}", "",
-             f"Verdict: **{report.policy.verdict}**. "
-             + ("Limits crossed: " + "; ".join(report.policy.crossed) + "."
-                if report.policy.crossed else "No limit was crossed."), ""]
-    if report.policy.accepted_risk:
-        lines += [f"Risk accepted on record: \"{report.policy.accepted_risk}\"", ""]
-    if report.policy.covered:
-        lines += ["Limits and what they covered: " + "; ".join(
-            f"{k} <= {report.policy.limits[k]:g} over {', '.join(v) or 'nothing'}"
-            for k, v in report.policy.covered.items()) + ".", ""]
-    if report.policy.not_measured:
-        lines += ["Not measured: " + "; ".join(report.policy.not_measured) + ".", ""]
+    """The one-page summary: every figure beside its attack and attacker knowledge (rendered
+    by the one report renderer, ``tasks.release.report``)."""
+    p = report.policy
+    intro = []
     if report.label:
-        lines += [report.label, ""]
+        intro += [report.label, ""]
     if report.identifiers:
-        lines += ["Identifier columns, kept out of the features and the release: "
+        intro += ["Identifier columns, kept out of the features and the release: "
                   + ", ".join(report.identifiers) + ".", ""]
-    dp = report.dp
-    if dp:
-        bound = dp["membership_bound"]
-        lines += [f"Differential privacy: all {len(dp['models'])} models trained with DP-SGD "
-                  f"({dp['design']} design) are together epsilon {dp['epsilon']:.3g}, delta "
-                  f"{dp['delta']:g} with respect to replacing one row (n public; PLD "
-                  f"accountant). This caps any membership attack on the models at AUC <= "
-                  f"{bound['auc_at_most']:.3f} and TPR <= "
-                  f"{bound['tpr_at_1pct_fpr_at_most']:.3f}"
-                  " at 1% FPR (measured below). It does not bound the inversion of released "
-                  "codes: those are deterministic functions of their rows. This report is "
-                  "computed on private rows and is not covered by epsilon.", "",
-                  f"Preprocessing: {dp['preprocessing']['statement']}.", ""]
-    fractions = report.known_fractions
-    for name, sec in report.releases.items():
-        noise = ", ".join(f"{m}: {n['multiplier']}x clip {n.get('clip_norm')}"
-                          for m, n in sec["noise"].items() if n["multiplier"]) or "none"
-        lines += [f"## {name} (models: {', '.join(sec['models'])}; code noise: {noise})", "",
-                  "Inversion, categorical attributes: accuracy (best of ridge/MLP) vs majority "
-                  "baseline. Known-plaintext attacker holds p of the rows; leaked decoder "
-                  "attacker holds the decoder.", "",
-                  "| attribute | baseline | " + " | ".join(f"p = {p:g}" for p in fractions)
-                  + " | leaked decoder |", "|---|---|" + "---|" * (len(fractions) + 1)]
-        best = {p: best_inversion(sec, p) for p in fractions}
-        for attr, s in sec["leaked_decoder"].items():
-            if s["kind"] != "categorical":
-                continue
-            lines.append(f"| {attr} | {s['baseline']:.3f} | "
-                         + " | ".join(f"{best[p][attr]['accuracy']:.3f}" for p in fractions)
-                         + f" | {s['accuracy']:.3f} |")
-        lines += ["", "Numeric attributes: R^2 (MAE in original units).", "",
-                  "| attribute | " + " | ".join(f"p = {p:g}" for p in fractions)
-                  + " | leaked decoder |", "|---|" + "---|" * (len(fractions) + 1)]
-        for attr, s in sec["leaked_decoder"].items():
-            if s["kind"] != "numeric":
-                continue
-            lines.append(f"| {attr} | " + " | ".join(
-                f"{best[p][attr]['r2']:.3f} ({best[p][attr]['mae']:.3g})" for p in fractions)
-                + f" | {s['r2']:.3f} ({s['mae']:.3g}) |")
-        reid = sec["reidentification"]
-        lines += ["", f"Re-identification (quasi-identifiers {', '.join(reid['quasi_identifiers'])}"
-                      f"; {reid['unique_on_quasi_identifiers']:.1%} of training rows are unique "
-                      f"on them): {reid['linked']:.2%} of targets linked to their own row "
-                      f"after the p = 1% inversion ({reid['regressor']}; random guess "
-                      f"{reid['baseline']:.4%}).", ""]
-        if sec["membership"]:
-            lines += ["Membership inference (reconstruction-loss threshold, training vs control "
-                      "rows; judged two-sided, max(AUC, 1 - AUC)): " + "; ".join(
-                          f"{m} AUC {v['auc']:.3f}, TPR@1%FPR {v['tpr_at_1pct_fpr']:.3f}"
-                          + (f" (reversed {v['tpr_at_1pct_fpr_reversed']:.3f})"
-                             if "tpr_at_1pct_fpr_reversed" in v else "")
-                          for m, v in sec["membership"].items()) + ".", ""]
-        d = sec["dcr"]
-        dcr = (f"Distance to closest training record: decoded release median "
-               f"{d['release_to_train']['median']:.3f}, 5th pct {d['release_to_train']['p5']:.3f}"
-               f" ({d['release_to_train']['exact_match_share']:.1%} exact copies)")
-        if "control_to_train" in d:
-            dcr += (f"; control rows median {d['control_to_train']['median']:.3f}, 5th pct "
-                    f"{d['control_to_train']['p5']:.3f}")
-        lines += [dcr + ".", ""]
-        a = sec["anonymeter"]
-        if a:
-            so = a["singling_out"]
-            parts = [f"singling out {so['risk']:.3f} [{so['ci'][0]:.3f}, {so['ci'][1]:.3f}]"
-                     + (f" ({so['note']})" if so.get("note") else "")]
-            if "linkability" in a:
-                parts.append(f"linkability {a['linkability']['risk']:.3f} "
-                             f"[{a['linkability']['ci'][0]:.3f}, {a['linkability']['ci'][1]:.3f}]")
-            parts += [f"inference of {k} {v['risk']:.3f} [{v['ci'][0]:.3f}, {v['ci'][1]:.3f}]"
-                      for k, v in a["inference"].items()]
-            lines += [f"anonymeter risks on the leaked-decoder view ({a['attacks']} attacks "
-                      "each, 95% CI): " + "; ".join(parts) + ".", ""]
-    lines += ["## Attacker knowledge", ""] + [f"- **{k}**: {v}" for k, v in KNOWLEDGE.items()]
-    lines += ["", "These are measurements of the attacks above, not a proof of anonymity. The "
-                  "codes are a deterministic function of each row unless noise is added."]
-    return "\n".join(lines) + "\n"
+    intro += _dp_lines(report.dp)
+    sections = [_release_section(name, sec, report.known_fractions)
+                for name, sec in report.releases.items()]
+    sections.append(Section("Attacker knowledge",
+                            [f"- **{k}**: {v}" for k, v in KNOWLEDGE.items()]))
+    return render(f"Privacy report: {report.dataset}", intro, policy_section(
+        p.verdict, p.crossed, p.measured, p.limits, p.accepted_risk, p.covered,
+        p.not_measured), sections, [
+        "These are measurements of the attacks above, not a proof of anonymity. The codes "
+        "are a deterministic function of each row unless noise is added."])
+
+
+def _dp_lines(dp: dict | None) -> list[str]:
+    """What a DP codes release's guarantee covers and does not, for the report's intro."""
+    if not dp:
+        return []
+    bound = dp["membership_bound"]
+    return [f"Differential privacy: all {len(dp['models'])} models trained with DP-SGD "
+            f"({dp['design']} design) are together epsilon {dp['epsilon']:.3g}, delta "
+            f"{dp['delta']:g} with respect to replacing one row (n public; PLD accountant). "
+            f"This caps any membership attack on the models at AUC <= "
+            f"{bound['auc_at_most']:.3f} and TPR <= {bound['tpr_at_1pct_fpr_at_most']:.3f}"
+            " at 1% FPR (measured below). It does not bound the inversion of released codes: "
+            "those are deterministic functions of their rows. This report is computed on "
+            "private rows and is not covered by epsilon.", "",
+            f"Preprocessing: {dp['preprocessing']['statement']}.", ""]
+
+
+def _release_section(name: str, sec: dict, fractions) -> Section:
+    """One released table's attacks: inversion, re-identification, membership, DCR,
+    anonymeter."""
+    noise = ", ".join(f"{m}: {n['multiplier']}x clip {n.get('clip_norm')}"
+                      for m, n in sec["noise"].items() if n["multiplier"]) or "none"
+    lines = _inversion_lines(sec, fractions)
+    lines += _reidentification_lines(sec["reidentification"])
+    if sec["membership"]:
+        lines += ["Membership inference (reconstruction-loss threshold, training vs control "
+                  "rows; judged two-sided, max(AUC, 1 - AUC)): " + "; ".join(
+                      f"{m} AUC {v['auc']:.3f}, TPR@1%FPR {v['tpr_at_1pct_fpr']:.3f}"
+                      + (f" (reversed {v['tpr_at_1pct_fpr_reversed']:.3f})"
+                         if "tpr_at_1pct_fpr_reversed" in v else "")
+                      for m, v in sec["membership"].items()) + ".", ""]
+    lines += [_dcr_line(sec["dcr"]), ""]
+    if sec["anonymeter"]:
+        lines += [_anonymeter_line(sec["anonymeter"])]
+    return Section(f"{name} (models: {', '.join(sec['models'])}; code noise: {noise})", lines)
+
+
+def _inversion_lines(sec: dict, fractions) -> list[str]:
+    """The inversion tables: categorical accuracy and numeric R² per known fraction."""
+    lines = ["Inversion, categorical attributes: accuracy (best of ridge/MLP) vs majority "
+             "baseline. Known-plaintext attacker holds p of the rows; leaked decoder attacker "
+             "holds the decoder.", "",
+             "| attribute | baseline | " + " | ".join(f"p = {p:g}" for p in fractions)
+             + " | leaked decoder |", "|---|---|" + "---|" * (len(fractions) + 1)]
+    best = {p: best_inversion(sec, p) for p in fractions}
+    leaked = sec["leaked_decoder"]
+    lines += [f"| {attr} | {s['baseline']:.3f} | "
+              + " | ".join(f"{best[p][attr]['accuracy']:.3f}" for p in fractions)
+              + f" | {s['accuracy']:.3f} |" for attr, s in leaked.items()
+              if s["kind"] == "categorical"]
+    lines += ["", "Numeric attributes: R^2 (MAE in original units).", "",
+              "| attribute | " + " | ".join(f"p = {p:g}" for p in fractions)
+              + " | leaked decoder |", "|---|" + "---|" * (len(fractions) + 1)]
+    lines += [f"| {attr} | " + " | ".join(
+        f"{best[p][attr]['r2']:.3f} ({best[p][attr]['mae']:.3g})" for p in fractions)
+        + f" | {s['r2']:.3f} ({s['mae']:.3g}) |" for attr, s in leaked.items()
+        if s["kind"] == "numeric"]
+    return lines + [""]
+
+
+def _reidentification_lines(reid: dict) -> list[str]:
+    return [f"Re-identification (quasi-identifiers {', '.join(reid['quasi_identifiers'])}; "
+            f"{reid['unique_on_quasi_identifiers']:.1%} of training rows are unique on them): "
+            f"{reid['linked']:.2%} of targets linked to their own row after the p = 1% "
+            f"inversion ({reid['regressor']}; random guess {reid['baseline']:.4%}).", ""]
+
+
+def _dcr_line(d: dict) -> str:
+    dcr = (f"Distance to closest training record: decoded release median "
+           f"{d['release_to_train']['median']:.3f}, 5th pct {d['release_to_train']['p5']:.3f}"
+           f" ({d['release_to_train']['exact_match_share']:.1%} exact copies)")
+    if "control_to_train" in d:
+        dcr += (f"; control rows median {d['control_to_train']['median']:.3f}, 5th pct "
+                f"{d['control_to_train']['p5']:.3f}")
+    return dcr + "."
+
+
+def _anonymeter_line(a: dict) -> str:
+    so = a["singling_out"]
+    parts = [f"singling out {so['risk']:.3f} [{so['ci'][0]:.3f}, {so['ci'][1]:.3f}]"
+             + (f" ({so['note']})" if so.get("note") else "")]
+    if "linkability" in a:
+        parts.append(f"linkability {a['linkability']['risk']:.3f} "
+                     f"[{a['linkability']['ci'][0]:.3f}, {a['linkability']['ci'][1]:.3f}]")
+    parts += [f"inference of {k} {v['risk']:.3f} [{v['ci'][0]:.3f}, {v['ci'][1]:.3f}]"
+              for k, v in a["inference"].items()]
+    return (f"anonymeter risks on the leaked-decoder view ({a['attacks']} attacks each, 95% "
+            "CI): " + "; ".join(parts) + ".")
 
 
 def plot_attacks(report: PrivacyReport, path: str) -> str:

@@ -354,12 +354,11 @@ def judged(evaluation: dict, profile: DatasetProfile):
     (``tasks.release.kinds.Judged``): its four quantities (``measure``) under the table name
     ``synthetic``, every one expected (a None is too few control rows), and the forest's TSTR
     score as the headline utility."""
-    from cloakflow.tasks.release.kinds import Judged
+    from cloakflow.tasks.release.kinds import Judged, limits_of
 
-    policy = profile.privacy.policy
     tstr = evaluation.get("tstr", {})
     return Judged(measured={"synthetic": measure(evaluation)},
-                  limits={k: getattr(policy, k) for k in SYNTHETIC_LIMITS}, expected=None,
+                  limits=limits_of(profile, "synthetic").model_dump(), expected=None,
                   utility=(f"TSTR forest {tstr.get('metric', 'roc_auc')}",
                            tstr.get("forest", {}).get("tstr")),
                   missing="too few control rows")
@@ -378,8 +377,8 @@ def judge(evaluation: dict, profile: DatasetProfile, attacked: bool,
     from cloakflow.tasks.privacy.policy import decide
 
     j = judged(evaluation, profile)
-    return gate_dict(decide(j.measured, j.limits, profile.privacy.policy, attacked,
-                            accept_risk, j.expected, j.utility, j.missing))
+    return gate_dict(decide(j.measured, j.limits, attacked, accept_risk, j.expected, j.utility,
+                            j.missing))
 
 
 def gate_dict(outcome) -> dict:
@@ -396,12 +395,13 @@ def _fmt(value, digits: int = 3) -> str:
 
 def report_markdown(dataset: str, evaluation: dict, gate: dict, *, rows: int, model: str,
                     dp: dict | None, condition: Conditioning, profile_target=None) -> str:
-    """The one-page report of a synthetic release (markdown); ``profile_target``: the
-    profile's ``Target``, whose label statement the report carries."""
+    """The one-page report of a synthetic release (markdown, by the one report renderer
+    ``tasks.release.report``); ``gate``: the gate's outcome (``gate_dict``);
+    ``profile_target``: the profile's ``Target``, whose label statement the report carries."""
     from cloakflow.tasks.release.kinds import label_statement
+    from cloakflow.tasks.release.report import Section, policy_section, render
 
-    lines = [f"# Synthetic release of `{dataset}`", "",
-             f"{rows} rows from the {model.upper()}, "
+    intro = [f"{rows} rows from the {model.upper()}, "
              + (f"conditioned on `{condition.column}`" if condition.column else
                 "unconditioned (the numeric target is modelled as a column)")
              + (f" = `{condition.value}` for every row" if condition.value else "") + "; "
@@ -411,124 +411,124 @@ def report_markdown(dataset: str, evaluation: dict, gate: dict, *, rows: int, mo
                 " (add/remove one row); this report and the gate's decision are computed on "
                 "private rows and are not covered." if dp else
                 "not differentially private."), ""]
-    fid = evaluation["fidelity"]
     if profile_target is not None:
-        lines += [label_statement(profile_target, "synthetic"), ""]
-    lines += [f"Compared with {evaluation.get('compared_with', 'all real rows')}.", ""]
+        intro += [label_statement(profile_target, "synthetic"), ""]
+    intro += [f"Compared with {evaluation.get('compared_with', 'all real rows')}.", ""]
     if evaluation.get("small_sample"):
-        lines += [f"**Unreliable figures:** {evaluation['small_sample']}", ""]
-    if "skipped" in fid:
-        lines += ["## Fidelity", "", f"Skipped: {fid['skipped']}.", ""]
-    else:
-        lines += ["## Fidelity (1 − total variation distance, against the training rows)", ""]
-        rel = fid.get("quality", {}).get("release")
-        if rel:
-            lines += [f"**Quality of the release: {_fmt(rel['score'])}** (column shapes "
-                      f"{_fmt(rel['column_shapes'])}, column pair trends "
-                      f"{_fmt(rel['column_pair_trends'])}): every published row against the "
-                      "training rows, as SDMetrics' QualityReport scores `synthetic.parquet`. "
-                      "The table subsamples the synthetic rows to the control rows' count, "
-                      "beside the control rows themselves.", ""]
-        lines += ["| | synthetic | control rows (real rows never trained on) |",
-                  "|---|---|---|"]
-        lines += [f"| {k.replace('_', '-')} | {fid[k]['synthetic']:.3f} | "
-                  f"{fid[k]['holdout_maximum']:.3f} |" for k in ("univariate", "bivariate",
-                                                                 "three_way")]
-        quality = fid.get("quality")
-        if quality:
-            syn, hold = quality["synthetic"], quality["holdout"]
-            lines += [f"| SDMetrics-style quality | {_fmt(syn['score'])} | "
-                      f"{_fmt(hold['score'])} |",
-                      f"| column shapes | {_fmt(syn['column_shapes'])} | "
-                      f"{_fmt(hold['column_shapes'])} |",
-                      f"| column pair trends ({syn['pairs']} associated "
-                      f"pair{'s' * (syn['pairs'] != 1)}) | "
-                      f"{_fmt(syn['column_pair_trends'])} | "
-                      f"{_fmt(hold['column_pair_trends'])} |"]
-        worst = ", ".join(f"{n} {v:.2f}" for n, v in fid["bivariate"]["worst"][:3])
-        lines += ["", f"Weakest pairs by bivariate accuracy: {worst}."]
-        if quality:
-            q_worst = ", ".join(f"{n} {v:.2f}" for n, v in quality["synthetic"]["worst_pairs"][:3])
-            lines += [f"The quality rows follow {quality['follows']}; its weakest pairs: "
-                      f"{q_worst or 'none scored'}."]
-        lines.append("")
+        intro += [f"**Unreliable figures:** {evaluation['small_sample']}", ""]
+    sections = [_fidelity_section(evaluation["fidelity"])]
     if evaluation.get("constraints"):
-        lines += constraint_lines(evaluation["constraints"])
-    ts = evaluation["tstr"]
-    if "skipped" in ts:
-        lines += ["## Utility", "", f"TSTR skipped: {ts['skipped']}.", ""]
-    else:
-        from cloakflow.tasks.evaluation.learners import LABEL
+        sections.append(Section(None, constraint_lines(evaluation["constraints"])))
+    sections += [_utility_section(evaluation["tstr"]),
+                 Section("Privacy", _privacy_lines(evaluation.get("privacy")))]
+    policy = policy_section(gate["verdict"], gate["crossed"], {"synthetic": gate["measured"]},
+                            gate["limits"], gate["accepted_risk"])
+    return render(f"Synthetic release of `{dataset}`", intro, policy, sections, [
+        "Membership AUC is judged two-sided, max(AUC, 1 − AUC): an attack that ranks members "
+        "low reveals them as well."])
 
-        metric = LABEL[ts.get("metric", "roc_auc")]
-        lines += [f"## Utility ({metric} on the control rows)", "",
-                  "| learner | train on synthetic (TSTR) | train on real (TRTR) |",
-                  "|---|---|---|"]
-        lines += [f"| {k} | {ts[k]['tstr']:.4f} | {ts[k]['trtr']:.4f} |"
-                  for k in ("forest", "lightgbm")]
-        if "positive_rate" in ts:
-            pr = ts["positive_rate"]
-            lines += ["", f"Positive rate: synthetic {pr['synthetic']:.3f}, training "
-                          f"{pr['training']:.3f}."]
-        if "class_shares" in ts:
-            cs = ts["class_shares"]
-            names = ts.get("classes") or [str(i) for i in range(len(cs["training"]))]
-            lines += ["", "Class shares (synthetic / training): " + ", ".join(
-                f"{n} {a:.3f} / {b:.3f}" for n, a, b in zip(names, cs["synthetic"],
-                                                            cs["training"], strict=True)) + "."]
-        if "tstr_per_class" in ts["forest"]:  # in class order, as the class shares
-            syn, real = ts["forest"]["tstr_per_class"], ts["forest"]["trtr_per_class"]
-            names = ts.get("classes") or list(syn)
-            lines += ["", "Per class, the forest's one-vs-rest ROC AUC (TSTR / TRTR; — no "
-                          "control row of the class): " + ", ".join(
-                f"{n} {_fmt(a)} / {_fmt(b)}" for n, a, b in zip(names, syn.values(),
-                                                                real.values(), strict=True))
-                      + "."]
-        if "tstr_mae" in ts["forest"]:
-            lines += ["", f"MAE of the forest: TSTR {ts['forest']['tstr_mae']:.4g}, TRTR "
-                          f"{ts['forest']['trtr_mae']:.4g} (the target's units)."]
-        if (weak := weak_signal(ts)):
-            lines += ["", f"**Little of the label's signal:** {weak}"]
-        lines.append("")
-    privacy = evaluation.get("privacy")
-    lines += ["## Privacy", ""]
-    if privacy:
-        d = privacy["distance"]
-        ratio = "not measured" if d["dcr_ratio"] is None else f"{d['dcr_ratio']:.2f}"
-        lines += [f"- DCR share {d['dcr_share']:.3f} (0.5 ideal), DCR ratio "
-                  f"{ratio}, exact copies {d['exact_copies']:.2%} (control rows' "
-                  f"own rate {d['exact_copies_control']:.2%}), NNDR median "
-                  f"{d['nndr_median']:.2f}."]
-        if "membership" in privacy:
-            m = privacy["membership"]
-            lines += [f"- Membership inference ({m['strongest']} strongest): AUC "
-                      f"{m['auc']:.3f}, TPR at 1% FPR {m['tpr_at_1pct_fpr']:.3f} "
-                      f"({m['members']} members, {m['non_members']} non-members)."]
-        if "anonymeter" in privacy:
-            a = privacy["anonymeter"]
-            risks = [f"{k.replace('_', ' ')} {a[k]['risk']:.3f}"
-                     for k in ("singling_out", "linkability") if k in a]
-            risks += [f"inference of {k} {v['risk']:.3f}"
-                      for k, v in a.get("inference", {}).items()]
-            lines += [f"- anonymeter risks (0 = none beyond the control rows' baseline): "
-                      f"{', '.join(risks) or 'none run'}."]
-            lines += [f"  - {k.replace('_', ' ')}: {a[k]['note']}"
-                      for k in ("singling_out", "linkability") if a.get(k, {}).get("note")]
-            if not a.get("inference"):
-                lines += ["  - no inference attack: the profile lists no `privacy.sensitive` "
-                          "attribute"]
-    else:
-        lines += ["- Not attacked (--skip-attacks)."]
-    lines += ["", f"**Policy verdict: {gate['verdict']}**"
-              + (f" (accepted risk: {gate['accepted_risk']})" if gate["accepted_risk"] else ""),
-              ""]
-    lines += [f"- {c}" for c in gate["crossed"]] or ["- every limit holds"]
-    lines += ["", "| limit | measured | allowed |", "|---|---|---|"]
-    lines += [f"| {k} | {_fmt(gate['measured'][k], 4)} | {gate['limits'][k]} |"
-              for k in SYNTHETIC_LIMITS]
-    lines += ["", "Membership AUC is judged two-sided, max(AUC, 1 − AUC): an attack that "
-                  "ranks members low reveals them as well."]
-    return "\n".join(lines) + "\n"
+
+def _fidelity_section(fid: dict):
+    """Fidelity: the release's own quality, 1 − TVD against the control rows' own, the
+    weakest pairs."""
+    from cloakflow.tasks.release.report import Section
+
+    if "skipped" in fid:
+        return Section("Fidelity", [f"Skipped: {fid['skipped']}."])
+    lines = []
+    rel = fid.get("quality", {}).get("release")
+    if rel:
+        lines += [f"**Quality of the release: {_fmt(rel['score'])}** (column shapes "
+                  f"{_fmt(rel['column_shapes'])}, column pair trends "
+                  f"{_fmt(rel['column_pair_trends'])}): every published row against the "
+                  "training rows, as SDMetrics' QualityReport scores `synthetic.parquet`. "
+                  "The table subsamples the synthetic rows to the control rows' count, "
+                  "beside the control rows themselves.", ""]
+    lines += ["| | synthetic | control rows (real rows never trained on) |", "|---|---|---|"]
+    lines += [f"| {k.replace('_', '-')} | {fid[k]['synthetic']:.3f} | "
+              f"{fid[k]['holdout_maximum']:.3f} |" for k in ("univariate", "bivariate",
+                                                             "three_way")]
+    quality = fid.get("quality")
+    if quality:
+        syn, hold = quality["synthetic"], quality["holdout"]
+        lines += [f"| SDMetrics-style quality | {_fmt(syn['score'])} | {_fmt(hold['score'])} |",
+                  f"| column shapes | {_fmt(syn['column_shapes'])} | "
+                  f"{_fmt(hold['column_shapes'])} |",
+                  f"| column pair trends ({syn['pairs']} associated "
+                  f"pair{'s' * (syn['pairs'] != 1)}) | {_fmt(syn['column_pair_trends'])} | "
+                  f"{_fmt(hold['column_pair_trends'])} |"]
+    worst = ", ".join(f"{n} {v:.2f}" for n, v in fid["bivariate"]["worst"][:3])
+    lines += ["", f"Weakest pairs by bivariate accuracy: {worst}."]
+    if quality:
+        q_worst = ", ".join(f"{n} {v:.2f}" for n, v in quality["synthetic"]["worst_pairs"][:3])
+        lines += [f"The quality rows follow {quality['follows']}; its weakest pairs: "
+                  f"{q_worst or 'none scored'}."]
+    return Section("Fidelity (1 − total variation distance, against the training rows)", lines)
+
+
+def _utility_section(ts: dict):
+    """Utility: TSTR beside TRTR per learner, shares, per-class figures, MAE, a weak-signal
+    warning."""
+    from cloakflow.tasks.evaluation.learners import LABEL
+    from cloakflow.tasks.release.report import Section
+
+    if "skipped" in ts:
+        return Section("Utility", [f"TSTR skipped: {ts['skipped']}."])
+    lines = ["| learner | train on synthetic (TSTR) | train on real (TRTR) |", "|---|---|---|"]
+    lines += [f"| {k} | {ts[k]['tstr']:.4f} | {ts[k]['trtr']:.4f} |"
+              for k in ("forest", "lightgbm")]
+    if "positive_rate" in ts:
+        pr = ts["positive_rate"]
+        lines += ["", f"Positive rate: synthetic {pr['synthetic']:.3f}, training "
+                      f"{pr['training']:.3f}."]
+    if "class_shares" in ts:
+        cs = ts["class_shares"]
+        names = ts.get("classes") or [str(i) for i in range(len(cs["training"]))]
+        lines += ["", "Class shares (synthetic / training): " + ", ".join(
+            f"{n} {a:.3f} / {b:.3f}" for n, a, b in zip(names, cs["synthetic"],
+                                                        cs["training"], strict=True)) + "."]
+    if "tstr_per_class" in ts["forest"]:  # in class order, as the class shares
+        syn, real = ts["forest"]["tstr_per_class"], ts["forest"]["trtr_per_class"]
+        names = ts.get("classes") or list(syn)
+        lines += ["", "Per class, the forest's one-vs-rest ROC AUC (TSTR / TRTR; — no control "
+                      "row of the class): " + ", ".join(
+            f"{n} {_fmt(a)} / {_fmt(b)}" for n, a, b in zip(names, syn.values(), real.values(),
+                                                            strict=True)) + "."]
+    if "tstr_mae" in ts["forest"]:
+        lines += ["", f"MAE of the forest: TSTR {ts['forest']['tstr_mae']:.4g}, TRTR "
+                      f"{ts['forest']['trtr_mae']:.4g} (the target's units)."]
+    if (weak := weak_signal(ts)):
+        lines += ["", f"**Little of the label's signal:** {weak}"]
+    return Section(f"Utility ({LABEL[ts.get('metric', 'roc_auc')]} on the control rows)", lines)
+
+
+def _privacy_lines(privacy: dict | None) -> list[str]:
+    """Privacy: distances and copies, membership inference, anonymeter's risks."""
+    if not privacy:
+        return ["- Not attacked (--skip-attacks)."]
+    d = privacy["distance"]
+    ratio = "not measured" if d["dcr_ratio"] is None else f"{d['dcr_ratio']:.2f}"
+    lines = [f"- DCR share {d['dcr_share']:.3f} (0.5 ideal), DCR ratio {ratio}, exact copies "
+             f"{d['exact_copies']:.2%} (control rows' own rate {d['exact_copies_control']:.2%})"
+             f", NNDR median {d['nndr_median']:.2f}."]
+    if "membership" in privacy:
+        m = privacy["membership"]
+        lines += [f"- Membership inference ({m['strongest']} strongest): AUC {m['auc']:.3f}, "
+                  f"TPR at 1% FPR {m['tpr_at_1pct_fpr']:.3f} ({m['members']} members, "
+                  f"{m['non_members']} non-members)."]
+    if "anonymeter" in privacy:
+        a = privacy["anonymeter"]
+        risks = [f"{k.replace('_', ' ')} {a[k]['risk']:.3f}"
+                 for k in ("singling_out", "linkability") if k in a]
+        risks += [f"inference of {k} {v['risk']:.3f}" for k, v in a.get("inference", {}).items()]
+        lines += [f"- anonymeter risks (0 = none beyond the control rows' baseline): "
+                  f"{', '.join(risks) or 'none run'}."]
+        lines += [f"  - {k.replace('_', ' ')}: {a[k]['note']}"
+                  for k in ("singling_out", "linkability") if a.get(k, {}).get("note")]
+        if not a.get("inference"):
+            lines += ["  - no inference attack: the profile lists no `privacy.sensitive` "
+                      "attribute"]
+    return lines
 
 
 def plot_columns(train: pl.DataFrame, synthetic: pl.DataFrame, path: str,
@@ -635,7 +635,7 @@ def weak_signal(ts: dict) -> str | None:
     return (f"TSTR {forest['tstr']:.3f} keeps {max(kept, 0) / gain:.0%} of what training on "
             f"the real rows gains over chance (TRTR {forest['trtr']:.3f}, chance {chance:g}). "
             "Train longer (--epochs) or check the model's fit (its loss in the MLflow run); "
-            "set privacy.policy.min_utility to make the gate refuse such a release.")
+            "set privacy.policy.synthetic.min_utility to make the gate refuse such a release.")
 
 
 def constraint_lines(section: dict) -> list[str]:

@@ -13,12 +13,18 @@ import numpy as np
 import polars as pl
 import pytest
 from prefect import flow
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from cloakflow.tasks.release import kinds
-from cloakflow.tasks.release.kinds import Judged, Package, ReleaseKind, ReleaseRun
+from cloakflow.tasks.release.kinds import Judged, Package, ReleaseKind, ReleaseRun, limits_of
 
 pytestmark = pytest.mark.integration
+
+
+class ToyLimits(BaseModel):
+    """The toy kind's own policy limit (``privacy.policy.toy`` in the profile)."""
+
+    max_exact_copy_excess: float = Field(0.01, ge=0, le=1)
 
 
 class ToyOutcome(BaseModel):
@@ -78,8 +84,8 @@ class ToyStages:
         a = run.attacks
         return Judged({"toy": {"max_exact_copy_excess": max(
             0.0, a["exact_copies"] - a["exact_copies_control"])}},
-            {"max_exact_copy_excess": run.profile.privacy.policy.max_exact_copy_excess},
-            expected=None, utility=None, missing="no control rows")
+            limits_of(run.profile, run.kind.name).model_dump(), expected=None, utility=None,
+            missing="no control rows")
 
     def render(self, run: ReleaseRun, outcome) -> str:
         run.report = outcome
@@ -100,7 +106,8 @@ def _kind(name: str, copy: bool) -> ReleaseKind:
     return ReleaseKind(name=name, command="(tests)", flow="tests", parameters="tests",
                        evaluations=("mean_gap",), attacks=("exact_copies",),
                        statement="Each column shuffled on its own: no row is a source row.",
-                       label_in_clear=False, stages=ToyStages(copy), run_name=name)
+                       label_in_clear=False, stages=ToyStages(copy), run_name=name,
+                       limits=ToyLimits)
 
 
 @flow(name="toy-release")
@@ -112,14 +119,16 @@ def toy_release(kind: str, params):
 
 @pytest.fixture
 def toy_files(tiny_files):
-    """The tiny table, with a profile whose exact-copy limit is the default 1%."""
+    """The tiny table, with a profile whose flat exact-copy limit (1.0, for every kind that has
+    it) the toy kinds' own sections override with 1%."""
     import yaml
 
     from tests.helpers import tiny_profile_dict
 
     csv, prof = tiny_files
     d = tiny_profile_dict()
-    d["privacy"]["policy"]["max_exact_copy_excess"] = 0.01
+    for name in ("toy", "toy-copy"):
+        d["privacy"]["policy"][name] = {"max_exact_copy_excess": 0.01}
     prof.write_text(yaml.safe_dump(d))
     return csv, prof
 

@@ -55,6 +55,8 @@ class ReleaseKind:
         holder_note: what the federation's DP statement says of that release.
         stages: its pipeline stages (:class:`Stages`).
         run_name: the MLflow parent run's name prefix (its entry flow's name).
+        limits: the pydantic model of its policy limits (``privacy.policy.<name>`` in the
+            profile; ``limits_of``), with their bounds and defaults.
     """
 
     name: str
@@ -70,6 +72,7 @@ class ReleaseKind:
     holder_note: str = ""
     stages: Stages | None = None
     run_name: str = "release"
+    limits: type | None = None
 
 
 @dataclass
@@ -168,6 +171,17 @@ class Stages(Protocol):
     def outcome(self, run: ReleaseRun) -> Any: ...
 
 
+def min_utility(headline: str):
+    """The ``min_utility`` limit field every kind's limits model has: the smallest utility of
+    the release in its target kind's headline score (``headline``: which figure)."""
+    from pydantic import Field
+
+    return Field(None, le=1, description="smallest utility of the release in its target kind's "
+                                         "headline score: ROC AUC (binary), macro one-vs-rest "
+                                         f"ROC AUC (multiclass) or R² (numeric), of {headline}; "
+                                         "null: no utility limit")
+
+
 def names() -> tuple[str, ...]:
     """The registered kinds' names."""
     return tuple(_KINDS) + tuple(n for n in _LOADED if n not in _KINDS)
@@ -187,6 +201,40 @@ def get(name: str) -> ReleaseKind:
     kind = getattr(importlib.import_module(module), attribute)
     _LOADED[name] = kind
     return kind
+
+
+def limits_of(profile, kind: str):
+    """The policy limits of ``kind`` in ``profile`` (a ``DatasetProfile``): its section of
+    ``privacy.policy`` over the flat limits of that name, validated by the kind's limits model
+    (defaults where neither sets one).
+
+    Raises:
+        ProfileError: a section of an unregistered kind, a flat limit no kind has, or a value
+            out of a limit's bounds (naming the profile, the key and the rule).
+    """
+    from pydantic import ValidationError
+
+    from cloakflow.tasks.data.profile import ProfileError
+
+    policy, where = profile.privacy.policy, f"profile {profile.name!r}: privacy.policy"
+    unknown = [k for k in policy.sections() if k not in names()]
+    if unknown:
+        raise ProfileError(f"{where}: {unknown} are not release kinds (sections are named by "
+                           f"kind: {list(names())})")
+    fields = {n: set(get(n).limits.model_fields) if get(n).limits else set() for n in names()}
+    stray = [k for k in policy.flat() if not any(k in f for f in fields.values())]
+    if stray:
+        raise ProfileError(f"{where}: no release kind has the limits {stray} (limits per kind: "
+                           + "; ".join(f"{n}: {sorted(f)}" for n, f in fields.items()) + ")")
+    model = get(kind).limits
+    values = {k: v for k, v in policy.flat().items() if k in fields[kind]}
+    values.update(policy.sections().get(kind, {}))
+    try:
+        return model.model_validate(values)
+    except ValidationError as exc:
+        e = exc.errors()[0]
+        raise ProfileError(f"{where}.{kind}.{'.'.join(map(str, e['loc']))}: {e['msg']} (got "
+                           f"{e.get('input')!r})") from exc
 
 
 def for_model(model: str) -> ReleaseKind:

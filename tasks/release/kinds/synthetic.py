@@ -14,12 +14,34 @@ import json
 from pathlib import Path
 
 import numpy as np
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict, Field
 
 from cloakflow.tasks import tracking
 from cloakflow.tasks.privacy.dp_synthetic import SYNTHETIC_STATEMENT
 from cloakflow.tasks.release import synthetic as syn
-from cloakflow.tasks.release.kinds import Judged, Package, ReleaseKind, ReleaseRun
+from cloakflow.tasks.release.kinds import Judged, Package, ReleaseKind, ReleaseRun, min_utility
+
+
+class SyntheticLimits(BaseModel):
+    """The policy limits of a synthetic release (``privacy.policy.synthetic`` in the profile),
+    each compared with a measurement on the published rows against the control rows."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_dcr_share: float = Field(
+        0.6, ge=0.5, le=1, description="largest share of synthetic rows closer to a training "
+                                       "row than to a control row (0.5: no closer to the rows "
+                                       "trained on than to unseen ones)")
+    max_exact_copy_excess: float = Field(
+        0.01, ge=0, le=1, description="largest share of synthetic rows that copy a training "
+                                      "row exactly, minus the control rows' own share")
+    max_membership_auc: float = Field(
+        0.6, ge=0.5, le=1, description="largest membership-inference AUC (distance and "
+                                       "density-ratio attacks)")
+    max_membership_tpr: float = Field(
+        0.05, ge=0, le=1, description="largest membership-inference TPR at 1% FPR (distance "
+                                      "and density-ratio attacks)")
+    min_utility: float | None = min_utility("the forest's TSTR")
 
 # what a holder's release from a federation's VAE does not use: nothing trains there
 TRAINING_PARAMS = ("epochs", "batch_size", "latent", "dp_epsilon", "dp_delta", "dp_clip",
@@ -434,4 +456,4 @@ SYNTHETIC = ReleaseKind(
     statement=SYNTHETIC_STATEMENT, label_in_clear=False, min_control_fraction=0.05,
     holder_release="synthetic release from the global model",
     holder_note="A holder's synthetic release draws its labels from its DP label counts.",
-    stages=SyntheticStages(), run_name="synthesize")
+    stages=SyntheticStages(), run_name="synthesize", limits=SyntheticLimits)

@@ -106,15 +106,17 @@ def test_report_round_trips_through_json():
 def test_min_utility_is_judged_on_the_kind_headline_and_not_measured_is_crossed():
     from cloakflow.tasks.data.profile import DatasetProfile
     from cloakflow.tasks.privacy.policy import utility_crossed
+    from cloakflow.tasks.release.kinds import limits_of
     from cloakflow.tasks.release.synthetic import judge
     from tests.helpers import tiny_profile_dict
 
     d = tiny_profile_dict()
-    policy = DatasetProfile.model_validate(d).privacy.policy
-    assert policy.min_utility is None and utility_crossed(policy, "x", 0.1) == []
+    codes = limits_of(DatasetProfile.model_validate(d), "codes")
+    assert codes.min_utility is None and utility_crossed(codes.min_utility, "x", 0.1) == []
     d["privacy"]["policy"]["min_utility"] = 0.7
     profile = DatasetProfile.model_validate(d)
-    limit = profile.privacy.policy
+    limit = limits_of(profile, "codes").min_utility
+    assert limit == limits_of(profile, "synthetic").min_utility == 0.7  # flat: every kind
     assert utility_crossed(limit, "GROUP_ENCODED test_r2", 0.65) == [
         "utility: GROUP_ENCODED test_r2 = 0.6500 is below the limit min_utility 0.7"]
     assert utility_crossed(limit, "GROUP_ENCODED test_r2", 0.71) == []
@@ -129,10 +131,9 @@ def test_min_utility_is_judged_on_the_kind_headline_and_not_measured_is_crossed(
 def test_one_decision_for_every_kind_reads_limits_missing_values_and_utility():
     from cloakflow.tasks.privacy.policy import decide
 
-    policy = _profile(min_utility=0.7).privacy.policy
     measured = {"rows": {"max_a": 0.2, "max_b": None}}
-    limits = {"max_a": 0.1, "max_b": 0.5}
-    out = decide(measured, limits, policy, True, None, expected=None,
+    limits = {"max_a": 0.1, "max_b": 0.5, "min_utility": 0.7}
+    out = decide(measured, limits, True, None, expected=None,
                  utility=("TSTR", 0.65), missing="too few control rows")
     assert out.verdict == "blocked" and out.crossed == [
         "rows: max_a = 0.2000 exceeds the limit 0.1",
@@ -140,12 +141,38 @@ def test_one_decision_for_every_kind_reads_limits_missing_values_and_utility():
         "utility: TSTR = 0.6500 is below the limit min_utility 0.7"]
     assert out.limits == {"max_a": 0.1, "max_b": 0.5, "min_utility": 0.7}
     # a limit with nothing of its kind to cover is not judged; a crossed one can be accepted
-    quiet = decide(measured, limits, policy, True, "owner's reason", expected={"max_b": []},
+    quiet = decide(measured, limits, True, "owner's reason", expected={"max_b": []},
                    utility=("TSTR", 0.9))
     assert quiet.crossed == ["rows: max_a = 0.2000 exceeds the limit 0.1"]
     assert quiet.verdict == "accepted" and quiet.accepted_risk == "owner's reason"
-    unattacked = decide({}, limits, policy, False, None, utility=("TSTR", 0.9))
+    unattacked = decide({}, limits, False, None, utility=("TSTR", 0.9))
     assert unattacked.crossed == [NOT_ATTACKED] and unattacked.verdict == "blocked"
-    clean = decide({"rows": {"max_a": 0.05}}, limits, policy, True, "unused", None,
+    clean = decide({"rows": {"max_a": 0.05}}, limits, True, "unused", None,
                    ("TSTR", 0.9))
     assert clean.verdict == "pass" and clean.accepted_risk is None
+
+
+def test_limits_per_kind_sections_win_over_flat_and_bad_ones_are_named():
+    import pytest
+
+    from cloakflow.tasks.data.profile import ProfileError
+    from cloakflow.tasks.release.kinds import limits_of
+
+    d = tiny_profile_dict()
+    d["privacy"]["policy"] = {"max_membership_auc": 0.7,  # flat: codes and synthetic have it
+                              "codes": {"max_inversion_gain": 0.2},
+                              "synthetic": {"max_membership_auc": 0.55}}
+    profile = DatasetProfile.model_validate(d)
+    codes, synthetic = limits_of(profile, "codes"), limits_of(profile, "synthetic")
+    assert (codes.max_inversion_gain, codes.max_membership_auc) == (0.2, 0.7)
+    assert synthetic.max_membership_auc == 0.55 and synthetic.max_dcr_share == 0.6  # default
+    for policy, message in (({"gan": {"max_dcr_share": 0.6}}, r"\['gan'\] are not release kinds"),
+                            ({"max_dcr_shares": 0.6}, r"no release kind has the limits"),
+                            ({"codes": {"max_inversion_gain": 2}},
+                             r"privacy.policy.codes.max_inversion_gain: .*less than or equal")):
+        d["privacy"]["policy"] = policy
+        with pytest.raises(ProfileError, match=message):
+            limits_of(DatasetProfile.model_validate(d), "codes")
+    d["privacy"]["policy"] = {"codes": "strict"}
+    with pytest.raises(ValueError, match="a release kind's section a mapping"):
+        DatasetProfile.model_validate(d)
