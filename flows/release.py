@@ -42,10 +42,12 @@ class PrefectSteps:
     def __init__(self):
         self._tasks: dict = {}
 
-    def task(self, fn, name: str):
-        """``fn`` as a Prefect task named ``name`` (not cached: its inputs are private rows)."""
+    def task(self, fn, name: str, run_name: str | None = None):
+        """``fn`` as a Prefect task named ``name``, its runs ``run_name`` (what it does, e.g.
+        ``train[vae]``; not cached: its inputs are private rows)."""
         if name not in self._tasks:
-            self._tasks[name] = task(fn, name=name, cache_policy=NO_CACHE)
+            self._tasks[name] = task(fn, name=name, task_run_name=run_name or name,
+                                     cache_policy=NO_CACHE)
         return self._tasks[name]
 
 
@@ -53,9 +55,13 @@ def run_release(kind_name: str, params):
     """Build, measure, gate and publish one release of the kind ``kind_name`` with the entry
     flow's ``params``; returns the kind's outcome (the release folder, the MLflow run, ...).
 
+    Returns:
+        The kind's outcome; for a release the policy blocked (nothing is published), the
+        ``Blocked`` state (``blocked``): the entry flow ends in it and its caller gets the
+        ``PolicyViolation``.
+
     Raises:
-        PolicyViolation: the release crosses the profile's policy and no risk was accepted
-            (nothing is published); the stages' own errors (bad input, DP plan, federation).
+        The stages' own errors (bad input, DP plan, federation).
     """
     from prefect.runtime import flow_run
 
@@ -69,20 +75,34 @@ def run_release(kind_name: str, params):
                      tracking.Timings())
     tags = {"prefect.flow_run_id": run.flow_run_id, "cloakflow.dataset": profile.name,
             "cloakflow.kind": kind.name}
-    with tracking.parent_run(profile.name, f"{kind.run_name}-{profile.name}", tags,
-                             params.model_dump()) as run.parent, runners.attack_workers(
-            enabled=stages.pooled(run)) as run.pool:
-        stages.prepare(run)
-        stages.budget(run)
-        stages.train(run)
-        stages.build(run)
-        stages.evaluate(run)
-        stages.attack(run)
-        gate(run)
-        publish(run)
-        tracking.finish_parent(run.parent, run.folder, run.timings)
+    try:
+        with tracking.parent_run(profile.name, f"{kind.run_name}-{profile.name}", tags,
+                                 params.model_dump()) as run.parent, runners.attack_workers(
+                enabled=stages.pooled(run)) as run.pool:
+            stages.prepare(run)
+            stages.budget(run)
+            stages.train(run)
+            stages.build(run)
+            stages.evaluate(run)
+            stages.attack(run)
+            gate(run)
+            publish(run)
+            tracking.finish_parent(run.parent, run.folder, run.timings)
+    except PolicyViolation as exc:
+        return blocked(exc)
     get_run_logger().info("release folder: %s", run.folder)
     return stages.outcome(run)
+
+
+def blocked(exc: PolicyViolation):
+    """The flow run's final state for a release the policy refused: type FAILED, named
+    ``Blocked`` (not a crash), the crossed limits as its message. Calling the flow still
+    raises the ``PolicyViolation`` (the CLI's exit 3; a federation's holder is recorded as
+    blocked)."""
+    from prefect.states import Failed
+
+    return Failed(name="Blocked", data=exc,
+                  message="blocked by the privacy policy: " + "; ".join(exc.crossed))
 
 
 def gate(run: ReleaseRun) -> None:

@@ -29,13 +29,14 @@ from cloakflow.tasks.data.split import (
 from cloakflow.tasks.data.validate import DataValidationError, validate_table
 from cloakflow.tasks.retry import retry_on_io
 
-ingest = task(name="ingest", retries=2, retry_delay_seconds=2,
-              retry_condition_fn=retry_on_io)(load_table)
-split = task(name="split")(split_reported)
-validate = task(name="validate")(validate_table)
+ingest = task(name="ingest", task_run_name="ingest[{profile.name}]", retries=2,
+              retry_delay_seconds=2, retry_condition_fn=retry_on_io)(load_table)
+split = task(name="split", task_run_name="split[train/control]")(split_reported)
+validate = task(name="validate", task_run_name="validate[{profile.name}]")(validate_table)
 
 
-@task(name="locate", retries=2, retry_delay_seconds=5, retry_condition_fn=retry_on_io)
+@task(name="locate", task_run_name="locate[{profile.name}]", retries=2, retry_delay_seconds=5,
+      retry_condition_fn=retry_on_io)
 def locate(profile: DatasetProfile, input_path: str | None = None) -> str:
     """Prefect task: resolve the dataset file (retried, since it may download)."""
     return str(locate_source(profile, input_path))

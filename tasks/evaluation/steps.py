@@ -22,8 +22,11 @@ from cloakflow.tasks.steps import CACHE_EXPIRATION, step_policy
 _CACHE = dict(persist_result=True, cache_expiration=CACHE_EXPIRATION,
               cache_policy=step_policy(utility, learners))
 
-evaluate_utility = task(name="evaluate-utility", **_CACHE)(utility_of_view)
-importance = task(name="permutation-importance", **_CACHE)(importance_of_view)
+# task runs named by the view they measure (the Prefect UI lists them so)
+evaluate_utility = task(name="evaluate-utility", task_run_name="evaluate[{name}]",
+                        **_CACHE)(utility_of_view)
+importance = task(name="permutation-importance", task_run_name="importance[{name}]",
+                  **_CACHE)(importance_of_view)
 
 
 class Evaluations:

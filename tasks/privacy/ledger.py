@@ -4,8 +4,9 @@ Each DP run appends one entry *before* its models train (a crash after that stil
 spent), keyed by the profile's dataset name, so a re-saved copy or a sample of the same people
 lands in the same ledger; each entry records the source SHA-256 and row count it saw. An entry
 holds every mechanism of the run (sigma, q, steps, delta, sampling) and its adjacency; the total
-is recomputed by composing all mechanisms with dp-accounting's PLD accountant under replace-one
-adjacency (valid for every entry: replace-one is the weaker relation).
+is recomputed by composing all mechanisms with the one budget type (``tasks.privacy.budget``:
+dp-accounting's PLD accountant) under replace-one adjacency (valid for every entry: replace-one
+is the weaker relation).
 
 Where: a JSON-lines file per dataset under ``$CLOAKFLOW_LEDGER_DIR`` (default
 ``~/.cloakflow/ledger/``), independent of any release folder, mirrored to the dataset's MLflow
@@ -24,7 +25,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from cloakflow.models.training.accounting import DpBudget, composed_epsilon
+from cloakflow.tasks.privacy.budget import Mechanism, compose
 
 LEDGER_TAG = "cloakflow.dp_ledger"
 LEDGER_ARTIFACT = "dp/ledger_entry.json"
@@ -121,10 +122,13 @@ def entries(dataset: str, include_mlflow: bool = True) -> list[dict]:
     return sorted(found.values(), key=lambda e: e["date"])
 
 
-def _mechanisms(entries_: list[dict]) -> list[DpBudget]:
-    return [DpBudget(m["epsilon"], m["delta"], m["noise_multiplier"], m["sampling_rate"],
-                     m["steps"], m["steps"] * m["sampling_rate"], "pld", m["sampling"],
-                     "replace_one") for e in entries_ for m in e["mechanisms"]]
+def _mechanisms(entries_: list[dict]) -> list[Mechanism]:
+    """Every recorded mechanism as the budget type composes it (``tasks.privacy.budget``): one
+    step at rate 1 is a Gaussian count, anything else DP-SGD."""
+    return [Mechanism(tuple(m["models"]), m["noise_multiplier"], m["sampling_rate"],
+                      m["steps"], m["sampling"], m.get("clip_norm", 1.0),
+                      kind="gaussian" if (m["steps"], m["sampling_rate"]) == (1, 1.0)
+                      else "dp-sgd") for e in entries_ for m in e["mechanisms"]]
 
 
 @dataclass(frozen=True)
@@ -143,7 +147,7 @@ def total(entries_: list[dict], delta: float | None = None) -> Spent:
     if not entries_:
         return Spent(0.0, delta or 0.0, 0, 0.0)
     delta = delta if delta is not None else sum(e["delta"] for e in entries_)
-    eps = composed_epsilon(_mechanisms(entries_), delta, "replace_one", "pld")
+    eps = compose(_mechanisms(entries_), delta, "replace_one")
     return Spent(eps, delta, len(entries_), sum(e["epsilon"] for e in entries_))
 
 

@@ -17,7 +17,7 @@ from cloakflow.tasks.privacy.attack import attack_release
 from cloakflow.tasks.release.codes import CodeTable
 
 
-@task(name="privacy-attacks", cache_policy=NO_CACHE)
+@task(name="privacy-attacks", task_run_name="attack[{table.name}]", cache_policy=NO_CACHE)
 def attack(table: CodeTable, x: np.ndarray, x_control: np.ndarray,
            train_records: pl.DataFrame, control_records: pl.DataFrame,
            pre: TablePreprocessor, profile: DatasetProfile, seed: int,

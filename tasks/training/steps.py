@@ -20,7 +20,8 @@ from cloakflow.tasks.steps import CACHE_EXPIRATION, gather, step_policy
 from cloakflow.tasks.training.fit import TrainedModel, fit_and_encode, fit_and_encode_joint
 
 
-@task(name="train-autoencoder", persist_result=True, cache_expiration=CACHE_EXPIRATION,
+@task(name="train-autoencoder", task_run_name="train[autoencoder:{name}]", persist_result=True,
+      cache_expiration=CACHE_EXPIRATION,
       cache_policy=step_policy(autoencoder_module, heads_module, dp_sgd_module,
                                accounting_module,
                                exclude=("parent_run_id",)))
@@ -39,7 +40,7 @@ def train(name: str, x: np.ndarray, columns: list[str], config: AutoencoderConfi
                           stop=runners.Stop(parent_run_id))
 
 
-@task(name="train-autoencoders-dp-joint")
+@task(name="train-autoencoders-dp-joint", task_run_name="train[autoencoders:dp-joint]")
 def train_joint(x: np.ndarray, members: dict[str, list[int] | None], columns: list[str],
                 config: AutoencoderConfig, parent_run_id: str | None,
                 dp: DpPlan, heads: dict[str, tuple] | None = None) -> dict[str, TrainedModel]:

@@ -29,6 +29,21 @@ def test_default_policy_blocks_then_accept_risk_publishes(prefect_harness, workd
     assert "RELEASE BLOCKED" in err and "nothing was published" in err
     assert "max_inversion_gain" in err and "--accept-risk" in err
     assert releases_of(workdir, "bank-marketing") == []
+    # Prefect records the run as Blocked (type FAILED, the crossed limits as its message), not
+    # as a crash; its task runs are named by what they did
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowFilter, FlowRunFilter
+    from prefect.client.schemas.sorting import FlowRunSort
+
+    with get_client(sync_client=True) as prefect:
+        run = prefect.read_flow_runs(flow_filter=FlowFilter(name={"any_": ["anonymize"]}),
+                                     sort=FlowRunSort.START_TIME_DESC, limit=1)[0]
+        tasks = {t.name for t in prefect.read_task_runs(flow_run_filter=FlowRunFilter(
+            id={"any_": [run.id]}))}
+    assert (run.state.type.value, run.state.name) == ("FAILED", "Blocked")
+    assert "max_inversion_gain" in run.state.message
+    assert {"train[autoencoder:whole]", "evaluate[GROUP_ENCODED]", "attack[ENCODED]",
+            "importance[ORIGINAL]"} <= tasks, tasks
 
     client = MlflowClient()
     exp = client.get_experiment_by_name("cloakflow/bank-marketing")

@@ -127,7 +127,7 @@ class SyntheticStages:
             epochs=p.epochs, batch_size=p.batch_size,
             **({"learning_rate": dps.DP_LEARNING_RATE} if private else {}))
         with run.timings("train"):  # the task returns weights and a log, no Keras object
-            run.models = run.steps.task(train_vae, "train-vae")(
+            run.models = run.steps.task(train_vae, "train-vae", "train[vae]")(
                 st["x_model"], config, p.seed, run.parent, st["plan"],
                 p.dp_sampling_rate * st["estimate"] if private else None).result()
 
@@ -146,9 +146,9 @@ class SyntheticStages:
                 data.pre, x_syn=st["x_syn"], x_train=data.x, x_control=data.x_control,
                 synthetic=run.release, train=data.train_frame, control=data.control_frame,
                 condition=st["cond"])
-            run.evaluation = notes if st["compared"] is None else run.steps.task(
-                syn.evaluate, "evaluate-synthetic")(data.pre, run.profile, notes,
-                                                    st["compared"], run.params.seed)
+            evaluate = run.steps.task(syn.evaluate, "evaluate-synthetic", "evaluate[synthetic]")
+            run.evaluation = notes if st["compared"] is None else evaluate(
+                data.pre, run.profile, notes, st["compared"], run.params.seed)
             if st["rules"]:
                 run.evaluation["constraints"] = st["rules"].report(
                     data.train_frame, run.release, st["rejection"])
@@ -159,9 +159,9 @@ class SyntheticStages:
         if not run.params.privacy_attacks or rows is None:
             return
         with run.timings("attacks"):
-            run.attacks = run.evaluation["privacy"] = run.steps.task(
-                syn.attack_rows, "attack-synthetic")(run.data.pre, run.profile, rows,
-                                                     run.params.seed)
+            attack = run.steps.task(syn.attack_rows, "attack-synthetic", "attack[synthetic]")
+            run.attacks = run.evaluation["privacy"] = attack(run.data.pre, run.profile, rows,
+                                                             run.params.seed)
 
     def judge(self, run: ReleaseRun) -> Judged:
         return syn.judged(run.evaluation, run.profile)
