@@ -214,7 +214,11 @@ def _execute(params, call, remedy: str):
     from cloakflow.tasks.data.profile import ProfileError, load_profile
 
     try:  # a broken profile is reported before any server starts
-        load_profile(params.profile_path or params.dataset)
+        profile = load_profile(params.profile_path or params.dataset)
+        if hasattr(params, "privacy_attacks"):  # a release: its policy is read
+            from cloakflow.tasks.release.kinds import check_policy
+
+            check_policy(profile, params.profile_path)
     except ProfileError as exc:
         print(f"\nINPUT REJECTED, nothing was run.\n{exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
@@ -331,9 +335,11 @@ def _profile(args: argparse.Namespace) -> int:
         print(f"drafted {args.out} (dataset {draft.profile.name!r}, target "
               f"{target.column if target else 'NOT SET: choose it before running'!r}, "
               f"{len(draft.profile.features)} features in "
-              f"{len(draft.profile.groups)} groups); review it, then: cloakflow run --profile "
-              f"{args.out} --input {args.table}  (codes), or cloakflow synthesize --profile "
-              f"{args.out} --input {args.table}  (synthetic rows)", file=sys.stderr)
+              f"{len(draft.profile.groups)} groups); "
+              + ("" if target else "set `target:` in it (runs refuse the draft until then), ")
+              + f"review it, then: cloakflow run --profile {args.out} --input {args.table}  "
+              f"(codes), or cloakflow synthesize --profile {args.out} --input {args.table}  "
+              "(synthetic rows)", file=sys.stderr)
         for note in draft.notes:
             print(f"  - {note}", file=sys.stderr)
     else:

@@ -69,6 +69,7 @@ def run_release(kind_name: str, params):
     stages = kind.stages
     params = stages.resolve(params)
     profile = load_profile(params.profile_path or params.dataset)
+    kinds.check_policy(profile, params.profile_path)  # every kind's limits, before any step
     params = params.model_copy(update={"dataset": profile.name})  # --profile names it
     tracking.configure()
     run = ReleaseRun(kind, params, profile, str(flow_run.id or "none"), PrefectSteps(),
@@ -113,6 +114,7 @@ def gate(run: ReleaseRun) -> None:
                      j.expected, j.utility, j.missing, covered=j.covered,
                      unmeasured=j.unmeasured)
     run.verdict = outcome.verdict
+    tracking.set_tags(run.parent, {"cloakflow.privacy_verdict": outcome.verdict})
     summary = run.kind.stages.render(run, outcome)
     if outcome.verdict == "blocked":
         tracking.log_metrics(run.parent, {f"time.{k}": v for k, v in run.timings.items()})

@@ -186,9 +186,12 @@ def _anonymeter_line(a: dict) -> str:
         parts.append(f"linkability {a['linkability']['risk']:.3f} "
                      f"[{a['linkability']['ci'][0]:.3f}, {a['linkability']['ci'][1]:.3f}]")
     parts += [f"inference of {k} {v['risk']:.3f} [{v['ci'][0]:.3f}, {v['ci'][1]:.3f}]"
-              for k, v in a["inference"].items()]
+              + (f" ({v['note']})" if v.get("note") else "") for k, v in a["inference"].items()]
+    if a.get("linkability", {}).get("note"):
+        parts[1] += f" ({a['linkability']['note']})"
     return (f"anonymeter risks on the leaked-decoder view ({a['attacks']} attacks each, 95% "
-            "CI): " + "; ".join(parts) + ".")
+            "CI): " + "; ".join(parts) + "." + (f" {a['attacks_note']}." if a.get("attacks_note")
+                                                 else ""))
 
 
 def plot_attacks(report: PrivacyReport, path: str) -> str:

@@ -83,12 +83,13 @@ def write_release(out_dir: str | Path, dataset: str, release_id: str,
 
 def folder_readme(title: str, tables: dict[str, pl.DataFrame], documents: dict[str, str],
                   statement: str, verdict: str | None, elsewhere: str | None = None,
-                  policy: dict | None = None, rows: str | None = None) -> str:
+                  policy: dict | None = None, rows: str | None = None, dp: bool = False) -> str:
     """The release folder's ``README.md``: what it is, each file, the verdict (None: kept out,
     it was decided on private-row figures), the limits crossed and the risk accepted on
     record (``policy``: the gate's ``crossed`` and ``accepted_risk``), which rows it holds
     (``rows``) and the statement; ``documents``: file name -> what it holds; ``elsewhere``:
-    what is kept out of the folder, and where."""
+    what is kept out of the folder, and where; ``dp``: a DP release (its manifest holds the
+    budget)."""
     said = (f"Verdict of the privacy gate: **{verdict}**." if verdict else
             "The privacy gate's verdict was decided on figures computed on private rows: it "
             "stays with the data owner.")
@@ -106,7 +107,9 @@ def folder_readme(title: str, tables: dict[str, pl.DataFrame], documents: dict[s
     lines += [f"- `{stem}.parquet`: {t.height} rows x {t.width} columns" for stem, t in
               tables.items()]
     lines += ["- `manifest.json`: how the release was made (source, parameters, models, "
-              "measurements the statement allows, DP budget, MLflow and Prefect ids)"]
+              "measurements the statement allows, "
+              + ("the DP budget, " if dp else "")
+              + "MLflow and Prefect ids)"]
     lines += [f"- `{name}`: {what}" for name, what in documents.items()]
     if elsewhere:
         lines += ["", elsewhere]
@@ -151,5 +154,6 @@ def codes_documents(frames: dict[str, pl.DataFrame], manifest) -> tuple[dict, st
             "not released.")
     readme = folder_readme(f"Codes release `{manifest.mlflow.run_id}` of `{manifest.dataset}`",
                            frames, described, manifest.privacy.statement,
-                           manifest.privacy.verdict, elsewhere, manifest.privacy.policy, rows)
+                           manifest.privacy.verdict, elsewhere, manifest.privacy.policy, rows,
+                           dp=manifest.dp is not None)
     return documents, readme

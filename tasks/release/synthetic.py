@@ -525,6 +525,10 @@ def _privacy_lines(privacy: dict | None) -> list[str]:
                   f"{', '.join(risks) or 'none run'}."]
         lines += [f"  - {k.replace('_', ' ')}: {a[k]['note']}"
                   for k in ("singling_out", "linkability") if a.get(k, {}).get("note")]
+        lines += [f"  - inference of {k}: {v['note']}"
+                  for k, v in a.get("inference", {}).items() if v.get("note")]
+        if a.get("attacks_note"):
+            lines += [f"  - {a['attacks_note']}"]
         if not a.get("inference"):
             lines += ["  - no inference attack: the profile lists no `privacy.sensitive` "
                       "attribute"]

@@ -88,15 +88,22 @@ class ToyStages:
             missing="no control rows")
 
     def render(self, run: ReleaseRun, outcome) -> str:
+        from cloakflow.tasks.release.report import Section, policy_section, render
+
         run.report = outcome
-        return f"# Toy release\n\nverdict {outcome.verdict}; crossed: {outcome.crossed}\n"
+        gaps = [f"- {c}: mean moved by {g:.4g}" for c, g in run.evaluation["mean_gap"].items()]
+        return render("Toy release", [run.kind.statement, ""], policy_section(
+            outcome.verdict, outcome.crossed, outcome.measured, outcome.limits,
+            outcome.accepted_risk), [Section("Column means", gaps)])
 
     def package(self, run: ReleaseRun) -> Package:
         manifest = {"kind": "toy", "dataset": run.profile.name, "rows": run.release.height,
                     "privacy": {"statement": run.kind.statement, "verdict": run.verdict,
                                 "policy": run.report.model_dump(mode="json")},
                     "evaluation": run.evaluation}
-        return Package({"toy": run.release}, manifest, {}, "# Toy release\n", "toy rows")
+        report = self.render(run, run.report)
+        return Package({"toy": run.release}, manifest, {"report.md": report},
+                       "# Toy release\n", report)
 
     def outcome(self, run: ReleaseRun) -> ToyOutcome:
         return ToyOutcome(release=run.folder, verdict=run.verdict)
@@ -155,7 +162,10 @@ def test_a_kind_declared_in_one_file_publishes_through_the_pipeline(prefect_harn
     folder = Path(out.release)
     assert out.verdict == "pass"
     assert sorted(p.name for p in folder.iterdir()) == ["README.md", "manifest.json",
-                                                        "toy.parquet"]
+                                                        "report.md", "toy.parquet"]
+    report = (folder / "report.md").read_text()
+    assert report.startswith("# Toy release") and "**Policy verdict: pass**" in report
+    assert "| max_exact_copy_excess | 0.0000 | 0.01 |" in report
     manifest = json.loads((folder / "manifest.json").read_text())
     released = pl.read_parquet(folder / "toy.parquet")
     assert manifest["files"]["toy"]["rows"] == released.height == manifest["rows"]

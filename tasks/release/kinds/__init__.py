@@ -233,8 +233,31 @@ def limits_of(profile, kind: str):
         return model.model_validate(values)
     except ValidationError as exc:
         e = exc.errors()[0]
-        raise ProfileError(f"{where}.{kind}.{'.'.join(map(str, e['loc']))}: {e['msg']} (got "
-                           f"{e.get('input')!r})") from exc
+        key = ".".join(map(str, e["loc"]))
+        if e["type"] == "extra_forbidden":
+            raise ProfileError(f"{where}.{kind}.{key}: release kind {kind!r} has no limit "
+                               f"{key!r}; its limits: {sorted(fields[kind])}") from exc
+        raise ProfileError(f"{where}.{kind}.{key}: {e['msg']} (got {e.get('input')!r})") \
+            from exc
+
+
+def check_policy(profile, where: str | None = None) -> None:
+    """Every section and flat limit of ``profile``'s ``privacy.policy``, for every registered
+    kind, checked before anything runs (``limits_of`` for each kind), so that no release is
+    trained and attacked only to be refused at the gate, and none publishes with another
+    kind's broken limits. ``where``: the profile's file, for the message.
+
+    Raises:
+        ProfileError: as ``limits_of``.
+    """
+    from cloakflow.tasks.data.profile import ProfileError
+
+    for name in names():
+        if get(name).limits is not None:
+            try:
+                limits_of(profile, name)
+            except ProfileError as exc:
+                raise ProfileError(f"{where}: {exc}" if where else str(exc)) from None
 
 
 def for_model(model: str) -> ReleaseKind:

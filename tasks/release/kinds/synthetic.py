@@ -419,7 +419,7 @@ def _folder_documents(parent: str, report: str, plots: dict[str, bytes], manifes
                            {"synthetic": frame}, {k: described[k] for k in documents},
                            manifest["privacy"]["statement"], manifest["privacy"].get("verdict"),
                            elsewhere if private else None, manifest["privacy"].get("policy"),
-                           rows)
+                           rows, dp=bool(dp))
     return documents, readme
 
 

@@ -59,3 +59,23 @@ def test_a_broken_profile_is_refused_before_any_server_starts(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "INPUT REJECTED, nothing was run" in err and "'a_type' ~ 'a_typo'" in err
     assert time.perf_counter() - t < 10  # no Prefect server was started for it
+
+
+def test_a_broken_limit_of_any_kind_is_refused_before_any_server_starts(tmp_path, capsys):
+    import time
+
+    import yaml
+
+    from cloakflow.flows.cli import main
+    from tests.helpers import tiny_profile_dict
+
+    d = tiny_profile_dict()
+    d["privacy"]["policy"] = {"synthetic": {"max_dcr_share": 5}}  # not the kind being run
+    bad = tmp_path / "p.yaml"
+    bad.write_text(yaml.safe_dump(d))
+    t = time.perf_counter()
+    assert main(["run", "--profile", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert "INPUT REJECTED, nothing was run" in err and f"{bad}: " in err
+    assert "privacy.policy.synthetic.max_dcr_share" in err
+    assert time.perf_counter() - t < 15  # no Prefect server, nothing trained

@@ -173,6 +173,19 @@ def test_limits_per_kind_sections_win_over_flat_and_bad_ones_are_named():
         d["privacy"]["policy"] = policy
         with pytest.raises(ProfileError, match=message):
             limits_of(DatasetProfile.model_validate(d), "codes")
+    d["privacy"]["policy"] = {"codes": {"max_linkage_risk": 0.1}}
+    with pytest.raises(ProfileError, match=r"kind 'codes' has no limit 'max_linkage_risk'; "
+                                           r"its limits: \['max_inversion_gain'"):
+        limits_of(DatasetProfile.model_validate(d), "codes")
+    # every kind's section is checked before a run of any kind: a broken synthetic limit
+    # stops a codes run too, naming the profile's file
+    from cloakflow.tasks.release.kinds import check_policy
+
+    d["privacy"]["policy"] = {"synthetic": {"max_dcr_share": 5}}
+    profile = DatasetProfile.model_validate(d)
+    assert limits_of(profile, "codes").max_inversion_gain == 0.05
+    with pytest.raises(ProfileError, match=r"^tiny.yaml: .*synthetic.max_dcr_share"):
+        check_policy(profile, "tiny.yaml")
     d["privacy"]["policy"] = {"codes": "strict"}
     with pytest.raises(ValueError, match="a release kind's section a mapping"):
         DatasetProfile.model_validate(d)
