@@ -61,6 +61,7 @@ ui: setup
 
 # Work pools and deployments from prefect.yaml, against the server in PREFECT_API_URL.
 deploy: setup
+	@if [ -z "$$PREFECT_API_URL" ]; then echo "make deploy registers the deployments on a running Prefect server: start one (make ui), then PREFECT_API_URL=http://127.0.0.1:4200/api make deploy" >&2; exit 2; fi
 	$(BIN)/prefect work-pool create cpu --type process --overwrite
 	$(BIN)/prefect work-pool create gpu --type process --overwrite
 	CLOAKFLOW_HOME=$${CLOAKFLOW_HOME:-$(CURDIR)} $(BIN)/prefect --no-prompt deploy --all

@@ -38,7 +38,10 @@ def test_prefect_yaml_deploys(prefect_harness, tmp_path: Path):
         dp = client.read_deployment_by_name("anonymize/bank-marketing-dp")
         synthetic = client.read_deployment_by_name("synthesize/bank-marketing-synthetic")
         federated = client.read_deployment_by_name("federate/bank-marketing-federated")
+        quick = client.read_deployment_by_name("anonymize/bank-marketing-quick")
     assert daily.work_pool_name == "cpu" and gpu.work_pool_name == "gpu"
+    assert quick.work_pool_name == "cpu" and quick.schedules == []
+    assert (quick.parameters["params"]["epochs"], quick.parameters["params"]["folds"]) == (5, 3)
     assert [s.schedule.cron for s in daily.schedules] == ["0 3 * * *"]
     assert gpu.schedules == [] and dp.schedules == []
     assert dp.parameters["params"]["dp_epsilon"] == 3.0 and dp.work_pool_name == "cpu"
@@ -64,3 +67,15 @@ def test_prefect_yaml_deploys(prefect_harness, tmp_path: Path):
     form = federated.parameter_openapi_schema["definitions"]["FederateParameters"]
     assert {"holders", "partition", "clients", "rounds", "local_epochs", "weighting",
             "dp_epsilon"} <= set(form["properties"])
+
+
+def test_make_deploy_says_what_it_needs_without_a_server_address():
+    import shutil
+
+    if shutil.which("make") is None:
+        pytest.skip("make is not installed")
+    env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
+    done = subprocess.run(["make", "deploy"], cwd=REPO,
+                          env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2
+    assert "PREFECT_API_URL=http://127.0.0.1:4200/api make deploy" in done.stderr
