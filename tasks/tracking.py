@@ -53,17 +53,25 @@ def artifact_root(workdir: str | Path | None = None) -> str:
     return (Path(workdir or os.getcwd()).resolve() / "mlartifacts").as_uri()
 
 
+# the MLflow UI opens an experiment of this kind in its model-training view (runs, metrics,
+# logged models), not its GenAI view (traces, evaluations)
+EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}
+
+
 def experiment_id(dataset: str, workdir: str | Path | None = None) -> str:
-    """The experiment ``cloakflow/<dataset>``, created on first use."""
+    """The experiment ``cloakflow/<dataset>``, created on first use as a model-training
+    experiment (``EXPERIMENT_KIND``; one made before that is tagged when it is found)."""
     name = f"cloakflow/{dataset}"
     client = MlflowClient()
     exp = client.get_experiment_by_name(name)
     if exp is not None:
+        if exp.tags.get("mlflow.experimentKind") is None:
+            client.set_experiment_tag(exp.experiment_id, *next(iter(EXPERIMENT_KIND.items())))
         return exp.experiment_id
     location = None
     if mlflow.get_tracking_uri().startswith("sqlite:"):
         location = f"{artifact_root(workdir)}/{dataset}"
-    return client.create_experiment(name, artifact_location=location)
+    return client.create_experiment(name, artifact_location=location, tags=EXPERIMENT_KIND)
 
 
 def start_parent(dataset: str, run_name: str, tags: dict[str, str]) -> str:

@@ -65,6 +65,9 @@ def test_bank_sample_end_to_end(prefect_harness, workdir: Path, bank_sample: Pat
     assert {"utility/importance_ORIGINAL.png", "utility/importance_GROUP_ENCODED.png",
             "utility/table.md", "utility/results.json"} <= artifacts
 
+    # a model-training experiment: the MLflow UI opens its runs and logged models view
+    experiment = client.get_experiment(parent.info.experiment_id)
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
     children = client.search_runs([parent.info.experiment_id],
                                   f"tags.mlflow.parentRunId = '{parent.info.run_id}'")
     assert sorted(r.data.tags["cloakflow.model"] for r in children) == [
