@@ -562,7 +562,8 @@ def plot_columns(train: pl.DataFrame, synthetic: pl.DataFrame, path: str,
                 ax.hist(b, bins=bins, density=True, alpha=0.5, label="synthetic")
             else:
                 # numbers through Float64: an integer column and a DP release's Float64
-                # copy name their values alike
+                # copy name their values alike; a few numbers are shown in their order
+                numeric = real.dtype.is_numeric()
                 real, syn = (c.cast(pl.Float64) if c.dtype.is_numeric() else c
                              for c in (real, syn))
                 rt = real.cast(pl.String).fill_null("(null)").value_counts(normalize=True)
@@ -570,14 +571,27 @@ def plot_columns(train: pl.DataFrame, synthetic: pl.DataFrame, path: str,
                 top = rt.sort("proportion", descending=True).get_column(name).head(12)
                 rs = dict(zip(rt[name], rt["proportion"], strict=True))
                 ss = dict(zip(st[name], st["proportion"], strict=True))
+                top = _in_order(top.to_list()) if numeric else top.to_list()
                 pos = np.arange(len(top))
                 ax.bar(pos - 0.2, [rs.get(v, 0) for v in top], 0.4, label="training")
                 ax.bar(pos + 0.2, [ss.get(v, 0) for v in top], 0.4, label="synthetic")
-                ax.set_xticks(pos, [str(v)[:10] for v in top], rotation=60, fontsize=6)
+                ax.set_xticks(pos, [_label(v, numeric) for v in top], rotation=60, fontsize=6)
             ax.set_title(name, fontsize=8)
             ax.tick_params(labelsize=6)
         axes.flat[0].legend(fontsize=6)
     return path
+
+
+def _in_order(values: list[str]) -> list[str]:
+    """A numeric column's value labels (Float64 as text, "(null)") by value, null last."""
+    return sorted(values, key=lambda v: (v == "(null)", float(v) if v != "(null)" else 0.0))
+
+
+def _label(value: str, numeric: bool) -> str:
+    """A bar's label: a number without a spurious ``.0`` (``3.0`` -> ``3``), text cut at 10."""
+    if numeric and value != "(null)":
+        return f"{float(value):g}"
+    return value[:10]
 
 
 def associations(frame: pl.DataFrame, disc) -> np.ndarray:

@@ -98,3 +98,16 @@ def test_a_release_that_kept_little_of_the_labels_signal_says_so():
     text = weak_signal({"metric": "r2", "forest": {"tstr": 0.02, "trtr": 0.79}})
     assert text.startswith("TSTR 0.020 keeps 3% of what training on the real rows gains")
     assert weak_signal({"metric": "roc_auc", "forest": {"tstr": 0.55, "trtr": 0.52}}) is None
+
+
+def test_a_few_numbers_are_plotted_in_their_order_without_a_spurious_decimal(tmp_path):
+    import polars as pl
+
+    from cloakflow.tasks.release.synthetic import _in_order, _label, plot_columns
+
+    ordered = _in_order(["3.0", "(null)", "1.0", "10.0", "2.5"])
+    assert ordered == ["1.0", "2.5", "3.0", "10.0", "(null)"]
+    assert [_label(v, True) for v in ordered] == ["1", "2.5", "3", "10", "(null)"]
+    assert _label("a long category name", False) == "a long cat"
+    frame = pl.DataFrame({"days_late": [0, 1, 2, 2, 7, None], "carrier": list("aabbcc")})
+    assert plot_columns(frame, frame, str(tmp_path / "columns.png")).endswith("columns.png")
