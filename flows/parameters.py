@@ -35,7 +35,28 @@ class ReleaseFields(SourceFields):
                                                  "in the federation")
 
 
-class RunParameters(ReleaseFields):
+class DpFields(BaseModel):
+    """The DP fields every release kind's entry flow shares (its delta's default, and its own
+    DP settings, stay with the kind)."""
+
+    dp_epsilon: float | None = Field(
+        None, gt=0, allow_inf_nan=False,
+        description="differential privacy for the release: epsilon for everything that reads "
+                    "the training rows, all its models and counts together (none = no DP); "
+                    "needs public bounds in the profile")
+    dp_clip: float | None = Field(
+        None, gt=0, allow_inf_nan=False,
+        description="DP-SGD's per-row gradient clip norm C (default 0.1, chosen on the public "
+                    "bank table)")
+    dp_epochs: int = Field(30, ge=1, description="DP-SGD epochs (fixed, no early stopping; "
+                                                 "steps = epochs / q)")
+    dp_report: Literal["private", "full"] = Field(
+        "private", description="private = the release holds only DP-covered figures "
+                               "(evaluation and attack results stay in MLflow); full = in the "
+                               "manifest too, each marked not covered by epsilon")
+
+
+class RunParameters(DpFields, ReleaseFields):
     """Parameters of one anonymisation run (shown as a form in the Prefect UI)."""
 
     seed: int = Field(42, description="seeds the split, the models and the evaluation")
@@ -63,27 +84,13 @@ class RunParameters(ReleaseFields):
         None, ge=0, description="code noise sd in units of the clip norm (default: profile's)")
     clip_norm: float | None = Field(
         None, gt=0, description="L2 bound per code vector (default: profile's; none = median)")
-    dp_epsilon: float | None = Field(
-        None, gt=0, allow_inf_nan=False,
-        description="train every autoencoder with DP-SGD; epsilon is the total for the release, "
-                    "all models together (none = no DP)")
     dp_delta: float | None = Field(
         None, gt=0, lt=1, description="delta of the release (default: a power of ten <= "
                                       "1/(10 n))")
-    dp_clip: float | None = Field(
-        None, gt=0, allow_inf_nan=False,
-        description="per-model per-example gradient clip norm C (default 0.1, chosen on the "
-                    "public bank table)")
-    dp_epochs: int = Field(
-        30, ge=1, description="DP-SGD epochs (fixed: no early stopping under DP)")
     dp_design: Literal["joint", "split"] = Field(
         "split", description="split = one DP-SGD mechanism per model, the budget split by PLD "
                              "composition (measured better); joint = all models one mechanism "
                              "(jointly clipped, one noise draw)")
-    dp_report: Literal["private", "full"] = Field(
-        "private", description="private = the release holds only DP-covered figures (utility "
-                              "and attack results stay in MLflow); full = everything in the "
-                              "manifest, each private-row figure marked not covered")
     models_from: str | None = Field(
         None, description="a federation folder (cloakflow federate): encode with its global "
                           "models instead of training (a holder's own release)")
@@ -116,7 +123,7 @@ def _holder_release_rules(params, no_dp: str) -> None:
             raise ValueError(f"models_from {no_dp}")
 
 
-class SynthesizeParameters(ReleaseFields):
+class SynthesizeParameters(DpFields, ReleaseFields):
     """Parameters of one synthetic release (shown as a form in the Prefect UI)."""
 
     model: Literal["vae"] = Field("vae", description="the generator: vae (a conditional "
@@ -142,22 +149,12 @@ class SynthesizeParameters(ReleaseFields):
         0.2, ge=0.05, le=0.5, description="rows held out of training: the evaluation's and "
                                           "the attacks' control rows (DP: each row on a "
                                           "secret coin)")
-    dp_epsilon: float | None = Field(
-        None, gt=0, allow_inf_nan=False,
-        description="differentially private end to end: epsilon for everything that reads "
-                    "the rows (histogram and DP-SGD); needs public bounds for every column")
     dp_delta: float | None = Field(
         None, gt=0, lt=1, description="delta (default 1e-6, public: not derived from the row "
                                       "count)")
-    dp_clip: float | None = Field(None, gt=0, allow_inf_nan=False,
-                                  description="per-row gradient clip norm C (default 0.1)")
-    dp_epochs: int = Field(30, ge=1, description="DP-SGD epochs (steps = epochs / q)")
     dp_sampling_rate: float = Field(
         0.01, gt=0, le=1, description="DP-SGD Poisson sampling rate q (public, so that the "
                                       "row count is not published)")
-    dp_report: Literal["private", "full"] = Field(
-        "private", description="private = evaluation and attack figures stay in MLflow; full "
-                               "= in the manifest too, marked not covered by epsilon")
     models_from: str | None = Field(
         None, description="a federation folder (cloakflow federate --model vae): sample from "
                           "its global VAE instead of training (a holder's own release)")

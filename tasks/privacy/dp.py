@@ -35,6 +35,7 @@ from cloakflow.models.training.accounting import (
 )
 from cloakflow.models.training.dp_sgd import DEFAULT_CLIP_NORM, DpSgdConfig, plan
 from cloakflow.tasks.privacy.budget import Budget, Mechanism, compose
+from cloakflow.tasks.privacy.budget import statement as budget_statement
 from cloakflow.tasks.release.codes import PSEUDONYMISATION_STATEMENT
 
 Design = Literal["joint", "split"]
@@ -252,15 +253,15 @@ def dp_section(plan_: DpPlan, bounds_used: dict[str, list[str]], mode: DpReport,
               "the training rows (no public bounds in the profile); those statistics are not "
               "covered, so the guarantee holds only conditional on them. ")
     hyperparameters = hyperparameter_statement(plan_.per_model_clip, epochs)
-    statement = (
-        f"The {k} models ({', '.join(plan_.models)}) were trained on the training rows {how}. "
-        f"Together they are ({plan_.total_epsilon:.3g}, {b.delta:g})-differentially private "
-        f"with respect to {ADJACENCY_TEXT[ADJACENCY]}: the release has one row per training "
-        "row, so its size is not hidden. Figure by dp-accounting's PLD accountant. "
-        f"{caveat}{CODES_NOT_COVERED} Figures computed on the private rows (utility, attack "
-        "results, losses, the gate's decision) are not covered; they are listed under "
-        f"dp.private_row_figures ({where}). "
-        f"{hyperparameters}")
+    statement = budget_statement(
+        f"The {k} models ({', '.join(plan_.models)}), trained on the training rows {how}, are "
+        "together", plan_.total_epsilon, b.delta, ADJACENCY_TEXT[ADJACENCY],
+        covered="every DP-SGD step that read the training rows",
+        notes=("The release has one row per training row, so its size is not hidden.",
+               caveat, CODES_NOT_COVERED),
+        not_covered="the figures computed on the private rows (utility, attack results, "
+                    f"losses, the gate's decision), listed under dp.private_row_figures "
+                    f"({where}).", hyperparameters=hyperparameters)
     return {
         "epsilon": round(plan_.total_epsilon, 6),
         "delta": b.delta,

@@ -50,6 +50,7 @@ from cloakflow.models.training.accounting import ADJACENCY_TEXT, DpBudget
 from cloakflow.models.training.dp_sgd import DEFAULT_CLIP_NORM
 from cloakflow.tasks.data.preprocess import on_grid
 from cloakflow.tasks.privacy.budget import Budget, solve
+from cloakflow.tasks.privacy.budget import statement as budget_statement
 from cloakflow.tasks.privacy.dp import DpPlanError, hyperparameter_statement, membership_bound
 
 ADJACENCY = "add_remove"
@@ -482,25 +483,26 @@ def dp_section(plan: SynthesisDpPlan, bounds_used: dict[str, list[str]], mode: s
              "run's artifacts, the command's output)" if mode == "private" else
              "in this manifest too, with the exact split row counts, the final loss and the "
              "training time, all not covered")
-    statement = (
-        f"The synthetic rows are ({plan.total_epsilon:.3g}, {plan.delta:g})-differentially "
-        f"private with respect to {ADJACENCY_TEXT[ADJACENCY]} of the training rows: every "
-        "step that read them is covered - the conditioning column's Gaussian histogram "
-        f"(sigma {plan.histogram_sigma:.3g}; one bin, the row count, for an unconditioned "
-        "model), "
-        + (f"the Gaussian histograms behind the quantile knots of {len(plan.knot_columns)} "
-           f"numeric columns (sigma {plan.knot_sigma:.3g} per count) "
-           if plan.knot_columns else "")
-        + f"and DP-SGD on the VAE (Poisson sampling q = "
-        f"{b.sampling_rate:g}, noise multiplier {b.noise_multiplier:.4g}, clip norm "
-        f"{plan.clip_norm:g}, {b.steps} steps), composed by dp-accounting's PLD accountant; "
-        "otherwise the preprocessing used only the profile's public bounds. Sampling rows "
-        "from the "
-        "model is post-processing. Not covered: the release's evaluation (fidelity, TSTR and "
-        f"attack results on private training and control rows; {where}) and the gate's "
-        "decision, made on those figures, that let it be published. The guarantee holds for "
-        "the source rows too: each row joined the training rows on its own secret coin. "
-        + hyperparameter_statement(plan.clip_norm, plan.epochs))
+    statement = budget_statement(
+        "The synthetic rows are", plan.total_epsilon, plan.delta,
+        f"{ADJACENCY_TEXT[ADJACENCY]} of the training rows",
+        covered="every step that read them is covered - the conditioning column's Gaussian "
+                f"histogram (sigma {plan.histogram_sigma:.3g}; one bin, the row count, for an "
+                "unconditioned model), "
+                + (f"the Gaussian histograms behind the quantile knots of "
+                   f"{len(plan.knot_columns)} numeric columns (sigma {plan.knot_sigma:.3g} per "
+                   "count) " if plan.knot_columns else "")
+                + f"and DP-SGD on the VAE (Poisson sampling q = {b.sampling_rate:g}, noise "
+                  f"multiplier {b.noise_multiplier:.4g}, clip norm {plan.clip_norm:g}, "
+                  f"{b.steps} steps)",
+        composed="composed by dp-accounting's PLD accountant; otherwise the preprocessing used "
+                 "only the profile's public bounds",
+        notes=("Sampling rows from the model is post-processing. The guarantee holds for the "
+               "source rows too: each row joined the training rows on its own secret coin.",),
+        not_covered="the release's evaluation (fidelity, TSTR and attack results on private "
+                    f"training and control rows; {where}) and the gate's decision, made on "
+                    "those figures, that let it be published.",
+        hyperparameters=hyperparameter_statement(plan.clip_norm, plan.epochs))
     return {
         "epsilon": round(plan.total_epsilon, 6), "delta": plan.delta,
         "target_epsilon": plan.target_epsilon, "design": "synthesis",

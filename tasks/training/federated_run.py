@@ -272,23 +272,27 @@ def federation_manifest(params, profile, result, rounds, reports, weighting, par
     if params.dp_epsilon is not None:
         how = {"uniform": "uniformly", "declared": "by the sizes they declared public",
                "dp-count": "by their DP row counts"}[weighting]
-        statement = (
+        from cloakflow.tasks.privacy.budget import statement as budget_statement
+
+        counted = f" and a {family.counted}" if family.counted != "row count" else ""
+        statement = budget_statement(
             "Each holder trained with DP-SGD on its own rows: the global model, and what the "
             "server received from that holder (its clipped, noised local updates over all "
             "rounds, its DP figures" + (", its DP row count" if weighting == "dp-count" else "")
-            + "; its losses and timings stay with the holder), are (epsilon, delta)-"
-            "differentially private with respect to adding or "
-            "removing one of that holder's rows, with the holder's (epsilon, delta) below, "
-            "composed over all its models and rounds and a Gaussian count of its rows ("
-            + (f"a {family.counted}, " if family.counted != "row count" else "")
-            + "PLD, add/remove adjacency). The exact row counts stay private: DP-SGD samples at a "
-            "public rate and divides by q times the DP count; holders are weighed " + how
-            + " in FedAvg. When each reply arrives is seen by the server and not covered (a "
-            "holder's training time grows with its expected batch). The per-round losses and "
-            "timings here, reported by the holders after the run, are computed on private rows "
-            "and are not covered. " + (
-                "The guarantee is for the holder's training rows: its control rows are split "
-                "off by the public seed. " + kinds.for_model(params.model).holder_note))
+            + "; its losses and timings stay with the holder), are", None, None,
+            "adding or removing one of that holder's rows, with the holder's (epsilon, delta) "
+            "below", covered="DP-SGD over all its models and rounds, a Gaussian count of its "
+                             f"rows{counted}",
+            composed="composed by dp-accounting's PLD accountant (add/remove adjacency)",
+            notes=("The exact row counts stay private: DP-SGD samples at a public rate and "
+                   "divides by q times the DP count; holders are weighed " + how
+                   + " in FedAvg.", "The guarantee is for the holder's training rows: its "
+                   "control rows are split off by the public seed. "
+                   + kinds.for_model(params.model).holder_note),
+            not_covered="when each reply arrives, which the server sees (a holder's training "
+                        "time grows with its expected batch), and the per-round losses and "
+                        "timings here, reported by the holders after the run and computed on "
+                        "private rows.")
     out = {"schema_version": SCHEMA_VERSION, "kind": "federated-model", "dataset": profile.name,
             "created": datetime.now(UTC).isoformat(timespec="seconds"),
             "mlflow_run_id": parent, "prefect_flow_run_id": flow_run_id,

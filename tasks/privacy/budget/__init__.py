@@ -144,6 +144,26 @@ class Budget:
                                for m in self.mechanisms]}
 
 
+def statement(released: str, epsilon: float | None, delta: float | None, adjacency: str, *,
+              covered: str, not_covered: str, notes: tuple[str, ...] = (),
+              composed: str = "composed by dp-accounting's PLD accountant",
+              hyperparameters: str = "") -> str:
+    """The one DP statement writer of every release kind, in one order: what is
+    differentially private (``released``, the sentence's subject and verb) at (epsilon, delta)
+    (None: stated per holder) with respect to ``adjacency``, what read the rows and is covered
+    and how it was composed, the kind's own notes, what is not covered, and how the
+    hyperparameters were chosen (``hyperparameter_statement``).
+
+    Returns:
+        ``"<released> (e, d)-differentially private with respect to <adjacency>: <covered>,
+        <composed>. <notes> Not covered: <not_covered> <hyperparameters>"``.
+    """
+    bound = "(epsilon, delta)" if epsilon is None else f"({epsilon:.3g}, {delta:g})"
+    parts = [f"{released} {bound}-differentially private with respect to {adjacency}: "
+             f"{covered}, {composed}.", *notes, f"Not covered: {not_covered}", hyperparameters]
+    return " ".join(p.strip() for p in parts if p and p.strip())
+
+
 def solve(target_epsilon: float, delta: float, adjacency: str, *, sampling_rate: float,
           steps: int, clip_norm: float, trains: tuple[str, ...],
           counts: tuple[tuple[tuple[str, ...], float, float], ...] = ()) -> Budget:

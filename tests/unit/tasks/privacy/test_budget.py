@@ -61,3 +61,18 @@ def test_solve_meets_the_target_with_each_count_at_its_share():
     with pytest.raises(ValueError):
         solve(-1.0, DELTA, "add_remove", sampling_rate=0.01, steps=10, clip_norm=1.0,
               trains=("m",))
+
+
+def test_one_statement_writer_says_every_part_in_one_order():
+    from cloakflow.tasks.privacy.budget import statement
+
+    text = statement("The rows are", 2.0, 1e-6, "replacing one row", covered="a histogram",
+                     not_covered="the evaluation.", notes=("Sampling is post-processing.", ""),
+                     hyperparameters="C was chosen on a public table.")
+    assert text == ("The rows are (2, 1e-06)-differentially private with respect to replacing "
+                    "one row: a histogram, composed by dp-accounting's PLD accountant. Sampling "
+                    "is post-processing. Not covered: the evaluation. C was chosen on a public "
+                    "table.")
+    per_holder = statement("Each holder's model is", None, None, "adding or removing one row",
+                           covered="DP-SGD", not_covered="timings.")
+    assert per_holder.startswith("Each holder's model is (epsilon, delta)-differentially")
