@@ -197,7 +197,7 @@ def test_rerun_after_a_crash_reuses_finished_steps(prefect_harness, workdir: Pat
     with get_client(sync_client=True) as client:
         task_runs = client.read_task_runs(
             flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[run_id])))
-    states = [t.state.name for t in task_runs if t.name.startswith("train-autoencoder")]
+    states = [t.state.name for t in task_runs if t.name.startswith("train[autoencoder:")]
     assert states == ["Cached"] * 3
 
     fresh = anonymize(fast(use_cache=False, **kw))
