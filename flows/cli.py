@@ -215,7 +215,9 @@ def _execute(params, call, remedy: str):
 
     try:  # a broken profile is reported before any server starts
         profile = load_profile(params.profile_path or params.dataset)
-        if hasattr(params, "privacy_attacks"):  # a release: its policy is read
+        from cloakflow.flows.parameters import ReleaseFields
+
+        if isinstance(params, ReleaseFields):  # a release: its policy is read
             from cloakflow.tasks.release.kinds import check_policy
 
             check_policy(profile, params.profile_path)
