@@ -108,6 +108,10 @@ def _parser() -> argparse.ArgumentParser:
         parser = sub.add_parser(name, help=command.help)
         if command.model is not None:
             add_model_options(parser, getattr(parameters, command.model))
+            parser.add_argument("--verbose", action="store_true",
+                                help="show every log line of the run (each epoch, each "
+                                     "check, Prefect's task states) and the whole report; by "
+                                     "default one line per step")
         else:
             command.arguments(parser)
     return ap
@@ -149,10 +153,10 @@ def _run(args: argparse.Namespace) -> int:
     if isinstance(ran, int):
         return ran
     params, outcome = ran
-    print(f"\nUtility ({params.folds}-fold {params.fold_scheme}, forest {params.forest}):")
-    print(outcome.table_markdown)
-    print(f"MLflow run: {outcome.mlflow_run_id}")
-    print(outcome.release)
+    if args.verbose:
+        print(f"\nUtility ({params.folds}-fold {params.fold_scheme}, forest {params.forest}):")
+        print(outcome.table_markdown)
+    _finish(args, outcome, "privacy-report.md", "utility.md")
     return 0
 
 
@@ -164,10 +168,24 @@ def _synthesize(args: argparse.Namespace) -> int:
     if isinstance(ran, int):
         return ran
     _, outcome = ran
-    print("\n" + outcome.report_markdown)
+    if args.verbose:
+        print("\n" + outcome.report_markdown)
+    _finish(args, outcome, "report.md")
+    return 0
+
+
+def _finish(args: argparse.Namespace, outcome, *reports: str) -> None:
+    """The last lines of a published release: where its report is, its MLflow run and, last,
+    the release folder."""
+    from pathlib import Path
+
+    if not args.verbose:
+        found = [str(Path(outcome.release) / r) for r in reports
+                 if (Path(outcome.release) / r).is_file()]
+        if found:
+            print(f"report: {', '.join(found)} (--verbose prints it here)")
     print(f"MLflow run: {outcome.mlflow_run_id}")
     print(outcome.release)
-    return 0
 
 
 def _release_run(args: argparse.Namespace, model: type[BaseModel], flow: str, remedy: str):
@@ -189,7 +207,7 @@ def _release_run(args: argparse.Namespace, model: type[BaseModel], flow: str, re
                                       flow))(params)
 
     with engine.StopOnSignals():  # Ctrl-C, SIGTERM: stopped within seconds, exit 130 / 143
-        outcome = _execute(params, call, remedy)
+        outcome = _execute(params, call, remedy, args.verbose)
     return outcome if isinstance(outcome, int) else (params, outcome)
 
 
@@ -207,10 +225,10 @@ def _parameters(model: type[BaseModel], args: argparse.Namespace):
         return EXIT_BAD_INPUT
 
 
-def _execute(params, call, remedy: str):
+def _execute(params, call, remedy: str, verbose: bool):
     """Run a release flow (``call``) with the command line's error handling: the flow's
     outcome, or the exit status after a report on stderr (2: bad input or DP plan, 3: policy
-    or budget)."""
+    or budget). The console is quiet unless ``verbose`` (``engine.console``)."""
     from cloakflow.tasks.data.profile import ProfileError, load_profile
 
     try:  # a broken profile is reported before any server starts
@@ -224,6 +242,7 @@ def _execute(params, call, remedy: str):
     except ProfileError as exc:
         print(f"\nINPUT REJECTED, nothing was run.\n{exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    engine.console(verbose)
     engine.choose_prefect_api()  # a running local server, else the temporary one
     from cloakflow.tasks.runners import StopRequested
 
@@ -290,7 +309,7 @@ def _flag(name: str) -> str:
 
 
 def _values(args: argparse.Namespace) -> dict:
-    return {k: v for k, v in vars(args).items() if k != "command"}
+    return {k: v for k, v in vars(args).items() if k not in ("command", "verbose")}
 
 
 def _budget(args: argparse.Namespace) -> int:
@@ -361,7 +380,7 @@ def _federate(args: argparse.Namespace) -> int:
 
         return federate(params)
 
-    outcome = _execute(params, call, "")
+    outcome = _execute(params, call, "", args.verbose)
     if isinstance(outcome, int):
         return outcome
     for r in outcome.releases:
@@ -376,6 +395,7 @@ def _frontier(args: argparse.Namespace) -> int:
     from cloakflow.flows.frontier import FrontierParameters, frontier
 
     params = FrontierParameters(**_values(args))
+    engine.console(args.verbose)
     engine.choose_prefect_api()
     result = engine.for_run(frontier)(params)
     print(result["folder"])

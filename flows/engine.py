@@ -7,11 +7,14 @@ runner it is given, and how Ctrl-C and SIGTERM stop it.
   database migration;
 - :func:`for_run`: a flow with the task runner chosen for this run
   (``flow.with_options(task_runner=...)``, ``tasks.steps.task_runner``);
-- :class:`StopOnSignals`: Ctrl-C (SIGINT) and SIGTERM stop a release run within seconds.
+- :class:`StopOnSignals`: Ctrl-C (SIGINT) and SIGTERM stop a release run within seconds;
+- :func:`console`: the quiet console of a command-line run (``tasks.console``), or every log
+  line with ``--verbose``.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import sys
@@ -34,6 +37,62 @@ def for_run(flow, runner: str = "thread"):
     from cloakflow.tasks.steps import task_runner
 
     return flow.with_options(task_runner=task_runner(runner))
+
+
+# ----------------------------------------------------------------------------- console
+class _Terminal(logging.StreamHandler):
+    """A stream handler writing to the ``sys.stderr`` of the moment, not the one it was made
+    with (a test's captured stream is closed after the test)."""
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value) -> None:
+        pass
+
+
+class _Quiet:
+    """A filter for Prefect's console handler: warnings and errors only, less the errors the
+    command line reports itself in plain words (a rejected input, a blocked release: marked by
+    ``runtime.quiet_expected_errors``). Every record still reaches the flow run's log in the
+    API, through its own handler."""
+
+    def filter(self, record) -> bool:
+        return record.levelno >= logging.WARNING and not getattr(record, "cloakflow_reported",
+                                                                 False)
+
+
+def console(verbose: bool) -> None:
+    """Set up the terminal of a command-line run.
+
+    Quiet (the default): Prefect's console handler shows warnings and errors only, and the
+    lines of ``tasks.console`` (one per step, progress every 10 epochs) are printed as
+    ``HH:MM:SS text``. Verbose: Prefect's console shows every log line of the run, the tasks'
+    prints included, in Prefect's format. Either way the flow run's log in the API gets every
+    line.
+    """
+    from prefect.logging.configuration import ensure_logging_setup
+    from prefect.logging.handlers import PrefectConsoleHandler
+
+    from cloakflow.tasks.console import LOGGER
+
+    ensure_logging_setup()  # Prefect's handlers, as its first flow run would set them up
+    prefect_console = [h for h in logging.getLogger().handlers
+                       if isinstance(h, PrefectConsoleHandler)]
+    for handler in prefect_console:
+        for f in [f for f in handler.filters if isinstance(f, _Quiet)]:
+            handler.removeFilter(f)
+        if not verbose:
+            handler.addFilter(_Quiet())
+    for handler in [h for h in LOGGER.handlers if isinstance(h, _Terminal)]:
+        LOGGER.removeHandler(handler)
+    LOGGER.propagate = verbose
+    if not verbose:
+        terminal = _Terminal()
+        terminal.setFormatter(logging.Formatter("%(asctime)s %(message)s", datefmt="%H:%M:%S"))
+        LOGGER.addHandler(terminal)
 
 
 # ----------------------------------------------------------------------------- Prefect
@@ -79,8 +138,8 @@ def choose_prefect_api(start_temporary: bool = True) -> str | None:
         return url
     if start_temporary and settings.server.ephemeral.enabled:
         print(f"Prefect: no server at {url.removesuffix('/api')}; starting a temporary one for "
-              "this run (about 10 s; 20-30 s on a fresh PREFECT_HOME; a running `make ui` "
-              "server avoids it)", file=sys.stderr)
+              "this run (10-50 s, the longer on a busy machine or a fresh PREFECT_HOME; a "
+              "running `make ui` server avoids it)", file=sys.stderr)
         start_temporary_server(settings.home)
     return None
 

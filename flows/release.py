@@ -15,7 +15,7 @@ from __future__ import annotations
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from cloakflow.tasks import runners, steps, tracking
+from cloakflow.tasks import console, runners, steps, tracking
 from cloakflow.tasks.data import steps as data_steps
 from cloakflow.tasks.data.profile import load_profile
 from cloakflow.tasks.evaluation.steps import Evaluations
@@ -114,6 +114,7 @@ def gate(run: ReleaseRun) -> None:
                      j.expected, j.utility, j.missing, covered=j.covered,
                      unmeasured=j.unmeasured)
     run.verdict = outcome.verdict
+    console.step(outcome.headline())
     tracking.set_tags(run.parent, {"cloakflow.privacy_verdict": outcome.verdict})
     summary = run.kind.stages.render(run, outcome)
     if outcome.verdict == "blocked":

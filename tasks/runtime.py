@@ -193,12 +193,21 @@ def init_mlflow_store(uri: str) -> None:
     db = sqlite_path(uri)
     if db is None or uri in _MLFLOW_READY:
         return
+    import logging
+
     from mlflow.tracking import MlflowClient
 
-    with file_lock(db.with_name(db.name + ".lock")):
-        client = MlflowClient(tracking_uri=uri, registry_uri=uri)
-        client.search_experiments(max_results=1)  # tracking tables
-        client.search_registered_models(max_results=1)  # model registry tables
+    # MLflow's "Creating initial MLflow database tables..." lines say nothing to the user
+    schema_log = logging.getLogger("mlflow.store.db.utils")
+    level = schema_log.level
+    schema_log.setLevel(logging.WARNING)
+    try:
+        with file_lock(db.with_name(db.name + ".lock")):
+            client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+            client.search_experiments(max_results=1)  # tracking tables
+            client.search_registered_models(max_results=1)  # model registry tables
+    finally:
+        schema_log.setLevel(level)
     _MLFLOW_READY.add(uri)
 
 
@@ -225,6 +234,7 @@ class _ExpectedErrors:
         # worker's BrokenProcessPool, a StopRequested): their tracebacks are noise
         if exc is not None and (isinstance(exc, self.types) or runners.interrupted()):
             record.exc_info, record.exc_text = None, None
+            record.cloakflow_reported = True  # the quiet console leaves it to the CLI
         return True
 
 

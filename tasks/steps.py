@@ -17,23 +17,44 @@ import Prefect (``tests/unit/test_prefect_free.py``); the work they wrap runs wi
 - **gather**: wait for a flow's parallel tasks and fail fast: the first failure asks the run's
   other tasks to stop (``runners.Stop``) and is raised at once, instead of after minutes of
   training whose result is lost.
+- **The run's log**: the progress lines of ``tasks.console`` (standard logging) are sent to
+  the flow run's log in Prefect's API (``RunLogHandler``), as the tasks' prints are.
 """
 
 from __future__ import annotations
 
 import hashlib
 import inspect
+import logging
 from datetime import timedelta
 from types import ModuleType
 from typing import Any, Literal
 
 from prefect.cache_policies import INPUTS, TASK_SOURCE, CacheKeyFnPolicy, CachePolicy
+from prefect.logging.handlers import APILogHandler
 
-from cloakflow.tasks import runners
+from cloakflow.tasks import console, runners
 
 CACHE_EXPIRATION = timedelta(days=7)
 RunnerKind = Literal["thread"]
 RUNNER_KINDS: tuple[str, ...] = ("thread",)
+
+
+# ----------------------------------------------------------------------------- the run's log
+class RunLogHandler(APILogHandler):
+    """Prefect's API log handler for the ``cloakflow.console`` logger, inside a flow or task
+    run only: a line logged outside any run (a unit test, ``cloakflow attack``) is not sent,
+    where Prefect's own handler would warn that it has no flow run id."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        from prefect.context import FlowRunContext, TaskRunContext
+
+        if FlowRunContext.get() is not None or TaskRunContext.get() is not None:
+            super().emit(record)
+
+
+if not any(isinstance(h, RunLogHandler) for h in console.LOGGER.handlers):
+    console.LOGGER.addHandler(RunLogHandler())
 
 
 # ----------------------------------------------------------------------------- caching

@@ -137,7 +137,8 @@ def log_keras_model(run_id: str, model: Any, sample: Any, name: str = "model") -
 
     Pip requirements are explicit (inferring them costs ~15 s a model) and the signature is
     inferred from ``sample`` rows, so the model can be served and checked against its input
-    (a list of arrays, one per input, for a model with several inputs: logged unsigned).
+    (a list of arrays, one per input, for a model with several inputs: one named tensor each,
+    by the model's input names).
     The sample's outputs come from a plain (eager) call of the model, not ``model.predict``:
     ``predict`` builds and traces a ``tf.function`` for the model, which here would serve these
     few rows once and never again (a trace per logged model, and TensorFlow's "triggered
@@ -148,8 +149,11 @@ def log_keras_model(run_id: str, model: Any, sample: Any, name: str = "model") -
     from mlflow.models import infer_signature
 
     if isinstance(sample, (list, tuple)):  # several inputs (a conditional decoder: z, label)
-        model([np.asarray(s) for s in sample], training=False)  # checks that it runs
-        signature = None  # MLflow's signatures describe one input tensor or a named frame
+        arrays = [np.asarray(s) for s in sample]
+        outputs = keras.ops.convert_to_numpy(model(arrays, training=False))
+        # one named tensor per input, by the model's input names (MLflow's tensor schema)
+        names = [getattr(t, "name", None) or f"input_{i}" for i, t in enumerate(model.inputs)]
+        signature = infer_signature(dict(zip(names, arrays, strict=True)), outputs)
     else:
         outputs = keras.ops.convert_to_numpy(model(np.asarray(sample), training=False))
         signature = infer_signature(sample, outputs)
@@ -303,3 +307,23 @@ def finish_parent(run_id: str, release: str, timings: dict[str, float]) -> None:
 def tracking_uri() -> str:
     """The MLflow tracking URI this process logs to."""
     return mlflow.get_tracking_uri()
+
+
+def portable_uri(uri: str | None = None, workdir: str | Path | None = None) -> str:
+    """The tracking URI as a manifest records it, without a path of this machine: a sqlite
+    store under ``workdir`` (default: the working directory) as a path relative to it
+    (``sqlite:///mlflow.db``: where the run was started), one elsewhere by its file name
+    only; a server's URI (``http://...``) as it is.
+
+    ``cloakflow attack`` resolves a relative store against its own working directory, or
+    uses ``MLFLOW_TRACKING_URI`` when that is set.
+    """
+    uri = uri or mlflow.get_tracking_uri()
+    from cloakflow.tasks.runtime import sqlite_path
+
+    path = sqlite_path(uri)
+    if path is None:
+        return uri
+    base = Path(workdir or os.getcwd()).resolve()
+    path = path.resolve()
+    return f"sqlite:///{path.relative_to(base) if path.is_relative_to(base) else path.name}"

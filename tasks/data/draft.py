@@ -45,6 +45,9 @@ _YES = {"1", "1.0", "true", "yes", "y", "t"}  # a two-valued label's positive va
 BOUND_CATEGORIES = 20  # categories listed as (data) bounds up to this many
 MIN_RULE_ROWS = 20  # an inequality is proposed only when it held on this many rows or more
 MAX_RULES = 10  # at most this many proposed inequalities
+# an inequality that would hold on more rows than this with its columns' pairing shuffled
+# follows from their distributions, not from a rule: not proposed
+MAX_CHANCE_SHARE = 0.9
 
 
 class DraftError(ValueError):
@@ -213,6 +216,11 @@ def _classify(series: pl.Series, distinct_rows: int | None = None) -> _Column:
         col.role = "identifier"
         col.notes.append(f"{name}: one distinct integer per row and {' and '.join(reasons)}: "
                          "an identifier")
+    elif col.kind == "categorical" and distinct == 2 and series.dtype == pl.String and \
+            set(values.str.strip_chars().str.to_lowercase().unique()) <= set(kinds.BOOLEAN_TEXT):
+        col.notes.append(f"{name}: two values ({', '.join(map(repr, sorted(values.unique())))})"
+                         ": drafted categorical, released as the same text; declare it boolean "
+                         "under columns: to model and release it as true/false")
     elif col.kind == "categorical" and distinct > MAX_CATEGORIES:
         col.notes.append(f"{name}: {distinct} categories (one model input each); consider "
                          "grouping rare ones or dropping it")
@@ -420,7 +428,9 @@ def _inequalities(frame: pl.DataFrame, kinds_: dict[str, str],
                   formats: dict[str, str | None]) -> list[dict]:
     """Proposed constraints: ``low <= high`` for each pair of date, datetime or numeric
     columns of one kind that holds on every row where both are present, where their ranges
-    overlap (otherwise the rule says nothing the bounds do not), the first one found per high
+    overlap (otherwise the rule says nothing the bounds do not) and where it would often
+    break with the rows' pairing shuffled (``_by_chance`` at most ``MAX_CHANCE_SHARE``: else
+    it follows from the two distributions, not a rule), the first one found per high
     column (the profile allows one per high side) and at most ``MAX_RULES``;
     marked ``origin: data`` (the rows say it: review before a DP run)."""
     numbers: dict[str, np.ndarray] = {}
@@ -447,11 +457,22 @@ def _inequalities(frame: pl.DataFrame, kinds_: dict[str, str],
             x, y = x[both], y[both]
             for low, high, lo, hi in ((a, b, x, y), (b, a, y, x)):
                 if (lo <= hi).all() and (lo < hi).any() and lo.max() > hi.min() \
-                        and high not in highs:  # a column is the high side of one at most
+                        and high not in highs \
+                        and _by_chance(lo, hi) <= MAX_CHANCE_SHARE:  # a rule, not the ranges
                     highs.add(high)
                     out.append({"type": "inequality", "low": low, "high": high,
                                 "origin": "data"})
     return out[:MAX_RULES]
+
+
+def _by_chance(low: np.ndarray, high: np.ndarray, seed: int = 0) -> float:
+    """The share of rows on which ``low <= high`` would hold if the two columns were unrelated:
+    ``high`` against a random permutation of its rows. Near 1, the inequality follows from the
+    two distributions alone (a small count below a large amount) and says nothing of the
+    rows; a rule of the domain (discharge on or after admission) breaks often when the
+    pairing is shuffled."""
+    shuffled = np.random.default_rng(seed).permutation(high)
+    return float((low <= shuffled).mean())
 
 
 def _text(doc: dict[str, Any], notes: list[str], path: Path) -> str:

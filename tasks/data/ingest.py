@@ -8,6 +8,7 @@ from pathlib import Path
 
 import polars as pl
 
+from cloakflow.tasks import console
 from cloakflow.tasks.data import kinds
 from cloakflow.tasks.data.profile import DatasetProfile, near_names
 
@@ -143,7 +144,15 @@ def conversions(path: str | Path, profile: DatasetProfile,
             ``None`` for codes.
     """
     columns = [*profile.features, profile.target.column]
-    return kinds.conversions(source_schema(path, profile), columns, released)
+    schema = source_schema(path, profile)
+    out = kinds.conversions(schema, columns, released)
+    for col in columns:  # text declared boolean: read as, and released as, Boolean
+        if profile.columns.get(col) == "boolean" and schema.get(col, pl.String) == pl.String \
+                and (released is None or released.get(col) == pl.Boolean):
+            out[col] = ("text booleans (true/false, yes/no, 1/0) read as Boolean"
+                        + ("; released as Boolean (declare the column categorical to keep "
+                           "its text)" if released is not None else ""))
+    return out
 
 
 def stated_conversions(profile: DatasetProfile, input_path: str | None,
@@ -263,13 +272,14 @@ def load_table(path: str, profile: DatasetProfile) -> pl.DataFrame:
     its Prefect task, retried on transient I/O errors, is ``tasks.data.steps.ingest``)."""
     notes: list[str] = []
     frame = read_table(path, profile, notes)
-    print(f"ingested {path}: {frame.height} rows x {frame.width} columns", flush=True)
+    console.step(f"ingested {path} ({file_format(path, profile)}): {frame.height} rows x "
+                 f"{frame.width} columns")
     for note in notes:
-        print(f"warning: {note}", flush=True)
+        console.warn(note)
     converted = conversions(path, profile)
     if converted:
         print("source types converted: " + "; ".join(f"{c}: {t}" for c, t in converted.items()),
               flush=True)
     for warning in check_columns(frame, profile, Path(path).name):
-        print(f"warning: {warning}", flush=True)
+        console.warn(warning)
     return frame

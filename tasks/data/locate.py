@@ -14,6 +14,7 @@ import urllib.request
 import zipfile
 from pathlib import Path
 
+from cloakflow.tasks import console
 from cloakflow.tasks.data.profile import DatasetProfile
 
 DATA_DIR_ENV = "CLOAKFLOW_DATA_DIR"
@@ -60,7 +61,7 @@ def download(profile: DatasetProfile, target: Path, timeout: float = 60.0) -> Pa
     """
     src = profile.source
     assert src is not None and src.url
-    print(f"downloading {src.url} ...", flush=True)
+    console.step(f"downloading {src.url} ...")
     try:
         with urllib.request.urlopen(src.url, timeout=timeout) as resp:
             payload = resp.read()

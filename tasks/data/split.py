@@ -15,6 +15,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from cloakflow.tasks import console
+
 # fewer positive (or negative) rows per test fold than this and the utility figures are noise
 RELIABLE_PER_FOLD = 10
 _TRUE, _FALSE = {"true", "1", "yes", "t", "y"}, {"false", "0", "no", "f", "n"}
@@ -362,8 +364,8 @@ def split_reported(y: np.ndarray, control_fraction: float, seed: int | None,
     """:func:`split_rows`, printing the row counts (the split step; its Prefect task is
     ``tasks.data.steps.split``)."""
     train, control = split_rows(y, control_fraction, seed, groups)
-    print(f"split: {len(train)} training rows, {len(control)} control rows "
+    console.step(f"split: {len(train)} training rows, {len(control)} control rows "
           + (f"(seed {seed})" if seed is not None else "(secret per-group coins)")
           + ("" if groups is None or len(groups) == 0 or groups.max() + 1 == len(groups)
-             else ", duplicate feature rows kept on one side"), flush=True)
+             else ", duplicate feature rows kept on one side"))
     return train, control

@@ -12,8 +12,8 @@ import numpy as np
 import polars as pl
 from prefect import task
 
-from cloakflow.tasks import tracking
-from cloakflow.tasks.data.ingest import load_table
+from cloakflow.tasks import console, tracking
+from cloakflow.tasks.data.ingest import file_format, load_table
 from cloakflow.tasks.data.locate import locate_source, sha256_file
 from cloakflow.tasks.data.preprocess import TablePreprocessor, numeric_scaling  # noqa: F401
 from cloakflow.tasks.data.profile import DatasetProfile
@@ -57,6 +57,7 @@ class Prepared:
     pre: TablePreprocessor
     utility_warning: str | None = None
     duplicates: Duplicates | None = None
+    source_format: str | None = None  # what the file was read as, by its bytes
 
     @property
     def columns(self) -> list[str]:
@@ -110,7 +111,7 @@ def prepare(profile: DatasetProfile, input_path: str | None, control_fraction: f
     warning = check_target(frame, profile, y_all, control_fraction, folds, name)
     groups = feature_groups(frame, profile.features)
     duplicates = count_duplicates(frame, profile.features, profile.target.column, groups)
-    print(f"{name}: {duplicates.describe()}", flush=True)
+    console.step(f"{name}: {duplicates.describe()}")
     tracking.log_dict(parent, duplicates.to_dict(), "data/duplicates.json")
     train_idx, control_idx = split(strata(y_all, profile.target.kind), control_fraction,
                                    None if secret_split else seed, groups)
@@ -118,7 +119,7 @@ def prepare(profile: DatasetProfile, input_path: str | None, control_fraction: f
     pre = TablePreprocessor(profile, public_bounds=public_bounds,
                             numeric=numeric, **(options or {})).fit(train_frame, name)
     for line in pre.warnings:  # e.g. a categorical column with very many categories
-        print(f"warning: {line}", flush=True)
+        console.warn(line)
     x = pre.transform(train_frame, name)
     # control rows are never trained on; a category seen only there encodes as zeros
     x_control = pre.transform(control_frame, name, unseen="ignore")
@@ -132,10 +133,11 @@ def prepare(profile: DatasetProfile, input_path: str | None, control_fraction: f
         f"{c} {k['kind']}" + (f" (discrete, {k['modelled']})" if "modelled" in k else "")
         + ("" if k["declared"] else " (inferred)") for c, k in kinds.items()), flush=True)
     slices = pre.group_slices()
-    print(f"preprocessed: {x.shape[0]} rows x {x.shape[1]} columns "
+    console.step(f"preprocessed: {x.shape[0]} rows x {x.shape[1]} columns "
           f"({', '.join(f'{g}: {len(s)}' for g, s in slices.items())}); "
-          f"{len(control_idx)} control rows", flush=True)
+          f"{len(control_idx)} control rows")
     timings["split_preprocess"] = round(time.perf_counter() - t, 2)
     return Prepared(name, source_sha, frame.height, train_frame, control_frame,
-                    y_all[train_idx], x, x_control, pre, warning, duplicates)
+                    y_all[train_idx], x, x_control, pre, warning, duplicates,
+                    file_format(path, profile))
 

@@ -14,6 +14,7 @@ from typing import Any
 
 import polars as pl
 
+from cloakflow.tasks import console
 from cloakflow.tasks.data import kinds
 from cloakflow.tasks.data.profile import DatasetProfile, near_names
 
@@ -221,5 +222,5 @@ def validate_table(frame: pl.DataFrame, profile: DatasetProfile,
     """Validate against the profile's suite and print the report (the validation step; the
     flow decides what a failure stops; its Prefect task is ``tasks.data.steps.validate``)."""
     report = validate_frame(frame, load_suite(profile), source)
-    print(report.text(), flush=True)
+    console.step(report.text())
     return report

@@ -27,7 +27,7 @@ from typing import Any, Literal
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
 
-from cloakflow.tasks import runners
+from cloakflow.tasks import console, runners
 from cloakflow.tasks.evaluation import learners
 
 SCORING = learners.SCORING["binary"]
@@ -502,9 +502,9 @@ def utility_of_view(name: str, X: np.ndarray, y: np.ndarray, engine: Engine,
                             "balanced_accuracy"),
              "numeric": ("R²", "r2", "MAE", "neg_mean_absolute_error")}[kind]
     second = abs(m[f"test_{shown[3]}"])  # scikit-learn reports errors negated
-    print(f"utility {name}: test {shown[0]} {m[f'test_{shown[1]}']:.4f}, {shown[2]} "
+    console.step(f"utility {name}: test {shown[0]} {m[f'test_{shown[1]}']:.4f}, {shown[2]} "
           f"{second:.4g} ({folds} folds, {scheme}, {engine}, "
-          f"{time.perf_counter() - t0:.1f}s)", flush=True)
+          f"{time.perf_counter() - t0:.1f}s)")
     return res
 
 
@@ -519,5 +519,5 @@ def importance_of_view(name: str, X: np.ndarray, y: np.ndarray, names: list[str]
     res = permutation_importances(X, y, names, engine=engine, seed=seed, rows=rows,
                                   blocks=blocks, label=name, kind=kind, stop=stop)
     top = ", ".join(r["feature"] for r in res["ranking"][:3])
-    print(f"importance {name}: top features {top} ({time.perf_counter() - t0:.1f}s)", flush=True)
+    console.step(f"importance {name}: top features {top} ({time.perf_counter() - t0:.1f}s)")
     return res

@@ -34,6 +34,7 @@ from cloakflow.models.training.accounting import (
     epsilon,
 )
 from cloakflow.models.training.dp_sgd import DEFAULT_CLIP_NORM, DpSgdConfig, plan
+from cloakflow.tasks import console
 from cloakflow.tasks.privacy.budget import Budget, Mechanism, compose
 from cloakflow.tasks.privacy.budget import statement as budget_statement
 from cloakflow.tasks.release.codes import PSEUDONYMISATION_STATEMENT
@@ -141,15 +142,15 @@ def plan_dp(target_epsilon: float, delta: float | None, clip_norm: float | None,
     result = DpPlan(design, tuple(models), target_epsilon, budget, clip, per_model_clip, total)
     what = ("one joint mechanism over all " f"{k} models" if design == "joint" else
             f"{k} independent mechanisms, each epsilon {budget.epsilon:.3g} on its own")
-    print(f"DP-SGD plan: release epsilon {total:.4g} <= {target_epsilon} at delta "
+    console.step(f"DP-SGD plan: release epsilon {total:.4g} <= {target_epsilon} at delta "
           f"{budget.delta:g} (replace-one, PLD), {what}: sigma {budget.noise_multiplier:.4f}, "
           f"q {budget.sampling_rate:.5f} (expected batch {batch_size}), {budget.steps} steps "
-          f"({epochs} epochs), clip {clip:.4g}", flush=True)
+          f"({epochs} epochs), clip {clip:.4g}")
     if target_epsilon > LARGE_EPSILON:
         bound = membership_bound(total, budget.delta)
-        print(f"WARNING: epsilon {target_epsilon:g} bounds little: any membership attack on the "
-              f"models may reach AUC {bound['auc_at_most']:.4f} and TPR "
-              f"{bound['tpr_at_1pct_fpr_at_most']:.3f} at 1% FPR", flush=True)
+        console.warn(f"epsilon {target_epsilon:g} bounds little: any membership attack on "
+                     f"the models may reach AUC {bound['auc_at_most']:.4f} and TPR "
+                     f"{bound['tpr_at_1pct_fpr_at_most']:.3f} at 1% FPR")
     return result
 
 

@@ -48,6 +48,7 @@ from dataclasses import dataclass
 from cloakflow.models.training import accounting
 from cloakflow.models.training.accounting import ADJACENCY_TEXT, DpBudget
 from cloakflow.models.training.dp_sgd import DEFAULT_CLIP_NORM
+from cloakflow.tasks import console
 from cloakflow.tasks.data.preprocess import on_grid
 from cloakflow.tasks.privacy.budget import Budget, solve
 from cloakflow.tasks.privacy.budget import statement as budget_statement
@@ -156,13 +157,14 @@ def plan_synthesis_dp(epsilon: float, delta: float | None, clip_norm: float | No
                            alone["condition histogram"], clip, epochs, budget.epsilon,
                            budget=budget, **extra)
     hist_sigma, hist_alone = plan.histogram_sigma, plan.histogram_epsilon
-    print(f"DP plan: release epsilon {plan.total_epsilon:.4g} <= {epsilon} at delta {delta:g} "
+    console.step(f"DP plan: release epsilon {plan.total_epsilon:.4g} <= {epsilon} at delta "
+                 f"{delta:g} "
           f"(add/remove one row, PLD): condition histogram sigma {hist_sigma:.2f} (epsilon "
           f"{hist_alone:.3g} alone)"
           + (f", quantile knots of {len(knot_columns)} columns sigma {plan.knot_sigma:.1f} "
              f"per count (epsilon {plan.knot_epsilon:.3g} alone)" if knot_columns else "")
           + f", DP-SGD sigma {sgd.noise_multiplier:.4f}, q {sampling_rate:g}, {steps} steps "
-          f"({epochs} epochs), clip {clip:g}", flush=True)
+          f"({epochs} epochs), clip {clip:g}")
     return plan
 
 
@@ -309,10 +311,10 @@ def dp_quantile_knots(frame, pre, plan: SynthesisDpPlan, rows_estimate: float, r
             info[col]["discrete"] = True
             continue
         if full.sum() <= 0:
-            print(f"WARNING: column {col!r}: no part of its public range stood above the DP "
-                  "noise, so its synthetic values spread evenly over the range; give public "
-                  f"knots (bounds.{col}.knots) or a tighter public range in the profile",
-                  flush=True)
+            console.warn(f"column {col!r}: no part of its public range stood above the DP "
+                         "noise, so its synthetic values spread evenly over the range; give "
+                         f"public knots (bounds.{col}.knots) or a tighter public range in the "
+                         "profile")
             out[col] = list(np.interp(levels, [0.0, 1.0], [lo, hi]))
             continue
         lefts = np.concatenate([[lo], edges[:-1], [hi]])
@@ -345,8 +347,8 @@ def _grid_knots(frame, pre, spec, points, sigma: float, stream, levels, rows_est
         info["discrete"] = True
         return None, sorted(float(v) for v in points[noisy > 0]), info
     if kept == 0:
-        print(f"WARNING: column {spec.name!r}: no value of its public grid stood above the DP "
-              "noise, so its synthetic values spread evenly over the range", flush=True)
+        console.warn(f"column {spec.name!r}: no value of its public grid stood above the DP "
+                     "noise, so its synthetic values spread evenly over the range")
         return list(np.interp(levels, [0.0, 1.0], [spec.minimum, spec.maximum])), None, info
     lefts = np.maximum(points - step / 2, spec.minimum)
     rights = np.minimum(points + step / 2, spec.maximum)

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from cloakflow.tasks import console
 from cloakflow.tasks.privacy.budget import Mechanism, compose
 
 LEDGER_TAG = "cloakflow.dp_ledger"
@@ -246,6 +247,7 @@ def spend_for_run(profile, parent: str, source_sha: str, source_rows: int, rows:
     if dp_release.get("adjacency") == "add_remove":
         at += ("; the ledger composes every run under replace-one, an upper bound for this "
                "add/remove run, so its figure is larger than the run's own")
-    print(f"privacy ledger {path}: this run spends epsilon {dp_release['epsilon']:.4g} at delta "
+    console.step(f"privacy ledger {path}: this run spends epsilon "
+                 f"{dp_release['epsilon']:.4g} at delta "
           f"{dp_release['delta']:g}; all {after.runs} run(s) on this dataset composed: epsilon "
-          f"{after.epsilon:.4g} at delta {after.delta:.3g} ({at})", flush=True)
+          f"{after.epsilon:.4g} at delta {after.delta:.3g} ({at})")

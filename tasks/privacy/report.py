@@ -11,6 +11,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from cloakflow.tasks.plots import figure
+from cloakflow.tasks.privacy.attacks.inversion import MLP_MAX_ITER
 from cloakflow.tasks.privacy.policy import best_inversion
 from cloakflow.tasks.release.report import Section, policy_section, render
 
@@ -51,6 +52,18 @@ class PolicyOutcome(BaseModel):
     accepted_risk: str | None = None
     covered: dict[str, list[str]] = Field(default_factory=dict)  # limit -> attributes/models
     not_measured: list[str] = Field(default_factory=list)
+
+    def headline(self) -> str:
+        """The verdict in one line (the quiet console's): how many limits were crossed, and
+        whether the release is published."""
+        n = len(self.crossed)
+        crossed = f"{n} limit{'s' * (n != 1)} of the privacy policy crossed"
+        if self.verdict == "pass":
+            return "verdict: pass: every limit of the privacy policy holds"
+        if self.verdict == "accepted":
+            return (f"verdict: accepted: {crossed}, published with the risk accepted on record "
+                    f"(\"{self.accepted_risk}\")")
+        return f"verdict: blocked: {crossed}, nothing published"
 
 
 class PrivacyReport(BaseModel):
@@ -158,6 +171,12 @@ def _inversion_lines(sec: dict, fractions) -> list[str]:
         f"{best[p][attr]['r2']:.3f} ({best[p][attr]['mae']:.3g})" for p in fractions)
         + f" | {s['r2']:.3f} ({s['mae']:.3g}) |" for attr, s in leaked.items()
         if s["kind"] == "numeric"]
+    capped = [f"p = {p:g}" for p in fractions
+              if "mlp" in sec["known_plaintext_inversion"][str(p)].get("capped", [])]
+    if capped:
+        lines += ["", f"The MLP attacker stopped at its {MLP_MAX_ITER}-iteration cap before "
+                  f"converging at {', '.join(capped)}: a longer-trained attacker may "
+                  "reconstruct more than these figures show."]
     return lines + [""]
 
 
@@ -195,33 +214,44 @@ def _anonymeter_line(a: dict) -> str:
 
 
 def plot_attacks(report: PrivacyReport, path: str) -> str:
-    """Per release: categorical inversion accuracy (p = 1%, leaked decoder) vs baseline."""
+    """Per release, one row: categorical inversion accuracy against the majority baseline,
+    and numeric inversion R² (0: no better than guessing the median), each at p = 1% and with
+    the leaked decoder; a panel only for the kinds of attribute the table has."""
     names = list(report.releases)
-    with figure(path, len(names), 1, (11, 3.6 * len(names))) as axes:
-        _plot_sections(report, names, axes)
+    kinds = [k for k in ("categorical", "numeric")
+             if any(s["kind"] == k for sec in report.releases.values()
+                    for s in sec["leaked_decoder"].values())]
+    with figure(path, len(names), len(kinds), (11 * len(kinds), 3.6 * len(names))) as axes:
+        for row, name in enumerate(names):
+            for col, kind in enumerate(kinds):
+                _plot_section(axes[row, col], name, report.releases[name], kind,
+                              set(report.sensitive))
     return path
 
 
-def _plot_sections(report: PrivacyReport, names: list[str], axes) -> None:
-    for ax, name in zip(axes[:, 0], names, strict=True):
-        sec = report.releases[name]
-        dec = {a: s for a, s in sec["leaked_decoder"].items() if s["kind"] == "categorical"}
-        best = best_inversion(sec)
-        attrs = list(dec)
-        pos = np.arange(len(attrs))
-        ax.bar(pos - 0.27, [dec[a]["baseline"] for a in attrs], 0.27, label="majority baseline",
-               color="#bbbbbb")
-        ax.bar(pos, [best[a]["accuracy"] for a in attrs], 0.27,
-               label="known plaintext, p = 1%", color="#d95f02")
-        ax.bar(pos + 0.27, [dec[a]["accuracy"] for a in attrs], 0.27,
-               label="leaked decoder", color="#7570b3")
-        sens = set(report.sensitive)
-        ax.set_xticks(pos, [a + (" *" if a in sens else "") for a in attrs])
-        ax.set_ylim(0, 1.25)  # headroom for the legend above the bars
-        ax.set_yticks(np.linspace(0, 1, 6))
-        ax.set_ylabel("attribute accuracy")
-        ax.set_title(f"{name}: inversion accuracy per attribute (* = sensitive)")
-        ax.legend(loc="upper center", ncol=3, fontsize=8)
+def _plot_section(ax, name: str, sec: dict, kind: str, sensitive: set[str]) -> None:
+    dec = {a: s for a, s in sec["leaked_decoder"].items() if s["kind"] == kind}
+    best = best_inversion(sec)
+    attrs = list(dec)
+    pos = np.arange(len(attrs))
+    key = "accuracy" if kind == "categorical" else "r2"
+    if kind == "categorical":
+        ax.bar(pos - 0.27, [dec[a]["baseline"] for a in attrs], 0.27,
+               label="majority baseline", color="#bbbbbb")
+    ax.bar(pos, [best[a][key] for a in attrs], 0.27, label="known plaintext, p = 1%",
+           color="#d95f02")
+    ax.bar(pos + 0.27, [dec[a][key] for a in attrs], 0.27, label="leaked decoder",
+           color="#7570b3")
+    ax.set_xticks(pos, [a + (" *" if a in sensitive else "") for a in attrs],
+                  rotation=30 if len(attrs) > 8 else 0, ha="right" if len(attrs) > 8 else "center")
+    low = min([0.0] + [best[a][key] for a in attrs] + [dec[a][key] for a in attrs])
+    ax.set_ylim(max(low, -1.0), 1.25)  # headroom for the legend; R² below -1 is cut
+    ax.set_yticks(np.linspace(0, 1, 6))
+    ax.axhline(0, color="black", linewidth=0.6)
+    ax.set_ylabel("attribute accuracy" if kind == "categorical" else "R² (0 = median guess)")
+    what = "accuracy" if kind == "categorical" else "R²"
+    ax.set_title(f"{name}: inversion {what}, {kind} attributes (* = sensitive)")
+    ax.legend(loc="upper center", ncol=3, fontsize=8)
 
 
 def log_report(parent: str, report: PrivacyReport) -> str:

@@ -62,6 +62,14 @@ def attack_published(release_dir: str | Path, input_path: str | None = None) -> 
     if "MLFLOW_TRACKING_URI" not in os.environ:
         import mlflow
 
+        from cloakflow.tasks.runtime import sqlite_path
+
+        store = sqlite_path(manifest.mlflow.tracking_uri)  # relative: to this folder
+        if store is not None and not store.is_file():
+            raise ReleaseMismatch(
+                f"{release_dir}: its MLflow store {manifest.mlflow.tracking_uri} (the run's "
+                f"models) is not at {store}: run `cloakflow attack` from the folder the "
+                "release was made in, or set MLFLOW_TRACKING_URI to its store")
         mlflow.set_tracking_uri(manifest.mlflow.tracking_uri)
     run_id = manifest.mlflow.run_id
     # a DP release under --dp-report private keeps the source hash and the report in MLflow

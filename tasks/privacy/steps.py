@@ -11,6 +11,7 @@ import polars as pl
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
+from cloakflow.tasks import console
 from cloakflow.tasks.data.preprocess import TablePreprocessor
 from cloakflow.tasks.data.profile import DatasetProfile
 from cloakflow.tasks.privacy.attack import attack_release
@@ -26,6 +27,6 @@ def attack(table: CodeTable, x: np.ndarray, x_control: np.ndarray,
     ``pool`` (the flow's ``runners.attack_workers()``) when it is given."""
     report = attack_release(table, x, x_control, train_records, control_records, pre, profile,
                             seed, pool=pool)
-    print(f"  [{table.name}] attacks done in {sum(report['seconds'].values()):.1f}s: "
-          + ", ".join(f"{k} {v:.1f}s" for k, v in report["seconds"].items()), flush=True)
+    console.step(f"  [{table.name}] attacks done in {sum(report['seconds'].values()):.1f}s: "
+          + ", ".join(f"{k} {v:.1f}s" for k, v in report["seconds"].items()))
     return report

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
@@ -24,6 +24,7 @@ class _Record(BaseModel):
 class Source(_Record):
     file: str
     sha256: str | None = None  # not written for a private DP release
+    format: Literal["csv", "parquet"] | None = None  # as read: by the file's bytes
 
 
 class MlflowRef(_Record):
@@ -305,8 +306,8 @@ def build_manifest(*, release, profile, params: dict[str, Any], source: Source,
     Raises:
         DataNotFoundError: the source file is gone since ingest.
     """
-    import mlflow
 
+    from cloakflow.tasks import tracking
     from cloakflow.tasks.data.ingest import stated_conversions
     from cloakflow.tasks.privacy.dp import dp_statement, model_dp, private_report
     from cloakflow.tasks.release.kinds import label_statement
@@ -322,7 +323,7 @@ def build_manifest(*, release, profile, params: dict[str, Any], source: Source,
         "folds": folds.model_dump(), "utility": utility,
         "models": {name: dict(m) for name, m in models.items()},
         "row_order": ROW_ORDER,
-        "mlflow": {"tracking_uri": mlflow.get_tracking_uri(), "run_id": parent,
+        "mlflow": {"tracking_uri": tracking.portable_uri(), "run_id": parent,
                    "experiment": f"cloakflow/{profile.name}"},
         "prefect_flow_run_id": flow_run_id, "code_version": code_version(),
         "privacy": {"statement": f"{release.statement} {label}", "models_in_release": False,

@@ -134,15 +134,22 @@ def codes_documents(frames: dict[str, pl.DataFrame], manifest) -> tuple[dict, st
             with _tempfile.TemporaryDirectory() as tmp:
                 documents["inversion.png"] = Path(plot_attacks(
                     report, f"{tmp}/inversion.png")).read_bytes()
-            described["inversion.png"] = "inversion accuracy per attribute against its baseline"
+            described["inversion.png"] = ("inversion per attribute: accuracy against its "
+                                          "baseline (categorical), R² (numeric)")
     if isinstance(manifest.utility, list) and manifest.utility:
         views = [k for k in manifest.utility[0] if k != "metric"]
         rows = [f"| {r['metric']} | " + " | ".join(f"{r[v]:.4f}" if isinstance(r[v], float)
                                                   else str(r[v]) for v in views) + " |"
                 for r in manifest.utility]
+        metrics = {r["metric"] for r in manifest.utility}
+        threshold = [] if "test_balanced_accuracy" not in metrics else [
+            "Balanced accuracy and weighted F1 are read at the forest's 0.5 probability "
+            "threshold. On a rare label a forest predicts the majority class nearly everywhere, "
+            "so balanced accuracy sits near 0.5 even where the threshold-free ROC AUC and "
+            "average precision show the signal: compare the views on those.", ""]
         documents["utility.md"] = "\n".join(
             ["# Utility (cross-validated, training rows)", "", "| metric | " + " | ".join(views)
-             + " |", "|---|" + "---|" * len(views), *rows, ""])
+             + " |", "|---|" + "---|" * len(views), *rows, "", *threshold])
         described["utility.md"] = "what the codes are still good for: the forest's scores on " \
                                   "each view"
     elsewhere = None if report is not None else (

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
+from cloakflow.tasks import console
 from cloakflow.tasks.data.kinds import common_types
 from cloakflow.tasks.data.preprocess import PreprocessError, TablePreprocessor
 from cloakflow.tasks.data.profile import DatasetProfile
@@ -222,7 +223,7 @@ def compare(pre: TablePreprocessor, *, x_syn: np.ndarray, x_train: np.ndarray,
             f"only {len(x_control)} control rows (fewer than {SMALL_CONTROL}): TSTR, "
             "fidelity and the attacks' rates rest on few rows and can land anywhere near "
             "chance; read them as rough")
-        print(f"warning: {out['small_sample']}", flush=True)
+        console.warn(out["small_sample"])
     if condition is not None and condition.fixed is not None and \
             min(len(x_train), len(x_control)) < 2:
         out["fidelity"] = {"skipped": "too few real rows with the condition's value"}
@@ -252,14 +253,14 @@ def evaluate(pre: TablePreprocessor, profile: DatasetProfile, notes: dict, rows:
     train, synthetic, control = rows.train, rows.synthetic, rows.control
     columns = synthetic.columns
     discrete = exact_discrete(pre)
-    print("evaluating: fidelity (1 - TVD of discretised distributions)", flush=True)
+    console.step("evaluating: fidelity (1 - TVD of discretised distributions)")
     out["fidelity"] = fidelity_report(train.select(columns), synthetic,
                                       control.select(columns), seed=seed, categorical=discrete)
     kind = profile.target.kind
     y_syn, y_train, y_control = (target_values(m, f, pre) for m, f in (
         (x_syn, synthetic), (x_train, train), (x_control, control)))
     if all(len(np.unique(y)) >= 2 for y in (y_syn, y_train, y_control)):
-        print("evaluating: TSTR and TRTR (forest, LightGBM) on the control rows", flush=True)
+        console.step("evaluating: TSTR and TRTR (forest, LightGBM) on the control rows")
         f = feature_columns(pre)
         names = next(s for s in pre.specs if s.name == profile.target.column).categories \
             if kind == "multiclass" else None  # the target block's order: TSTR's indices
@@ -290,19 +291,19 @@ def attack(pre, profile, x_syn, x_train, x_control, synthetic, train, control, s
         released_distance_privacy,
     )
 
-    print("attacking: distances to closest records, exact copies (released rows, source "
-          "schema)", flush=True)
+    console.step("attacking: distances to closest records, exact copies (released rows, source "
+          "schema)")
     families, ranges = gower_columns(pre, [c for c in [*profile.features, profile.target.column]
                                            if c in synthetic.columns])
     out = {"distance": released_distance_privacy(synthetic, train, control, families, ranges,
                                                  seed=seed)}
     if len(x_control) >= 20:
-        print("attacking: membership inference (distance, DOMIAS density ratio)", flush=True)
+        console.step("attacking: membership inference (distance, DOMIAS density ratio)")
         out["membership"] = membership_of_synthetic(x_syn, x_train, x_control, seed=seed)
     # the released rows hold the target too: anonymeter sees it (and infers it if sensitive)
     features = [c for c in [*profile.features, profile.target.column] if c in synthetic.columns]
     if len(control) >= 10:
-        print("attacking: anonymeter singling out, linkability, inference", flush=True)
+        console.step("attacking: anonymeter singling out, linkability, inference")
         out["anonymeter"] = run_anonymeter(train.select(features), synthetic.select(features),
                                            control.select(features), profile, seed)
     return out
@@ -692,8 +693,8 @@ def manifest(*, profile: DatasetProfile, params: dict, source, parent: str, flow
     released in their decimal type, zone-aware datetimes in UTC), read from the source file's
     schema (``ingest.stated_conversions``).
     """
-    import mlflow
 
+    from cloakflow.tasks import tracking
     from cloakflow.tasks.data.ingest import stated_conversions
     from cloakflow.tasks.privacy.dp_synthetic import SYNTHETIC_STATEMENT
     from cloakflow.tasks.release.kinds import label_statement
@@ -735,7 +736,7 @@ def manifest(*, profile: DatasetProfile, params: dict, source, parent: str, flow
                     for c in frame.columns],
         "conversions": stated_conversions(profile, params.get("input_path"),
                                           released=dict(frame.schema)),
-        "mlflow": {"tracking_uri": mlflow.get_tracking_uri(), "run_id": parent,
+        "mlflow": {"tracking_uri": tracking.portable_uri(), "run_id": parent,
                    "experiment": f"cloakflow/{profile.name}", "model": "vae_decoder"},
         "prefect_flow_run_id": flow_run_id, "code_version": code_version(),
         "row_order": "rows are drawn independently from the model; their order means nothing",

@@ -14,7 +14,7 @@ import numpy as np
 import polars as pl
 
 from cloakflow.models import registry
-from cloakflow.tasks import tracking
+from cloakflow.tasks import console, tracking
 from cloakflow.tasks.data.profile import DatasetProfile
 from cloakflow.tasks.federation import FederationFailed
 from cloakflow.tasks.release import kinds
@@ -77,10 +77,10 @@ def holder_files(params, profile: DatasetProfile, folder: Path, locate=None,
             raise FederationFailed("the same table is listed twice in --holders: each holder "
                                    "is one table")
         names = holder_names(paths)
-        print("holders (named by their file names, or by their folders where two files share "
-              "a name; the names key each holder's privacy ledger): "
-              + ", ".join(f"{n} = {h}" for n, h in zip(names, params.holders, strict=True)),
-              flush=True)
+        console.step("holders (named by their file names, or by their folders where two files "
+                     "share a name; the names key each holder's privacy ledger): "
+                     + ", ".join(f"{n} = {h}" for n, h in zip(names, params.holders,
+                                                               strict=True)))
         return dict(zip(names, params.holders, strict=True))
     from cloakflow.tasks.data.ingest import file_format, load_table
     from cloakflow.tasks.data.locate import locate_source
@@ -107,8 +107,8 @@ def holder_files(params, profile: DatasetProfile, folder: Path, locate=None,
         else:
             raw[rows].write_parquet(file)
         files[f"holder{i}"] = str(file)
-    print(f"partitioned {Path(path).name} ({frame.height} rows) into {params.clients} holders "
-          f"({params.partition}): {', '.join(str(len(p)) for p in parts)} rows", flush=True)
+    console.step(f"partitioned {Path(path).name} ({frame.height} rows) into {params.clients} "
+                 f"holders ({params.partition}): {', '.join(str(len(p)) for p in parts)} rows")
     return files
 
 
@@ -217,16 +217,15 @@ class RoundLog:
     def __call__(self, line: dict) -> None:
         self.rounds.append(line)
         if line["overhead_seconds"] is None:  # DP: holders keep losses and timings
-            print(f"round {line['round']}/{self.total}: {line['wall_seconds']:.1f} s",
-                  flush=True)
+            console.step(f"round {line['round']}/{self.total}: {line['wall_seconds']:.1f} s")
             tracking.log_metrics(self.parent, {"round.wall_seconds": line["wall_seconds"]},
                                  step=line["round"])
             return
         losses = [h["train-loss"] for h in line["holders"]]
-        print(f"round {line['round']}/{self.total}: {line['wall_seconds']:.1f} s "
-              f"(slowest holder's training {line['slowest_training_seconds']:.1f} s, "
-              f"overhead {line['overhead_seconds']:.1f} s); holders' loss "
-              + ", ".join(f"{v:.3f}" for v in losses), flush=True)
+        console.step(f"round {line['round']}/{self.total}: {line['wall_seconds']:.1f} s "
+                     f"(slowest holder's training {line['slowest_training_seconds']:.1f} s, "
+                     f"overhead {line['overhead_seconds']:.1f} s); holders' loss "
+                     + ", ".join(f"{v:.3f}" for v in losses))
         log_round(self.parent, line)
 
     def merge(self, reports: list[dict]) -> None:

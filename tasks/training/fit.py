@@ -18,7 +18,7 @@ from cloakflow.models.autoencoder import (
 )
 from cloakflow.models.heads import dead_outputs
 from cloakflow.models.training.dp_sgd import epoch_ends
-from cloakflow.tasks import runners, tracking
+from cloakflow.tasks import console, runners, tracking
 from cloakflow.tasks.privacy.dp import DpPlan
 
 
@@ -106,14 +106,15 @@ def _finish(name: str, x: np.ndarray, columns: list[str], config: AutoencoderCon
     trained = TrainedModel(name, columns, config, result.autoencoder.get_weights(), codes,
                            dict(result.history), s, run_id)
     if result.dp is None:
-        print(f"  [{name}] stopped after {s['epochs_run']} epochs (best {s['best_epoch']}, "
-              f"val_loss {s['best_val_loss']:.5f}, {s['seconds_per_epoch']:.2f}s/epoch)",
-              flush=True)
+        console.step(f"  [{name}] stopped after {s['epochs_run']} epochs (best "
+                     f"{s['best_epoch']}, val_loss {s['best_val_loss']:.5f}, "
+                     f"{s['seconds_per_epoch']:.2f}s/epoch)")
     else:
         joint = len(result.dp["models_in_mechanism"]) > 1
-        print(f"  [{name}] DP-SGD: {result.dp['steps_run']} steps ({s['epochs_run']} epochs), "
-              f"final loss {s['final_loss']:.5f}{' (summed over the joint mechanism)' * joint}, "
-              f"{s['seconds_per_epoch']:.2f}s/epoch", flush=True)
+        console.step(f"  [{name}] DP-SGD: {result.dp['steps_run']} steps ({s['epochs_run']} "
+                     f"epochs), final loss {s['final_loss']:.5f}"
+                     f"{' (summed over the joint mechanism)' * joint}, "
+                     f"{s['seconds_per_epoch']:.2f}s/epoch")
     if run_id:
         tracking.log_history(run_id, result.history)
         tracking.log_metrics(run_id, {k: v for k, v in s.items() if isinstance(v, (int, float))
@@ -140,15 +141,16 @@ def _progress(name: str, config: AutoencoderConfig, dp: DpPlan | None, log_every
             print(f"  [{name}] no improvement after the first epoch: restarting from a derived "
                   "seed", flush=True)
         started = True
-        if epoch == 1 or epoch % log_every == 0:
+        if epoch == 1 or epoch % log_every == 0:  # every 10th on the quiet console
+            show = console.step if epoch % log_every == 0 else print
             if dp is None:
-                print(f"  [{name}] epoch {epoch}/{config.epochs}: loss {m['loss']:.5f} "
-                      f"val_loss {m['val_loss']:.5f}", flush=True)
+                show(f"  [{name}] epoch {epoch}/{config.epochs}: loss {m['loss']:.5f} "
+                     f"val_loss {m['val_loss']:.5f}")
             else:
                 mech = dp.mechanism
                 epochs = len(epoch_ends(mech.steps, mech.sampling_rate))
-                print(f"  [{name}] DP-SGD epoch {epoch}/{epochs}: loss "
-                      f"{m['loss']:.5f}, {m['clipped']:.0%} of gradients clipped", flush=True)
+                show(f"  [{name}] DP-SGD epoch {epoch}/{epochs}: loss "
+                     f"{m['loss']:.5f}, {m['clipped']:.0%} of gradients clipped")
 
     return progress
 

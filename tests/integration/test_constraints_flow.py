@@ -16,6 +16,7 @@ from tests.helpers import hospital_profile, hospital_table
 
 
 def _synthesize(capsys, workdir: Path, *extra: str) -> tuple[dict, pl.DataFrame, str]:
+    """(manifest, synthetic rows, report) of a published synthetic release."""
     csv, prof = workdir / "hospital.csv", workdir / "hospital.yaml"
     hospital_table(1200).write_csv(csv)
     prof.write_text(yaml.safe_dump(hospital_profile()))
@@ -26,7 +27,8 @@ def _synthesize(capsys, workdir: Path, *extra: str) -> tuple[dict, pl.DataFrame,
     assert rc == 0, captured.err
     release = Path(captured.out.strip().splitlines()[-1])
     manifest = json.loads((release / "manifest.json").read_text())
-    return manifest, pl.read_parquet(release / "synthetic.parquet"), captured.out
+    return manifest, pl.read_parquet(release / "synthetic.parquet"), \
+        (release / "report.md").read_text()
 
 
 def _assert_rules_kept(rows: pl.DataFrame) -> None:
@@ -40,7 +42,7 @@ def _assert_rules_kept(rows: pl.DataFrame) -> None:
 
 
 def test_synthetic_rows_keep_the_declared_rules(prefect_harness, workdir, capsys):
-    manifest, rows, out = _synthesize(capsys, workdir, "--epochs", "5")
+    manifest, rows, report = _synthesize(capsys, workdir, "--epochs", "5")
     _assert_rules_kept(rows)
     assert rows.schema["admission_date"] == pl.Date and rows.schema["length_of_stay"] == \
         pl.Int64
@@ -48,7 +50,7 @@ def test_synthetic_rows_keep_the_declared_rules(prefect_harness, workdir, capsys
     assert [(r["kept_by"], r["valid_synthetic"], r["valid_real"]) for r in rules] == [
         ("transform", 1.0, 1.0), ("formula", 1.0, 1.0), ("transform", 1.0, 1.0),
         ("rejection", 1.0, 1.0)]
-    assert "## Constraints (share of rows keeping each rule)" in out
+    assert "## Constraints (share of rows keeping each rule)" in report
 
 
 @pytest.mark.slow  # ~1 min: DP-SGD and the DP knots of the difference

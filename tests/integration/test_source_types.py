@@ -70,6 +70,7 @@ def test_decimal_and_zoned_columns_run_and_synthesize(prefect_harness, workdir: 
     assert "balance" in attacked["inference"]  # the decimal secret, inferred as a number
 
     folder, synthetic = _manifest(workdir, "synthetic")
+    assert codes["source"]["format"] == synthetic["source"]["format"] == "parquet"
     rows = pl.read_parquet(folder / "synthetic.parquet")
     assert rows.schema["balance"] == pl.Decimal(12, 2)
     assert rows.schema["opened_at"] == pl.Datetime("us", "UTC")

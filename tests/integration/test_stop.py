@@ -58,8 +58,8 @@ def stop_table(root: Path, rows: int = 8000, noise: int = 30, attacks: int = 30
 
 
 class CliRun:
-    """A ``cloakflow run`` in its own process group, its output (stdout and stderr) collected
-    line by line as it comes."""
+    """A ``cloakflow run --verbose`` (every log line, to wait for a step) in its own process
+    group, its output (stdout and stderr) collected line by line as it comes."""
 
     def __init__(self, process_groups, root: Path, env: dict[str, str], *options: str):
         csv, prof = stop_table(root, attacks=int(env.pop("_ATTACKS", "30")))
@@ -69,7 +69,7 @@ class CliRun:
         self.proc = process_groups.start(
             [str(BIN / "cloakflow"), "run", "tiny", "--profile", str(prof), "--input",
              str(csv), "--no-cache", "--folds", "2", "--accept-risk", "test of a stop",
-             *options], cwd=root, env={**env, "PYTHONUNBUFFERED": "1"},
+             "--verbose", *options], cwd=root, env={**env, "PYTHONUNBUFFERED": "1"},
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         threading.Thread(target=self._read, daemon=True).start()
 

@@ -1,11 +1,13 @@
 """The web interfaces as a user meets them, in headless Chromium.
 
 `make ui` on non-default ports (Prefect server + MLflow UI, 127.0.0.1 only, fresh stores),
-`make deploy`, a `prefect worker start --pool cpu`, a run of the bank sample triggered through
-the Prefect API with the parameters the UI's run form sends; then the flow-run page, its
-utility table artifact and the MLflow run page are rendered by Chromium and their TEXT is
-checked. Screenshots are kept under test-output/web-ui/. Every process started here is stopped
-at the end (process groups), and nothing may listen on anything but 127.0.0.1.
+`make deploy`, a `prefect worker start --pool cpu`, two runs of the bank sample triggered
+through the Prefect API with the parameters the UI's run form sends (one published, one the
+policy blocks); then the flow-run page, its task runs (named by what they do), the blocked
+run, the utility table artifact, the MLflow run page and the experiment's models view are
+rendered by Chromium and their TEXT is checked. The screenshots go to docs/img/ (the docs
+show them; this test refreshes them). Every process started here is stopped at the end
+(process groups), and nothing may listen on anything but 127.0.0.1.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from tests.integration.conftest import (
 
 pytestmark = pytest.mark.integration
 OUTPUT = REPO / "test-output" / "web-ui"
+IMAGES = REPO / "docs" / "img"  # the screenshots the docs show, refreshed by this test
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 
@@ -46,6 +49,18 @@ def chromium(url: str, screenshot: Path | None = None) -> str:
     out = subprocess.run([*base, "--dump-dom", url], capture_output=True, text=True,
                          timeout=120, check=True)
     return out.stdout
+
+
+def _finished(client, run, worker, log_dir: Path, timeout: float = 420):
+    """The flow run ``run`` once it reached a final state (fail if the worker died first)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        run = client.read_flow_run(run.id)
+        if run.state is not None and run.state.is_final():
+            return run
+        assert worker.poll() is None, (log_dir / "worker.log").read_text()
+        assert time.monotonic() < deadline, f"run still {run.state_name}"
+        time.sleep(2)
 
 
 def page_text(dom: str) -> str:
@@ -65,6 +80,7 @@ def test_prefect_and_mlflow_uis_show_a_deployed_run(tmp_path: Path, process_grou
     if not sample.is_file():
         pytest.skip(f"{sample} not found: set CLOAKFLOW_DATA_DIR")
     OUTPUT.mkdir(parents=True, exist_ok=True)
+    IMAGES.mkdir(parents=True, exist_ok=True)
     t0 = time.monotonic()
     pp, mp = free_port(), free_port()
     api = f"http://127.0.0.1:{pp}/api"
@@ -106,17 +122,14 @@ def test_prefect_and_mlflow_uis_show_a_deployed_run(tmp_path: Path, process_grou
         params = {**dep.parameters["params"], "input_path": str(sample), "epochs": 1,
                   "folds": 2, "importance_rows": 0, "privacy_attacks": False,
                   "use_cache": False, "out": str(tmp_path / "releases")}
-        run = pc.create_flow_run_from_deployment(dep.id, parameters={"params": params})
-        deadline = time.monotonic() + 420
-        while True:
-            run = pc.read_flow_run(run.id)
-            if run.state is not None and run.state.is_final():
-                break
-            assert worker.poll() is None, (tmp_path / "worker.log").read_text()
-            assert time.monotonic() < deadline, f"run still {run.state_name}"
-            time.sleep(2)
+        run = _finished(pc, pc.create_flow_run_from_deployment(
+            dep.id, parameters={"params": params}), worker, tmp_path)
         assert run.state.is_completed(), (tmp_path / "worker.log").read_text()[-4000:]
         t_run = time.monotonic() - t0
+        # the same without attacks and without an accepted risk: the policy blocks it
+        blocked = _finished(pc, pc.create_flow_run_from_deployment(dep.id, parameters={
+            "params": {**params, "accept_risk": None}}), worker, tmp_path)
+        assert (blocked.state.type.value, blocked.state.name) == ("FAILED", "Blocked")
 
         # nothing started here listens on anything but loopback
         sockets = listening_sockets(group_pids({p.pid for p in process_groups.procs}))
@@ -128,12 +141,20 @@ def test_prefect_and_mlflow_uis_show_a_deployed_run(tmp_path: Path, process_grou
     mrun = mruns[0]
 
     flow_dom = chromium(f"http://127.0.0.1:{pp}/runs/flow-run/{run.id}",
-                        OUTPUT / "prefect-flow-run.png")
+                        IMAGES / "prefect-flow-run.png")
     text = page_text(flow_dom)
     assert run.name in text and "Completed" in text, text[:2000]
+    # the task runs are named by what they do (task_run_name from the registries' names)
+    tasks_text = page_text(chromium(f"http://127.0.0.1:{pp}/runs/flow-run/{run.id}"
+                                    "?tab=Task%20Runs", IMAGES / "prefect-task-runs.png"))
+    assert all(t in tasks_text for t in ("train[autoencoder:whole]", "evaluate[ENCODED]",
+                                         "publish[bank-marketing]")), tasks_text[:3000]
+    blocked_text = page_text(chromium(f"http://127.0.0.1:{pp}/runs/flow-run/{blocked.id}",
+                                      IMAGES / "prefect-blocked-run.png"))
+    assert "Blocked" in blocked_text and blocked.name in blocked_text, blocked_text[:2000]
     key = "utility-bank-marketing"
     key_text = page_text(chromium(f"http://127.0.0.1:{pp}/artifacts/key/{key}",
-                                  OUTPUT / "prefect-utility-artifact-key.png"))
+                                  IMAGES / "prefect-utility-artifact-key.png"))
     assert key in key_text and run.name in key_text, key_text[:2000]
     query = {"artifacts": {"key": {"any_": [key]}, "flow_run_id": {"any_": [str(run.id)]}}}
     req = urllib.request.Request(f"{api}/artifacts/filter", data=json.dumps(query).encode(),
@@ -141,13 +162,17 @@ def test_prefect_and_mlflow_uis_show_a_deployed_run(tmp_path: Path, process_grou
     with urllib.request.urlopen(req, timeout=10) as resp:
         (artifact,) = json.load(resp)
     table_text = page_text(chromium(f"http://127.0.0.1:{pp}/artifacts/artifact/{artifact['id']}",
-                                    OUTPUT / "prefect-utility-table.png"))
+                                    IMAGES / "prefect-utility-table.png"))
     assert all(w in table_text for w in ("test_roc_auc", "ENCODED", "GROUP_ENCODED")), \
         table_text[:2000]
     ml_dom = chromium(f"http://127.0.0.1:{mp}/#/experiments/{exp_id}/runs/{mrun.info.run_id}",
-                      OUTPUT / "mlflow-run.png")
+                      IMAGES / "mlflow-run.png")
     ml_text = page_text(ml_dom)
     assert mrun.info.run_name in ml_text, ml_text[:2000]
     assert "ENCODED.test_roc_auc" in ml_text, ml_text[:3000]
+    # the experiment's models view lists the Keras models the child runs logged
+    models_text = page_text(chromium(f"http://127.0.0.1:{mp}/#/experiments/{exp_id}/models",
+                                     IMAGES / "mlflow-models.png"))
+    assert "autoencoder" in models_text, models_text[:3000]
     print(f"web UI test: servers healthy after {t_ui:.1f} s, run completed after {t_run:.1f} s, "
-          f"pages rendered after {time.monotonic() - t0:.1f} s; screenshots in {OUTPUT}")
+          f"pages rendered after {time.monotonic() - t0:.1f} s; screenshots in {IMAGES}")

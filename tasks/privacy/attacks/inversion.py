@@ -6,6 +6,7 @@ the release with the decoder(s). Both are scored per attribute against a majorit
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Sequence
 
 import numpy as np
@@ -48,6 +49,9 @@ def score_reconstruction(x_true: np.ndarray, x_hat: np.ndarray,
     return out
 
 
+MLP_MAX_ITER = 300  # the MLP attacker's epochs at most
+
+
 def make_regressor(kind: str, known_rows: int, seed: int):
     """The attacker's code -> features model: ``linear`` (ridge, alpha by leave-one-out) or
     ``mlp`` (one hidden layer of 128 ReLU units, Adam on batches of up to 512 rows, early
@@ -60,7 +64,7 @@ def make_regressor(kind: str, known_rows: int, seed: int):
         from sklearn.neural_network import MLPRegressor
 
         early = known_rows >= 200  # holds out 10% of the known rows to stop on
-        return MLPRegressor(hidden_layer_sizes=(128,), max_iter=300, random_state=seed,
+        return MLPRegressor(hidden_layer_sizes=(128,), max_iter=MLP_MAX_ITER, random_state=seed,
                             batch_size=min(512, int(known_rows * (0.9 if early else 1.0))),
                             early_stopping=early, n_iter_no_change=10)
     raise ValueError(f"unknown regressor {kind!r}")
@@ -78,9 +82,12 @@ def known_plaintext_inversion(codes: np.ndarray, x: np.ndarray, blocks: Sequence
     """Fit code -> features on a random ``fraction`` of rows, score the rest.
 
     Returns:
-        ``{"known_rows", "fraction", "known_index", <regressor>: {"scores", "x_hat"}}`` where
-        ``x_hat`` reconstructs every row (the known rows by their true values, as the
-        attacker holds them) and ``scores`` covers the rows the attacker did not hold.
+        ``{"known_rows", "fraction", "known_index", <regressor>: {"scores", "x_hat",
+        "capped"}}`` where ``x_hat`` reconstructs every row (the known rows by their true
+        values, as the attacker holds them), ``scores`` covers the rows the attacker did not
+        hold and ``capped`` says the regressor stopped at its iteration cap before converging
+        (scikit-learn's ``ConvergenceWarning``, kept out of the console): a longer-trained
+        attacker may reconstruct more.
     """
     n = len(codes)
     k = known_rows_count(fraction, n)
@@ -88,12 +95,18 @@ def known_plaintext_inversion(codes: np.ndarray, x: np.ndarray, blocks: Sequence
     unknown = np.setdiff1d(np.arange(n), known)
     out: dict = {"fraction": fraction, "known_rows": int(k), "known_index": known}
     for kind in regressors:
-        model = make_regressor(kind, k, seed).fit(codes[known], x[known])
+        with warnings.catch_warnings():  # a capped MLP is reported (``capped``), not warned
+            from sklearn.exceptions import ConvergenceWarning
+
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            model = make_regressor(kind, k, seed).fit(codes[known], x[known])
         x_hat = predict_chunked(lambda c, m=model: m.predict(c).reshape(len(c), -1), codes,
                                 chunk_rows)
         x_hat[known] = x[known]
         out[kind] = {"scores": score_reconstruction(x[unknown], x_hat[unknown], blocks),
-                     "x_hat": x_hat}
+                     "x_hat": x_hat,
+                     "capped": bool(getattr(model, "n_iter_", 0) >= getattr(model, "max_iter",
+                                                                             float("inf")))}
     return out
 
 

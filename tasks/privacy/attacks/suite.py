@@ -42,7 +42,8 @@ def run_attacks(codes: np.ndarray, decoded: np.ndarray,
     for p in settings.known_fractions:
         run = known_plaintext_inversion(codes, x, blocks, p, seed, REGRESSORS)
         inversion[str(p)] = {"known_rows": run["known_rows"],
-                             **{r: run[r]["scores"] for r in REGRESSORS}}
+                             **{r: run[r]["scores"] for r in REGRESSORS},
+                             "capped": [r for r in REGRESSORS if run[r]["capped"]]}
         if p == POLICY_FRACTION:
             policy_run = run
     report["known_plaintext_inversion"] = inversion

@@ -241,7 +241,8 @@ def _manifest(run: ReleaseRun):
     dp, dp_release = run.budget
     return build_manifest(
         release=run.release, profile=run.profile, params=p.model_dump(),
-        source=Source(file=data.source_name, sha256=data.source_sha), parent=run.parent,
+        source=Source(file=data.source_name, sha256=data.source_sha,
+                      format=data.source_format), parent=run.parent,
         flow_run_id=run.flow_run_id, models={k: m.summary for k, m in run.models.items()},
         utility=ev["rows"], folds=Folds(scheme=p.fold_scheme, k=p.folds, forest=p.forest,
                                         note=ev["note"]),

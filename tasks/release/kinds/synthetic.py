@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from cloakflow.tasks import tracking
+from cloakflow.tasks import console, tracking
 from cloakflow.tasks.privacy.dp_synthetic import SYNTHETIC_STATEMENT
 from cloakflow.tasks.release import synthetic as syn
 from cloakflow.tasks.release.kinds import Judged, Package, ReleaseKind, ReleaseRun, min_utility
@@ -136,7 +136,7 @@ class SyntheticStages:
         a rule, report the rejection rate)."""
         with run.timings("sample"):
             _sample(run)
-            print(f"sampled {run.state['rows']} synthetic rows", flush=True)
+            console.step(f"sampled {run.state['rows']} synthetic rows")
 
     def evaluate(self, run: ReleaseRun) -> None:
         """Fidelity and TSTR against the control rows, and each constraint's valid share."""
@@ -189,7 +189,8 @@ class SyntheticStages:
 
         manifest = syn.manifest(
             profile=run.profile, params=_published_params(p), source=Source(
-                file=data.source_name, sha256=None if run.budget else data.source_sha),
+                file=data.source_name, sha256=None if run.budget else data.source_sha,
+                format=data.source_format),
             parent=run.parent, flow_run_id=run.flow_run_id, rows=st["rows"], frame=frame,
             config=config, train_log=result.log, training_rows=len(data.x),
             control_rows=len(data.x_control), condition=st["cond"],
@@ -216,8 +217,9 @@ def train_vae(x: np.ndarray, config, seed: int, parent: str, plan=None,
     total = plan.epochs if plan is not None else config.epochs
 
     def on_epoch(epoch: int, metrics: dict) -> None:
-        print(f"VAE epoch {epoch}/{total}: loss {metrics['loss']:.4f}"
-              + (f", clipped {metrics['clipped']:.2f}" if plan is not None else ""), flush=True)
+        show = console.step if epoch % 10 == 0 or epoch == total else print
+        show(f"VAE epoch {epoch}/{total}: loss {metrics['loss']:.4f}"
+             + (f", clipped {metrics['clipped']:.2f}" if plan is not None else ""))
         tracking.log_metrics(parent, {"vae.loss": metrics["loss"]}, step=epoch)
 
     if plan is None:
@@ -242,8 +244,8 @@ def _model_view(run: ReleaseRun):
                              missing_state=pre.missing_state,
                              discrete_levels=pre.discrete_levels,
                              bound_state=pre.bound_state).fit(train_m, source)
-    print("constraints: " + "; ".join(f"{c.describe()} ({rules.kept_by(c)})"
-                                      for c in rules.rules), flush=True)
+    console.step("constraints: " + "; ".join(f"{c.describe()} ({rules.kept_by(c)})"
+                                             for c in rules.rules))
     return (train_m, mpre, mpre.transform(train_m, source),
             syn.parse_condition(run.params.condition, mpre, source))
 
@@ -319,8 +321,8 @@ def _sample(run: ReleaseRun) -> None:
     st["conditions"] = syn.draw_conditions(5, cond_m, shares, rng)
     st["rejection"], run.release = rejection, frame
     if rejection["rejected"]:
-        print(f"constraints: {rejection['rejected']} of {rejection['drawn']} drawn rows "
-              f"rejected ({100 * rejection['rate']:.1f}%)", flush=True)
+        console.step(f"constraints: {rejection['rejected']} of {rejection['drawn']} drawn rows "
+                     f"rejected ({100 * rejection['rate']:.1f}%)")
 
 
 def _published_params(params) -> dict:

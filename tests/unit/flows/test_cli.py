@@ -15,7 +15,7 @@ def test_every_parameter_has_an_option_and_defaults_stay_in_the_model(command, m
     parser = cli._parser()
     sub = parser._subparsers._group_actions[0].choices[command]
     dests = {a.dest for a in sub._actions if a.dest != "help"}
-    assert dests == set(model.model_fields)
+    assert dests == set(model.model_fields) | {"verbose"}  # the console's, no parameter
     # nothing given: nothing passed on, so the model's defaults apply
     args = parser.parse_args([command])
     assert cli._values(args) == {}

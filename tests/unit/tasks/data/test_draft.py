@@ -255,18 +255,35 @@ def test_an_identifier_repeated_only_by_duplicate_rows_is_still_an_identifier(tm
 
 
 def test_the_draft_proposes_one_inequality_per_high_column(tmp_path):
-    """Two counts both below a price on every row: one proposal for the price, so the draft
-    still passes the profile's contract (a column is the high side of one inequality)."""
+    """Two bids both below the winning price on every row: one proposal for the price, so the
+    draft still passes the profile's contract (a column is the high side of one inequality)."""
     rng = np.random.default_rng(0)
     n = 300
-    nights, guests = rng.integers(1, 10, n), rng.integers(1, 8, n)
-    frame = pl.DataFrame({"nights": nights, "guests": guests,
-                          "price": np.round(nights + guests + rng.uniform(0, 5, n), 2),
-                          "cancelled": rng.choice(["yes", "no"], n)})
-    path = tmp_path / "rentals.csv"
+    first, second = rng.uniform(10, 100, n).round(2), rng.uniform(10, 100, n).round(2)
+    frame = pl.DataFrame({"first_bid": first, "second_bid": second,
+                          "price": np.round(np.maximum(first, second) + rng.uniform(0, 2, n), 2),
+                          "sold": rng.choice(["yes", "no"], n)})
+    path = tmp_path / "auctions.csv"
     frame.write_csv(path)
     draft = draft_profile(path)
     assert [c.high for c in draft.profile.constraints].count("price") == 1
+
+
+def test_an_inequality_the_distributions_imply_is_not_proposed(tmp_path):
+    """A count of nights and a price in overlapping ranges, unrelated: nights <= price holds
+    on every row, and would on nearly every row with the pairing shuffled (a small count below
+    an amount), so it is no rule of the rows; the dates' rule is."""
+    from tests.helpers import hospital_table
+
+    rng = np.random.default_rng(1)
+    frame = hospital_table(400)
+    frame = frame.with_columns(nights=rng.integers(1, 8, frame.height),
+                               price=rng.uniform(6, 400, frame.height).round(2))
+    path = tmp_path / "stays.csv"
+    frame.write_csv(path)
+    rules = [(c.low, c.high) for c in draft_profile(path).profile.constraints]
+    assert ("admission_date", "discharge_date") in rules
+    assert not [r for r in rules if "nights" in r or "price" in r], rules
 
 
 def test_a_cp1252_export_is_drafted_with_its_encoding(tmp_path):
@@ -283,3 +300,14 @@ def test_a_cp1252_export_is_drafted_with_its_encoding(tmp_path):
     # stated: a wrong encoding is refused by name
     with pytest.raises(DraftError, match="does not decode as utf-8"):
         draft_profile(path, encoding="utf-8")
+
+
+def test_a_yes_no_column_is_drafted_categorical_and_the_draft_says_so(tmp_path):
+    rng = np.random.default_rng(0)
+    path = tmp_path / "t.csv"
+    pl.DataFrame({"age": rng.integers(18, 90, 200), "smoker": rng.choice(["Yes", "No"], 200),
+                  "y": rng.choice(["a", "b"], 200)}).write_csv(path)
+    draft = draft_profile(path)
+    assert draft.profile.columns["smoker"] == "categorical"
+    assert any(n.startswith("smoker: two values ('No', 'Yes'): drafted categorical, released "
+                            "as the same text; declare it boolean") for n in draft.notes)

@@ -182,3 +182,18 @@ def test_common_types_give_one_type_per_column_and_name_a_clash():
     with pytest.raises(kinds.KindError, match=r"column 'c': String in the training rows but|"
                                               r"column 'c': String in the training rows, Int64"):
         kinds.common_types({"training rows": records, "released rows": clash})
+
+
+def test_text_declared_boolean_is_stated_as_read_and_released_as_boolean(tmp_path):
+    from tests.helpers import make_tiny_frame, tiny_profile_dict
+
+    path = tmp_path / "tiny.csv"
+    make_tiny_frame(n=50).write_csv(path)
+    d = tiny_profile_dict()
+    d["columns"]["owns"] = "boolean"
+    profile = DatasetProfile.model_validate(d)
+    assert read_table(path, profile).schema["owns"] == pl.Boolean
+    assert conversions(path, profile) == {
+        "owns": "text booleans (true/false, yes/no, 1/0) read as Boolean"}
+    assert conversions(path, profile, {"owns": pl.Boolean})["owns"].endswith(
+        "released as Boolean (declare the column categorical to keep its text)")
