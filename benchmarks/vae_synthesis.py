@@ -140,7 +140,9 @@ def _fit_vae(args, profile, train, n_rows: int):
                             public_bounds=private, discrete_levels=DISCRETE_LEVELS,
                             bound_state=args.bound_states and not private)
     pre.fit(train, "train")
-    x = pre.transform(train, "train")
+    # the model's rows with their point masses spread, as the synthesize flow trains on
+    spread = np.random.default_rng() if private else np.random.default_rng([args.seed, 2])
+    x = pre.transform(train, "train", spread=spread)
     cond = parse_condition(None, pre, "train")
     counts = x[:, block(pre, cond.index)].sum(axis=0)
 
@@ -164,7 +166,7 @@ def _fit_vae(args, profile, train, n_rows: int):
             knots, values, _ = dps.dp_quantile_knots(train, pre, plan,
                                                      max(1.0, float(noisy.sum())))
             pre = dps.refit_with_knots(pre, train, knots, values)
-            x = pre.transform(train, "train")
+            x = pre.transform(train, "train", spread=spread)
         label_shares = shares(noisy)
         result = train_vae(x, config(pre), budget=plan.sgd, clip_norm=plan.clip_norm,
                            expected_batch=q * max(1.0, float(noisy.sum())))

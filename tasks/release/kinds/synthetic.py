@@ -228,15 +228,24 @@ def train_vae(x: np.ndarray, config, seed: int, parent: str, plan=None,
                expected_batch=expected_batch).portable()
 
 
+def _spread(run: ReleaseRun) -> np.random.Generator:
+    """The generator of the model's spread point masses (``TablePreprocessor.transform``'s
+    ``spread``): the seed's without DP, OS entropy under DP (as every DP run's randomness)."""
+    return np.random.default_rng() if run.params.dp_epsilon is not None else \
+        np.random.default_rng([run.params.seed, 2])
+
+
 def _model_view(run: ReleaseRun):
     """(rows, preprocessor, encoded rows, condition) of what the model sees: the source rows,
-    or with the profile's constraints their reversible transform (a bad formula fails here)."""
+    or with the profile's constraints their reversible transform (a bad formula fails here),
+    encoded with their point masses spread (``_spread``; the evaluation reads them unspread)."""
     from cloakflow.tasks.data.preprocess import TablePreprocessor
 
     data, st, source = run.data, run.state, run.data.source_name
     rules, pre = st["rules"], data.pre
     if not rules:
-        return data.train_frame, pre, data.x, st["cond"]
+        return data.train_frame, pre, pre.transform(data.train_frame, source,
+                                                     spread=_spread(run)), st["cond"]
     rules.fit(data.train_frame).valid(data.train_frame)
     train_m = rules.encode(data.train_frame)
     mpre = TablePreprocessor(rules.model_profile(), public_bounds=pre.public_bounds,
@@ -246,7 +255,7 @@ def _model_view(run: ReleaseRun):
                              bound_state=pre.bound_state).fit(train_m, source)
     console.step("constraints: " + "; ".join(f"{c.describe()} ({rules.kept_by(c)})"
                                              for c in rules.rules))
-    return (train_m, mpre, mpre.transform(train_m, source),
+    return (train_m, mpre, mpre.transform(train_m, source, spread=_spread(run)),
             syn.parse_condition(run.params.condition, mpre, source))
 
 
@@ -284,9 +293,9 @@ def _dp_knots(run: ReleaseRun, plan, estimate: float) -> dict:
     st, data, source = run.state, run.data, run.data.source_name
     knots, values, info = dps.dp_quantile_knots(st["train_m"], st["mpre"], plan, estimate)
     mpre = st["mpre"] = dps.refit_with_knots(st["mpre"], st["train_m"], knots, values, source)
-    st["x_model"] = mpre.transform(st["train_m"], source)
+    st["x_model"] = mpre.transform(st["train_m"], source, spread=_spread(run))
     if not st["rules"]:  # one preprocessor: the evaluation reads the knotted one too
-        data.pre, data.x = mpre, st["x_model"]
+        data.pre, data.x = mpre, mpre.transform(st["train_m"], source)
         data.x_control = mpre.transform(data.control_frame, source, unseen="ignore")
     tracking.log_text(run.parent, mpre.to_json(), "preprocessing/state.json")
     return dps.dp_section(plan, mpre.bounds_used(), run.params.dp_report, info)

@@ -321,3 +321,65 @@ def test_a_mass_at_a_bound_becomes_a_state_of_its_own():
     assert np.array_equal(again.reverse_transform(x)["gain"].to_numpy(), back)
     plain = TablePreprocessor(profile, numeric="quantile", with_target=True).fit(frame)
     assert not any(s.companion == "bound" for s in plain.specs if s.missing_of)
+
+
+def test_spread_draws_a_point_mass_over_its_levels_and_decodes_back():
+    """``transform(spread=rng)`` (a generative model's training rows): a value tied over
+    several quantile knots (a capital gain 0 in 90% of rows, an integer's repeats) is drawn
+    uniformly over its levels instead of their middle, and decodes back to itself; a value at
+    a bound with a state of its own is drawn over all levels; without ``spread`` nothing
+    changes."""
+    rng = np.random.default_rng(0)
+    n = 4000
+    gain = np.where(rng.random(n) < 0.9, 0.0, np.round(rng.lognormal(8, 1, n), 2))
+    hours = np.where(rng.random(n) < 0.45, 40, rng.integers(1, 99, n))
+    frame = pl.DataFrame({"gain": gain, "hours": hours, "label": rng.choice(["a", "b"], n)})
+    profile = DatasetProfile.model_validate({
+        "name": "g", "target": {"column": "label", "positive": "b"},
+        "groups": {"g": ["gain", "hours"]}, "columns": {"gain": "numeric", "hours": "numeric"}})
+    pre = TablePreprocessor(profile, numeric="quantile", with_target=True).fit(frame)
+    mid, x = pre.transform(frame), pre.transform(frame, spread=np.random.default_rng(1))
+    assert np.array_equal(mid, pre.transform(frame))  # deterministic without spread
+    zeros = x[gain == 0, 0]
+    assert np.unique(mid[gain == 0, 0]).size == 1  # one number: the middle of its levels
+    assert zeros.min() < 0.01 and zeros.max() > 0.88 and abs(zeros.mean() - 0.45) < 0.01
+    assert np.array_equal(x[gain > 0, 0], mid[gain > 0, 0])  # untied values: unchanged
+    assert np.unique(x[hours == 40, 1]).size > 1000
+    back = pre.reverse_transform(x)
+    assert np.array_equal(back["hours"].to_numpy(), hours)
+    assert ((back["gain"].to_numpy() == 0) == (gain == 0)).all()
+    assert np.allclose(back["gain"].to_numpy(), gain, rtol=1e-3)
+    # a bound state: the zeros' value is not decoded, so it is drawn over all levels
+    states = TablePreprocessor(profile, numeric="quantile", with_target=True,
+                               bound_state=True).fit(frame)
+    xs = states.transform(frame, spread=np.random.default_rng(2))
+    assert xs[gain == 0, 0].min() < 0.01 and xs[gain == 0, 0].max() > 0.99
+    assert ((states.reverse_transform(xs)["gain"].to_numpy() == 0) == (gain == 0)).all()
+
+
+def test_spread_on_a_public_grid_stays_in_the_value_cell():
+    """A DP fit's integer column (public grid, step 1) whose knots spread each value over its
+    cell: a spread value is drawn over the cell and snaps back to the value."""
+    rng = np.random.default_rng(0)
+    n = 3000
+    hours = np.where(rng.random(n) < 0.45, 40, rng.integers(1, 99, n))
+    frame = pl.DataFrame({"hours": hours, "label": rng.choice(["a", "b"], n)})
+    profile = DatasetProfile.model_validate({
+        "name": "g", "target": {"column": "label", "positive": "b"}, "groups": {"g": ["hours"]},
+        "columns": {"hours": "numeric", "label": "categorical"},
+        "bounds": {"hours": {"min": 1, "max": 99, "integer": True},
+                   "label": {"categories": ["a", "b"]}}})
+    # knots of a histogram with each value's mass spread over [v - 0.5, v + 0.5]
+    values, counts = np.unique(hours, return_counts=True)
+    cdf = np.concatenate([[0.0], np.cumsum(counts) / n])
+    edges = np.concatenate([[values[0] - 0.5], values + 0.5])
+    knots = list(np.clip(np.interp(np.linspace(0, 1, 1000), cdf, edges), 1, 99))
+    pre = TablePreprocessor(profile, public_bounds=True, numeric="quantile", with_target=True,
+                            dp_knots={"hours": knots}).fit(frame)
+    assert pre.specs[0].step == 1.0 and pre.specs[0].bounds == "dp"
+    mid, x = pre.transform(frame), pre.transform(frame, spread=np.random.default_rng(1))
+    assert np.unique(mid[hours == 40, 0]).size == 1
+    cell = x[hours == 40, 0]
+    share = (hours == 40).mean()
+    assert cell.max() - cell.min() > 0.9 * share  # spread over (nearly) all of its cell
+    assert np.array_equal(pre.reverse_transform(x)["hours"].to_numpy(), hours)
