@@ -14,7 +14,7 @@ DATASET ?= bank-marketing
 ARGS    ?=
 
 DEMO_REASON ?= demo run on the public UCI Bank Marketing table
-.PHONY: setup demo federate test lint ui deploy benchmark clean
+.PHONY: setup demo federate test lint ui deploy benchmark docs docs-serve clean
 
 setup: $(STAMP)
 
@@ -66,8 +66,16 @@ deploy: setup
 	$(BIN)/prefect work-pool create gpu --type process --overwrite
 	CLOAKFLOW_HOME=$${CLOAKFLOW_HOME:-$(CURDIR)} $(BIN)/prefect --no-prompt deploy --all
 
+# The documentation site (docs/, MkDocs Material): built strictly (a broken link or a missing
+# page fails) into site/; docs-serve serves it on 127.0.0.1:8000 and rebuilds on edits.
+docs: setup
+	$(BIN)/mkdocs build --strict --quiet
+
+docs-serve: setup
+	$(BIN)/mkdocs serve --strict --dev-addr 127.0.0.1:8000
+
 benchmark: setup
 	$(BIN)/python -m benchmarks.bench_tutorial $(ARGS)
 
 clean:
-	rm -rf $(VENV) mlflow.db mlartifacts releases .pytest_cache
+	rm -rf $(VENV) mlflow.db mlartifacts releases .pytest_cache site

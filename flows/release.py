@@ -61,7 +61,7 @@ def run_release(kind_name: str, params):
         ``PolicyViolation``.
 
     Raises:
-        The stages' own errors (bad input, DP plan, federation).
+        Exception: the stages' own errors (bad input, DP plan, federation).
     """
     from prefect.runtime import flow_run
 
