@@ -30,7 +30,10 @@ MARKER = re.compile(r"<!-- generated: ([a-z-]+) -->")
 
 
 def _cell(text) -> str:
-    return str(text).replace("|", "\\|").replace("\n", " ").strip()
+    """Text for a markdown table cell: pipes escaped, HTML-special characters as entities
+    (``<dataset>`` is text, not a tag), argparse's doubled ``%`` single."""
+    text = str(text).replace("%%", "%").replace("&", "&amp;").replace("<", "&lt;")
+    return text.replace(">", "&gt;").replace("|", "\\|").replace("\n", " ").strip()
 
 
 def _flags(action: argparse.Action) -> str:
@@ -73,13 +76,16 @@ def cli_reference() -> str:
 def _type_text(schema: dict, defs: dict) -> str:
     if "$ref" in schema:
         return schema["$ref"].rsplit("/", 1)[-1]
-    if "anyOf" in schema:
-        return " or ".join(_type_text(s, defs) for s in schema["anyOf"])
+    if "anyOf" in schema:  # each type once (a date and a datetime are both strings)
+        kinds = [_type_text(s, defs) for s in schema["anyOf"]]
+        return " or ".join(dict.fromkeys(kinds))
     if "enum" in schema:
         return " / ".join(f"`{v}`" for v in schema["enum"])
     if "const" in schema:
         return f"`{schema['const']}`"
     kind = schema.get("type", "any")
+    if schema.get("format") in ("date", "date-time"):
+        return "date or datetime text" if kind == "string" else str(kind)
     if kind == "array":
         return f"list of {_type_text(schema.get('items', {}), defs)}"
     if kind == "object" and "additionalProperties" in schema:
@@ -104,7 +110,9 @@ def _schema_page(schema: dict, title_level: str = "##") -> list[str]:
     defs = schema.get("$defs", {})
     out = [*_fields_table(schema, defs), ""]
     for name, sub in defs.items():
-        if "properties" not in sub:
+        if not sub.get("properties"):  # a map of free keys: its description says what
+            if sub.get("description"):
+                out += [f"{title_level} `{name}`", "", sub["description"].strip(), ""]
             continue
         out += [f"{title_level} `{name}`", ""]
         if sub.get("description"):

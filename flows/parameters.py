@@ -74,7 +74,8 @@ class RunParameters(DpFields, ReleaseFields):
         "stratified-shuffled",
         description="tutorial = unshuffled folds (on a date-ordered table, a time split)")
     forest: Literal["lightgbm", "sklearn"] = Field(
-        "lightgbm", description="evaluation forest engine (same model family; see README)")
+        "lightgbm", description="evaluation forest engine: lightgbm (fast) or sklearn (the "
+                                "tutorial's RandomForest); the same model family")
     control_fraction: float = Field(
         0.1, ge=0.0, le=0.5, description="rows held out of training and release (attack control)")
     importance_rows: int = Field(10_000, ge=0, description="rows scored in permutation importance")

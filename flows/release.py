@@ -119,7 +119,7 @@ def gate(run: ReleaseRun) -> None:
     summary = run.kind.stages.render(run, outcome)
     if outcome.verdict == "blocked":
         tracking.log_metrics(run.parent, {f"time.{k}": v for k, v in run.timings.items()})
-        raise PolicyViolation(outcome.crossed, summary)
+        raise PolicyViolation(outcome.crossed, summary, run.parent)
 
 
 def publish(run: ReleaseRun) -> None:

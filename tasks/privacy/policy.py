@@ -135,9 +135,12 @@ class PolicyViolation(RuntimeError):
     exit_code = 3  # the command line's exit status
     headline = "RELEASE BLOCKED by the privacy policy, nothing was published."
 
-    def __init__(self, crossed: list[str], summary: str):
-        self.crossed, self.summary = crossed, summary
-        super().__init__("the release crosses the privacy policy:\n  - " + "\n  - ".join(crossed))
+    def __init__(self, crossed: list[str], summary: str, mlflow_run_id: str | None = None):
+        self.crossed, self.summary, self.mlflow_run_id = crossed, summary, mlflow_run_id
+        where = (f"\nThe whole report is in MLflow run {mlflow_run_id} (`make ui`, or "
+                 "--verbose to print it here)." if mlflow_run_id else "")
+        super().__init__("the release crosses the privacy policy:\n  - " + "\n  - ".join(crossed)
+                         + where)
 
 
 def policy_outcome(releases: dict[str, dict], profile: DatasetProfile, attacked: bool,

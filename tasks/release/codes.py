@@ -21,8 +21,8 @@ PSEUDONYMISATION_STATEMENT = (
     "pseudonymised encoding of the source rows, not an anonymisation. Whoever holds the "
     "encoder or decoder, or a few source rows matched to their codes, can reconstruct source "
     "attributes. The models and the preprocessing state are therefore kept secret in the "
-    "MLflow run named below and are not part of this release. No privacy property is claimed "
-    "here beyond what the release's privacy measurements state."
+    "MLflow run the manifest names (mlflow.run_id) and are not part of this release. No "
+    "privacy property is claimed here beyond what the release's privacy measurements state."
 )
 
 

@@ -296,8 +296,9 @@ def label_statement(target, kind: str = "codes") -> str:
     column, clear = target.column, get(kind).label_in_clear
     text = (f"The label column {column!r} is published in clear: each released row carries its "
             "source row's value." if clear else
-            f"The label column {column!r} is a column of the synthetic rows, sampled by the "
-            "model like every other column.")
+            f"The label column {column!r} is a column of the synthetic rows: each row's label "
+            "is drawn from the training rows' label shares (a DP histogram under DP) and the "
+            "model generates the other columns conditioned on it.")
     if target.one_vs_rest:
         text += (f" {column!r} holds more than two values; the utility figures are one-vs-rest "
                  f"(declared in the profile): {target.positive!r} against all other values"
