@@ -298,7 +298,8 @@ def label_statement(target, kind: str = "codes") -> str:
             "source row's value." if clear else
             f"The label column {column!r} is a column of the synthetic rows: each row's label "
             "is drawn from the training rows' label shares (a DP histogram under DP) and the "
-            "model generates the other columns conditioned on it.")
+            "model generates the other columns conditioned on it; a release conditioned on "
+            "another column (--condition) samples the label with the model instead.")
     if target.one_vs_rest:
         text += (f" {column!r} holds more than two values; the utility figures are one-vs-rest "
                  f"(declared in the profile): {target.positive!r} against all other values"
