@@ -30,6 +30,18 @@ def step(text: str) -> None:
     LOGGER.info(text)
 
 
+EPOCH_EVERY = 10  # the quiet console shows every 10th epoch's line
+
+
+def epoch(number: int, text: str, last: int | None = None) -> None:
+    """A training epoch's line: on the quiet console every ``EPOCH_EVERY``-th epoch (and the
+    ``last``), in the flow run's log always (a print: Prefect logs the task's prints)."""
+    if number % EPOCH_EVERY == 0 or number == last:
+        step(text)
+    else:
+        print(text, flush=True)
+
+
 def warn(text: str) -> None:
     """A warning for the user (``warning: text``): shown on every console and in the log."""
     LOGGER.warning("warning: %s", text)

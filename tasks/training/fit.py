@@ -124,7 +124,8 @@ def _finish(name: str, x: np.ndarray, columns: list[str], config: AutoencoderCon
     return trained
 
 
-def _progress(name: str, config: AutoencoderConfig, dp: DpPlan | None, log_every: int = 10,
+def _progress(name: str, config: AutoencoderConfig, dp: DpPlan | None,
+              log_every: int = console.EPOCH_EVERY,
               stop: runners.Stop | None = None):
     """The per-epoch callback: progress lines, and a stop when ``stop`` is requested (the
     process was interrupted, or another task of its run failed: ``tasks.steps.gather``)."""
@@ -142,15 +143,15 @@ def _progress(name: str, config: AutoencoderConfig, dp: DpPlan | None, log_every
                   "seed", flush=True)
         started = True
         if epoch == 1 or epoch % log_every == 0:  # every 10th on the quiet console
-            show = console.step if epoch % log_every == 0 else print
             if dp is None:
-                show(f"  [{name}] epoch {epoch}/{config.epochs}: loss {m['loss']:.5f} "
-                     f"val_loss {m['val_loss']:.5f}")
+                console.epoch(epoch, f"  [{name}] epoch {epoch}/{config.epochs}: loss "
+                                     f"{m['loss']:.5f} val_loss {m['val_loss']:.5f}")
             else:
                 mech = dp.mechanism
                 epochs = len(epoch_ends(mech.steps, mech.sampling_rate))
-                show(f"  [{name}] DP-SGD epoch {epoch}/{epochs}: loss "
-                     f"{m['loss']:.5f}, {m['clipped']:.0%} of gradients clipped")
+                console.epoch(epoch, f"  [{name}] DP-SGD epoch {epoch}/{epochs}: loss "
+                                     f"{m['loss']:.5f}, {m['clipped']:.0%} of gradients "
+                                     "clipped")
 
     return progress
 

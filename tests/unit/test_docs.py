@@ -8,6 +8,7 @@ the command line reads it (and the README's examples are run as written by the s
 from __future__ import annotations
 
 import importlib.util
+import os
 import re
 import subprocess
 import sys
@@ -64,8 +65,6 @@ def test_the_cli_reference_lists_every_option_of_help(command):
 
     assert set(cli.COMMANDS) == {"run", "synthesize", "federate", "frontier", "budget",
                                  "profile", "attack"}  # a new command: add it above
-    import os
-
     help_text = subprocess.run([str(BIN / "cloakflow"), command, "--help"], capture_output=True,
                                text=True, check=True,
                                env={**os.environ, "COLUMNS": "1000"}).stdout  # no wrapping
@@ -125,7 +124,7 @@ def test_every_documented_command_parses_as_the_command_line_reads_it():
 def test_the_site_builds_strictly(tmp_path):
     done = subprocess.run([str(BIN / "mkdocs"), "build", "--strict", "--site-dir",
                            str(tmp_path / "site")], cwd=REPO, capture_output=True, text=True,
-                          env={**__import__("os").environ, "NO_MKDOCS_2_WARNING": "1"},
+                          env={**os.environ, "NO_MKDOCS_2_WARNING": "1"},
                           timeout=600)
     assert done.returncode == 0, done.stderr[-4000:]
     cli_page = (tmp_path / "site" / "reference" / "cli" / "index.html").read_text()

@@ -217,9 +217,9 @@ def train_vae(x: np.ndarray, config, seed: int, parent: str, plan=None,
     total = plan.epochs if plan is not None else config.epochs
 
     def on_epoch(epoch: int, metrics: dict) -> None:
-        show = console.step if epoch % 10 == 0 or epoch == total else print
-        show(f"VAE epoch {epoch}/{total}: loss {metrics['loss']:.4f}"
-             + (f", clipped {metrics['clipped']:.2f}" if plan is not None else ""))
+        console.epoch(epoch, f"VAE epoch {epoch}/{total}: loss {metrics['loss']:.4f}"
+                      + (f", clipped {metrics['clipped']:.2f}" if plan is not None else ""),
+                      last=total)
         tracking.log_metrics(parent, {"vae.loss": metrics["loss"]}, step=epoch)
 
     if plan is None:
