@@ -50,7 +50,14 @@ SDV_DISCRETE = ("previous",)  # numeric columns SDV's Metadata.detect_from_dataf
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--epochs", type=int, default=60, help="non-DP VAE epochs")
+    ap.add_argument("--model", choices=["vae", "gan"], default="vae",
+                    help="the synthesizer (models/vae.py or models/gan.py)")
+    ap.add_argument("--epochs", type=int, default=60, help="non-DP epochs")
+    ap.add_argument("--learning-rate", type=float, default=None,
+                    help="Adam's rate (default: the model's; under DP the product's)")
+    ap.add_argument("--pac", type=int, default=10, help="GAN: rows per critic input (non-DP)")
+    ap.add_argument("--critic-steps", type=int, default=1, help="GAN: critic steps per "
+                                                                "generator step")
     ap.add_argument("--dp-epochs", type=int, default=30, help="DP-SGD epochs")
     ap.add_argument("--batch-size", type=int, default=500, help="non-DP rows per step")
     ap.add_argument("--hidden", default="128,128", help="encoder widths, comma-separated")
@@ -100,7 +107,8 @@ def main() -> None:
     tables: dict[str, tuple[pl.DataFrame, dict]] = {}
     if not args.skip_vae:
         synthetic, fit = _fit_vae(args, profile, train, frame.height)
-        name = ("vae" if args.dp_epsilon is None else f"vae-dp-eps{args.dp_epsilon:g}") + \
+        name = (args.model if args.dp_epsilon is None else
+                f"{args.model}-dp-eps{args.dp_epsilon:g}") + \
             (f"-{args.tag}" if args.tag else "") + (f"-seed{args.seed}" if args.seed else "")
         tables[name] = (synthetic, fit)
         if args.save:
@@ -146,21 +154,42 @@ def _fit_vae(args, profile, train, n_rows: int):
     cond = parse_condition(None, pre, "train")
     counts = x[:, block(pre, cond.index)].sum(axis=0)
 
-    def config(pre) -> VaeConfig:  # after DP values, a discrete numeric is a one-hot block
+    def config(pre, shares=None, expected=None):  # after DP values, a discrete numeric is
+        # a one-hot block
+        if args.model == "gan":
+            from cloakflow.models.gan import GanConfig
+
+            rate = args.learning_rate or (dps.DP_GAN_LEARNING_RATE if private else None)
+            pac = 1 if private else args.pac
+            return GanConfig(heads=pre.heads(), condition=cond.index, epochs=args.epochs,
+                             shares=tuple(float(v) for v in shares), latent=args.latent,
+                             pac=pac, critic_steps=args.critic_steps,
+                             batch_size=max(1, round(expected)) if private else
+                             max(pac, args.batch_size // pac * pac),
+                             **({"learning_rate": rate} if rate else {}))
+        rate = args.learning_rate or (dps.DP_LEARNING_RATE if private else None)
         return VaeConfig(heads=pre.heads(), condition=cond.index, epochs=args.epochs,
                          batch_size=args.batch_size, latent=args.latent,
                          hidden=tuple(int(h) for h in args.hidden.split(",")),
-                         **({"learning_rate": dps.DP_LEARNING_RATE} if private else {}))
+                         **({"learning_rate": rate} if rate else {}))
+
+    def fit_model(x, config, **kwargs):
+        if args.model == "gan":
+            from cloakflow.models.gan import train_gan
+
+            return train_gan(x, config, **kwargs)
+        return train_vae(x, config, **kwargs)
     start, cpu = time.perf_counter(), time.process_time()  # DP: the plan and knots included
     if not private:
-        result = train_vae(x, config(pre), seed=args.seed)
         label_shares, note = counts / counts.sum(), "non-private"
+        result = fit_model(x, config(pre, label_shares), seed=args.seed)
     else:
         dps.require_public_bounds(pre.specs, "train", profile)
         q = args.dp_sampling_rate or dps.DEFAULT_SAMPLING_RATE
         plan = dps.plan_synthesis_dp(args.dp_epsilon, None, None, args.dp_epochs, q,
                                      () if args.no_dp_knots else dps.knot_columns(pre.specs),
-                                     () if args.no_dp_knots else dps.knot_levels(pre.specs))
+                                     () if args.no_dp_knots else dps.knot_levels(pre.specs),
+                                     model=args.model)
         noisy = noisy_counts(counts, plan.histogram_sigma)
         if plan.knot_columns:
             knots, values, _ = dps.dp_quantile_knots(train, pre, plan,
@@ -168,8 +197,9 @@ def _fit_vae(args, profile, train, n_rows: int):
             pre = dps.refit_with_knots(pre, train, knots, values)
             x = pre.transform(train, "train", spread=spread)
         label_shares = shares(noisy)
-        result = train_vae(x, config(pre), budget=plan.sgd, clip_norm=plan.clip_norm,
-                           expected_batch=q * max(1.0, float(noisy.sum())))
+        expected = q * max(1.0, float(noisy.sum()))
+        result = fit_model(x, config(pre, label_shares, expected), budget=plan.sgd,
+                           clip_norm=plan.clip_norm, expected_batch=expected)
         note = (f"DP eps {plan.total_epsilon:.3f} at delta {plan.delta:g} (add/remove, PLD), "
                 f"DP knots for {len(plan.knot_columns)} columns, "
                 f"sigma {plan.sgd.noise_multiplier:.3f}, q {q:g}, {plan.sgd.steps} steps, "
@@ -177,16 +207,18 @@ def _fit_vae(args, profile, train, n_rows: int):
     fit_wall, fit_cpu = time.perf_counter() - start, time.process_time() - cpu
     rows = args.rows or n_rows
     rng = np.random.default_rng(args.seed + 1)
-    x_syn = result.vae.sample(rows, rng, draw_conditions(rows, cond, label_shares, rng))
+    x_syn = result.synthesizer.sample(rows, rng, draw_conditions(rows, cond, label_shares, rng))
     synthetic = pre.reverse_transform(x_syn).select(train.columns)
-    epochs = len(result.history["loss"])
+    history = result.log.history["loss"]
+    epochs = len(history)
     return synthetic, {"model": note, "epochs": epochs, "fit_wall_s": round(fit_wall, 1),
                        "fit_cpu_s": round(fit_cpu, 1),
                        "s_per_epoch": round(fit_wall / max(epochs, 1), 2),
-                       "final_loss": result.history["loss"][-1]}
+                       "final_loss": history[-1]}
 
 
 def _evaluate(pre, profile, train, test, synthetic, seed: int) -> dict:
+    from cloakflow.tasks.evaluation.detection import detection
     from cloakflow.tasks.evaluation.fidelity import fidelity_report, quality_report
     from cloakflow.tasks.evaluation.tstr import tstr
     from cloakflow.tasks.privacy.attacks.synthetic import (
@@ -202,6 +234,8 @@ def _evaluate(pre, profile, train, test, synthetic, seed: int) -> dict:
     ts = tstr(x_syn[:, f], positive_labels(x_syn, pre), x_train[:, f],
               positive_labels(x_train, pre), x_test[:, f], positive_labels(x_test, pre), seed=42)
     dist = distance_privacy(x_syn, x_train, x_test, seed=seed)
+    det = detection(x_syn, x_test, seed, blocks=[(s.name, a, b) for s, a, b in
+                                                 pre.column_blocks()])
     mia = membership_of_synthetic(x_syn, x_train, x_test, seed=seed)
     # the anchors' protocol: all synthetic rows against the 80%; SDV's metadata detection reads
     # `previous` as ordinal, so it is scored as a category, which makes the figure SDMetrics'
@@ -211,6 +245,7 @@ def _evaluate(pre, profile, train, test, synthetic, seed: int) -> dict:
                          for k, v in fid.items() if k != "quality"},
             "quality": {k: quality[k] for k in ("score", "column_shapes", "column_pair_trends")},
             "tstr": ts, "distance": dist,
+            "detection": {k: det[k] for k in ("auc", "giveaways")},
             "membership": {k: mia[k] for k in ("distance", "density_ratio")}}
 
 
@@ -229,6 +264,8 @@ def _print(r: dict) -> None:
           f" lightgbm {ts['lightgbm']['tstr']:.4f} (real {ts['lightgbm']['trtr']:.4f}); "
           f"positive rate synthetic {ts['positive_rate']['synthetic']:.3f}, training "
           f"{ts['positive_rate']['training']:.3f}")
+    print(f"  detection AUC {r['detection']['auc']:.3f} (LightGBM, synthetic vs holdout; "
+          f"giveaways {r['detection']['giveaways']})")
     d, m = r["distance"], r["membership"]
     ratio = float("nan") if d["dcr_ratio"] is None else d["dcr_ratio"]
     print(f"  DCR ratio {ratio:.2f}, DCR share {d['dcr_share']:.3f}, exact copies "

@@ -127,8 +127,9 @@ def _holder_release_rules(params, no_dp: str) -> None:
 class SynthesizeParameters(DpFields, ReleaseFields):
     """Parameters of one synthetic release (shown as a form in the Prefect UI)."""
 
-    model: Literal["vae"] = Field("vae", description="the generator: vae (a conditional "
-                                                     "tabular VAE)")
+    model: Literal["vae", "gan"] = Field(
+        "vae", description="the generator: vae (a conditional tabular VAE) or gan (a "
+                           "conditional tabular GAN)")
     rows: int | None = Field(
         None, ge=1, description="synthetic rows to publish (default: as many as the training "
                                 "rows; under DP their DP count)")
@@ -139,9 +140,11 @@ class SynthesizeParameters(DpFields, ReleaseFields):
                           "its DP estimate)")
     seed: int = Field(42, description="seeds the split, non-DP training, sampling and the "
                                       "evaluation")
-    epochs: int = Field(60, ge=1, description="VAE epochs (fixed; no early stopping)")
+    epochs: int = Field(60, ge=1, description="training epochs of the VAE or the GAN's critic "
+                                              "(fixed; no early stopping)")
     batch_size: int = Field(500, ge=1, description="rows per step (non-DP)")
-    latent: int = Field(0, ge=0, description="latent dimensions (0: one per column, 8 to 64)")
+    latent: int = Field(0, ge=0, description="latent dimensions (0: the rule: VAE one per "
+                                             "column, 8 to 64; GAN two per column, 16 to 128)")
     bound_states: bool = Field(
         False, description="without DP: a numeric column with 5% or more of its rows at its "
                            "min or max models that mass as a category of its own (helps a "

@@ -38,6 +38,7 @@ import numpy as np
 _FAMILIES: dict[str, str] = {
     "codes": "cloakflow.models.autoencoder:CODES",
     "vae": "cloakflow.models.vae:VAE",
+    "gan": "cloakflow.models.gan:GAN",
 }
 _LOADED: dict[str, ModelFamily] = {}
 
@@ -57,6 +58,7 @@ class ModelFamily:
             with ``--models-from``).
         encodes: whether it encodes rows into codes (a federation's holders can then return
             their codes).
+        federates: whether ``cloakflow federate`` can train it across holders.
     """
 
     name: str = ""
@@ -66,6 +68,7 @@ class ModelFamily:
     release: str = ""
     command: str = ""
     encodes: bool = False
+    federates: bool = True
 
     def preprocessor_options(self) -> dict:
         """Extra ``TablePreprocessor`` options the family needs (default none)."""

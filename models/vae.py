@@ -365,6 +365,11 @@ class VaeResult:
     def history(self) -> dict[str, list[float]]:
         return dict(self.log.history)
 
+    @property
+    def synthesizer(self) -> Vae:
+        """What samples rows (``sample(rows, rng, condition)``): the VAE."""
+        return self.vae
+
     def portable(self) -> VaeWeights:
         """What crosses a task or process boundary: configuration, weights and log."""
         return VaeWeights(self.vae.config, [np.asarray(w) for w in self.vae.model.get_weights()],

@@ -71,10 +71,18 @@ DEFAULT_DP_EPOCHS = 30
 # Adam's step under DP-SGD: its noisy, clipped gradients move less than plain ones (measured on
 # the bank table at epsilon 3: quality 0.926 against 0.908 at the plain 1e-3, 3 runs each)
 DP_LEARNING_RATE = 3e-3
+DP_GAN_LEARNING_RATE = 1e-3  # both networks' Adam under DP-SGD (the critic's steps are few)
+# what DP-SGD trains and what else draws noise while training, per ``--model``
+DP_SGD_ON = {"vae": "the VAE",
+             "gan": "the GAN's critic, the one network that reads rows (the generator learns "
+                    "from the critic's scores of generated rows only: post-processing)"}
+TRAINING_NOISE = {"vae": "the VAE's reparameterisation noise",
+                  "gan": "the GAN's latent and Gumbel noise and its packing order"}
 
 SYNTHETIC_STATEMENT = (
     "The rows of this release are synthetic: drawn from a generative model (a variational "
-    "autoencoder) fitted to the training rows, not transformed copies of them. No row stands "
+    "autoencoder or a generative adversarial network: the manifest's model.kind) fitted to "
+    "the training rows, not transformed copies of them. No row stands "
     "for a person; a synthetic row can still resemble a training row, which the release's "
     "privacy measurements (distance to closest record, exact copies, membership inference, "
     "anonymeter) report.")
@@ -97,6 +105,7 @@ class SynthesisDpPlan:
     knot_sigma: float | None = None  # noise sd per bin count of the knot histograms
     knot_epsilon: float = 0.0  # the knot histograms alone at delta
     budget: Budget | None = None  # every mechanism (``tasks.privacy.budget``)
+    model: str = "vae"  # the model DP-SGD trains (``--model``)
 
     @property
     def knot_multiplier(self) -> float | None:
@@ -116,7 +125,8 @@ class SynthesisDpPlan:
 def plan_synthesis_dp(epsilon: float, delta: float | None, clip_norm: float | None,
                       epochs: int, sampling_rate: float,
                       knot_columns: tuple[str, ...] = (),
-                      knot_levels: tuple[int, ...] | None = None) -> SynthesisDpPlan:
+                      knot_levels: tuple[int, ...] | None = None,
+                      model: str = "vae") -> SynthesisDpPlan:
     """Solve the histograms' and DP-SGD's noise so that together they spend at most
     ``epsilon`` at ``delta`` (add/remove, PLD); print the plan. ``knot_columns``: the numeric
     columns that get DP quantile knots (``knot_columns``); ``knot_levels``: the counts one row
@@ -142,7 +152,7 @@ def plan_synthesis_dp(epsilon: float, delta: float | None, clip_norm: float | No
           knot_sensitivity(levels)),) if knot_columns else ())
     try:
         budget = solve(epsilon, delta, ADJACENCY, sampling_rate=sampling_rate, steps=steps,
-                       clip_norm=clip, trains=("vae",), counts=counts)
+                       clip_norm=clip, trains=(model,), counts=counts)
     except ValueError as exc:
         raise DpPlanError(f"cannot spend epsilon {epsilon} at delta {delta:g} over {epochs} "
                           f"epochs at sampling rate {sampling_rate}: {exc}") from exc
@@ -155,7 +165,7 @@ def plan_synthesis_dp(epsilon: float, delta: float | None, clip_norm: float | No
              "knot_epsilon": alone[knots[0].covers[0]]} if knots else {}
     plan = SynthesisDpPlan(epsilon, delta, sgd, hist.noise_multiplier,
                            alone["condition histogram"], clip, epochs, budget.epsilon,
-                           budget=budget, **extra)
+                           budget=budget, model=model, **extra)
     hist_sigma, hist_alone = plan.histogram_sigma, plan.histogram_epsilon
     console.step(f"DP plan: release epsilon {plan.total_epsilon:.4g} <= {epsilon} at delta "
                  f"{delta:g} "
@@ -494,7 +504,8 @@ def dp_section(plan: SynthesisDpPlan, bounds_used: dict[str, list[str]], mode: s
                 + (f"the Gaussian histograms behind the quantile knots of "
                    f"{len(plan.knot_columns)} numeric columns (sigma {plan.knot_sigma:.3g} per "
                    "count) " if plan.knot_columns else "")
-                + f"and DP-SGD on the VAE (Poisson sampling q = {b.sampling_rate:g}, noise "
+                + f"and DP-SGD on {DP_SGD_ON[plan.model]} (Poisson sampling q = "
+                  f"{b.sampling_rate:g}, noise "
                   f"multiplier {b.noise_multiplier:.4g}, clip norm {plan.clip_norm:g}, "
                   f"{b.steps} steps)",
         composed="composed by dp-accounting's PLD accountant; otherwise the preprocessing used "
@@ -528,8 +539,8 @@ def dp_section(plan: SynthesisDpPlan, bounds_used: dict[str, list[str]], mode: s
                                        "histogram charged to epsilon"},
         "row_count": "private: the synthetic row count is chosen (default: the histogram's DP "
                      "count), and DP-SGD divides by q times that count, not by n",
-        "randomness": "histogram noise, batch sampling, gradient noise, initialisation and the "
-                      "VAE's reparameterisation noise, and the control split (a secret coin "
+        "randomness": "histogram noise, batch sampling, gradient noise, initialisation, "
+                      + TRAINING_NOISE[plan.model] + " and the control split (a secret coin "
                       "per row), from OS entropy, never recorded; the public seed drives only "
                       "the evaluation and the sampling of rows from the trained model",
         "report": mode,

@@ -26,9 +26,10 @@ from cloakflow.tasks.data.kinds import common_types
 from cloakflow.tasks.data.preprocess import PreprocessError, TablePreprocessor
 from cloakflow.tasks.data.profile import DatasetProfile
 
+MLFLOW_MODEL = {"vae": "vae_decoder", "gan": "gan_generator"}  # the network MLflow keeps
 SMALL_CONTROL = 200  # control rows below which the report calls its figures rough
 SYNTHETIC_LIMITS = ("max_dcr_share", "max_exact_copy_excess", "max_membership_auc",
-                    "max_membership_tpr")
+                    "max_membership_tpr", "max_detection_auc")
 
 
 @dataclass(frozen=True)
@@ -189,6 +190,7 @@ class Compared:
     synthetic: pl.DataFrame
     train: pl.DataFrame
     control: pl.DataFrame
+    x_released: np.ndarray | None = None  # the published rows encoded as the control rows are
 
 
 def compare(pre: TablePreprocessor, *, x_syn: np.ndarray, x_train: np.ndarray,
@@ -229,9 +231,10 @@ def compare(pre: TablePreprocessor, *, x_syn: np.ndarray, x_train: np.ndarray,
         out["fidelity"] = {"skipped": "too few real rows with the condition's value"}
         out["tstr"] = {"skipped": "too few real rows with the condition's value"}
         return out, None
+    x_released = pre.transform(synthetic, "synthetic rows", unseen="ignore")
     train, synthetic, control = common_types({"training rows": train, "synthetic rows": synthetic,
                                               "control rows": control}).values()
-    return out, Compared(x_syn, x_train, x_control, synthetic, train, control)
+    return out, Compared(x_syn, x_train, x_control, synthetic, train, control, x_released)
 
 
 def evaluate(pre: TablePreprocessor, profile: DatasetProfile, notes: dict, rows: Compared,
@@ -243,8 +246,11 @@ def evaluate(pre: TablePreprocessor, profile: DatasetProfile, notes: dict, rows:
         notes, rows: ``compare``'s result (``rows`` not None).
 
     Returns:
-        ``{"fidelity": ..., "tstr": ..., "compared_with": ...}``.
+        ``{"fidelity": ..., "tstr": ..., "detection": ..., "compared_with": ...}``
+        (``detection``: ``tasks.evaluation.detection.detection`` of the synthetic rows
+        against the control rows).
     """
+    from cloakflow.tasks.evaluation.detection import detection
     from cloakflow.tasks.evaluation.fidelity import fidelity_report
     from cloakflow.tasks.evaluation.tstr import tstr
 
@@ -273,6 +279,12 @@ def evaluate(pre: TablePreprocessor, profile: DatasetProfile, notes: dict, rows:
     else:
         out["tstr"] = {"skipped": "a table holds a single label value (a fixed --condition on "
                                   "the target, or too few control rows)"}
+    console.step("evaluating: detection (LightGBM telling synthetic from control rows)")
+    # the published rows as decoded values, encoded as the control rows are (the model's
+    # own outputs are continuous where a decoded value is one of few levels)
+    released = x_syn if rows.x_released is None else rows.x_released
+    out["detection"] = detection(released, x_control, seed, blocks=[
+        (spec.name, a, b) for spec, a, b in pre.column_blocks()])
     return out
 
 
@@ -347,6 +359,7 @@ def measure(evaluation: dict) -> dict[str, float | None]:
                                   if dist else None),
         "max_membership_auc": max(mia["auc"], 1 - mia["auc"]) if mia else None,
         "max_membership_tpr": mia["tpr_at_1pct_fpr"] if mia else None,
+        "max_detection_auc": evaluation.get("detection", {}).get("auc"),
     }
 
 
@@ -420,8 +433,10 @@ def report_markdown(dataset: str, evaluation: dict, gate: dict, *, rows: int, mo
     sections = [_fidelity_section(evaluation["fidelity"])]
     if evaluation.get("constraints"):
         sections.append(Section(None, constraint_lines(evaluation["constraints"])))
-    sections += [_utility_section(evaluation["tstr"]),
-                 Section("Privacy", _privacy_lines(evaluation.get("privacy")))]
+    sections += [_utility_section(evaluation["tstr"])]
+    if evaluation.get("detection"):
+        sections.append(Section("Detection", detection_lines(evaluation["detection"])))
+    sections.append(Section("Privacy", _privacy_lines(evaluation.get("privacy"))))
     policy = policy_section(gate["verdict"], gate["crossed"], {"synthetic": gate["measured"]},
                             gate["limits"], gate["accepted_risk"])
     return render(f"Synthetic release of `{dataset}`", intro, policy, sections, [
@@ -501,6 +516,20 @@ def _utility_section(ts: dict):
     if (weak := weak_signal(ts)):
         lines += ["", f"**Little of the label's signal:** {weak}"]
     return Section(f"Utility ({LABEL[ts.get('metric', 'roc_auc')]} on the control rows)", lines)
+
+
+def detection_lines(det: dict) -> list[str]:
+    """Detection: the classifier two-sample test's AUC and the columns that give rows away."""
+    if "skipped" in det:
+        return [f"Skipped: {det['skipped']}."]
+    lines = [f"A classifier telling synthetic rows from control rows reaches ROC AUC "
+             f"**{det['auc']:.3f}** (0.5: it cannot tell them apart; 1.0: every row is told "
+             f"apart), {det['rows_per_side']} rows a side, {det['folds']} folds, "
+             f"{det['classifier']}."]
+    if det.get("giveaways"):
+        lines += ["", "The columns it relies on most (share of its split gain): " + ", ".join(
+            f"`{name}` {share:.0%}" for name, share in det["giveaways"]) + "."]
+    return lines
 
 
 def _privacy_lines(privacy: dict | None) -> list[str]:
@@ -679,7 +708,7 @@ def manifest(*, profile: DatasetProfile, params: dict, source, parent: str, flow
              rows: int, frame: pl.DataFrame, config, train_log, training_rows: int,
              control_rows: int, condition: Conditioning, evaluation: dict, gate: dict,
              dp: dict | None, nullable: set[str], federation: dict | None = None,
-             duplicates: dict | None = None) -> dict:
+             duplicates: dict | None = None, health: dict | None = None) -> dict:
     """The manifest of a synthetic release (JSON-ready).
 
     Under DP with ``dp_report = private`` every figure computed on the private rows (row
@@ -687,6 +716,8 @@ def manifest(*, profile: DatasetProfile, params: dict, source, parent: str, flow
     out: they stay in the MLflow run, and the manifest says so. ``nullable``: the columns
     modelled with a missing-value state (their synthetic values may be null).
     ``duplicates``: the table's duplicate counts, left out under DP (counted on private rows).
+    ``health``: a GAN's training probes (``models.gan.train_gan``), under DP read from
+    generated rows only.
     ``federation``: the model is a federation's global VAE (``cloakflow synthesize
     --models-from``); its section names the run, its rounds and holders. ``conversions``:
     the source types converted on the way (decimals read as Float64 by the models and
@@ -709,6 +740,8 @@ def manifest(*, profile: DatasetProfile, params: dict, source, parent: str, flow
                           "config.epochs and config.batch_size were not used" if dp else
                           "plain minibatch training: config.epochs epochs of "
                           "config.batch_size rows")}
+    if health:
+        model["health"] = health
     if not private:
         history = dict(train_log.history).get("loss", [])
         model.update({"final_loss": history[-1] if history else None,
@@ -737,7 +770,8 @@ def manifest(*, profile: DatasetProfile, params: dict, source, parent: str, flow
         "conversions": stated_conversions(profile, params.get("input_path"),
                                           released=dict(frame.schema)),
         "mlflow": {"tracking_uri": tracking.portable_uri(), "run_id": parent,
-                   "experiment": f"cloakflow/{profile.name}", "model": "vae_decoder"},
+                   "experiment": f"cloakflow/{profile.name}",
+                   "model": MLFLOW_MODEL[params["model"]]},
         "prefect_flow_run_id": flow_run_id, "code_version": code_version(),
         "row_order": "rows are drawn independently from the model; their order means nothing",
         "privacy": {"statement": statement, "model_in_release": False},
@@ -801,5 +835,7 @@ def report_metrics(evaluation: dict, gate: dict) -> dict[str, float]:
                             if k in ("score", "column_shapes", "column_pair_trends")
                             and v is not None})
     metrics.update({f"tstr.{k}": ts[k]["tstr"] for k in ("forest", "lightgbm") if k in ts})
+    if "auc" in evaluation.get("detection", {}):
+        metrics["detection.auc"] = evaluation["detection"]["auc"]
     metrics.update({f"privacy.{k}": v for k, v in gate["measured"].items() if v is not None})
     return metrics

@@ -72,7 +72,9 @@ def test_bank_sample_synthetic_release_end_to_end(prefect_harness, workdir: Path
     assert 0.5 < ev["tstr"]["forest"]["tstr"] <= 1 and 0.5 < ev["tstr"]["forest"]["trtr"] <= 1
     assert {"distance", "membership", "anonymeter"} <= set(ev["privacy"])
     assert set(manifest["privacy"]["policy"]["measured"]) == {
-        "max_dcr_share", "max_exact_copy_excess", "max_membership_auc", "max_membership_tpr"}
+        "max_dcr_share", "max_exact_copy_excess", "max_membership_auc", "max_membership_tpr",
+        "max_detection_auc"}
+    assert 0.3 < ev["detection"]["auc"] <= 1 and ev["detection"]["rows_per_side"] > 0
     # the model and the report live in MLflow only
     client = MlflowClient()
     run = client.get_run(outcome.mlflow_run_id)
@@ -206,3 +208,44 @@ def test_dp_synthesis_refuses_kinds_read_off_the_rows(prefect_harness, workdir: 
                                str(profile), "--dp-epsilon", "2"])
     assert rc == 2 and "declared kinds" in err and "['label']" in err
     assert releases_of(workdir, "tiny") == []
+
+
+def test_gan_synthetic_release_plain_and_dp_end_to_end(prefect_harness, workdir: Path,
+                                                       tiny_files, capsys):
+    """``--model gan`` through the same pipeline: the release, its health probes, the
+    generator in MLflow; under DP one composed budget whose DP-SGD trains the critic."""
+    csv, _ = tiny_files
+    profile = _profile(workdir, bounds=BOUNDS)
+    rc, out, err = _cli(capsys, ["synthesize", "tiny", "--input", str(csv), "--profile",
+                                 str(profile), "--model", "gan", "--epochs", "10"])
+    assert rc == 0, err
+    assert "GAN epoch 10/10: critic" in err
+    release = Path(out.strip().splitlines()[-1])
+    manifest = json.loads((release / "manifest.json").read_text())
+    model = manifest["model"]
+    assert model["kind"] == "gan" and model["config"]["pac"] == 10 and model["epochs_run"] == 10
+    assert [p["epoch"] for p in model["health"]["probes"]] == [5, 10]
+    assert 0 < model["health"]["probes"][-1]["fidelity"] <= 1
+    assert manifest["mlflow"]["model"] == "gan_generator"
+    assert 0.3 < manifest["evaluation"]["detection"]["auc"] <= 1
+    rows = pl.read_parquet(release / "synthetic.parquet")
+    assert rows.height == manifest["rows"] and set(rows["city"].unique()) <= set(
+        BOUNDS["city"]["categories"])
+    client = MlflowClient()
+    run = client.get_run(manifest["mlflow"]["run_id"])
+    assert {"gan.critic_real_loss", "gan.generator_loss", "gan.probe_fidelity",
+            "detection.auc"} <= set(run.data.metrics)
+    logged = client.search_logged_models(experiment_ids=[run.info.experiment_id])
+    assert any(m.name == "gan_generator" for m in logged)
+
+    rc, out, err = _cli(capsys, ["synthesize", "tiny", "--input", str(csv), "--profile",
+                                 str(profile), "--model", "gan", "--dp-epsilon", "2",
+                                 "--dp-epochs", "2", "--dp-sampling-rate", "0.05",
+                                 "--rows", "200"])
+    assert rc == 0, err
+    manifest = json.loads((Path(out.strip().splitlines()[-1]) / "manifest.json").read_text())
+    dp = manifest["dp"]
+    assert [m["models"] for m in dp["mechanisms"]][:2] == [["gan"], ["condition histogram"]]
+    assert release_epsilon_by_dp_accounting(dp, "add_remove") <= 2.0
+    assert "the GAN's critic" in dp["statement"] and manifest["model"]["config"]["pac"] == 1
+    assert all(p["fidelity"] is None for p in manifest["model"]["health"]["probes"])

@@ -41,6 +41,10 @@ class SyntheticLimits(BaseModel):
     max_membership_tpr: float = Field(
         0.05, ge=0, le=1, description="largest membership-inference TPR at 1% FPR (distance "
                                       "and density-ratio attacks)")
+    max_detection_auc: float | None = Field(
+        None, ge=0.5, le=1, description="largest ROC AUC of a classifier telling synthetic "
+                                        "rows from control rows (0.5: indistinguishable); "
+                                        "null: reported, not judged")
     min_utility: float | None = min_utility("the forest's TSTR")
 
 # what a holder's release from a federation's VAE does not use: nothing trains there
@@ -112,24 +116,20 @@ class SyntheticStages:
         st["estimate"] = estimate
 
     def train(self, run: ReleaseRun) -> None:
-        """The VAE, plain or DP-SGD; a federation's global VAE trains nothing here."""
-        from cloakflow.models.vae import VaeConfig
-        from cloakflow.tasks.privacy import dp_synthetic as dps
-
+        """The model (``--model``: the VAE or the GAN), plain or DP-SGD; a federation's global
+        VAE trains nothing here."""
         p, st = run.params, run.state
         if p.models_from is not None:
             run.models, st["config"] = _FederatedVae(st["vae"], st["federation"]), \
                 st["vae"].config
             return
         private = p.dp_epsilon is not None
-        config = st["config"] = VaeConfig(
-            heads=st["mpre"].heads(), condition=st["cond_m"].index, latent=p.latent,
-            epochs=p.epochs, batch_size=p.batch_size,
-            **({"learning_rate": dps.DP_LEARNING_RATE} if private else {}))
+        expected = p.dp_sampling_rate * st["estimate"] if private else None
+        config = st["config"] = _model_config(run, expected)
+        train = train_gan if p.model == "gan" else train_vae
         with run.timings("train"):  # the task returns weights and a log, no Keras object
-            run.models = run.steps.task(train_vae, "train-vae", "train[vae]")(
-                st["x_model"], config, p.seed, run.parent, st["plan"],
-                p.dp_sampling_rate * st["estimate"] if private else None).result()
+            run.models = run.steps.task(train, f"train-{p.model}", f"train[{p.model}]")(
+                st["x_model"], config, p.seed, run.parent, st["plan"], expected).result()
 
     def build(self, run: ReleaseRun) -> None:
         """Sample the rows (with constraints: decode their transform, reject what breaks
@@ -182,9 +182,9 @@ class SyntheticStages:
         p, st, data, pre = run.params, run.state, run.data, run.data.pre
         result, config, frame = run.models, st["config"], run.release
         tracking.log_text(run.parent, json.dumps(config.to_dict(), default=str),
-                          "model/vae_config.json")
-        tracking.log_keras_model(run.parent, result.vae.decoder, _decoder_sample(
-            result.vae, st["conditions"][:5]), name="vae_decoder")
+                          f"model/{p.model}_config.json")
+        network, sample = _logged_network(result.synthesizer, st["conditions"][:5])
+        tracking.log_keras_model(run.parent, network, sample, name=syn.MLFLOW_MODEL[p.model])
         from cloakflow.tasks.release.manifest import Source
 
         manifest = syn.manifest(
@@ -197,7 +197,8 @@ class SyntheticStages:
             evaluation=run.evaluation, gate=st["gate"], dp=run.budget,
             nullable={s.missing_of for s in pre.specs
                       if s.missing_of and s.companion == "missing"},
-            federation=st["federation"], duplicates=data.duplicates.to_dict())
+            federation=st["federation"], duplicates=data.duplicates.to_dict(),
+            health=getattr(result, "health", None))
         documents, readme = _folder_documents(run.parent, st["report"], st["plots"],
                                               manifest, frame)
         return Package({"synthetic": frame}, manifest, documents, readme, st["report"])
@@ -226,6 +227,68 @@ def train_vae(x: np.ndarray, config, seed: int, parent: str, plan=None,
         return fit(x, config, seed=seed, on_epoch=on_epoch).portable()
     return fit(x, config, budget=plan.sgd, clip_norm=plan.clip_norm, on_epoch=on_epoch,
                expected_batch=expected_batch).portable()
+
+
+def train_gan(x: np.ndarray, config, seed: int, parent: str, plan=None,
+              expected_batch: float | None = None):
+    """Train the GAN (plain, or DP-SGD on its critic with ``plan``), printing every 10th
+    epoch and each probe's finding, logging both networks' losses and the probes to the
+    MLflow run; returns its weights, log and health (``models.gan.GanWeights``)."""
+    from cloakflow.models.gan import train_gan as fit
+
+    total = plan.epochs if plan is not None else config.epochs
+    names = {"critic.private": "critic_real", "critic.public": "critic_fake",
+             "generator.public": "generator"}
+
+    def on_epoch(epoch: int, metrics: dict) -> None:
+        m = {k: metrics.get(k, float("nan")) for k in names}  # a phase with no step: nan
+        console.epoch(epoch, f"GAN epoch {epoch}/{total}: critic {m['critic.private']:.3f}"
+                      f" real / {m['critic.public']:.3f} generated, generator "
+                      f"{m['generator.public']:.3f}"
+                      + (f", clipped {metrics['clipped']:.2f}" if plan is not None else ""),
+                      last=total)
+        tracking.log_metrics(parent, {f"gan.{names[k]}_loss": v for k, v in metrics.items()
+                                      if k in names}, step=epoch)
+
+    def on_probe(epoch: int, found: dict) -> None:
+        if found["fidelity"] is not None:
+            tracking.log_metrics(parent, {"gan.probe_fidelity": found["fidelity"]}, step=epoch)
+        if found["collapsed"]:
+            console.warn(f"GAN epoch {epoch}: mode collapse: "
+                         + ", ".join(config.column_names[i] if config.column_names else str(i)
+                                     for i in found["collapsed"])
+                         + " generated with one level in 99% or more of rows")
+
+    if plan is None:
+        return fit(x, config, seed=seed, on_epoch=on_epoch, on_probe=on_probe).portable()
+    return fit(x, config, budget=plan.sgd, clip_norm=plan.clip_norm, on_epoch=on_epoch,
+               on_probe=on_probe, expected_batch=expected_batch).portable()
+
+
+def _model_config(run: ReleaseRun, expected_batch: float | None):
+    """The ``--model``'s configuration over the model's view of the table (under DP the DP
+    learning rate; the GAN's condition shares are the release's: the training rows' own, or
+    their DP estimate)."""
+    from cloakflow.tasks.privacy import dp_synthetic as dps
+
+    p, st = run.params, run.state
+    private = p.dp_epsilon is not None
+    heads, cond = st["mpre"].heads(), st["cond_m"].index
+    if p.model == "gan":
+        from cloakflow.models.gan import GanConfig
+
+        pac = 1 if private else GanConfig.pac
+        return GanConfig(heads=heads, condition=cond, latent=p.latent, epochs=p.epochs,
+                         shares=None if cond is None else tuple(float(v) for v in st["shares"]),
+                         column_names=tuple(s.name for s in st["mpre"].specs), pac=pac,
+                         batch_size=max(1, int(round(expected_batch))) if private else
+                         max(pac, p.batch_size // pac * pac),
+                         **({"learning_rate": dps.DP_GAN_LEARNING_RATE} if private else {}))
+    from cloakflow.models.vae import VaeConfig
+
+    return VaeConfig(heads=heads, condition=cond, latent=p.latent, epochs=p.epochs,
+                     batch_size=p.batch_size,
+                     **({"learning_rate": dps.DP_LEARNING_RATE} if private else {}))
 
 
 def _spread(run: ReleaseRun) -> np.random.Generator:
@@ -273,7 +336,7 @@ def _dp_budget(run: ReleaseRun):
                               else run.profile)  # before the (slow) plan
     plan = st["plan"] = dps.plan_synthesis_dp(
         p.dp_epsilon, p.dp_delta, p.dp_clip, p.dp_epochs, p.dp_sampling_rate,
-        dps.knot_columns(mpre.specs), dps.knot_levels(mpre.specs))
+        dps.knot_columns(mpre.specs), dps.knot_levels(mpre.specs), model=p.model)
     # the section is filled in after the knots: only the column lists change
     dp_release = dps.dp_section(plan, mpre.bounds_used(), p.dp_report)
     spend_for_run(run.profile, run.parent, data.source_sha, data.source_rows, len(data.x),
@@ -308,7 +371,7 @@ def _sample(run: ReleaseRun) -> None:
 
     st, data = run.state, run.data
     pre, rules, cond_m, shares = data.pre, st["rules"], st["cond_m"], st["shares"]
-    vae, rows, mpre = run.models.vae, st["rows"], st["mpre"]
+    vae, rows, mpre = run.models.synthesizer, st["rows"], st["mpre"]
     rng = np.random.default_rng([run.params.seed, 1])
     columns = [c for c in data.train_frame.columns if c in pre.modelled()]
     st["rejection"] = None
@@ -351,7 +414,7 @@ class _FederatedVae:
     def __init__(self, vae, federation: dict):
         from cloakflow.models.training.trainer import TrainLog
 
-        self.vae = vae
+        self.vae = self.synthesizer = vae
         self.log = TrainLog(None, float("inf"))
         self.log.epochs_run = federation["epochs"]
         self.log.seconds = 0.0
@@ -396,6 +459,19 @@ def _federated_vae(run: ReleaseRun):
                              "rounds and its DP condition counts (the labels and the default "
                              "row count of this release)"}
     return vae, federation, shares(noisy), max(1.0, float(noisy.sum())), release_dp
+
+
+def _logged_network(synthesizer, conditions: np.ndarray):
+    """(the network MLflow keeps, a few of its inputs for the logged signature): the VAE's
+    decoder, or the GAN's generator."""
+    from cloakflow.models.gan import Gan, noise_inputs
+
+    if isinstance(synthesizer, Gan):
+        cfg = synthesizer.config
+        return synthesizer.generator, noise_inputs(
+            cfg, np.random.default_rng(0), len(conditions),
+            None if cfg.condition is None else conditions)
+    return synthesizer.decoder, _decoder_sample(synthesizer, conditions)
 
 
 def _decoder_sample(vae, conditions: np.ndarray) -> list[np.ndarray] | np.ndarray:

@@ -47,8 +47,8 @@ def test_under_dp_the_accountant_counts_the_private_phase_only(toy):
 def test_the_registry_refuses_what_it_cannot_resolve(toy):
     assert registry.names()[:2] == ("codes", "vae")
     assert registry.get("vae").models_target and not registry.get("codes").models_target
-    with pytest.raises(ValueError, match=r"unknown model 'gan'.*'codes', 'vae'"):
-        registry.get("gan")
+    with pytest.raises(ValueError, match=r"unknown model 'gen'.*'codes', 'vae', 'gan'"):
+        registry.get("gen")
     with pytest.raises(ValueError, match="registered already"):
         registry.register(type(toy)())
     with pytest.raises(ValueError, match="built in"):
@@ -66,4 +66,5 @@ def test_the_federate_form_offers_exactly_the_registered_models():
     from cloakflow.flows.parameters import FederateParameters
 
     offered = typing.get_args(FederateParameters.model_fields["model"].annotation)
-    assert offered == registry.names()
+    assert offered == tuple(n for n in registry.names() if registry.get(n).federates)
+    assert "gan" in registry.names() and not registry.get("gan").federates

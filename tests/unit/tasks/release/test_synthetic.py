@@ -39,6 +39,21 @@ def test_the_gate_judges_synthetic_limits_two_sided_and_over_the_control_rate():
     assert judge({}, profile, attacked=False, accept_risk=None)["verdict"] == "blocked"
 
 
+def test_detection_is_reported_unjudged_until_the_profile_sets_a_limit():
+    told_apart = {**_evaluation(), "detection": {"auc": 0.9}}
+    unset = DatasetProfile.model_validate(tiny_profile_dict())
+    out = judge(told_apart, unset, attacked=True, accept_risk=None)
+    assert out["measured"]["max_detection_auc"] == 0.9 and out["verdict"] == "pass"
+    assert "max_detection_auc" not in out["limits"]
+    limited = DatasetProfile.model_validate(tiny_profile_dict(privacy={
+        "policy": {"synthetic": {"max_detection_auc": 0.75}}}))
+    out = judge(told_apart, limited, attacked=True, accept_risk=None)
+    assert out["verdict"] == "blocked"
+    assert out["crossed"] == ["synthetic: max_detection_auc = 0.9000 exceeds the limit 0.75"]
+    assert judge({**_evaluation(), "detection": {"auc": 0.6}}, limited, True,
+                 None)["verdict"] == "pass"
+
+
 def test_conditions_are_fixed_or_drawn_from_the_shares(tiny_frame):
     from cloakflow.tasks.data.preprocess import TablePreprocessor
 
