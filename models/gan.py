@@ -10,7 +10,9 @@ does (``models.vae``): one block per source column, a numeric-family column one 
   probit(u), so a skewed or multi-modal column reaches both networks as a standard normal (the
   role CTGAN's mode-specific normalisation plays), a category as its one-hot block.
 - **Generator** ``G([z, c, g])``: latent noise z ~ N(0, I), the condition's one-hot c and Gumbel
-  noise g -> Dense(relu) layers -> one linear unit per numeric column (its normal score) and,
+  noise g -> residual blocks as CTGAN's (each Dense -> normalisation -> ReLU, concatenated with
+  its input; layer normalisation, which reads one row, where CTGAN has batch normalisation)
+  -> one linear unit per numeric column (its normal score) and,
   per category block, a straight-through Gumbel-softmax sample (Jang et al. 2017): the forward
   value is the exact one-hot of argmax(logits + g), the gradient that of
   softmax((logits + g) / tau). The critic therefore never tells real from generated rows by
@@ -237,8 +239,11 @@ def build_networks(config: GanConfig, seed: int) -> dict:
     c = block(latent, latent + lay.cond_width, name="condition")(g_in)
     g = block(latent + lay.cond_width, width_in, name="gumbel")(g_in)
     h = layers.Concatenate(name="z_and_condition")([z, c]) if lay.cond_width else z
-    for i, units in enumerate(cfg.hidden):
-        h = dense(units, "relu", f"generator_{i}")(h)
+    for i, units in enumerate(cfg.hidden):  # CTGAN's residual blocks, with a per-row norm
+        r = layers.LayerNormalization(name=f"generator_norm_{i}")(
+            dense(units, name=f"generator_{i}")(h))
+        h = layers.Concatenate(name=f"generator_residual_{i}")(
+            [layers.ReLU(name=f"generator_act_{i}")(r), h])
     raw = dense(lay.raw_width, name="generator_out")(h)
     rows = custom_layers()["GanRows"](
         [[h_.family, h_.width] for h_ in heads], cfg.condition, cfg.temperature,
