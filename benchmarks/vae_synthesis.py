@@ -58,6 +58,10 @@ def main() -> None:
     ap.add_argument("--pac", type=int, default=10, help="GAN: rows per critic input (non-DP)")
     ap.add_argument("--critic-steps", type=int, default=1, help="GAN: critic steps per "
                                                                 "generator step")
+    ap.add_argument("--classifier", type=float, default=None,
+                    help="GAN: weight of the auxiliary classifier's term (default: the model's)")
+    ap.add_argument("--mode-seeking", type=float, default=None,
+                    help="GAN: weight of the mode-seeking term (default: the model's)")
     ap.add_argument("--dp-epochs", type=int, default=30, help="DP-SGD epochs")
     ap.add_argument("--batch-size", type=int, default=500, help="non-DP rows per step")
     ap.add_argument("--hidden", default="128,128", help="encoder widths, comma-separated")
@@ -146,7 +150,8 @@ def _fit_vae(args, profile, train, n_rows: int):
     private = args.dp_epsilon is not None
     pre = TablePreprocessor(profile, numeric="quantile", with_target=True, missing_state=True,
                             public_bounds=private, discrete_levels=DISCRETE_LEVELS,
-                            bound_state=args.bound_states and not private)
+                            bound_state=args.bound_states and not private,
+                            value_support=not private)
     pre.fit(train, "train")
     # the model's rows with their point masses spread, as the synthesize flow trains on
     spread = np.random.default_rng() if private else np.random.default_rng([args.seed, 2])
@@ -164,6 +169,10 @@ def _fit_vae(args, profile, train, n_rows: int):
             return GanConfig(heads=pre.heads(), condition=cond.index, epochs=args.epochs,
                              shares=tuple(float(v) for v in shares), latent=args.latent,
                              pac=pac, critic_steps=args.critic_steps,
+                             **({"mode_seeking": args.mode_seeking}
+                                if args.mode_seeking is not None else {}),
+                             **({"classifier": args.classifier}
+                                if args.classifier is not None else {}),
                              batch_size=max(1, round(expected)) if private else
                              max(pac, args.batch_size // pac * pac),
                              **({"learning_rate": rate} if rate else {}))

@@ -28,8 +28,10 @@ does (``models.vae``): one block per source column, a numeric-family column one 
   gradient is inside the clipped private term (``models.training.phases``).
 - **Conditioning**: one categorical block (the target by default) is drawn for every
   generated row from given shares (the training rows' own, or a DP histogram) and copied into
-  its block; the critic judges rows with their condition, so the generator learns rows given
-  the condition.
+  its block; the critic judges rows with their condition, and an auxiliary classifier (AC-GAN,
+  Odena et al. 2017) learns the condition from the rest of a real row (a private term of the
+  critic's phase, on the first row of each pack) while the generator is charged its
+  cross-entropy on generated rows (public), so generated rows carry the condition's signal.
 
 **Under DP** (``pac`` must be 1): each Poisson-sampled real row is one pack, clipped to C, so
 one row changes the noisy gradient sum by at most C (add/remove adjacency) and the accountant
@@ -66,8 +68,11 @@ class GanConfig:
     ``pac``: rows per critic input; ``critic_steps``: critic steps per generator step;
     ``temperature``: the Gumbel-softmax tau; ``batch_size``: real rows per critic step (a
     multiple of ``pac``; under DP the expected Poisson batch); ``learning_rate``: Adam's for
-    both networks (beta_1 0.5, as in DCGAN); ``column_names``: the heads' source columns, for
-    messages.
+    both networks (beta_1 0.5, as in DCGAN); ``mode_seeking``: the weight of the mode-seeking
+    term of the generator's loss (Mao et al. 2019; a public term: generated rows only);
+    ``classifier``: the weight of the auxiliary classifier's
+    term in the generator's loss (AC-GAN, Odena et al. 2017; 0: no classifier);
+    ``column_names``: the heads' source columns, for messages.
     """
 
     heads: tuple = ()
@@ -83,6 +88,8 @@ class GanConfig:
     batch_size: int = 500
     learning_rate: float = 2e-4
     steps_per_execution: int = 32
+    mode_seeking: float = 0.0
+    classifier: float = 1.0
     column_names: tuple[str, ...] = ()  # the heads' source columns (messages only)
 
     def __post_init__(self):
@@ -160,6 +167,21 @@ def _layout(heads: tuple[Head, ...], condition: int | None) -> _Layout:
     cond = 0 if condition is None else heads[condition].width
     return _Layout(tuple(starts(heads)), total_width(heads), tuple(logits), tuple(gumbel), o,
                    g, cond)
+
+
+def condition_columns(config: GanConfig) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """(the row's columns outside the condition block, the condition block's columns)."""
+    heads = config.output_heads
+    lay = _layout(heads, config.condition)
+    if config.condition is None:
+        return tuple(range(lay.width)), ()
+    a = lay.starts[config.condition]
+    block = tuple(range(a, a + heads[config.condition].width))
+    return tuple(i for i in range(lay.width) if i not in block), block
+
+
+def _classifies(config: GanConfig) -> bool:
+    return config.condition is not None and config.classifier > 0
 
 
 @functools.cache
@@ -255,9 +277,19 @@ def build_networks(config: GanConfig, seed: int) -> dict:
     for i, units in enumerate(cfg.critic_hidden):
         d = layers.LeakyReLU(LEAK, name=f"critic_act_{i}")(dense(units, name=f"critic_{i}")(d))
     critic = keras.Model(d_in, dense(1, name="critic_score")(d), name="gan_critic")
-    for net in (generator, critic):
+    nets = {"generator": generator, "critic": critic}
+    if _classifies(cfg):  # one row without its condition -> the condition's logits
+        features, block_ = condition_columns(cfg)
+        a_in = keras.Input(shape=(len(features),), name="row_without_condition")
+        a = a_in
+        for i, units in enumerate(cfg.critic_hidden):
+            a = layers.LeakyReLU(LEAK, name=f"classifier_act_{i}")(
+                dense(units, name=f"classifier_{i}")(a))
+        nets["classifier"] = keras.Model(a_in, dense(len(block_), name="classifier_logits")(a),
+                                         name="gan_classifier")
+    for net in nets.values():
         net.compile(optimizer=keras.optimizers.Adam(cfg.learning_rate, beta_1=0.5))
-    return {"generator": generator, "critic": critic}
+    return nets
 
 
 def noise_inputs(config: GanConfig, rng: np.random.Generator, rows: int,
@@ -307,13 +339,40 @@ def phases(config: GanConfig) -> list:
     def critic_fake(view, inputs):
         return ops.mean(ops.softplus(generated(view, inputs)[:, 0]))
 
+    latent, seeking = config.latent_size, config.mode_seeking
+
+    features, block_ = condition_columns(config)
+    classify, weight = _classifies(config), config.classifier
+
+    def class_loss(y, logits):
+        """Cross-entropy of the condition given the rest of the row (per row)."""
+        return -ops.sum(y * ops.log_softmax(logits, axis=-1), axis=-1)
+
     def generator_loss(view, inputs):
-        return ops.mean(ops.softplus(-generated(view, inputs)[:, 0]))
+        rows = view("generator", inputs)
+        loss = ops.mean(ops.softplus(-view("critic", ops.reshape(rows, (-1, pac * width)))[:, 0]))
+        if classify:  # generated rows should say their condition as real rows do
+            loss = loss + weight * ops.mean(class_loss(
+                ops.take(rows, np.asarray(block_), axis=1),
+                view("classifier", ops.take(rows, np.asarray(features), axis=1))))
+        if not seeking:
+            return loss
+        # mode seeking (Mao et al. 2019): rows of two latent draws should differ as much as
+        # the draws do; public (generated rows only)
+        half = ops.shape(rows)[0] // 2
+        moved = ops.mean(ops.abs(rows[:half] - rows[half:2 * half]))
+        apart = ops.mean(ops.abs(inputs[:half, :latent] - inputs[half:2 * half, :latent]))
+        return loss + seeking / (moved / apart + 1e-5)
 
     def draw(rng, rows):
         return noise_inputs(config, rng, rows * pac)
 
-    return [Phase("critic", ("critic",), private=(PrivateTerm("critic", _critic_real),),
+    # the classifier learns on the first row of each real pack (its private term, clipped
+    # jointly with the critic's under DP)
+    private = (PrivateTerm("critic", _critic_real),) + (
+        (PrivateTerm("classifier", class_loss, columns=features, targets=block_),)
+        if classify else ())
+    return [Phase("critic", tuple(t.network for t in private), private=private,
                   public=PublicTerm(critic_fake, draw, rows=packs), steps=config.critic_steps),
             Phase("generator", ("generator",), public=PublicTerm(generator_loss, draw,
                                                                  rows=packs))]
@@ -555,7 +614,7 @@ class GanFamily(ModelFamily):
                          batch_size=batch, learning_rate=loop.learning_rate)
 
     def member_names(self, profile) -> list[str]:
-        return ["generator", "critic"]
+        return ["generator", "critic", "classifier"]
 
     def networks(self, spec: GanConfig, seed: int) -> dict:
         return build_networks(spec, seed)

@@ -35,6 +35,10 @@ ID_NAME = (r"(^|[_\W])(id|Id|ID|key|Key|KEY|no|No|NO|nr|Nr|NR|num|Num|NUM|number
 
 
 QUANTILE_KNOTS = 1000
+# ``value_support``: a column of at most QUANTILE_KNOTS distinct values whose values held by
+# SUPPORT_MIN_ROWS rows or more cover SUPPORT_SHARE of its rows decodes to those values
+SUPPORT_MIN_ROWS = 5
+SUPPORT_SHARE = 0.99
 # a numeric column with at most this many distinct values, each seen on average in at least
 # DISCRETE_MIN_ROWS training rows, is a discrete numeric (``discrete_levels``)
 DISCRETE_LEVELS = 32
@@ -86,6 +90,25 @@ def _quantile_knots(values: np.ndarray) -> list[float]:
     qt = QuantileTransformer(n_quantiles=min(QUANTILE_KNOTS, len(values)),
                              subsample=None).fit(values.reshape(-1, 1))
     return [float(v) for v in qt.quantiles_[:, 0]]
+
+
+def _support(values: np.ndarray) -> list[float]:
+    """The values a mostly discrete column takes (``value_support``): its distinct values
+    held by at least ``SUPPORT_MIN_ROWS`` rows, when it has at most ``QUANTILE_KNOTS``
+    distinct values and those cover ``SUPPORT_SHARE`` of its rows; else []."""
+    distinct, counts = np.unique(values, return_counts=True)
+    if not 0 < len(distinct) <= QUANTILE_KNOTS:
+        return []
+    kept = counts >= SUPPORT_MIN_ROWS
+    return [float(v) for v in distinct[kept]] if counts[kept].sum() >= SUPPORT_SHARE * \
+        counts.sum() else []
+
+
+def _nearest(values: np.ndarray, support: np.ndarray) -> np.ndarray:
+    """Each value replaced by the nearest of the sorted ``support``."""
+    i = np.clip(np.searchsorted(support, values), 1, len(support) - 1)
+    low, high = support[i - 1], support[i]
+    return np.where(values - low <= high - values, low, high)
 
 
 def _to_quantile(values: np.ndarray, knots: np.ndarray) -> np.ndarray:
@@ -149,6 +172,8 @@ class ColumnSpec:
     discrete: bool = False  # a numeric column modelled as categories of its values
     values: list[float] = field(default_factory=list)  # discrete from DP bins: each category's
     # number (a kept bin's centre); a value maps to the nearest
+    support: list[float] = field(default_factory=list)  # ``value_support``: decoded values
+    # snap to the nearest of these training values
 
     @property
     def family(self) -> str:
@@ -221,14 +246,23 @@ class TablePreprocessor:
             capital gain that is 0 in 90% of rows came back 0 in 98%, with states in 96%).
             Not with ``public_bounds``: which bounds hold a mass would be read off the rows
             (and a DP VAE drew such a state badly: 25% where the rows hold 90%, one run).
+        value_support: a quantile-scaled numeric column of few distinct values (at most
+            ``QUANTILE_KNOTS``; those held by ``SUPPORT_MIN_ROWS`` rows or more covering
+            ``SUPPORT_SHARE`` of its rows: a rate published to three decimals, a count)
+            decodes to the nearest of those values (``ColumnSpec.support``) instead of a
+            number between two knots that no row holds (a classifier told such synthetic
+            rows from real ones by these values alone). Not with ``public_bounds``: the
+            value list is data.
     """
 
     def __init__(self, profile: DatasetProfile, public_bounds: bool = False,
                  numeric: Literal["minmax", "quantile"] = "minmax",
                  with_target: bool = False, missing_state: bool = False,
                  discrete_levels: int = 0, dp_knots: dict[str, list[float]] | None = None,
-                 dp_values: dict[str, list[float]] | None = None, bound_state: bool = False):
+                 dp_values: dict[str, list[float]] | None = None, bound_state: bool = False,
+                 value_support: bool = False):
         self.profile = profile
+        self.value_support = value_support
         self.dp_knots = dp_knots or {}
         self.dp_values = dp_values or {}
         self.bound_state = bound_state
@@ -352,6 +386,8 @@ class TablePreprocessor:
                         inside = values[~at] if (~at).any() else values
                         spec.fill = float(np.median(inside))
                     spec.transform, spec.knots = "quantile", _quantile_knots(inside)
+                    if self.value_support and kind == "numeric":
+                        spec.support = _support(inside)
             else:
                 values = kinds.category_text(series).drop_nulls()
                 counts = values.value_counts(sort=True)
@@ -603,6 +639,8 @@ class TablePreprocessor:
                 if spec.transform == "quantile":
                     knots = np.asarray(spec.knots)
                     values = np.interp(values, np.linspace(0, 1, len(knots)), knots)
+                    if spec.support:  # a mostly discrete column: the values rows hold
+                        values = _nearest(values, np.asarray(spec.support))
                 else:
                     values = values * (spec.maximum - spec.minimum) + spec.minimum
                     if spec.bounds != "data":  # public bounds hold every released value
@@ -710,7 +748,7 @@ class TablePreprocessor:
         return {"profile": self.profile.model_dump(mode="json"),
                 "with_target": self.with_target, "missing_state": self.missing_state,
                 "discrete_levels": self.discrete_levels, "bound_state": self.bound_state,
-                "columns": [s.__dict__ for s in self.specs]}
+                "value_support": self.value_support, "columns": [s.__dict__ for s in self.specs]}
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=1, default=str)
@@ -721,7 +759,8 @@ class TablePreprocessor:
                   with_target=state.get("with_target", False),
                   missing_state=state.get("missing_state", False),
                   discrete_levels=state.get("discrete_levels", 0),
-                  bound_state=state.get("bound_state", False))
+                  bound_state=state.get("bound_state", False),
+                  value_support=state.get("value_support", False))
         pre.specs = [ColumnSpec(**s) for s in state["columns"]]
         return pre
 

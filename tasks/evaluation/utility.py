@@ -457,11 +457,11 @@ def log_utility(parent: str, cv: dict[str, dict], importances: dict[str, dict],
     A multiclass target's per-class figures (``class_table``) follow the table in the
     markdown and are in ``utility/results.json`` (under each view's ``per_class``), not MLflow
     metrics: a figure may be None, and two labels can clean up to one metric name."""
-    from cloakflow.tasks import tracking
+    from cloakflow.tasks import console, tracking
 
     if reused:
-        print(f"reused from the cache of an earlier identical run: {', '.join(sorted(reused))}",
-              flush=True)
+        console.step("reused from the cache of an earlier identical run (no retraining): "
+                     f"{', '.join(sorted(reused))}; --no-cache recomputes")
         tracking.set_tags(parent, {"cloakflow.reused_from_cache": ",".join(sorted(reused))})
 
     means = {k: v["mean"] for k, v in cv.items()}

@@ -96,8 +96,9 @@ def test_dp_synthetic_release_spends_one_budget_end_to_end(prefect_harness, work
     profile = _profile(workdir, bounds=BOUNDS, missing="impute", nullable=["income"])
     rc, out, err = _cli(capsys, ["synthesize", "tiny", "--input", str(holes), "--profile",
                                  str(profile), "--dp-epsilon", "2", "--dp-epochs", "2",
-                                 "--dp-sampling-rate", "0.05", "--rows", "300"])
+                                 "--dp-sampling-rate", "0.05", "--rows", "300", "--epochs", "7"])
     assert rc == 0, err
+    assert "--epochs 7 is not used under DP: DP-SGD trains --dp-epochs 2 epochs" in err
     release = Path(out.strip().splitlines()[-1])
     manifest = json.loads((release / "manifest.json").read_text())
     dp = manifest["dp"]

@@ -182,6 +182,20 @@ def min_utility(headline: str):
                                          "null: no utility limit")
 
 
+def warn_unused_under_dp(params, unused: dict[str, str]) -> None:
+    """Under DP, a console warning for each option the user gave that DP-SGD does not use
+    (``unused``: parameter name -> what is used instead), so that a DP run never ignores an
+    option silently."""
+    if getattr(params, "dp_epsilon", None) is None:
+        return
+    from cloakflow.tasks import console
+
+    for name, instead in unused.items():
+        if name in params.model_fields_set:
+            console.warn(f"--{name.replace('_', '-')} {getattr(params, name)} is not used "
+                         f"under DP: {instead}")
+
+
 def names() -> tuple[str, ...]:
     """The registered kinds' names."""
     return tuple(_KINDS) + tuple(n for n in _LOADED if n not in _KINDS)

@@ -20,6 +20,7 @@ from cloakflow.tasks.release.kinds import (
     ReleaseRun,
     limits_of,
     min_utility,
+    warn_unused_under_dp,
 )
 
 
@@ -86,6 +87,7 @@ class CodesStages:
         from cloakflow.tasks.privacy.dp import release_budget
 
         p, data = run.params, run.data
+        warn_unused_under_dp(p, {"epochs": f"DP-SGD trains --dp-epochs {p.dp_epochs} epochs"})
         run.budget = (None, None) if p.dp_epsilon is None else release_budget(
             p.dp_epsilon, p.dp_delta, p.dp_clip, p.dp_epochs, p.dp_design, p.dp_report,
             rows=len(data.x), batch_size=p.batch_size,

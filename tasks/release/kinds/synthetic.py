@@ -19,7 +19,14 @@ from pydantic import BaseModel, ConfigDict, Field
 from cloakflow.tasks import console, tracking
 from cloakflow.tasks.privacy.dp_synthetic import SYNTHETIC_STATEMENT
 from cloakflow.tasks.release import synthetic as syn
-from cloakflow.tasks.release.kinds import Judged, Package, ReleaseKind, ReleaseRun, min_utility
+from cloakflow.tasks.release.kinds import (
+    Judged,
+    Package,
+    ReleaseKind,
+    ReleaseRun,
+    min_utility,
+    warn_unused_under_dp,
+)
 
 
 class SyntheticLimits(BaseModel):
@@ -89,7 +96,8 @@ class SyntheticStages:
             public_bounds=private or federated, numeric="quantile",
             options={"with_target": True, "missing_state": True,
                      "discrete_levels": DISCRETE_LEVELS,
-                     "bound_state": p.bound_states and not private and not federated},
+                     "bound_state": p.bound_states and not private and not federated,
+                     "value_support": not private and not federated},
             secret_split=private)
         st = run.state
         st["cond"] = syn.parse_condition(p.condition, data.pre, data.source_name)
@@ -107,6 +115,10 @@ class SyntheticStages:
         if p.models_from is not None:
             st["vae"], st["federation"], shares, estimate, dp_release = _federated_vae(run)
         elif p.dp_epsilon is not None:
+            warn_unused_under_dp(p, {
+                "epochs": f"DP-SGD trains --dp-epochs {p.dp_epochs} epochs",
+                "batch_size": f"each step reads a Poisson sample of rate --dp-sampling-rate "
+                              f"{p.dp_sampling_rate:g}"})
             shares, estimate, dp_release = _dp_budget(run)
         else:
             counts = st["counts"]
@@ -315,7 +327,8 @@ def _model_view(run: ReleaseRun):
                              numeric=pre.numeric, with_target=pre.with_target,
                              missing_state=pre.missing_state,
                              discrete_levels=pre.discrete_levels,
-                             bound_state=pre.bound_state).fit(train_m, source)
+                             bound_state=pre.bound_state,
+                             value_support=pre.value_support).fit(train_m, source)
     console.step("constraints: " + "; ".join(f"{c.describe()} ({rules.kept_by(c)})"
                                              for c in rules.rules))
     return (train_m, mpre, mpre.transform(train_m, source, spread=_spread(run)),

@@ -89,9 +89,9 @@ def test_a_seed_reproduces_a_plain_run():
 
 
 def test_one_row_moves_the_dp_critic_gradient_by_at_most_c():
-    """The critic's private term is clipped per row: its noiseless gradient sum over a batch,
-    with and without any one row, differs by at most C (add/remove sensitivity), generated
-    packs held fixed (they read no row)."""
+    """The critic's and the auxiliary classifier's private terms are clipped jointly per row:
+    their noiseless gradient sum over a batch, with and without any one row, differs by at
+    most C (add/remove sensitivity), generated packs held fixed (they read no row)."""
     from keras import ops
 
     from cloakflow.models.training.phases import PhaseTrainer
@@ -101,6 +101,7 @@ def test_one_row_moves_the_dp_critic_gradient_by_at_most_c():
     cfg = _config(mixture(64), pac=1, batch_size=64)
     trainer = PhaseTrainer(build_networks(cfg, 0), phases(cfg))
     critic = trainer.phases[0]
+    assert critic.updates == ("critic", "classifier")
     now = trainer.current()
     public = noise_inputs(cfg, np.random.default_rng(0), 64)
     c = 0.05
@@ -111,7 +112,7 @@ def test_one_row_moves_the_dp_critic_gradient_by_at_most_c():
                                   ops.convert_to_tensor(rows), ops.ones((len(rows),)),
                                   ops.zeros((trainer.noise_width(critic),)), public, c, 0.0,
                                   1.0)
-        return np.concatenate([np.ravel(np.asarray(v)) for v in g["critic"]])
+        return np.concatenate([np.ravel(np.asarray(v)) for n in critic.updates for v in g[n]])
 
     full = grad(x)
     moved = [np.linalg.norm(full - grad(np.delete(x, j, axis=0))) for j in range(0, 64, 8)]

@@ -383,3 +383,36 @@ def test_spread_on_a_public_grid_stays_in_the_value_cell():
     share = (hours == 40).mean()
     assert cell.max() - cell.min() > 0.9 * share  # spread over (nearly) all of its cell
     assert np.array_equal(pre.reverse_transform(x)["hours"].to_numpy(), hours)
+
+
+def test_value_support_decodes_a_mostly_discrete_column_to_values_rows_hold():
+    """``value_support``: a rate published to three decimals (200 values) decodes to the
+    nearest value some training rows hold, not to a number between two knots; a continuous
+    column, or one whose rare values cover more than 1% of its rows, keeps decoding between
+    knots; the state round-trips."""
+    rng = np.random.default_rng(0)
+    n = 6000
+    rates = np.round(np.sort(rng.uniform(0.6, 5.0, 200)), 3)
+    rate = rng.choice(rates, n)
+    frame = pl.DataFrame({"rate": rate, "amount": rng.lognormal(3, 1, n),
+                          "label": rng.choice(["a", "b"], n)})
+    profile = DatasetProfile.model_validate({
+        "name": "s", "target": {"column": "label", "positive": "b"},
+        "groups": {"g": ["rate", "amount"]}, "columns": {"rate": "numeric",
+                                                        "amount": "numeric"}})
+    pre = TablePreprocessor(profile, numeric="quantile", with_target=True,
+                            value_support=True).fit(frame)
+    spec = {s.name: s for s in pre.specs}
+    assert spec["rate"].support == sorted(set(rate.tolist())) and spec["amount"].support == []
+    x = rng.random((3000, len(pre.output_columns))).astype(np.float32)  # any model output
+    back = pre.reverse_transform(x)
+    assert set(back["rate"].to_list()) <= set(rate.tolist())
+    assert back["amount"].n_unique() > 2900  # continuous: between knots as before
+    plain = TablePreprocessor(profile, numeric="quantile", with_target=True).fit(frame)
+    assert len(set(plain.reverse_transform(x)["rate"].to_list()) - set(rate.tolist())) > 100
+    again = TablePreprocessor.from_dict(pre.to_dict())
+    assert again.value_support and again.reverse_transform(x).equals(back)
+    rare = np.where(rng.random(n) < 0.05, np.round(rng.uniform(0, 9, n), 4), rate)
+    sparse = TablePreprocessor(profile, numeric="quantile", with_target=True,
+                               value_support=True).fit(frame.with_columns(rate=pl.Series(rare)))
+    assert next(s for s in sparse.specs if s.name == "rate").support == []
