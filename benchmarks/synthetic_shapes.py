@@ -3,7 +3,7 @@
 
     python -m benchmarks.synthetic_shapes [--rows 8000] [--epsilon 3] [--epochs 40]
         [--dp-epochs 30] [--tables claims,earnings,hospital] [--work DIR] [--json FILE]
-        [--bound-states]
+        [--bound-states] [--model vae|gan] [--modes plain,dp]
 
 Three generated tables (seeded numpy; nothing of the bank table):
 
@@ -177,24 +177,31 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", type=Path, default=None)
     ap.add_argument("--bound-states", action="store_true",
                     help="plain runs with `cloakflow synthesize --bound-states`")
+    ap.add_argument("--model", choices=["vae", "gan"], default="vae",
+                    help="`cloakflow synthesize --model`")
+    ap.add_argument("--modes", default="plain,dp", help="plain, dp or both")
     args = ap.parse_args(argv)
     work = args.work or Path(tempfile.mkdtemp(prefix="shapes-"))
     work.mkdir(parents=True, exist_ok=True)
     results = []
     for table in args.tables.split(","):
         frame, profile = TABLES[table](args.rows)
-        for mode, extra in (("plain", ["--epochs", str(args.epochs)]
-                             + (["--bound-states"] if args.bound_states else [])),
-                            (f"dp-eps{args.epsilon:g}", [
-                                "--dp-epsilon", str(args.epsilon), "--dp-epochs",
-                                str(args.dp_epochs), "--dp-report", "full"])):
-            release = run(table, frame, profile, work, extra)
+        modes = (("plain", ["--epochs", str(args.epochs)]
+                  + (["--bound-states"] if args.bound_states else [])),
+                 (f"dp-eps{args.epsilon:g}", [
+                     "--dp-epsilon", str(args.epsilon), "--dp-epochs",
+                     str(args.dp_epochs), "--dp-report", "full"]))
+        for mode, extra in modes:
+            if mode.partition("-")[0] not in args.modes.split(","):
+                continue
+            release = run(table, frame, profile, work, ["--model", args.model, *extra])
             manifest = json.loads((release / "manifest.json").read_text())
             syn = pl.read_parquet(release / "synthetic.parquet")
             real = training_rows(frame, profile, manifest)
             ev = manifest.get("evaluation", {})
             priv = ev.get("privacy", {}) if isinstance(ev, dict) else {}
-            row = {"table": table, "mode": mode, "rows": syn.height,
+            row = {"table": table, "mode": mode, "model": args.model, "rows": syn.height,
+                   "detection_auc": (ev.get("detection") or {}).get("auc"),
                    "quality": (manifest.get("quality") or {}).get("score"),
                    "exact_copies": {k: (priv.get("distance") or {}).get(k) for k in (
                        "exact_copies", "exact_copies_control")},
@@ -203,8 +210,9 @@ def main(argv: list[str] | None = None) -> int:
                                    manifest.get("constraints", {}).get("rules", [])],
                    "columns": column_shapes(real, syn, profile)}
             results.append(row)
-            print(f"\n## {table} / {mode}: {syn.height} rows, quality {row['quality']}, "
-                  f"TSTR forest {row['tstr_forest']}, exact copies {row['exact_copies']}")
+            print(f"\n## {table} / {args.model} {mode}: {syn.height} rows, quality "
+                  f"{row['quality']}, TSTR forest {row['tstr_forest']}, detection AUC "
+                  f"{row['detection_auc']}, exact copies {row['exact_copies']}")
             for name, share in row["constraints"]:
                 print(f"  constraint {name}: {100 * share:.1f}% valid synthetic rows")
             print("  column | dtype real -> synthetic | outside bounds | at min real/syn | "

@@ -98,7 +98,7 @@ def test_one_row_moves_the_dp_critic_gradient_by_at_most_c():
     from cloakflow.models.vae import to_model_space
 
     x = to_model_space(mixture(64), HEADS)
-    cfg = _config(mixture(64), pac=1, batch_size=64)
+    cfg = _config(mixture(64), pac=1, batch_size=64, classifier=1.0)
     trainer = PhaseTrainer(build_networks(cfg, 0), phases(cfg))
     critic = trainer.phases[0]
     assert critic.updates == ("critic", "classifier")
