@@ -423,7 +423,7 @@ def _attack(args: argparse.Namespace) -> int:
 COMMANDS: dict[str, Command] = {
     "run": Command("encode a table, evaluate it and publish the release", _run,
                    "RunParameters"),
-    "synthesize": Command("train a generator (a VAE, optionally DP end to end), publish "
+    "synthesize": Command("train a generator (a VAE or a GAN, optionally DP end to end), publish "
                           "synthetic rows with their evaluation and privacy report",
                           _synthesize, "SynthesizeParameters"),
     "federate": Command("train the codes autoencoders or the VAE across data holders with "

@@ -134,7 +134,7 @@ class SynthesizeParameters(DpFields, ReleaseFields):
         None, ge=1, description="synthetic rows to publish (default: as many as the training "
                                 "rows; under DP their DP count)")
     condition: str | None = Field(
-        None, description="COLUMN=VALUE: condition the VAE on this categorical, boolean or "
+        None, description="COLUMN=VALUE: condition the model on this categorical, boolean or "
                           "discrete numeric column and give every row this value (default: "
                           "conditioned on the target, labels drawn at the training rate or "
                           "its DP estimate)")

@@ -472,8 +472,10 @@ def probe(gan: Gan, rng: np.random.Generator, rows: int = 2000,
         ``{"collapsed": [column index, ...], "fidelity": float | None}``: the category blocks
         (condition excluded) whose generated rows hold one level in at least 99% of rows
         while the reference rows (None: any) spread over more than one level with none
-        above 90%; and, with ``reference`` (rows in the preprocessor's space), the mean
-        over columns of 1 - TVD of the category shares and 1 - KS of the CDF values.
+        above 90%, and the numeric columns whose generated CDF values have an
+        interquartile range under 0.01 (the reference's, if given, 0.05 or more); and,
+        with ``reference`` (rows in the preprocessor's space), the mean over columns of
+        1 - TVD of the category shares and 1 - KS of the CDF values.
     """
     heads = gan.config.output_heads
     lay = _layout(heads, gan.config.condition)
@@ -481,6 +483,10 @@ def probe(gan: Gan, rng: np.random.Generator, rows: int = 2000,
     collapsed, scores = [], []
     for i, (h, s) in enumerate(zip(heads, lay.starts, strict=True)):
         if h.family == NUMERIC:
+            q25, q75 = np.quantile(x[:, s], [0.25, 0.75])
+            if q75 - q25 < 0.01 and (reference is None or np.subtract(*np.quantile(
+                    reference[:, s], [0.75, 0.25])) >= 0.05):
+                collapsed.append(i)  # half the rows within 1% of the CDF: one value
             if reference is not None:
                 a, b = np.sort(x[:, s]), np.sort(reference[:, s])
                 grid = np.concatenate([a, b])
@@ -498,6 +504,10 @@ def probe(gan: Gan, rng: np.random.Generator, rows: int = 2000,
                                                       and real.max() < 0.9)):
             collapsed.append(i)
     return {"collapsed": collapsed, "fidelity": float(np.mean(scores)) if scores else None}
+
+
+def _name(config: GanConfig, i: int) -> str:
+    return config.column_names[i] if config.column_names else f"column {i}"
 
 
 def train_gan(x: np.ndarray, config: GanConfig, seed: int = 0, *, budget=None,
@@ -526,7 +536,8 @@ def train_gan(x: np.ndarray, config: GanConfig, seed: int = 0, *, budget=None,
 
     Returns:
         ``GanResult``; ``health``: ``{"probes": [{"epoch", "collapsed", "fidelity"}, ...],
-        "collapsed": columns collapsed at the last probe, "diverged": bool}``.
+        "collapsed": columns collapsed at the last probe, "ever_collapsed": at any probe,
+        "diverged": bool}`` (columns by name).
 
     Raises:
         ValueError: ``x`` does not match the heads' width; ``pac`` > 1 under DP; a loss
@@ -554,7 +565,7 @@ def train_gan(x: np.ndarray, config: GanConfig, seed: int = 0, *, budget=None,
         init_seed, reference = int(init.integers(0, 2**30)), None
     networks = build_networks(config, init_seed)
     gan = Gan(config, networks)
-    health: dict = {"probes": [], "collapsed": [], "diverged": False}
+    health: dict = {"probes": [], "collapsed": [], "ever_collapsed": [], "diverged": False}
     generator_losses: list[float] = []
 
     def epoch_done(epoch: int, metrics: dict) -> None:
@@ -568,8 +579,11 @@ def train_gan(x: np.ndarray, config: GanConfig, seed: int = 0, *, budget=None,
             on_epoch(epoch, metrics)
         if epoch % probe_every == 0 or epoch == config.epochs:
             found = probe(gan, probe_rng, reference=reference)
-            health["probes"].append({"epoch": epoch, **found})
-            health["collapsed"] = found["collapsed"]
+            names = [_name(config, i) for i in found["collapsed"]]
+            health["probes"].append({"epoch": epoch, "collapsed": names,
+                                     "fidelity": found["fidelity"]})
+            health["collapsed"] = names
+            health["ever_collapsed"] = sorted(set(health["ever_collapsed"]) | set(names))
             if on_probe is not None:
                 on_probe(epoch, found)
 
