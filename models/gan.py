@@ -50,7 +50,7 @@ from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 
-from cloakflow.models.heads import NUMERIC, Head, as_heads, starts, total_width
+from cloakflow.models.heads import NUMERIC, Head, as_heads, check_condition, starts, total_width
 from cloakflow.models.registry import ModelFamily
 from cloakflow.models.vae import to_model_space
 
@@ -96,16 +96,8 @@ class GanConfig:
 
     def __post_init__(self):
         heads = as_heads(self.heads)
-        if not heads:
-            raise ValueError("a GAN needs the heads of the table's columns")
+        check_condition(heads, self.condition, "GAN")
         if self.condition is not None:
-            if not 0 <= self.condition < len(heads):
-                raise ValueError(f"condition index {self.condition} is not one of the "
-                                 f"{len(heads)} columns")
-            if heads[self.condition].family == NUMERIC:
-                raise ValueError("the condition must be a categorical or boolean column")
-            if len(heads) == 1:
-                raise ValueError("a GAN conditioned on its only column has nothing to model")
             k = heads[self.condition].width
             if self.shares is None or len(self.shares) != k or min(self.shares) < 0 or \
                     not sum(self.shares) > 0:

@@ -41,6 +41,24 @@ class Head:
             raise ValueError(f"bad head width {self.width} for a {self.family} block")
 
 
+def check_condition(heads: Sequence[Head], condition: int | None, model: str) -> None:
+    """Refuse no heads, or a condition that is not one categorical column among others.
+
+    Raises:
+        ValueError: naming ``model`` and the rule broken.
+    """
+    if not heads:
+        raise ValueError(f"a {model} needs the heads of the table's columns")
+    if condition is None:
+        return
+    if not 0 <= condition < len(heads):
+        raise ValueError(f"condition index {condition} is not one of the {len(heads)} columns")
+    if heads[condition].family == NUMERIC:
+        raise ValueError("the condition must be a categorical or boolean column")
+    if len(heads) == 1:
+        raise ValueError(f"a {model} conditioned on its only column has nothing to model")
+
+
 def as_heads(spec: Sequence) -> tuple[Head, ...]:
     """Heads from ``[(family, width), ...]`` (plain data as stored in a config)."""
     return tuple(h if isinstance(h, Head) else Head(str(h[0]), int(h[1])) for h in spec)

@@ -37,7 +37,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from cloakflow.models.heads import NUMERIC, Head, as_heads, starts, total_width
+from cloakflow.models.heads import NUMERIC, Head, as_heads, check_condition, starts, total_width
 from cloakflow.models.registry import ModelFamily
 
 PROBIT_CLIP = 1e-4  # CDF values are clipped to [c, 1 - c] before the probit (|score| <= 3.72)
@@ -66,16 +66,7 @@ class VaeConfig:
 
     def __post_init__(self):
         heads = as_heads(self.heads)
-        if not heads:
-            raise ValueError("a VAE needs the heads of the table's columns")
-        if self.condition is not None:
-            if not 0 <= self.condition < len(heads):
-                raise ValueError(f"condition index {self.condition} is not one of the "
-                                 f"{len(heads)} columns")
-            if heads[self.condition].family == NUMERIC:
-                raise ValueError("the condition must be a categorical or boolean column")
-            if len(heads) == 1:
-                raise ValueError("a VAE conditioned on its only column has nothing to model")
+        check_condition(heads, self.condition, "VAE")
         if not self.hidden or min(self.hidden) < 1 or self.latent < 0 or self.beta <= 0:
             raise ValueError("hidden widths and beta must be positive, latent >= 0")
 
