@@ -1,4 +1,5 @@
-"""Command line: ``cloakflow run [DATASET] [options]``, ``cloakflow synthesize [DATASET]``.
+"""Command line: ``cloakflow run [DATASET] [options]``, ``cloakflow synthesize [DATASET]``,
+``cloakflow desensitize [DATASET] --sensitive A,B``.
 
 Runs a release flow, prints its results and, as its last line, the release folder.
 Bad input exits with status 2 and a report naming the file, column and rule. Ctrl-C or SIGTERM
@@ -174,6 +175,20 @@ def _synthesize(args: argparse.Namespace) -> int:
     return 0
 
 
+def _desensitize(args: argparse.Namespace) -> int:
+    from cloakflow.flows.parameters import DesensitizeParameters
+
+    ran = _release_run(args, DesensitizeParameters, "desensitize",
+                       "Raise the distortion budget (--distortion) or train longer (--epochs), ")
+    if isinstance(ran, int):
+        return ran
+    _, outcome = ran
+    if args.verbose:
+        print("\n" + outcome.report_markdown)
+    _finish(args, outcome, "report.md")
+    return 0
+
+
 def _finish(args: argparse.Namespace, outcome, *reports: str) -> None:
     """The last lines of a published release: where its report is, its MLflow run and, last,
     the release folder."""
@@ -270,11 +285,12 @@ def _refusals() -> tuple[type[Exception], ...]:
     from cloakflow.tasks.privacy.dp import DpPlanError
     from cloakflow.tasks.privacy.ledger import BudgetExhausted
     from cloakflow.tasks.privacy.policy import PolicyViolation
+    from cloakflow.tasks.release.desensitized import DesensitizeError
     from cloakflow.tasks.training.federation import FederationMismatch
 
     return (FederationFailed, SchemaMismatch, DpPlanError, DataValidationError, IngestError,
             PreprocessError, ProfileError, DataNotFoundError, TargetError, FederationMismatch,
-            ConstraintError, PolicyViolation, BudgetExhausted)
+            ConstraintError, DesensitizeError, PolicyViolation, BudgetExhausted)
 
 
 def _advice(exc: Exception, params, remedy: str) -> str:
@@ -294,7 +310,7 @@ def _advice(exc: Exception, params, remedy: str) -> str:
                   "more rows per holder, ")
     text = ("\n" + ("Run the attacks (drop --skip-attacks) " if not params.privacy_attacks
                     else remedy) + "or publish anyway with --accept-risk \"reason\".")
-    if params.dp_epsilon is not None:
+    if getattr(params, "dp_epsilon", None) is not None:
         text += (f"\nThis DP run already spent epsilon {params.dp_epsilon:g} of the dataset's "
                  "privacy budget (its ledger, `cloakflow budget`): training looked at the "
                  "rows. Rerunning, with --accept-risk or not, spends it again.")
@@ -426,6 +442,9 @@ COMMANDS: dict[str, Command] = {
     "synthesize": Command("train a generator (a VAE or a GAN, optionally DP end to end), publish "
                           "synthetic rows with their evaluation and privacy report",
                           _synthesize, "SynthesizeParameters"),
+    "desensitize": Command("train a privatizer against an adversary and publish the real rows "
+                           "with the sensitive columns' signal removed, with what fresh "
+                           "attackers still infer", _desensitize, "DesensitizeParameters"),
     "federate": Command("train the codes autoencoders or the VAE across data holders with "
                         "Flower (FedAvg or FedProx; optionally DP-SGD per holder), then each "
                         "holder's own release", _federate, "FederateParameters"),

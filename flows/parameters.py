@@ -171,6 +171,34 @@ class SynthesizeParameters(DpFields, ReleaseFields):
         return self
 
 
+class DesensitizeParameters(ReleaseFields):
+    """Parameters of one desensitized release (shown as a form in the Prefect UI)."""
+
+    sensitive: list[str] | None = Field(
+        None, description="A,B: the categorical or boolean columns whose signal is removed "
+                          "(not published; default: the profile's privacy.sensitive)")
+    distortion: float = Field(
+        0.1, ge=0, le=1, description="distortion budget: the mean share of a row's released "
+                                     "cells the privatizer may change (a numeric cell counts "
+                                     "by its squared change over 4 standard deviations "
+                                     "squared, at most 1)")
+    seed: int = Field(42, description="seeds the split, the privatizer, its noise and the "
+                                      "evaluation")
+    epochs: int = Field(30, ge=1, description="training epochs (passes over the rows by both "
+                                              "networks together; a fresh adversary every 5)")
+    batch_size: int = Field(500, ge=1, description="rows per step")
+    control_fraction: float = Field(
+        0.2, ge=0.05, le=0.5, description="rows held out of training and release: the "
+                                          "utility's test rows")
+
+    @model_validator(mode="after")
+    def _alone(self) -> DesensitizeParameters:
+        if self.holder is not None:
+            raise ValueError("--holder is a federation's: a desensitized release is trained "
+                             "on this table alone")
+        return self
+
+
 class FederateParameters(SourceFields):
     """Parameters of one federated training run (shown as a form in the Prefect UI)."""
 

@@ -39,6 +39,7 @@ _FAMILIES: dict[str, str] = {
     "codes": "cloakflow.models.autoencoder:CODES",
     "vae": "cloakflow.models.vae:VAE",
     "gan": "cloakflow.models.gan:GAN",
+    "privatizer": "cloakflow.models.privatizer:PRIVATIZER",
 }
 _LOADED: dict[str, ModelFamily] = {}
 

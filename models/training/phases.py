@@ -19,7 +19,12 @@ phases** (:class:`Phase`). A phase names the networks it updates and up to two l
   clipping is the known leak of DP-GAN implementations that clip only part of the critic's
   loss.
 
-A phase without a private term reads no real row and costs nothing; a step of a phase with
+A **joint** term (:class:`JointTerm`) is a scalar loss on the step's batch of real rows that
+runs several networks (an adversarial privatizer's loss through its adversary, Huang et al.
+2017). It has no per-example form, so nothing clips it: **plain training only** (a run with a
+budget refuses a phase that has one).
+
+A phase without a private or joint term reads no real row and costs nothing; a step of a phase with
 one is one subsampled Gaussian step. The loop runs rounds of the phases in their order, each
 ``phase.steps`` times. Plainly (C = inf, sigma = 0) the private phases take shuffled
 fixed-size batches, one epoch being one pass over the rows; under DP they take exactly the
@@ -121,6 +126,22 @@ class PublicTerm:
 
 
 @dataclass(frozen=True)
+class JointTerm:
+    """A scalar loss on the step's batch of real rows through several networks; plain
+    training only (no per-example gradient exists to clip: ``train_phases`` refuses it with a
+    budget).
+
+    Args:
+        loss: ``loss(view, x, mask) -> scalar``: the batch's loss (a mean over its rows);
+            ``x`` (batch, features) the training matrix's rows, ``mask`` (batch,) 1 for a row
+            of the batch, 0 for padding (rows a loss must leave out); ``view`` as a public
+            term's (:class:`Networks`).
+    """
+
+    loss: Callable
+
+
+@dataclass(frozen=True)
 class Phase:
     """One kind of step: the networks it updates and its loss terms.
 
@@ -129,6 +150,7 @@ class Phase:
         updates: the networks whose weights it changes (with their own optimizers).
         private: per-example terms on real rows (at most one per network).
         public: a term on public or generated inputs only.
+        joint: a scalar term on real rows through several networks (plain training only).
         steps: consecutive steps of this phase in each round (e.g. 5 critic steps per
             generator step).
 
@@ -142,12 +164,13 @@ class Phase:
     private: tuple[PrivateTerm, ...] = ()
     public: PublicTerm | None = None
     steps: int = 1
+    joint: JointTerm | None = None
 
     def __post_init__(self):
         if not self.updates:
             raise ValueError(f"phase {self.name!r} updates no network")
-        if not self.private and self.public is None:
-            raise ValueError(f"phase {self.name!r} has neither a private nor a public term")
+        if not self.private and self.public is None and self.joint is None:
+            raise ValueError(f"phase {self.name!r} has no term (private, public or joint)")
         nets = [t.network for t in self.private]
         if len(set(nets)) != len(nets):
             raise ValueError(f"phase {self.name!r}: one private term per network")
@@ -161,7 +184,7 @@ class Phase:
     @property
     def reads_rows(self) -> bool:
         """Whether a step reads real rows (it is then a DP-SGD step under a budget)."""
-        return bool(self.private)
+        return bool(self.private) or self.joint is not None
 
 
 @dataclass(frozen=True)
@@ -388,6 +411,16 @@ class PhaseTrainer:
             private, total, clipped, seeds = self._private_gradients(
                 phase, values, seeds, x, mask, noise, clip_norm, noise_std, denominator)
             grads.update(private)
+        if phase.joint is not None:
+            def joint(updated):
+                return phase.joint.loss(Networks(self.graphs, {**values, **updated}, seeds), x,
+                                        mask)
+
+            value, grad = self._backend.value_and_grad(
+                joint, {n: list(values[n]) for n in phase.updates})
+            grads = {n: [a + b for a, b in zip(grads[n], grad[n], strict=True)]
+                     for n in phase.updates}
+            total = total + value * ops.sum(mask)  # reported per row, as a private term's
         public_loss = ops.convert_to_tensor(0.0)
         if phase.public is not None:
             def loss(updated):
@@ -506,6 +539,10 @@ def train_phases(networks: Mapping, phases: Sequence[Phase], x: np.ndarray,
             raise ValueError("early stopping reads held-out rows after every epoch, which "
                              "DP-SGD's budget does not account: a DP run trains its planned "
                              "steps")
+        joint = [p.name for p in phases if p.joint is not None]
+        if joint:
+            raise ValueError(f"phases {joint} have a joint term over real rows, which DP-SGD "
+                             "cannot clip per example: train them plainly")
     trainer = PhaseTrainer(networks, phases, optimizers, config.learning_rate)
     n, b = len(x), config.batch_size
     if budget is None:

@@ -221,6 +221,20 @@ class SyntheticManifest(Envelope):
     evaluation_note: str | None = None
 
 
+class DesensitizedManifest(Envelope):
+    """What a desensitized release folder holds and how it was made (the envelope and the
+    desensitized body; its JSON Schema is ``schemas/manifest-desensitized.schema.json``)."""
+
+    kind: str = "desensitized"
+    model: dict[str, Any]  # kind, config, epochs_run, seed, seconds, health, training
+    rows: int
+    sensitive: list[str]
+    columns: list[SyntheticColumn]
+    privacy: SyntheticPrivacy
+    split: dict[str, Any]
+    evaluation: dict[str, Any]
+
+
 class HolderEntry(_Record):
     holder: str
     file: str
@@ -268,7 +282,8 @@ class FederationManifest(_Record):
 # file name -> the type behind it (tests/unit/tasks/release/test_manifest.py keeps them current)
 SCHEMA_TYPES = {"manifest-codes.schema.json": "Manifest",
                 "manifest-synthetic.schema.json": "SyntheticManifest",
-                "manifest-federation.schema.json": "FederationManifest"}
+                "manifest-federation.schema.json": "FederationManifest",
+                "manifest-desensitized.schema.json": "DesensitizedManifest"}
 
 
 def json_schema(name: str = "manifest-codes.schema.json") -> str:

@@ -39,6 +39,7 @@ def test_prefect_yaml_deploys(prefect_harness, tmp_path: Path):
         synthetic = client.read_deployment_by_name("synthesize/bank-marketing-synthetic")
         federated = client.read_deployment_by_name("federate/bank-marketing-federated")
         quick = client.read_deployment_by_name("anonymize/bank-marketing-quick")
+        desensitized = client.read_deployment_by_name("desensitize/bank-marketing-desensitized")
     assert daily.work_pool_name == "cpu" and gpu.work_pool_name == "gpu"
     assert quick.work_pool_name == "cpu" and quick.schedules == []
     assert (quick.parameters["params"]["epochs"], quick.parameters["params"]["folds"]) == (5, 3)
@@ -63,6 +64,9 @@ def test_prefect_yaml_deploys(prefect_harness, tmp_path: Path):
     form = synthetic.parameter_openapi_schema["definitions"]["SynthesizeParameters"]
     assert {"rows", "condition", "model", "dp_epsilon", "dp_sampling_rate",
             "accept_risk"} <= set(form["properties"])
+    assert desensitized.parameters["params"]["sensitive"] == ["housing", "loan"]
+    form = desensitized.parameter_openapi_schema["definitions"]["DesensitizeParameters"]
+    assert {"sensitive", "distortion", "epochs", "accept_risk"} <= set(form["properties"])
     assert federated.work_pool_name == "cpu" and federated.parameters["params"]["clients"] == 3
     form = federated.parameter_openapi_schema["definitions"]["FederateParameters"]
     assert {"holders", "partition", "clients", "rounds", "local_epochs", "weighting",

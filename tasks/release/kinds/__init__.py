@@ -33,6 +33,7 @@ from cloakflow.tasks.release.codes import CodeTable
 _KINDS: dict[str, str] = {
     "codes": "cloakflow.tasks.release.kinds.codes:CODES",
     "synthetic": "cloakflow.tasks.release.kinds.synthetic:SYNTHETIC",
+    "desensitized": "cloakflow.tasks.release.kinds.desensitized:DESENSITIZED",
 }
 _LOADED: dict[str, ReleaseKind] = {}
 

@@ -18,6 +18,7 @@ from cloakflow.models.training.accounting import DpBudget
 from cloakflow.models.training.dp_sgd import DpSgdConfig, plan, secret_streams
 from cloakflow.models.training.phases import (
     EarlyStopping,
+    JointTerm,
     Phase,
     PhaseTrainer,
     PrivateTerm,
@@ -124,7 +125,7 @@ def test_the_accountant_counts_exactly_the_private_phases_steps():
 
 def test_phases_that_cannot_train_are_refused():
     fake = PublicTerm(toy_gan.critic_fake, toy_gan.latent)
-    with pytest.raises(ValueError, match="neither a private nor a public term"):
+    with pytest.raises(ValueError, match="has no term"):
         Phase("empty", ("critic",))
     with pytest.raises(ValueError, match="which it does not update"):
         Phase("wrong", ("generator",), private=(PrivateTerm("critic", toy_gan.critic_real),))
@@ -136,6 +137,43 @@ def test_phases_that_cannot_train_are_refused():
     with pytest.raises(ValueError, match="clip_norm"):
         train_phases(toy_gan.networks(), toy_gan.phases(), toy_gan.mixture(10), TrainConfig(),
                      budget=plan(10, 5, 1, DpSgdConfig(target_epsilon=3.0, delta=1e-3)))
+
+
+def _chain(seed: int = 0):
+    """Two one-Dense networks in a chain, fitted through both by joint terms: y = 3 x."""
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((256, 2)).astype(np.float32)
+    x[:, 1] = 3 * x[:, 0]
+
+    def dense(name: str):
+        inputs = keras.Input((1,))
+        return keras.Model(inputs, keras.layers.Dense(
+            1, name=name, kernel_initializer=keras.initializers.Constant(0.1))(inputs))
+
+    def loss(view, rows, mask):
+        out = view("second", view("first", rows[:, :1]))
+        return keras.ops.sum(keras.ops.square(out[:, 0] - rows[:, 1]) * mask) / \
+            keras.ops.maximum(keras.ops.sum(mask), 1.0)
+
+    phases = [Phase("first", ("first",), joint=JointTerm(loss)),
+              Phase("second", ("second",), joint=JointTerm(loss))]
+    return x, {"first": dense("first"), "second": dense("second")}, phases
+
+
+def test_joint_terms_train_through_several_networks_plainly_and_are_refused_under_dp():
+    x, nets, phases = _chain()
+    before = float(np.mean((0.01 * x[:, 0] - x[:, 1]) ** 2))
+    log, weights = train_phases(nets, phases, x, TrainConfig(epochs=40, batch_size=32,
+                                                             learning_rate=0.05), seed=1)
+    # an epoch is one pass over the rows by every phase that reads them, together
+    assert log.steps == {"first": 160, "second": 160} and log.private_steps == 320
+    w = float(weights["first"][0][0, 0] * weights["second"][0][0, 0])
+    b = float(weights["first"][1][0] * weights["second"][0][0, 0] + weights["second"][1][0])
+    assert abs(w - 3) < 0.05 and abs(b) < 0.05  # the chain learnt y = 3 x
+    assert log.history["second.private"][-1] < 0.01 * before
+    budget = plan(256, 32, 1, DpSgdConfig(target_epsilon=3.0, delta=1e-3))
+    with pytest.raises(ValueError, match=r"\['first', 'second'\] have a joint term"):
+        train_phases(_chain()[1], phases, x, TrainConfig(), budget=budget, clip_norm=1.0)
 
 
 def _line(seed: int = 0):

@@ -59,11 +59,12 @@ def test_the_kind_registry_resolves_and_refuses():
 
     from cloakflow.tasks.release import kinds
 
-    assert kinds.names() == ("codes", "synthetic")
+    assert kinds.names() == ("codes", "synthetic", "desensitized")
     codes, synthetic = kinds.get("codes"), kinds.get("synthetic")
     assert codes.label_in_clear and not synthetic.label_in_clear
+    assert kinds.get("desensitized").label_in_clear
     assert synthetic.min_control_fraction > 0 and codes.command == "cloakflow run"
-    with pytest.raises(ValueError, match=r"unknown release kind 'masked'.*'codes', 'synthetic'"):
+    with pytest.raises(ValueError, match=r"unknown release kind 'masked'.*'codes', 'synthetic', 'desensitized'"):
         kinds.get("masked")
     with pytest.raises(ValueError, match="registered already"):
         kinds.register(dataclasses.replace(codes))
