@@ -1,5 +1,5 @@
 """Command line: ``cloakflow run [DATASET] [options]``, ``cloakflow synthesize [DATASET]``,
-``cloakflow desensitize [DATASET] --sensitive A,B``.
+``cloakflow desensitize [DATASET] --sensitive A,B``, ``cloakflow mask [DATASET]``.
 
 Runs a release flow, prints its results and, as its last line, the release folder.
 Bad input exits with status 2 and a report naming the file, column and rule. Ctrl-C or SIGTERM
@@ -189,6 +189,20 @@ def _desensitize(args: argparse.Namespace) -> int:
     return 0
 
 
+def _mask(args: argparse.Namespace) -> int:
+    from cloakflow.flows.parameters import MaskParameters
+
+    ran = _release_run(args, MaskParameters, "mask",
+                       "Mask fewer cells, train longer (--epochs), ")
+    if isinstance(ran, int):
+        return ran
+    _, outcome = ran
+    if args.verbose:
+        print("\n" + outcome.report_markdown)
+    _finish(args, outcome, "report.md")
+    return 0
+
+
 def _finish(args: argparse.Namespace, outcome, *reports: str) -> None:
     """The last lines of a published release: where its report is, its MLflow run and, last,
     the release folder."""
@@ -286,11 +300,12 @@ def _refusals() -> tuple[type[Exception], ...]:
     from cloakflow.tasks.privacy.ledger import BudgetExhausted
     from cloakflow.tasks.privacy.policy import PolicyViolation
     from cloakflow.tasks.release.desensitized import DesensitizeError
+    from cloakflow.tasks.release.masked import MaskError
     from cloakflow.tasks.training.federation import FederationMismatch
 
     return (FederationFailed, SchemaMismatch, DpPlanError, DataValidationError, IngestError,
             PreprocessError, ProfileError, DataNotFoundError, TargetError, FederationMismatch,
-            ConstraintError, DesensitizeError, PolicyViolation, BudgetExhausted)
+            ConstraintError, DesensitizeError, MaskError, PolicyViolation, BudgetExhausted)
 
 
 def _advice(exc: Exception, params, remedy: str) -> str:
@@ -375,8 +390,10 @@ def _profile(args: argparse.Namespace) -> int:
               f"{len(draft.profile.groups)} groups); "
               + ("" if target else "set `target:` in it (runs refuse the draft until then), ")
               + f"review it, then: cloakflow run --profile {args.out} --input {args.table}  "
-              f"(codes), or cloakflow synthesize --profile {args.out} --input {args.table}  "
-              "(synthetic rows)", file=sys.stderr)
+              f"(codes), cloakflow synthesize --profile {args.out} --input {args.table}  "
+              f"(synthetic rows), or cloakflow desensitize --profile {args.out} --input "
+              f"{args.table} --sensitive COLUMN  (real rows without a sensitive column's "
+              "signal)", file=sys.stderr)
         for note in draft.notes:
             print(f"  - {note}", file=sys.stderr)
     else:
@@ -445,6 +462,10 @@ COMMANDS: dict[str, Command] = {
     "desensitize": Command("train a privatizer against an adversary and publish the real rows "
                            "with the sensitive columns' signal removed, with what fresh "
                            "attackers still infer", _desensitize, "DesensitizeParameters"),
+    "mask": Command("regenerate chosen cells (by default the quasi-identifiers of the rows "
+                    "unique on them) with a GAN imputer trained on the other folds, and publish "
+                    "the rows with how the cells compare with the truth", _mask,
+                    "MaskParameters"),
     "federate": Command("train the codes autoencoders or the VAE across data holders with "
                         "Flower (FedAvg or FedProx; optionally DP-SGD per holder), then each "
                         "holder's own release", _federate, "FederateParameters"),

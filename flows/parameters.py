@@ -31,6 +31,11 @@ class ReleaseFields(SourceFields):
     accept_risk: str | None = Field(
         None, description="publish even if the privacy policy is crossed; the reason is "
                           "recorded in the manifest")
+
+
+class HolderField(BaseModel):
+    """A holder's own release from a federation's models (the kinds a federation feeds)."""
+
     holder: str | None = Field(None, description="with models_from: this table's holder name "
                                                  "in the federation")
 
@@ -56,7 +61,7 @@ class DpFields(BaseModel):
                                "manifest too, each marked not covered by epsilon")
 
 
-class RunParameters(DpFields, ReleaseFields):
+class RunParameters(DpFields, HolderField, ReleaseFields):
     """Parameters of one anonymisation run (shown as a form in the Prefect UI)."""
 
     seed: int = Field(42, description="seeds the split, the models and the evaluation")
@@ -124,7 +129,7 @@ def _holder_release_rules(params, no_dp: str) -> None:
             raise ValueError(f"models_from {no_dp}")
 
 
-class SynthesizeParameters(DpFields, ReleaseFields):
+class SynthesizeParameters(DpFields, HolderField, ReleaseFields):
     """Parameters of one synthetic release (shown as a form in the Prefect UI)."""
 
     model: Literal["vae", "gan"] = Field(
@@ -178,10 +183,10 @@ class DesensitizeParameters(ReleaseFields):
         None, description="A,B: the categorical or boolean columns whose signal is removed "
                           "(not published; default: the profile's privacy.sensitive)")
     distortion: float = Field(
-        0.1, ge=0, le=1, description="distortion budget: the mean share of a row's released "
-                                     "cells the privatizer may change (a numeric cell counts "
-                                     "by its squared change over 4 standard deviations "
-                                     "squared, at most 1)")
+        0.1, ge=0, le=1, description="distortion budget: the mean over a row's released "
+                                     "cells of each cell's change (a category changed: 1; a "
+                                     "number: its squared change in standard deviations of "
+                                     "its normal score, over 4); a penalty, not a hard bound")
     seed: int = Field(42, description="seeds the split, the privatizer, its noise and the "
                                       "evaluation")
     epochs: int = Field(30, ge=1, description="training epochs (passes over the rows by both "
@@ -191,12 +196,26 @@ class DesensitizeParameters(ReleaseFields):
         0.2, ge=0.05, le=0.5, description="rows held out of training and release: the "
                                           "utility's test rows")
 
-    @model_validator(mode="after")
-    def _alone(self) -> DesensitizeParameters:
-        if self.holder is not None:
-            raise ValueError("--holder is a federation's: a desensitized release is trained "
-                             "on this table alone")
-        return self
+
+class MaskParameters(ReleaseFields):
+    """Parameters of one masked release (shown as a form in the Prefect UI)."""
+
+    columns: list[str] | None = Field(
+        None, description="A,B: the columns whose cells are regenerated (default: the "
+                          "profile's quasi_identifiers)")
+    rows: Literal["unique", "all"] = Field(
+        "unique", description="which rows: unique (those unique on the profile's "
+                              "quasi-identifiers, the rows a linkage singles out) or all")
+    folds: int = Field(3, ge=2, le=10, description="K: each row is imputed by a model "
+                                                   "trained on the other K - 1 folds")
+    seed: int = Field(42, description="seeds the split, the folds, the imputers, their draws "
+                                      "and the evaluation")
+    epochs: int = Field(30, ge=1, description="training epochs per fold (passes over the rows "
+                                              "by both networks together)")
+    batch_size: int = Field(500, ge=1, description="rows per step")
+    control_fraction: float = Field(
+        0.2, ge=0.05, le=0.5, description="rows held out of training and release: the "
+                                          "utility's test rows")
 
 
 class FederateParameters(SourceFields):

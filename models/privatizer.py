@@ -22,8 +22,9 @@ column (the target: released as it is, the label in clear) and the **released** 
   change layer starts at zero: training starts from the identity release. Its last output is
   the row's **distortion**: the mean over the released columns of a category's probability
   of being changed (1 - softmax(logits)[source]) and a numeric column's expected squared
-  change in normal-score units (m² + s²) over 4, capped at 1 (a cell moved by two standard
-  deviations or more counts as changed): the budget reads as a share of cells changed.
+  change in normal-score units (m² + s²) over 4, not capped (a cell moved by two standard
+  deviations costs as much as a changed category; moving a whole column far costs more, so
+  that the budget cannot be spent wrecking one column).
 - **Adversary** ``A([released row, target])`` -> logits per sensitive column: tries to infer
   the sensitive values from what is published.
 - **Objective** (a minimax game): the adversary's phase minimises its cross-entropy on the
@@ -86,12 +87,15 @@ class PrivatizerConfig:
     privatizer from removing a weak signal); ``sees_sensitive``: whether the privatizer reads
     the sensitive columns (the context-aware privatizer of Huang et al.; by default it does
     not, see the module docstring); ``latent``: width of z;
-    ``hidden`` / ``adversary_hidden``: Dense widths; ``temperature``: the Gumbel-softmax tau;
+    ``hidden`` / ``adversary_hidden``: Dense widths; ``adversary_linear``: a
+    logistic branch added to the adversary's logits (a linear signal, which a logistic
+    attacker reads, is then found and removed first); ``temperature``: the Gumbel-softmax tau;
     ``epochs``: passes over the rows by both phases' steps together (the phase trainer's
     epoch: with ``adversary_steps`` 5 the privatizer takes one step in six); ``refresh_every``:
-    epochs between fresh adversaries; ``adversary_epochs``: epochs a fresh adversary trains alone;
-    ``adversary_steps``: adversary steps per privatizer step; ``batch_size``; ``learning_rate`` (the
-    privatizer's Adam, beta_1 0.5) and ``adversary_learning_rate`` (the adversary's Adam); ``column_names``: the heads' source columns (messages).
+    epochs between fresh adversaries; ``adversary_epochs``: epochs a fresh adversary trains
+    alone; ``adversary_steps``: adversary steps per privatizer step; ``batch_size``;
+    ``learning_rate`` (the privatizer's Adam, beta_1 0.5) and ``adversary_learning_rate`` (the
+    adversary's Adam); ``column_names``: the heads' source columns (messages).
     """
 
     heads: tuple = ()
@@ -105,6 +109,7 @@ class PrivatizerConfig:
     latent: int = 8
     hidden: tuple[int, ...] = (256, 256)
     adversary_hidden: tuple[int, ...] = (128, 128)
+    adversary_linear: bool = True
     temperature: float = 0.5
     epochs: int = 30
     refresh_every: int = 5
@@ -222,8 +227,7 @@ def custom_layers() -> dict:
                 if family == NUMERIC:  # a Gaussian change: mean and log scale per row
                     mean, scale = change[:, o], ops.exp(change[:, o + 1] + SCALE_START)
                     parts.append(row[:, a:a + 1] + (mean + scale * noise[:, g])[:, None])
-                    distortion.append(ops.minimum((ops.square(mean) + ops.square(scale)) / 4.0,
-                                                  1.0))
+                    distortion.append((ops.square(mean) + ops.square(scale)) / 4.0)
                     o, g = o + 2, g + 1
                     continue
                 source = row[:, a:a + w]
@@ -311,7 +315,11 @@ def build_networks(config: PrivatizerConfig, seed: int) -> dict:
     for i, units in enumerate(cfg.adversary_hidden):
         a = layers.LeakyReLU(LEAK, name=f"adversary_act_{i}")(
             dense(units, name=f"adversary_{i}")(a))
-    logits = dense(sum(w for _, w in lay.sensitive), name="sensitive_logits")(a)
+    width = sum(w for _, w in lay.sensitive)
+    logits = dense(width, name="sensitive_logits")(a)
+    if cfg.adversary_linear:  # a logistic branch beside the MLP: linear signal is found first
+        logits = layers.Add(name="with_linear")([logits, dense(width, name="linear_logits")(
+            a_in)])
     adversary = keras.Model(a_in, logits, name="adversary")
     privatizer.compile(optimizer=keras.optimizers.Adam(cfg.learning_rate, beta_1=0.5))
     adversary.compile(optimizer=keras.optimizers.Adam(cfg.adversary_learning_rate))

@@ -40,6 +40,7 @@ _FAMILIES: dict[str, str] = {
     "vae": "cloakflow.models.vae:VAE",
     "gan": "cloakflow.models.gan:GAN",
     "privatizer": "cloakflow.models.privatizer:PRIVATIZER",
+    "imputer": "cloakflow.models.imputer:IMPUTER",
 }
 _LOADED: dict[str, ModelFamily] = {}
 

@@ -39,6 +39,8 @@ STATEMENT = (
     "identity. No differential-privacy guarantee is claimed.")
 
 LINKAGE_ROWS = 5_000  # released rows whose nearest real row is looked up
+CHANGED_SD = 0.05  # a number counts as changed when it moved by more than this many SDs
+SHAPE_WARNING = 0.9  # a released column whose shape score against the source is below this
 
 
 class DesensitizeError(ValueError):
@@ -85,9 +87,13 @@ def roles(pre, sensitive: list[str] | None, source: str) -> Roles:
     """
     profile = pre.profile
     target = profile.target.column
-    names = list(sensitive) if sensitive else [c for c in profile.privacy.sensitive
-                                               if c != target]
     where = f"{source}: --sensitive"
+    if sensitive is not None and not [c for c in sensitive if c.strip()]:
+        raise DesensitizeError(f"{where}: an empty list: name the columns (--sensitive A,B), "
+                               f"or leave the option out for profile {profile.name!r}'s "
+                               "privacy.sensitive")
+    names = list(dict.fromkeys(c.strip() for c in sensitive if c.strip())) if sensitive \
+        else [c for c in profile.privacy.sensitive if c != target]
     if not names:
         raise DesensitizeError(f"{where}: no sensitive column: name them (--sensitive A,B) or "
                                f"declare privacy.sensitive in profile {profile.name!r}")
@@ -101,11 +107,11 @@ def roles(pre, sensitive: list[str] | None, source: str) -> Roles:
                                f"{profile.name!r}; its features: {features}")
     specs = pre.specs
     numeric = [s.name for s in specs if s.name in names and s.missing_of is None
-               and pre.heads()[specs.index(s)][0] == "numeric"]
-    if numeric:
+               and s.family == "numeric"]
+    if numeric:  # by kind: a numeric column modelled as its few values is refused too
         raise DesensitizeError(f"{where}: {numeric} are numeric: the privatizer removes the "
                                "signal of categorical or boolean columns (bin a numeric one "
-                               "into categories in the table first)")
+                               "into categories in the table, declared categorical, first)")
     sens = tuple(i for i, s in enumerate(specs) if s.name in names or s.missing_of in names)
     kept = tuple(i for i, s in enumerate(specs) if target in (s.name, s.missing_of))
     released = tuple(i for i in range(len(specs)) if i not in sens and i not in kept)
@@ -180,20 +186,31 @@ def utility_kept(pre, profile, roles_: Roles, x_train, x_released, x_control, se
 
 def moved(pre, roles_: Roles, train: pl.DataFrame, released: pl.DataFrame,
           distortion: np.ndarray) -> dict:
-    """Per released column the share of cells changed (numeric: also the mean absolute
-    change, source units), and the mean distortion (the budget's unit)."""
+    """Per released column: the share of cells changed (a number: moved by more than
+    ``CHANGED_SD`` of the column's standard deviation), a number's mean absolute change
+    (source units) and mean change (its drift), and the column's shape against the source
+    column (KS complement for a number, TV complement for a category:
+    ``masked.cell_scores``); and the mean distortion (the budget's unit)."""
+    from cloakflow.tasks.release.masked import cell_scores
+
     columns = {}
     for i in roles_.released:
         spec = pre.specs[i]
         if spec.missing_of is not None or spec.name not in released.columns:
             continue
         a, b = train.get_column(spec.name), released.get_column(spec.name)
-        changed = (a.cast(pl.String).fill_null("\0") != b.cast(pl.String).fill_null("\0"))
-        entry = {"changed": float(changed.mean())}
+        shape = cell_scores(a, b)
+        entry = {"shape": shape.get("ks_complement", shape.get("tv_complement"))}
         if a.dtype.is_numeric() and b.dtype.is_numeric():
-            diff = (a.cast(pl.Float64) - b.cast(pl.Float64)).abs()
-            entry["mean_abs_change"] = float(diff.mean()) if diff.null_count() < len(diff) \
-                else None
+            delta = b.cast(pl.Float64) - a.cast(pl.Float64)
+            sd = a.cast(pl.Float64).std() or 0.0
+            entry["changed"] = float((delta.abs() > CHANGED_SD * sd).mean())
+            measured = delta.null_count() < len(delta)
+            entry["mean_abs_change"] = float(delta.abs().mean()) if measured else None
+            entry["mean_change"] = float(delta.mean()) if measured else None
+        else:
+            entry["changed"] = float((a.cast(pl.String).fill_null("\0")
+                                      != b.cast(pl.String).fill_null("\0")).mean())
         columns[spec.name] = entry
     return {"distortion": float(np.mean(distortion)) if len(distortion) else None,
             "cells_changed": float(np.mean([c["changed"] for c in columns.values()]))
@@ -322,9 +339,17 @@ def report_markdown(dataset: str, evaluation: dict, gate: dict, *, rows: int,
     mv = evaluation.get("moved", {})
     lines += ["## Distance moved", "",
               f"Mean distortion {_f(mv.get('distortion'))} (budget {distortion:g}); cells "
-              f"changed {_f(mv.get('cells_changed'))}.", "",
-              "| column | cells changed | mean absolute change |", "|---|---|---|"]
-    lines += [f"| {c} | {_f(e['changed'])} | {_f(e.get('mean_abs_change'))} |"
+              f"changed {_f(mv.get('cells_changed'))}."]
+    lines += [f"**{w}**" for w in warnings(evaluation, distortion)]
+    lines += ["", "Cells changed (a number: moved by more than "
+              f"{CHANGED_SD:g} of its standard deviation), the mean (absolute) change in the "
+              "column's units, and the column's shape against the source column (KS "
+              "complement for a number, TV complement for a category; 1: the same "
+              "distribution).", "",
+              "| column | cells changed | mean absolute change | mean change | shape |",
+              "|---|---|---|---|---|"]
+    lines += [f"| {c} | {_f(e['changed'])} | {_f(e.get('mean_abs_change'))} | "
+              f"{_f(e.get('mean_change'))} | {_f(e.get('shape'))} |"
               for c, e in mv.get("columns", {}).items()]
     lines.append("")
     inf = evaluation.get("inference")
@@ -364,6 +389,26 @@ def report_markdown(dataset: str, evaluation: dict, gate: dict, *, rows: int,
     lines += [f"| {k} | {_f(v)} | {_f(gate['measured'].get(k))} |"
               for k, v in gate["limits"].items()]
     return "\n".join(lines) + "\n"
+
+
+def warnings(evaluation: dict, distortion: float) -> list[str]:
+    """What a reader must not miss in the distance moved: a mean distortion past the budget
+    (the budget is a penalty, not a hard bound), and released columns whose distribution
+    moved away from the source's (shape below ``SHAPE_WARNING``)."""
+    mv = evaluation.get("moved", {})
+    out = []
+    if mv.get("distortion") is not None and mv["distortion"] > distortion + 0.005:
+        out.append(f"The mean distortion {mv['distortion']:.3f} passed the budget "
+                   f"{distortion:g}: the budget is a penalty on the privatizer, not a hard "
+                   "bound.")
+    shifted = {c: e["shape"] for c, e in mv.get("columns", {}).items()
+               if e.get("shape") is not None and e["shape"] < SHAPE_WARNING}
+    if shifted:
+        out.append("Columns whose distribution moved away from the source's (shape below "
+                   f"{SHAPE_WARNING:g}): " + ", ".join(f"{c} {v:.3f}" for c, v in
+                                                      sorted(shifted.items(),
+                                                             key=lambda kv: kv[1])) + ".")
+    return out
 
 
 def report_metrics(evaluation: dict, gate: dict) -> dict[str, float]:

@@ -235,6 +235,21 @@ class DesensitizedManifest(Envelope):
     evaluation: dict[str, Any]
 
 
+class MaskedManifest(Envelope):
+    """What a masked release folder holds and how it was made (the envelope and the masked
+    body; its JSON Schema is ``schemas/manifest-masked.schema.json``)."""
+
+    kind: str = "masked"
+    model: dict[str, Any]  # kind, config, folds, epochs_run, seconds, seed, training
+    rows: int
+    masked_columns: list[str]
+    masked_rows: int
+    columns: list[SyntheticColumn]
+    privacy: SyntheticPrivacy
+    split: dict[str, Any]
+    evaluation: dict[str, Any]
+
+
 class HolderEntry(_Record):
     holder: str
     file: str
@@ -283,7 +298,8 @@ class FederationManifest(_Record):
 SCHEMA_TYPES = {"manifest-codes.schema.json": "Manifest",
                 "manifest-synthetic.schema.json": "SyntheticManifest",
                 "manifest-federation.schema.json": "FederationManifest",
-                "manifest-desensitized.schema.json": "DesensitizedManifest"}
+                "manifest-desensitized.schema.json": "DesensitizedManifest",
+                "manifest-masked.schema.json": "MaskedManifest"}
 
 
 def json_schema(name: str = "manifest-codes.schema.json") -> str:

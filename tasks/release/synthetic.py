@@ -734,6 +734,7 @@ def manifest(*, profile: DatasetProfile, params: dict, source, parent: str, flow
 
     private = dp is not None and params.get("dp_report") == "private"
     model = {"kind": params["model"], "config": config.to_dict(),
+             "latent_size": config.latent_size,  # config.latent 0 means the rule's size
              "epochs_run": train_log.epochs_run,
              "seed": None if dp else params["seed"],
              "training": ("DP-SGD as dp.mechanisms states (dp_epochs, Poisson rate q); "

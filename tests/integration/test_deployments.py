@@ -40,6 +40,7 @@ def test_prefect_yaml_deploys(prefect_harness, tmp_path: Path):
         federated = client.read_deployment_by_name("federate/bank-marketing-federated")
         quick = client.read_deployment_by_name("anonymize/bank-marketing-quick")
         desensitized = client.read_deployment_by_name("desensitize/bank-marketing-desensitized")
+        masked = client.read_deployment_by_name("mask/bank-marketing-masked")
     assert daily.work_pool_name == "cpu" and gpu.work_pool_name == "gpu"
     assert quick.work_pool_name == "cpu" and quick.schedules == []
     assert (quick.parameters["params"]["epochs"], quick.parameters["params"]["folds"]) == (5, 3)
@@ -67,6 +68,9 @@ def test_prefect_yaml_deploys(prefect_harness, tmp_path: Path):
     assert desensitized.parameters["params"]["sensitive"] == ["housing", "loan"]
     form = desensitized.parameter_openapi_schema["definitions"]["DesensitizeParameters"]
     assert {"sensitive", "distortion", "epochs", "accept_risk"} <= set(form["properties"])
+    assert masked.parameters["params"]["columns"] == ["age", "job"]
+    form = masked.parameter_openapi_schema["definitions"]["MaskParameters"]
+    assert {"columns", "rows", "folds", "accept_risk"} <= set(form["properties"])
     assert federated.work_pool_name == "cpu" and federated.parameters["params"]["clients"] == 3
     form = federated.parameter_openapi_schema["definitions"]["FederateParameters"]
     assert {"holders", "partition", "clients", "rounds", "local_epochs", "weighting",

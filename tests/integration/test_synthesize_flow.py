@@ -225,6 +225,7 @@ def test_gan_synthetic_release_plain_and_dp_end_to_end(prefect_harness, workdir:
     manifest = json.loads((release / "manifest.json").read_text())
     model = manifest["model"]
     assert model["kind"] == "gan" and model["config"]["pac"] == 10 and model["epochs_run"] == 10
+    assert model["config"]["latent"] == 0 and model["latent_size"] == 16  # the rule's size
     assert [p["epoch"] for p in model["health"]["probes"]] == [5, 10]
     assert 0 < model["health"]["probes"][-1]["fidelity"] <= 1
     assert manifest["mlflow"]["model"] == "gan_generator"

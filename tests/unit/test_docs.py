@@ -58,13 +58,13 @@ def test_the_readme_is_short_and_starts_with_the_two_commands():
     assert text[3].split()[:2] == ["make", "test"]
 
 
-@pytest.mark.parametrize("command", ["run", "synthesize", "desensitize", "federate",
+@pytest.mark.parametrize("command", ["run", "synthesize", "desensitize", "mask", "federate",
                                      "frontier", "budget", "profile", "attack"])
 def test_the_cli_reference_lists_every_option_of_help(command):
     from cloakflow.flows import cli
 
-    assert set(cli.COMMANDS) == {"run", "synthesize", "desensitize", "federate", "frontier",
-                                 "budget", "profile", "attack"}  # a new command: add it above
+    assert set(cli.COMMANDS) == {"run", "synthesize", "desensitize", "mask", "federate",
+                                 "frontier", "budget", "profile", "attack"}  # a new one: above
     help_text = subprocess.run([str(BIN / "cloakflow"), command, "--help"], capture_output=True,
                                text=True, check=True,
                                env={**os.environ, "COLUMNS": "1000"}).stdout  # no wrapping

@@ -100,6 +100,9 @@ def attribute_inference(views: Mapping[str, np.ndarray], labels: np.ndarray,
         fractions: the known shares p in (0, 1).
         seed: the known rows' choice, the test rows' sample and the attackers' seeds.
 
+    An attacker whose predictions are one constant (it could not fit: LightGBM makes no split
+    on a few known rows) scores None, not 0.5.
+
     Returns:
         ``{"majority": the majority value's share, "values": distinct values, "by_fraction":
         {p: {"known_rows": k, "attackers": {attacker: {view: two-sided AUC or None}}}},
@@ -136,8 +139,11 @@ def attribute_inference(views: Mapping[str, np.ndarray], labels: np.ndarray,
                 with warnings.catch_warnings():  # a few known rows: not converging is the point
                     warnings.simplefilter("ignore", ConvergenceWarning)
                     model = make_attacker(name, seed, k).fit(x[known], labels[known])
-                scores[view] = two_sided_auc(labels[test], _scores(model, x[test], classes),
-                                             classes)
+                proba = _scores(model, x[test], classes)
+                # a model that could not fit (LightGBM splits nothing on a few rows)
+                # predicts one constant: "could not fit", not chance
+                scores[view] = None if np.ptp(proba, axis=0).max() < 1e-12 else \
+                    two_sided_auc(labels[test], proba, classes)
                 if scores[view] is not None:
                     best[view] = max(best.get(view, 0.0), scores[view])
             entry["attackers"][name] = scores

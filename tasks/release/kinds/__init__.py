@@ -34,6 +34,7 @@ _KINDS: dict[str, str] = {
     "codes": "cloakflow.tasks.release.kinds.codes:CODES",
     "synthetic": "cloakflow.tasks.release.kinds.synthetic:SYNTHETIC",
     "desensitized": "cloakflow.tasks.release.kinds.desensitized:DESENSITIZED",
+    "masked": "cloakflow.tasks.release.kinds.masked:MASKED",
 }
 _LOADED: dict[str, ReleaseKind] = {}
 

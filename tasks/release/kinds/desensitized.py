@@ -128,6 +128,10 @@ class DesensitizedStages:
         console.step(f"privatized {run.release.height} rows (mean distortion "
                      f"{float(np.mean(st['distortion'])):.3f}, budget {run.params.distortion:g})")
 
+    def _warn(self, run: ReleaseRun) -> None:
+        for line in des.warnings(run.evaluation, run.params.distortion):
+            console.warn(line)
+
     def evaluate(self, run: ReleaseRun) -> None:
         data, st = run.data, run.state
         with run.timings("evaluate"):
@@ -138,6 +142,7 @@ class DesensitizedStages:
                 x_control=data.x_control, train=data.train_frame, released=run.release,
                 distortion=st["distortion"], seed=run.params.seed,
                 attacks=run.params.privacy_attacks)
+        self._warn(run)
 
     def attack(self, run: ReleaseRun) -> None:
         """The fresh attackers ran with the evaluation (one task: they read the same rows)."""

@@ -59,13 +59,14 @@ def test_the_kind_registry_resolves_and_refuses():
 
     from cloakflow.tasks.release import kinds
 
-    assert kinds.names() == ("codes", "synthetic", "desensitized")
+    assert kinds.names() == ("codes", "synthetic", "desensitized", "masked")
     codes, synthetic = kinds.get("codes"), kinds.get("synthetic")
     assert codes.label_in_clear and not synthetic.label_in_clear
     assert kinds.get("desensitized").label_in_clear
     assert synthetic.min_control_fraction > 0 and codes.command == "cloakflow run"
-    with pytest.raises(ValueError, match=r"unknown release kind 'masked'.*'codes', 'synthetic', 'desensitized'"):
-        kinds.get("masked")
+    with pytest.raises(ValueError, match=r"unknown release kind 'mixed'.*'codes', "
+                                         r"'synthetic', 'desensitized', 'masked'"):
+        kinds.get("mixed")
     with pytest.raises(ValueError, match="registered already"):
         kinds.register(dataclasses.replace(codes))
     with pytest.raises(ValueError, match="built in"):
