@@ -12,8 +12,10 @@ budget, from each release's manifest: the mean distortion and the cells changed,
 forest's and LightGBM's ROC AUC trained on the release and tested on real control rows (and
 on the real rows: released columns, every column), and per sensitive column the strongest
 fresh attacker's two-sided AUC on the release against the imputation baseline (the same
-attackers on the real non-sensitive columns) and the raw rows; then the plot: utility
-against the strongest attacker's gain over the imputation baseline, one point per budget.
+attackers on the real non-sensitive columns) and the raw rows, and the lowest shape score of a
+released column against its source column (KS / TV complement); then the plot: utility
+against the strongest attacker's AUC on the release, one point per budget, beside the
+strongest on the dropped columns (the imputation baseline).
 """
 
 from __future__ import annotations
@@ -58,29 +60,38 @@ def row_of(budget: float, manifest: dict) -> dict:
     for col, r in ev["inference"].items():
         out["attributes"][col] = {view: r["strongest"].get(view)
                                   for view in ("release", "imputation", "raw")}
+    shapes = {c: e["shape"] for c, e in moved["columns"].items() if e.get("shape") is not None}
+    out["lowest_shape"] = min(shapes.items(), key=lambda kv: kv[1]) if shapes else None
     out["gain"] = max(a["release"] - a["imputation"] for a in out["attributes"].values())
     out["advantage"] = max(a["release"] for a in out["attributes"].values()) - 0.5
     return out
 
 
 def plot(rows: list[dict], path: str) -> None:
+    """Utility (the forest trained on the release) against the strongest fresh attacker's
+    AUC on the release, one point per budget, beside the strongest attacker on the dropped
+    columns (the imputation baseline) and on the raw rows."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6, 4))
-    ax.plot([r["gain"] for r in rows], [r["forest_release"] for r in rows], "o-")
-    for r in rows:
-        ax.annotate(f"D={r['budget']:g}", (r["gain"], r["forest_release"]),
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    best = [max(a["release"] for a in r["attributes"].values()) for r in rows]
+    ax.scatter(best, [r["forest_release"] for r in rows], zorder=3)
+    for r, x in zip(rows, best, strict=True):
+        ax.annotate(f"D={r['budget']:g}", (x, r["forest_release"]),
                     textcoords="offset points", xytext=(4, 4), fontsize=8)
-    ax.axvline(0, color="grey", lw=0.8, ls="--")
-    ax.axhline(rows[0]["forest_source"], color="grey", lw=0.8, ls=":",
+    imputation = max(a["imputation"] for a in rows[0]["attributes"].values())
+    ax.axvline(imputation, color="tab:red", lw=0.8, ls="--",
+               label=f"dropping the columns only ({imputation:.3f})")
+    ax.axvline(0.52, color="grey", lw=0.8, ls=":", label="chance + 0.02")
+    ax.axhline(rows[0]["forest_source"], color="grey", lw=0.8, ls="-.",
                label="forest on the source rows")
-    ax.set_xlabel("strongest fresh attacker's AUC gain over the imputation baseline")
+    ax.set_xlabel("strongest fresh attacker's ROC AUC on the release (any sensitive column)")
     ax.set_ylabel("forest ROC AUC (trained on the release)")
-    ax.set_title("Desensitization: utility against attribute leakage")
-    ax.legend(fontsize=8)
+    ax.set_title("Desensitization: utility against attribute inference")
+    ax.legend(fontsize=8, loc="center")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
 
@@ -109,21 +120,32 @@ def main() -> None:
               f"{row['cells_changed']:.3f}, forest {row['forest_release']:.3f} (dropped "
               f"{row['forest_dropped']:.3f}, source {row['forest_source']:.3f}), LightGBM "
               f"{row['lightgbm_release']:.3f}; advantage {row['advantage']:.3f}, gain "
-              f"{row['gain']:+.3f}; {attrs}; fit {row['seconds']:.0f} s", flush=True)
-    print("\n| budget | distortion | cells changed | forest AUC (release / dropped / source) "
-          "| strongest attacker AUC per column (release / imputation / raw) | gain |")
-    print("|---|---|---|---|---|---|")
-    for r in rows:
-        attrs = "<br>".join(f"{c}: {a['release']:.3f} / {a['imputation']:.3f} / "
-                            f"{a['raw']:.3f}" for c, a in r["attributes"].items())
-        print(f"| {r['budget']:g} | {r['distortion']:.3f} | {r['cells_changed']:.3f} | "
-              f"{r['forest_release']:.3f} / {r['forest_dropped']:.3f} / "
-              f"{r['forest_source']:.3f} | {attrs} | {r['gain']:+.3f} |")
+              f"{row['gain']:+.3f}; {attrs}; lowest column shape {_shape(row)}; fit "
+              f"{row['seconds']:.0f} s", flush=True)
+    table(rows)
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=1))
     if args.plot:
         plot(rows, args.plot)
         print(f"plot: {args.plot}")
+
+
+def _shape(row: dict) -> str:
+    low = row.get("lowest_shape")
+    return f"{low[1]:.3f} ({low[0]})" if low else "—"
+
+
+def table(rows: list[dict]) -> None:
+    print("\n| budget | distortion | cells changed | forest AUC (release / dropped / source) "
+          "| strongest attacker AUC per column (release / imputation / raw) | gain | lowest "
+          "column shape |")
+    print("|---|---|---|---|---|---|---|")
+    for r in rows:
+        attrs = "<br>".join(f"{c}: {a['release']:.3f} / {a['imputation']:.3f} / "
+                            f"{a['raw']:.3f}" for c, a in r["attributes"].items())
+        print(f"| {r['budget']:g} | {r['distortion']:.3f} | {r['cells_changed']:.3f} | "
+              f"{r['forest_release']:.3f} / {r['forest_dropped']:.3f} / "
+              f"{r['forest_source']:.3f} | {attrs} | {r['gain']:+.3f} | {_shape(r)} |")
 
 
 if __name__ == "__main__":
