@@ -161,46 +161,34 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _synthesize(args: argparse.Namespace) -> int:
-    from cloakflow.flows.parameters import SynthesizeParameters
+def _report_release(model: str, flow: str, remedy: str) -> Callable[[argparse.Namespace], int]:
+    """The command of a release kind whose outcome carries one ``report.md``: its flow
+    ``cloakflow.flows.<flow>`` with the parameters ``model`` (a class of
+    ``flows/parameters.py``); ``remedy``: the way to fewer risks a blocked run is told."""
 
-    ran = _release_run(args, SynthesizeParameters, "synthesize",
-                       "Train with DP (--dp-epsilon), fewer epochs or more rows, ")
-    if isinstance(ran, int):
-        return ran
-    _, outcome = ran
-    if args.verbose:
-        print("\n" + outcome.report_markdown)
-    _finish(args, outcome, "report.md")
-    return 0
+    def command(args: argparse.Namespace) -> int:
+        from cloakflow.flows import parameters
 
+        ran = _release_run(args, getattr(parameters, model), flow, remedy)
+        if isinstance(ran, int):
+            return ran
+        _, outcome = ran
+        if args.verbose:
+            print("\n" + outcome.report_markdown)
+        _finish(args, outcome, "report.md")
+        return 0
 
-def _desensitize(args: argparse.Namespace) -> int:
-    from cloakflow.flows.parameters import DesensitizeParameters
-
-    ran = _release_run(args, DesensitizeParameters, "desensitize",
-                       "Raise the distortion budget (--distortion) or train longer (--epochs), ")
-    if isinstance(ran, int):
-        return ran
-    _, outcome = ran
-    if args.verbose:
-        print("\n" + outcome.report_markdown)
-    _finish(args, outcome, "report.md")
-    return 0
+    return command
 
 
-def _mask(args: argparse.Namespace) -> int:
-    from cloakflow.flows.parameters import MaskParameters
-
-    ran = _release_run(args, MaskParameters, "mask",
-                       "Mask fewer cells, train longer (--epochs), ")
-    if isinstance(ran, int):
-        return ran
-    _, outcome = ran
-    if args.verbose:
-        print("\n" + outcome.report_markdown)
-    _finish(args, outcome, "report.md")
-    return 0
+_synthesize = _report_release("SynthesizeParameters", "synthesize",
+                              "Train with DP (--dp-epsilon), fewer epochs or more rows, ")
+_desensitize = _report_release("DesensitizeParameters", "desensitize",
+                               "Raise the distortion budget (--distortion) or train longer "
+                               "(--epochs), ")
+_mask = _report_release("MaskParameters", "mask",
+                        "Read the report's regenerated cells (a column whose true values the "
+                        "rest of the row gives away cannot be hidden by redrawing it), ")
 
 
 def _finish(args: argparse.Namespace, outcome, *reports: str) -> None:

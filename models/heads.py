@@ -59,6 +59,23 @@ def check_condition(heads: Sequence[Head], condition: int | None, model: str) ->
         raise ValueError(f"a {model} conditioned on its only column has nothing to model")
 
 
+def block_noise(families: Sequence[tuple[str, int]], rng, rows: int):
+    """Per block the noise of one draw from it, float32 (rows, total): one N(0, 1) value for
+    a numeric block (a Gaussian draw mean + scale * e), standard Gumbel noise per level for a
+    category block (a Gumbel-max or Gumbel-softmax sample). ``families``: (family, width) of
+    each block, in order; ``rng``: a ``numpy.random.Generator``."""
+    import numpy as np
+
+    parts = [np.zeros((rows, 0), dtype=np.float32)]
+    for family, width in families:
+        if family == NUMERIC:
+            parts.append(rng.standard_normal((rows, 1), dtype=np.float32))
+        else:
+            u = rng.random((rows, width), dtype=np.float32)
+            parts.append(-np.log(-np.log(np.clip(u, 1e-7, 1 - 1e-7))))
+    return np.concatenate(parts, axis=1).astype(np.float32)
+
+
 def as_heads(spec: Sequence) -> tuple[Head, ...]:
     """Heads from ``[(family, width), ...]`` (plain data as stored in a config)."""
     return tuple(h if isinstance(h, Head) else Head(str(h[0]), int(h[1])) for h in spec)

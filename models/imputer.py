@@ -40,7 +40,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from cloakflow.models.heads import NUMERIC, Head, as_heads, starts, total_width
+from cloakflow.models.heads import NUMERIC, Head, as_heads, block_noise, starts, total_width
 from cloakflow.models.registry import ModelFamily
 from cloakflow.models.vae import to_model_space
 
@@ -232,15 +232,9 @@ def training_columns(config: ImputerConfig, rng: np.random.Generator, rows: int)
 def draw_noise(config: ImputerConfig, rng: np.random.Generator, rows: int) -> np.ndarray:
     """z ~ N(0, I) and the draws' noise (one N(0, 1) per numeric column, Gumbel per level),
     float32 (rows, latent + noise)."""
-    lay = layout(config)
-    parts = [rng.standard_normal((rows, config.latent), dtype=np.float32)]
-    for _, w, family in lay.blocks:
-        if family == NUMERIC:
-            parts.append(rng.standard_normal((rows, 1), dtype=np.float32))
-        else:
-            u = rng.random((rows, w), dtype=np.float32)
-            parts.append(-np.log(-np.log(np.clip(u, 1e-7, 1 - 1e-7))))
-    return np.concatenate(parts, axis=1).astype(np.float32)
+    z = rng.standard_normal((rows, config.latent), dtype=np.float32)
+    return np.concatenate([z, block_noise([(f, w) for _, w, f in layout(config).blocks], rng,
+                                          rows)], axis=1)
 
 
 def _complete(config: ImputerConfig, view, x):

@@ -64,7 +64,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from cloakflow.models.heads import NUMERIC, Head, as_heads, starts, total_width
+from cloakflow.models.heads import NUMERIC, Head, as_heads, block_noise, starts, total_width
 from cloakflow.models.registry import ModelFamily
 from cloakflow.models.vae import to_model_space
 
@@ -330,15 +330,9 @@ def noise_columns(config: PrivatizerConfig, rng: np.random.Generator, rows: int)
     """The privatizer's noise for ``rows`` rows, float32 (rows, latent + released noise): z ~
     N(0, I), then per released numeric column one N(0, 1) draw (its Gaussian change) and per
     released category block standard Gumbel noise, in the released columns' order."""
-    lay = layout(config)
-    parts = [rng.standard_normal((rows, config.latent), dtype=np.float32)]
-    for _, w, family in lay.released:
-        if family == NUMERIC:
-            parts.append(rng.standard_normal((rows, 1), dtype=np.float32))
-        else:
-            u = rng.random((rows, w), dtype=np.float32)
-            parts.append(-np.log(-np.log(np.clip(u, 1e-7, 1 - 1e-7))))
-    return np.concatenate(parts, axis=1).astype(np.float32)
+    z = rng.standard_normal((rows, config.latent), dtype=np.float32)
+    return np.concatenate([z, block_noise([(f, w) for _, w, f in layout(config).released], rng,
+                                          rows)], axis=1)
 
 
 def _sensitive_ce(config: PrivatizerConfig, logits, target):

@@ -88,23 +88,9 @@ def roles(pre, sensitive: list[str] | None, source: str) -> Roles:
     profile = pre.profile
     target = profile.target.column
     where = f"{source}: --sensitive"
-    if sensitive is not None and not [c for c in sensitive if c.strip()]:
-        raise DesensitizeError(f"{where}: an empty list: name the columns (--sensitive A,B), "
-                               f"or leave the option out for profile {profile.name!r}'s "
-                               "privacy.sensitive")
-    names = list(dict.fromkeys(c.strip() for c in sensitive if c.strip())) if sensitive \
-        else [c for c in profile.privacy.sensitive if c != target]
-    if not names:
-        raise DesensitizeError(f"{where}: no sensitive column: name them (--sensitive A,B) or "
-                               f"declare privacy.sensitive in profile {profile.name!r}")
-    if target in names:
-        raise DesensitizeError(f"{where}: {target!r} is the target: a desensitized release "
-                               "publishes its label in clear; choose other columns")
-    features = list(profile.features)
-    unknown = [c for c in names if c not in features]
-    if unknown:
-        raise DesensitizeError(f"{where}: {unknown} are not feature columns of profile "
-                               f"{profile.name!r}; its features: {features}")
+    names = chosen_columns(profile, sensitive, [c for c in profile.privacy.sensitive
+                                                 if c != target], where, "--sensitive",
+                           "privacy.sensitive", "a desensitized", DesensitizeError)
     specs = pre.specs
     numeric = [s.name for s in specs if s.name in names and s.missing_of is None
                and s.family == "numeric"]
@@ -120,6 +106,36 @@ def roles(pre, sensitive: list[str] | None, source: str) -> Roles:
                                "released")
     blocks = tuple((a, b) for _, a, b in pre.column_blocks())
     return Roles(tuple(names), sens, kept, released, blocks)
+
+
+def chosen_columns(profile, given: list[str] | None, default: list[str], where: str,
+                   option: str, declared: str, kind: str, error: type[ValueError]) -> list[str]:
+    """The feature columns a release kind works on: ``given`` on the command line (blank
+    names dropped, duplicates once) or the profile's ``default``.
+
+    Raises:
+        error: an empty list given, none given or declared (``declared``: the profile's key),
+            the target (``kind`` publishes its label in clear), a column that is not a
+            feature of the profile; each message starts with ``where``.
+    """
+    if given is not None and not [c for c in given if c.strip()]:
+        raise error(f"{where}: an empty list: name the columns ({option} A,B), or leave the "
+                    f"option out for profile {profile.name!r}'s {declared}")
+    names = list(dict.fromkeys(c.strip() for c in given if c.strip())) if given \
+        else list(default)
+    if not names:
+        raise error(f"{where}: no column: name them ({option} A,B) or declare {declared} in "
+                    f"profile {profile.name!r}")
+    target = profile.target.column
+    if target in names:
+        raise error(f"{where}: {target!r} is the target: {kind} release publishes its label "
+                    "in clear; choose other columns")
+    features = list(profile.features)
+    unknown = [c for c in names if c not in features]
+    if unknown:
+        raise error(f"{where}: {unknown} are not feature columns of profile "
+                    f"{profile.name!r}; its features: {features}")
+    return names
 
 
 def released_frame(pre, rows: np.ndarray, train: pl.DataFrame, roles_: Roles) -> pl.DataFrame:

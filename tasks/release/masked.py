@@ -54,21 +54,13 @@ def mask_plan(pre, train: pl.DataFrame, columns: list[str] | None, rule: str,
         MaskError: no column given or declared; a column that is not a feature; the target;
             every feature; a rule that selects no row.
     """
+    from cloakflow.tasks.release.desensitized import chosen_columns
+
     profile = pre.profile
-    target = profile.target.column
-    names = list(columns) if columns else list(profile.quasi_identifiers)
     where = f"{source}: --columns"
-    if not names:
-        raise MaskError(f"{where}: no column to mask: name them (--columns A,B) or declare "
-                        f"quasi_identifiers in profile {profile.name!r}")
-    if target in names:
-        raise MaskError(f"{where}: {target!r} is the target: a masked release publishes its "
-                        "label in clear; choose other columns")
+    names = chosen_columns(profile, columns, list(profile.quasi_identifiers), where,
+                           "--columns", "quasi_identifiers", "a masked", MaskError)
     features = list(profile.features)
-    unknown = [c for c in names if c not in features]
-    if unknown:
-        raise MaskError(f"{where}: {unknown} are not feature columns of profile "
-                        f"{profile.name!r}; its features: {features}")
     if set(features) <= set(names):
         raise MaskError(f"{where}: every feature column is masked: nothing is left to impute "
                         "from")

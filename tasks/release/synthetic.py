@@ -398,9 +398,9 @@ def judge(evaluation: dict, profile: DatasetProfile, attacked: bool,
 def gate_dict(outcome) -> dict:
     """A synthetic release's gate as its report and manifest carry it: the one gate's
     ``PolicyOutcome`` with the single table's measured values."""
-    return {"limits": outcome.limits, "measured": outcome.measured["synthetic"],
-            "crossed": outcome.crossed, "verdict": outcome.verdict,
-            "accepted_risk": outcome.accepted_risk}
+    from cloakflow.tasks.release.kinds import gate_record
+
+    return gate_record(outcome, "synthetic")
 
 
 def _fmt(value, digits: int = 3) -> str:

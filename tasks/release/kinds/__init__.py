@@ -198,6 +198,15 @@ def warn_unused_under_dp(params, unused: dict[str, str]) -> None:
                          f"under DP: {instead}")
 
 
+def gate_record(outcome, table: str) -> dict:
+    """The gate as a one-table kind's report and manifest carry it: the one gate's
+    ``PolicyOutcome`` (limits, crossed, verdict, accepted risk) with ``table``'s measured
+    values."""
+    return {"limits": outcome.limits, "measured": outcome.measured[table],
+            "crossed": outcome.crossed, "verdict": outcome.verdict,
+            "accepted_risk": outcome.accepted_risk}
+
+
 def names() -> tuple[str, ...]:
     """The registered kinds' names."""
     return tuple(_KINDS) + tuple(n for n in _LOADED if n not in _KINDS)

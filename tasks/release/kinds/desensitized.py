@@ -19,7 +19,14 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from cloakflow.tasks import console, tracking
 from cloakflow.tasks.release import desensitized as des
-from cloakflow.tasks.release.kinds import Judged, Package, ReleaseKind, ReleaseRun, min_utility
+from cloakflow.tasks.release.kinds import (
+    Judged,
+    Package,
+    ReleaseKind,
+    ReleaseRun,
+    gate_record,
+    min_utility,
+)
 
 
 class DesensitizedLimits(BaseModel):
@@ -154,10 +161,7 @@ class DesensitizedStages:
 
     def render(self, run: ReleaseRun, outcome) -> str:
         st = run.state
-        gate = st["gate"] = {"limits": outcome.limits,
-                             "measured": outcome.measured["desensitized"],
-                             "crossed": outcome.crossed, "verdict": outcome.verdict,
-                             "accepted_risk": outcome.accepted_risk}
+        gate = st["gate"] = gate_record(outcome, "desensitized")
         report = st["report"] = des.report_markdown(
             run.profile.name, run.evaluation, gate, rows=run.release.height,
             sensitive=st["roles"].sensitive_names, distortion=run.params.distortion)

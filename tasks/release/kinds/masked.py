@@ -18,7 +18,14 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from cloakflow.tasks import console, tracking
 from cloakflow.tasks.release import masked as msk
-from cloakflow.tasks.release.kinds import Judged, Package, ReleaseKind, ReleaseRun, min_utility
+from cloakflow.tasks.release.kinds import (
+    Judged,
+    Package,
+    ReleaseKind,
+    ReleaseRun,
+    gate_record,
+    min_utility,
+)
 
 
 class MaskedLimits(BaseModel):
@@ -145,9 +152,7 @@ class MaskedStages:
 
     def render(self, run: ReleaseRun, outcome) -> str:
         st = run.state
-        gate = st["gate"] = {"limits": outcome.limits, "measured": outcome.measured["masked"],
-                             "crossed": outcome.crossed, "verdict": outcome.verdict,
-                             "accepted_risk": outcome.accepted_risk}
+        gate = st["gate"] = gate_record(outcome, "masked")
         report = st["report"] = msk.report_markdown(run.profile.name, run.evaluation, gate,
                                                     rule=run.params.rows)
         tracking.log_dict(run.parent, {"evaluation": run.evaluation, "gate": gate},
