@@ -161,10 +161,11 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _report_release(model: str, flow: str, remedy: str) -> Callable[[argparse.Namespace], int]:
+def _report_release(model: str, flow: str, remedy) -> Callable[[argparse.Namespace], int]:
     """The command of a release kind whose outcome carries one ``report.md``: its flow
     ``cloakflow.flows.<flow>`` with the parameters ``model`` (a class of
-    ``flows/parameters.py``); ``remedy``: the way to fewer risks a blocked run is told."""
+    ``flows/parameters.py``); ``remedy``: the way to fewer risks a blocked run is told (text,
+    or a function of the limits crossed)."""
 
     def command(args: argparse.Namespace) -> int:
         from cloakflow.flows import parameters
@@ -186,9 +187,17 @@ _synthesize = _report_release("SynthesizeParameters", "synthesize",
 _desensitize = _report_release("DesensitizeParameters", "desensitize",
                                "Raise the distortion budget (--distortion) or train longer "
                                "(--epochs), ")
-_mask = _report_release("MaskParameters", "mask",
-                        "Read the report's regenerated cells (a column whose true values the "
-                        "rest of the row gives away cannot be hidden by redrawing it), ")
+def _mask_remedy(crossed: list[str]) -> str:
+    """A blocked masked release's way forward, by the limit it crossed."""
+    if any("max_reidentification" in c for c in crossed):
+        return ("Mask the quasi-identifiers themselves (--columns, by default the profile's "
+                "quasi_identifiers), or more rows (--rows all), ")
+    return ("Read the report's regenerated cells (a column whose true value the rest of the "
+            "row gives away cannot be hidden by redrawing it: mask the columns that give it "
+            "away too), ")
+
+
+_mask = _report_release("MaskParameters", "mask", _mask_remedy)
 
 
 def _finish(args: argparse.Namespace, outcome, *reports: str) -> None:
@@ -311,6 +320,8 @@ def _advice(exc: Exception, params, remedy: str) -> str:
     if getattr(params, "models_from", None):  # nothing trained here: the federation did
         remedy = ("Retrain the federation with DP or a smaller --dp-epsilon, fewer rounds or "
                   "more rows per holder, ")
+    if callable(remedy):  # a remedy that depends on the limits crossed
+        remedy = remedy(exc.crossed)
     text = ("\n" + ("Run the attacks (drop --skip-attacks) " if not params.privacy_attacks
                     else remedy) + "or publish anyway with --accept-risk \"reason\".")
     if getattr(params, "dp_epsilon", None) is not None:
@@ -379,9 +390,10 @@ def _profile(args: argparse.Namespace) -> int:
               + ("" if target else "set `target:` in it (runs refuse the draft until then), ")
               + f"review it, then: cloakflow run --profile {args.out} --input {args.table}  "
               f"(codes), cloakflow synthesize --profile {args.out} --input {args.table}  "
-              f"(synthetic rows), or cloakflow desensitize --profile {args.out} --input "
+              f"(synthetic rows), cloakflow desensitize --profile {args.out} --input "
               f"{args.table} --sensitive COLUMN  (real rows without a sensitive column's "
-              "signal)", file=sys.stderr)
+              f"signal), or cloakflow mask --profile {args.out} --input {args.table}  (real "
+              "rows, the quasi-identifiers of unique rows regenerated)", file=sys.stderr)
         for note in draft.notes:
             print(f"  - {note}", file=sys.stderr)
     else:

@@ -89,6 +89,8 @@ def test_masked_release_end_to_end_and_bad_input(prefect_harness, workdir: Path,
     assert 0 < ev["cells"]["age"]["release"]["ks_complement"] <= 1
     reid = ev["reidentification"]
     assert reid["before"] > 0.05 and reid["after"] < reid["before"]  # masking the unique rows
+    exact = ev["linkage"]["exact"]  # the kept cells are real: basket alone links most rows
+    assert exact["columns"] == ["basket", "channel", "returns"] and exact["linked"] > 0.9
     assert set(manifest["privacy"]["policy"]["measured"]) == {"max_truth_excess",
                                                               "max_reidentification"}
     assert manifest["privacy"]["verdict"] == "pass"

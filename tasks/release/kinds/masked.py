@@ -116,7 +116,7 @@ class MaskedStages:
             heads=data.pre.heads(), maskable=st["heads"], epochs=p.epochs,
             batch_size=p.batch_size, learning_rate=3e-3,
             column_names=tuple(s.name for s in data.pre.specs))
-        folds = msk.folds_of(len(data.x), p.folds, p.seed)
+        folds = st["folds"] = msk.folds_of(len(data.x), p.folds, p.seed)
         with run.timings("train"):
             st["x_released"], st["logs"] = run.steps.task(
                 impute_folds, "train-imputer", "train[imputer]")(
@@ -137,7 +137,7 @@ class MaskedStages:
         with run.timings("evaluate"):
             evaluate = run.steps.task(msk.evaluate, "evaluate-masked", "evaluate[masked]")
             run.evaluation = evaluate(
-                data.pre, run.profile, st["columns"], st["heads"], st["rows"],
+                data.pre, run.profile, st["columns"], st["heads"], st["rows"], st["folds"],
                 x_train=data.x, x_released=st["x_released"], x_control=data.x_control,
                 train=data.train_frame, released=run.release, seed=run.params.seed,
                 attacks=run.params.privacy_attacks)
