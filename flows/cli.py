@@ -261,11 +261,12 @@ def _execute(params, call, remedy: str, verbose: bool):
         profile = load_profile(params.profile_path or params.dataset)
         from cloakflow.flows.parameters import ReleaseFields
 
-        if isinstance(params, ReleaseFields):  # a release: its policy is read
-            from cloakflow.tasks.release.kinds import check_policy
+        if isinstance(params, ReleaseFields):  # a release: its policy and options are read
+            from cloakflow.tasks.release.kinds import check_options, check_policy
 
             check_policy(profile, params.profile_path)
-    except ProfileError as exc:
+            check_options(params, profile, params.profile_path)
+    except (ProfileError, *_option_refusals()) as exc:
         print(f"\nINPUT REJECTED, nothing was run.\n{exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     engine.console(verbose)
@@ -279,6 +280,14 @@ def _execute(params, call, remedy: str, verbose: bool):
     except refusals as exc:  # each carries its exit status and headline
         print(f"\n{exc.headline}\n{exc}{_advice(exc, params, remedy)}", file=sys.stderr)
         return exc.exit_code
+
+
+def _option_refusals() -> tuple[type[Exception], ...]:
+    """The refusals of a kind's options checked against the profile before anything runs."""
+    from cloakflow.tasks.release.desensitized import DesensitizeError
+    from cloakflow.tasks.release.masked import MaskError
+
+    return DesensitizeError, MaskError
 
 
 def _refusals() -> tuple[type[Exception], ...]:

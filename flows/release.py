@@ -70,6 +70,7 @@ def run_release(kind_name: str, params):
     params = stages.resolve(params)
     profile = load_profile(params.profile_path or params.dataset)
     kinds.check_policy(profile, params.profile_path)  # every kind's limits, before any step
+    kinds.check_options(params, profile, params.profile_path)  # its options, the same
     params = params.model_copy(update={"dataset": profile.name})  # --profile names it
     tracking.configure()
     run = ReleaseRun(kind, params, profile, str(flow_run.id or "none"), PrefectSteps(),

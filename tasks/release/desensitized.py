@@ -77,6 +77,28 @@ class Roles:
         return self.columns(self.released)
 
 
+def check_sensitive(profile, sensitive: list[str] | None, where: str) -> list[str]:
+    """The ``--sensitive`` columns checked against the profile alone (before anything runs):
+    ``roles``'s rules that need no data, and a column the profile declares numeric.
+
+    Raises:
+        DesensitizeError: as ``roles``.
+    """
+    from cloakflow.tasks.data.kinds import FAMILY
+
+    names = chosen_columns(profile, sensitive, [c for c in profile.privacy.sensitive
+                                                if c != profile.target.column],
+                           f"{where}: --sensitive", "--sensitive", "privacy.sensitive",
+                           "a desensitized", DesensitizeError)
+    numeric = [c for c in names if FAMILY.get(str(profile.columns.get(c))) == "numeric"]
+    if numeric:
+        raise DesensitizeError(f"{where}: --sensitive: {numeric} are numeric: the privatizer "
+                               "removes the signal of categorical or boolean columns (bin a "
+                               "numeric one into categories in the table, declared "
+                               "categorical, first)")
+    return names
+
+
 def roles(pre, sensitive: list[str] | None, source: str) -> Roles:
     """The columns' roles for the ``sensitive`` source columns (None: the profile's
     ``privacy.sensitive``).

@@ -42,6 +42,23 @@ class MaskError(ValueError):
     headline = "INPUT REJECTED, nothing was published."
 
 
+def check_columns(profile, columns: list[str] | None, where: str) -> list[str]:
+    """The ``--columns`` checked against the profile alone (before anything runs).
+
+    Raises:
+        MaskError: as ``mask_plan``'s column rules.
+    """
+    from cloakflow.tasks.release.desensitized import chosen_columns
+
+    names = chosen_columns(profile, columns, list(profile.quasi_identifiers),
+                           f"{where}: --columns", "--columns", "quasi_identifiers", "a masked",
+                           MaskError)
+    if set(profile.features) <= set(names):
+        raise MaskError(f"{where}: --columns: every feature column is masked: nothing is left "
+                        "to impute from")
+    return names
+
+
 def mask_plan(pre, train: pl.DataFrame, columns: list[str] | None, rule: str,
               source: str) -> tuple[list[str], np.ndarray]:
     """(the masked columns, the rows masked: bool (rows,)) of the training rows.
@@ -54,16 +71,8 @@ def mask_plan(pre, train: pl.DataFrame, columns: list[str] | None, rule: str,
         MaskError: no column given or declared; a column that is not a feature; the target;
             every feature; a rule that selects no row.
     """
-    from cloakflow.tasks.release.desensitized import chosen_columns
-
     profile = pre.profile
-    where = f"{source}: --columns"
-    names = chosen_columns(profile, columns, list(profile.quasi_identifiers), where,
-                           "--columns", "quasi_identifiers", "a masked", MaskError)
-    features = list(profile.features)
-    if set(features) <= set(names):
-        raise MaskError(f"{where}: every feature column is masked: nothing is left to impute "
-                        "from")
+    names = check_columns(profile, columns, source)
     if rule not in RULES:
         raise MaskError(f"{source}: --rows {rule!r}: choose one of {list(RULES)}")
     if rule == "all":

@@ -153,8 +153,10 @@ class Stages(Protocol):
     """The stages a release kind runs in the pipeline, in this order (each fills in ``run``).
 
     ``resolve`` adjusts the parameters before anything runs (a federation's holder adopts its
-    split); ``pooled`` says whether the attacks use a worker pool; ``judge`` turns the
-    measurements into :class:`Judged`; ``render`` writes the report once the verdict is known
+    split); a kind may also have ``check(params, profile, where)``, which refuses options
+    the profile alone shows to be wrong before anything runs (``check_options``); ``pooled``
+    says whether the attacks use a worker pool; ``judge`` turns the measurements into
+    :class:`Judged`; ``render`` writes the report once the verdict is known
     (and logs it) and returns its markdown; ``package`` is what ``publish`` writes;
     ``outcome`` is what the entry flow returns.
     """
@@ -283,6 +285,22 @@ def check_policy(profile, where: str | None = None) -> None:
                 limits_of(profile, name)
             except ProfileError as exc:
                 raise ProfileError(f"{where}: {exc}" if where else str(exc)) from None
+
+
+def check_options(params, profile, where: str | None = None) -> None:
+    """The kind of ``params`` (its entry flow's parameters) checks its options against the
+    profile, where its stages have a ``check`` (a desensitized release's ``--sensitive``, a
+    masked one's ``--columns``), before any server starts or row is read.
+
+    Raises:
+        ValueError: the kind's own refusal (``DesensitizeError``, ``MaskError``).
+    """
+    name = type(params).__name__
+    for kind in (get(n) for n in names()):
+        if kind.parameters.endswith(f":{name}") and kind.stages is not None:
+            check = getattr(kind.stages, "check", None)
+            if check is not None:
+                check(params, profile, where or f"profile {profile.name!r}")
 
 
 def for_model(model: str) -> ReleaseKind:

@@ -84,6 +84,11 @@ class DesensitizedStages:
     def resolve(self, params):
         return params
 
+    def check(self, params, profile, where: str) -> None:
+        """``--sensitive`` against the profile, before anything runs (``where``: the
+        profile's file or name)."""
+        des.check_sensitive(profile, params.sensitive, where)
+
     def pooled(self, run: ReleaseRun) -> bool:
         return False
 

@@ -85,6 +85,10 @@ class MaskedStages:
     def resolve(self, params):
         return params
 
+    def check(self, params, profile, where: str) -> None:
+        """``--columns`` against the profile, before anything runs."""
+        msk.check_columns(profile, params.columns, where)
+
     def pooled(self, run: ReleaseRun) -> bool:
         return False
 
