@@ -73,6 +73,16 @@ def fast(**kw):
     return RunParameters(**{**base, **kw})
 
 
+def run_cli(capsys, args: list[str]) -> tuple[int, str, str]:
+    """``cloakflow ARGS`` in this process: (exit status, stdout, stderr)."""
+    from cloakflow.flows.cli import main
+
+    capsys.readouterr()
+    rc = main(args)
+    captured = capsys.readouterr()
+    return rc, captured.out, captured.err
+
+
 def releases_of(workdir: Path, dataset: str) -> list[Path]:
     folder = workdir / "releases" / dataset
     return sorted(folder.iterdir()) if folder.exists() else []

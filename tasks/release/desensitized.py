@@ -202,12 +202,10 @@ def utility_kept(pre, profile, roles_: Roles, x_train, x_released, x_control, se
     from cloakflow.tasks.release.synthetic import feature_columns, target_values
 
     kind = profile.target.kind
-    frame = pl.DataFrame()
-    y_train = target_values(x_train, frame, pre) if kind != "numeric" else None
-    y_control = target_values(x_control, frame, pre) if kind != "numeric" else None
     if kind == "numeric":
         return {"skipped": "a numeric target: utility kept is measured for classification "
                            "targets only"}
+    y_train, y_control = (target_values(x, pl.DataFrame(), pre) for x in (x_train, x_control))
     if min(len(np.unique(y_train)), len(np.unique(y_control))) < 2:
         return {"skipped": "a table holds a single label value"}
     console.step("evaluating: utility kept (forest, LightGBM trained on the released rows, "
@@ -449,15 +447,16 @@ def warnings(evaluation: dict, distortion: float) -> list[str]:
     return out
 
 
+def utility_metrics(util: dict) -> dict[str, float]:
+    """``utility_kept``'s scores as MLflow metrics ``utility.<learner>.<side>``."""
+    return {f"utility.{learner}.{side}": v for learner in ("forest", "lightgbm")
+            for side, v in util.get(learner, {}).items() if v is not None}
+
+
 def report_metrics(evaluation: dict, gate: dict) -> dict[str, float]:
     """The MLflow metrics: utility kept per learner, the mean distortion and the gate's
     measured values."""
-    out = {}
-    util = evaluation.get("utility", {})
-    for learner in ("forest", "lightgbm"):
-        for side, v in util.get(learner, {}).items():
-            if v is not None:
-                out[f"utility.{learner}.{side}"] = v
+    out = utility_metrics(evaluation.get("utility", {}))
     if evaluation.get("moved", {}).get("distortion") is not None:
         out["moved.distortion"] = evaluation["moved"]["distortion"]
     out.update({f"policy.{k}": v for k, v in gate["measured"].items() if v is not None})

@@ -332,11 +332,9 @@ def report_metrics(evaluation: dict, gate: dict) -> dict[str, float]:
             for k, v in s.items():
                 if v is not None:
                     out[f"cells.{col}.{name}.{k}"] = v
-    util = evaluation.get("utility", {})
-    for learner in ("forest", "lightgbm"):
-        for side, v in util.get(learner, {}).items():
-            if v is not None:
-                out[f"utility.{learner}.{side}"] = v
+    from cloakflow.tasks.release.desensitized import utility_metrics
+
+    out.update(utility_metrics(evaluation.get("utility", {})))
     out.update({f"policy.{k}": v for k, v in gate["measured"].items() if v is not None})
     return out
 

@@ -13,18 +13,9 @@ import pytest
 import yaml
 from mlflow.tracking import MlflowClient
 
-from tests.helpers import releases_of
+from tests.helpers import releases_of, run_cli
 
 pytestmark = pytest.mark.integration
-
-
-def _cli(capsys, args: list[str]) -> tuple[int, str, str]:
-    from cloakflow.flows.cli import main
-
-    capsys.readouterr()
-    rc = main(args)
-    captured = capsys.readouterr()
-    return rc, captured.out, captured.err
 
 
 def _table(folder: Path, rows: int = 1500) -> tuple[Path, Path]:
@@ -61,7 +52,7 @@ def test_desensitized_release_end_to_end_and_bad_input(prefect_harness, workdir:
                                                        capsys):
     csv, profile = _table(workdir)
     source = pl.read_csv(csv)
-    rc, out, err = _cli(capsys, ["desensitize", "clinic", "--input", str(csv), "--profile",
+    rc, out, err = run_cli(capsys, ["desensitize", "clinic", "--input", str(csv), "--profile",
                                  str(profile), "--epochs", "6", "--distortion", "0.3"])
     assert rc == 0, err
     assert "privatizer epoch 6/6: adversary" in err and "desensitizing smoker" in err
@@ -108,7 +99,7 @@ def test_desensitized_release_end_to_end_and_bad_input(prefect_harness, workdir:
     for args, said in ((["--sensitive", "smokes"], "['smokes'] are not feature columns"),
                        (["--sensitive", "readmitted"], "'readmitted' is the target"),
                        (["--sensitive", "weight_kg"], "['weight_kg'] are numeric")):
-        rc, _, err = _cli(capsys, ["desensitize", "clinic", "--input", str(csv), "--profile",
+        rc, _, err = run_cli(capsys, ["desensitize", "clinic", "--input", str(csv), "--profile",
                                    str(profile), "--epochs", "1", *args])
         # refused from the profile alone, before a server starts or a row is read
         assert rc == 2 and "INPUT REJECTED, nothing was run" in err and said in err, err

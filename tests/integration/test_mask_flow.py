@@ -14,18 +14,9 @@ import pytest
 import yaml
 from mlflow.tracking import MlflowClient
 
-from tests.helpers import releases_of
+from tests.helpers import releases_of, run_cli
 
 pytestmark = pytest.mark.integration
-
-
-def _cli(capsys, args: list[str]) -> tuple[int, str, str]:
-    from cloakflow.flows.cli import main
-
-    capsys.readouterr()
-    rc = main(args)
-    captured = capsys.readouterr()
-    return rc, captured.out, captured.err
 
 
 def _table(folder: Path, rows: int = 1500) -> tuple[Path, Path]:
@@ -59,7 +50,7 @@ def _table(folder: Path, rows: int = 1500) -> tuple[Path, Path]:
 def test_masked_release_end_to_end_and_bad_input(prefect_harness, workdir: Path, capsys):
     csv, profile = _table(workdir)
     source = pl.read_csv(csv)
-    rc, out, err = _cli(capsys, ["mask", "shop", "--input", str(csv), "--profile",
+    rc, out, err = run_cli(capsys, ["mask", "shop", "--input", str(csv), "--profile",
                                  str(profile), "--epochs", "6", "--folds", "2"])
     assert rc == 0, err
     assert "imputer fold 2/2 epoch 6/6" in err and "masking age, district in" in err
@@ -104,7 +95,7 @@ def test_masked_release_end_to_end_and_bad_input(prefect_harness, workdir: Path,
                        (["--columns", "returns"], "'returns' is the target"),
                        (["--columns", "age,district,basket,channel"],
                         "every feature column is masked")):
-        rc, _, err = _cli(capsys, ["mask", "shop", "--input", str(csv), "--profile",
+        rc, _, err = run_cli(capsys, ["mask", "shop", "--input", str(csv), "--profile",
                                    str(profile), "--epochs", "1", *args])
         # refused from the profile alone, before a server starts or a row is read
         assert rc == 2 and "INPUT REJECTED, nothing was run" in err and said in err, err
@@ -113,7 +104,7 @@ def test_masked_release_end_to_end_and_bad_input(prefect_harness, workdir: Path,
     wide["quasi_identifiers"] = ["channel"]
     other = workdir / "shop-channel.yaml"
     other.write_text(yaml.safe_dump(wide))
-    rc, _, err = _cli(capsys, ["mask", "shop", "--input", str(csv), "--profile", str(other),
+    rc, _, err = run_cli(capsys, ["mask", "shop", "--input", str(csv), "--profile", str(other),
                                "--columns", "age", "--epochs", "1"])
     assert rc == 2 and "no training row is unique on the quasi-identifiers" in err, err
     assert releases_of(workdir, "shop") == published  # nothing more was published

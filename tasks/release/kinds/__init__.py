@@ -209,6 +209,31 @@ def gate_record(outcome, table: str) -> dict:
             "accepted_risk": outcome.accepted_risk}
 
 
+def secret_order(run: ReleaseRun, rows: int) -> np.ndarray:
+    """A permutation of ``rows`` released rows from OS entropy (never derived from the seed),
+    kept in the MLflow run as the owner's copy (``release/row_order.json``)."""
+    import json
+
+    from cloakflow.tasks import tracking
+
+    order = np.random.default_rng().permutation(rows)
+    tracking.log_text(run.parent, json.dumps(order.tolist()), "release/row_order.json")
+    return order
+
+
+def log_report(run: ReleaseRun, report: str, gate: dict, metrics: dict[str, float],
+               key: str, title: str) -> None:
+    """A kind's report to the MLflow run (its evaluation and gate as ``report/report.json``,
+    the markdown, ``metrics``) and to the flow run's page (artifact ``key``)."""
+    from cloakflow.tasks import tracking
+
+    tracking.log_dict(run.parent, {"evaluation": run.evaluation, "gate": gate},
+                      "report/report.json")
+    tracking.log_text(run.parent, report, "report/report.md")
+    tracking.log_metrics(run.parent, metrics)
+    run.steps.markdown(key, run.profile.name, report, title)
+
+
 def names() -> tuple[str, ...]:
     """The registered kinds' names."""
     return tuple(_KINDS) + tuple(n for n in _LOADED if n not in _KINDS)

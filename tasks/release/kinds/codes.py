@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from cloakflow.tasks import tracking
 from cloakflow.tasks.release.codes import PSEUDONYMISATION_STATEMENT
 from cloakflow.tasks.release.kinds import (
     Judged,
@@ -20,6 +19,7 @@ from cloakflow.tasks.release.kinds import (
     ReleaseRun,
     limits_of,
     min_utility,
+    secret_order,
     warn_unused_under_dp,
 )
 
@@ -185,16 +185,11 @@ class CodesStages:
         """The manifest, the tables with their rows in a secret random order (OS entropy; the
         permutation is kept in the MLflow run, the owner's copy, so ``cloakflow attack`` can
         align released rows with source rows), the report documents and README."""
-        import json
-
-        import numpy as np
-
         from cloakflow.tasks.release.publish import codes_documents
 
         manifest = _manifest(run)
         labels = run.data.train_frame.get_column(run.profile.target.column)
-        order = np.random.default_rng().permutation(len(labels))  # secret: not from the seed
-        tracking.log_text(run.parent, json.dumps(order.tolist()), "release/row_order.json")
+        order = secret_order(run, len(labels))
         frames = run.release.frames(labels, order)
         documents, readme = codes_documents(frames, manifest)
         page = (f"{run.evaluation['note']}\n\nPrivacy verdict: **{run.verdict}**.\n\n"

@@ -25,7 +25,9 @@ from cloakflow.tasks.release.kinds import (
     ReleaseKind,
     ReleaseRun,
     gate_record,
+    log_report,
     min_utility,
+    secret_order,
 )
 
 
@@ -170,12 +172,8 @@ class DesensitizedStages:
         report = st["report"] = des.report_markdown(
             run.profile.name, run.evaluation, gate, rows=run.release.height,
             sensitive=st["roles"].sensitive_names, distortion=run.params.distortion)
-        tracking.log_dict(run.parent, {"evaluation": run.evaluation, "gate": gate},
-                          "report/report.json")
-        tracking.log_text(run.parent, report, "report/report.md")
-        tracking.log_metrics(run.parent, des.report_metrics(run.evaluation, gate))
-        run.steps.markdown("desensitized-report", run.profile.name, report,
-                           "Desensitized release report")
+        log_report(run, report, gate, des.report_metrics(run.evaluation, gate),
+                   "desensitized-report", "Desensitized release report")
         return report
 
     def package(self, run: ReleaseRun) -> Package:
@@ -184,9 +182,7 @@ class DesensitizedStages:
         p, st, data = run.params, run.state, run.data
         tracking.log_text(run.parent, json.dumps(st["config"].to_dict(), default=str),
                           "model/privatizer_config.json")
-        order = np.random.default_rng().permutation(run.release.height)  # secret
-        tracking.log_text(run.parent, json.dumps(order.tolist()), "release/row_order.json")
-        frame = run.release[order]
+        frame = run.release[secret_order(run, run.release.height)]
         manifest = des.manifest(profile=run.profile, params=p.model_dump(), data=data,
                                 parent=run.parent, flow_run_id=run.flow_run_id, frame=frame,
                                 config=st["config"], result=run.models,

@@ -24,7 +24,9 @@ from cloakflow.tasks.release.kinds import (
     ReleaseKind,
     ReleaseRun,
     gate_record,
+    log_report,
     min_utility,
+    secret_order,
 )
 
 
@@ -159,11 +161,8 @@ class MaskedStages:
         gate = st["gate"] = gate_record(outcome, "masked")
         report = st["report"] = msk.report_markdown(run.profile.name, run.evaluation, gate,
                                                     rule=run.params.rows)
-        tracking.log_dict(run.parent, {"evaluation": run.evaluation, "gate": gate},
-                          "report/report.json")
-        tracking.log_text(run.parent, report, "report/report.md")
-        tracking.log_metrics(run.parent, msk.report_metrics(run.evaluation, gate))
-        run.steps.markdown("masked-report", run.profile.name, report, "Masked release report")
+        log_report(run, report, gate, msk.report_metrics(run.evaluation, gate),
+                   "masked-report", "Masked release report")
         return report
 
     def package(self, run: ReleaseRun) -> Package:
@@ -172,9 +171,7 @@ class MaskedStages:
         p, st, data = run.params, run.state, run.data
         tracking.log_text(run.parent, json.dumps(st["config"].to_dict(), default=str),
                           "model/imputer_config.json")
-        order = np.random.default_rng().permutation(run.release.height)  # secret
-        tracking.log_text(run.parent, json.dumps(order.tolist()), "release/row_order.json")
-        frame = run.release[order]
+        frame = run.release[secret_order(run, run.release.height)]
         manifest = msk.manifest(profile=run.profile, params=p.model_dump(), data=data,
                                 parent=run.parent, flow_run_id=run.flow_run_id, frame=frame,
                                 configs=[st["config"]] * p.folds, logs=st["logs"],
